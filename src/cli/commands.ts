@@ -1,0 +1,5 @@
+// The registry of `kdp` subcommands. Add a command here to make it reachable and listed.
+import type { Command } from './command';
+import { migrateCommand } from './migrate';
+
+export const COMMANDS: readonly Command[] = [migrateCommand];

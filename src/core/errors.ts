@@ -1,0 +1,113 @@
+// The one owner of the platform's error codes. Every code listed here is documented in
+// docs/errors.md (a test checks both lists agree). Code switches on `err.code`, never on text.
+
+export interface ErrorSpec {
+  readonly retryable: boolean;
+  readonly summary: string;
+}
+
+export const ERROR_CODES = {
+  // configuration and command line
+  KDP_ERR_CONFIG_UNKNOWN_KEY: { retryable: false, summary: 'A configuration key is not known.' },
+  KDP_ERR_CONFIG_INVALID: { retryable: false, summary: 'A configuration value has the wrong type or range.' },
+  KDP_ERR_CONFIG_MISSING: { retryable: false, summary: 'A required configuration value is missing.' },
+  KDP_ERR_CONFIG_FILE: { retryable: false, summary: 'The configuration file cannot be read or parsed.' },
+  KDP_ERR_USAGE: { retryable: false, summary: 'The command line is malformed.' },
+  // schema and database
+  KDP_ERR_SCHEMA_TOO_NEW: {
+    retryable: false,
+    summary: 'The database schema is newer than this build; refusing to migrate or run.',
+  },
+  KDP_ERR_SCHEMA_KIND: {
+    retryable: false,
+    summary: 'The database holds the other kind of schema (gatherer vs production).',
+  },
+  KDP_ERR_DB_CONNECTION: { retryable: true, summary: 'The database cannot be reached or dropped the connection.' },
+  KDP_ERR_DB_TIMEOUT: { retryable: true, summary: 'A database statement or connection attempt timed out.' },
+  KDP_ERR_DB_CONSTRAINT: { retryable: false, summary: 'A row violated a database constraint.' },
+  KDP_ERR_DB_QUERY: { retryable: false, summary: 'A database statement failed for a reason other than the above.' },
+  KDP_ERR_TIMESCALE_UNAVAILABLE: {
+    retryable: false,
+    summary: 'The TimescaleDB engine was requested but the extension is not available on the server.',
+  },
+  // bus, frames and messages
+  KDP_ERR_FRAME_TRUNCATED: { retryable: false, summary: 'A bus frame ended before its declared length.' },
+  KDP_ERR_FRAME_TOO_LARGE: { retryable: false, summary: 'A frame or message exceeds the configured size limit.' },
+  KDP_ERR_FRAME_DECODE: { retryable: false, summary: 'A bus frame is not valid msgpack of the expected shape.' },
+  KDP_ERR_RING_FULL: { retryable: true, summary: 'A ring has no room for the frame (backpressure).' },
+  KDP_ERR_RING_CORRUPT: { retryable: false, summary: 'A ring index invariant is broken; the process must stop.' },
+  KDP_ERR_MSG_JSON: { retryable: false, summary: 'A WebSocket message is not valid JSON.' },
+  KDP_ERR_MSG_SHAPE: {
+    retryable: false,
+    summary: 'A message lacks a required field or a field has the wrong type.',
+  },
+  KDP_ERR_MSG_DECIMAL: { retryable: false, summary: 'A price or quantity is not an exact decimal string in range.' },
+  KDP_ERR_MSG_TIMESTAMP: { retryable: false, summary: 'A timestamp is missing, malformed or out of range.' },
+  KDP_ERR_MSG_UNKNOWN_TYPE: { retryable: false, summary: 'A message type the platform does not know.' },
+  KDP_ERR_SEQ_INVARIANT: { retryable: false, summary: 'A sequence-tracking invariant is broken; the process must stop.' },
+  // exchange connectivity
+  KDP_ERR_WS_CONNECT: { retryable: true, summary: 'The WebSocket connection failed or was refused.' },
+  KDP_ERR_WS_STALE: { retryable: true, summary: 'No frame arrived within the silence limit; the connection is presumed dead.' },
+  KDP_ERR_WS_PROTOCOL: { retryable: true, summary: 'The exchange answered a command with an error.' },
+  KDP_ERR_REST_RATE_LIMITED: { retryable: true, summary: 'The exchange REST API answered 429.' },
+  KDP_ERR_REST_SERVER: { retryable: true, summary: 'The exchange REST API answered 5xx.' },
+  KDP_ERR_REST_CLIENT: { retryable: false, summary: 'The exchange REST API answered 4xx (other than 429).' },
+  KDP_ERR_REST_NETWORK: { retryable: true, summary: 'A REST request failed on the network or timed out.' },
+  KDP_ERR_AUTH_KEY: { retryable: false, summary: 'The API private key cannot be read or used to sign.' },
+  // services
+  KDP_ERR_ADMIN_UNAUTHORIZED: { retryable: false, summary: 'An admin request lacked the right token.' },
+  KDP_ERR_SHUTDOWN: { retryable: false, summary: 'The operation was abandoned because the service is stopping.' },
+  KDP_ERR_INTERNAL: { retryable: false, summary: 'An unexpected internal failure (a bug).' },
+  KDP_ERR_VERIFY_FAILED: { retryable: false, summary: 'An integrity check found a problem.' },
+  KDP_ERR_ARCHIVE_STORE: { retryable: true, summary: 'The archive object store failed a read or write.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class KdpError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'KdpError';
+    this.code = code;
+    this.retryable = ERROR_CODES[code].retryable;
+    this.details = details;
+  }
+}
+
+export function isKdpError(err: unknown, code?: ErrorCode): err is KdpError {
+  return err instanceof KdpError && (code === undefined || err.code === code);
+}
+
+/** Invariant assertion: a broken invariant is a bug, so it throws and the process crashes. */
+export function invariant(condition: unknown, message: string, code: ErrorCode = 'KDP_ERR_INTERNAL'): asserts condition {
+  if (!condition) throw new KdpError(code, `invariant violated: ${message}`);
+}
+
+// PostgreSQL SQLSTATE classes that mean "the server or the link went away": retry these.
+const PG_CONNECTION_CLASSES = ['08', '57P01', '57P02', '57P03', '53300'];
+
+/** Maps an error thrown by `pg` (or the network) onto a coded KdpError. */
+export function classifyDbError(err: unknown): KdpError {
+  if (err instanceof KdpError) return err;
+  const e = err as { code?: string; message?: string } | undefined;
+  const sqlState = typeof e?.code === 'string' ? e.code : '';
+  const message = e?.message ?? String(err);
+  if (sqlState === '57014' || /timeout/i.test(sqlState)) {
+    return new KdpError('KDP_ERR_DB_TIMEOUT', message, { sqlState }, err);
+  }
+  if (sqlState.startsWith('23')) return new KdpError('KDP_ERR_DB_CONSTRAINT', message, { sqlState }, err);
+  if (
+    PG_CONNECTION_CLASSES.some((c) => sqlState.startsWith(c)) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH'].includes(sqlState) ||
+    /Connection terminated|connection.*(closed|ended)|not queryable|Client has encountered a connection error/i.test(
+      message,
+    )
+  ) {
+    return new KdpError('KDP_ERR_DB_CONNECTION', message, { sqlState }, err);
+  }
+  return new KdpError('KDP_ERR_DB_QUERY', message, { sqlState }, err);
+}

@@ -1,0 +1,115 @@
+// The one owner of metric names. The seed runbooks and ops/prometheus/alerts.yml use these names;
+// change one here and there together. Label sets are bounded (no per-market labels).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+type Def =
+  | { readonly type: 'counter' | 'gauge'; readonly help: string; readonly labels?: readonly string[] }
+  | { readonly type: 'histogram'; readonly help: string; readonly labels?: readonly string[]; readonly buckets: readonly number[] };
+
+export const GATHERER_METRICS = {
+  ws_client_connected: { type: 'gauge', help: 'WebSocket connections currently open to the exchange' },
+  ws_client_messages_received_total: { type: 'counter', help: 'WebSocket messages received from the exchange' },
+  ws_client_bytes_received_total: { type: 'counter', help: 'WebSocket payload bytes received from the exchange' },
+  ws_client_errors_total: {
+    type: 'counter',
+    help: 'WebSocket errors by type (connect, stale, protocol, closed, exchange error code)',
+    labels: ['type'],
+  },
+  conn_manager_connections: { type: 'gauge', help: 'Connections the connection manager wants open' },
+  conn_manager_connections_healthy: { type: 'gauge', help: 'Connections open, subscribed and recently active' },
+  conn_manager_subscriptions: { type: 'gauge', help: 'Live subscriptions (sids) across all connections' },
+  conn_manager_markets_subscribed: { type: 'gauge', help: 'Markets covered by live order-book subscriptions' },
+  reconnects_total: { type: 'counter', help: 'WebSocket reconnect attempts' },
+  sequence_gaps_total: { type: 'counter', help: 'Sequence gaps and terminal subscription errors detected' },
+  sequence_gaps_recovered_total: { type: 'counter', help: 'Gaps whose markets were resynchronised' },
+  writer_seq_gaps_total: { type: 'counter', help: 'Gaps recorded in the gap ledger by the writers' },
+  router_messages_dropped_total: {
+    type: 'counter',
+    help: 'Frames dropped because a ring was full (drop mode); each marks its subscription for resync',
+  },
+  router_ring_full_total: { type: 'counter', help: 'Times a ring was full when the ingest thread wrote to it' },
+  router_ring_used_bytes: { type: 'gauge', help: 'Bytes waiting in each worker ring', labels: ['worker'] },
+  messages_rejected_total: { type: 'counter', help: 'Messages rejected as malformed or unknown, by error code', labels: ['code'] },
+  writer_inserts_total: { type: 'counter', help: 'Rows committed to the gatherer database', labels: ['table'] },
+  writer_batches_total: { type: 'counter', help: 'COPY batches committed', labels: ['table'] },
+  writer_errors_total: { type: 'counter', help: 'Writer errors by type', labels: ['type'] },
+  writer_flush_duration_seconds: {
+    type: 'histogram',
+    help: 'Time to COPY and commit one batch',
+    labels: ['table'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  },
+  writer_pending_rows: { type: 'gauge', help: 'Rows parsed but not yet committed' },
+  worker_restarts_total: { type: 'counter', help: 'Worker threads that died and were restarted' },
+  market_registry_markets: { type: 'gauge', help: 'Markets known to the registry by status', labels: ['status'] },
+  market_registry_rest_errors_total: { type: 'counter', help: 'REST errors by endpoint', labels: ['endpoint'] },
+  rest_requests_total: { type: 'counter', help: 'REST requests by endpoint and outcome', labels: ['endpoint', 'outcome'] },
+  snapshot_poller_snapshots_total: { type: 'counter', help: 'REST order-book snapshots stored' },
+  trade_backfill_trades_total: { type: 'counter', help: 'Trades fetched by REST backfill (before deduplication)' },
+  frame_to_commit_seconds: {
+    type: 'histogram',
+    help: 'Latency from frame receipt to the commit of its rows',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  },
+} as const satisfies Record<string, Def>;
+
+export const DEDUP_METRICS = {
+  dedup_sync_lag_seconds: {
+    type: 'gauge',
+    help: 'Age of the newest row merged into production, per gatherer (received_at to now)',
+    labels: ['gatherer'],
+  },
+  dedup_duplicate_rate: { type: 'gauge', help: 'Share of rows read from gatherers that were already in production (last cycle)' },
+  dedup_gatherer_health: { type: 'gauge', help: '1 when the gatherer database is reachable, else 0', labels: ['gatherer'] },
+  dedup_rds_connected: { type: 'gauge', help: '1 when production PostgreSQL is reachable, else 0' },
+  dedup_rows_read_total: { type: 'counter', help: 'Rows streamed from gatherers', labels: ['gatherer', 'table'] },
+  dedup_rows_merged_total: { type: 'counter', help: 'Rows inserted into production (new)', labels: ['table'] },
+  dedup_rows_duplicate_total: { type: 'counter', help: 'Rows already present in production', labels: ['table'] },
+  dedup_cycle_duration_seconds: {
+    type: 'histogram',
+    help: 'Duration of one sync cycle',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  },
+  dedup_errors_total: { type: 'counter', help: 'Deduplicator errors by type', labels: ['type'] },
+  dedup_frozen_feed_markets: {
+    type: 'gauge',
+    help: 'Markets one gatherer lacks while the others record them (last window)',
+    labels: ['gatherer'],
+  },
+} as const satisfies Record<string, Def>;
+
+export const ARCHIVE_METRICS = {
+  archive_rows_exported_total: { type: 'counter', help: 'Rows written to Parquet', labels: ['table'] },
+  archive_partitions_exported_total: { type: 'counter', help: 'Partitions written (including re-exports)', labels: ['table'] },
+  archive_lag_seconds: { type: 'gauge', help: 'Age of the newest exported window end', labels: ['table'] },
+  archive_errors_total: { type: 'counter', help: 'Archiver errors by type', labels: ['type'] },
+} as const satisfies Record<string, Def>;
+
+type MetricOf<D extends Def> = D extends { type: 'counter' }
+  ? Counter<string>
+  : D extends { type: 'gauge' }
+    ? Gauge<string>
+    : Histogram<string>;
+export type MetricSet<T extends Record<string, Def>> = { readonly [K in keyof T]: MetricOf<T[K]> };
+
+/** Creates every metric of `defs` in `registry`. Call once per thread at setup. */
+export function createMetrics<T extends Record<string, Def>>(defs: T, registry: Registry): MetricSet<T> {
+  const out: Record<string, unknown> = {};
+  for (const [name, def] of Object.entries(defs) as [string, Def][]) {
+    const common = { name, help: def.help, labelNames: [...(def.labels ?? [])], registers: [registry] };
+    out[name] =
+      def.type === 'counter'
+        ? new Counter(common)
+        : def.type === 'gauge'
+          ? new Gauge(common)
+          : new Histogram({ ...common, buckets: 'buckets' in def ? [...def.buckets] : undefined });
+  }
+  return out as MetricSet<T>;
+}
+
+/** A registry with the usual process metrics (process_*, nodejs_*). */
+export function createRegistry(withDefaults = true): Registry {
+  const registry = new Registry();
+  if (withDefaults) collectDefaultMetrics({ register: registry });
+  return registry;
+}

@@ -1,0 +1,228 @@
+// DDL generated from the row schemas in tables.ts, for both storage engines.
+// Plain PostgreSQL: native RANGE partitioning by day on the BIGINT µs time column, plus a DEFAULT
+// partition so a row with an unexpected time never fails a COPY (partition maintenance moves
+// such rows out; see partitions.ts). TimescaleDB: hypertables on the same column with
+// integer_now, compression and retention policies.
+import {
+  DAY_US,
+  PRODUCTION_EXTRA_COLUMNS,
+  TIME_SERIES_TABLES,
+  quoteIdent,
+  type Column,
+  type TimeSeriesTable,
+} from './tables';
+
+export type SchemaKind = 'gatherer' | 'production';
+export type Engine = 'postgres' | 'timescale';
+
+const columnDdl = (c: Column): string => `${quoteIdent(c.name)} ${c.type}${c.nullable ? '' : ' NOT NULL'}`;
+
+/** Whether a table is time-partitioned in this kind of schema. */
+export function isPartitioned(t: TimeSeriesTable, kind: SchemaKind): boolean {
+  // Production's lifecycle key has no time column (see tables.ts), so it is a plain table.
+  return !(kind === 'production' && t.name === 'lifecycle_events');
+}
+
+function timeSeriesDdl(t: TimeSeriesTable, kind: SchemaKind, engine: Engine): string[] {
+  const cols = [...t.columns, ...(kind === 'production' ? PRODUCTION_EXTRA_COLUMNS : [])].map(columnDdl);
+  const partitioned = isPartitioned(t, kind);
+  const out: string[] = [];
+  const keyCols = t.productionKey.map(quoteIdent).join(', ');
+  if (kind === 'production') cols.push(`PRIMARY KEY (${keyCols})`);
+  // Gatherer trades are unique by exchange key too, so REST backfill and live copies collapse.
+  if (kind === 'gatherer' && t.name === 'trades') cols.push(`UNIQUE (exchange_ts, trade_id)`);
+  const partitionClause = partitioned && engine === 'postgres' ? ` PARTITION BY RANGE (${quoteIdent(t.timeColumn)})` : '';
+  out.push(`CREATE TABLE ${t.name} (\n  ${cols.join(',\n  ')}\n)${partitionClause}`);
+  if (partitioned && engine === 'postgres') {
+    out.push(`CREATE TABLE ${t.name}_default PARTITION OF ${t.name} DEFAULT`);
+  }
+  if (partitioned && engine === 'timescale') {
+    out.push(
+      `SELECT create_hypertable('${t.name}', by_range('${t.timeColumn}', ${DAY_US}::bigint), create_default_indexes => false)`,
+      `SELECT set_integer_now_func('${t.name}', 'kdp_now_us')`,
+    );
+  }
+  if (kind === 'gatherer') {
+    // The deduplicator reads new rows by batch; batch ids grow with insertion order, so a BRIN
+    // index finds them at almost no cost to COPY (a btree here would cost like a second key).
+    out.push(`CREATE INDEX ${t.name}_batch_brin ON ${t.name} USING brin (batch_id)`);
+  }
+  if (kind === 'production' && (t.name === 'orderbook_deltas' || t.name === 'tickers' || t.name === 'trades')) {
+    out.push(`CREATE INDEX ${t.name}_ticker_time ON ${t.name} (ticker, ${quoteIdent(t.timeColumn)})`);
+  }
+  if (t.name === 'orderbook_snapshots') {
+    out.push(`CREATE INDEX ${t.name}_ticker_time ON ${t.name} (ticker, snapshot_ts)`);
+  }
+  return out;
+}
+
+function timescalePolicies(t: TimeSeriesTable, kind: SchemaKind): string[] {
+  if (!isPartitioned(t, kind)) return [];
+  const segmentBy = t.columns.some((c) => c.name === 'ticker') ? 'ticker' : '';
+  const out = [
+    `ALTER TABLE ${t.name} SET (timescaledb.compress${segmentBy ? `, timescaledb.compress_segmentby = '${segmentBy}'` : ''}, timescaledb.compress_orderby = '${t.timeColumn}')`,
+    `SELECT add_compression_policy('${t.name}', compress_after => ${2 * DAY_US}::bigint)`,
+  ];
+  // Retention only on gatherers, and the gatherer's retention job (partitions.ts) refuses to drop
+  // chunks the deduplicator has not merged, so the Timescale policy here is the outer bound.
+  if (kind === 'gatherer' && t.gathererRetentionDays > 0) {
+    out.push(`SELECT add_retention_policy('${t.name}', drop_after => ${(t.gathererRetentionDays + 7) * DAY_US}::bigint)`);
+  }
+  return out;
+}
+
+const COMMON_META = [
+  `CREATE TABLE IF NOT EXISTS kdp_schema (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  kind text NOT NULL,
+  version integer NOT NULL,
+  engine text NOT NULL,
+  -- A fresh id for every newly created database: a rebuilt gatherer gets a new one, which tells
+  -- the deduplicator its cursors for the old database no longer apply.
+  instance_id uuid NOT NULL,
+  created_at bigint NOT NULL,
+  updated_at bigint NOT NULL
+)`,
+  `CREATE OR REPLACE FUNCTION kdp_now_us() RETURNS bigint LANGUAGE sql STABLE AS
+  $$ SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint $$`,
+];
+
+const REGISTRY_TABLES = [
+  `CREATE TABLE series (
+  series_ticker text PRIMARY KEY,
+  title text,
+  category text,
+  frequency text,
+  raw jsonb NOT NULL,
+  updated_at bigint NOT NULL
+)`,
+  `CREATE TABLE events (
+  event_ticker text PRIMARY KEY,
+  series_ticker text,
+  title text,
+  sub_title text,
+  mutually_exclusive boolean,
+  raw jsonb NOT NULL,
+  updated_at bigint NOT NULL
+)`,
+  `CREATE TABLE markets (
+  ticker text PRIMARY KEY,
+  event_ticker text,
+  series_ticker text,
+  -- Kalshi's own status (initialized, inactive, active, closed, determined, disputed, amended,
+  -- finalized) as last seen; production adds market_status, the runbooks' coarse status.
+  status text NOT NULL,
+  price_level_structure text,
+  open_time bigint,
+  close_time bigint,
+  result text,
+  raw jsonb NOT NULL,
+  updated_at bigint NOT NULL
+)`,
+];
+
+const GATHERER_ONLY = [
+  `CREATE SEQUENCE ingest_batch_id_seq`,
+  `CREATE TABLE ingest_batches (
+  batch_id bigint PRIMARY KEY,
+  writer text NOT NULL,
+  table_name text NOT NULL,
+  row_count integer NOT NULL,
+  -- The committing transaction's id: the deduplicator only reads batches below the snapshot
+  -- horizon (pg_snapshot_xmin), i.e. batches whose transactions can no longer be in flight.
+  xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  committed_at bigint NOT NULL DEFAULT kdp_now_us()
+)`,
+  `CREATE INDEX ingest_batches_xid ON ingest_batches (xid)`,
+  `CREATE TABLE gap_ledger (
+  gap_id bigserial PRIMARY KEY,
+  gatherer text NOT NULL,
+  conn_id integer NOT NULL,
+  sid integer,
+  channel text,
+  kind text NOT NULL,
+  tickers text[] NOT NULL DEFAULT '{}',
+  expected_seq bigint,
+  got_seq bigint,
+  error_code integer,
+  window_start bigint NOT NULL,
+  window_end bigint,
+  detected_at bigint NOT NULL,
+  recovered boolean NOT NULL DEFAULT false,
+  recovered_at bigint,
+  recovery_method text,
+  updated_at bigint NOT NULL DEFAULT kdp_now_us()
+)`,
+  `CREATE INDEX gap_ledger_updated ON gap_ledger (updated_at)`,
+  // Written by the deduplicator: how far it has merged this database. Retention reads it.
+  `CREATE TABLE dedup_watermark (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  merged_xid xid8 NOT NULL,
+  merged_batch_id bigint NOT NULL,
+  updated_at bigint NOT NULL
+)`,
+];
+
+const PRODUCTION_ONLY = [
+  `ALTER TABLE markets ADD COLUMN market_status text NOT NULL DEFAULT 'unknown'`,
+  `CREATE INDEX markets_market_status ON markets (market_status)`,
+  `CREATE TABLE gap_ledger (
+  gatherer text NOT NULL,
+  gap_id bigint NOT NULL,
+  conn_id integer NOT NULL,
+  sid integer,
+  channel text,
+  kind text NOT NULL,
+  tickers text[] NOT NULL DEFAULT '{}',
+  expected_seq bigint,
+  got_seq bigint,
+  error_code integer,
+  window_start bigint NOT NULL,
+  window_end bigint,
+  detected_at bigint NOT NULL,
+  recovered boolean NOT NULL,
+  recovered_at bigint,
+  recovery_method text,
+  updated_at bigint NOT NULL,
+  PRIMARY KEY (gatherer, gap_id)
+)`,
+  `CREATE TABLE dedup_cursors (
+  gatherer text NOT NULL,
+  -- kdp_schema.instance_id of the gatherer database the cursor belongs to.
+  instance_id uuid NOT NULL,
+  -- Every batch with xid below this horizon has been merged.
+  merged_xid xid8 NOT NULL,
+  merged_batch_id bigint NOT NULL DEFAULT 0,
+  ledger_updated_at bigint NOT NULL DEFAULT 0,
+  updated_at bigint NOT NULL,
+  PRIMARY KEY (gatherer, instance_id)
+)`,
+  `CREATE TABLE export_cursors (
+  table_name text NOT NULL,
+  -- Start of the exported hour (µs); one row per exported partition.
+  hour_start bigint NOT NULL,
+  row_count bigint NOT NULL,
+  max_merged_at bigint NOT NULL,
+  object_key text NOT NULL,
+  checksum text NOT NULL,
+  exported_at bigint NOT NULL,
+  PRIMARY KEY (table_name, hour_start)
+)`,
+];
+
+export interface DdlPlan {
+  readonly statements: readonly string[];
+}
+
+/** Version 1 of a schema: everything from scratch. */
+export function initialDdl(kind: SchemaKind, engine: Engine): string[] {
+  const out: string[] = [];
+  if (engine === 'timescale') out.push('CREATE EXTENSION IF NOT EXISTS timescaledb');
+  out.push(...REGISTRY_TABLES);
+  out.push(...(kind === 'gatherer' ? GATHERER_ONLY : PRODUCTION_ONLY));
+  for (const t of TIME_SERIES_TABLES) out.push(...timeSeriesDdl(t, kind, engine));
+  if (engine === 'timescale') for (const t of TIME_SERIES_TABLES) out.push(...timescalePolicies(t, kind));
+  return out;
+}
+
+export { COMMON_META };

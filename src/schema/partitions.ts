@@ -1,0 +1,130 @@
+// Partition maintenance for the plain-PostgreSQL engine: daily RANGE partitions on the BIGINT µs
+// time column, created ahead of time; rows that landed in the DEFAULT partition (unexpected times,
+// e.g. a replay of an old session) are moved into proper day partitions; gatherer retention drops
+// old day partitions only once the deduplicator has merged every row in them.
+import type { ClientBase } from 'pg';
+import { isPartitioned, type SchemaKind } from './ddl';
+import { DAY_US, TIME_SERIES_TABLES, quoteIdent, type TimeSeriesTable } from './tables';
+
+export interface PartitionRange {
+  kind: SchemaKind;
+  fromUs: number;
+  toUs: number;
+}
+
+const dayStart = (us: number): number => Math.floor(us / DAY_US) * DAY_US;
+export function partitionName(table: string, dayStartUs: number): string {
+  const d = new Date(dayStartUs / 1000);
+  const ymd = `${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}${String(d.getUTCDate()).padStart(2, '0')}`;
+  return `${table}_p${ymd}`;
+}
+
+async function existingPartitions(client: ClientBase, table: string): Promise<Set<string>> {
+  const r = await client.query(
+    `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = $1`,
+    [table],
+  );
+  return new Set(r.rows.map((x: { relname: string }) => x.relname));
+}
+
+/** Creates one day partition, moving any rows of that day out of the DEFAULT partition. */
+async function createDayPartition(client: ClientBase, t: TimeSeriesTable, day: number): Promise<void> {
+  const name = partitionName(t.name, day);
+  const time = quoteIdent(t.timeColumn);
+  const moved = await client.query(`SELECT 1 FROM ${t.name}_default WHERE ${time} >= $1 AND ${time} < $2 LIMIT 1`, [
+    day,
+    day + DAY_US,
+  ]);
+  await client.query('BEGIN');
+  try {
+    if ((moved.rowCount ?? 0) === 0) {
+      await client.query(`CREATE TABLE IF NOT EXISTS ${name} PARTITION OF ${t.name} FOR VALUES FROM (${day}) TO (${day + DAY_US})`);
+    } else {
+      // PostgreSQL refuses a new partition whose range has rows in DEFAULT: detach DEFAULT,
+      // create the day, move the rows through the parent, re-attach. One transaction.
+      await client.query(`ALTER TABLE ${t.name} DETACH PARTITION ${t.name}_default`);
+      await client.query(`CREATE TABLE ${name} PARTITION OF ${t.name} FOR VALUES FROM (${day}) TO (${day + DAY_US})`);
+      await client.query(
+        `WITH moved AS (DELETE FROM ${t.name}_default WHERE ${time} >= $1 AND ${time} < $2 RETURNING *)
+         INSERT INTO ${t.name} SELECT * FROM moved`,
+        [day, day + DAY_US],
+      );
+      await client.query(`ALTER TABLE ${t.name} ATTACH PARTITION ${t.name}_default DEFAULT`);
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Ensures day partitions cover [fromUs, toUs) for every partitioned table. Returns names created. */
+export async function ensurePartitions(client: ClientBase, range: PartitionRange): Promise<string[]> {
+  const created: string[] = [];
+  for (const t of TIME_SERIES_TABLES) {
+    if (!isPartitioned(t, range.kind)) continue;
+    const have = await existingPartitions(client, t.name);
+    for (let day = dayStart(range.fromUs); day < range.toUs; day += DAY_US) {
+      const name = partitionName(t.name, day);
+      if (have.has(name)) continue;
+      await createDayPartition(client, t, day);
+      created.push(name);
+    }
+  }
+  return created;
+}
+
+/** Moves rows out of DEFAULT partitions into day partitions (created as needed). */
+export async function drainDefaultPartitions(client: ClientBase, kind: SchemaKind): Promise<string[]> {
+  const created: string[] = [];
+  for (const t of TIME_SERIES_TABLES) {
+    if (!isPartitioned(t, kind)) continue;
+    const time = quoteIdent(t.timeColumn);
+    const days = await client.query(
+      `SELECT DISTINCT (${time} / ${DAY_US}) * ${DAY_US} AS day FROM ${t.name}_default ORDER BY 1 LIMIT 1000`,
+    );
+    for (const row of days.rows as { day: string }[]) {
+      await createDayPartition(client, t, Number(row.day));
+      created.push(partitionName(t.name, Number(row.day)));
+    }
+  }
+  return created;
+}
+
+export interface RetentionResult {
+  dropped: string[];
+  keptUnmerged: string[];
+}
+
+/**
+ * Gatherer retention: drops day partitions older than each table's retention, but only those whose
+ * every row belongs to a batch the deduplicator has merged (dedup_watermark). Without a watermark
+ * nothing is dropped: unmerged rows are never lost to retention.
+ */
+export async function dropExpiredPartitions(client: ClientBase, nowUs: number): Promise<RetentionResult> {
+  const result: RetentionResult = { dropped: [], keptUnmerged: [] };
+  const wm = await client.query(`SELECT merged_xid FROM dedup_watermark`);
+  if (wm.rowCount === 0) return result;
+  for (const t of TIME_SERIES_TABLES) {
+    if (t.gathererRetentionDays <= 0) continue;
+    const cutoff = dayStart(nowUs) - t.gathererRetentionDays * DAY_US;
+    for (const name of await existingPartitions(client, t.name)) {
+      const m = /_p(\d{4})(\d{2})(\d{2})$/.exec(name);
+      if (!m) continue;
+      const start = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) * 1000;
+      if (start + DAY_US > cutoff) continue;
+      const unmerged = await client.query(
+        `SELECT 1 FROM ${name} r JOIN ingest_batches b USING (batch_id)
+         WHERE b.xid >= (SELECT merged_xid FROM dedup_watermark) LIMIT 1`,
+      );
+      if ((unmerged.rowCount ?? 0) > 0) {
+        result.keptUnmerged.push(name);
+        continue;
+      }
+      await client.query(`DROP TABLE ${name}`);
+      result.dropped.push(name);
+    }
+  }
+  return result;
+}

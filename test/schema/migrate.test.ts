@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { isKdpError } from '../../src/core/errors';
+import { migrate, readSchemaInfo, SCHEMA_VERSION } from '../../src/schema/migrate';
+import { dropExpiredPartitions, drainDefaultPartitions, ensurePartitions, partitionName } from '../../src/schema/partitions';
+import { DAY_US, TIME_SERIES_TABLES } from '../../src/schema/tables';
+import { startPg, withClient, type TestPg } from '../harness/pg';
+
+let pg: TestPg;
+before(async () => {
+  pg = await startPg();
+});
+after(async () => {
+  await pg?.close();
+});
+
+const NOW_US = Date.UTC(2026, 10, 23, 12) * 1000;
+
+async function tablesOf(url: string): Promise<string[]> {
+  return withClient(url, async (c) =>
+    (await c.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)).rows.map((r) => r.tablename),
+  );
+}
+
+describe('gatherer schema', () => {
+  test('migrates an empty database to the current version with every table, partitions and the batch log', async () => {
+    const url = await pg.newDatabase();
+    const result = await withClient(url, (c) => migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: NOW_US }));
+    assert.equal(result.fromVersion, 0);
+    assert.equal(result.toVersion, SCHEMA_VERSION);
+    assert.equal(result.engine, 'postgres');
+    const tables = await tablesOf(url);
+    for (const t of TIME_SERIES_TABLES) {
+      assert.ok(tables.includes(`${t.name}_default`), `${t.name} has a default partition`);
+      assert.ok(tables.includes(partitionName(t.name, Math.floor(NOW_US / DAY_US) * DAY_US)), `${t.name} has today's partition`);
+    }
+    for (const name of ['ingest_batches', 'gap_ledger', 'dedup_watermark', 'markets', 'events', 'series', 'kdp_schema']) {
+      assert.ok(tables.includes(name), `has ${name}`);
+    }
+  });
+
+  test('a second migrate is a no-op that keeps the instance id', async () => {
+    const url = await pg.newDatabase();
+    const first = await withClient(url, (c) => migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: NOW_US }));
+    const tablesBefore = await tablesOf(url);
+    const second = await withClient(url, (c) => migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: NOW_US }));
+    assert.deepEqual(second.applied, []);
+    assert.equal(second.fromVersion, SCHEMA_VERSION);
+    assert.equal(second.instanceId, first.instanceId);
+    assert.deepEqual(await tablesOf(url), tablesBefore);
+  });
+
+  test('gatherer trades reject a second copy of the same trade', async () => {
+    const url = await pg.newDatabase();
+    await withClient(url, async (c) => {
+      await migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: NOW_US });
+      const insert = `INSERT INTO trades (trade_id, ticker, yes_price, no_price, count, exchange_ts, source, received_at, gatherer, conn_id, sid, batch_id)
+        VALUES ('d91bc706-ee49-470d-82d8-11418bda6fed', 'T', 0.36, 0.64, 136.5, ${NOW_US}, 'ws', ${NOW_US}, 'g1', 1, 1, 1)`;
+      await c.query(insert);
+      await assert.rejects(c.query(insert), (e: { code?: string }) => e.code === '23505');
+      const r = await c.query(`SELECT count::text, yes_price::text FROM trades`);
+      assert.deepEqual(r.rows[0], { count: '136.50', yes_price: '0.360000' });
+    });
+  });
+});
+
+describe('production schema', () => {
+  test('has merge keys leading with time, market_status, cursors and the gap ledger', async () => {
+    const url = await pg.newDatabase();
+    await withClient(url, async (c) => {
+      await migrate(c, { kind: 'production', engine: 'postgres', nowUs: NOW_US });
+      const keys = await c.query(
+        `SELECT cl.relname AS t, pg_get_constraintdef(co.oid) AS def FROM pg_constraint co
+         JOIN pg_class cl ON cl.oid = co.conrelid WHERE co.contype = 'p' AND cl.relkind IN ('r','p') AND cl.relispartition = false`,
+      );
+      const byTable = Object.fromEntries(keys.rows.map((r) => [r.t, r.def]));
+      for (const t of TIME_SERIES_TABLES) {
+        assert.equal(byTable[t.name], `PRIMARY KEY (${t.productionKey.join(', ')})`);
+      }
+      assert.equal(byTable.dedup_cursors, 'PRIMARY KEY (gatherer, instance_id)');
+      const status = await c.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'markets' AND column_name = 'market_status'`);
+      assert.equal(status.rowCount, 1);
+    });
+  });
+
+  test('two identical deltas in one microsecond are kept apart by occurrence, a repeated copy collides', async () => {
+    const url = await pg.newDatabase();
+    await withClient(url, async (c) => {
+      await migrate(c, { kind: 'production', engine: 'postgres', nowUs: NOW_US });
+      const row = (occ: number) =>
+        `INSERT INTO orderbook_deltas (ticker, side, price, delta, exchange_ts, occurrence, received_at, gatherer, conn_id, sid, seq, batch_id, merged_at)
+         VALUES ('T', 'yes', 0.96, -54, ${NOW_US}, ${occ}, ${NOW_US}, 'g1', 1, 2, ${10 + occ}, 1, ${NOW_US}) ON CONFLICT DO NOTHING`;
+      assert.equal((await c.query(row(0))).rowCount, 1);
+      assert.equal((await c.query(row(1))).rowCount, 1);
+      assert.equal((await c.query(row(1))).rowCount, 0);
+    });
+  });
+
+  test('refuses a gatherer migrate on a production database, and a schema newer than this build', async () => {
+    const url = await pg.newDatabase();
+    await withClient(url, async (c) => {
+      await migrate(c, { kind: 'production', engine: 'postgres', nowUs: NOW_US });
+      await assert.rejects(migrate(c, { kind: 'gatherer', engine: 'postgres' }), (e) => isKdpError(e, 'KDP_ERR_SCHEMA_KIND'));
+      await c.query(`UPDATE kdp_schema SET version = ${SCHEMA_VERSION + 1}`);
+      await assert.rejects(migrate(c, { kind: 'production', engine: 'postgres' }), (e) => isKdpError(e, 'KDP_ERR_SCHEMA_TOO_NEW'));
+      assert.equal((await readSchemaInfo(c))?.version, SCHEMA_VERSION + 1);
+    });
+  });
+
+  test('engine timescale is refused with a coded error where the extension is missing', async () => {
+    const url = await pg.newDatabase();
+    await withClient(url, async (c) => {
+      await assert.rejects(migrate(c, { kind: 'production', engine: 'timescale' }), (e) => isKdpError(e, 'KDP_ERR_TIMESCALE_UNAVAILABLE'));
+    });
+  });
+});
+
+describe('partition maintenance', () => {
+  test('rows outside the created days land in DEFAULT and are moved into a new day partition', async () => {
+    const url = await pg.newDatabase();
+    await withClient(url, async (c) => {
+      await migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: NOW_US, partitionDaysBack: 0, partitionDaysAhead: 1 });
+      const old = NOW_US - 30 * DAY_US;
+      await c.query(
+        `INSERT INTO orderbook_deltas (ticker, side, price, delta, exchange_ts, occurrence, received_at, gatherer, conn_id, sid, seq, batch_id)
+         VALUES ('T', 'no', 0.5, 1, ${old}, 0, ${NOW_US}, 'g1', 1, 1, 1, 1)`,
+      );
+      assert.equal((await c.query(`SELECT count(*)::int AS n FROM orderbook_deltas_default`)).rows[0].n, 1);
+      const created = await drainDefaultPartitions(c, 'gatherer');
+      assert.ok(created.includes(partitionName('orderbook_deltas', Math.floor(old / DAY_US) * DAY_US)));
+      assert.equal((await c.query(`SELECT count(*)::int AS n FROM orderbook_deltas_default`)).rows[0].n, 0);
+      assert.equal((await c.query(`SELECT count(*)::int AS n FROM orderbook_deltas`)).rows[0].n, 1);
+      assert.deepEqual(await ensurePartitions(c, { kind: 'gatherer', fromUs: NOW_US, toUs: NOW_US + DAY_US }), []);
+    });
+  });
+
+  test('retention drops an expired partition only after the deduplicator merged its batches', async () => {
+    const url = await pg.newDatabase();
+    await withClient(url, async (c) => {
+      const old = NOW_US - 10 * DAY_US;
+      await migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: old, partitionDaysBack: 0, partitionDaysAhead: 1 });
+      await c.query(`INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES (1, 'w', 'tickers', 1)`);
+      await c.query(
+        `INSERT INTO tickers (ticker, exchange_ts, fingerprint, occurrence, received_at, gatherer, conn_id, sid, batch_id)
+         VALUES ('T', ${old}, 42, 0, ${old}, 'g1', 1, 3, 1)`,
+      );
+      const name = partitionName('tickers', Math.floor(old / DAY_US) * DAY_US);
+      let r = await dropExpiredPartitions(c, NOW_US);
+      assert.ok(!r.dropped.includes(name), 'no watermark: nothing dropped');
+      await c.query(`INSERT INTO dedup_watermark (merged_xid, merged_batch_id, updated_at) VALUES ('1'::xid8, 0, 0)`);
+      r = await dropExpiredPartitions(c, NOW_US);
+      assert.ok(r.keptUnmerged.includes(name), 'unmerged batch keeps the partition');
+      await c.query(`UPDATE dedup_watermark SET merged_xid = pg_current_xact_id()`);
+      r = await dropExpiredPartitions(c, NOW_US);
+      assert.ok(r.dropped.includes(name), 'merged: dropped');
+    });
+  });
+});
+
+describe('timescale engine', () => {
+  const url = process.env.KDP_TEST_TIMESCALE_URL;
+  test('creates hypertables with integer_now, compression and retention policies', { skip: url ? false : 'KDP_TEST_TIMESCALE_URL is not set' }, async () => {
+    const ts = await startPg({ external: url });
+    try {
+      for (const kind of ['gatherer', 'production'] as const) {
+        const dbUrl = await ts.newDatabase();
+        await withClient(dbUrl, async (c) => {
+          const res = await migrate(c, { kind, engine: 'timescale' });
+          assert.equal(res.engine, 'timescale');
+          const hts = await c.query(`SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1`);
+          const expected = TIME_SERIES_TABLES.filter((t) => !(kind === 'production' && t.name === 'lifecycle_events')).map((t) => t.name).sort();
+          assert.deepEqual(hts.rows.map((r) => r.hypertable_name), expected);
+          const jobs = await c.query(`SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL`);
+          const procs = jobs.rows.map((r) => r.proc_name);
+          assert.ok(procs.includes('policy_compression'));
+          assert.equal(procs.includes('policy_retention'), kind === 'gatherer');
+          const again = await migrate(c, { kind, engine: 'auto' });
+          assert.deepEqual(again.applied, []);
+        });
+      }
+    } finally {
+      await ts.close();
+    }
+  });
+});
