@@ -1,0 +1,457 @@
+// The connection manager: shards markets over WebSocket connections and subscriptions, keeps the
+// connections alive (reconnect with backoff and jitter, silence detection), and resubscribes or
+// resyncs after breaks. It runs on the ingest thread and never parses data frames: every frame
+// goes to the frame sink (the ring router) untouched; workers report replies back (control.ts).
+import WebSocket from 'ws';
+import type { Logger } from '../core/log';
+import { Backoff } from './backoff';
+import { ERROR_MARKET_LIMIT, type ExchangeReply } from './control';
+
+export interface ConnectionManagerOptions {
+  readonly wsUrl: string;
+  readonly connections: number;
+  /** Markets per subscribe command; halved on error 26 down to marketsPerSubscriptionMin. */
+  readonly marketsPerSubscription: number;
+  readonly marketsPerSubscriptionMin: number;
+  /** No frame (data or ping) for this long: the connection is presumed dead. Kalshi pings every 10 s. */
+  readonly silenceTimeoutMs: number;
+  readonly backoffInitialMs: number;
+  readonly backoffMaxMs: number;
+  /** Each connection's first connect waits a random time up to this (three gatherers never in lockstep). */
+  readonly startJitterMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  readonly wsMaxPayloadBytes: number;
+  /** Channels subscribed per market shard. */
+  readonly marketChannels: readonly string[];
+  /** Channels without market filter, subscribed once on connection 0. */
+  readonly globalChannels: readonly string[];
+  /** Sent explicitly on every orderbook subscription: Kalshi has said the default will flip. */
+  readonly useYesPrice: boolean;
+}
+
+/** Where frames go. push() returning false means "ring full": the socket pauses until waitForRoom(). */
+export interface FrameSink {
+  push(connId: number, receivedAtUs: number, data: Buffer): boolean;
+  waitForRoom(connId: number): Promise<void>;
+  /** In-band notices to the worker owning connId, ordered with the data frames. */
+  notice(connId: number, notice: ConnectionNotice): void;
+}
+
+export type ConnectionNotice =
+  | { readonly kind: 'opened'; readonly epoch: number }
+  | { readonly kind: 'closed'; readonly epoch: number }
+  | { readonly kind: 'command'; readonly id: number; readonly channels: readonly string[]; readonly tickers: readonly string[] };
+
+export interface ConnectionEvents {
+  /** A connection dropped (or went silent): its markets lost data from lastFrameUs until it is back. */
+  disconnected(connId: number, tickers: readonly string[], lastFrameUs: number, reason: string): void;
+  /** Every shard of a reconnected connection is subscribed again. */
+  resubscribed(connId: number, tickers: readonly string[], downSinceUs: number): void;
+  error(type: string, detail: Record<string, unknown>): void;
+  reconnect(connId: number): void;
+}
+
+interface Shard {
+  readonly id: number;
+  readonly connId: number;
+  readonly tickers: Set<string>;
+  /** channel -> live sid */
+  readonly sids: Map<string, number>;
+}
+
+interface PendingCommand {
+  readonly kind: 'subscribe' | 'update' | 'unsubscribe';
+  readonly shard: Shard | undefined;
+  readonly channels: Set<string>;
+  readonly tickers: readonly string[];
+  readonly timer: NodeJS.Timeout;
+  readonly onDone: ((ok: boolean) => void) | undefined;
+}
+
+interface Conn {
+  readonly id: number;
+  socket: WebSocket | undefined;
+  epoch: number;
+  nextCommandId: number;
+  readonly pending: Map<number, PendingCommand>;
+  readonly backoff: Backoff;
+  lastFrameUs: number;
+  /** When the connection last broke (µs) and not yet fully resubscribed; 0 when healthy. */
+  downSinceUs: number;
+  reconnectTimer: NodeJS.Timeout | undefined;
+  paused: boolean;
+}
+
+const nowUs = (): number => Date.now() * 1000;
+
+export class ConnectionManager {
+  private readonly conns: Conn[] = [];
+  private readonly shards = new Map<number, Shard>();
+  private readonly shardOfTicker = new Map<string, Shard>();
+  private nextShardId = 1;
+  private shardSize: number;
+  private stopped = false;
+  private silenceTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly opts: ConnectionManagerOptions,
+    private readonly sink: FrameSink,
+    private readonly events: ConnectionEvents,
+    private readonly upgradeHeaders: () => Record<string, string>,
+    private readonly log: Logger,
+  ) {
+    this.shardSize = opts.marketsPerSubscription;
+    for (let id = 0; id < opts.connections; id++) {
+      this.conns.push({
+        id,
+        socket: undefined,
+        epoch: 0,
+        nextCommandId: 1,
+        pending: new Map(),
+        backoff: new Backoff({ initialMs: opts.backoffInitialMs, maxMs: opts.backoffMaxMs }),
+        lastFrameUs: 0,
+        downSinceUs: 0,
+        reconnectTimer: undefined,
+        paused: false,
+      });
+    }
+  }
+
+  start(): void {
+    for (const c of this.conns) this.scheduleConnect(c, Math.random() * this.opts.startJitterMs);
+    this.silenceTimer = setInterval(() => this.checkSilence(), Math.max(250, this.opts.silenceTimeoutMs / 4));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
+    const closing: Promise<void>[] = [];
+    for (const c of this.conns) {
+      if (c.reconnectTimer) clearTimeout(c.reconnectTimer);
+      for (const p of c.pending.values()) clearTimeout(p.timer);
+      c.pending.clear();
+      const s = c.socket;
+      if (s && s.readyState !== WebSocket.CLOSED) {
+        closing.push(new Promise((resolve) => s.once('close', () => resolve())));
+        s.close(1000, 'shutdown');
+        setTimeout(() => s.terminate(), 2000).unref();
+      }
+    }
+    await Promise.all(closing);
+  }
+
+  /** Open connections (for health and the ws_client_connected gauge). */
+  openConnections(): number {
+    return this.conns.filter((c) => c.socket?.readyState === WebSocket.OPEN).length;
+  }
+
+  /** Open, fully subscribed and heard from within the silence limit. */
+  healthyConnections(): number {
+    const limit = nowUs() - this.opts.silenceTimeoutMs * 1000;
+    return this.conns.filter((c) => c.socket?.readyState === WebSocket.OPEN && c.downSinceUs === 0 && c.lastFrameUs >= limit).length;
+  }
+
+  subscriptionCount(): number {
+    let n = 0;
+    for (const s of this.shards.values()) n += s.sids.size;
+    return n;
+  }
+
+  marketCount(): number {
+    return this.shardOfTicker.size;
+  }
+
+  tickersOf(connId: number): string[] {
+    const out: string[] = [];
+    for (const s of this.shards.values()) if (s.connId === connId) out.push(...s.tickers);
+    return out;
+  }
+
+  /** Adds markets: fills shards with room (add_markets on each sid) or opens new shards. */
+  addMarkets(tickers: readonly string[]): void {
+    const fresh = tickers.filter((t) => !this.shardOfTicker.has(t));
+    let i = 0;
+    while (i < fresh.length) {
+      const shard = this.shardWithRoom() ?? this.newShard();
+      const take = fresh.slice(i, i + (this.shardSize - shard.tickers.size));
+      i += take.length;
+      for (const t of take) {
+        shard.tickers.add(t);
+        this.shardOfTicker.set(t, shard);
+      }
+      if (shard.sids.size === 0) this.subscribeShard(shard, this.opts.marketChannels);
+      else this.updateShard(shard, 'add_markets', take);
+    }
+  }
+
+  /** Removes finished markets from their subscriptions. */
+  removeMarkets(tickers: readonly string[]): void {
+    const byShard = new Map<Shard, string[]>();
+    for (const t of tickers) {
+      const shard = this.shardOfTicker.get(t);
+      if (!shard) continue;
+      this.shardOfTicker.delete(t);
+      shard.tickers.delete(t);
+      byShard.set(shard, [...(byShard.get(shard) ?? []), t]);
+    }
+    for (const [shard, gone] of byShard) {
+      if (shard.tickers.size === 0) {
+        this.unsubscribeShard(shard);
+        this.shards.delete(shard.id);
+      } else {
+        this.updateShard(shard, 'delete_markets', gone);
+      }
+    }
+  }
+
+  /**
+   * Resynchronises markets after a break on one sid: a sequence gap asks for fresh snapshots on the
+   * same sid; a terminal error (the sid is dead) subscribes the channel again for the shard.
+   * onDone(true) once the exchange acknowledged.
+   */
+  resync(connId: number, sid: number, terminal: boolean, onDone: (ok: boolean) => void): void {
+    const found = this.findSid(connId, sid);
+    if (!found) return onDone(false);
+    const { shard, channel } = found;
+    if (terminal) {
+      shard.sids.delete(channel);
+      this.subscribeShard(shard, [channel], onDone);
+    } else {
+      this.sendUpdate(shard, sid, 'get_snapshot', [...shard.tickers], onDone);
+    }
+  }
+
+  /** Replies and errors from the exchange, as parsed by the workers. */
+  onReply(reply: ExchangeReply): void {
+    const conn = this.conns[reply.connId];
+    if (!conn) return;
+    const pending = reply.type === 'error' && reply.id === undefined ? undefined : conn.pending.get(reply.id ?? -1);
+    switch (reply.type) {
+      case 'subscribed':
+        if (pending?.shard) pending.shard.sids.set(reply.channel, reply.sid);
+        pending?.channels.delete(reply.channel);
+        if (pending && pending.channels.size === 0) this.finish(conn, reply.id, true);
+        break;
+      case 'ok':
+      case 'unsubscribed':
+        if (pending) this.finish(conn, reply.id, true);
+        break;
+      case 'error':
+        this.onExchangeError(conn, reply, pending);
+        break;
+    }
+  }
+
+  private onExchangeError(conn: Conn, reply: Extract<ExchangeReply, { type: 'error' }>, pending: PendingCommand | undefined): void {
+    this.events.error(`exchange_${reply.code}`, { connId: conn.id, id: reply.id, sid: reply.sid, msg: reply.msg });
+    if (reply.code === ERROR_MARKET_LIMIT && pending?.kind === 'subscribe' && pending.shard) {
+      this.finish(conn, reply.id!, false);
+      this.splitShard(pending.shard);
+      return;
+    }
+    if (reply.id !== undefined && pending) {
+      this.finish(conn, reply.id, false);
+      // A refused subscribe is retried after the connection's backoff: never give up on markets.
+      if (pending.kind === 'subscribe' && pending.shard && this.shards.has(pending.shard.id)) {
+        const shard = pending.shard;
+        const channels = [...pending.channels];
+        setTimeout(() => !this.stopped && this.subscribeShard(shard, channels), conn.backoff.nextDelayMs()).unref();
+      }
+    }
+    // Terminal errors on a live sid (10, 17, 25) are turned into gap events by the worker's
+    // sequence checker; the gatherer service answers those with resync().
+  }
+
+  private splitShard(shard: Shard): void {
+    const newSize = Math.max(this.opts.marketsPerSubscriptionMin, Math.floor(shard.tickers.size / 2));
+    this.shardSize = Math.min(this.shardSize, newSize);
+    this.log.warn({ shard: shard.id, markets: shard.tickers.size, newSize }, 'market limit (26): splitting subscription');
+    const tickers = [...shard.tickers];
+    this.unsubscribeShard(shard);
+    this.shards.delete(shard.id);
+    for (const t of tickers) this.shardOfTicker.delete(t);
+    this.addMarkets(tickers);
+  }
+
+  /** A live shard with room. Shards whose subscribe is still outstanding are sealed: adding to
+   *  them would race the reply, so new markets open a new shard instead. */
+  private shardWithRoom(): Shard | undefined {
+    for (const s of this.shards.values()) if (s.sids.size > 0 && s.tickers.size < this.shardSize) return s;
+    return undefined;
+  }
+
+  private newShard(): Shard {
+    // Least-loaded connection takes the shard.
+    const load = this.conns.map((c) => ({ c, n: 0 }));
+    for (const s of this.shards.values()) load[s.connId]!.n += 1;
+    load.sort((a, b) => a.n - b.n || a.c.id - b.c.id);
+    const shard: Shard = { id: this.nextShardId++, connId: load[0]!.c.id, tickers: new Set(), sids: new Map() };
+    this.shards.set(shard.id, shard);
+    return shard;
+  }
+
+  private findSid(connId: number, sid: number): { shard: Shard; channel: string } | undefined {
+    for (const shard of this.shards.values()) {
+      if (shard.connId !== connId) continue;
+      for (const [channel, s] of shard.sids) if (s === sid) return { shard, channel };
+    }
+    return undefined;
+  }
+
+  private send(conn: Conn, cmd: string, params: Record<string, unknown>, meta: Omit<PendingCommand, 'timer'>): boolean {
+    const s = conn.socket;
+    if (!s || s.readyState !== WebSocket.OPEN) return false;
+    const id = conn.nextCommandId++;
+    this.sink.notice(conn.id, { kind: 'command', id, channels: [...meta.channels], tickers: meta.tickers });
+    const timer = setTimeout(() => this.onCommandTimeout(conn, id), this.opts.commandTimeoutMs);
+    timer.unref();
+    conn.pending.set(id, { ...meta, timer });
+    s.send(JSON.stringify({ id, cmd, params }));
+    return true;
+  }
+
+  private onCommandTimeout(conn: Conn, id: number): void {
+    this.events.error('command_timeout', { connId: conn.id, id });
+    // A silent exchange on a live socket is treated like a dead connection: reconnect and resubscribe.
+    this.finish(conn, id, false);
+    conn.socket?.terminate();
+  }
+
+  private finish(conn: Conn, id: number, ok: boolean): void {
+    const p = conn.pending.get(id);
+    if (!p) return;
+    clearTimeout(p.timer);
+    conn.pending.delete(id);
+    p.onDone?.(ok);
+    if (ok) this.checkResubscribed(conn);
+  }
+
+  /** After a break: once no subscribe is outstanding on the open socket, the connection is whole again. */
+  private checkResubscribed(conn: Conn): void {
+    if (conn.downSinceUs === 0 || conn.socket?.readyState !== WebSocket.OPEN) return;
+    for (const p of conn.pending.values()) if (p.kind === 'subscribe') return;
+    this.events.resubscribed(conn.id, this.tickersOf(conn.id), conn.downSinceUs);
+    conn.downSinceUs = 0;
+    conn.backoff.reset();
+  }
+
+  private subscribeShard(shard: Shard, channels: readonly string[], onDone?: (ok: boolean) => void): void {
+    const conn = this.conns[shard.connId]!;
+    const tickers = [...shard.tickers];
+    const params: Record<string, unknown> = { channels, market_tickers: tickers };
+    if (channels.includes('orderbook_delta')) params.use_yes_price = this.opts.useYesPrice;
+    const sent = this.send(conn, 'subscribe', params, { kind: 'subscribe', shard, channels: new Set(channels), tickers, onDone });
+    if (!sent) onDone?.(false); // not connected: the reconnect resubscribes every shard
+  }
+
+  private updateShard(shard: Shard, action: 'add_markets' | 'delete_markets', tickers: readonly string[]): void {
+    for (const sid of shard.sids.values()) this.sendUpdate(shard, sid, action, tickers, undefined);
+  }
+
+  private sendUpdate(shard: Shard, sid: number, action: string, tickers: readonly string[], onDone: ((ok: boolean) => void) | undefined): void {
+    const conn = this.conns[shard.connId]!;
+    const sent = this.send(
+      conn,
+      'update_subscription',
+      { sids: [sid], action, market_tickers: tickers },
+      { kind: 'update', shard, channels: new Set(), tickers, onDone },
+    );
+    if (!sent) onDone?.(false);
+  }
+
+  private unsubscribeShard(shard: Shard): void {
+    const conn = this.conns[shard.connId]!;
+    if (shard.sids.size === 0) return;
+    this.send(conn, 'unsubscribe', { sids: [...shard.sids.values()] }, { kind: 'unsubscribe', shard: undefined, channels: new Set(), tickers: [], onDone: undefined });
+    shard.sids.clear();
+  }
+
+  private scheduleConnect(conn: Conn, delayMs: number): void {
+    if (this.stopped) return;
+    conn.reconnectTimer = setTimeout(() => this.connect(conn), delayMs);
+  }
+
+  private connect(conn: Conn): void {
+    if (this.stopped) return;
+    const socket = new WebSocket(this.opts.wsUrl, {
+      headers: this.upgradeHeaders(),
+      perMessageDeflate: false,
+      maxPayload: this.opts.wsMaxPayloadBytes,
+      handshakeTimeout: this.opts.handshakeTimeoutMs,
+    });
+    conn.socket = socket;
+    socket.on('open', () => this.onOpen(conn, socket));
+    socket.on('message', (data: Buffer) => this.onFrame(conn, socket, data));
+    socket.on('ping', () => (conn.lastFrameUs = nowUs()));
+    socket.on('error', (err) => this.events.error('connect', { connId: conn.id, message: err.message }));
+    socket.on('unexpected-response', (_req, res) => {
+      this.events.error(`http_${res.statusCode ?? 0}`, { connId: conn.id });
+      socket.terminate();
+    });
+    socket.on('close', (code) => this.onClose(conn, socket, code));
+  }
+
+  private onOpen(conn: Conn, socket: WebSocket): void {
+    if (conn.socket !== socket) return;
+    conn.epoch += 1;
+    conn.lastFrameUs = nowUs();
+    this.sink.notice(conn.id, { kind: 'opened', epoch: conn.epoch });
+    this.log.info({ connId: conn.id, epoch: conn.epoch }, 'connected');
+    if (conn.id === 0 && this.opts.globalChannels.length > 0) {
+      const channels = this.opts.globalChannels;
+      this.send(conn, 'subscribe', { channels }, { kind: 'subscribe', shard: undefined, channels: new Set(channels), tickers: [], onDone: undefined });
+    }
+    for (const shard of this.shards.values()) {
+      if (shard.connId !== conn.id || shard.tickers.size === 0) continue;
+      shard.sids.clear();
+      this.subscribeShard(shard, this.opts.marketChannels);
+    }
+    this.checkResubscribed(conn);
+  }
+
+  private onFrame(conn: Conn, socket: WebSocket, data: Buffer): void {
+    const t = nowUs();
+    conn.lastFrameUs = t;
+    if (this.sink.push(conn.id, t, data) || conn.paused) return;
+    // Ring full: stop reading this socket (TCP backpressure reaches the exchange) until it drains.
+    conn.paused = true;
+    socket.pause();
+    void this.sink.waitForRoom(conn.id).then(() => {
+      conn.paused = false;
+      if (conn.socket === socket) socket.resume();
+    });
+  }
+
+  private onClose(conn: Conn, socket: WebSocket, code: number): void {
+    if (conn.socket !== socket) return;
+    conn.socket = undefined;
+    for (const p of conn.pending.values()) {
+      clearTimeout(p.timer);
+      p.onDone?.(false);
+    }
+    conn.pending.clear();
+    for (const shard of this.shards.values()) if (shard.connId === conn.id) shard.sids.clear();
+    this.sink.notice(conn.id, { kind: 'closed', epoch: conn.epoch });
+    if (this.stopped) return;
+    if (conn.downSinceUs === 0) {
+      conn.downSinceUs = conn.lastFrameUs || nowUs();
+      this.events.disconnected(conn.id, this.tickersOf(conn.id), conn.downSinceUs, `close ${code}`);
+    }
+    this.events.reconnect(conn.id);
+    const delay = conn.backoff.nextDelayMs();
+    this.log.warn({ connId: conn.id, code, delayMs: delay }, 'connection closed; reconnecting');
+    this.scheduleConnect(conn, delay);
+  }
+
+  private checkSilence(): void {
+    const limit = nowUs() - this.opts.silenceTimeoutMs * 1000;
+    for (const c of this.conns) {
+      if (c.socket?.readyState === WebSocket.OPEN && !c.paused && c.lastFrameUs < limit) {
+        this.events.error('stale', { connId: c.id });
+        this.log.warn({ connId: c.id }, 'connection silent too long; terminating');
+        c.socket.terminate();
+      }
+    }
+  }
+}
