@@ -1,0 +1,55 @@
+// A small reader of the Prometheus text exposition format, for the demo's live view, the chaos
+// run and tests that check our /metrics endpoints. Only what those need: samples with labels.
+
+export interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s+(\S+)/;
+const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+
+export function parsePrometheusText(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = LINE.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    if (m[3]) for (const l of m[3].matchAll(LABEL)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, '$1');
+    const value = m[4] === '+Inf' ? Infinity : m[4] === '-Inf' ? -Infinity : Number(m[4]);
+    out.push({ name: m[1]!, labels, value });
+  }
+  return out;
+}
+
+/** Sum of every sample of a metric whose labels include `match`. */
+export function sumOf(samples: readonly Sample[], name: string, match: Record<string, string> = {}): number {
+  let total = 0;
+  for (const s of samples) {
+    if (s.name !== name) continue;
+    if (Object.entries(match).every(([k, v]) => s.labels[k] === v)) total += s.value;
+  }
+  return total;
+}
+
+/** GET a /metrics endpoint; undefined when unreachable (a down service is a normal state here). */
+export async function scrape(url: string, timeoutMs = 2000): Promise<Sample[] | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!res.ok) return undefined;
+    return parsePrometheusText(await res.text());
+  } catch {
+    return undefined;
+  }
+}
+
+export async function getJson(url: string, timeoutMs = 2000): Promise<{ status: number; body: unknown } | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    return { status: res.status, body: await res.json() };
+  } catch {
+    return undefined;
+  }
+}
