@@ -24,7 +24,7 @@ export interface ConnectionManagerOptions {
   readonly wsMaxPayloadBytes: number;
   /** Channels subscribed per market shard. */
   readonly marketChannels: readonly string[];
-  /** Channels without market filter, subscribed once on connection 0. */
+  /** Channels without market filter, subscribed once on connection 1. */
   readonly globalChannels: readonly string[];
   /** Sent explicitly on every orderbook subscription: Kalshi has said the default will flip. */
   readonly useYesPrice: boolean;
@@ -40,8 +40,7 @@ export interface FrameSink {
 
 export type ConnectionNotice =
   | { readonly kind: 'opened'; readonly epoch: number }
-  | { readonly kind: 'closed'; readonly epoch: number }
-  | { readonly kind: 'command'; readonly id: number; readonly channels: readonly string[]; readonly tickers: readonly string[] };
+  | { readonly kind: 'closed'; readonly epoch: number };
 
 export interface ConnectionEvents {
   /** A connection dropped (or went silent): its markets lost data from lastFrameUs until it is back. */
@@ -102,7 +101,8 @@ export class ConnectionManager {
     private readonly log: Logger,
   ) {
     this.shardSize = opts.marketsPerSubscription;
-    for (let id = 0; id < opts.connections; id++) {
+    // Connection ids start at 1: conn_id 0 marks REST-sourced rows in the tables.
+    for (let id = 1; id <= opts.connections; id++) {
       this.conns.push({
         id,
         socket: undefined,
@@ -224,7 +224,7 @@ export class ConnectionManager {
 
   /** Replies and errors from the exchange, as parsed by the workers. */
   onReply(reply: ExchangeReply): void {
-    const conn = this.conns[reply.connId];
+    const conn = this.conns[reply.connId - 1];
     if (!conn) return;
     const pending = reply.type === 'error' && reply.id === undefined ? undefined : conn.pending.get(reply.id ?? -1);
     switch (reply.type) {
@@ -284,7 +284,7 @@ export class ConnectionManager {
   private newShard(): Shard {
     // Least-loaded connection takes the shard.
     const load = this.conns.map((c) => ({ c, n: 0 }));
-    for (const s of this.shards.values()) load[s.connId]!.n += 1;
+    for (const s of this.shards.values()) load[s.connId - 1]!.n += 1;
     load.sort((a, b) => a.n - b.n || a.c.id - b.c.id);
     const shard: Shard = { id: this.nextShardId++, connId: load[0]!.c.id, tickers: new Set(), sids: new Map() };
     this.shards.set(shard.id, shard);
@@ -303,7 +303,6 @@ export class ConnectionManager {
     const s = conn.socket;
     if (!s || s.readyState !== WebSocket.OPEN) return false;
     const id = conn.nextCommandId++;
-    this.sink.notice(conn.id, { kind: 'command', id, channels: [...meta.channels], tickers: meta.tickers });
     const timer = setTimeout(() => this.onCommandTimeout(conn, id), this.opts.commandTimeoutMs);
     timer.unref();
     conn.pending.set(id, { ...meta, timer });
@@ -337,7 +336,7 @@ export class ConnectionManager {
   }
 
   private subscribeShard(shard: Shard, channels: readonly string[], onDone?: (ok: boolean) => void): void {
-    const conn = this.conns[shard.connId]!;
+    const conn = this.conns[shard.connId - 1]!;
     const tickers = [...shard.tickers];
     const params: Record<string, unknown> = { channels, market_tickers: tickers };
     if (channels.includes('orderbook_delta')) params.use_yes_price = this.opts.useYesPrice;
@@ -350,7 +349,7 @@ export class ConnectionManager {
   }
 
   private sendUpdate(shard: Shard, sid: number, action: string, tickers: readonly string[], onDone: ((ok: boolean) => void) | undefined): void {
-    const conn = this.conns[shard.connId]!;
+    const conn = this.conns[shard.connId - 1]!;
     const sent = this.send(
       conn,
       'update_subscription',
@@ -361,7 +360,7 @@ export class ConnectionManager {
   }
 
   private unsubscribeShard(shard: Shard): void {
-    const conn = this.conns[shard.connId]!;
+    const conn = this.conns[shard.connId - 1]!;
     if (shard.sids.size === 0) return;
     this.send(conn, 'unsubscribe', { sids: [...shard.sids.values()] }, { kind: 'unsubscribe', shard: undefined, channels: new Set(), tickers: [], onDone: undefined });
     shard.sids.clear();
@@ -398,7 +397,7 @@ export class ConnectionManager {
     conn.lastFrameUs = nowUs();
     this.sink.notice(conn.id, { kind: 'opened', epoch: conn.epoch });
     this.log.info({ connId: conn.id, epoch: conn.epoch }, 'connected');
-    if (conn.id === 0 && this.opts.globalChannels.length > 0) {
+    if (conn.id === 1 && this.opts.globalChannels.length > 0) {
       const channels = this.opts.globalChannels;
       this.send(conn, 'subscribe', { channels }, { kind: 'subscribe', shard: undefined, channels: new Set(channels), tickers: [], onDone: undefined });
     }
