@@ -226,6 +226,7 @@ async function exportCycle(s: Session): Promise<ArchiveStats> {
   stats.dedupStalled = mark.stalled;
   if (mark.stalled) s.log.warn({ staleGatherers: mark.staleGatherers }, 'no deduplicator cursor moved recently: nothing is due');
   const plans: TablePlan[] = [];
+  if (!Number.isFinite(dueEnd)) return { ...stats, elapsedMs: Date.now() - started };
   for (const layout of s.layouts) plans.push(await planTable(s, layout, nowUs, dueEnd));
   const progress = new Progress(plans, dueEnd, s.opts.progressIntervalMs, s.deps.progress);
   const record = (r: PartitionResult | undefined, spanDoneUs: number): void => {
