@@ -170,8 +170,11 @@ async function exportPartition(
   const csvPath = join(s.opts.workDir, `${table}-${hourStartUs}.csv`);
   const parquetPath = join(s.opts.workDir, `${table}-${hourStartUs}.parquet`);
   try {
+    const t0 = Date.now();
     if ((await copyHourToCsv(s, layout, hourStartUs, csvPath)) === 0) return undefined;
+    const t1 = Date.now();
     const file = await s.writer.convert(layout, csvPath, parquetPath);
+    const t2 = Date.now();
     await rm(csvPath, { force: true });
     const path = partitionPath(s.opts.store.prefix, table, hourStartUs);
     failpoint('after-temp-write');
@@ -191,7 +194,8 @@ async function exportPartition(
     });
     s.metrics.archive_rows_exported_total.inc({ table }, file.rowCount);
     s.metrics.archive_partitions_exported_total.inc({ table });
-    s.log.info({ table, hourStartUs, key: path.objectKey, rows: file.rowCount, bytes: file.bytes, reason }, 'partition exported');
+    const timingsMs = { copyOut: t1 - t0, parquet: t2 - t1, store: Date.now() - t2 };
+    s.log.info({ table, hourStartUs, key: path.objectKey, rows: file.rowCount, bytes: file.bytes, reason, timingsMs }, 'partition exported');
     return { table, hourStartUs, objectKey: path.objectKey, rows: file.rowCount, bytes: file.bytes, sha256: file.sha256, reason };
   } finally {
     await rm(csvPath, { force: true });
@@ -213,7 +217,9 @@ async function planTable(s: Session, layout: TableLayout, nowUs: number, dueEnd:
     const lookbackStart = Math.floor((nowUs - s.opts.lateLookbackHours * HOUR_US) / HOUR_US) * HOUR_US;
     lateHours = await hoursWithLateRows(s.client, layout.table, lookbackStart, Math.min(frontier, dueEnd));
   }
-  return { layout, lateHours, forwardFromUs: frontier ?? Number.NEGATIVE_INFINITY };
+  // Never exported: the backlog starts at the first hour holding a row (known span for the ETA).
+  const forwardFromUs = frontier ?? (await nextHourWithRows(s.client, layout.table, Number.NEGATIVE_INFINITY, dueEnd)) ?? dueEnd;
+  return { layout, lateHours, forwardFromUs };
 }
 
 /** One pass: export every due hour (late re-exports first, then the forward backlog). */

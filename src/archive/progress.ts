@@ -42,6 +42,8 @@ export class Progress {
   }
 
   finish(): void {
+    // Trailing empty hours of the backlog hold no partition to advance over: the pass is complete.
+    this.doneSpanUs = this.totalSpanUs;
     if (this.sink && this.partitions > 0) this.sink(`${this.line()} (done)`);
   }
 
