@@ -1,7 +1,9 @@
 // Archiver options and the store retry policy: no database needed.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { resolveArchiveOptions } from '../../src/archive/options';
+import { join } from 'node:path';
+import { ARCHIVE_SPEC, checkArchiveOptions, resolveArchiveOptions } from '../../src/archive/options';
+import { loadConfig } from '../../src/config/load';
 import { partitionPath, tableLayout, HOUR_US } from '../../src/archive/layout';
 import { withRetry } from '../../src/archive/store';
 import { isKdpError } from '../../src/core/errors';
@@ -84,5 +86,14 @@ describe('store retry', () => {
       return 42;
     });
     assert.equal(v, 42);
+  });
+});
+
+describe('example config', () => {
+  test('config/archive.example.yaml validates', () => {
+    const o = loadConfig(ARCHIVE_SPEC, join(__dirname, '..', '..', '..', 'config', 'archive.example.yaml'), {});
+    checkArchiveOptions(o);
+    assert.equal(o.store.prefix, 'raw');
+    assert.equal(o.exportLagMs, 600_000);
   });
 });
