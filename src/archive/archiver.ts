@@ -308,8 +308,11 @@ export async function runArchiver(opts: ArchiveOptions, deps: ArchiveDeps = {}):
   while (!deps.signal?.aborted) {
     try {
       session ??= await openSession(opts, d);
-      addStats(total, await exportCycle(session));
+      const cycle = await exportCycle(session);
+      addStats(total, cycle);
       failures = 0;
+      const { partitions, reexports, rows, bytes, elapsedMs, rowsPerSecond, dedupStalled } = cycle;
+      log.info({ partitions, reexports, rows, bytes, elapsedMs, rowsPerSecond, dedupStalled }, 'archive cycle done');
     } catch (err) {
       // A broken invariant is a bug: crash. Everything else (database, store, disk) is retried.
       if (isKdpError(err, 'KDP_ERR_INTERNAL')) throw err;

@@ -3,7 +3,7 @@
 // Also: SIGTERM stops the service loop cleanly after the partition in flight.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -36,14 +36,18 @@ interface RunResult {
   stderr: string;
 }
 
-function runKdp(args: string[], env: Record<string, string> = {}, onStdout?: (chunk: string, child: ReturnType<typeof spawn>) => void): Promise<RunResult> {
+function runKdp(args: string[], env: Record<string, string> = {}, onStdout?: (line: string, child: ReturnType<typeof spawn>) => void): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [KDP, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let partial = '';
+    // onStdout sees whole lines only (a JSON log line may arrive in two chunks).
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
-      onStdout?.(d.toString(), child);
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) if (line) onStdout?.(line, child);
     });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
@@ -166,5 +170,29 @@ describe('crash safety', () => {
     // In service mode the process only exits on a signal: exiting 0 proves SIGTERM was handled.
     assert.ok(recorded >= 1 && recorded <= PARTITIONS);
     assert.equal(await assertNoPartialFile(url, root), PARTITIONS);
+  });
+
+  test('service mode serves /metrics with the archive metrics', async () => {
+    await withClient(url, (c) => c.query(`DELETE FROM export_cursors WHERE table_name = 'trades'`));
+    const withMetrics = join(scratch, 'archive-metrics.yaml');
+    writeFileSync(withMetrics, readFileSync(config, 'utf8') + 'metricsPort: 0\nmetricsHost: 127.0.0.1\n');
+    let port = 0;
+    let body = '';
+    let done = false;
+    const r = await runKdp(['archive', '--config', withMetrics], {}, (chunk, child) => {
+      const entry = JSON.parse(chunk) as { msg?: string; port?: number };
+      if (entry.msg === 'metrics listening') port = entry.port!;
+      if (entry.msg === 'archive cycle done' && !done) {
+        done = true;
+        fetch(`http://127.0.0.1:${port}/metrics`)
+          .then((res) => res.text())
+          .then((text) => (body = text))
+          .finally(() => child.kill('SIGTERM'));
+      }
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(body, new RegExp(`archive_rows_exported_total\\{table="trades"\\} ${HOURS * ROWS_PER_HOUR}`));
+    assert.match(body, /archive_partitions_exported_total\{table="trades"\} 3/);
+    assert.match(body, /archive_lag_seconds\{table="trades"\}/);
   });
 });
