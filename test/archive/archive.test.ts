@@ -236,6 +236,20 @@ describe('export to S3 (s3rver on loopback)', () => {
       }
       await assertArchiveEqualsProduction(url, down);
       assertManifestsMatch(down);
+      // A late row: the S3 object of its partition is overwritten, no second object appears.
+      const t = tableByName('trades');
+      await withClient(url, (c) => insertRows(c, t, [makeRow(t.name, rng(5), FIRST_HOUR + 2 * HOUR_US + 5, Date.now() * 1000, 0)]));
+      const late = await exportOnce(opts, quiet);
+      assert.deepEqual(late.exported.map((p) => [p.table, p.hourStartUs, p.reason]), [['trades', FIRST_HOUR + 2 * HOUR_US, 'late']]);
+      const relisted = await sdk.send(new ListObjectsV2Command({ Bucket: 'kdp-archive', Prefix: 'raw/' }));
+      assert.deepEqual((relisted.Contents ?? []).map((o) => o.Key!).sort(), keys);
+      const key = late.exported[0]!.objectKey;
+      const r = await sdk.send(new GetObjectCommand({ Bucket: 'kdp-archive', Key: key }));
+      writeFileSync(join(down, ...key.split('/')), Buffer.from(await r.Body!.transformToByteArray()));
+      const m = await sdk.send(new GetObjectCommand({ Bucket: 'kdp-archive', Key: key.replace('part-00000.parquet', '_manifest.json') }));
+      writeFileSync(join(down, ...key.replace('part-00000.parquet', '_manifest.json').split('/')), Buffer.from(await m.Body!.transformToByteArray()));
+      await assertArchiveEqualsProduction(url, down);
+      assertManifestsMatch(down);
     } finally {
       sdk.destroy();
     }
