@@ -206,7 +206,7 @@ async function exportPartition(
 interface TablePlan {
   readonly layout: TableLayout;
   readonly lateHours: readonly number[];
-  /** First hour of the forward backlog (undefined: nothing exported yet and no rows). */
+  /** Start of the forward backlog: the end of the newest exported hour, else the first row's hour (dueEnd when none). */
   readonly forwardFromUs: number;
 }
 
@@ -253,8 +253,8 @@ async function exportCycle(s: Session): Promise<ArchiveStats> {
     while (!s.deps.signal?.aborted) {
       const hour = await nextHourWithRows(s.client, plan.layout.table, from, dueEnd);
       if (hour === undefined) break;
-      const spanStart = Number.isFinite(from) ? from : hour;
-      record(await exportPartition(s, plan.layout, hour, 'new'), hour + HOUR_US - spanStart);
+      // The span covered includes the empty hours skipped to reach this one.
+      record(await exportPartition(s, plan.layout, hour, 'new'), hour + HOUR_US - from);
       from = hour + HOUR_US;
     }
     const frontier = await exportFrontierUs(s.client, plan.layout.table.name);
