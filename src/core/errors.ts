@@ -60,6 +60,7 @@ export const ERROR_CODES = {
   KDP_ERR_INTERNAL: { retryable: false, summary: 'An unexpected internal failure (a bug).' },
   KDP_ERR_VERIFY_FAILED: { retryable: false, summary: 'An integrity check found a problem.' },
   KDP_ERR_ARCHIVE_STORE: { retryable: true, summary: 'The archive object store failed a read or write.' },
+  KDP_ERR_ARCHIVE_BUSY: { retryable: true, summary: 'Another archiver holds the production archive lock.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

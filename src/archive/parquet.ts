@@ -1,0 +1,85 @@
+// CSV (streamed out of production) -> Parquet with DuckDB's built-in writer. No DuckDB extension
+// is loaded or downloaded: read_csv and the Parquet writer are part of the core build.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { invariant } from '../core/errors';
+import type { TableLayout } from './layout';
+
+export interface ParquetWriterOptions {
+  readonly memoryMb: number;
+  readonly threads: number;
+  readonly tempDir: string;
+  readonly compression: 'zstd' | 'snappy';
+  readonly rowGroupRows: number;
+}
+
+export interface ParquetFileStats {
+  rowCount: number;
+  minTimeUs: number;
+  maxTimeUs: number;
+  maxMergedAtUs: number;
+  sha256: string;
+  bytes: number;
+}
+
+const sqlString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+const duckIdent = (s: string): string => `"${s.replace(/"/g, '""')}"`;
+
+export class ParquetWriter {
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    private readonly conn: DuckDBConnection,
+    private readonly opts: ParquetWriterOptions,
+  ) {}
+
+  static async open(opts: ParquetWriterOptions): Promise<ParquetWriter> {
+    const instance = await DuckDBInstance.create(':memory:', {
+      // The network is closed and the archiver needs nothing beyond the core build.
+      autoinstall_known_extensions: 'false',
+      autoload_known_extensions: 'false',
+      memory_limit: `${opts.memoryMb}MB`,
+      threads: String(opts.threads),
+      temp_directory: opts.tempDir,
+      preserve_insertion_order: 'true',
+    });
+    return new ParquetWriter(instance, await instance.connect(), opts);
+  }
+
+  /**
+   * Converts PostgreSQL's CSV of one hour into a sorted, compressed Parquet file with exact types,
+   * then reads the file back for the manifest's figures (which also proves it is readable).
+   */
+  async convert(layout: TableLayout, csvPath: string, parquetPath: string): Promise<ParquetFileStats> {
+    const columns = layout.columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.parquetType)}`).join(', ');
+    // PostgreSQL CSV: NULL is an unquoted empty field, an empty string is "" (quoted): keep them apart.
+    const source =
+      `read_csv(${sqlString(csvPath)}, header = false, auto_detect = false, delim = ',', quote = '"', escape = '"', ` +
+      `nullstr = '', allow_quoted_nulls = false, columns = {${columns}})`;
+    const order = layout.sortColumns.map(duckIdent).join(', ');
+    await this.conn.run(
+      `COPY (SELECT * FROM ${source} ORDER BY ${order}) TO ${sqlString(parquetPath)} ` +
+        `(FORMAT parquet, COMPRESSION ${this.opts.compression}, ROW_GROUP_SIZE ${this.opts.rowGroupRows})`,
+    );
+    const time = duckIdent(layout.table.timeColumn);
+    const reader = await this.conn.runAndReadAll(
+      `SELECT count(*)::BIGINT, min(${time})::BIGINT, max(${time})::BIGINT, max(merged_at)::BIGINT FROM read_parquet(${sqlString(parquetPath)})`,
+    );
+    const [count, minTime, maxTime, maxMerged] = reader.getRows()[0]!.map((v) => (v === null ? 0 : Number(v as bigint)));
+    invariant(count! > 0, `parquet file ${parquetPath} is empty`);
+    const { size } = await stat(parquetPath);
+    return { rowCount: count!, minTimeUs: minTime!, maxTimeUs: maxTime!, maxMergedAtUs: maxMerged!, sha256: await sha256File(parquetPath), bytes: size };
+  }
+
+  close(): void {
+    this.conn.closeSync();
+    this.instance.closeSync();
+  }
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
