@@ -9,11 +9,10 @@ import type { ConnectionNotice, FrameSink } from '../gatherer/connections';
 
 /** The producer half of a ring, as the router needs it. */
 export interface RingProducer {
+  /** Appends a frame (waking a sleeping consumer); false when full. */
   tryWrite(frame: Uint8Array): boolean;
   freeBytes(): number;
-  readonly capacityBytes: number;
-  /** Wakes a consumer waiting on an empty ring. */
-  notify?(): void;
+  readonly capacity: number;
 }
 
 export interface FrameEncoder {
@@ -67,8 +66,7 @@ export class RingRouter implements FrameSink {
     const ring = this.rings[r]!;
     if (ring.tryWrite(this.encoder.data(connId, receivedAtUs, data))) {
       this.stats.framesRouted += 1;
-      ring.notify?.();
-      return true;
+            return true;
     }
     return this.full(connId, receivedAtUs);
   }
@@ -86,7 +84,6 @@ export class RingRouter implements FrameSink {
     const frame = this.encoder.notice(connId, Date.now() * 1000, notice);
     const queue = this.backlog[r]!;
     if (queue.length === 0 && this.rings[r]!.tryWrite(frame)) {
-      this.rings[r]!.notify?.();
       return;
     }
     if (queue.length >= this.opts.noticeBacklogMax) {
@@ -102,8 +99,7 @@ export class RingRouter implements FrameSink {
       if (!ring.tryWrite(queue[0]!)) return false;
       queue.shift();
     }
-    ring.notify?.();
-    return true;
+        return true;
   }
 
   /** Resolves once the connection's ring has room for a large frame again (and its notices are in). */
@@ -112,7 +108,7 @@ export class RingRouter implements FrameSink {
     const ring = this.rings[r]!;
     // Half the ring free before resuming: resuming at the first free byte would flap pause/resume.
     // (Options validation guarantees capacityBytes >= 4 x frameBytesMax.)
-    const want = ring.capacityBytes / 2;
+    const want = ring.capacity / 2;
     for (;;) {
       if (this.flushBacklog(r) && ring.freeBytes() >= want) return;
       await new Promise((resolve) => setTimeout(resolve, this.opts.drainPollMs));
