@@ -28,6 +28,12 @@ export const REST_CLIENT_SPEC = {
 export const REGISTRY_SPEC = {
   includeMultivariate: { kind: 'boolean', doc: 'also track multivariate (KXMVE*) markets (mve_filter is not sent)', default: false },
   reconcileIntervalMs: { kind: 'int', doc: 'period of the full re-listing that repairs missed lifecycle events', default: 600_000, min: 1_000 },
+  recentlyClosedMs: {
+    kind: 'int',
+    doc: 'also list (and persist, not track) markets closed this recently at discovery and reconcile; 0 = off',
+    default: 86_400_000,
+    min: 0,
+  },
   discoverMetadata: { kind: 'boolean', doc: 'list series and events at discovery and reconcile', default: true },
   createdFetchRetries: { kind: 'int', doc: 'GET /markets/{ticker} attempts after `created` while it 404s', default: 10, min: 1, max: 1_000 },
   createdFetchDelayMs: { kind: 'int', doc: 'wait between those attempts', default: 500, min: 0, max: 600_000 },

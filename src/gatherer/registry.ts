@@ -1,7 +1,7 @@
 // The market registry: which markets exist, which are live (subscribable), and their metadata.
 // - Discovery / reconcile: lists unopened, open and paused markets over REST (all pages,
-//   mve_filter=exclude unless multivariate markets are included), plus series and events, and
-//   upserts them into the gatherer database. Markets tracked but no longer listed are looked up
+//   mve_filter=exclude unless multivariate markets are included), plus series, events and
+//   recently closed markets, and upserts them into the gatherer database. Markets tracked but no longer listed are looked up
 //   by ticker and dropped once finished.
 // - Lifecycle: applies market_lifecycle_v2 / multivariate_market_lifecycle / event_lifecycle
 //   messages in arrival order (one serial queue, bounded). `created` tracks the market from the
@@ -333,6 +333,7 @@ export class MarketRegistry extends EventEmitter {
         await this.serialize(() => this.applyListed(page, startedMs));
       }
     }
+    if (this.opts.recentlyClosedMs > 0) await this.persistRecentlyClosed(startedMs, mve_filter);
     const vanished = [...this.tracked.values()].filter((m) => !seen.has(m.ticker) && m.changedAtMs <= startedMs).map((m) => m.ticker);
     await this.resolveVanished(vanished, startedMs);
     // Tombstones older than this listing can no longer be needed (one reconcile runs at a time).
@@ -340,6 +341,14 @@ export class MarketRegistry extends EventEmitter {
     this.stats.reconciles++;
     this.updateGauge();
     return { listed, tracked: this.tracked.size, live: this.live.size, vanished: vanished.length };
+  }
+
+  /** Markets that closed recently (e.g. while the gatherer was down): metadata for verify and backfill. */
+  private async persistRecentlyClosed(startedMs: number, mve_filter: 'exclude' | undefined): Promise<void> {
+    const min_close_ts = Math.floor((startedMs - this.opts.recentlyClosedMs) / 1000);
+    for await (const page of this.deps.rest.listMarkets({ status: 'closed', min_close_ts, limit: this.opts.marketsPageLimit, mve_filter })) {
+      await this.persist(() => this.store.upsertMarkets(page, (e) => (e ? (this.eventSeries.get(e) ?? null) : null), this.nowUs(), startedMs * 1000));
+    }
   }
 
   private async syncMetadata(): Promise<void> {

@@ -74,7 +74,11 @@ describe('market registry', () => {
     assert.equal(added.length, 232);
     const marketCalls = server.requests.filter((r) => r.path.endsWith('/markets'));
     assert.ok(marketCalls.every((r) => r.query.get('mve_filter') === 'exclude'));
-    assert.deepEqual([...new Set(marketCalls.map((r) => r.query.get('status')))], ['unopened', 'open', 'paused']);
+    assert.deepEqual([...new Set(marketCalls.map((r) => r.query.get('status')))], ['unopened', 'open', 'paused', 'closed']);
+    const closedCall = marketCalls.find((r) => r.query.get('status') === 'closed')!;
+    assert.equal(closedCall.query.get('min_close_ts'), String((T0 - 24 * HOUR) / 1000), 'recently closed: the last 24 h');
+    assert.equal((await row('KXA-E3-M4'))?.status, 'closed', 'recently closed markets are persisted, not tracked');
+    assert.equal(registry.market('KXA-E3-M4'), undefined);
     assert.equal(marketCalls.filter((r) => r.query.get('status') === 'open').length, 3, '231 open markets in pages of 100');
     const m1 = await row('KXA-E1-M1');
     assert.equal(m1?.status, 'active');
@@ -82,7 +86,7 @@ describe('market registry', () => {
     assert.equal(Number(m1?.close_time), (T0 + 2 * HOUR) * 1000);
     assert.equal((m1?.raw as Record<string, unknown>).market_type, 'binary');
     assert.equal(Number(m1?.updated_at), T0 * 1000);
-    assert.equal((await pool.query('SELECT count(*)::int AS n FROM markets')).rows[0].n, 233);
+    assert.equal((await pool.query('SELECT count(*)::int AS n FROM markets')).rows[0].n, 234);
     assert.equal((await pool.query(`SELECT title FROM series WHERE series_ticker = 'KXA'`)).rows[0].title, 'Series A');
     assert.equal((await pool.query(`SELECT series_ticker FROM events WHERE event_ticker = 'KXB-E5'`)).rows[0].series_ticker, 'KXB');
     const gauge = await promRegistry.getSingleMetric('market_registry_markets')!.get();
