@@ -25,6 +25,7 @@ beforeEach(() => {
   server.overrides.clear();
   server.rateLimitNext = 0;
   server.serverErrorNext = 0;
+  server.stallNext = 0;
   server.verifyKey = undefined;
 });
 
@@ -113,6 +114,16 @@ describe('retries and rate limits', () => {
     });
     await assert.rejects(dead.getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_REST_NETWORK'));
     assert.equal(dead.stats.byOutcome.network_error, 3);
+  });
+
+  test('a request that gets no answer times out as KDP_ERR_REST_NETWORK and is retried', async () => {
+    server.stallNext = 1;
+    const rest = client({ restTimeoutMs: 200, restRetryMax: 1 });
+    const status = await rest.getExchangeStatus();
+    assert.equal(status.exchangeActive, true);
+    assert.equal(rest.stats.byOutcome.network_error, 1);
+    server.stallNext = 5;
+    await assert.rejects(client({ restTimeoutMs: 200, restRetryMax: 0 }).getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_REST_NETWORK') && /timed out/.test(e.message));
   });
 
   test('bad response shapes are KDP_ERR_MSG_SHAPE; one bad list item is dropped and counted, the page kept', async () => {
