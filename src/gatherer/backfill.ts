@@ -67,7 +67,14 @@ interface Window {
 const ALL = '*';
 
 export class TradeBackfill {
-  readonly stats: BackfillStats = { windowsFetched: 0, windowsFailed: 0, windowsMerged: 0, refused: 0, trades: 0, pages: 0 };
+  readonly stats: BackfillStats = {
+    windowsFetched: 0,
+    windowsFailed: 0,
+    windowsMerged: 0,
+    refused: 0,
+    trades: 0,
+    pages: 0,
+  };
   private readonly clock: Clock;
   /** Windows waiting, per ticker key; disjoint after merging. */
   private readonly pending = new Map<string, Window[]>();
@@ -96,11 +103,16 @@ export class TradeBackfill {
         refused++;
         continue;
       }
-      outcomes.push(new Promise<WindowOutcome>((resolve) => this.enqueue(key, fromUs, toUs, resolve)));
+      outcomes.push(
+        new Promise<WindowOutcome>((resolve) => this.enqueue(key, fromUs, toUs, resolve)),
+      );
     }
     if (refused > 0) {
       this.stats.refused += refused;
-      this.deps.log?.warn({ refused, queued: this.pendingCount }, 'backfill queue full: tickers refused');
+      this.deps.log?.warn(
+        { refused, queued: this.pendingCount },
+        'backfill queue full: tickers refused',
+      );
     }
     this.pump();
     return Promise.all(outcomes).then((list) => ({
@@ -120,17 +132,26 @@ export class TradeBackfill {
     return this.pendingCount;
   }
 
-  private enqueue(key: string, fromUs: number, toUs: number, waiter: (o: WindowOutcome) => void): void {
+  private enqueue(
+    key: string,
+    fromUs: number,
+    toUs: number,
+    waiter: (o: WindowOutcome) => void,
+  ): void {
     const list = this.pending.get(key) ?? [];
     let merged: Window = { fromUs, toUs, waiters: [waiter] };
     let keep: Window[] = list;
     // Overlapping or touching windows merge into one fetch; repeat while the merged one grows.
-    for (let grew = true; grew; ) {
+    for (let grew = true; grew;) {
       grew = false;
       const next: Window[] = [];
       for (const w of keep) {
         if (w.fromUs <= merged.toUs && merged.fromUs <= w.toUs) {
-          merged = { fromUs: Math.min(w.fromUs, merged.fromUs), toUs: Math.max(w.toUs, merged.toUs), waiters: [...w.waiters, ...merged.waiters] };
+          merged = {
+            fromUs: Math.min(w.fromUs, merged.fromUs),
+            toUs: Math.max(w.toUs, merged.toUs),
+            waiters: [...w.waiters, ...merged.waiters],
+          };
           this.pendingCount--;
           this.stats.windowsMerged++;
           grew = true;
@@ -174,7 +195,12 @@ export class TradeBackfill {
     const ticker = key === ALL ? undefined : key;
     let trades = 0;
     try {
-      for await (const page of this.deps.rest.listTrades({ ticker, min_ts, max_ts, limit: this.opts.backfillPageLimit })) {
+      for await (const page of this.deps.rest.listTrades({
+        ticker,
+        min_ts,
+        max_ts,
+        limit: this.opts.backfillPageLimit,
+      })) {
         this.stats.pages++;
         if (page.length === 0) continue;
         const receivedUs = this.clock.nowMs() * 1000;
@@ -187,7 +213,13 @@ export class TradeBackfill {
       return { ok: true, trades };
     } catch (err) {
       this.deps.log?.error(
-        { ticker: key, min_ts, max_ts, code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+        {
+          ticker: key,
+          min_ts,
+          max_ts,
+          code: isKdpError(err) ? err.code : 'unknown',
+          err: (err as Error).message,
+        },
         'trade backfill window failed',
       );
       return { ok: false, trades };

@@ -28,10 +28,13 @@ export const systemClock: Clock = {
         clearTimeout(t);
         reject(shutdownError());
       };
-      const t = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, Math.min(Math.max(0, ms), MAX_TIMER_MS));
+      const t = setTimeout(
+        () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        Math.min(Math.max(0, ms), MAX_TIMER_MS),
+      );
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   },

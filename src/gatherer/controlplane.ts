@@ -39,19 +39,31 @@ export interface RestControlPlane {
 }
 
 /** Loads the signing key once when both keyId and privateKeyPath are set. */
-export function loadSigner(opts: Pick<GathererRestOptions, 'keyId' | 'privateKeyPath'>): KalshiSigner | undefined {
+export function loadSigner(
+  opts: Pick<GathererRestOptions, 'keyId' | 'privateKeyPath'>,
+): KalshiSigner | undefined {
   if (!opts.keyId && !opts.privateKeyPath) return undefined;
   if (!opts.keyId || !opts.privateKeyPath) {
-    throw new KdpError('KDP_ERR_CONFIG_MISSING', 'keyId and privateKeyPath must be set together', { key: opts.keyId ? 'privateKeyPath' : 'keyId' });
+    throw new KdpError('KDP_ERR_CONFIG_MISSING', 'keyId and privateKeyPath must be set together', {
+      key: opts.keyId ? 'privateKeyPath' : 'keyId',
+    });
   }
   return KalshiSigner.fromPemFile(opts.keyId, opts.privateKeyPath);
 }
 
-export function createRestControlPlane(opts: GathererRestOptions, deps: ControlPlaneDeps): RestControlPlane {
+export function createRestControlPlane(
+  opts: GathererRestOptions,
+  deps: ControlPlaneDeps,
+): RestControlPlane {
   const signer = loadSigner(opts);
   const common = { clock: deps.clock, log: deps.log };
   const rest = new RestClient(opts, { ...common, signer, metrics: deps.metrics });
-  const registry = new MarketRegistry(opts, { ...common, rest, db: deps.db, metrics: deps.metrics });
+  const registry = new MarketRegistry(opts, {
+    ...common,
+    rest,
+    db: deps.db,
+    metrics: deps.metrics,
+  });
   const poller = new SnapshotPoller(opts, {
     ...common,
     rest,
@@ -60,7 +72,13 @@ export function createRestControlPlane(opts: GathererRestOptions, deps: ControlP
     gatherer: deps.gatherer,
     metrics: deps.metrics,
   });
-  const backfill = new TradeBackfill(opts, { ...common, rest, writeRows: deps.writeRows, gatherer: deps.gatherer, metrics: deps.metrics });
+  const backfill = new TradeBackfill(opts, {
+    ...common,
+    rest,
+    writeRows: deps.writeRows,
+    gatherer: deps.gatherer,
+    metrics: deps.metrics,
+  });
   return {
     signer,
     rest,

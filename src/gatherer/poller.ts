@@ -50,13 +50,20 @@ export interface PollerStats {
 }
 
 export class SnapshotPoller {
-  readonly stats: PollerStats = { cycles: 0, stored: 0, missing: 0, failedRequests: 0, failedWrites: 0 };
+  readonly stats: PollerStats = {
+    cycles: 0,
+    stored: 0,
+    missing: 0,
+    failedRequests: 0,
+    failedWrites: 0,
+  };
   private readonly clock: Clock;
   private stopper = new AbortController();
   private loop: Promise<void> | undefined;
 
   constructor(
-    private readonly opts: PollerOptions & Pick<RestClientOptions, 'restTokensPerSec' | 'restCostPerRequest'>,
+    private readonly opts: PollerOptions &
+      Pick<RestClientOptions, 'restTokensPerSec' | 'restCostPerRequest'>,
     private readonly deps: PollerDeps,
   ) {
     this.clock = deps.clock ?? systemClock;
@@ -114,19 +121,30 @@ export class SnapshotPoller {
   async pollNow(ticker: string): Promise<PollNowResult> {
     const book = await this.deps.rest.getOrderbook(ticker, this.opts.pollDepth || undefined);
     const snapshotTs = this.clock.nowMs() * 1000;
-    await this.deps.writeRows('orderbook_snapshots', [snapshotRowLine(ticker, book, snapshotTs, this.deps.gatherer)]);
+    await this.deps.writeRows('orderbook_snapshots', [
+      snapshotRowLine(ticker, book, snapshotTs, this.deps.gatherer),
+    ]);
     this.countStored(1);
     return { ticker, snapshotTs, yesLevels: book.yes.length, noLevels: book.no.length };
   }
 
-  private async pollBatch(batch: readonly string[]): Promise<{ stored: number; missing: number; failed: boolean }> {
+  private async pollBatch(
+    batch: readonly string[],
+  ): Promise<{ stored: number; missing: number; failed: boolean }> {
     let books: Map<string, OrderbookLevels>;
     try {
       books = await this.fetchBooks(batch);
     } catch (err) {
       if (isKdpError(err, 'KDP_ERR_SHUTDOWN')) throw err;
       this.stats.failedRequests++;
-      this.deps.log?.warn({ tickers: batch.length, code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message }, 'snapshot poll failed; next cycle retries');
+      this.deps.log?.warn(
+        {
+          tickers: batch.length,
+          code: isKdpError(err) ? err.code : 'unknown',
+          err: (err as Error).message,
+        },
+        'snapshot poll failed; next cycle retries',
+      );
       return { stored: 0, missing: 0, failed: true };
     }
     const receivedUs = this.clock.nowMs() * 1000;
@@ -142,7 +160,10 @@ export class SnapshotPoller {
       await this.deps.writeRows('orderbook_snapshots', rows);
     } catch (err) {
       this.stats.failedWrites++;
-      this.deps.log?.error({ rows: rows.length, err: (err as Error).message }, 'snapshot write failed; next cycle retries');
+      this.deps.log?.error(
+        { rows: rows.length, err: (err as Error).message },
+        'snapshot write failed; next cycle retries',
+      );
       return { stored: 0, missing, failed: false };
     }
     this.countStored(rows.length);
@@ -152,7 +173,10 @@ export class SnapshotPoller {
   private async fetchBooks(batch: readonly string[]): Promise<Map<string, OrderbookLevels>> {
     if (this.opts.pollUseBatchEndpoint) return this.deps.rest.getOrderbooks(batch);
     const out = new Map<string, OrderbookLevels>();
-    out.set(batch[0]!, await this.deps.rest.getOrderbook(batch[0]!, this.opts.pollDepth || undefined));
+    out.set(
+      batch[0]!,
+      await this.deps.rest.getOrderbook(batch[0]!, this.opts.pollDepth || undefined),
+    );
     return out;
   }
 
@@ -168,9 +192,13 @@ export class SnapshotPoller {
   }
 
   private warnIfOverBudget(requests: number): void {
-    const tokensPerSec = (requests * this.opts.restCostPerRequest) / (this.opts.pollIntervalMs / 1000);
+    const tokensPerSec =
+      (requests * this.opts.restCostPerRequest) / (this.opts.pollIntervalMs / 1000);
     if (tokensPerSec > this.opts.restTokensPerSec / 2) {
-      this.deps.log?.warn({ requests, tokensPerSec, budget: this.opts.restTokensPerSec }, 'snapshot polling needs over half the REST token budget');
+      this.deps.log?.warn(
+        { requests, tokensPerSec, budget: this.opts.restTokensPerSec },
+        'snapshot polling needs over half the REST token budget',
+      );
     }
   }
 }

@@ -28,7 +28,8 @@ export class TokenBucket {
     private readonly opts: TokenBucketOptions,
     private readonly clock: Clock,
   ) {
-    if (!(opts.tokensPerSec > 0) || !(opts.burstTokens > 0)) throw new KdpError('KDP_ERR_CONFIG_INVALID', 'token bucket rate and burst must be > 0');
+    if (!(opts.tokensPerSec > 0) || !(opts.burstTokens > 0))
+      throw new KdpError('KDP_ERR_CONFIG_INVALID', 'token bucket rate and burst must be > 0');
     this.tokens = opts.burstTokens;
     this.lastRefillMs = clock.nowMs();
   }
@@ -37,7 +38,11 @@ export class TokenBucket {
   take(cost: number, signal?: AbortSignal): Promise<void> {
     if (this.waiters >= this.opts.maxWaiters) {
       return Promise.reject(
-        new KdpError('KDP_ERR_REST_RATE_LIMITED', `client-side REST queue full (${this.opts.maxWaiters} waiting)`, { queued: this.waiters }),
+        new KdpError(
+          'KDP_ERR_REST_RATE_LIMITED',
+          `client-side REST queue full (${this.opts.maxWaiters} waiting)`,
+          { queued: this.waiters },
+        ),
       );
     }
     this.waiters++;
@@ -78,7 +83,10 @@ export class TokenBucket {
     const now = this.clock.nowMs();
     const elapsed = now - this.lastRefillMs;
     if (elapsed > 0) {
-      this.tokens = Math.min(this.opts.burstTokens, this.tokens + (elapsed / 1000) * this.opts.tokensPerSec);
+      this.tokens = Math.min(
+        this.opts.burstTokens,
+        this.tokens + (elapsed / 1000) * this.opts.tokensPerSec,
+      );
       this.lastRefillMs = now;
     }
   }
@@ -90,7 +98,11 @@ export interface BackoffOptions {
 }
 
 /** Full jitter: uniform in [0, min(max, initial * 2^attempt)]. `attempt` counts from 0. */
-export function backoffDelayMs(attempt: number, opts: BackoffOptions, random: () => number = Math.random): number {
+export function backoffDelayMs(
+  attempt: number,
+  opts: BackoffOptions,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(opts.backoffMaxMs, opts.backoffInitialMs * 2 ** Math.min(attempt, 30));
   return Math.floor(random() * ceiling);
 }

@@ -69,7 +69,8 @@ UPDATE markets SET
   updated_at = $8
 WHERE ticker = $1`;
 
-const msToUs = (ms: number | null | undefined): number | null => (ms === null || ms === undefined ? null : ms * 1000);
+const msToUs = (ms: number | null | undefined): number | null =>
+  ms === null || ms === undefined ? null : ms * 1000;
 
 export class RegistryStore {
   constructor(
@@ -81,7 +82,12 @@ export class RegistryStore {
    * Upserts markets; rows updated at or after `notOverwritingSinceUs` are left alone (pass the
    * listing's start time; pass Infinity-like `Number.MAX_SAFE_INTEGER` to always overwrite).
    */
-  async upsertMarkets(markets: readonly KalshiMarket[], seriesOf: (eventTicker: string | null) => string | null, nowUs: number, notOverwritingSinceUs: number): Promise<void> {
+  async upsertMarkets(
+    markets: readonly KalshiMarket[],
+    seriesOf: (eventTicker: string | null) => string | null,
+    nowUs: number,
+    notOverwritingSinceUs: number,
+  ): Promise<void> {
     for (let i = 0; i < markets.length; i += this.batchRows) {
       const rows = markets.slice(i, i + this.batchRows).map((m) => ({
         ticker: m.ticker,

@@ -165,7 +165,10 @@ export class MarketRegistry extends EventEmitter {
   applyLifecycle(envelope: unknown): Promise<LifecycleOutcome> {
     if (this.queued >= this.opts.lifecycleQueueMax) {
       this.stats.lifecycleRejected++;
-      this.deps.log?.warn({ queued: this.queued }, 'lifecycle queue full: message refused, next reconcile repairs');
+      this.deps.log?.warn(
+        { queued: this.queued },
+        'lifecycle queue full: message refused, next reconcile repairs',
+      );
       return Promise.resolve('rejected');
     }
     let parsed;
@@ -173,14 +176,18 @@ export class MarketRegistry extends EventEmitter {
       parsed = parseLifecycle(envelope);
     } catch (err) {
       this.stats.lifecycleRejected++;
-      this.deps.log?.warn({ code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message }, 'lifecycle message rejected');
+      this.deps.log?.warn(
+        { code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+        'lifecycle message rejected',
+      );
       return Promise.resolve('rejected');
     }
     this.queued++;
     const work =
       parsed.kind === 'event'
         ? async (): Promise<LifecycleOutcome> => {
-            if (parsed.event.seriesTicker) this.eventSeries.set(parsed.event.eventTicker, parsed.event.seriesTicker);
+            if (parsed.event.seriesTicker)
+              this.eventSeries.set(parsed.event.eventTicker, parsed.event.seriesTicker);
             await this.persist(() => this.store.upsertEvents([parsed.event], this.nowUs()));
             return 'applied';
           }
@@ -195,7 +202,8 @@ export class MarketRegistry extends EventEmitter {
   }
 
   private async applyMarketLifecycle(msg: MarketLifecycle): Promise<LifecycleOutcome> {
-    const multivariate = msg.channel === 'multivariate_market_lifecycle' || msg.ticker.startsWith('KXMVE');
+    const multivariate =
+      msg.channel === 'multivariate_market_lifecycle' || msg.ticker.startsWith('KXMVE');
     if (multivariate && !this.opts.includeMultivariate) return 'ignored';
     const now = this.clock.nowMs();
     const patch: MarketPatch = {};
@@ -234,7 +242,14 @@ export class MarketRegistry extends EventEmitter {
 
   private async onCreated(msg: MarketLifecycle, now: number): Promise<LifecycleOutcome> {
     const existing = this.tracked.get(msg.ticker);
-    const m: TrackedMarket = existing ?? { ticker: msg.ticker, eventTicker: null, status: 'initialized', openTimeMs: null, closeTimeMs: null, changedAtMs: now };
+    const m: TrackedMarket = existing ?? {
+      ticker: msg.ticker,
+      eventTicker: null,
+      status: 'initialized',
+      openTimeMs: null,
+      closeTimeMs: null,
+      changedAtMs: now,
+    };
     m.openTimeMs = msg.openTimeMs ?? m.openTimeMs;
     m.closeTimeMs = msg.closeTimeMs ?? m.closeTimeMs;
     m.changedAtMs = now;
@@ -259,7 +274,12 @@ export class MarketRegistry extends EventEmitter {
     return 'applied';
   }
 
-  private async applyPatch(ticker: string, patch: MarketPatch, now: number, refetch: boolean): Promise<void> {
+  private async applyPatch(
+    ticker: string,
+    patch: MarketPatch,
+    now: number,
+    refetch: boolean,
+  ): Promise<void> {
     const m = this.tracked.get(ticker);
     if (m) {
       if (patch.status) m.status = patch.status;
@@ -274,11 +294,16 @@ export class MarketRegistry extends EventEmitter {
     this.settle([ticker]);
     const rawPatch: Record<string, unknown> = { ...patch.rawPatch };
     if (patch.status) rawPatch.status = patch.status;
-    if (patch.closeTimeMs !== undefined) rawPatch.close_time = new Date(patch.closeTimeMs).toISOString();
+    if (patch.closeTimeMs !== undefined)
+      rawPatch.close_time = new Date(patch.closeTimeMs).toISOString();
     if (patch.result) rawPatch.result = patch.result;
     if (patch.priceLevelStructure) rawPatch.price_level_structure = patch.priceLevelStructure;
-    const exists = await this.persist(() => this.store.patchMarket(ticker, { ...patch, rawPatch }, now * 1000));
-    const revived = !m && (patch.status === 'active' || patch.status === 'inactive' || (patch.closeTimeMs ?? 0) > now);
+    const exists = await this.persist(() =>
+      this.store.patchMarket(ticker, { ...patch, rawPatch }, now * 1000),
+    );
+    const revived =
+      !m &&
+      (patch.status === 'active' || patch.status === 'inactive' || (patch.closeTimeMs ?? 0) > now);
     if (exists === false || revived || (m && refetch)) this.fetchInBackground(ticker, 1);
   }
 
@@ -288,7 +313,9 @@ export class MarketRegistry extends EventEmitter {
       this.stats.fetchFailures++;
       return;
     }
-    const p: Promise<void> = this.fetchMarket(ticker, attempts).finally(() => this.background.delete(p));
+    const p: Promise<void> = this.fetchMarket(ticker, attempts).finally(() =>
+      this.background.delete(p),
+    );
     this.background.add(p);
   }
 
@@ -306,7 +333,10 @@ export class MarketRegistry extends EventEmitter {
           continue;
         }
         this.stats.fetchFailures++;
-        this.deps.log?.warn({ ticker, code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message }, 'market look-up failed; reconcile will retry');
+        this.deps.log?.warn(
+          { ticker, code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+          'market look-up failed; reconcile will retry',
+        );
         return;
       }
     }
@@ -327,14 +357,20 @@ export class MarketRegistry extends EventEmitter {
     let listed = 0;
     const mve_filter = this.opts.includeMultivariate ? undefined : ('exclude' as const);
     for (const status of TRACKED_LISTINGS) {
-      for await (const page of this.deps.rest.listMarkets({ status, limit: this.opts.marketsPageLimit, mve_filter })) {
+      for await (const page of this.deps.rest.listMarkets({
+        status,
+        limit: this.opts.marketsPageLimit,
+        mve_filter,
+      })) {
         listed += page.length;
         for (const m of page) seen.add(m.ticker);
         await this.serialize(() => this.applyListed(page, startedMs));
       }
     }
     if (this.opts.recentlyClosedMs > 0) await this.persistRecentlyClosed(startedMs, mve_filter);
-    const vanished = [...this.tracked.values()].filter((m) => !seen.has(m.ticker) && m.changedAtMs <= startedMs).map((m) => m.ticker);
+    const vanished = [...this.tracked.values()]
+      .filter((m) => !seen.has(m.ticker) && m.changedAtMs <= startedMs)
+      .map((m) => m.ticker);
     await this.resolveVanished(vanished, startedMs);
     // Tombstones older than this listing can no longer be needed (one reconcile runs at a time).
     for (const [t, ms] of this.finishedAt) if (ms <= startedMs) this.finishedAt.delete(t);
@@ -344,10 +380,25 @@ export class MarketRegistry extends EventEmitter {
   }
 
   /** Markets that closed recently (e.g. while the gatherer was down): metadata for verify and backfill. */
-  private async persistRecentlyClosed(startedMs: number, mve_filter: 'exclude' | undefined): Promise<void> {
+  private async persistRecentlyClosed(
+    startedMs: number,
+    mve_filter: 'exclude' | undefined,
+  ): Promise<void> {
     const min_close_ts = Math.floor((startedMs - this.opts.recentlyClosedMs) / 1000);
-    for await (const page of this.deps.rest.listMarkets({ status: 'closed', min_close_ts, limit: this.opts.marketsPageLimit, mve_filter })) {
-      await this.persist(() => this.store.upsertMarkets(page, (e) => (e ? (this.eventSeries.get(e) ?? null) : null), this.nowUs(), startedMs * 1000));
+    for await (const page of this.deps.rest.listMarkets({
+      status: 'closed',
+      min_close_ts,
+      limit: this.opts.marketsPageLimit,
+      mve_filter,
+    })) {
+      await this.persist(() =>
+        this.store.upsertMarkets(
+          page,
+          (e) => (e ? (this.eventSeries.get(e) ?? null) : null),
+          this.nowUs(),
+          startedMs * 1000,
+        ),
+      );
     }
   }
 
@@ -356,15 +407,22 @@ export class MarketRegistry extends EventEmitter {
       const series = await this.deps.rest.collect(this.deps.rest.listSeries());
       await this.store.upsertSeries(series, this.nowUs());
       for (const status of ['unopened', 'open'] as const) {
-        for await (const page of this.deps.rest.listEvents({ status, limit: this.opts.eventsPageLimit })) {
-          for (const e of page) if (e.seriesTicker) this.eventSeries.set(e.eventTicker, e.seriesTicker);
+        for await (const page of this.deps.rest.listEvents({
+          status,
+          limit: this.opts.eventsPageLimit,
+        })) {
+          for (const e of page)
+            if (e.seriesTicker) this.eventSeries.set(e.eventTicker, e.seriesTicker);
           await this.store.upsertEvents(page, this.nowUs());
         }
       }
     } catch (err) {
       // Metadata is descriptive; market discovery must not wait for it.
       this.stats.metadataErrors++;
-      this.deps.log?.warn({ code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message }, 'series/events sync failed');
+      this.deps.log?.warn(
+        { code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+        'series/events sync failed',
+      );
     }
   }
 
@@ -393,12 +451,26 @@ export class MarketRegistry extends EventEmitter {
       if (cur && cur.changedAtMs > asOfMs) continue;
       if ((this.finishedAt.get(r.ticker) ?? -Infinity) > asOfMs) continue;
       this.finishedAt.delete(r.ticker);
-      const m: TrackedMarket = { ticker: r.ticker, eventTicker: r.eventTicker, status: r.status, openTimeMs: r.openTimeMs, closeTimeMs: r.closeTimeMs, changedAtMs: asOfMs };
+      const m: TrackedMarket = {
+        ticker: r.ticker,
+        eventTicker: r.eventTicker,
+        status: r.status,
+        openTimeMs: r.openTimeMs,
+        closeTimeMs: r.closeTimeMs,
+        changedAtMs: asOfMs,
+      };
       this.tracked.set(m.ticker, m); // settle() below forgets it again if it is finished
       this.pushDue(m);
     }
     this.settle(markets.map((m) => m.ticker));
-    await this.persist(() => this.store.upsertMarkets(markets, (e) => (e ? (this.eventSeries.get(e) ?? null) : null), now * 1000, asOfMs * 1000));
+    await this.persist(() =>
+      this.store.upsertMarkets(
+        markets,
+        (e) => (e ? (this.eventSeries.get(e) ?? null) : null),
+        now * 1000,
+        asOfMs * 1000,
+      ),
+    );
   }
 
   private scheduleReconcile(): void {
@@ -407,7 +479,10 @@ export class MarketRegistry extends EventEmitter {
       this.reconcile()
         .catch((err) => {
           this.stats.reconcileErrors++;
-          this.deps.log?.error({ code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message }, 'reconcile failed');
+          this.deps.log?.error(
+            { code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+            'reconcile failed',
+          );
         })
         .finally(() => this.scheduleReconcile());
     }, this.opts.reconcileIntervalMs);
@@ -417,8 +492,10 @@ export class MarketRegistry extends EventEmitter {
 
   private pushDue(m: TrackedMarket): void {
     const now = this.clock.nowMs();
-    if (m.status === 'initialized' && m.openTimeMs !== null && m.openTimeMs > now) this.due.push(m.openTimeMs, m.ticker);
-    if (m.closeTimeMs !== null && m.closeTimeMs > now && UNFINISHED.has(m.status)) this.due.push(m.closeTimeMs, m.ticker);
+    if (m.status === 'initialized' && m.openTimeMs !== null && m.openTimeMs > now)
+      this.due.push(m.openTimeMs, m.ticker);
+    if (m.closeTimeMs !== null && m.closeTimeMs > now && UNFINISHED.has(m.status))
+      this.due.push(m.closeTimeMs, m.ticker);
     if (this.due.size > 2 * this.tracked.size + 1024) this.compactDue();
     this.arm();
   }
@@ -426,7 +503,8 @@ export class MarketRegistry extends EventEmitter {
   private compactDue(): void {
     const entries = [];
     for (const m of this.tracked.values()) {
-      if (m.status === 'initialized' && m.openTimeMs !== null) entries.push({ dueMs: m.openTimeMs, key: m.ticker });
+      if (m.status === 'initialized' && m.openTimeMs !== null)
+        entries.push({ dueMs: m.openTimeMs, key: m.ticker });
       if (m.closeTimeMs !== null) entries.push({ dueMs: m.closeTimeMs, key: m.ticker });
     }
     this.due.rebuild(entries);
@@ -470,7 +548,10 @@ export class MarketRegistry extends EventEmitter {
     }
     this.settle(tickers);
     this.updateGauge();
-    for (const [t, status] of changed) await this.persist(() => this.store.patchMarket(t, { status, rawPatch: { status } }, now * 1000));
+    for (const [t, status] of changed)
+      await this.persist(() =>
+        this.store.patchMarket(t, { status, rawPatch: { status } }, now * 1000),
+      );
   }
 
   // ---- plumbing --------------------------------------------------------------------------------

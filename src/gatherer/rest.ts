@@ -41,8 +41,12 @@ export const ROUTES = {
 } as const;
 export type Route = (typeof ROUTES)[keyof typeof ROUTES];
 
-export type RestOutcome = 'ok' | 'rate_limited' | 'server_error' | 'client_error' | 'network_error' | 'bad_response';
-export type RestMetrics = Pick<MetricSet<typeof GATHERER_METRICS>, 'market_registry_rest_errors_total' | 'rest_requests_total'>;
+export type RestOutcome =
+  'ok' | 'rate_limited' | 'server_error' | 'client_error' | 'network_error' | 'bad_response';
+export type RestMetrics = Pick<
+  MetricSet<typeof GATHERER_METRICS>,
+  'market_registry_rest_errors_total' | 'rest_requests_total'
+>;
 
 export interface RestStats {
   /** Calls of request() (one per logical request, however many attempts). */
@@ -113,7 +117,9 @@ export const MAX_BATCH_ORDERBOOK_TICKERS = 100;
 
 /** The HTTP status of a REST error, when it has one. */
 export function restStatus(err: unknown): number | undefined {
-  return isKdpError(err) && typeof err.details?.status === 'number' ? err.details.status : undefined;
+  return isKdpError(err) && typeof err.details?.status === 'number'
+    ? err.details.status
+    : undefined;
 }
 
 class AttemptError extends Error {
@@ -130,7 +136,14 @@ export class RestClient {
     requests: 0,
     attempts: 0,
     retries: 0,
-    byOutcome: { ok: 0, rate_limited: 0, server_error: 0, client_error: 0, network_error: 0, bad_response: 0 },
+    byOutcome: {
+      ok: 0,
+      rate_limited: 0,
+      server_error: 0,
+      client_error: 0,
+      network_error: 0,
+      bad_response: 0,
+    },
     errorsByEndpoint: new Map(),
     rejectedItems: 0,
     backoffsMs: [],
@@ -147,7 +160,11 @@ export class RestClient {
     this.clock = deps.clock ?? systemClock;
     this.base = new URL(opts.restBaseUrl.replace(/\/+$/, ''));
     this.bucket = new TokenBucket(
-      { tokensPerSec: opts.restTokensPerSec, burstTokens: opts.restBurstTokens, maxWaiters: opts.restMaxQueuedRequests },
+      {
+        tokensPerSec: opts.restTokensPerSec,
+        burstTokens: opts.restBurstTokens,
+        maxWaiters: opts.restMaxQueuedRequests,
+      },
       this.clock,
     );
   }
@@ -161,7 +178,9 @@ export class RestClient {
 
   async getMarkets(q: MarketsQuery = {}): Promise<Page<KalshiMarket>> {
     const query: Query = { ...q, tickers: q.tickers?.join(',') };
-    return this.request(ROUTES.markets, {}, query, (body) => this.page(body, 'markets', ROUTES.markets, parseMarket));
+    return this.request(ROUTES.markets, {}, query, (body) =>
+      this.page(body, 'markets', ROUTES.markets, parseMarket),
+    );
   }
 
   /** Every market matching `q`, page by page (memory: one page at a time). */
@@ -170,7 +189,9 @@ export class RestClient {
   }
 
   async getMarket(ticker: string): Promise<KalshiMarket> {
-    return this.request(ROUTES.market, { ticker }, {}, (body) => parseMarket(asObject(body, 'market response').market, 'market'));
+    return this.request(ROUTES.market, { ticker }, {}, (body) =>
+      parseMarket(asObject(body, 'market response').market, 'market'),
+    );
   }
 
   async getOrderbook(ticker: string, depth?: number): Promise<OrderbookLevels> {
@@ -181,14 +202,20 @@ export class RestClient {
 
   /** Batch form, 1-100 tickers. Books come back keyed by ticker; a ticker may be missing. */
   async getOrderbooks(tickers: readonly string[]): Promise<Map<string, OrderbookLevels>> {
-    invariant(tickers.length >= 1 && tickers.length <= MAX_BATCH_ORDERBOOK_TICKERS, `getOrderbooks takes 1-100 tickers, got ${tickers.length}`);
+    invariant(
+      tickers.length >= 1 && tickers.length <= MAX_BATCH_ORDERBOOK_TICKERS,
+      `getOrderbooks takes 1-100 tickers, got ${tickers.length}`,
+    );
     return this.request(ROUTES.orderbooks, {}, { tickers: tickers.join(',') }, (body) => {
       const list = asArray(asObject(body, 'orderbooks response').orderbooks, 'orderbooks');
       const out = new Map<string, OrderbookLevels>();
       list.forEach((item, i) => {
         try {
           const o = asObject(item, `orderbooks[${i}]`);
-          out.set(reqString(o, 'ticker', `orderbooks[${i}]`), parseOrderbookFp(o.orderbook_fp, `orderbooks[${i}].orderbook_fp`));
+          out.set(
+            reqString(o, 'ticker', `orderbooks[${i}]`),
+            parseOrderbookFp(o.orderbook_fp, `orderbooks[${i}].orderbook_fp`),
+          );
         } catch (err) {
           this.rejectItem(ROUTES.orderbooks, err);
         }
@@ -198,7 +225,9 @@ export class RestClient {
   }
 
   async getTrades(q: TradesQuery = {}): Promise<Page<RestTrade>> {
-    return this.request(ROUTES.trades, {}, { ...q }, (body) => this.page(body, 'trades', ROUTES.trades, parseTrade));
+    return this.request(ROUTES.trades, {}, { ...q }, (body) =>
+      this.page(body, 'trades', ROUTES.trades, parseTrade),
+    );
   }
 
   listTrades(q: Omit<TradesQuery, 'cursor'>): AsyncGenerator<RestTrade[]> {
@@ -206,7 +235,9 @@ export class RestClient {
   }
 
   async getEvents(q: EventsQuery = {}): Promise<Page<KalshiEvent>> {
-    return this.request(ROUTES.events, {}, { ...q }, (body) => this.page(body, 'events', ROUTES.events, parseEvent));
+    return this.request(ROUTES.events, {}, { ...q }, (body) =>
+      this.page(body, 'events', ROUTES.events, parseEvent),
+    );
   }
 
   listEvents(q: Omit<EventsQuery, 'cursor'> = {}): AsyncGenerator<KalshiEvent[]> {
@@ -214,7 +245,9 @@ export class RestClient {
   }
 
   async getSeries(q: SeriesQuery = {}): Promise<Page<KalshiSeries>> {
-    return this.request(ROUTES.series, {}, { ...q }, (body) => this.page(body, 'series', ROUTES.series, parseSeries));
+    return this.request(ROUTES.series, {}, { ...q }, (body) =>
+      this.page(body, 'series', ROUTES.series, parseSeries),
+    );
   }
 
   listSeries(q: Omit<SeriesQuery, 'cursor'> = {}): AsyncGenerator<KalshiSeries[]> {
@@ -222,7 +255,9 @@ export class RestClient {
   }
 
   async getExchangeStatus(): Promise<ExchangeStatus> {
-    return this.request(ROUTES.exchangeStatus, {}, {}, (body) => parseExchangeStatus(body, 'exchange status'));
+    return this.request(ROUTES.exchangeStatus, {}, {}, (body) =>
+      parseExchangeStatus(body, 'exchange status'),
+    );
   }
 
   // ---- pagination ---------------------------------------------------------------------------
@@ -231,16 +266,27 @@ export class RestClient {
    * Follows cursors until one is empty or null. Bounded: more than `restMaxPages` pages, or a
    * cursor seen before (a server loop), fails with KDP_ERR_REST_PAGE_LIMIT.
    */
-  async *pages<T>(fetchPage: (cursor: string | undefined) => Promise<Page<T>>): AsyncGenerator<T[]> {
+  async *pages<T>(
+    fetchPage: (cursor: string | undefined) => Promise<Page<T>>,
+  ): AsyncGenerator<T[]> {
     const seen = new Set<string>();
     let cursor: string | undefined;
     for (let n = 1; ; n++) {
       const page = await fetchPage(cursor);
       yield page.items;
       if (page.cursor === null) return;
-      if (seen.has(page.cursor)) throw new KdpError('KDP_ERR_REST_PAGE_LIMIT', `pagination repeated a cursor after ${n} pages`, { pages: n });
+      if (seen.has(page.cursor))
+        throw new KdpError(
+          'KDP_ERR_REST_PAGE_LIMIT',
+          `pagination repeated a cursor after ${n} pages`,
+          { pages: n },
+        );
       if (n >= this.opts.restMaxPages) {
-        throw new KdpError('KDP_ERR_REST_PAGE_LIMIT', `pagination exceeded ${this.opts.restMaxPages} pages`, { pages: n });
+        throw new KdpError(
+          'KDP_ERR_REST_PAGE_LIMIT',
+          `pagination exceeded ${this.opts.restMaxPages} pages`,
+          { pages: n },
+        );
       }
       seen.add(page.cursor);
       cursor = page.cursor;
@@ -254,7 +300,12 @@ export class RestClient {
     return out;
   }
 
-  private page<T>(body: unknown, key: string, route: Route, parse: (v: unknown, where: string) => T): Page<T> {
+  private page<T>(
+    body: unknown,
+    key: string,
+    route: Route,
+    parse: (v: unknown, where: string) => T,
+  ): Page<T> {
     const o = asObject(body, `${route} response`);
     const items: T[] = [];
     // `series` and `events` may be null on an empty listing.
@@ -272,13 +323,21 @@ export class RestClient {
   private rejectItem(route: Route, err: unknown): void {
     if (!isKdpError(err)) throw err;
     this.stats.rejectedItems++;
-    this.deps.log?.warn({ endpoint: route, code: err.code, err: err.message }, 'REST list item rejected');
+    this.deps.log?.warn(
+      { endpoint: route, code: err.code, err: err.message },
+      'REST list item rejected',
+    );
   }
 
   // ---- the request loop -----------------------------------------------------------------------
 
   /** One logical request: bucket, sign, fetch, classify, retry with backoff, parse. */
-  async request<T>(route: Route, pathParams: Record<string, string>, query: Query, parse: (body: unknown) => T): Promise<T> {
+  async request<T>(
+    route: Route,
+    pathParams: Record<string, string>,
+    query: Query,
+    parse: (body: unknown) => T,
+  ): Promise<T> {
     this.stats.requests++;
     const url = this.buildUrl(route, pathParams, query);
     for (let attempt = 0; ; attempt++) {
@@ -298,7 +357,10 @@ export class RestClient {
         if (err.outcome === 'rate_limited') this.bucket.drain();
         const waitMs = backoffDelayMs(attempt, this.opts, this.deps.random);
         this.stats.backoffsMs.push(waitMs);
-        this.deps.log?.debug({ endpoint: route, attempt, waitMs, code: err.kdp.code }, 'REST retry');
+        this.deps.log?.debug(
+          { endpoint: route, attempt, waitMs, code: err.kdp.code },
+          'REST retry',
+        );
         await this.clock.sleep(waitMs, this.stopper.signal);
       }
     }
@@ -307,20 +369,28 @@ export class RestClient {
   private buildUrl(route: Route, pathParams: Record<string, string>, query: Query): URL {
     const path = route.replace(/\{(\w+)\}/g, (_, name: string) => {
       const v = pathParams[name];
-      invariant(typeof v === 'string' && v.length > 0, `missing path parameter ${name} for ${route}`);
+      invariant(
+        typeof v === 'string' && v.length > 0,
+        `missing path parameter ${name} for ${route}`,
+      );
       return encodeURIComponent(v);
     });
     const url = new URL(this.base.toString());
     url.pathname = `${this.base.pathname}${path}`;
-    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(query))
+      if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
     return url;
   }
 
   private async attempt(route: Route, url: URL): Promise<unknown> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.deps.signer && this.opts.signRestRequests) Object.assign(headers, this.deps.signer.headers('GET', url.pathname, this.clock.nowMs()));
+    if (this.deps.signer && this.opts.signRestRequests)
+      Object.assign(headers, this.deps.signer.headers('GET', url.pathname, this.clock.nowMs()));
     const timeout = AbortSignal.timeout(this.opts.restTimeoutMs);
-    const signal = typeof AbortSignal.any === 'function' ? AbortSignal.any([timeout, this.stopper.signal]) : timeout;
+    const signal =
+      typeof AbortSignal.any === 'function'
+        ? AbortSignal.any([timeout, this.stopper.signal])
+        : timeout;
     let res: Response;
     let text: string;
     try {
@@ -329,18 +399,40 @@ export class RestClient {
     } catch (err) {
       if (this.stopper.signal.aborted) throw shutdownError();
       if (err instanceof AttemptError) throw err;
-      const why = timeout.aborted ? `timed out after ${this.opts.restTimeoutMs} ms` : (err as Error).message;
-      throw this.fail('KDP_ERR_REST_NETWORK', 'network_error', `GET ${route}: ${why}`, { endpoint: route });
+      const why = timeout.aborted
+        ? `timed out after ${this.opts.restTimeoutMs} ms`
+        : (err as Error).message;
+      throw this.fail('KDP_ERR_REST_NETWORK', 'network_error', `GET ${route}: ${why}`, {
+        endpoint: route,
+      });
     }
-    if (res.status === 429) throw this.fail('KDP_ERR_REST_RATE_LIMITED', 'rate_limited', `GET ${route}: 429 too many requests`, { endpoint: route, status: 429 });
-    if (res.status >= 500) throw this.fail('KDP_ERR_REST_SERVER', 'server_error', `GET ${route}: HTTP ${res.status}`, { endpoint: route, status: res.status });
+    if (res.status === 429)
+      throw this.fail(
+        'KDP_ERR_REST_RATE_LIMITED',
+        'rate_limited',
+        `GET ${route}: 429 too many requests`,
+        { endpoint: route, status: 429 },
+      );
+    if (res.status >= 500)
+      throw this.fail('KDP_ERR_REST_SERVER', 'server_error', `GET ${route}: HTTP ${res.status}`, {
+        endpoint: route,
+        status: res.status,
+      });
     if (res.status < 200 || res.status >= 300) {
-      throw this.fail('KDP_ERR_REST_CLIENT', 'client_error', `GET ${route}: HTTP ${res.status} ${text.slice(0, 200)}`, { endpoint: route, status: res.status });
+      throw this.fail(
+        'KDP_ERR_REST_CLIENT',
+        'client_error',
+        `GET ${route}: HTTP ${res.status} ${text.slice(0, 200)}`,
+        { endpoint: route, status: res.status },
+      );
     }
     try {
       return JSON.parse(text) as unknown;
     } catch {
-      throw this.fail('KDP_ERR_MSG_JSON', 'bad_response', `GET ${route}: response is not JSON`, { endpoint: route, status: res.status });
+      throw this.fail('KDP_ERR_MSG_JSON', 'bad_response', `GET ${route}: response is not JSON`, {
+        endpoint: route,
+        status: res.status,
+      });
     }
   }
 
@@ -348,11 +440,21 @@ export class RestClient {
     const declared = Number(res.headers.get('content-length') ?? '0');
     if (declared > this.opts.restMaxResponseBytes) {
       await res.body?.cancel().catch(() => undefined);
-      throw this.fail('KDP_ERR_FRAME_TOO_LARGE', 'bad_response', `response of ${declared} bytes exceeds ${this.opts.restMaxResponseBytes}`, {});
+      throw this.fail(
+        'KDP_ERR_FRAME_TOO_LARGE',
+        'bad_response',
+        `response of ${declared} bytes exceeds ${this.opts.restMaxResponseBytes}`,
+        {},
+      );
     }
     const buf = await res.arrayBuffer();
     if (buf.byteLength > this.opts.restMaxResponseBytes) {
-      throw this.fail('KDP_ERR_FRAME_TOO_LARGE', 'bad_response', `response of ${buf.byteLength} bytes exceeds ${this.opts.restMaxResponseBytes}`, {});
+      throw this.fail(
+        'KDP_ERR_FRAME_TOO_LARGE',
+        'bad_response',
+        `response of ${buf.byteLength} bytes exceeds ${this.opts.restMaxResponseBytes}`,
+        {},
+      );
     }
     return Buffer.from(buf).toString('utf8');
   }
@@ -366,7 +468,12 @@ export class RestClient {
     }
   }
 
-  private fail(code: ErrorCode, outcome: RestOutcome, message: string, details: Record<string, unknown>): AttemptError {
+  private fail(
+    code: ErrorCode,
+    outcome: RestOutcome,
+    message: string,
+    details: Record<string, unknown>,
+  ): AttemptError {
     return new AttemptError(new KdpError(code, message, details), outcome);
   }
 

@@ -11,7 +11,12 @@ const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 20
 const PEM = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 function verifies(message: string, signatureB64: string): boolean {
-  return verify('sha256', Buffer.from(message), { key: publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, Buffer.from(signatureB64, 'base64'));
+  return verify(
+    'sha256',
+    Buffer.from(message),
+    { key: publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 },
+    Buffer.from(signatureB64, 'base64'),
+  );
 }
 
 test('a REST signature verifies as RSA-PSS SHA-256 salt 32 over ts + METHOD + path', () => {
@@ -25,14 +30,24 @@ test('a REST signature verifies as RSA-PSS SHA-256 salt 32 over ts + METHOD + pa
   const again = signer.signature(1_700_000_000_123, 'GET', '/trade-api/v2/markets');
   assert.notEqual(again, h['KALSHI-ACCESS-SIGNATURE']);
   assert.ok(verifies('1700000000123GET/trade-api/v2/markets', again));
-  assert.ok(!verifies('1700000000124GET/trade-api/v2/markets', again), 'a different timestamp does not verify');
+  assert.ok(
+    !verifies('1700000000124GET/trade-api/v2/markets', again),
+    'a different timestamp does not verify',
+  );
 });
 
 test('the signed path excludes query string, fragment and host', () => {
   assert.equal(signingPath('/trade-api/v2/markets?status=open&limit=5'), '/trade-api/v2/markets');
-  assert.equal(signingPath('https://external-api.kalshi.com/trade-api/v2/markets/trades?ticker=X#f'), '/trade-api/v2/markets/trades');
+  assert.equal(
+    signingPath('https://external-api.kalshi.com/trade-api/v2/markets/trades?ticker=X#f'),
+    '/trade-api/v2/markets/trades',
+  );
   const signer = KalshiSigner.fromPem('k', PEM);
-  const sig = signer.signature(5, 'GET', 'http://127.0.0.1:1234/trade-api/v2/markets/ABC/orderbook?depth=3');
+  const sig = signer.signature(
+    5,
+    'GET',
+    'http://127.0.0.1:1234/trade-api/v2/markets/ABC/orderbook?depth=3',
+  );
   assert.ok(verifies('5GET/trade-api/v2/markets/ABC/orderbook', sig));
 });
 
@@ -47,17 +62,26 @@ test('key loading fails with KDP_ERR_AUTH_KEY and never echoes key material', ()
   const good = join(dir, 'good.pem');
   writeFileSync(good, PEM);
   assert.ok(verifies('1GET/x', KalshiSigner.fromPemFile('k', good).signature(1, 'GET', '/x')));
-  assert.throws(() => KalshiSigner.fromPemFile('k', join(dir, 'missing.pem')), (e) => isKdpError(e, 'KDP_ERR_AUTH_KEY') && /ENOENT/.test(e.message));
+  assert.throws(
+    () => KalshiSigner.fromPemFile('k', join(dir, 'missing.pem')),
+    (e) => isKdpError(e, 'KDP_ERR_AUTH_KEY') && /ENOENT/.test(e.message),
+  );
   const lines = PEM.split('\n');
   const broken = [...lines.slice(0, 6), ...lines.slice(-2)].join('\n'); // truncated DER body
   const bad = join(dir, 'bad.pem');
   writeFileSync(bad, broken);
   assert.throws(
     () => KalshiSigner.fromPemFile('k', bad),
-    (e) => isKdpError(e, 'KDP_ERR_AUTH_KEY') && !e.message.includes('MII') && !JSON.stringify(e.details).includes('MII'),
+    (e) =>
+      isKdpError(e, 'KDP_ERR_AUTH_KEY') &&
+      !e.message.includes('MII') &&
+      !JSON.stringify(e.details).includes('MII'),
   );
   const { privateKey: ec } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  assert.throws(() => KalshiSigner.fromPem('k', ec.export({ type: 'pkcs8', format: 'pem' })), (e) => isKdpError(e, 'KDP_ERR_AUTH_KEY'));
+  assert.throws(
+    () => KalshiSigner.fromPem('k', ec.export({ type: 'pkcs8', format: 'pem' })),
+    (e) => isKdpError(e, 'KDP_ERR_AUTH_KEY'),
+  );
   // Serialising the signer (e.g. in a log line) shows the key id only.
   assert.deepEqual(JSON.parse(JSON.stringify(KalshiSigner.fromPem('k', PEM))), { keyId: 'k' });
 });

@@ -22,13 +22,21 @@ const TICKERS = Array.from({ length: 250 }, (_, i) => `KXP-E1-T${i}`);
 before(async () => {
   pg = await startPg();
   const url = await pg.newDatabase();
-  await withClient(url, (c) => migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: T0 * 1000 }));
+  await withClient(url, (c) =>
+    migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: T0 * 1000 }),
+  );
   pool = new Pool({ connectionString: url, max: 2 });
   server = new KalshiTestServer();
   baseUrl = await server.start();
   TICKERS.forEach((t, i) => {
     if (i === 7) return; // one live market the exchange returns no book for
-    server.orderbooks.set(t, { yes_dollars: [['0.0100', '5.00'], [`0.${String(10 + (i % 80)).padStart(2, '0')}00`, '12.50']], no_dollars: [['0.3000', '1.00']] });
+    server.orderbooks.set(t, {
+      yes_dollars: [
+        ['0.0100', '5.00'],
+        [`0.${String(10 + (i % 80)).padStart(2, '0')}00`, '12.50'],
+      ],
+      no_dollars: [['0.3000', '1.00']],
+    });
   });
 });
 after(async () => {
@@ -41,11 +49,31 @@ beforeEach(async () => {
   await pool.query('TRUNCATE orderbook_snapshots, ingest_batches');
 });
 
-function poller(clock: ManualClock | typeof systemClock, over: Record<string, unknown> = {}, deps: Partial<PollerDeps> = {}): SnapshotPoller {
-  const restOpts = resolveOptions(REST_CLIENT_SPEC, { restBaseUrl: baseUrl, backoffInitialMs: 100, restTokensPerSec: 1e6, restBurstTokens: 1e6 });
+function poller(
+  clock: ManualClock | typeof systemClock,
+  over: Record<string, unknown> = {},
+  deps: Partial<PollerDeps> = {},
+): SnapshotPoller {
+  const restOpts = resolveOptions(REST_CLIENT_SPEC, {
+    restBaseUrl: baseUrl,
+    backoffInitialMs: 100,
+    restTokensPerSec: 1e6,
+    restBurstTokens: 1e6,
+  });
   const rest = new RestClient(restOpts, { clock, random: () => 0.5 });
-  const opts = { ...resolveOptions(POLLER_SPEC, over), restTokensPerSec: 200, restCostPerRequest: 10 };
-  return new SnapshotPoller(opts, { rest, tickers: () => TICKERS, writeRows: pgWriteRows(pool), gatherer: 'g1', clock, ...deps });
+  const opts = {
+    ...resolveOptions(POLLER_SPEC, over),
+    restTokensPerSec: 200,
+    restCostPerRequest: 10,
+  };
+  return new SnapshotPoller(opts, {
+    rest,
+    tickers: () => TICKERS,
+    writeRows: pgWriteRows(pool),
+    gatherer: 'g1',
+    clock,
+    ...deps,
+  });
 }
 
 describe('snapshot poller', () => {
@@ -54,13 +82,27 @@ describe('snapshot poller', () => {
     server.rateLimitNext = 0;
     const p = poller(clock);
     const result = await p.runCycle();
-    assert.deepEqual(result, { tickers: 250, requests: 3, stored: 249, missing: 1, failedRequests: 0 });
+    assert.deepEqual(result, {
+      tickers: 250,
+      requests: 3,
+      stored: 249,
+      missing: 1,
+      failedRequests: 0,
+    });
     const calls = server.requests.filter((r) => r.path.endsWith('/markets/orderbooks'));
-    assert.deepEqual(calls.map((r) => r.query.get('tickers')!.split(',').length), [100, 100, 50]);
+    assert.deepEqual(
+      calls.map((r) => r.query.get('tickers')!.split(',').length),
+      [100, 100, 50],
+    );
     assert.deepEqual(clock.sleeps, [300_000, 300_000], '15 min / 3 batches');
-    const rows = (await pool.query(`SELECT * FROM orderbook_snapshots ORDER BY snapshot_ts, ticker`)).rows;
+    const rows = (
+      await pool.query(`SELECT * FROM orderbook_snapshots ORDER BY snapshot_ts, ticker`)
+    ).rows;
     assert.equal(rows.length, 249);
-    assert.deepEqual([...new Set(rows.map((r) => Number(r.snapshot_ts)))], [T0 * 1000, (T0 + 300_000) * 1000, (T0 + 600_000) * 1000]);
+    assert.deepEqual(
+      [...new Set(rows.map((r) => Number(r.snapshot_ts)))],
+      [T0 * 1000, (T0 + 300_000) * 1000, (T0 + 600_000) * 1000],
+    );
     for (const r of rows) {
       assert.equal(r.source, 'rest');
       assert.equal(r.conn_id, 0);
@@ -71,11 +113,19 @@ describe('snapshot poller', () => {
       assert.equal(Number(r.received_at), Number(r.snapshot_ts));
     }
     const t3 = rows.find((r) => r.ticker === 'KXP-E1-T3');
-    assert.deepEqual(t3.yes_levels, [['0.0100', '5.00'], ['0.1300', '12.50']]);
+    assert.deepEqual(t3.yes_levels, [
+      ['0.0100', '5.00'],
+      ['0.1300', '12.50'],
+    ]);
     assert.deepEqual(t3.no_levels, [['0.3000', '1.00']]);
     assert.ok(!rows.some((r) => r.ticker === 'KXP-E1-T7'));
-    const batches = (await pool.query(`SELECT table_name, row_count FROM ingest_batches ORDER BY batch_id`)).rows;
-    assert.deepEqual(batches.map((b) => b.row_count), [99, 100, 50]);
+    const batches = (
+      await pool.query(`SELECT table_name, row_count FROM ingest_batches ORDER BY batch_id`)
+    ).rows;
+    assert.deepEqual(
+      batches.map((b) => b.row_count),
+      [99, 100, 50],
+    );
     assert.ok(batches.every((b) => b.table_name === 'orderbook_snapshots'));
   });
 
@@ -88,7 +138,11 @@ describe('snapshot poller', () => {
     assert.equal(result.stored, 249);
     assert.equal(result.failedRequests, 0);
     assert.equal(server.requests.length, 6, '3 batches + 3 retried attempts');
-    assert.equal((await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots WHERE source = 'rest'`)).rows[0].n, 249);
+    assert.equal(
+      (await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots WHERE source = 'rest'`))
+        .rows[0].n,
+      249,
+    );
   });
 
   test('a request that keeps failing is counted and skipped; the rest of the cycle still runs', async () => {
@@ -106,7 +160,12 @@ describe('snapshot poller', () => {
     const clock = new ManualClock(T0 + 5);
     const p = poller(clock, { pollDepth: 10 });
     const r = await p.pollNow('KXP-E1-T42');
-    assert.deepEqual(r, { ticker: 'KXP-E1-T42', snapshotTs: (T0 + 5) * 1000, yesLevels: 2, noLevels: 1 });
+    assert.deepEqual(r, {
+      ticker: 'KXP-E1-T42',
+      snapshotTs: (T0 + 5) * 1000,
+      yesLevels: 2,
+      noLevels: 1,
+    });
     assert.equal(server.requests.at(-1)!.query.get('depth'), '10');
     const rows = (await pool.query(`SELECT ticker, source FROM orderbook_snapshots`)).rows;
     assert.deepEqual(rows, [{ ticker: 'KXP-E1-T42', source: 'rest' }]);
@@ -116,17 +175,24 @@ describe('snapshot poller', () => {
   test('start() polls in the background and stop() ends the loop (real clock)', async () => {
     let cycles = 0;
     let stopping: Promise<void> | undefined;
-    const p: SnapshotPoller = poller(systemClock, { pollIntervalMs: 1000, pollBatchTickers: 100 }, {
-      tickers: () => TICKERS.slice(0, 150),
-      onCycle: () => {
-        cycles++;
-        stopping = p.stop();
+    const p: SnapshotPoller = poller(
+      systemClock,
+      { pollIntervalMs: 1000, pollBatchTickers: 100 },
+      {
+        tickers: () => TICKERS.slice(0, 150),
+        onCycle: () => {
+          cycles++;
+          stopping = p.stop();
+        },
       },
-    });
+    );
     p.start();
     for (let i = 0; i < 100 && !stopping; i++) await new Promise((r) => setTimeout(r, 20));
     await stopping;
     assert.equal(cycles, 1);
-    assert.equal((await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots`)).rows[0].n, 149);
+    assert.equal(
+      (await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots`)).rows[0].n,
+      149,
+    );
   });
 });

@@ -30,17 +30,31 @@ beforeEach(() => {
 });
 
 function opts(over: Record<string, unknown> = {}): RestClientOptions {
-  return resolveOptions(REST_CLIENT_SPEC, { restBaseUrl: baseUrl, backoffInitialMs: 100, backoffMaxMs: 1000, restTokensPerSec: 1e6, restBurstTokens: 1e6, ...over });
+  return resolveOptions(REST_CLIENT_SPEC, {
+    restBaseUrl: baseUrl,
+    backoffInitialMs: 100,
+    backoffMaxMs: 1000,
+    restTokensPerSec: 1e6,
+    restBurstTokens: 1e6,
+    ...over,
+  });
 }
 function client(over: Record<string, unknown> = {}, deps: RestClientDeps = {}): RestClient {
-  return new RestClient(opts(over), { clock: new ManualClock(1_700_000_000_000), random: () => 0.5, ...deps });
+  return new RestClient(opts(over), {
+    clock: new ManualClock(1_700_000_000_000),
+    random: () => 0.5,
+    ...deps,
+  });
 }
 
 describe('pagination', () => {
   test('collects every page until the cursor is empty', async () => {
-    for (let i = 0; i < 250; i++) server.markets.set(`M-${i}`, market(`KX-E${i % 7}-M${i}`, 'active'));
+    for (let i = 0; i < 250; i++)
+      server.markets.set(`M-${i}`, market(`KX-E${i % 7}-M${i}`, 'active'));
     const rest = client();
-    const all = await rest.collect(rest.listMarkets({ status: 'open', limit: 100, mve_filter: 'exclude' }));
+    const all = await rest.collect(
+      rest.listMarkets({ status: 'open', limit: 100, mve_filter: 'exclude' }),
+    );
     assert.equal(all.length, 250);
     assert.equal(new Set(all.map((m) => m.ticker)).size, 250);
     const calls = server.requests.filter((r) => r.path.endsWith('/markets'));
@@ -53,9 +67,14 @@ describe('pagination', () => {
   });
 
   test('a repeated cursor or too many pages is a coded error, not an endless loop', async () => {
-    server.overrides.set('/markets', { status: 200, body: { markets: [market('A-B-C', 'active')], cursor: 'same' } });
+    server.overrides.set('/markets', {
+      status: 200,
+      body: { markets: [market('A-B-C', 'active')], cursor: 'same' },
+    });
     const rest = client();
-    await assert.rejects(rest.collect(rest.listMarkets()), (e) => isKdpError(e, 'KDP_ERR_REST_PAGE_LIMIT'));
+    await assert.rejects(rest.collect(rest.listMarkets()), (e) =>
+      isKdpError(e, 'KDP_ERR_REST_PAGE_LIMIT'),
+    );
     assert.equal(server.count('/trade-api/v2/markets'), 2);
     let n = 0;
     server.overrides.set('/markets', { status: 200, body: { markets: [], cursor: 'x' } });
@@ -68,7 +87,10 @@ describe('pagination', () => {
 
 describe('retries and rate limits', () => {
   test('429s without Retry-After are retried with growing full-jitter backoff and counted per route template', async () => {
-    server.orderbooks.set('T-1', { yes_dollars: [['0.1500', '100.00']], no_dollars: [['0.8000', '5.50']] });
+    server.orderbooks.set('T-1', {
+      yes_dollars: [['0.1500', '100.00']],
+      no_dollars: [['0.8000', '5.50']],
+    });
     server.rateLimitNext = 3;
     const registry = createRegistry(false);
     const metrics = createMetrics(GATHERER_METRICS, registry);
@@ -83,7 +105,10 @@ describe('retries and rate limits', () => {
     assert.deepEqual(rest.stats.backoffsMs, [50, 100, 200]);
     assert.deepEqual(clock.sleeps.slice(0, 3), [50, 100, 200]);
     const errors = await registry.getSingleMetric('market_registry_rest_errors_total')!.get();
-    assert.deepEqual(errors.values.map((v) => [v.labels.endpoint, v.value]), [['/markets/{ticker}/orderbook', 3]]);
+    assert.deepEqual(
+      errors.values.map((v) => [v.labels.endpoint, v.value]),
+      [['/markets/{ticker}/orderbook', 3]],
+    );
     const outcomes = await registry.getSingleMetric('rest_requests_total')!.get();
     const byOutcome = Object.fromEntries(outcomes.values.map((v) => [v.labels.outcome, v.value]));
     assert.deepEqual(byOutcome, { rate_limited: 3, ok: 1 });
@@ -92,26 +117,42 @@ describe('retries and rate limits', () => {
   test('retries are bounded: persistent 429 ends in KDP_ERR_REST_RATE_LIMITED, 5xx in KDP_ERR_REST_SERVER', async () => {
     server.rateLimitNext = 100;
     const rest = client({ restRetryMax: 2 });
-    await assert.rejects(rest.getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_REST_RATE_LIMITED') && restStatus(e) === 429);
+    await assert.rejects(
+      rest.getExchangeStatus(),
+      (e) => isKdpError(e, 'KDP_ERR_REST_RATE_LIMITED') && restStatus(e) === 429,
+    );
     assert.equal(server.requests.length, 3);
     server.rateLimitNext = 0;
     server.serverErrorNext = 2;
     const ok = client({ restRetryMax: 2 });
-    assert.deepEqual(await ok.getExchangeStatus(), { exchangeActive: true, tradingActive: true, estimatedResumeTime: null });
+    assert.deepEqual(await ok.getExchangeStatus(), {
+      exchangeActive: true,
+      tradingActive: true,
+      estimatedResumeTime: null,
+    });
     assert.equal(ok.stats.byOutcome.server_error, 2);
     server.serverErrorNext = 5;
-    await assert.rejects(client({ restRetryMax: 1 }).getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_REST_SERVER') && restStatus(e) === 503);
+    await assert.rejects(
+      client({ restRetryMax: 1 }).getExchangeStatus(),
+      (e) => isKdpError(e, 'KDP_ERR_REST_SERVER') && restStatus(e) === 503,
+    );
   });
 
   test('4xx fails at once with KDP_ERR_REST_CLIENT and its status; network failures are KDP_ERR_REST_NETWORK', async () => {
     const rest = client();
-    await assert.rejects(rest.getMarket('NOPE-1'), (e) => isKdpError(e, 'KDP_ERR_REST_CLIENT') && restStatus(e) === 404);
+    await assert.rejects(
+      rest.getMarket('NOPE-1'),
+      (e) => isKdpError(e, 'KDP_ERR_REST_CLIENT') && restStatus(e) === 404,
+    );
     assert.equal(server.requests.length, 1, 'no retry on 404');
     const port = await freePort();
-    const dead = new RestClient(opts({ restBaseUrl: `http://127.0.0.1:${port}/trade-api/v2`, restRetryMax: 2 }), {
-      clock: new ManualClock(0),
-      random: () => 0,
-    });
+    const dead = new RestClient(
+      opts({ restBaseUrl: `http://127.0.0.1:${port}/trade-api/v2`, restRetryMax: 2 }),
+      {
+        clock: new ManualClock(0),
+        random: () => 0,
+      },
+    );
     await assert.rejects(dead.getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_REST_NETWORK'));
     assert.equal(dead.stats.byOutcome.network_error, 3);
   });
@@ -123,35 +164,58 @@ describe('retries and rate limits', () => {
     assert.equal(status.exchangeActive, true);
     assert.equal(rest.stats.byOutcome.network_error, 1);
     server.stallNext = 5;
-    await assert.rejects(client({ restTimeoutMs: 200, restRetryMax: 0 }).getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_REST_NETWORK') && /timed out/.test(e.message));
+    await assert.rejects(
+      client({ restTimeoutMs: 200, restRetryMax: 0 }).getExchangeStatus(),
+      (e) => isKdpError(e, 'KDP_ERR_REST_NETWORK') && /timed out/.test(e.message),
+    );
   });
 
   test('bad response shapes are KDP_ERR_MSG_SHAPE; one bad list item is dropped and counted, the page kept', async () => {
     server.overrides.set('/markets', { status: 200, body: { markets: 5, cursor: '' } });
     await assert.rejects(client().getMarkets(), (e) => isKdpError(e, 'KDP_ERR_MSG_SHAPE'));
-    server.overrides.set('/markets', { status: 200, body: { markets: [market('A-B-1', 'active'), { ticker: 7 }, market('A-B-2', 'active')], cursor: null } });
+    server.overrides.set('/markets', {
+      status: 200,
+      body: {
+        markets: [market('A-B-1', 'active'), { ticker: 7 }, market('A-B-2', 'active')],
+        cursor: null,
+      },
+    });
     const rest = client();
     const page = await rest.getMarkets();
-    assert.deepEqual(page.items.map((m) => m.ticker), ['A-B-1', 'A-B-2']);
+    assert.deepEqual(
+      page.items.map((m) => m.ticker),
+      ['A-B-1', 'A-B-2'],
+    );
     assert.equal(rest.stats.rejectedItems, 1);
-    server.overrides.set('/markets/X-1/orderbook', { status: 200, body: { orderbook_fp: { yes_dollars: [['0.1', 3]] } } });
+    server.overrides.set('/markets/X-1/orderbook', {
+      status: 200,
+      body: { orderbook_fp: { yes_dollars: [['0.1', 3]] } },
+    });
     await assert.rejects(rest.getOrderbook('X-1'), (e) => isKdpError(e, 'KDP_ERR_MSG_DECIMAL'));
     server.overrides.set('/exchange/status', { status: 200, body: { exchange_active: 'yes' } });
     await assert.rejects(rest.getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_MSG_SHAPE'));
-    assert.equal(rest.stats.byOutcome.bad_response, 2, "the orderbook and the status response");
+    assert.equal(rest.stats.byOutcome.bad_response, 2, 'the orderbook and the status response');
     server.overrides.set('/series', { status: 200, body: { series: null } });
     assert.deepEqual((await rest.getSeries()).items, []);
   });
 
   test('the token bucket paces requests: burst first, then one per cost/rate, FIFO', async () => {
-    for (let i = 0; i < 12; i++) server.orderbooks.set(`B-${i}`, { yes_dollars: [['0.5000', '1.00']] });
+    for (let i = 0; i < 12; i++)
+      server.orderbooks.set(`B-${i}`, { yes_dollars: [['0.5000', '1.00']] });
     const clock = new ManualClock(1_700_000_000_000);
     // 100 tokens/s, burst 20, cost 10: two requests at once, then one per 100 ms.
-    const rest = client({ restTokensPerSec: 100, restBurstTokens: 20, restCostPerRequest: 10 }, { clock });
+    const rest = client(
+      { restTokensPerSec: 100, restBurstTokens: 20, restCostPerRequest: 10 },
+      { clock },
+    );
     await Promise.all(Array.from({ length: 12 }, (_, i) => rest.getOrderbook(`B-${i}`)));
     assert.equal(rest.bucket.throttled, 10);
     assert.deepEqual(clock.sleeps, Array(10).fill(100));
-    assert.equal(clock.nowMs() - 1_700_000_000_000, 1000, 'virtual time advanced exactly by the deficit');
+    assert.equal(
+      clock.nowMs() - 1_700_000_000_000,
+      1000,
+      'virtual time advanced exactly by the deficit',
+    );
     assert.deepEqual(
       server.requests.map((r) => decodeURIComponent(r.path.split('/')[4]!)),
       Array.from({ length: 12 }, (_, i) => `B-${i}`),
@@ -161,9 +225,24 @@ describe('retries and rate limits', () => {
 
   test('a full client-side queue refuses new requests (backpressure) instead of growing', async () => {
     const clock = new ManualClock(0);
-    const rest = client({ restTokensPerSec: 1, restBurstTokens: 10, restCostPerRequest: 10, restMaxQueuedRequests: 2 }, { clock });
-    const results = await Promise.allSettled([rest.getExchangeStatus(), rest.getExchangeStatus(), rest.getExchangeStatus()]);
-    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'rejected']);
+    const rest = client(
+      {
+        restTokensPerSec: 1,
+        restBurstTokens: 10,
+        restCostPerRequest: 10,
+        restMaxQueuedRequests: 2,
+      },
+      { clock },
+    );
+    const results = await Promise.allSettled([
+      rest.getExchangeStatus(),
+      rest.getExchangeStatus(),
+      rest.getExchangeStatus(),
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'fulfilled', 'rejected'],
+    );
     const refused = results[2] as PromiseRejectedResult;
     assert.ok(isKdpError(refused.reason, 'KDP_ERR_REST_RATE_LIMITED'));
     assert.equal(server.requests.length, 2, 'the refused request never reached the server');
@@ -171,8 +250,14 @@ describe('retries and rate limits', () => {
 
   test('backoff ceilings double up to the maximum', () => {
     const o = { backoffInitialMs: 100, backoffMaxMs: 1000 };
-    assert.deepEqual([0, 1, 2, 3, 4, 40].map((a) => backoffDelayMs(a, o, () => 0.999999)), [99, 199, 399, 799, 999, 999]);
-    assert.equal(backoffDelayMs(3, o, () => 0), 0);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 40].map((a) => backoffDelayMs(a, o, () => 0.999999)),
+      [99, 199, 399, 799, 999, 999],
+    );
+    assert.equal(
+      backoffDelayMs(3, o, () => 0),
+      0,
+    );
   });
 });
 
@@ -185,6 +270,9 @@ describe('signing', () => {
     const signed = client({}, { signer });
     assert.equal((await signed.getMarkets({ status: 'open', limit: 5 })).items.length, 1);
     assert.equal(server.requests[0]!.headers['kalshi-access-key'], 'kid');
-    await assert.rejects(client().getMarkets(), (e) => isKdpError(e, 'KDP_ERR_REST_CLIENT') && restStatus(e) === 401);
+    await assert.rejects(
+      client().getMarkets(),
+      (e) => isKdpError(e, 'KDP_ERR_REST_CLIENT') && restStatus(e) === 401,
+    );
   });
 });
