@@ -53,6 +53,10 @@ export const ERROR_CODES = {
   KDP_ERR_REST_SERVER: { retryable: true, summary: 'The exchange REST API answered 5xx.' },
   KDP_ERR_REST_CLIENT: { retryable: false, summary: 'The exchange REST API answered 4xx (other than 429).' },
   KDP_ERR_REST_NETWORK: { retryable: true, summary: 'A REST request failed on the network or timed out.' },
+  KDP_ERR_REST_PAGE_LIMIT: {
+    retryable: false,
+    summary: 'A paginated REST listing exceeded its page limit or repeated a cursor.',
+  },
   KDP_ERR_AUTH_KEY: { retryable: false, summary: 'The API private key cannot be read or used to sign.' },
   // services
   KDP_ERR_ADMIN_UNAUTHORIZED: { retryable: false, summary: 'An admin request lacked the right token.' },

@@ -1,0 +1,609 @@
+// The market registry: which markets exist, which are live (subscribable), and their metadata.
+// - Discovery / reconcile: lists unopened, open and paused markets over REST (all pages,
+//   mve_filter=exclude unless multivariate markets are included), plus series, events and
+//   recently closed markets, and upserts them into the gatherer database. Markets tracked but no longer listed are looked up
+//   by ticker and dropped once finished.
+// - Lifecycle: applies market_lifecycle_v2 / multivariate_market_lifecycle / event_lifecycle
+//   messages in arrival order (one serial queue, bounded). `created` tracks the market from the
+//   message at once and fetches it over REST, retrying while GET /markets/{ticker} still 404s.
+// - Time: Kalshi sends no event when open_time or close_time passes, so one timer is armed for
+//   the earliest due open/close time (a heap with lazy invalidation, not a timer per market).
+// Emits `marketsAdded(tickers)` / `marketsRemoved(tickers)` whenever the live set changes.
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../core/log';
+import { isKdpError } from '../core/errors';
+import type { GATHERER_METRICS, MetricSet } from '../core/metrics';
+import { MAX_TIMER_MS, systemClock, type Clock, type TimerHandle } from './clock';
+import { DueQueue } from './duequeue';
+import { parseLifecycle, type MarketLifecycle } from './lifecycle';
+import type { RegistryOptions } from './options';
+import { RegistryStore, type MarketPatch, type Queryable } from './registry-store';
+import { restStatus, type RestClient } from './rest';
+import type { KalshiMarket } from './shapes';
+
+export interface TrackedMarket {
+  readonly ticker: string;
+  eventTicker: string | null;
+  /** Kalshi status as last known (including transitions implied by open/close time). */
+  status: string;
+  openTimeMs: number | null;
+  closeTimeMs: number | null;
+  /** Clock ms the information was current: a listing that started earlier does not override it. */
+  changedAtMs: number;
+}
+
+export type LifecycleOutcome = 'applied' | 'ignored' | 'rejected';
+
+export interface ReconcileResult {
+  readonly listed: number;
+  readonly tracked: number;
+  readonly live: number;
+  readonly vanished: number;
+}
+
+export interface RegistryStats {
+  lifecycleApplied: number;
+  lifecycleIgnored: number;
+  lifecycleRejected: number;
+  createdNotFoundRetries: number;
+  fetchFailures: number;
+  reconciles: number;
+  reconcileErrors: number;
+  metadataErrors: number;
+  dbErrors: number;
+  timerFirings: number;
+}
+
+export interface RegistryDeps {
+  readonly rest: RestClient;
+  readonly db: Queryable;
+  readonly clock?: Clock;
+  readonly log?: Logger;
+  readonly metrics?: Pick<MetricSet<typeof GATHERER_METRICS>, 'market_registry_markets'>;
+}
+
+const TRACKED_LISTINGS = ['unopened', 'open', 'paused'] as const;
+const UNFINISHED = new Set(['initialized', 'active', 'inactive']);
+// Background REST look-ups (after `created`, revivals, metadata changes) in flight at most.
+const MAX_BACKGROUND_FETCHES = 1000;
+const LOOKUP_BATCH = 100;
+
+export function isFinished(m: TrackedMarket, nowMs: number): boolean {
+  return !UNFINISHED.has(m.status) || (m.closeTimeMs !== null && m.closeTimeMs <= nowMs);
+}
+
+/** Live = worth subscribing: open (or paused) and inside [open_time, close_time). */
+export function isLive(m: TrackedMarket, nowMs: number): boolean {
+  if (isFinished(m, nowMs)) return false;
+  if (m.status === 'active' || m.status === 'inactive') return true;
+  return m.openTimeMs !== null && m.openTimeMs <= nowMs;
+}
+
+export interface MarketRegistry {
+  on(event: 'marketsAdded' | 'marketsRemoved', listener: (tickers: string[]) => void): this;
+  emit(event: 'marketsAdded' | 'marketsRemoved', tickers: string[]): boolean;
+}
+
+export class MarketRegistry extends EventEmitter {
+  readonly stats: RegistryStats = {
+    lifecycleApplied: 0,
+    lifecycleIgnored: 0,
+    lifecycleRejected: 0,
+    createdNotFoundRetries: 0,
+    fetchFailures: 0,
+    reconciles: 0,
+    reconcileErrors: 0,
+    metadataErrors: 0,
+    dbErrors: 0,
+    timerFirings: 0,
+  };
+  private readonly tracked = new Map<string, TrackedMarket>();
+  private readonly live = new Set<string>();
+  private readonly eventSeries = new Map<string, string>();
+  /** Clock ms at which recently finished markets were forgotten: a listing that started earlier must not revive them. */
+  private readonly finishedAt = new Map<string, number>();
+  private readonly due = new DueQueue();
+  private readonly store: RegistryStore;
+  private readonly clock: Clock;
+  private armed: { dueMs: number; handle: TimerHandle } | undefined;
+  private reconcileTimer: TimerHandle | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  private queued = 0;
+  private readonly background = new Set<Promise<void>>();
+  private reconciling: Promise<ReconcileResult> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly opts: RegistryOptions,
+    private readonly deps: RegistryDeps,
+  ) {
+    super();
+    this.clock = deps.clock ?? systemClock;
+    this.store = new RegistryStore(deps.db, opts.registryUpsertBatchRows);
+  }
+
+  /** Full discovery (throws if it fails: the caller retries), then periodic reconcile. */
+  async start(): Promise<ReconcileResult> {
+    const result = await this.reconcile();
+    this.scheduleReconcile();
+    return result;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.armed?.handle.cancel();
+    this.armed = undefined;
+    this.reconcileTimer?.cancel();
+  }
+
+  /** Tickers to subscribe to now. */
+  activeTickers(): string[] {
+    return [...this.live];
+  }
+
+  market(ticker: string): Readonly<TrackedMarket> | undefined {
+    return this.tracked.get(ticker);
+  }
+
+  trackedCount(): number {
+    return this.tracked.size;
+  }
+
+  /** Resolves when queued lifecycle work and background look-ups have finished. */
+  async whenIdle(): Promise<void> {
+    for (;;) {
+      const chain = this.chain;
+      await chain;
+      await Promise.all([...this.background]);
+      if (this.chain === chain && this.background.size === 0) return;
+    }
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  /** Applies one lifecycle message (the parsed JSON envelope). Never throws: bad input is counted. */
+  applyLifecycle(envelope: unknown): Promise<LifecycleOutcome> {
+    if (this.queued >= this.opts.lifecycleQueueMax) {
+      this.stats.lifecycleRejected++;
+      this.deps.log?.warn(
+        { queued: this.queued },
+        'lifecycle queue full: message refused, next reconcile repairs',
+      );
+      return Promise.resolve('rejected');
+    }
+    let parsed;
+    try {
+      parsed = parseLifecycle(envelope);
+    } catch (err) {
+      this.stats.lifecycleRejected++;
+      this.deps.log?.warn(
+        { code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+        'lifecycle message rejected',
+      );
+      return Promise.resolve('rejected');
+    }
+    this.queued++;
+    const work =
+      parsed.kind === 'event'
+        ? async (): Promise<LifecycleOutcome> => {
+            if (parsed.event.seriesTicker)
+              this.eventSeries.set(parsed.event.eventTicker, parsed.event.seriesTicker);
+            await this.persist(() => this.store.upsertEvents([parsed.event], this.nowUs()));
+            return 'applied';
+          }
+        : () => this.applyMarketLifecycle(parsed);
+    return this.serialize(work)
+      .then((outcome) => {
+        if (outcome === 'applied') this.stats.lifecycleApplied++;
+        else this.stats.lifecycleIgnored++;
+        return outcome;
+      })
+      .finally(() => this.queued--);
+  }
+
+  private async applyMarketLifecycle(msg: MarketLifecycle): Promise<LifecycleOutcome> {
+    const multivariate =
+      msg.channel === 'multivariate_market_lifecycle' || msg.ticker.startsWith('KXMVE');
+    if (multivariate && !this.opts.includeMultivariate) return 'ignored';
+    const now = this.clock.nowMs();
+    const patch: MarketPatch = {};
+    switch (msg.eventType) {
+      case 'created':
+        return this.onCreated(msg, now);
+      case 'activated':
+        patch.status = 'active';
+        break;
+      case 'deactivated':
+        patch.status = msg.isDeactivated === false ? 'active' : 'inactive';
+        break;
+      case 'close_date_updated':
+        if (msg.closeTimeMs === null) return 'ignored';
+        patch.closeTimeMs = msg.closeTimeMs;
+        break;
+      case 'determined':
+        patch.status = 'determined';
+        if (msg.result) patch.result = msg.result;
+        break;
+      case 'settled':
+        patch.status = 'finalized';
+        break;
+      case 'price_level_structure_updated':
+        if (msg.priceLevelStructure) patch.priceLevelStructure = msg.priceLevelStructure;
+        break;
+      case 'metadata_updated':
+        patch.rawPatch = { lifecycle_metadata: msg.raw };
+        break;
+      default:
+        return 'ignored';
+    }
+    await this.applyPatch(msg.ticker, patch, now, msg.eventType === 'metadata_updated');
+    return 'applied';
+  }
+
+  private async onCreated(msg: MarketLifecycle, now: number): Promise<LifecycleOutcome> {
+    const existing = this.tracked.get(msg.ticker);
+    const m: TrackedMarket = existing ?? {
+      ticker: msg.ticker,
+      eventTicker: null,
+      status: 'initialized',
+      openTimeMs: null,
+      closeTimeMs: null,
+      changedAtMs: now,
+    };
+    m.openTimeMs = msg.openTimeMs ?? m.openTimeMs;
+    m.closeTimeMs = msg.closeTimeMs ?? m.closeTimeMs;
+    m.changedAtMs = now;
+    this.tracked.set(m.ticker, m);
+    this.finishedAt.delete(m.ticker);
+    this.pushDue(m);
+    this.settle([m.ticker]);
+    // A placeholder row until the REST object arrives; never overwrites an existing row.
+    const placeholder: KalshiMarket = {
+      ticker: m.ticker,
+      eventTicker: null,
+      status: m.status,
+      openTimeMs: m.openTimeMs,
+      closeTimeMs: m.closeTimeMs,
+      result: null,
+      priceLevelStructure: null,
+      mveCollectionTicker: null,
+      raw: { ticker: m.ticker, status: m.status, lifecycle_created: msg.raw },
+    };
+    await this.persist(() => this.store.upsertMarkets([placeholder], () => null, now * 1000, -1));
+    this.fetchInBackground(m.ticker, this.opts.createdFetchRetries);
+    return 'applied';
+  }
+
+  private async applyPatch(
+    ticker: string,
+    patch: MarketPatch,
+    now: number,
+    refetch: boolean,
+  ): Promise<void> {
+    const m = this.tracked.get(ticker);
+    if (m) {
+      if (patch.status) m.status = patch.status;
+      if (patch.closeTimeMs !== undefined) {
+        m.closeTimeMs = patch.closeTimeMs;
+        // A close time moved into the future reopens a market that had closed by time.
+        if (m.status === 'closed' && patch.closeTimeMs > now) m.status = 'active';
+      }
+      m.changedAtMs = now;
+      this.pushDue(m);
+    }
+    this.settle([ticker]);
+    const rawPatch: Record<string, unknown> = { ...patch.rawPatch };
+    if (patch.status) rawPatch.status = patch.status;
+    if (patch.closeTimeMs !== undefined)
+      rawPatch.close_time = new Date(patch.closeTimeMs).toISOString();
+    if (patch.result) rawPatch.result = patch.result;
+    if (patch.priceLevelStructure) rawPatch.price_level_structure = patch.priceLevelStructure;
+    const exists = await this.persist(() =>
+      this.store.patchMarket(ticker, { ...patch, rawPatch }, now * 1000),
+    );
+    const revived =
+      !m &&
+      (patch.status === 'active' || patch.status === 'inactive' || (patch.closeTimeMs ?? 0) > now);
+    if (exists === false || revived || (m && refetch)) this.fetchInBackground(ticker, 1);
+  }
+
+  /** Looks a market up over REST and applies it; retries while it 404s (just after `created`). */
+  private fetchInBackground(ticker: string, attempts: number): void {
+    if (this.background.size >= MAX_BACKGROUND_FETCHES || this.stopped) {
+      this.stats.fetchFailures++;
+      return;
+    }
+    const p: Promise<void> = this.fetchMarket(ticker, attempts).finally(() =>
+      this.background.delete(p),
+    );
+    this.background.add(p);
+  }
+
+  private async fetchMarket(ticker: string, attempts: number): Promise<void> {
+    for (let i = 1; i <= attempts && !this.stopped; i++) {
+      const startedMs = this.clock.nowMs();
+      try {
+        const market = await this.deps.rest.getMarket(ticker);
+        await this.serialize(() => this.applyListed([market], startedMs));
+        return;
+      } catch (err) {
+        if (restStatus(err) === 404 && i < attempts) {
+          this.stats.createdNotFoundRetries++;
+          await this.clock.sleep(this.opts.createdFetchDelayMs).catch(() => undefined);
+          continue;
+        }
+        this.stats.fetchFailures++;
+        this.deps.log?.warn(
+          { ticker, code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+          'market look-up failed; reconcile will retry',
+        );
+        return;
+      }
+    }
+  }
+
+  // ---- reconcile ------------------------------------------------------------------------------
+
+  /** Re-lists everything and repairs the registry; concurrent calls share one run. */
+  reconcile(): Promise<ReconcileResult> {
+    this.reconciling ??= this.runReconcile().finally(() => (this.reconciling = undefined));
+    return this.reconciling;
+  }
+
+  private async runReconcile(): Promise<ReconcileResult> {
+    const startedMs = this.clock.nowMs();
+    if (this.opts.discoverMetadata) await this.syncMetadata();
+    const seen = new Set<string>();
+    let listed = 0;
+    const mve_filter = this.opts.includeMultivariate ? undefined : ('exclude' as const);
+    for (const status of TRACKED_LISTINGS) {
+      for await (const page of this.deps.rest.listMarkets({
+        status,
+        limit: this.opts.marketsPageLimit,
+        mve_filter,
+      })) {
+        listed += page.length;
+        for (const m of page) seen.add(m.ticker);
+        await this.serialize(() => this.applyListed(page, startedMs));
+      }
+    }
+    if (this.opts.recentlyClosedMs > 0) await this.persistRecentlyClosed(startedMs, mve_filter);
+    const vanished = [...this.tracked.values()]
+      .filter((m) => !seen.has(m.ticker) && m.changedAtMs <= startedMs)
+      .map((m) => m.ticker);
+    await this.resolveVanished(vanished, startedMs);
+    // Tombstones older than this listing can no longer be needed (one reconcile runs at a time).
+    for (const [t, ms] of this.finishedAt) if (ms <= startedMs) this.finishedAt.delete(t);
+    this.stats.reconciles++;
+    this.updateGauge();
+    return { listed, tracked: this.tracked.size, live: this.live.size, vanished: vanished.length };
+  }
+
+  /** Markets that closed recently (e.g. while the gatherer was down): metadata for verify and backfill. */
+  private async persistRecentlyClosed(
+    startedMs: number,
+    mve_filter: 'exclude' | undefined,
+  ): Promise<void> {
+    const min_close_ts = Math.floor((startedMs - this.opts.recentlyClosedMs) / 1000);
+    for await (const page of this.deps.rest.listMarkets({
+      status: 'closed',
+      min_close_ts,
+      limit: this.opts.marketsPageLimit,
+      mve_filter,
+    })) {
+      await this.persist(() =>
+        this.store.upsertMarkets(
+          page,
+          (e) => (e ? (this.eventSeries.get(e) ?? null) : null),
+          this.nowUs(),
+          startedMs * 1000,
+        ),
+      );
+    }
+  }
+
+  private async syncMetadata(): Promise<void> {
+    try {
+      const series = await this.deps.rest.collect(this.deps.rest.listSeries());
+      await this.store.upsertSeries(series, this.nowUs());
+      for (const status of ['unopened', 'open'] as const) {
+        for await (const page of this.deps.rest.listEvents({
+          status,
+          limit: this.opts.eventsPageLimit,
+        })) {
+          for (const e of page)
+            if (e.seriesTicker) this.eventSeries.set(e.eventTicker, e.seriesTicker);
+          await this.store.upsertEvents(page, this.nowUs());
+        }
+      }
+    } catch (err) {
+      // Metadata is descriptive; market discovery must not wait for it.
+      this.stats.metadataErrors++;
+      this.deps.log?.warn(
+        { code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+        'series/events sync failed',
+      );
+    }
+  }
+
+  /** Markets no longer in the tracked listings: look them up by ticker to learn their fate. */
+  private async resolveVanished(tickers: readonly string[], startedMs: number): Promise<void> {
+    for (let i = 0; i < tickers.length; i += LOOKUP_BATCH) {
+      const batch = tickers.slice(i, i + LOOKUP_BATCH);
+      const page = await this.deps.rest.getMarkets({ tickers: batch, limit: LOOKUP_BATCH });
+      await this.serialize(async () => {
+        const found = new Set(page.items.map((m) => m.ticker));
+        for (const t of batch) {
+          const m = this.tracked.get(t);
+          if (!found.has(t) && m && m.changedAtMs <= startedMs) this.tracked.delete(t);
+        }
+        await this.applyListed(page.items, startedMs);
+        this.settle(batch);
+      });
+    }
+  }
+
+  /** Applies REST market objects current as of `asOfMs` (unless a later lifecycle change won). */
+  private async applyListed(markets: readonly KalshiMarket[], asOfMs: number): Promise<void> {
+    const now = this.clock.nowMs();
+    for (const r of markets) {
+      const cur = this.tracked.get(r.ticker);
+      if (cur && cur.changedAtMs > asOfMs) continue;
+      if ((this.finishedAt.get(r.ticker) ?? -Infinity) > asOfMs) continue;
+      this.finishedAt.delete(r.ticker);
+      const m: TrackedMarket = {
+        ticker: r.ticker,
+        eventTicker: r.eventTicker,
+        status: r.status,
+        openTimeMs: r.openTimeMs,
+        closeTimeMs: r.closeTimeMs,
+        changedAtMs: asOfMs,
+      };
+      this.tracked.set(m.ticker, m); // settle() below forgets it again if it is finished
+      this.pushDue(m);
+    }
+    this.settle(markets.map((m) => m.ticker));
+    await this.persist(() =>
+      this.store.upsertMarkets(
+        markets,
+        (e) => (e ? (this.eventSeries.get(e) ?? null) : null),
+        now * 1000,
+        asOfMs * 1000,
+      ),
+    );
+  }
+
+  private scheduleReconcile(): void {
+    if (this.stopped) return;
+    this.reconcileTimer = this.clock.setTimer(() => {
+      this.reconcile()
+        .catch((err) => {
+          this.stats.reconcileErrors++;
+          this.deps.log?.error(
+            { code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+            'reconcile failed',
+          );
+        })
+        .finally(() => this.scheduleReconcile());
+    }, this.opts.reconcileIntervalMs);
+  }
+
+  // ---- time: open/close timers ------------------------------------------------------------------
+
+  private pushDue(m: TrackedMarket): void {
+    const now = this.clock.nowMs();
+    if (m.status === 'initialized' && m.openTimeMs !== null && m.openTimeMs > now)
+      this.due.push(m.openTimeMs, m.ticker);
+    if (m.closeTimeMs !== null && m.closeTimeMs > now && UNFINISHED.has(m.status))
+      this.due.push(m.closeTimeMs, m.ticker);
+    if (this.due.size > 2 * this.tracked.size + 1024) this.compactDue();
+    this.arm();
+  }
+
+  private compactDue(): void {
+    const entries = [];
+    for (const m of this.tracked.values()) {
+      if (m.status === 'initialized' && m.openTimeMs !== null)
+        entries.push({ dueMs: m.openTimeMs, key: m.ticker });
+      if (m.closeTimeMs !== null) entries.push({ dueMs: m.closeTimeMs, key: m.ticker });
+    }
+    this.due.rebuild(entries);
+  }
+
+  private arm(): void {
+    const next = this.due.peek();
+    if (!next || this.stopped) return;
+    if (this.armed && this.armed.dueMs <= next.dueMs) return;
+    this.armed?.handle.cancel();
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, next.dueMs - this.clock.nowMs()));
+    this.armed = { dueMs: next.dueMs, handle: this.clock.setTimer(() => this.onTimer(), delay) };
+  }
+
+  private onTimer(): void {
+    this.armed = undefined;
+    if (this.stopped) return;
+    const tickers = [...new Set(this.due.popDue(this.clock.nowMs()).map((e) => e.key))];
+    this.arm();
+    if (tickers.length === 0) return;
+    this.stats.timerFirings++;
+    void this.serialize(() => this.applyTimeTransitions(tickers));
+  }
+
+  /** open_time passed: initialized -> active; close_time passed: -> closed (finished). */
+  private async applyTimeTransitions(tickers: readonly string[]): Promise<void> {
+    const now = this.clock.nowMs();
+    const changed: [string, string][] = [];
+    for (const t of tickers) {
+      const m = this.tracked.get(t);
+      if (!m) continue;
+      const implied =
+        m.closeTimeMs !== null && m.closeTimeMs <= now && UNFINISHED.has(m.status)
+          ? 'closed'
+          : m.status === 'initialized' && m.openTimeMs !== null && m.openTimeMs <= now
+            ? 'active'
+            : undefined;
+      if (!implied) continue;
+      m.status = implied;
+      changed.push([t, implied]);
+    }
+    this.settle(tickers);
+    this.updateGauge();
+    for (const [t, status] of changed)
+      await this.persist(() =>
+        this.store.patchMarket(t, { status, rawPatch: { status } }, now * 1000),
+      );
+  }
+
+  // ---- plumbing --------------------------------------------------------------------------------
+
+  /** Recomputes liveness of `tickers`, forgets finished markets, emits the differences. */
+  private settle(tickers: Iterable<string>): void {
+    const now = this.clock.nowMs();
+    const added: string[] = [];
+    const removed: string[] = [];
+    for (const t of tickers) {
+      const m = this.tracked.get(t);
+      const liveNow = m !== undefined && isLive(m, now);
+      if (m && isFinished(m, now)) {
+        this.tracked.delete(t);
+        this.finishedAt.set(t, now);
+      }
+      if (liveNow && !this.live.has(t)) {
+        this.live.add(t);
+        added.push(t);
+      } else if (!liveNow && this.live.delete(t)) removed.push(t);
+    }
+    if (added.length > 0) this.emit('marketsAdded', added);
+    if (removed.length > 0) this.emit('marketsRemoved', removed);
+  }
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Database writes never stop the registry: failures are counted and reconcile rewrites. */
+  private async persist<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (err) {
+      this.stats.dbErrors++;
+      this.deps.log?.error({ err: (err as Error).message }, 'registry database write failed');
+      return undefined;
+    }
+  }
+
+  private updateGauge(): void {
+    const gauge = this.deps.metrics?.market_registry_markets;
+    if (!gauge) return;
+    const counts = new Map<string, number>();
+    for (const m of this.tracked.values()) counts.set(m.status, (counts.get(m.status) ?? 0) + 1);
+    gauge.reset();
+    for (const [status, n] of counts) gauge.set({ status }, n);
+  }
+
+  private nowUs(): number {
+    return this.clock.nowMs() * 1000;
+  }
+}
