@@ -53,6 +53,8 @@ export interface RingOptions {
   readonly ringBytes: number;
   /** Largest frame accepted; 2 x (frameBytesMax + 4) must fit in ringBytes. */
   readonly frameBytesMax: number;
+  /** Initial value of both indexes (default 0); tests start near 2^32 to cross the index wrap. */
+  readonly startIndex?: number;
 }
 
 const align4 = (n: number): number => (n + 3) & ~3;
@@ -75,6 +77,12 @@ export function createRingBuffer(options: RingOptions): SharedArrayBuffer {
   const header = new Int32Array(sab, 0, HEADER_BYTES / 4);
   header[I_CAPACITY] = ringBytes;
   header[I_FRAME_MAX] = frameBytesMax;
+  const start = options.startIndex ?? 0;
+  if (!Number.isInteger(start) || start < 0 || start > 0xffffffff || (start & 3) !== 0) {
+    throw new KdpError('KDP_ERR_CONFIG_INVALID', `startIndex must be a 4-aligned uint32, got ${start}`);
+  }
+  header[I_WRITE] = start | 0;
+  header[I_READ] = start | 0;
   Atomics.store(header, I_MAGIC, RING_MAGIC);
   return sab;
 }
