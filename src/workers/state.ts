@@ -53,20 +53,24 @@ export class OccurrenceCounter {
 /** The last `capacity` ids seen, FIFO-evicted: a bounded "seen recently" set. */
 export class RecentIds {
   private readonly ids = new Set<string>();
-  private readonly order: string[];
+  // Insertion order, grown up to capacity and then overwritten in a circle.
+  private readonly order: string[] = [];
   private cursor = 0;
 
   constructor(private readonly capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new KdpError('KDP_ERR_CONFIG_INVALID', `RecentIds capacity must be >= 1`);
-    this.order = new Array<string>(capacity).fill('');
   }
 
   /** Records `id`; false when it was already among the recent ids. */
   add(id: string): boolean {
     if (this.ids.has(id)) return false;
-    if (this.ids.size >= this.capacity) this.ids.delete(this.order[this.cursor]!);
-    this.order[this.cursor] = id;
-    this.cursor = (this.cursor + 1) % this.capacity;
+    if (this.order.length < this.capacity) {
+      this.order.push(id);
+    } else {
+      this.ids.delete(this.order[this.cursor]!);
+      this.order[this.cursor] = id;
+      this.cursor = (this.cursor + 1) % this.capacity;
+    }
     this.ids.add(id);
     return true;
   }

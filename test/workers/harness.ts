@@ -12,9 +12,10 @@ export class Capture {
   /** append returns false once this many rows are held (simulated writer high-water mark). */
   highWater = Infinity;
   readonly processor: FrameProcessor;
-  readonly codec = new FrameCodec(1 << 20);
+  readonly codec: FrameCodec;
 
   constructor(options: Record<string, unknown> = {}) {
+    this.codec = new FrameCodec(typeof options.frameBytesMax === 'number' ? options.frameBytesMax : 1 << 20);
     this.processor = new FrameProcessor(
       { gathererId: 'g1', ...options },
       {
