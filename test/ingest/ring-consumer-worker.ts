@@ -9,6 +9,7 @@ let frames = 0;
 let checksum = 0;
 let errors = 0;
 let expectedSeq = 0;
+parentPort!.postMessage('ready');
 for (;;) {
   const len = ring.readInto(scratch);
   if (len < 0) {

@@ -138,7 +138,7 @@ test('cross-thread: 2,000,000 frames through a real worker arrive complete, in o
   const sab = createRingBuffer({ ringBytes: 1 << 16, frameBytesMax: 1024 });
   const worker = new Worker(join(__dirname, 'ring-consumer-worker.js'), { workerData: { buffer: sab } });
   const result = new Promise<{ frames: number; checksum: number; errors: number }>((resolve, reject) => {
-    worker.once('message', resolve);
+    worker.on('message', (m: unknown) => (m === 'ready' ? undefined : resolve(m as { frames: number; checksum: number; errors: number })));
     worker.once('error', reject);
   });
   const count = 2_000_000;
