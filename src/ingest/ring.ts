@@ -42,6 +42,8 @@ const WRAP = 0xffffffff;
 const LEN_BYTES = 4;
 
 export const RING_HEADER_BYTES = HEADER_BYTES;
+/** Int32 slot numbers of the header, for diagnostics and corruption tests; no one else writes them. */
+export const RING_SLOTS = Object.freeze({ write: I_WRITE, consumerWaiting: I_CWAIT, read: I_READ, producerWaiting: I_PWAIT, magic: I_MAGIC, capacity: I_CAPACITY, frameBytesMax: I_FRAME_MAX, flags: I_FLAGS });
 
 // Atomics.waitAsync exists in Node 20 (V8) but is typed only from lib es2024.
 interface AtomicsWithWaitAsync {
@@ -130,10 +132,12 @@ abstract class RingEnd {
 export class RingProducer extends RingEnd {
   // The producer's own index is cached: only this thread writes it.
   private writeIndex: number;
+  private lastReadIndex: number;
 
   constructor(buffer: SharedArrayBuffer) {
     super(buffer);
     this.writeIndex = Atomics.load(this.header, I_WRITE) >>> 0;
+    this.lastReadIndex = Atomics.load(this.header, I_READ) >>> 0;
   }
 
   /** Appends one frame; false when the ring lacks room (backpressure, nothing written). */
@@ -144,8 +148,12 @@ export class RingProducer extends RingEnd {
     }
     if (this.isProducerClosed()) throw new KdpError('KDP_ERR_INTERNAL', 'write to a closed ring');
     const readIndex = Atomics.load(this.header, I_READ) >>> 0;
+    // The read index only moves forward, and never past what was written.
+    if (((readIndex - this.lastReadIndex) >>> 0) > ((this.writeIndex - this.lastReadIndex) >>> 0)) {
+      corrupt('read index moved backwards or past the write index', { readIndex, lastReadIndex: this.lastReadIndex, writeIndex: this.writeIndex });
+    }
+    this.lastReadIndex = readIndex;
     const used = (this.writeIndex - readIndex) >>> 0;
-    if (used > this.capacity) corrupt('read index ahead of write index', { used, readIndex, writeIndex: this.writeIndex });
     const need = recordBytes(len);
     const offset = this.writeIndex & this.mask;
     const tail = this.capacity - offset;
@@ -206,7 +214,9 @@ export class RingConsumer extends RingEnd {
     const writeIndex = Atomics.load(this.header, I_WRITE) >>> 0;
     const used = (writeIndex - this.readIndex) >>> 0;
     if (used === 0) return -1;
+    // The write index only moves forward, at most a capacity ahead of the read index, 4-aligned.
     if (used > this.capacity || (used & 3) !== 0) corrupt('write index inconsistent', { used, writeIndex, readIndex: this.readIndex });
+    if (Atomics.load(this.header, I_READ) >>> 0 !== this.readIndex) corrupt('read index changed by another thread', { readIndex: this.readIndex });
     let offset = this.readIndex & this.mask;
     let waste = 0;
     let len = this.dataView.getUint32(offset, true);

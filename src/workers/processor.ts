@@ -243,13 +243,9 @@ export class FrameProcessor {
   }
 
   /** Body errors on a book message still consumed a seq: the book is unusable, resync the sid. */
-  private bookBody<T>(sid: number, seq: number, read: () => T): T {
-    try {
-      return read();
-    } catch (err) {
-      if (isKdpError(err)) this.emitGap(this.seq.badMessage(this.connId, sid, seq, this.receivedUs));
-      throw err;
-    }
+  private badBookBody(err: unknown, sid: number, seq: number): never {
+    if (isKdpError(err)) this.emitGap(this.seq.badMessage(this.connId, sid, seq, this.receivedUs));
+    throw err;
   }
 
   private onDelta(env: JsonObject): void {
@@ -258,7 +254,11 @@ export class FrameProcessor {
     const msg = objectField(env, 'msg');
     if (!this.sequenced(sid, seq)) return;
     const row = this.deltaRow;
-    this.bookBody(sid, seq, () => readDelta(msg, row));
+    try {
+      readDelta(msg, row);
+    } catch (err) {
+      this.badBookBody(err, sid, seq);
+    }
     if (!this.seq.noteDelta(this.connId, sid, row.ticker, row.exchange_ts)) this.counters.deltasWhileUnsynced++;
     const occurrence = this.deltaOccurrences.next(row.ticker, row.exchange_ts, row.side + '|' + row.price + '|' + row.delta);
     if (occurrence < 0) fail('KDP_ERR_MSG_SHAPE', 'more identical deltas in one microsecond than occurrence can number');
@@ -273,7 +273,11 @@ export class FrameProcessor {
     const msg = objectField(env, 'msg');
     if (!this.sequenced(sid, seq)) return;
     const row = this.snapshotRow;
-    this.bookBody(sid, seq, () => readSnapshot(msg, row, this.options.snapshotLevelsMax));
+    try {
+      readSnapshot(msg, row, this.options.snapshotLevelsMax);
+    } catch (err) {
+      this.badBookBody(err, sid, seq);
+    }
     row.snapshot_ts = this.receivedUs;
     row.last_delta_ts = this.seq.noteSnapshot(this.connId, sid, row.ticker);
     this.provenance(row, sid, seq);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
-import { createRingBuffer, RING_HEADER_BYTES, RingConsumer, RingProducer } from '../../src/ingest/ring';
+import { createRingBuffer, RING_HEADER_BYTES, RING_SLOTS, RingConsumer, RingProducer } from '../../src/ingest/ring';
 import { isKdpError } from '../../src/core/errors';
 import { produceFrames } from './ring-producer';
 
@@ -112,6 +112,24 @@ test('a corrupted record length is detected as KDP_ERR_RING_CORRUPT', () => {
   second.producer.tryWrite(frameOf(10, 1));
   new DataView(second.sab, RING_HEADER_BYTES).setUint32(0, 100, true); // longer than what was written
   assert.throws(() => second.consumer.read(), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
+});
+
+test('index invariants: a read index moving backwards or a write index running away is corruption', () => {
+  const a = pair();
+  a.producer.tryWrite(frameOf(10, 1));
+  a.producer.tryWrite(frameOf(10, 2));
+  a.consumer.read();
+  a.producer.tryWrite(frameOf(10, 3));
+  new Int32Array(a.sab)[RING_SLOTS.read] = 0; // back to the start
+  assert.throws(() => a.producer.tryWrite(frameOf(10, 4)), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
+  const b = pair();
+  b.producer.tryWrite(frameOf(10, 1));
+  new Int32Array(b.sab)[RING_SLOTS.write] = CAPACITY + 64;
+  assert.throws(() => b.consumer.read(), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
+  const c = pair();
+  c.producer.tryWrite(frameOf(10, 1));
+  new Int32Array(c.sab)[RING_SLOTS.write] = 6; // not 4-aligned
+  assert.throws(() => c.consumer.read(), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
 });
 
 test('close: the consumer drains what is left, then sees the end; waits time out when empty', async () => {
