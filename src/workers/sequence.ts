@@ -1,0 +1,187 @@
+// Sequence checking per (connection, sid). Kalshi keeps one `seq` counter per subscription,
+// starting at 1, shared by every market on it and by every seq-bearing frame (orderbook_snapshot,
+// orderbook_delta, and the ok / unsubscribed acks). A jump forward is a gap that invalidates every
+// book on the sid; a repeat or step back is a duplicate that must not be written twice.
+import { KdpError } from '../core/errors';
+
+export type GapKind = 'gap' | 'terminal-error' | 'ring-drop' | 'bad-message';
+
+export interface GapEvent {
+  readonly kind: GapKind;
+  readonly connId: number;
+  readonly sid: number;
+  /** Channel of the sid when known (from `subscribed` or the manager). */
+  readonly channel: string | null;
+  /** Next seq that was due (null when unknown, e.g. ring-drop on an unsequenced sid). */
+  readonly expectedSeq: number | null;
+  /** Seq that arrived instead (null for terminal errors and ring drops). */
+  readonly gotSeq: number | null;
+  /** Exchange error code for terminal errors (10, 17, 25), else null. */
+  readonly errorCode: number | null;
+  /** Markets known on the sid: all their books are unsynced until a fresh snapshot. */
+  readonly tickers: readonly string[];
+  /** Receive time (µs) of the last in-order frame on the sid: the loss window starts after it. */
+  readonly lastGoodUs: number | null;
+  /** Receive time (µs) of the frame that revealed the loss. */
+  readonly detectedUs: number;
+}
+
+export const TERMINAL_ERROR_CODES: ReadonlySet<number> = new Set([10, 17, 25]);
+
+/** What `check` decided for one seq-bearing frame. */
+export const SeqVerdict = { inOrder: 0, duplicate: 1, gap: 2 } as const;
+export type SeqVerdict = (typeof SeqVerdict)[keyof typeof SeqVerdict];
+
+class SidState {
+  channel: string | null = null;
+  nextSeq = 1;
+  lastGoodUs: number | null = null;
+  readonly markets = new Set<string>();
+  readonly lastDeltaTs = new Map<string, number>();
+  /** Markets whose book is invalid (after a gap) until their next snapshot. */
+  readonly unsynced = new Set<string>();
+}
+
+export interface SequenceLimits {
+  readonly sidsPerConnectionMax: number;
+  readonly marketsPerSidMax: number;
+}
+
+export class SequenceChecker {
+  private readonly connections = new Map<number, Map<number, SidState>>();
+  /** The gap found by the last `check` that returned SeqVerdict.gap. */
+  lastGap: GapEvent | null = null;
+  gaps = 0;
+  duplicates = 0;
+  terminalErrors = 0;
+  marketsUntracked = 0;
+
+  constructor(private readonly limits: SequenceLimits) {}
+
+  private state(connId: number, sid: number): SidState {
+    let sids = this.connections.get(connId);
+    if (sids === undefined) {
+      sids = new Map();
+      this.connections.set(connId, sids);
+    }
+    let st = sids.get(sid);
+    if (st === undefined) {
+      // A connection cannot legitimately hold this many live subscriptions: the input is broken.
+      if (sids.size >= this.limits.sidsPerConnectionMax) {
+        throw new KdpError('KDP_ERR_MSG_SHAPE', `more than ${this.limits.sidsPerConnectionMax} sids on connection ${connId}`);
+      }
+      st = new SidState();
+      sids.set(sid, st);
+    }
+    return st;
+  }
+
+  private track(st: SidState, ticker: string): void {
+    if (st.markets.has(ticker)) return;
+    if (st.markets.size >= this.limits.marketsPerSidMax) {
+      this.marketsUntracked++;
+      return;
+    }
+    st.markets.add(ticker);
+  }
+
+  /** The manager's view of a subscription: its channel and markets ('set' replaces the list). */
+  registerSubscription(connId: number, sid: number, channel: string | null, tickers: readonly string[], mode: 'set' | 'add' | 'remove'): void {
+    const st = this.state(connId, sid);
+    if (channel !== null) st.channel = channel;
+    if (mode === 'set') st.markets.clear();
+    for (const t of tickers) {
+      if (mode === 'remove') {
+        st.markets.delete(t);
+        st.unsynced.delete(t);
+        st.lastDeltaTs.delete(t);
+      } else this.track(st, t);
+    }
+  }
+
+  /** The connection (re)opened or closed: its sids are gone, new ones will count from 1. */
+  resetConnection(connId: number): void {
+    this.connections.delete(connId);
+  }
+
+  /** The subscription ended (unsubscribed): forget it. */
+  forgetSid(connId: number, sid: number): void {
+    this.connections.get(connId)?.delete(sid);
+  }
+
+  /** Checks one seq-bearing frame. On a gap, `lastGap` describes it. */
+  check(connId: number, sid: number, seq: number, receivedUs: number): SeqVerdict {
+    const st = this.state(connId, sid);
+    if (seq < st.nextSeq) {
+      this.duplicates++;
+      return SeqVerdict.duplicate;
+    }
+    let verdict: SeqVerdict = SeqVerdict.inOrder;
+    if (seq > st.nextSeq) {
+      this.gaps++;
+      this.lastGap = this.invalidate(st, 'gap', connId, sid, st.nextSeq, seq, null, receivedUs);
+      verdict = SeqVerdict.gap;
+    }
+    st.nextSeq = seq + 1;
+    st.lastGoodUs = receivedUs;
+    return verdict;
+  }
+
+  private invalidate(st: SidState, kind: GapKind, connId: number, sid: number, expectedSeq: number | null, gotSeq: number | null, errorCode: number | null, detectedUs: number): GapEvent {
+    for (const t of st.markets) st.unsynced.add(t);
+    return { kind, connId, sid, channel: st.channel, expectedSeq, gotSeq, errorCode, tickers: [...st.markets], lastGoodUs: st.lastGoodUs, detectedUs };
+  }
+
+  /** An error 10/17/25 on a live sid: the subscription is dead; every book on it is invalid. */
+  terminalError(connId: number, sid: number, errorCode: number, receivedUs: number): GapEvent {
+    this.terminalErrors++;
+    const st = this.state(connId, sid);
+    return this.invalidate(st, 'terminal-error', connId, sid, st.nextSeq, null, errorCode, receivedUs);
+  }
+
+  /** Frames of this connection were dropped before reaching us: every sid on it is suspect. */
+  ringDrop(connId: number, receivedUs: number): GapEvent[] {
+    const sids = this.connections.get(connId);
+    if (sids === undefined) return [];
+    const events: GapEvent[] = [];
+    for (const [sid, st] of sids) events.push(this.invalidate(st, 'ring-drop', connId, sid, st.nextSeq, null, null, receivedUs));
+    return events;
+  }
+
+  /** A book message on the sid could not be used (rejected body): treat like a one-frame gap. */
+  badMessage(connId: number, sid: number, seq: number | null, receivedUs: number): GapEvent {
+    const st = this.state(connId, sid);
+    return this.invalidate(st, 'bad-message', connId, sid, seq, seq, null, receivedUs);
+  }
+
+  /** Records a delta; returns false when the market's book is unsynced (awaiting a snapshot). */
+  noteDelta(connId: number, sid: number, ticker: string, exchangeTs: number): boolean {
+    const st = this.state(connId, sid);
+    this.track(st, ticker);
+    if (st.markets.has(ticker)) st.lastDeltaTs.set(ticker, exchangeTs);
+    return !st.unsynced.has(ticker);
+  }
+
+  /** Records a snapshot (the market is synced again); returns the last delta's exchange_ts or null. */
+  noteSnapshot(connId: number, sid: number, ticker: string): number | null {
+    const st = this.state(connId, sid);
+    this.track(st, ticker);
+    st.unsynced.delete(ticker);
+    return st.lastDeltaTs.get(ticker) ?? null;
+  }
+
+  isBookSynced(connId: number, sid: number, ticker: string): boolean {
+    return !(this.connections.get(connId)?.get(sid)?.unsynced.has(ticker) ?? false);
+  }
+
+  /** Sids of the connection that have unsynced books (resync still pending). */
+  sidsAwaitingResync(connId: number): number[] {
+    const out: number[] = [];
+    for (const [sid, st] of this.connections.get(connId) ?? []) if (st.unsynced.size > 0) out.push(sid);
+    return out;
+  }
+
+  channelOf(connId: number, sid: number): string | null {
+    return this.connections.get(connId)?.get(sid)?.channel ?? null;
+  }
+}

@@ -1,0 +1,29 @@
+// Worker side of the pipeline test: ring -> FrameProcessor -> rows, the way a gatherer worker
+// thread will run it (one reused scratch buffer; the decoded payload is a view into it).
+import { parentPort, workerData } from 'node:worker_threads';
+import { RingConsumer } from '../../src/ingest/ring';
+import { FrameProcessor } from '../../src/workers/processor';
+
+const ring = new RingConsumer(workerData.buffer as SharedArrayBuffer);
+const scratch = Buffer.alloc(ring.frameBytesMax);
+const rows: string[] = [];
+const events: string[] = [];
+const processor = new FrameProcessor(
+  { gathererId: 'g1', frameBytesMax: ring.frameBytesMax },
+  {
+    rows: { append: (table, line) => (rows.push(`${table}|${line}`), true) },
+    control: (e) => events.push(`control:${e.kind}`),
+    gap: (e) => events.push(`gap:${e.kind}:${e.sid}:${e.expectedSeq}:${e.gotSeq}`),
+    reject: (code) => events.push(`reject:${code}`),
+  },
+);
+for (;;) {
+  const len = ring.readInto(scratch);
+  if (len < 0) {
+    if (ring.isDrained()) break;
+    ring.waitForData(100);
+    continue;
+  }
+  processor.processBytes(scratch.subarray(0, len));
+}
+parentPort!.postMessage({ rows, events, counters: processor.counters });

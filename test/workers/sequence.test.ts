@@ -1,0 +1,154 @@
+// Sequence checking, resync marking and occurrence numbering through the FrameProcessor.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { FrameKind } from '../../src/ingest/frame';
+import { Capture } from './harness';
+
+const TS = '2026-05-28T05:35:09.623423Z';
+const delta = (sid: number, seq: number, ticker = 'M-1', price = '0.5000', d = '10.00', ts = TS) => ({
+  type: 'orderbook_delta', sid, seq, msg: { market_ticker: ticker, price_dollars: price, delta_fp: d, side: 'yes', ts },
+});
+const snapshot = (sid: number, seq: number, ticker = 'M-1') => ({
+  type: 'orderbook_snapshot', sid, seq, msg: { market_ticker: ticker, yes_dollars_fp: [['0.5000', '10.00']] },
+});
+const col = (line: string, i: number): string => line.split('\t')[i]!;
+
+test('identical deltas in one microsecond are numbered 0, 1, 2; numbering restarts when time moves on', () => {
+  const c = new Capture();
+  c.feed(delta(1, 1));
+  c.feed(delta(1, 2));
+  c.feed(delta(1, 3, 'M-1', '0.5000', '-10.00')); // different delta: own numbering
+  c.feed(delta(1, 4));
+  c.feed(delta(1, 5, 'M-2')); // other market, same µs
+  c.feed(delta(1, 6, 'M-1', '0.5000', '10.00', '2026-05-28T05:35:09.623424Z'));
+  c.feed(delta(1, 7, 'M-1', '0.5000', '10.00', TS)); // back to the old µs: state was reset
+  assert.deepEqual(c.lines('orderbook_deltas').map((l) => col(l, 5)), ['0', '1', '0', '2', '0', '0', '0']);
+});
+
+test('occurrence numbering is a pure function of the stream: any split of a µs into identical deltas numbers 0..n-1', () => {
+  fc.assert(
+    fc.property(fc.array(fc.record({ key: fc.integer({ min: 0, max: 3 }), us: fc.integer({ min: 0, max: 2 }) }), { maxLength: 60 }), (events) => {
+      const c = new Capture();
+      events.forEach((e, i) => c.feed(delta(1, i + 1, 'M-1', `0.${e.key}000`, '1.00', `2026-05-28T05:35:09.00000${e.us}Z`)));
+      const seen = new Map<string, number>();
+      let lastUs = -1;
+      const expected = events.map((e) => {
+        if (e.us !== lastUs) seen.clear();
+        lastUs = e.us;
+        const n = seen.get(String(e.key)) ?? 0;
+        seen.set(String(e.key), n + 1);
+        return String(n);
+      });
+      assert.deepEqual(c.lines('orderbook_deltas').map((l) => col(l, 5)), expected);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('a seq gap yields one gap event with the sid markets; rows keep flowing, books flagged until snapshots', () => {
+  const c = new Capture();
+  c.control(FrameKind.subscription, 1, { sid: 4, channel: 'orderbook_delta', tickers: ['M-1', 'M-2', 'M-3'] }, 0, 100);
+  c.feed(snapshot(4, 1, 'M-1'), 1, 1000);
+  c.feed(delta(4, 2, 'M-1'), 1, 1001);
+  c.feed(delta(4, 5, 'M-2'), 1, 2000); // 3 and 4 lost
+  assert.equal(c.gaps.length, 1);
+  const gap = c.gaps[0]!;
+  assert.deepEqual({ ...gap, tickers: [...gap.tickers].sort() }, {
+    kind: 'gap', connId: 1, sid: 4, channel: 'orderbook_delta', expectedSeq: 3, gotSeq: 5, errorCode: null,
+    tickers: ['M-1', 'M-2', 'M-3'], lastGoodUs: 1001, detectedUs: 2000,
+  });
+  assert.equal(c.lines('orderbook_deltas').length, 2, 'the delta that revealed the gap is still recorded');
+  assert.equal(c.processor.isBookSynced(1, 4, 'M-2'), false);
+  c.feed(delta(4, 6, 'M-1'), 1, 2001);
+  assert.equal(c.processor.counters.deltasWhileUnsynced, 2);
+  c.feed(snapshot(4, 7, 'M-1'), 1, 2002);
+  assert.equal(c.processor.isBookSynced(1, 4, 'M-1'), true);
+  assert.equal(c.processor.isBookSynced(1, 4, 'M-3'), false);
+  assert.deepEqual(c.processor.seq.sidsAwaitingResync(1), [4]);
+});
+
+test('duplicate or old seq frames are dropped and counted, never written twice', () => {
+  const c = new Capture();
+  c.feed(delta(2, 1));
+  c.feed(delta(2, 2));
+  c.feed(delta(2, 2));
+  c.feed(delta(2, 1));
+  c.feed(snapshot(2, 2));
+  c.feed(delta(2, 3));
+  assert.equal(c.lines('orderbook_deltas').length, 3);
+  assert.equal(c.lines('orderbook_snapshots').length, 0);
+  assert.equal(c.processor.counters.duplicateSeqDropped, 3);
+  assert.equal(c.gaps.length, 0);
+});
+
+test('seq is shared by snapshots, deltas and ok / unsubscribed acks of one sid; sids and connections are independent', () => {
+  const c = new Capture();
+  c.feed(snapshot(1, 1), 1);
+  c.feed({ id: 4, sid: 1, seq: 2, type: 'ok', msg: { market_tickers: ['M-9'] } }, 1);
+  c.feed(delta(1, 3), 1);
+  c.feed(snapshot(2, 1), 1); // another sid starts at 1
+  c.feed(delta(1, 1), 2); // another connection, same sid number
+  c.feed({ id: 5, sid: 1, seq: 4, type: 'unsubscribed' }, 1);
+  assert.equal(c.gaps.length, 0);
+  c.feed({ id: 6, sid: 3, seq: 2, type: 'ok', msg: {} }, 1); // fresh sid starting at 2: gap 1 -> 2
+  assert.equal(c.gaps.length, 1);
+  assert.equal(c.gaps[0]!.expectedSeq, 1);
+});
+
+test('error 10 / 17 / 25 on a sid is a terminal-error gap; other errors are control events only', () => {
+  for (const code of [10, 17, 25]) {
+    const c = new Capture();
+    c.feed({ id: 1, type: 'subscribed', msg: { channel: 'orderbook_delta', sid: 3 } });
+    c.feed(snapshot(3, 1, 'M-7'));
+    c.feed({ type: 'error', sid: 3, msg: { code, msg: 'subscription buffer overflow' } }, 1, 555);
+    assert.equal(c.gaps.length, 1);
+    assert.deepEqual(c.gaps[0], {
+      kind: 'terminal-error', connId: 1, sid: 3, channel: 'orderbook_delta', expectedSeq: 2, gotSeq: null, errorCode: code,
+      tickers: ['M-7'], lastGoodUs: 1_779_946_510_000_000, detectedUs: 555,
+    });
+    assert.equal(c.processor.isBookSynced(1, 3, 'M-7'), false);
+  }
+  const c = new Capture();
+  c.feed({ type: 'error', sid: 3, msg: { code: 16, msg: 'market not found' } });
+  assert.equal(c.gaps.length, 0);
+  assert.equal(c.controls.length, 1);
+});
+
+test('reconnect (connection-opened) resets the connection\'s sids; ring-drop marks every sid of the connection', () => {
+  const c = new Capture();
+  c.feed(snapshot(1, 1), 1);
+  c.feed(delta(1, 2), 1);
+  c.control(FrameKind.connectionOpened, 1);
+  c.feed(snapshot(1, 1), 1); // the new connection's sid 1 starts again at 1
+  assert.equal(c.gaps.length, 0);
+  assert.equal(c.controls[0]!.kind, 'connection-opened');
+  c.feed({ type: 'trade', sid: 9, msg: { trade_id: '00000000-0000-0000-0000-000000000001', market_ticker: 'M-1', yes_price_dollars: '0.1', no_price_dollars: '0.9', count_fp: '1.00', ts_ms: 1669149841000 } }, 1);
+  c.control(FrameKind.ringDrop, 1, null, 17, 999);
+  assert.equal(c.processor.counters.framesDroppedUpstream, 17);
+  assert.deepEqual(c.gaps.map((g) => [g.kind, g.sid, g.detectedUs]), [['ring-drop', 1, 999]]);
+  assert.equal(c.processor.isBookSynced(1, 1, 'M-1'), false);
+  c.control(FrameKind.resyncMarker, 1, { sid: 1, tickers: ['M-1'] });
+  assert.deepEqual(c.controls.at(-1), { kind: 'resync-requested', connId: 1, sid: 1, tickers: ['M-1'], receivedUs: 1_779_946_510_000_000 });
+});
+
+test('a malformed body on a seq-bearing book message is rejected and marks the sid for resync', () => {
+  const c = new Capture();
+  c.feed(snapshot(1, 1), 1);
+  c.feed({ ...delta(1, 2), msg: { ...delta(1, 2).msg, price_dollars: '0.5e1' } }, 1);
+  assert.deepEqual(c.rejects.map((r) => r.code), ['KDP_ERR_MSG_DECIMAL']);
+  assert.equal(c.gaps[0]!.kind, 'bad-message');
+  assert.equal(c.processor.isBookSynced(1, 1, 'M-1'), false);
+  c.feed(delta(1, 3), 1); // the seq advanced past the bad message: no extra gap
+  assert.equal(c.gaps.length, 1);
+});
+
+test('backpressure: process() returns false once the row sink is over its high-water mark, rows still kept', () => {
+  const c = new Capture();
+  c.highWater = 2;
+  assert.equal(c.feed(delta(1, 1)), true);
+  assert.equal(c.feed(delta(1, 2)), false);
+  assert.equal(c.feed(delta(1, 3)), false);
+  assert.equal(c.rows.length, 3);
+  assert.equal(c.processor.counters.backpressureSignals, 2);
+});
