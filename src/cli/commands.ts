@@ -1,5 +1,7 @@
 // The registry of `kdp` subcommands. Add a command here to make it reachable and listed.
+import { bookCommand } from './book';
 import type { Command } from './command';
 import { migrateCommand } from './migrate';
+import { verifyCommand } from './verify';
 
-export const COMMANDS: readonly Command[] = [migrateCommand];
+export const COMMANDS: readonly Command[] = [migrateCommand, verifyCommand, bookCommand];
