@@ -5,7 +5,7 @@ export function headingAnchors(markdown: string): Set<string> {
   const out = new Set<string>();
   let inFence = false;
   for (const line of markdown.split('\n')) {
-    if (line.startsWith('```')) inFence = !inFence;
+    if (line.trimStart().startsWith('```')) inFence = !inFence;
     if (inFence) continue;
     const m = /^#{1,6}\s+(.*)$/.exec(line);
     if (m) out.add(slug(m[1]!));
@@ -32,12 +32,14 @@ export function fencedBlocks(markdown: string): FencedBlock[] {
   const out: FencedBlock[] = [];
   const lines = markdown.split('\n');
   for (let i = 0; i < lines.length; i++) {
-    const open = /^```(\w*)\s*$/.exec(lines[i]!);
+    // Fences may be indented (inside list items): the body loses the fence's indentation.
+    const open = /^(\s*)```(\w*)\s*$/.exec(lines[i]!);
     if (!open) continue;
+    const indent = open[1]!.length;
     const start = i;
     const body: string[] = [];
-    for (i++; i < lines.length && !lines[i]!.startsWith('```'); i++) body.push(lines[i]!);
-    out.push({ lang: open[1] ?? '', body: body.join('\n'), line: start + 1 });
+    for (i++; i < lines.length && !lines[i]!.trimStart().startsWith('```'); i++) body.push(lines[i]!.slice(Math.min(indent, lines[i]!.length - lines[i]!.trimStart().length)));
+    out.push({ lang: open[2] ?? '', body: body.join('\n'), line: start + 1 });
   }
   return out;
 }
