@@ -6,7 +6,8 @@ import { parseOptions, type Command } from './command';
 
 export const verifyCommand: Command = {
   name: 'verify',
-  summary: 'integrity checks: gatherers vs production, duplicates, snapshot and market coverage, open gaps',
+  summary:
+    'integrity checks: gatherers vs production, duplicates, snapshot and market coverage, open gaps',
   help: `kdp verify --production URL [--gatherer NAME=URL ...] [options]
 
 Checks a window of recent data and prints PASS or FAIL with the problems found; exits 1 on FAIL.
@@ -41,14 +42,24 @@ Checks:
     });
     if (values.truth !== undefined) {
       readFileSync(values.truth); // a missing file is reported as such, before the missing reader
-      throw new KdpError('KDP_ERR_USAGE', '--truth: this build has no reader for the simulator truth file yet');
+      throw new KdpError(
+        'KDP_ERR_USAGE',
+        '--truth: this build has no reader for the simulator truth file yet',
+      );
     }
     const gatherers = (values.gatherer ?? []).map((spec) => {
       const eq = spec.indexOf('=');
-      if (eq <= 0) throw new KdpError('KDP_ERR_USAGE', `--gatherer must be NAME=URL, got ${spec.replace(/:[^:@/]*@/, ':***@')}`);
+      if (eq <= 0)
+        throw new KdpError(
+          'KDP_ERR_USAGE',
+          `--gatherer must be NAME=URL, got ${spec.replace(/:[^:@/]*@/, ':***@')}`,
+        );
       return { name: spec.slice(0, eq), url: spec.slice(eq + 1) };
     });
-    const raw: Record<string, unknown> = { productionUrl: values.production ?? process.env.KDP_PRODUCTION_URL, gatherers };
+    const raw: Record<string, unknown> = {
+      productionUrl: values.production ?? process.env.KDP_PRODUCTION_URL,
+      gatherers,
+    };
     const numeric: [string, string][] = [
       ['window-minutes', 'windowMinutes'],
       ['settle-seconds', 'settleSeconds'],
@@ -56,9 +67,13 @@ Checks:
       ['min-snapshot-coverage', 'minSnapshotCoverage'],
       ['max-stale-markets', 'maxStaleMarkets'],
     ];
-    for (const [flag, key] of numeric) if (values[flag as keyof typeof values] !== undefined) raw[key] = values[flag as keyof typeof values];
+    for (const [flag, key] of numeric)
+      if (values[flag as keyof typeof values] !== undefined)
+        raw[key] = values[flag as keyof typeof values];
     const report = await runVerify(resolveVerifyOptions(raw));
-    process.stdout.write((values.json ? JSON.stringify(report, null, 2) : formatVerifyReport(report)) + '\n');
+    process.stdout.write(
+      (values.json ? JSON.stringify(report, null, 2) : formatVerifyReport(report)) + '\n',
+    );
     return report.verdict === 'PASS' ? 0 : 1;
   },
 };

@@ -47,13 +47,23 @@ export interface Discrepancies<T> {
 export interface TruthComparison {
   readonly ok: boolean;
   readonly trades: Discrepancies<TruthTrade> & { expected: number; actual: number };
-  readonly deltas: Discrepancies<TruthDelta> & { expected: number; actual: number; marketsWithDifferences: string[] };
+  readonly deltas: Discrepancies<TruthDelta> & {
+    expected: number;
+    actual: number;
+    marketsWithDifferences: string[];
+  };
 }
 
 export const SAMPLE_MAX = 20;
 
 function emptyDiscrepancies<T>(): Discrepancies<T> {
-  return { counts: { lost: 0, duplicated: 0, invented: 0, mismatched: 0 }, lost: [], duplicated: [], invented: [], mismatched: [] };
+  return {
+    counts: { lost: 0, duplicated: 0, invented: 0, mismatched: 0 },
+    lost: [],
+    duplicated: [],
+    invented: [],
+    mismatched: [],
+  };
 }
 
 function note<T>(d: Discrepancies<T>, kind: 'lost' | 'duplicated' | 'invented', item: T): void {
@@ -77,7 +87,10 @@ function sameTrade(e: TruthTrade, a: TruthTrade): boolean {
   );
 }
 
-export function compareTrades(expected: readonly TruthTrade[], actual: readonly TruthTrade[]): Discrepancies<TruthTrade> {
+export function compareTrades(
+  expected: readonly TruthTrade[],
+  actual: readonly TruthTrade[],
+): Discrepancies<TruthTrade> {
   const d = emptyDiscrepancies<TruthTrade>();
   const byId = new Map<string, TruthTrade[]>();
   for (const a of actual) {
@@ -97,17 +110,23 @@ export function compareTrades(expected: readonly TruthTrade[], actual: readonly 
     }
     const match = copies.find((a) => sameTrade(e, a));
     if (!match) noteMismatch(d, e, copies[0]!);
-    for (const extra of copies.filter((a) => a !== (match ?? copies[0]))) note(d, 'duplicated', extra);
+    for (const extra of copies.filter((a) => a !== (match ?? copies[0])))
+      note(d, 'duplicated', extra);
   }
-  for (const [id, copies] of byId) if (!expectedIds.has(id)) for (const a of copies) note(d, 'invented', a);
+  for (const [id, copies] of byId)
+    if (!expectedIds.has(id)) for (const a of copies) note(d, 'invented', a);
   return d;
 }
 
 const deltaKey = (x: TruthDelta): string =>
   `${x.ticker}\u0000${x.exchangeTs}\u0000${x.side}\u0000${canonicalDecimal(x.price)}\u0000${canonicalDecimal(x.delta)}`;
-const levelKey = (x: TruthDelta): string => `${x.ticker}\u0000${x.exchangeTs}\u0000${x.side}\u0000${canonicalDecimal(x.price)}`;
+const levelKey = (x: TruthDelta): string =>
+  `${x.ticker}\u0000${x.exchangeTs}\u0000${x.side}\u0000${canonicalDecimal(x.price)}`;
 
-export function compareDeltas(expected: readonly TruthDelta[], actual: readonly TruthDelta[]): Discrepancies<TruthDelta> {
+export function compareDeltas(
+  expected: readonly TruthDelta[],
+  actual: readonly TruthDelta[],
+): Discrepancies<TruthDelta> {
   const d = emptyDiscrepancies<TruthDelta>();
   const want = new Map<string, TruthDelta[]>();
   for (const e of expected) {
@@ -153,7 +172,8 @@ export function compareWithTruth(expected: TruthSet, actual: TruthSet): TruthCom
   const markets = new Set<string>();
   for (const x of [...deltas.lost, ...deltas.duplicated, ...deltas.invented]) markets.add(x.ticker);
   for (const x of deltas.mismatched) markets.add(x.expected.ticker);
-  const clean = (c: Discrepancies<unknown>['counts']) => c.lost + c.duplicated + c.invented + c.mismatched === 0;
+  const clean = (c: Discrepancies<unknown>['counts']) =>
+    c.lost + c.duplicated + c.invented + c.mismatched === 0;
   return {
     ok: clean(trades.counts) && clean(deltas.counts),
     trades: { ...trades, expected: expected.trades.length, actual: actual.trades.length },
@@ -213,6 +233,10 @@ export async function loadProductionSet(client: ClientBase, span: TruthSpan): Pr
 }
 
 /** Loads production over the span the expectation covers and compares. */
-export async function verifyAgainstTruth(client: ClientBase, expected: TruthSet, span: TruthSpan): Promise<TruthComparison> {
+export async function verifyAgainstTruth(
+  client: ClientBase,
+  expected: TruthSet,
+  span: TruthSpan,
+): Promise<TruthComparison> {
   return compareWithTruth(expected, await loadProductionSet(client, span));
 }

@@ -27,12 +27,45 @@ export const VERIFY_SPEC = {
     },
     default: [],
   },
-  windowMinutes: { kind: 'int', doc: 'length of the checked window', default: 60, min: 1, max: 7 * 24 * 60 },
-  settleSeconds: { kind: 'int', doc: 'newest seconds left out (normal merge lag)', default: 60, min: 0, max: 86_400 },
-  gapAgeMinutes: { kind: 'int', doc: 'an unrecovered gap older than this is a problem', default: 15, min: 0 },
-  minSnapshotCoverage: { kind: 'number', doc: 'required share of open markets with a REST snapshot', default: 0.9, min: 0, max: 1 },
-  maxStaleMarkets: { kind: 'int', doc: 'open markets allowed without deltas or tickers in the window', default: 0, min: 0 },
-  nowUs: { kind: 'int', doc: 'the present in µs (tests); defaults to the clock', optional: true, min: 0 },
+  windowMinutes: {
+    kind: 'int',
+    doc: 'length of the checked window',
+    default: 60,
+    min: 1,
+    max: 7 * 24 * 60,
+  },
+  settleSeconds: {
+    kind: 'int',
+    doc: 'newest seconds left out (normal merge lag)',
+    default: 60,
+    min: 0,
+    max: 86_400,
+  },
+  gapAgeMinutes: {
+    kind: 'int',
+    doc: 'an unrecovered gap older than this is a problem',
+    default: 15,
+    min: 0,
+  },
+  minSnapshotCoverage: {
+    kind: 'number',
+    doc: 'required share of open markets with a REST snapshot',
+    default: 0.9,
+    min: 0,
+    max: 1,
+  },
+  maxStaleMarkets: {
+    kind: 'int',
+    doc: 'open markets allowed without deltas or tickers in the window',
+    default: 0,
+    min: 0,
+  },
+  nowUs: {
+    kind: 'int',
+    doc: 'the present in µs (tests); defaults to the clock',
+    optional: true,
+    min: 0,
+  },
 } as const satisfies Spec;
 export type VerifyOptions = Resolved<typeof VERIFY_SPEC>;
 
@@ -53,7 +86,13 @@ export interface TableCheck {
   readonly table: string;
   readonly productionRows: number;
   /** Per gatherer: rows in the window, distinct keys, keys production lacks (with examples). */
-  readonly gatherers: { name: string; rows: number; distinctKeys: number; missingInProduction: number; examples: string[] }[];
+  readonly gatherers: {
+    name: string;
+    rows: number;
+    distinctKeys: number;
+    missingInProduction: number;
+    examples: string[];
+  }[];
 }
 
 export interface VerifyReport {
@@ -63,7 +102,12 @@ export interface VerifyReport {
   readonly tables: TableCheck[];
   readonly duplicateRate: { gathererRows: number; productionRows: number; rate: number | null };
   readonly duplicateTrades: { count: number; examples: string[] };
-  readonly snapshotCoverage: { openMarkets: number; covered: number; share: number | null; uncovered: string[] };
+  readonly snapshotCoverage: {
+    openMarkets: number;
+    covered: number;
+    share: number | null;
+    uncovered: string[];
+  };
   readonly staleMarkets: { count: number; examples: string[] };
   readonly openGaps: { count: number; examples: string[] };
 }
@@ -92,8 +136,14 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyReport> {
     const snapshotCoverage = await checkSnapshotCoverage(prod, opts, w, problems);
     const staleMarkets = await checkStaleMarkets(prod, opts, w, problems);
     const openGaps = await checkOpenGaps(prod, opts, nowUs, problems);
-    const gathererRows = sum(tables.filter((t) => EXCHANGE_TIMED.has(t.table)).flatMap((t) => t.gatherers.map((g) => g.rows)));
-    const productionRows = sum(tables.filter((t) => EXCHANGE_TIMED.has(t.table)).map((t) => t.productionRows));
+    const gathererRows = sum(
+      tables
+        .filter((t) => EXCHANGE_TIMED.has(t.table))
+        .flatMap((t) => t.gatherers.map((g) => g.rows)),
+    );
+    const productionRows = sum(
+      tables.filter((t) => EXCHANGE_TIMED.has(t.table)).map((t) => t.productionRows),
+    );
     const rate = gathererRows > 0 ? Math.max(0, 1 - productionRows / gathererRows) : null;
     return {
       verdict: problems.length === 0 ? 'PASS' : 'FAIL',
@@ -114,10 +164,18 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyReport> {
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 type Window = { fromUs: number; toUs: number };
 
-async function checkCompleteness(prod: Client, opts: VerifyOptions, w: Window, problems: Problem[]): Promise<TableCheck[]> {
+async function checkCompleteness(
+  prod: Client,
+  opts: VerifyOptions,
+  w: Window,
+  problems: Problem[],
+): Promise<TableCheck[]> {
   const checks: TableCheck[] = [];
   for (const t of TIME_SERIES_TABLES) {
-    const r = await prod.query(`SELECT count(*)::bigint AS n FROM ${t.name} WHERE ${inWindow(t)}`, [w.fromUs, w.toUs]);
+    const r = await prod.query(`SELECT count(*)::bigint AS n FROM ${t.name} WHERE ${inWindow(t)}`, [
+      w.fromUs,
+      w.toUs,
+    ]);
     checks.push({ table: t.name, productionRows: Number(r.rows[0].n), gatherers: [] });
   }
   for (const g of opts.gatherers) {
@@ -125,7 +183,10 @@ async function checkCompleteness(prod: Client, opts: VerifyOptions, w: Window, p
     try {
       await gc.connect();
     } catch (err) {
-      problems.push({ kind: 'gatherer_unreachable', message: `gatherer ${g.name} (${redactUrl(g.url)}): ${(err as Error).message}` });
+      problems.push({
+        kind: 'gatherer_unreachable',
+        message: `gatherer ${g.name} (${redactUrl(g.url)}): ${(err as Error).message}`,
+      });
       continue;
     }
     try {
@@ -148,7 +209,8 @@ async function checkCompleteness(prod: Client, opts: VerifyOptions, w: Window, p
   return checks;
 }
 
-const inWindow = (t: TimeSeriesTable): string => `${quoteIdent(t.timeColumn)} > $1 AND ${quoteIdent(t.timeColumn)} <= $2`;
+const inWindow = (t: TimeSeriesTable): string =>
+  `${quoteIdent(t.timeColumn)} > $1 AND ${quoteIdent(t.timeColumn)} <= $2`;
 
 function keyColumns(t: TimeSeriesTable) {
   return t.productionKey.map((name) => {
@@ -163,20 +225,35 @@ async function compareTable(gc: Client, prod: Client, t: TimeSeriesTable, w: Win
   const keys = keyColumns(t);
   const list = keys.map((c) => quoteIdent(c.name)).join(', ');
   const temp = `kdp_verify_${t.name}`;
-  await prod.query(`CREATE TEMP TABLE IF NOT EXISTS ${temp} (${keys.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
+  await prod.query(
+    `CREATE TEMP TABLE IF NOT EXISTS ${temp} (${keys.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`,
+  );
   await prod.query(`TRUNCATE ${temp}`);
-  const window = inWindow(t).replace('$1', String(Math.trunc(w.fromUs))).replace('$2', String(Math.trunc(w.toUs)));
-  const source = gc.query(copyTo(`COPY (SELECT DISTINCT ${list} FROM ${t.name} WHERE ${window}) TO STDOUT`));
+  const window = inWindow(t)
+    .replace('$1', String(Math.trunc(w.fromUs)))
+    .replace('$2', String(Math.trunc(w.toUs)));
+  const source = gc.query(
+    copyTo(`COPY (SELECT DISTINCT ${list} FROM ${t.name} WHERE ${window}) TO STDOUT`),
+  );
   const sink = prod.query(copyFrom(`COPY ${temp} (${list}) FROM STDIN`));
   await pipeline(source, sink);
-  const rows = Number((await gc.query(`SELECT count(*)::bigint AS n FROM ${t.name} WHERE ${inWindow(t)}`, [w.fromUs, w.toUs])).rows[0].n);
+  const rows = Number(
+    (
+      await gc.query(`SELECT count(*)::bigint AS n FROM ${t.name} WHERE ${inWindow(t)}`, [
+        w.fromUs,
+        w.toUs,
+      ])
+    ).rows[0].n,
+  );
   const match = keys.map((c) => `p.${quoteIdent(c.name)} = k.${quoteIdent(c.name)}`).join(' AND ');
   const missing = await prod.query(
     `SELECT count(*) OVER ()::bigint AS missing, ${keys.map((c) => `k.${quoteIdent(c.name)}::text AS ${quoteIdent(c.name)}`).join(', ')}
        FROM ${temp} k WHERE NOT EXISTS (SELECT 1 FROM ${t.name} p WHERE ${match})
       LIMIT ${EXAMPLES}`,
   );
-  const distinct = Number((await prod.query(`SELECT count(*)::bigint AS n FROM ${temp}`)).rows[0].n);
+  const distinct = Number(
+    (await prod.query(`SELECT count(*)::bigint AS n FROM ${temp}`)).rows[0].n,
+  );
   const missingCount = missing.rowCount ? Number(missing.rows[0].missing) : 0;
   const examples = missing.rows.map((r) => keys.map((c) => `${c.name}=${r[c.name]}`).join(' '));
   return { rows, distinctKeys: distinct, missingInProduction: missingCount, examples };
@@ -198,7 +275,10 @@ async function checkDuplicateTrades(prod: Client, w: Window, problems: Problem[]
   const count = r.rowCount ? Number(r.rows[0].n) : 0;
   const examples = r.rows.map((x) => `trade_id=${x.trade_id} x${x.copies} at exchange_ts ${x.ts}`);
   if (count > 0) {
-    problems.push({ kind: 'duplicate_trades', message: `${count} trades appear more than once in production (e.g. ${examples.join('; ')})` });
+    problems.push({
+      kind: 'duplicate_trades',
+      message: `${count} trades appear more than once in production (e.g. ${examples.join('; ')})`,
+    });
   }
   return { count, examples };
 }
@@ -207,7 +287,12 @@ async function checkDuplicateTrades(prod: Client, w: Window, problems: Problem[]
 // not have been polled or traded yet).
 const OPEN_MARKETS = `SELECT ticker FROM markets WHERE market_status = 'open' AND (open_time IS NULL OR open_time <= $1)`;
 
-async function checkSnapshotCoverage(prod: Client, opts: VerifyOptions, w: Window, problems: Problem[]) {
+async function checkSnapshotCoverage(
+  prod: Client,
+  opts: VerifyOptions,
+  w: Window,
+  problems: Problem[],
+) {
   const r = await prod.query(
     `SELECT o.ticker, EXISTS (SELECT 1 FROM orderbook_snapshots s WHERE s.ticker = o.ticker AND s.source = 'rest'
                                  AND s.snapshot_ts > $1 AND s.snapshot_ts <= $2) AS covered
@@ -229,7 +314,12 @@ async function checkSnapshotCoverage(prod: Client, opts: VerifyOptions, w: Windo
   return { openMarkets, covered, share, uncovered: uncoveredAll.slice(0, EXAMPLES) };
 }
 
-async function checkStaleMarkets(prod: Client, opts: VerifyOptions, w: Window, problems: Problem[]) {
+async function checkStaleMarkets(
+  prod: Client,
+  opts: VerifyOptions,
+  w: Window,
+  problems: Problem[],
+) {
   const r = await prod.query(
     `SELECT count(*) OVER ()::bigint AS n, o.ticker FROM (${OPEN_MARKETS}) o
       WHERE NOT EXISTS (SELECT 1 FROM orderbook_deltas d WHERE d.ticker = o.ticker AND d.exchange_ts > $1 AND d.exchange_ts <= $2)
@@ -248,14 +338,21 @@ async function checkStaleMarkets(prod: Client, opts: VerifyOptions, w: Window, p
   return { count, examples };
 }
 
-async function checkOpenGaps(prod: Client, opts: VerifyOptions, nowUs: number, problems: Problem[]) {
+async function checkOpenGaps(
+  prod: Client,
+  opts: VerifyOptions,
+  nowUs: number,
+  problems: Problem[],
+) {
   const r = await prod.query(
     `SELECT count(*) OVER ()::bigint AS n, gatherer, gap_id, kind, array_to_string(tickers, ',') AS tickers, detected_at::text
        FROM gap_ledger WHERE NOT recovered AND detected_at < $1 ORDER BY detected_at LIMIT ${EXAMPLES}`,
     [nowUs - opts.gapAgeMinutes * 60_000_000],
   );
   const count = r.rowCount ? Number(r.rows[0].n) : 0;
-  const examples = r.rows.map((x) => `${x.gatherer}#${x.gap_id} ${x.kind} [${x.tickers}] detected_at=${x.detected_at}`);
+  const examples = r.rows.map(
+    (x) => `${x.gatherer}#${x.gap_id} ${x.kind} [${x.tickers}] detected_at=${x.detected_at}`,
+  );
   if (count > 0) {
     problems.push({
       kind: 'open_gaps',
@@ -269,8 +366,13 @@ export function formatVerifyReport(r: VerifyReport): string {
   const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)} %`);
   const lines = [`window: exchange/snapshot time in (${r.window.fromUs}, ${r.window.toUs}] µs`, ''];
   for (const t of r.tables) {
-    const per = t.gatherers.map((g) => `${g.name}=${g.distinctKeys}${g.missingInProduction ? ` (${g.missingInProduction} missing in production)` : ''}`);
-    lines.push(`${t.table.padEnd(20)} production=${t.productionRows}${per.length ? '  ' + per.join('  ') : ''}`);
+    const per = t.gatherers.map(
+      (g) =>
+        `${g.name}=${g.distinctKeys}${g.missingInProduction ? ` (${g.missingInProduction} missing in production)` : ''}`,
+    );
+    lines.push(
+      `${t.table.padEnd(20)} production=${t.productionRows}${per.length ? '  ' + per.join('  ') : ''}`,
+    );
   }
   lines.push(
     '',

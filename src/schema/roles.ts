@@ -36,7 +36,11 @@ export const GATHERER_ROLES: readonly RoleGrant[] = [
     purpose: 'the deduplicator reading a gatherer: read everything, publish its merge watermark',
     grants: [`SELECT ON ALL TABLES IN SCHEMA public`, `INSERT, UPDATE ON dedup_watermark`],
   },
-  { role: 'kdp_readonly', purpose: 'operators, kdp verify, dashboards', grants: [`SELECT ON ALL TABLES IN SCHEMA public`] },
+  {
+    role: 'kdp_readonly',
+    purpose: 'operators, kdp verify, dashboards',
+    grants: [`SELECT ON ALL TABLES IN SCHEMA public`],
+  },
 ];
 
 export const PRODUCTION_ROLES: readonly RoleGrant[] = [
@@ -54,10 +58,15 @@ export const PRODUCTION_ROLES: readonly RoleGrant[] = [
     purpose: 'the archiver: read production, record exported partitions',
     grants: [`SELECT ON ALL TABLES IN SCHEMA public`, `INSERT, UPDATE, DELETE ON export_cursors`],
   },
-  { role: 'kdp_readonly', purpose: 'operators, kdp verify, kdp book, dashboards', grants: [`SELECT ON ALL TABLES IN SCHEMA public`] },
+  {
+    role: 'kdp_readonly',
+    purpose: 'operators, kdp verify, kdp book, dashboards',
+    grants: [`SELECT ON ALL TABLES IN SCHEMA public`],
+  },
 ];
 
-export const rolesFor = (kind: SchemaKind): readonly RoleGrant[] => (kind === 'gatherer' ? GATHERER_ROLES : PRODUCTION_ROLES);
+export const rolesFor = (kind: SchemaKind): readonly RoleGrant[] =>
+  kind === 'gatherer' ? GATHERER_ROLES : PRODUCTION_ROLES;
 
 // SQLSTATEs of a concurrent CREATE ROLE of the same name (another database of the same cluster
 // migrating at the same moment): the role exists, which is all we wanted.
@@ -74,7 +83,10 @@ async function ensureRole(client: ClientBase, role: string): Promise<void> {
 }
 
 /** Creates the roles of `kind` (if missing) and (re)applies their grants in the current database. */
-export async function ensureRoles(client: ClientBase, kind: SchemaKind): Promise<readonly string[]> {
+export async function ensureRoles(
+  client: ClientBase,
+  kind: SchemaKind,
+): Promise<readonly string[]> {
   const roles = rolesFor(kind);
   const db = (await client.query('SELECT current_database() AS db')).rows[0].db as string;
   for (const r of roles) await ensureRole(client, r.role);
@@ -88,8 +100,12 @@ export async function ensureRoles(client: ClientBase, kind: SchemaKind): Promise
       for (const g of r.grants) await client.query(`GRANT ${g} TO ${role}`);
     }
     // Tables created later by the migrating user (new partitions, future migrations) stay readable.
-    const readers = roles.filter((r) => r.grants.some((g) => g.startsWith('SELECT ON ALL TABLES'))).map((r) => quoteIdent(r.role));
-    await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ${readers.join(', ')}`);
+    const readers = roles
+      .filter((r) => r.grants.some((g) => g.startsWith('SELECT ON ALL TABLES')))
+      .map((r) => quoteIdent(r.role));
+    await client.query(
+      `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ${readers.join(', ')}`,
+    );
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

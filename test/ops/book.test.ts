@@ -8,7 +8,13 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import type { Client } from 'pg';
-import { formatBook, formatTimeUs, parseTimeUs, reconstructBook, type Book } from '../../src/ops/book';
+import {
+  formatBook,
+  formatTimeUs,
+  parseTimeUs,
+  reconstructBook,
+  type Book,
+} from '../../src/ops/book';
 import { loadProductionSet } from '../../src/ops/truth';
 import { migrate } from '../../src/schema/migrate';
 import { startPg, withClient, type TestPg } from '../harness/pg';
@@ -39,29 +45,65 @@ const units = (s: string): number => Math.round(Number(s) * 10_000);
 const text = (u: number): string => (u / 10_000).toFixed(4);
 function replay(deltas: readonly D[], upTo: number): Record<'yes' | 'no', Map<number, number>> {
   const book = { yes: new Map<number, number>(), no: new Map<number, number>() };
-  for (const d of deltas) if (d.ts <= upTo) book[d.side].set(units(d.price), (book[d.side].get(units(d.price)) ?? 0) + units(d.delta));
+  for (const d of deltas)
+    if (d.ts <= upTo)
+      book[d.side].set(units(d.price), (book[d.side].get(units(d.price)) ?? 0) + units(d.delta));
   return book;
 }
 const ladder = (side: Map<number, number>): [string, string][] =>
-  [...side.entries()].filter(([, s]) => s > 0).sort((a, b) => b[0] - a[0]).map(([p, s]) => [text(p), text(s)]);
-const bookLadder = (levels: Book['yes']): [string, string][] => levels.map((l) => [text(units(l.price)), text(units(l.size))]);
+  [...side.entries()]
+    .filter(([, s]) => s > 0)
+    .sort((a, b) => b[0] - a[0])
+    .map(([p, s]) => [text(p), text(s)]);
+const bookLadder = (levels: Book['yes']): [string, string][] =>
+  levels.map((l) => [text(units(l.price)), text(units(l.size))]);
 
 /** Rows for production: deltas with occurrence numbering, and the snapshot a gatherer took after `anchorTs`. */
-async function store(c: Client, ticker: string, deltas: readonly D[], anchorTs: number): Promise<void> {
+async function store(
+  c: Client,
+  ticker: string,
+  deltas: readonly D[],
+  anchorTs: number,
+): Promise<void> {
   const seen = new Map<string, number>();
   const rows: Row[] = deltas.map((d) => {
     const k = `${d.ts}|${d.side}|${d.price}|${units(d.delta)}`;
     const occurrence = seen.get(k) ?? 0;
     seen.set(k, occurrence + 1);
-    return { ticker, side: d.side, price: d.price, delta: d.delta, exchange_ts: d.ts, occurrence, received_at: d.ts + 300, gatherer: 'g1' };
+    return {
+      ticker,
+      side: d.side,
+      price: d.price,
+      delta: d.delta,
+      exchange_ts: d.ts,
+      occurrence,
+      received_at: d.ts + 300,
+      gatherer: 'g1',
+    };
   });
   await insertRows(c, 'orderbook_deltas', rows, true);
   const at = replay(deltas, anchorTs);
   // Exchange snapshots list bids ascending (best last), sizes as decimal strings.
   const asc = (m: Map<number, number>) => ladder(m).reverse();
-  await insertRows(c, 'orderbook_snapshots', [
-    { ticker, yes_levels: asc(at.yes), no_levels: asc(at.no), snapshot_ts: anchorTs + 2, source: 'ws', last_delta_ts: anchorTs, received_at: anchorTs + 2, gatherer: 'g2', conn_id: 4, sid: 7 },
-  ], true);
+  await insertRows(
+    c,
+    'orderbook_snapshots',
+    [
+      {
+        ticker,
+        yes_levels: asc(at.yes),
+        no_levels: asc(at.no),
+        snapshot_ts: anchorTs + 2,
+        source: 'ws',
+        last_delta_ts: anchorTs,
+        received_at: anchorTs + 2,
+        gatherer: 'g2',
+        conn_id: 4,
+        sid: 7,
+      },
+    ],
+    true,
+  );
 }
 
 describe('kdp book', () => {
@@ -82,18 +124,67 @@ describe('kdp book', () => {
       await store(c, T, deltas, BASE + 20);
       // Distractors: an older anchorable snapshot, a newer one without last_delta_ts, a newer REST
       // snapshot, and a snapshot received after TIME: none may be chosen.
-      await insertRows(c, 'orderbook_snapshots', [
-        { ticker: T, yes_levels: [['0.35', '10.00']], no_levels: [['0.60', '4.50']], snapshot_ts: BASE + 15, source: 'ws', last_delta_ts: BASE + 10, received_at: BASE + 15, gatherer: 'g1' },
-        { ticker: T, yes_levels: [['0.99', '1.00']], no_levels: [], snapshot_ts: BASE + 33, source: 'ws', last_delta_ts: null, received_at: BASE + 33, gatherer: 'g3' },
-        { ticker: T, yes_levels: [['0.98', '1.00']], no_levels: [], snapshot_ts: BASE + 34, source: 'rest', last_delta_ts: null, received_at: BASE + 34, gatherer: 'g1', conn_id: 0, sid: 0 },
-        { ticker: T, yes_levels: [['0.97', '1.00']], no_levels: [], snapshot_ts: BASE + 36, source: 'ws', last_delta_ts: BASE + 32, received_at: BASE + 36, gatherer: 'g1' },
-      ], true);
+      await insertRows(
+        c,
+        'orderbook_snapshots',
+        [
+          {
+            ticker: T,
+            yes_levels: [['0.35', '10.00']],
+            no_levels: [['0.60', '4.50']],
+            snapshot_ts: BASE + 15,
+            source: 'ws',
+            last_delta_ts: BASE + 10,
+            received_at: BASE + 15,
+            gatherer: 'g1',
+          },
+          {
+            ticker: T,
+            yes_levels: [['0.99', '1.00']],
+            no_levels: [],
+            snapshot_ts: BASE + 33,
+            source: 'ws',
+            last_delta_ts: null,
+            received_at: BASE + 33,
+            gatherer: 'g3',
+          },
+          {
+            ticker: T,
+            yes_levels: [['0.98', '1.00']],
+            no_levels: [],
+            snapshot_ts: BASE + 34,
+            source: 'rest',
+            last_delta_ts: null,
+            received_at: BASE + 34,
+            gatherer: 'g1',
+            conn_id: 0,
+            sid: 0,
+          },
+          {
+            ticker: T,
+            yes_levels: [['0.97', '1.00']],
+            no_levels: [],
+            snapshot_ts: BASE + 36,
+            source: 'ws',
+            last_delta_ts: BASE + 32,
+            received_at: BASE + 36,
+            gatherer: 'g1',
+          },
+        ],
+        true,
+      );
     });
   });
 
   test('anchored on the newest usable snapshot; identical deltas both applied; a zero level vanishes', async () => {
     const book = await withClient(prod, (c) => reconstructBook(c, T, BASE + 35));
-    assert.deepEqual(book.anchor, { snapshotTs: BASE + 22, lastDeltaTs: BASE + 20, gatherer: 'g2', connId: 4, sid: 7 });
+    assert.deepEqual(book.anchor, {
+      snapshotTs: BASE + 22,
+      lastDeltaTs: BASE + 20,
+      gatherer: 'g2',
+      connId: 4,
+      sid: 7,
+    });
     assert.equal(book.deltasApplied, 4);
     assert.deepEqual(book.yes, [{ price: '0.35', size: '6.00' }]);
     assert.deepEqual(book.no, [
@@ -114,17 +205,30 @@ describe('kdp book', () => {
   test('later times use the later snapshot; a level removed entirely leaves the side empty', async () => {
     const book = await withClient(prod, (c) => reconstructBook(c, T, BASE + 40));
     assert.equal(book.anchor.snapshotTs, BASE + 36);
-    assert.deepEqual(book.no, [], 'the anchoring snapshot of g1 lists no NO levels and nothing is added after it');
+    assert.deepEqual(
+      book.no,
+      [],
+      'the anchoring snapshot of g1 lists no NO levels and nothing is added after it',
+    );
     assert.equal(book.yesAsk, null);
   });
 
   test('before any anchorable snapshot the book is refused with KDP_ERR_BOOK_NO_ANCHOR', async () => {
-    await assert.rejects(withClient(prod, (c) => reconstructBook(c, T, BASE + 14)), { code: 'KDP_ERR_BOOK_NO_ANCHOR' });
+    await assert.rejects(
+      withClient(prod, (c) => reconstructBook(c, T, BASE + 14)),
+      { code: 'KDP_ERR_BOOK_NO_ANCHOR' },
+    );
   });
 
   test('property: random delta streams, anchors and times equal an independent replay', async () => {
     const arbStream = fc.array(
-      fc.record({ step: fc.integer({ min: 0, max: 2 }), side: fc.constantFrom<'yes' | 'no'>('yes', 'no'), priceIdx: fc.integer({ min: 0, max: 3 }), add: fc.boolean(), amount: fc.integer({ min: 1, max: 500 }) }),
+      fc.record({
+        step: fc.integer({ min: 0, max: 2 }),
+        side: fc.constantFrom<'yes' | 'no'>('yes', 'no'),
+        priceIdx: fc.integer({ min: 0, max: 3 }),
+        add: fc.boolean(),
+        amount: fc.integer({ min: 1, max: 500 }),
+      }),
       { minLength: 2, maxLength: 40 },
     );
     let run = 0;
@@ -160,15 +264,24 @@ describe('kdp book', () => {
   });
 
   test('loadProductionSet reads deltas back in the truth shape', async () => {
-    const set = await withClient(prod, (c) => loadProductionSet(c, { fromUs: BASE, toUs: BASE + 100, tickers: [T] }));
+    const set = await withClient(prod, (c) =>
+      loadProductionSet(c, { fromUs: BASE, toUs: BASE + 100, tickers: [T] }),
+    );
     assert.equal(set.deltas.length, deltas.length);
-    assert.deepEqual(set.deltas.filter((d) => d.exchangeTs === BASE + 30).map((d) => d.delta), ['-2.00', '-2.00']);
+    assert.deepEqual(
+      set.deltas.filter((d) => d.exchangeTs === BASE + 30).map((d) => d.delta),
+      ['-2.00', '-2.00'],
+    );
   });
 
   test('TIME parsing: RFC 3339 with fraction and offset, integer µs, rejects nonsense', () => {
     assert.equal(parseTimeUs('2026-11-23T12:00:00.000035Z'), BASE + 35);
     assert.equal(parseTimeUs('2026-11-23T13:30:00.000035+01:30'), BASE + 35);
-    assert.equal(parseTimeUs('2026-11-23T12:00:00.0000351234Z'), BASE + 35, 'sub-µs digits truncated');
+    assert.equal(
+      parseTimeUs('2026-11-23T12:00:00.0000351234Z'),
+      BASE + 35,
+      'sub-µs digits truncated',
+    );
     assert.equal(parseTimeUs(String(BASE + 35)), BASE + 35);
     assert.equal(formatTimeUs(BASE + 35), '2026-11-23T12:00:00.000035Z');
     for (const bad of ['yesterday', '2026-02-30T00:00:00Z', '2026-11-23 12:00', '1.5']) {
@@ -183,12 +296,17 @@ describe('kdp book', () => {
     const table = await run(process.execPath, [...base, '--at', '2026-11-23T12:00:00.000035Z']);
     assert.match(table.stdout, /KXBOOK-1 at 2026-11-23T12:00:00\.000035Z/);
     assert.match(table.stdout, /best NO ask \(1 - best YES bid\): 0\.65/);
-    const json = JSON.parse((await run(process.execPath, [...base, '--at', String(BASE + 35), '--json'])).stdout) as Book;
+    const json = JSON.parse(
+      (await run(process.execPath, [...base, '--at', String(BASE + 35), '--json'])).stdout,
+    ) as Book;
     assert.deepEqual(json.yes, [{ price: '0.35', size: '6.00' }]);
-    await assert.rejects(run(process.execPath, [...base, '--at', String(BASE + 1)]), (err: { code?: number; stderr?: string }) => {
-      assert.equal(err.code, 1);
-      assert.match(err.stderr ?? '', /KDP_ERR_BOOK_NO_ANCHOR/);
-      return true;
-    });
+    await assert.rejects(
+      run(process.execPath, [...base, '--at', String(BASE + 1)]),
+      (err: { code?: number; stderr?: string }) => {
+        assert.equal(err.code, 1);
+        assert.match(err.stderr ?? '', /KDP_ERR_BOOK_NO_ANCHOR/);
+        return true;
+      },
+    );
   });
 });

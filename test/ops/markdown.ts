@@ -38,7 +38,8 @@ export function fencedBlocks(markdown: string): FencedBlock[] {
     const indent = open[1]!.length;
     const start = i;
     const body: string[] = [];
-    for (i++; i < lines.length && !lines[i]!.trimStart().startsWith('```'); i++) body.push(lines[i]!.slice(Math.min(indent, lines[i]!.length - lines[i]!.trimStart().length)));
+    for (i++; i < lines.length && !lines[i]!.trimStart().startsWith('```'); i++)
+      body.push(lines[i]!.slice(Math.min(indent, lines[i]!.length - lines[i]!.trimStart().length)));
     out.push({ lang: open[2] ?? '', body: body.join('\n'), line: start + 1 });
   }
   return out;

@@ -16,7 +16,13 @@ const trade = (id: string, over: Partial<TruthTrade> = {}): TruthTrade => ({
   takerSide: 'yes',
   ...over,
 });
-const delta = (ts: number, price: string, d: string, ticker = 'KXA', side = 'yes'): TruthDelta => ({ ticker, exchangeTs: ts, side, price, delta: d });
+const delta = (ts: number, price: string, d: string, ticker = 'KXA', side = 'yes'): TruthDelta => ({
+  ticker,
+  exchangeTs: ts,
+  side,
+  price,
+  delta: d,
+});
 
 describe('decimals', () => {
   test('parse and format exactly, canonical forms compare equal', () => {
@@ -40,9 +46,15 @@ describe('decimals', () => {
 
 describe('compareWithTruth', () => {
   test('production equal to the truth (in another order, other decimal spellings) is ok', () => {
-    const expected = { trades: [trade('a'), trade('b', { exchangeTs: 2_000_000 })], deltas: [delta(5, '0.35', '2'), delta(5, '0.35', '2'), delta(6, '0.40', '-1')] };
+    const expected = {
+      trades: [trade('a'), trade('b', { exchangeTs: 2_000_000 })],
+      deltas: [delta(5, '0.35', '2'), delta(5, '0.35', '2'), delta(6, '0.40', '-1')],
+    };
     const actual = {
-      trades: [trade('B', { exchangeTs: 2_000_000, yesPrice: '0.360000', count: '10.00' }), trade('a')],
+      trades: [
+        trade('B', { exchangeTs: 2_000_000, yesPrice: '0.360000', count: '10.00' }),
+        trade('a'),
+      ],
       deltas: [delta(6, '0.400000', '-1.00'), delta(5, '0.35', '2.00'), delta(5, '0.3500', '2')],
     };
     const r = compareWithTruth(expected, actual);
@@ -65,7 +77,11 @@ describe('compareWithTruth', () => {
     assert.equal(r.ok, false);
     assert.deepEqual(r.trades.counts, { lost: 1, duplicated: 1, invented: 1, mismatched: 1 });
     assert.equal(r.trades.lost[0]!.tradeId, 't2');
-    assert.equal(r.trades.duplicated[0]!.exchangeTs, 1_001_000, 'the copy that does not match is the duplicate');
+    assert.equal(
+      r.trades.duplicated[0]!.exchangeTs,
+      1_001_000,
+      'the copy that does not match is the duplicate',
+    );
     assert.equal(r.trades.invented[0]!.tradeId, 't5');
     assert.equal(r.trades.mismatched[0]!.actual.count, '10.01');
   });
@@ -73,7 +89,13 @@ describe('compareWithTruth', () => {
   test('deltas: one of two identical changes in one µs lost, a surplus copy, an unknown change, a wrong size', () => {
     const expected = {
       trades: [],
-      deltas: [delta(5, '0.35', '2'), delta(5, '0.35', '2'), delta(6, '0.40', '-1'), delta(7, '0.41', '3', 'KXB', 'no'), delta(8, '0.42', '1', 'KXC')],
+      deltas: [
+        delta(5, '0.35', '2'),
+        delta(5, '0.35', '2'),
+        delta(6, '0.40', '-1'),
+        delta(7, '0.41', '3', 'KXB', 'no'),
+        delta(8, '0.42', '1', 'KXC'),
+      ],
     };
     const actual = {
       trades: [],
@@ -102,20 +124,36 @@ describe('compareWithTruth', () => {
       delta: fc.constantFrom('1', '-1', '2.50'),
     });
     fc.assert(
-      fc.property(fc.array(arbDelta, { minLength: 1, maxLength: 40 }), fc.nat(), fc.integer({ min: 0, max: 2 }), (list, pick, mode) => {
-        const expected = { trades: [], deltas: list };
-        const shuffled = [...list].reverse();
-        assert.equal(compareWithTruth(expected, { trades: [], deltas: shuffled }).ok, true);
-        const i = pick % list.length;
-        const victim = list[i]!;
-        const rest = list.filter((_, j) => j !== i);
-        if (mode === 0) assert.deepEqual(compareWithTruth(expected, { trades: [], deltas: rest }).deltas.counts, { lost: 1, duplicated: 0, invented: 0, mismatched: 0 });
-        if (mode === 1) assert.deepEqual(compareWithTruth(expected, { trades: [], deltas: [...list, victim] }).deltas.counts, { lost: 0, duplicated: 1, invented: 0, mismatched: 0 });
-        if (mode === 2) {
-          const altered = { ...victim, delta: '777' };
-          assert.deepEqual(compareWithTruth(expected, { trades: [], deltas: [...rest, altered] }).deltas.counts, { lost: 0, duplicated: 0, invented: 0, mismatched: 1 });
-        }
-      }),
+      fc.property(
+        fc.array(arbDelta, { minLength: 1, maxLength: 40 }),
+        fc.nat(),
+        fc.integer({ min: 0, max: 2 }),
+        (list, pick, mode) => {
+          const expected = { trades: [], deltas: list };
+          const shuffled = [...list].reverse();
+          assert.equal(compareWithTruth(expected, { trades: [], deltas: shuffled }).ok, true);
+          const i = pick % list.length;
+          const victim = list[i]!;
+          const rest = list.filter((_, j) => j !== i);
+          if (mode === 0)
+            assert.deepEqual(
+              compareWithTruth(expected, { trades: [], deltas: rest }).deltas.counts,
+              { lost: 1, duplicated: 0, invented: 0, mismatched: 0 },
+            );
+          if (mode === 1)
+            assert.deepEqual(
+              compareWithTruth(expected, { trades: [], deltas: [...list, victim] }).deltas.counts,
+              { lost: 0, duplicated: 1, invented: 0, mismatched: 0 },
+            );
+          if (mode === 2) {
+            const altered = { ...victim, delta: '777' };
+            assert.deepEqual(
+              compareWithTruth(expected, { trades: [], deltas: [...rest, altered] }).deltas.counts,
+              { lost: 0, duplicated: 0, invented: 0, mismatched: 1 },
+            );
+          }
+        },
+      ),
       { numRuns: 200 },
     );
   });
