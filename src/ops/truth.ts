@@ -240,3 +240,47 @@ export async function verifyAgainstTruth(
 ): Promise<TruthComparison> {
   return compareWithTruth(expected, await loadProductionSet(client, span));
 }
+
+/** Turns a truth file into the expectation and the span it covers (the simulator provides one). */
+export type TruthFileReader = (path: string) => Promise<{ expected: TruthSet; span: TruthSpan }>;
+
+/** `kdp verify --truth FILE`: read the expectation with `reader`, compare production over its span. */
+export async function runTruthCheck(
+  client: ClientBase,
+  file: string,
+  reader: TruthFileReader,
+): Promise<TruthComparison> {
+  const { expected, span } = await reader(file);
+  return verifyAgainstTruth(client, expected, span);
+}
+
+export function formatTruthComparison(c: TruthComparison): string {
+  const line = (what: string, d: Discrepancies<unknown> & { expected: number; actual: number }) =>
+    `${what.padEnd(7)} expected=${d.expected} production=${d.actual} lost=${d.counts.lost} duplicated=${d.counts.duplicated} ` +
+    `invented=${d.counts.invented} mismatched=${d.counts.mismatched}`;
+  const examples = [
+    ...c.trades.lost
+      .slice(0, 3)
+      .map((t) => `  lost trade ${t.tradeId} ${t.ticker} at ${t.exchangeTs}`),
+    ...c.trades.duplicated
+      .slice(0, 3)
+      .map((t) => `  duplicated trade ${t.tradeId} ${t.ticker} at ${t.exchangeTs}`),
+    ...c.trades.invented
+      .slice(0, 3)
+      .map((t) => `  invented trade ${t.tradeId} ${t.ticker} at ${t.exchangeTs}`),
+    ...c.trades.mismatched
+      .slice(0, 3)
+      .map((m) => `  trade ${m.expected.tradeId} differs: ${JSON.stringify(m.actual)}`),
+    ...(c.deltas.marketsWithDifferences.length
+      ? [
+          `  markets with delta differences: ${c.deltas.marketsWithDifferences.slice(0, 10).join(', ')}`,
+        ]
+      : []),
+  ];
+  return [
+    line('trades', c.trades),
+    line('deltas', c.deltas),
+    ...examples,
+    `TRUTH: ${c.ok ? 'PASS' : 'FAIL'}`,
+  ].join('\n');
+}

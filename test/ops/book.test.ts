@@ -15,7 +15,12 @@ import {
   reconstructBook,
   type Book,
 } from '../../src/ops/book';
-import { loadProductionSet } from '../../src/ops/truth';
+import {
+  formatTruthComparison,
+  loadProductionSet,
+  runTruthCheck,
+  type TruthFileReader,
+} from '../../src/ops/truth';
 import { migrate } from '../../src/schema/migrate';
 import { startPg, withClient, type TestPg } from '../harness/pg';
 import { insertRows, type Row } from './fixture';
@@ -271,6 +276,32 @@ describe('kdp book', () => {
     assert.deepEqual(
       set.deltas.filter((d) => d.exchangeTs === BASE + 30).map((d) => d.delta),
       ['-2.00', '-2.00'],
+    );
+  });
+
+  test("runTruthCheck: a reader's expectation compared with production (equal, then one delta short)", async () => {
+    const expectedDeltas = deltas.map((d) => ({
+      ticker: T,
+      exchangeTs: d.ts,
+      side: d.side,
+      price: d.price,
+      delta: d.delta,
+    }));
+    const reader =
+      (list: typeof expectedDeltas): TruthFileReader =>
+      async () => ({
+        expected: { trades: [], deltas: list },
+        span: { fromUs: BASE, toUs: BASE + 100, tickers: [T] },
+      });
+    const same = await withClient(prod, (c) => runTruthCheck(c, 'unused', reader(expectedDeltas)));
+    assert.equal(same.ok, true, formatTruthComparison(same));
+    const fewer = await withClient(prod, (c) =>
+      runTruthCheck(c, 'unused', reader(expectedDeltas.slice(1))),
+    );
+    assert.deepEqual(fewer.deltas.counts, { lost: 0, duplicated: 0, invented: 1, mismatched: 0 });
+    assert.match(
+      formatTruthComparison(fewer),
+      /deltas +expected=7 production=8 lost=0 duplicated=0 invented=1[\s\S]*TRUTH: FAIL/,
     );
   });
 
