@@ -1,5 +1,4 @@
 // `kdp verify`: integrity checks of production against the gatherers (src/ops/verify.ts).
-import { readFileSync } from 'node:fs';
 import { KdpError } from '../core/errors';
 import { formatVerifyReport, resolveVerifyOptions, runVerify } from '../ops/verify';
 import { parseOptions, type Command } from './command';
@@ -41,7 +40,7 @@ Checks:
       truth: { type: 'string' },
     });
     if (values.truth !== undefined) {
-      readFileSync(values.truth); // a missing file is reported as such, before the missing reader
+      // The comparison is runTruthCheck (src/ops/truth.ts); it needs the simulator's file reader.
       throw new KdpError(
         'KDP_ERR_USAGE',
         '--truth: this build has no reader for the simulator truth file yet',
