@@ -1,6 +1,8 @@
 // The registry of `kdp` subcommands. Add a command here to make it reachable and listed.
+import { archiveCommand } from './archive';
+import { bookCommand } from './book';
 import type { Command } from './command';
 import { migrateCommand } from './migrate';
-import { archiveCommand } from './archive';
+import { verifyCommand } from './verify';
 
-export const COMMANDS: readonly Command[] = [migrateCommand, archiveCommand];
+export const COMMANDS: readonly Command[] = [migrateCommand, archiveCommand, verifyCommand, bookCommand];

@@ -63,6 +63,10 @@ export const ERROR_CODES = {
   KDP_ERR_SHUTDOWN: { retryable: false, summary: 'The operation was abandoned because the service is stopping.' },
   KDP_ERR_INTERNAL: { retryable: false, summary: 'An unexpected internal failure (a bug).' },
   KDP_ERR_VERIFY_FAILED: { retryable: false, summary: 'An integrity check found a problem.' },
+  KDP_ERR_BOOK_NO_ANCHOR: {
+    retryable: false,
+    summary: 'No WebSocket snapshot with a known last_delta_ts exists at or before the requested time, so no book can be rebuilt.',
+  },
   KDP_ERR_ARCHIVE_STORE: { retryable: true, summary: 'The archive object store failed a read or write.' },
   KDP_ERR_ARCHIVE_BUSY: { retryable: true, summary: 'Another archiver holds the production archive lock.' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -6,6 +6,7 @@ import type { ClientBase } from 'pg';
 import { KdpError } from '../core/errors';
 import { COMMON_META, initialDdl, type Engine, type SchemaKind } from './ddl';
 import { ensurePartitions } from './partitions';
+import { ensureRoles } from './roles';
 
 export interface Migration {
   readonly version: number;
@@ -120,6 +121,7 @@ async function migrateLocked(client: ClientBase, opts: MigrateOptions): Promise<
       toUs: nowUs + (opts.partitionDaysAhead ?? 7) * 86_400_000_000,
     });
   }
+  await ensureRoles(client, opts.kind);
   const info = await readSchemaInfo(client);
   instanceId = info?.instanceId ?? instanceId;
   return { kind: opts.kind, engine, fromVersion, toVersion: SCHEMA_VERSION, applied, instanceId };
