@@ -52,6 +52,7 @@ export async function benchParse(): Promise<MicroResult[]> {
       control: () => undefined,
       gap: () => assert.fail('no gaps expected'),
       reject: (code, sample) => assert.fail(`reject ${code}: ${sample}`),
+      lifecycle: () => undefined,
     },
   );
   const tasks = Object.entries(MESSAGES).map(([type, spec]) => {

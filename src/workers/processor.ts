@@ -17,9 +17,12 @@ import { isTicker } from './scalars';
 
 export type { GapEvent } from './sequence';
 
-/** Row output. `append` must keep the row; false means "above the high-water mark, slow down". */
+/**
+ * Row output. `append` must keep the row; false means "above the high-water mark, slow down".
+ * `receivedUs` is the receive time of the frame the row came from (frame-to-commit latency).
+ */
 export interface RowSink {
-  append(table: TimeSeriesTableName, rowLine: string): boolean;
+  append(table: TimeSeriesTableName, rowLine: string, receivedUs: number): boolean;
 }
 
 export type ControlEvent =
@@ -36,6 +39,8 @@ export interface ProcessorSinks {
   control(event: ControlEvent): void;
   gap(event: GapEvent): void;
   reject(code: ErrorCode, sample: string): void;
+  /** A validated lifecycle message (the market registry follows them on the ingest thread). */
+  lifecycle(channel: string, msg: JsonObject): void;
 }
 
 export interface RejectSample {
@@ -313,6 +318,7 @@ export class FrameProcessor {
     readLifecycle(channel, objectField(env, 'msg'), row, { depthMax: this.options.payloadDepthMax, nodesMax: this.options.payloadNodesMax });
     this.provenance(row, sid, null);
     this.emitRow('lifecycle_events', this.encoders.lifecycle_events(row));
+    this.sinks.lifecycle(channel, env);
   }
 
   private onControlMessage(type: 'subscribed' | 'ok' | 'unsubscribed' | 'error', env: JsonObject): void {
@@ -358,7 +364,7 @@ export class FrameProcessor {
 
   private emitRow(table: TimeSeriesTableName, line: string): void {
     this.counters.rows[table]++;
-    if (!this.sinks.rows.append(table, line)) {
+    if (!this.sinks.rows.append(table, line, this.receivedUs)) {
       this.counters.backpressureSignals++;
       this.keepFeeding = false;
     }

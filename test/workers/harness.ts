@@ -9,6 +9,7 @@ export class Capture {
   readonly controls: ControlEvent[] = [];
   readonly gaps: GapEvent[] = [];
   readonly rejects: { code: ErrorCode; sample: string }[] = [];
+  readonly lifecycles: string[] = [];
   /** append returns false once this many rows are held (simulated writer high-water mark). */
   highWater = Infinity;
   readonly processor: FrameProcessor;
@@ -23,6 +24,7 @@ export class Capture {
         control: (e) => this.controls.push(e),
         gap: (e) => this.gaps.push(e),
         reject: (code, sample) => this.rejects.push({ code, sample }),
+        lifecycle: (channel) => this.lifecycles.push(channel),
       },
     );
   }

@@ -15,6 +15,7 @@ const processor = new FrameProcessor(
     control: (e) => events.push(`control:${e.kind}`),
     gap: (e) => events.push(`gap:${e.kind}:${e.sid}:${e.expectedSeq}:${e.gotSeq}`),
     reject: (code) => events.push(`reject:${code}`),
+    lifecycle: (channel) => events.push(`lifecycle:${channel}`),
   },
 );
 for (;;) {
