@@ -2,7 +2,8 @@
 import { archiveCommand } from './archive';
 import { bookCommand } from './book';
 import type { Command } from './command';
+import { gathererCommand } from './gatherer';
 import { migrateCommand } from './migrate';
 import { verifyCommand } from './verify';
 
-export const COMMANDS: readonly Command[] = [migrateCommand, archiveCommand, verifyCommand, bookCommand];
+export const COMMANDS: readonly Command[] = [migrateCommand, gathererCommand, archiveCommand, verifyCommand, bookCommand];

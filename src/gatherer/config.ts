@@ -3,6 +3,7 @@ import { KdpError } from '../core/errors';
 import { loadConfig } from '../config/load';
 import { DATABASE_SPEC, HTTP_SPEC, LOG_SPEC } from '../config/specs';
 import type { Resolved, Spec } from '../config/validate';
+import { GATHERER_REST_SPEC } from './options';
 
 const MiB = 1024 * 1024;
 
@@ -52,15 +53,13 @@ export const WRITER_SPEC = {
 
 export const EXCHANGE_SPEC = {
   wsUrl: { kind: 'string', doc: 'exchange WebSocket URL', default: 'wss://external-api-ws.kalshi.com/trade-api/ws/v2' },
-  restUrl: { kind: 'string', doc: 'exchange REST base URL', default: 'https://external-api.kalshi.com/trade-api/v2' },
-  keyId: { kind: 'string', doc: 'API key id (KALSHI-ACCESS-KEY)', optional: true },
-  privateKeyPath: { kind: 'string', doc: 'PEM file of the API private key', optional: true, secret: true },
 } as const satisfies Spec;
 
 export const GATHERER_SPEC = {
   gathererId: { kind: 'string', doc: 'this gatherer\'s name (provenance on every row)', pattern: /^[a-z0-9][a-z0-9_-]{0,31}$/ },
   database: { kind: 'object', doc: 'the gatherer\'s own PostgreSQL', fields: DATABASE_SPEC },
-  exchange: { kind: 'object', doc: 'exchange endpoints and credentials', fields: EXCHANGE_SPEC },
+  exchange: { kind: 'object', doc: 'exchange WebSocket endpoint', fields: EXCHANGE_SPEC },
+  rest: { kind: 'object', doc: 'REST client, signing key, market registry, snapshot poller, trade backfill', fields: GATHERER_REST_SPEC },
   connections: { kind: 'object', doc: 'WebSocket connections', fields: CONNECTIONS_SPEC },
   pipeline: { kind: 'object', doc: 'rings and worker threads', fields: PIPELINE_SPEC },
   writer: { kind: 'object', doc: 'COPY writers', fields: WRITER_SPEC },
@@ -83,9 +82,6 @@ export function checkGathererOptions(o: GathererOptions): GathererOptions {
   }
   if (o.connections.backoffMaxMs < o.connections.backoffInitialMs) {
     throw new KdpError('KDP_ERR_CONFIG_INVALID', 'config connections.backoffMaxMs: must be >= backoffInitialMs', { key: 'connections.backoffMaxMs' });
-  }
-  if ((o.exchange.keyId === undefined) !== (o.exchange.privateKeyPath === undefined)) {
-    throw new KdpError('KDP_ERR_CONFIG_INVALID', 'config exchange: keyId and privateKeyPath go together', { key: 'exchange.keyId' });
   }
   return o;
 }

@@ -40,7 +40,9 @@ export interface FrameSink {
 
 export type ConnectionNotice =
   | { readonly kind: 'opened'; readonly epoch: number }
-  | { readonly kind: 'closed'; readonly epoch: number };
+  | { readonly kind: 'closed'; readonly epoch: number }
+  /** Frames of this connection were lost before reaching the ring (full ring in drop mode, oversized). */
+  | { readonly kind: 'ring-drop'; readonly count: number };
 
 export interface ConnectionEvents {
   /** A connection dropped (or went silent): its markets lost data from lastFrameUs until it is back. */
@@ -160,6 +162,24 @@ export class ConnectionManager {
 
   marketCount(): number {
     return this.shardOfTicker.size;
+  }
+
+  connectionIds(): number[] {
+    return this.conns.map((c) => c.id);
+  }
+
+  /** Markets of the shard that holds sid on connId (empty when the sid is unknown). */
+  tickersOfSid(connId: number, sid: number): string[] {
+    const found = this.findSid(connId, sid);
+    return found ? [...found.shard.tickers] : [];
+  }
+
+  /** Drops a connection on purpose (e.g. its worker died): it reconnects and resubscribes as after any break. */
+  forceReconnect(connId: number, reason: string): void {
+    const c = this.conns[connId - 1];
+    if (!c?.socket) return;
+    this.log.warn({ connId, reason }, 'forcing reconnect');
+    c.socket.terminate();
   }
 
   tickersOf(connId: number): string[] {

@@ -3,8 +3,10 @@
 // messages are always sequence-checked by one worker. A full ring never loses silently:
 // - onRingFull 'pause': push() returns false and the connection manager pauses the socket until
 //   waitForRoom() resolves (TCP backpressure reaches the exchange);
-// - onRingFull 'drop': the frame is dropped, counted, and reported so the connection's markets are
-//   resynchronised and their trades backfilled (sequence gaps show up in the worker as well).
+// - onRingFull 'drop': the frame is dropped and counted, and before the connection's next frame a
+//   ring-drop notice goes onto the ring: the worker marks every sid of the connection for resync and
+//   reports ring-drop gaps, which the service records, resyncs and backfills. Oversized frames are
+//   refused the same way.
 import type { ConnectionNotice, FrameSink } from '../gatherer/connections';
 
 /** The producer half of a ring, as the router needs it. */
@@ -40,12 +42,13 @@ export class RingRouter implements FrameSink {
   readonly stats: RouterStats = { framesRouted: 0, framesDropped: 0, ringFullEvents: 0, framesTooLarge: 0 };
   private readonly backlog: Uint8Array[][];
 
+  /** Frames lost per connection since its last ring-drop notice went out. */
+  private readonly pendingDrops = new Map<number, number>();
+
   constructor(
     private readonly rings: readonly RingProducer[],
     private readonly encoder: FrameEncoder,
     private readonly opts: RouterOptions,
-    /** Called for each dropped or oversized frame, so the service resyncs and backfills. */
-    private readonly onLoss: (connId: number, receivedAtUs: number, reason: 'ring_drop' | 'frame_too_large') => void,
   ) {
     this.backlog = rings.map(() => []);
   }
@@ -58,34 +61,41 @@ export class RingRouter implements FrameSink {
     if (data.byteLength > this.opts.frameBytesMax) {
       // Oversized frames are refused before the ring: counted, and the loss is handled like a drop.
       this.stats.framesTooLarge += 1;
-      this.onLoss(connId, receivedAtUs, 'frame_too_large');
+      this.noteDrop(connId);
       return true;
     }
     const r = this.ringOf(connId);
-    if (this.backlog[r]!.length > 0 && !this.flushBacklog(r)) return this.full(connId, receivedAtUs);
+    if (this.backlog[r]!.length > 0 && !this.flushBacklog(r)) return this.full(connId);
     const ring = this.rings[r]!;
+    const dropped = this.pendingDrops.get(connId);
+    if (dropped !== undefined) {
+      if (!ring.tryWrite(this.encoder.notice(connId, receivedAtUs, { kind: 'ring-drop', count: dropped }))) return this.full(connId);
+      this.pendingDrops.delete(connId);
+    }
     if (ring.tryWrite(this.encoder.data(connId, receivedAtUs, data))) {
       this.stats.framesRouted += 1;
-            return true;
+      return true;
     }
-    return this.full(connId, receivedAtUs);
+    return this.full(connId);
   }
 
-  private full(connId: number, receivedAtUs: number): boolean {
+  private full(connId: number): boolean {
     this.stats.ringFullEvents += 1;
     if (this.opts.onRingFull === 'pause') return false;
     this.stats.framesDropped += 1;
-    this.onLoss(connId, receivedAtUs, 'ring_drop');
+    this.noteDrop(connId);
     return true;
+  }
+
+  private noteDrop(connId: number): void {
+    this.pendingDrops.set(connId, (this.pendingDrops.get(connId) ?? 0) + 1);
   }
 
   notice(connId: number, notice: ConnectionNotice): void {
     const r = this.ringOf(connId);
     const frame = this.encoder.notice(connId, Date.now() * 1000, notice);
     const queue = this.backlog[r]!;
-    if (queue.length === 0 && this.rings[r]!.tryWrite(frame)) {
-      return;
-    }
+    if (queue.length === 0 && this.rings[r]!.tryWrite(frame)) return;
     if (queue.length >= this.opts.noticeBacklogMax) {
       throw new Error(`invariant violated: notice backlog of ring ${r} exceeds ${this.opts.noticeBacklogMax}`);
     }

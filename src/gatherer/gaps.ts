@@ -1,0 +1,190 @@
+// Turns every break the gatherer notices into a gap-ledger row and a recovery:
+// - a worker's sequence gap / terminal error / ring drop on a sid -> get_snapshot on the sid (or a
+//   new subscription when the sid is dead), then the row is marked recovered;
+// - a dropped connection -> one 'disconnect' row for its markets, recovered when every shard is
+//   subscribed again;
+// - where trades may have been lost (connection down, ring drop, trade sid broken), a REST trade
+//   backfill of the window, so trades stay complete even when every connection dropped together.
+import type { Pool } from 'pg';
+import { classifyDbError } from '../core/errors';
+import type { Logger } from '../core/log';
+import type { GATHERER_METRICS, MetricSet } from '../core/metrics';
+import { insertGap, markGapRecovered, type GapInsert } from '../copy/gaps';
+import type { GapEvent } from '../workers/sequence';
+import type { TradeBackfill } from './backfill';
+import type { ConnectionManager } from './connections';
+
+const LEDGER_KIND: Record<GapEvent['kind'], string> = {
+  gap: 'seq_gap',
+  'terminal-error': 'error',
+  'ring-drop': 'ring_drop',
+  'bad-message': 'bad_message',
+};
+// Ledger writes are retried this often before the gap is logged as unrecorded.
+const LEDGER_ATTEMPTS_MAX = 5;
+// Without a last good frame, the trade backfill looks back this far.
+const BACKFILL_LOOKBACK_US = 60_000_000;
+
+const nowUs = (): number => Date.now() * 1000;
+
+export interface GapStats {
+  recorded: number;
+  recovered: number;
+  unrecorded: number;
+}
+
+export class GapTracker {
+  readonly stats: GapStats = { recorded: 0, recovered: 0, unrecorded: 0 };
+  /** Gap rows waiting for the resync in flight on `${connId}:${sid}`. */
+  private readonly resyncWaiting = new Map<string, Promise<number | undefined>[]>();
+  /** Gap rows of a connection waiting for its resubscription (a resync that could not be sent). */
+  private readonly connWaiting = new Map<number, Promise<number | undefined>[]>();
+  private readonly inflight = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly gatherer: string,
+    private readonly pool: Pool,
+    private readonly manager: ConnectionManager,
+    private readonly backfill: TradeBackfill,
+    private readonly metrics: MetricSet<typeof GATHERER_METRICS>,
+    private readonly log: Logger,
+  ) {}
+
+  onWorkerGap(g: GapEvent): void {
+    const tickers = g.tickers.length > 0 ? g.tickers : this.manager.tickersOfSid(g.connId, g.sid);
+    const kind = g.kind === 'terminal-error' ? `error_${g.errorCode ?? 0}` : LEDGER_KIND[g.kind];
+    const windowStartUs = g.lastGoodUs ?? g.detectedUs - BACKFILL_LOOKBACK_US;
+    const gapId = this.record({
+      gatherer: this.gatherer,
+      connId: g.connId,
+      sid: g.sid,
+      channel: g.channel,
+      kind,
+      tickers,
+      expectedSeq: g.expectedSeq,
+      gotSeq: g.gotSeq,
+      errorCode: g.errorCode,
+      windowStartUs,
+      windowEndUs: g.detectedUs,
+      detectedAtUs: g.detectedUs,
+    });
+    this.metrics.sequence_gaps_total.inc();
+    this.metrics.writer_seq_gaps_total.inc();
+    if (g.kind === 'ring-drop' || g.channel === 'trade') this.backfillTrades(tickers, windowStartUs, g.detectedUs);
+    const key = `${g.connId}:${g.sid}`;
+    const waiting = this.resyncWaiting.get(key);
+    if (waiting) {
+      waiting.push(gapId); // one resync in flight per sid answers every gap reported meanwhile
+      return;
+    }
+    this.resyncWaiting.set(key, [gapId]);
+    const terminal = g.kind === 'terminal-error';
+    this.manager.resync(g.connId, g.sid, terminal, (ok) => {
+      const ids = this.resyncWaiting.get(key) ?? [];
+      this.resyncWaiting.delete(key);
+      if (ok) this.recover(ids, terminal ? 'resubscribe' : 'get_snapshot');
+      else this.connWaiting.set(g.connId, [...(this.connWaiting.get(g.connId) ?? []), ...ids]);
+    });
+  }
+
+  private readonly disconnects = new Map<number, Promise<number | undefined>>();
+
+  onDisconnected(connId: number, tickers: readonly string[], sinceUs: number, reason: string): void {
+    this.disconnects.set(
+      connId,
+      this.record({
+        gatherer: this.gatherer,
+        connId,
+        sid: null,
+        channel: null,
+        kind: reason === 'worker_restart' ? 'worker_restart' : 'disconnect',
+        tickers,
+        expectedSeq: null,
+        gotSeq: null,
+        errorCode: null,
+        windowStartUs: sinceUs,
+        windowEndUs: null,
+        detectedAtUs: nowUs(),
+      }),
+    );
+  }
+
+  onResubscribed(connId: number, tickers: readonly string[], sinceUs: number): void {
+    const ids = [...(this.connWaiting.get(connId) ?? [])];
+    this.connWaiting.delete(connId);
+    const d = this.disconnects.get(connId);
+    if (d) ids.push(d);
+    this.disconnects.delete(connId);
+    this.recover(ids, 'resubscribe');
+    if (tickers.length > 0) this.backfillTrades(tickers, sinceUs, nowUs());
+  }
+
+  private record(gap: GapInsert): Promise<number | undefined> {
+    const p = this.withClient(async (client) => insertGap(client, gap)).then(
+      (id) => {
+        this.stats.recorded += 1;
+        return id;
+      },
+      (err: unknown) => {
+        this.stats.unrecorded += 1;
+        this.log.error({ err: (err as Error).message, kind: gap.kind, connId: gap.connId, sid: gap.sid }, 'gap could not be recorded');
+        return undefined;
+      },
+    );
+    return this.track(p);
+  }
+
+  private recover(ids: readonly Promise<number | undefined>[], method: string): void {
+    const at = nowUs();
+    for (const idP of ids) {
+      const p = idP.then(async (id) => {
+        if (id === undefined) return;
+        await this.withClient((client) => markGapRecovered(client, id, { recoveredAtUs: at, method, windowEndUs: at }));
+        this.stats.recovered += 1;
+        this.metrics.sequence_gaps_recovered_total.inc();
+      });
+      this.track(p.catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'gap recovery could not be recorded')));
+    }
+  }
+
+  private backfillTrades(tickers: readonly string[], fromUs: number, toUs: number): void {
+    if (tickers.length === 0) return;
+    const p = this.backfill.backfill({ tickers: [...tickers], fromUs, toUs }).then((r) => {
+      if (r.failed > 0 || r.refused > 0) {
+        this.log.warn({ failed: r.failed, refused: r.refused, fromUs, toUs }, 'trade backfill incomplete');
+      }
+    });
+    this.track(p.catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'trade backfill failed')));
+  }
+
+  /** Runs fn on a pooled client, retrying connection-type failures a bounded number of times. */
+  private async withClient<T>(fn: (client: import('pg').PoolClient) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const client = await this.pool.connect();
+        try {
+          return await fn(client);
+        } finally {
+          client.release();
+        }
+      } catch (err) {
+        const coded = classifyDbError(err);
+        if (!coded.retryable || attempt >= LEDGER_ATTEMPTS_MAX) throw coded;
+        this.metrics.writer_errors_total.inc({ type: coded.code === 'KDP_ERR_DB_TIMEOUT' ? 'timeout' : 'connection' });
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+    return p;
+  }
+
+  /** Waits for ledger writes and backfills in flight. */
+  async stop(): Promise<void> {
+    this.backfill.stop();
+    await Promise.allSettled([...this.inflight]);
+  }
+}

@@ -1,0 +1,167 @@
+// The gatherer's HTTP surface: GET /health (and /admin on the admin address) on the health port,
+// GET /metrics on the metrics port. Worker-thread counters are folded into prom-client at scrape time.
+import { timingSafeEqual } from 'node:crypto';
+import type { Pool } from 'pg';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../core/log';
+import type { GATHERER_METRICS, MetricSet } from '../core/metrics';
+import { json, startHttpServer, type HttpRequest, type Route } from '../http/server';
+import type { RingRouter } from '../ingest/router';
+import { TIME_SERIES_TABLES } from '../schema/tables';
+import { REJECT_CODES, type WorkerCounterName } from '../workers/protocol';
+import type { GathererOptions } from './config';
+import type { ConnectionManager } from './connections';
+import type { GapTracker } from './gaps';
+import type { Pipeline } from './pipeline';
+import type { SnapshotPoller } from './poller';
+
+export interface GathererHttpDeps {
+  readonly registry: Registry;
+  readonly metrics: MetricSet<typeof GATHERER_METRICS>;
+  readonly pipeline: Pipeline;
+  readonly manager: ConnectionManager;
+  readonly router: RingRouter;
+  readonly gaps: GapTracker;
+  readonly pool: Pool;
+  readonly poller: SnapshotPoller;
+  readonly log: Logger;
+}
+
+export interface GathererHttp {
+  readonly healthPort: number;
+  readonly metricsPort: number;
+  health(): { status: number; body: Record<string, unknown> };
+  close(): void;
+}
+
+// The database is probed this often; the health endpoint reports the last result.
+const DB_PROBE_INTERVAL_MS = 5_000;
+
+/** prom-client counters only go up: add the difference since the last scrape. */
+class CounterSync {
+  private readonly last = new Map<string, number>();
+  sync(key: string, total: number, inc: (by: number) => void): void {
+    const before = this.last.get(key) ?? 0;
+    if (total > before) inc(total - before);
+    this.last.set(key, total);
+  }
+}
+
+function syncMetrics(d: GathererHttpDeps, counters: CounterSync): void {
+  const m = d.metrics;
+  const p = d.pipeline;
+  const total = (n: WorkerCounterName): number => p.total(n);
+  counters.sync('messages', total('messages'), (by) => m.ws_client_messages_received_total.inc(by));
+  for (const t of TIME_SERIES_TABLES) {
+    counters.sync(`rows:${t.name}`, total(`rows:${t.name}`), (by) => m.writer_inserts_total.inc({ table: t.name }, by));
+    counters.sync(`batches:${t.name}`, total(`batches:${t.name}`), (by) => m.writer_batches_total.inc({ table: t.name }, by));
+  }
+  for (const type of ['connection', 'constraint', 'timeout'] as const) {
+    counters.sync(`err:${type}`, total(`writer_errors:${type}`), (by) => m.writer_errors_total.inc({ type }, by));
+  }
+  for (const code of REJECT_CODES) {
+    counters.sync(`rej:${code}`, total(`rejected:${code}`), (by) => m.messages_rejected_total.inc({ code }, by));
+  }
+  const r = d.router.stats;
+  counters.sync('dropped', r.framesDropped + r.framesTooLarge, (by) => m.router_messages_dropped_total.inc(by));
+  counters.sync('ringfull', r.ringFullEvents, (by) => m.router_ring_full_total.inc(by));
+  for (const slot of p.slots) m.router_ring_used_bytes.set({ worker: String(slot.index) }, slot.ring.usedBytes());
+  m.writer_pending_rows.set(total('pending_rows'));
+  m.ws_client_connected.set(d.manager.openConnections());
+  m.conn_manager_connections.set(d.manager.connectionIds().length);
+  m.conn_manager_connections_healthy.set(d.manager.healthyConnections());
+  m.conn_manager_subscriptions.set(d.manager.subscriptionCount());
+  m.conn_manager_markets_subscribed.set(d.manager.marketCount());
+}
+
+function isLoopback(address: string): boolean {
+  return address === 'localhost' || address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.') || /^0{0,4}(:0{0,4}){6}:0{0,3}1$/.test(address);
+}
+
+function bearerMatches(req: HttpRequest, token: string | undefined): boolean {
+  if (!token) return false;
+  const got = Buffer.from(req.headers.authorization ?? '');
+  const want = Buffer.from(`Bearer ${token}`);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+export async function startGathererHttp(o: GathererOptions, d: GathererHttpDeps): Promise<GathererHttp> {
+  let dbOk = true;
+  let dbCheckedAt = Date.now();
+  const probe = setInterval(() => {
+    d.pool.query('SELECT 1').then(
+      () => ((dbOk = true), (dbCheckedAt = Date.now())),
+      () => ((dbOk = false), (dbCheckedAt = Date.now())),
+    );
+  }, DB_PROBE_INTERVAL_MS);
+  probe.unref();
+  const started = Date.now();
+  const health = (): { status: number; body: Record<string, unknown> } => {
+    const wanted = d.manager.connectionIds().length;
+    const open = d.manager.openConnections();
+    const healthy = d.manager.healthyConnections();
+    const status = !dbOk || open === 0 ? 'unhealthy' : healthy < wanted ? 'degraded' : 'healthy';
+    return {
+      status: status === 'unhealthy' ? 503 : 200,
+      body: {
+        status,
+        ws_connections: open,
+        ws_connections_healthy: healthy,
+        ws_connections_wanted: wanted,
+        db: dbOk ? 'connected' : 'unreachable',
+        db_checked_ms_ago: Date.now() - dbCheckedAt,
+        gatherer: o.gathererId,
+        markets: d.manager.marketCount(),
+        subscriptions: d.manager.subscriptionCount(),
+        workers: d.pipeline.slots.length,
+        worker_restarts: d.pipeline.restarts(),
+        gaps_recorded: d.gaps.stats.recorded,
+        gaps_recovered: d.gaps.stats.recovered,
+        uptime_s: Math.round((Date.now() - started) / 1000),
+      },
+    };
+  };
+  const counters = new CounterSync();
+  const loopbackOnly = isLoopback(o.http.adminHost);
+  const healthRoute: Route = { method: 'GET', path: '/health', handler: () => { const h = health(); return json(h.status, h.body); } };
+  const adminRoute: Route = {
+    method: 'POST',
+    path: '/admin/poll-market',
+    handler: async (req) => {
+      // Admin shares the health port (:8080, as the runbooks use it) but answers only callers on the
+      // admin address: loopback unless http.adminHost names another.
+      if (loopbackOnly && !isLoopback(req.remoteAddress)) return json(403, { error: 'admin is loopback-only', code: 'KDP_ERR_ADMIN_UNAUTHORIZED' });
+      if (!bearerMatches(req, o.http.adminToken)) return json(401, { error: 'unauthorized', code: 'KDP_ERR_ADMIN_UNAUTHORIZED' });
+      const ticker = req.query.get('ticker');
+      if (!ticker) return json(400, { error: 'ticker required', code: 'KDP_ERR_USAGE' });
+      try {
+        const r = await d.poller.pollNow(ticker);
+        return json(200, { ticker: r.ticker, snapshot_ts: r.snapshotTs, yes_levels: r.yesLevels, no_levels: r.noLevels });
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? 'KDP_ERR_INTERNAL';
+        return json(502, { error: (err as Error).message, code });
+      }
+    },
+  };
+  const metricsServer = await startHttpServer(o.http.host, o.http.metricsPort, [
+    {
+      method: 'GET',
+      path: '/metrics',
+      handler: async () => {
+        syncMetrics(d, counters);
+        return { status: 200, body: await d.registry.metrics(), contentType: d.registry.contentType };
+      },
+    },
+  ]);
+  const healthServer = await startHttpServer(o.http.host, o.http.healthPort, [healthRoute, adminRoute]);
+  return {
+    healthPort: healthServer.port,
+    metricsPort: metricsServer.port,
+    health,
+    close() {
+      clearInterval(probe);
+      metricsServer.close();
+      healthServer.close();
+    },
+  };
+}

@@ -1,0 +1,183 @@
+// `kdp gatherer`: one gatherer process. The main thread is the ingest thread and the control
+// plane: it owns the WebSocket connections (connection manager), routes every frame onto a worker
+// ring untouched, follows the market registry, and turns the workers' gap reports into ledger rows,
+// resyncs and trade backfills. Worker threads parse and COPY (src/workers/task.ts).
+import { Pool } from 'pg';
+import { KdpError } from '../core/errors';
+import type { Logger } from '../core/log';
+import { createMetrics, createRegistry, GATHERER_METRICS, type MetricSet } from '../core/metrics';
+import { writeRowsOnce } from '../copy/once';
+import { FrameCodec, FrameKind } from '../ingest/frame';
+import { RingRouter, type FrameEncoder } from '../ingest/router';
+import { requireSchema } from '../schema/migrate';
+import type { TimeSeriesTableName } from '../schema/tables';
+import { createRestControlPlane, type RestControlPlane } from './controlplane';
+import { ConnectionManager, type ConnectionNotice } from './connections';
+import type { GathererOptions } from './config';
+import { GapTracker } from './gaps';
+import { startGathererHttp, type GathererHttp } from './http';
+import { Pipeline } from './pipeline';
+
+export interface Gatherer {
+  readonly options: GathererOptions;
+  readonly pipeline: Pipeline;
+  readonly manager: ConnectionManager;
+  readonly controlPlane: RestControlPlane;
+  readonly router: RingRouter;
+  readonly gaps: GapTracker;
+  readonly http: GathererHttp;
+  readonly metrics: MetricSet<typeof GATHERER_METRICS>;
+  /** Graceful stop: close sockets, drain rings, commit, close. Resolves true when nothing was left behind. */
+  stop(): Promise<boolean>;
+}
+
+const EPOCH_NOTICE_KIND = { opened: FrameKind.connectionOpened, closed: FrameKind.connectionClosed, 'ring-drop': FrameKind.ringDrop } as const;
+
+function frameEncoder(codec: FrameCodec): FrameEncoder {
+  const empty = new Uint8Array(0);
+  return {
+    data: (connId, receivedAtUs, payload) => codec.encode(FrameKind.data, connId, receivedAtUs, payload),
+    notice: (connId, receivedAtUs, notice: ConnectionNotice) =>
+      codec.encode(EPOCH_NOTICE_KIND[notice.kind], connId, receivedAtUs, empty, notice.kind === 'ring-drop' ? notice.count : 0),
+  };
+}
+
+async function checkDatabase(pool: Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await requireSchema(client, 'gatherer');
+  } finally {
+    client.release();
+  }
+}
+
+export async function startGatherer(o: GathererOptions, log: Logger): Promise<Gatherer> {
+  const pool = new Pool({
+    connectionString: o.database.url,
+    max: o.database.poolSize,
+    connectionTimeoutMillis: o.database.connectTimeoutMs,
+    statement_timeout: o.database.statementTimeoutMs,
+  });
+  pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection failed'));
+  await checkDatabase(pool);
+  const registry = createRegistry();
+  const metrics = createMetrics(GATHERER_METRICS, registry);
+  const writeRows = async (table: TimeSeriesTableName, rowLines: string[]): Promise<void> => {
+    if (rowLines.length === 0) return;
+    const client = await pool.connect();
+    try {
+      await writeRowsOnce(client, table, rowLines, `${o.gathererId}/rest/${table}`);
+    } finally {
+      client.release();
+    }
+  };
+  const controlPlane = createRestControlPlane(o.rest, { db: pool, writeRows, gatherer: o.gathererId, metrics, log: log.child({ part: 'rest' }) });
+
+  const pipeline = new Pipeline(
+    {
+      workers: o.pipeline.workers,
+      ringBytes: o.pipeline.ringBytes,
+      frameBytesMax: o.pipeline.frameBytesMax,
+      task: {
+        gathererId: o.gathererId,
+        databaseUrl: o.database.url,
+        frameBytesMax: o.pipeline.frameBytesMax,
+        writer: o.writer,
+        recentTradeIdsMax: o.pipeline.recentTradeIdsMax,
+        logLevel: o.log.level,
+      },
+    },
+    {
+      reply: (r) => manager.onReply(r),
+      gap: (g) => gaps.onWorkerGap(g),
+      lifecycle: (_channel, envelope) => void controlPlane.registry.applyLifecycle(envelope),
+      workerRestarted: (index) => {
+        metrics.worker_restarts_total.inc();
+        for (const connId of manager.connectionIds()) {
+          if (router.ringOf(connId) === index) manager.forceReconnect(connId, 'worker_restart');
+        }
+      },
+      flush: (table, rows, seconds, minReceivedUs) => {
+        metrics.writer_flush_duration_seconds.observe({ table }, seconds);
+        if (rows > 0) metrics.frame_to_commit_seconds.observe(Math.max(0, Date.now() * 1000 - minReceivedUs) / 1e6);
+      },
+    },
+    log.child({ part: 'pipeline' }),
+  );
+  const codec = new FrameCodec(o.pipeline.frameBytesMax);
+  const router = new RingRouter(
+    pipeline.rings,
+    frameEncoder(codec),
+    { onRingFull: o.pipeline.onRingFull as 'pause' | 'drop', frameBytesMax: codec.payloadBytesMax(), drainPollMs: 2, noticeBacklogMax: 4096 },
+  );
+  const signer = controlPlane.signer;
+  const manager = new ConnectionManager(
+    {
+      wsUrl: o.exchange.wsUrl,
+      connections: o.connections.count,
+      marketsPerSubscription: o.connections.marketsPerSubscription,
+      marketsPerSubscriptionMin: o.connections.marketsPerSubscriptionMin,
+      silenceTimeoutMs: o.connections.silenceTimeoutMs,
+      backoffInitialMs: o.connections.backoffInitialMs,
+      backoffMaxMs: o.connections.backoffMaxMs,
+      startJitterMs: o.connections.startJitterMs,
+      handshakeTimeoutMs: o.connections.handshakeTimeoutMs,
+      commandTimeoutMs: o.connections.commandTimeoutMs,
+      wsMaxPayloadBytes: o.connections.wsMaxPayloadBytes,
+      marketChannels: ['orderbook_delta', 'ticker', 'trade'],
+      globalChannels: ['market_lifecycle_v2', 'event_lifecycle'],
+      useYesPrice: o.connections.useYesPrice,
+    },
+    router,
+    {
+      disconnected: (connId, tickers, sinceUs, reason) => gaps.onDisconnected(connId, tickers, sinceUs, reason),
+      resubscribed: (connId, tickers, sinceUs) => gaps.onResubscribed(connId, tickers, sinceUs),
+      error: (type) => metrics.ws_client_errors_total.inc({ type }),
+      reconnect: () => metrics.reconnects_total.inc(),
+    },
+    () => (signer ? { ...signer.wsHeaders() } : {}),
+    log.child({ part: 'connections' }),
+  );
+  const gaps = new GapTracker(o.gathererId, pool, manager, controlPlane.backfill, metrics, log.child({ part: 'gaps' }));
+
+  controlPlane.registry.on('marketsAdded', (tickers) => manager.addMarkets(tickers));
+  controlPlane.registry.on('marketsRemoved', (tickers) => manager.removeMarkets(tickers));
+
+  const http = await startGathererHttp(o, { registry, metrics, pipeline, manager, router, gaps, pool, poller: controlPlane.poller, log });
+  pipeline.start();
+  await discoverWithRetry(controlPlane, log);
+  manager.addMarkets(controlPlane.registry.activeTickers());
+  manager.start();
+  log.info({ markets: manager.marketCount(), workers: o.pipeline.workers, connections: o.connections.count }, 'gatherer started');
+
+  let stopped: Promise<boolean> | undefined;
+  const stop = (): Promise<boolean> =>
+    (stopped ??= (async () => {
+      log.info('stopping: closing connections, draining rings');
+      await manager.stop();
+      router.flushNotices();
+      const drained = await pipeline.stop(o.pipeline.drainTimeoutMs);
+      await gaps.stop();
+      await controlPlane.stop();
+      http.close();
+      await pool.end();
+      log.info({ drained }, 'gatherer stopped');
+      return drained;
+    })());
+  return { options: o, pipeline, manager, controlPlane, router, gaps, http, metrics, stop };
+}
+
+/** Market discovery must succeed before subscribing; retried with capped backoff until it does. */
+async function discoverWithRetry(controlPlane: RestControlPlane, log: Logger): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await controlPlane.start();
+      return;
+    } catch (err) {
+      const code = err instanceof KdpError ? err.code : 'KDP_ERR_INTERNAL';
+      const delayMs = Math.min(30_000, 500 * 2 ** attempt);
+      log.warn({ code, err: (err as Error).message, delayMs }, 'market discovery failed; retrying');
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
+}

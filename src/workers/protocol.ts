@@ -1,0 +1,83 @@
+// The one owner of what passes between the ingest thread and a worker thread besides the ring:
+// the task a worker runs, the messages it posts back (rare events: replies, gaps, lifecycle,
+// per-batch flush reports), and the layout of its shared counters (hot-path counts).
+import type { MessagePort } from 'node:worker_threads';
+import type { ExchangeReply } from '../gatherer/control';
+import type { GapEvent } from './sequence';
+import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
+
+export interface WorkerWriterOptions {
+  readonly batchRowsMax: number;
+  readonly batchBytesMax: number;
+  readonly flushIntervalMs: number;
+  readonly pendingRowsMax: number;
+  readonly retryAttemptsMax: number;
+  readonly retryBackoffInitialMs: number;
+  readonly retryBackoffMaxMs: number;
+}
+
+export interface WorkerTaskOptions {
+  readonly gathererId: string;
+  readonly databaseUrl: string;
+  readonly frameBytesMax: number;
+  readonly writer: WorkerWriterOptions;
+  /** Recent trade ids remembered to drop duplicated trade frames. */
+  readonly recentTradeIdsMax: number;
+  readonly logLevel: string;
+}
+
+export interface WorkerTask {
+  readonly workerIndex: number;
+  readonly ringBuffer: SharedArrayBuffer;
+  readonly countersBuffer: SharedArrayBuffer;
+  readonly port: MessagePort;
+  readonly options: WorkerTaskOptions;
+}
+
+export type WorkerMessage =
+  | { readonly t: 'reply'; readonly reply: ExchangeReply }
+  | { readonly t: 'gap'; readonly gap: GapEvent }
+  | { readonly t: 'lifecycle'; readonly channel: string; readonly msg: Record<string, unknown> }
+  | {
+      readonly t: 'flush';
+      readonly table: TimeSeriesTableName;
+      readonly rows: number;
+      readonly seconds: number;
+      /** Earliest receive time (µs) among the batch's rows: frame-to-commit latency. */
+      readonly minReceivedUs: number;
+    }
+  | { readonly t: 'log'; readonly level: 'info' | 'warn' | 'error'; readonly msg: string; readonly detail: Record<string, unknown> };
+
+/** Messages from the ingest thread to a worker. */
+export type IngestMessage = { readonly t: 'crash' };
+
+const perTable = (prefix: string) => TIME_SERIES_TABLES.map((t) => `${prefix}:${t.name}` as const);
+
+export const REJECT_CODES = [
+  'KDP_ERR_FRAME_TRUNCATED',
+  'KDP_ERR_FRAME_DECODE',
+  'KDP_ERR_FRAME_TOO_LARGE',
+  'KDP_ERR_MSG_JSON',
+  'KDP_ERR_MSG_SHAPE',
+  'KDP_ERR_MSG_DECIMAL',
+  'KDP_ERR_MSG_TIMESTAMP',
+  'KDP_ERR_MSG_UNKNOWN_TYPE',
+] as const;
+
+export const WORKER_COUNTERS = [
+  'frames',
+  'messages',
+  'bytes',
+  'seq_gaps',
+  'seq_duplicates',
+  'terminal_errors',
+  'duplicate_trades_dropped',
+  'pending_rows',
+  'writer_errors:connection',
+  'writer_errors:constraint',
+  'writer_errors:timeout',
+  ...perTable('rows'),
+  ...perTable('batches'),
+  ...REJECT_CODES.map((c) => `rejected:${c}` as const),
+] as const;
+export type WorkerCounterName = (typeof WORKER_COUNTERS)[number];

@@ -1,0 +1,170 @@
+// A worker thread's long-running piscina task: take bus frames off its ring, run them through the
+// FrameProcessor (decode, parse, sequence-check, encode rows) and feed the per-table COPY writers.
+// It returns only when the ingest thread closed the ring and everything read has been committed.
+//
+// Loss accounting: a frame is taken off the ring (read index advanced) before its rows commit. If
+// this thread dies, what it held is lost to this gatherer (never written twice); the ingest thread
+// records the loss as a gap for the worker's connections and resyncs them.
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { ErrorCode } from '../core/errors';
+import { createLogger } from '../core/log';
+import { SharedCounters } from '../core/shared-counters';
+import type { BatchCommitted, WriterErrorType, WriterStatsSink } from '../copy/stats';
+import { CopyWriter } from '../copy/writer';
+import { RingConsumer } from '../ingest/ring';
+import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
+import { FrameProcessor, type ControlEvent, type GapEvent } from './processor';
+import { WORKER_COUNTERS, type IngestMessage, type WorkerCounterName, type WorkerMessage, type WorkerTask } from './protocol';
+
+// Frames handled before yielding to the event loop so the writers' socket I/O keeps flowing.
+const FRAMES_PER_TURN = 2048;
+const IDLE_WAIT_MS = 20;
+
+type Counters = SharedCounters<WorkerCounterName>;
+
+function statsSink(counters: Counters, post: (m: WorkerMessage) => void): WriterStatsSink {
+  const rowSlots = new Map(TIME_SERIES_TABLES.map((t) => [t.name, counters.slot(`rows:${t.name}`)]));
+  const batchSlots = new Map(TIME_SERIES_TABLES.map((t) => [t.name, counters.slot(`batches:${t.name}`)]));
+  const errorSlots: Record<WriterErrorType, number | undefined> = {
+    connection: counters.slot('writer_errors:connection'),
+    constraint: counters.slot('writer_errors:constraint'),
+    timeout: counters.slot('writer_errors:timeout'),
+    query: undefined,
+  };
+  return {
+    batchCommitted(e: BatchCommitted) {
+      const table = e.table as TimeSeriesTableName;
+      counters.add(rowSlots.get(table)!, e.rows);
+      counters.add(batchSlots.get(table)!, 1);
+      post({ t: 'flush', table, rows: e.rows, seconds: e.flushSeconds, minReceivedUs: e.minReceivedAtUs ?? e.committedAtUs });
+    },
+    error(type: WriterErrorType) {
+      const slot = errorSlots[type];
+      if (slot !== undefined) counters.add(slot);
+    },
+  };
+}
+
+function controlToMessage(e: ControlEvent): WorkerMessage | undefined {
+  switch (e.kind) {
+    case 'subscribed':
+      return { t: 'reply', reply: { type: 'subscribed', connId: e.connId, id: e.id ?? 0, channel: e.channel, sid: e.sid } };
+    case 'ok':
+      return { t: 'reply', reply: { type: 'ok', connId: e.connId, id: e.id ?? 0, sid: e.sid ?? undefined } };
+    case 'unsubscribed':
+      return { t: 'reply', reply: { type: 'unsubscribed', connId: e.connId, id: e.id ?? 0, sid: e.sid } };
+    case 'error':
+      return {
+        t: 'reply',
+        reply: { type: 'error', connId: e.connId, id: e.id ?? undefined, sid: e.sid ?? undefined, code: e.code, msg: e.message },
+      };
+    default:
+      return undefined;
+  }
+}
+
+export default async function runWorker(task: WorkerTask): Promise<number> {
+  const { options, port } = task;
+  const log = createLogger('worker', { level: options.logLevel }).child({ worker: task.workerIndex });
+  const counters = new SharedCounters(WORKER_COUNTERS, task.countersBuffer);
+  const post = (m: WorkerMessage): void => port.postMessage(m);
+  port.on('message', (m: IngestMessage) => {
+    // Fault injection: an uncaught exception kills this thread the way a bug would.
+    if (m.t === 'crash') setTimeout(() => { throw new Error('injected worker crash'); }, 0);
+  });
+
+  const stats = statsSink(counters, post);
+  const writers = new Map<TimeSeriesTableName, CopyWriter>();
+  for (const t of TIME_SERIES_TABLES) {
+    const w = options.writer;
+    writers.set(
+      t.name,
+      CopyWriter.create(
+        {
+          url: options.databaseUrl,
+          table: t.name,
+          writerName: `${options.gathererId}/w${task.workerIndex}/${t.name}`,
+          batchRowsMax: w.batchRowsMax,
+          batchBytesMax: w.batchBytesMax,
+          flushIntervalMs: w.flushIntervalMs,
+          pendingRowsMax: w.pendingRowsMax,
+          retryAttemptsMax: w.retryAttemptsMax,
+          retryBaseMs: w.retryBackoffInitialMs,
+          retryMaxMs: w.retryBackoffMaxMs,
+        },
+        { stats, log },
+      ),
+    );
+  }
+  const rejectSlots = new Map<string, number>();
+  for (const name of WORKER_COUNTERS) if (name.startsWith('rejected:')) rejectSlots.set(name.slice(9), counters.slot(name));
+  const gapSlot = counters.slot('seq_gaps');
+  const terminalSlot = counters.slot('terminal_errors');
+
+  const processor = new FrameProcessor(
+    { gathererId: options.gathererId, frameBytesMax: options.frameBytesMax, recentTradeIdsMax: Math.max(1, options.recentTradeIdsMax) },
+    {
+      rows: { append: (table, line, receivedUs) => writers.get(table)!.append(line, receivedUs) },
+      control(e) {
+        const m = controlToMessage(e);
+        if (m) post(m);
+      },
+      gap(g: GapEvent) {
+        counters.add(g.errorCode === null ? gapSlot : terminalSlot);
+        post({ t: 'gap', gap: g });
+      },
+      lifecycle(channel, msg) {
+        post({ t: 'lifecycle', channel, msg });
+      },
+      reject(code: ErrorCode) {
+        const slot = rejectSlots.get(code);
+        if (slot !== undefined) counters.add(slot);
+      },
+    },
+  );
+
+  const ring = new RingConsumer(task.ringBuffer);
+  const frame = new Uint8Array(ring.frameBytesMax);
+  const slots = {
+    frames: counters.slot('frames'),
+    messages: counters.slot('messages'),
+    seqDup: counters.slot('seq_duplicates'),
+    tradeDup: counters.slot('duplicate_trades_dropped'),
+    pending: counters.slot('pending_rows'),
+  };
+  let frames = 0;
+  for (;;) {
+    let n = 0;
+    let len: number;
+    while (n < FRAMES_PER_TURN && (len = ring.readInto(frame)) >= 0) {
+      n++;
+      if (!processor.processBytes(frame.subarray(0, len))) {
+        // A writer is above its pending-rows mark: stop taking frames until it has room. The ring
+        // fills and the ingest thread pauses the socket: backpressure all the way to the exchange.
+        await Promise.all([...writers.values()].map((w) => w.whenWritable()));
+      }
+    }
+    frames += n;
+    const c = processor.counters;
+    counters.set(slots.frames, c.frames);
+    counters.set(slots.messages, c.messages);
+    counters.set(slots.seqDup, c.duplicateSeqDropped);
+    counters.set(slots.tradeDup, c.duplicateTradesDropped);
+    let pending = 0;
+    for (const w of writers.values()) pending += w.pendingRows;
+    counters.set(slots.pending, pending);
+    if (n === FRAMES_PER_TURN) {
+      await yieldToLoop();
+    } else if (ring.isDrained()) {
+      break;
+    } else if (n === 0) {
+      await ring.waitForDataAsync(IDLE_WAIT_MS);
+    }
+  }
+  // The ring is closed and empty: commit everything still held, then stop.
+  const results = await Promise.all([...writers.values()].map((w) => w.close()));
+  const unflushed = results.reduce((s, r) => s + r.unflushedRows, 0);
+  if (unflushed > 0) log.error({ unflushed }, 'rows not committed at shutdown');
+  port.close();
+  return frames;
+}
