@@ -149,23 +149,27 @@ export function buildPayload(rows: readonly string[], from: number, to: number, 
  * One COPY FROM STDIN. pg-copy-streams reports completion with 'finish' (after the server's
  * CommandComplete + ReadyForQuery) and every failure (server ErrorResponse, lost connection) with
  * 'error'; the listener is attached before anything is awaited so no error goes unhandled.
+ * After an 'error' the stream has let go of its connection (but is not marked destroyed), so a
+ * later end() would fail on it: the first error is kept and is the one reported.
  */
 export async function copyIn(client: ClientBase, sql: string, payload: Buffer, beforeEnd?: () => Promise<void>): Promise<number> {
   const stream = client.query(copyFrom(sql));
+  let failure: Error | undefined;
   const done = new Promise<number>((resolve, reject) => {
-    stream.on('error', reject);
+    stream.on('error', (err: Error) => {
+      failure ??= err;
+      reject(failure);
+    });
     stream.on('finish', () => resolve(stream.rowCount));
   });
   done.catch(() => undefined); // handled by the await below; avoids an unhandled rejection meanwhile
-  if (beforeEnd) {
-    try {
-      await beforeEnd();
-    } catch (err) {
-      if (!stream.destroyed) stream.destroy(err as Error);
-      throw err;
-    }
+  if (beforeEnd) await beforeEnd();
+  if (failure) throw failure;
+  try {
+    stream.end(payload);
+  } catch (err) {
+    throw failure ?? err;
   }
-  if (!stream.destroyed) stream.end(payload);
   return done;
 }
 

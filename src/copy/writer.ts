@@ -282,6 +282,10 @@ export class CopyWriter {
         if (isKdpError(err, 'KDP_ERR_INTERNAL')) throw err;
         const coded = classifyDbError(err);
         this.stats.error(errorType(coded), this.plan.table.name);
+        this.log.warn(
+          { table: this.plan.table.name, batchId: batch.batchId, attempt: batch.attempts, code: coded.code, sqlState: coded.details?.sqlState, err: coded.message },
+          'batch attempt failed; retrying',
+        );
         failuresInTry++;
         if (failuresInTry >= this.options.retryAttemptsMax) {
           this.log.error(
