@@ -84,7 +84,7 @@ async function assertExactlyOnce(url: string, rows: number): Promise<void> {
 }
 
 describe('CopyWriter under failures', () => {
-  test('backend killed mid-COPY: retried under the same batch id, nothing lost or duplicated', async () => {
+  test('backend killed mid-COPY: retried under the same batch id, nothing lost or duplicated', { timeout: 30_000 }, async () => {
     const url = await gathererDb(pg);
     const stats = new WriterCounters();
     const killer = killOnceAt(url, 'copy');
@@ -99,7 +99,7 @@ describe('CopyWriter under failures', () => {
     await w.close();
   });
 
-  test('backend killed just before COMMIT: the batch id is looked up, not found, and sent again once', async () => {
+  test('backend killed just before COMMIT: the batch id is looked up, not found, and sent again once', { timeout: 30_000 }, async () => {
     const url = await gathererDb(pg);
     const stats = new WriterCounters();
     const killer = killOnceAt(url, 'commit');
@@ -113,7 +113,7 @@ describe('CopyWriter under failures', () => {
     await w.close();
   });
 
-  test('COMMIT done but its reply lost: the batch is found in ingest_batches and not sent again', async () => {
+  test('COMMIT done but its reply lost: the batch is found in ingest_batches and not sent again', { timeout: 30_000 }, async () => {
     const url = await gathererDb(pg);
     const stats = new WriterCounters();
     let killerDone: Promise<void> | undefined;
@@ -141,7 +141,7 @@ describe('CopyWriter under failures', () => {
     await w.close();
   });
 
-  test('server stopped and restarted with rows pending: bounded memory, then every row exactly once', async () => {
+  test('server stopped and restarted with rows pending: bounded memory, then every row exactly once', { timeout: 30_000 }, async () => {
     const cluster = pg.cluster;
     if (!cluster) return; // needs the embedded cluster (not an external server)
     const url = await gathererDb(pg);
@@ -167,7 +167,27 @@ describe('CopyWriter under failures', () => {
     await w.close();
   });
 
-  test('close() gives up after closeTimeoutMs when the server stays down and reports the unflushed rows', async () => {
+  test('an attempt stuck on a lock is abandoned after attemptTimeoutMs, counted as timeout, and retried', { timeout: 30_000 }, async () => {
+    const url = await gathererDb(pg);
+    const stats = new WriterCounters();
+    const w = CopyWriter.create(
+      { url, table: 'orderbook_deltas', writerName: 'g1/w0/deltas', attemptTimeoutMs: 300, ...FAST_RETRY },
+      { stats, log: silent },
+    );
+    await withClient(url, async (locker) => {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE orderbook_deltas IN ACCESS EXCLUSIVE MODE');
+      for (let i = 0; i < 20; i++) w.append(deltaLine(delta(i)));
+      const flushed = w.flush();
+      await waitUntil(() => stats.errors.timeout >= 2, 'attempts abandoned while the table is locked');
+      await locker.query('COMMIT');
+      await flushed;
+    });
+    await assertExactlyOnce(url, 20);
+    await w.close();
+  });
+
+  test('close() gives up after closeTimeoutMs when the server stays down and reports the unflushed rows', { timeout: 30_000 }, async () => {
     const cluster = pg.cluster;
     if (!cluster) return;
     const url = await gathererDb(pg);

@@ -165,6 +165,22 @@ describe('CopyWriter: values and batches', () => {
     await w.close();
   });
 
+  test('bad rows in a multi-megabyte batch are isolated (the COPY fails while the client is still sending)', async () => {
+    const url = await gathererDb(pg);
+    const stats = new WriterCounters();
+    const w = writer(url, { batchRowsMax: 40_000, batchBytesMax: 64 * 1024 * 1024 }, stats);
+    const pad = 'P'.repeat(100);
+    for (let i = 0; i < 30_000; i++) {
+      const bad = i === 3 || i === 29_998;
+      w.append(deltaLine(delta(i, { ticker: pad, price: bad ? 'x' : '0.5' })));
+    }
+    await w.flush();
+    assert.equal(stats.rowsCommitted.get('orderbook_deltas'), 29_998);
+    assert.equal(stats.rowsRejected.get('orderbook_deltas'), 2);
+    assert.equal(await withClient(url, (c) => count(c, `SELECT count(*) AS n FROM orderbook_deltas`)), 29_998);
+    await w.close();
+  });
+
   test('append refuses rows at pendingRowsMax and whenWritable resolves after a commit', async () => {
     const url = await gathererDb(pg);
     const w = writer(url, { batchRowsMax: 5, pendingRowsMax: 12, flushIntervalMs: 60_000 });
