@@ -17,7 +17,8 @@ export type BatchPhase = 'copy' | 'commit';
 export type PhaseHook = (phase: BatchPhase, ctx: { client: ClientBase; batchId: number }) => Promise<void>;
 
 export interface BatchAttempt {
-  readonly batchId: number;
+  /** May be 0 when `onBegin` assigns it inside the transaction. */
+  batchId: number;
   readonly writerName: string;
   readonly rows: readonly string[];
   /** Set just before the final INSERT + COMMIT is sent: from then on a failure is ambiguous. */
@@ -52,16 +53,22 @@ export function isRowError(err: unknown): boolean {
   return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
 }
 
-/** Runs the batch transaction; throws the raw error of the first non-row failure. */
+/**
+ * Runs the batch transaction; throws the raw error of the first non-row failure. `onBegin` runs
+ * after every BEGIN (the bisect path begins twice), inside the transaction.
+ */
 export async function runBatchTransaction(
   client: ClientBase,
   plan: TablePlan,
   attempt: BatchAttempt,
   hook?: PhaseHook,
+  onBegin?: (client: ClientBase) => Promise<void>,
 ): Promise<BatchResult> {
   const n = attempt.rows.length;
   invariant(n > 0, 'a batch holds at least one row');
   await client.query('BEGIN');
+  if (onBegin) await onBegin(client);
+  invariant(attempt.batchId > 0, 'the batch has its id before its rows are copied');
   let accepted = n;
   let rejected: number[] = [];
   let firstError: KdpError | undefined;
@@ -72,6 +79,7 @@ export async function runBatchTransaction(
     // The whole COPY is void; redo the batch row by row range under savepoints.
     await client.query('ROLLBACK');
     await client.query('BEGIN');
+    if (onBegin) await onBegin(client);
     const isolated = { accepted: 0, rejected: [] as number[], firstError: classifyDbError(err) };
     await bisect(client, plan, attempt, 0, n, isolated);
     accepted = isolated.accepted;

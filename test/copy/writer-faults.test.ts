@@ -6,7 +6,10 @@
 // answered: the real "connection lost after the commit happened" case.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { ClientBase } from 'pg';
+import { Client, type ClientBase } from 'pg';
+import { isKdpError } from '../../src/core/errors';
+import { writeRowsOnce } from '../../src/copy/once';
+import type { BackendIdentity } from '../../src/copy/session';
 import { createLogger } from '../../src/core/log';
 import type { PgCluster } from '../../src/core/pgcluster';
 import type { BatchPhase } from '../../src/copy/batch';
@@ -139,6 +142,37 @@ describe('CopyWriter under failures', () => {
     assert.ok(stats.errors.connection >= 1);
     assert.equal(stats.rowsCommitted.get('orderbook_deltas'), 500);
     await w.close();
+  });
+
+  test('writeRowsOnce: COMMIT done but reply lost -> error marked ambiguous; the retry finds the batch and writes nothing', { timeout: 30_000 }, async () => {
+    const url = await gathererDb(pg);
+    const lines = [1, 2, 3].map((i) => deltaLine(delta(i)));
+    const first = new Client({ connectionString: url });
+    first.on('error', () => undefined);
+    await first.connect();
+    const pid = backendPid(first);
+    await first.query(`SET synchronous_commit = on`); // this session's COMMITs wait for the ghost standby
+    const killer = withClient(url, async (c) => {
+      await waitUntil(async () => (await c.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'`, [pid])).rows.length > 0, 'SyncRep wait');
+      await c.query(`SELECT pg_terminate_backend($1, 5000)`, [pid]);
+    });
+    const err = await writeRowsOnce(first, 'orderbook_deltas', lines, 'g1/snapshots').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await killer;
+    await first.end().catch(() => undefined);
+    assert.ok(isKdpError(err, 'KDP_ERR_DB_CONNECTION'));
+    assert.equal(err.details?.ambiguous, true, JSON.stringify({ message: err.message, details: err.details }));
+    const retry = await withClient(url, (c) =>
+      writeRowsOnce(c, 'orderbook_deltas', lines, 'g1/snapshots', {
+        batchId: err.details?.batchId as number,
+        previousBackend: err.details?.backend as BackendIdentity,
+      }),
+    );
+    assert.equal(retry?.alreadyCommitted, true);
+    assert.equal(retry?.rows, 3);
+    await assertExactlyOnce(url, 3);
   });
 
   test('server stopped and restarted with rows pending: bounded memory, then every row exactly once', { timeout: 30_000 }, async () => {
