@@ -186,7 +186,10 @@ export class CopyWriter {
     this.aborted = true;
     if (this.session) dropClient(this.session.client);
     this.wakeSleep?.();
-    while (this.pumping) await new Promise((r) => setTimeout(r, 5));
+    // The in-flight attempt now fails fast (its socket is gone); a connect in progress is bounded
+    // by connectTimeoutMs. The bound below only guards against a bug keeping the pump alive.
+    const limit = Date.now() + this.options.attemptTimeoutMs + this.options.connectTimeoutMs;
+    while (this.pumping && Date.now() < limit) await new Promise((r) => setTimeout(r, 5));
     for (const w of this.flushWaiters.splice(0)) w.reject(this.abortError());
   }
 
