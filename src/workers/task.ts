@@ -101,10 +101,19 @@ export default async function runWorker(task: WorkerTask): Promise<number> {
   const gapSlot = counters.slot('seq_gaps');
   const terminalSlot = counters.slot('terminal_errors');
 
+  // A writer at its pending-rows cap refuses a row; the processor stops after the frame that got
+  // the refusal, so at most one frame's rows wait here before the loop hands them back.
+  const refused: { table: TimeSeriesTableName; line: string; receivedUs: number }[] = [];
   const processor = new FrameProcessor(
     { gathererId: options.gathererId, frameBytesMax: options.frameBytesMax, recentTradeIdsMax: Math.max(1, options.recentTradeIdsMax) },
     {
-      rows: { append: (table, line, receivedUs) => writers.get(table)!.append(line, receivedUs) },
+      rows: {
+        append(table, line, receivedUs) {
+          if (refused.length === 0 && writers.get(table)!.append(line, receivedUs)) return true;
+          refused.push({ table, line, receivedUs });
+          return false;
+        },
+      },
       control(e) {
         const m = controlToMessage(e);
         if (m) post(m);
@@ -139,9 +148,14 @@ export default async function runWorker(task: WorkerTask): Promise<number> {
     while (n < FRAMES_PER_TURN && (len = ring.readInto(frame)) >= 0) {
       n++;
       if (!processor.processBytes(frame.subarray(0, len))) {
-        // A writer is above its pending-rows mark: stop taking frames until it has room. The ring
-        // fills and the ingest thread pauses the socket: backpressure all the way to the exchange.
-        await Promise.all([...writers.values()].map((w) => w.whenWritable()));
+        // A writer is at its pending-rows cap: stop taking frames until the refused rows are in.
+        // The ring fills and the ingest thread pauses the socket: backpressure up to the exchange.
+        while (refused.length > 0) {
+          const r = refused[0]!;
+          const w = writers.get(r.table)!;
+          if (w.append(r.line, r.receivedUs)) refused.shift();
+          else await w.whenWritable();
+        }
       }
     }
     frames += n;
