@@ -119,6 +119,11 @@ export class Generator {
     return Math.max(1, this.state.lastN - before);
   }
 
+  /** Delay from close to determination and from determination to settlement (at most ~15 s). */
+  private afterCloseUs(): number {
+    return Math.round(Math.min(10e6, this.o.marketLifetimeS * 2.5e5) * (0.5 + this.rng.next()));
+  }
+
   private createGapUs(): number {
     return Math.max(1000, Math.round(this.rng.exp((this.o.marketLifetimeS * 1e6) / Math.max(1, this.o.markets))));
   }
@@ -179,13 +184,13 @@ export class Generator {
         if (m.closeUs !== t) return; // the close date moved; a later job closes it
         this.setActive(job.m, false);
         this.emit({ k: 'status', m: job.m, status: 'closed' }, t);
-        this.schedule(t + this.rng.range(2, 10) * 1e6, 'determine', job.m);
+        this.schedule(t + this.afterCloseUs(), 'determine', job.m);
         return;
       case 'determine': {
         const result: Side = this.rng.chance(0.5) ? 'yes' : 'no';
         this.emit({ k: 'status', m: job.m, status: 'determined', result }, t);
         this.lifecycle(job.m, 'determined', t, { result, determination_ts: Math.floor(t / 1e6) });
-        this.schedule(t + this.rng.range(3, 15) * 1e6, 'settle', job.m);
+        this.schedule(t + this.afterCloseUs(), 'settle', job.m);
         return;
       }
       case 'settle':
@@ -197,7 +202,8 @@ export class Generator {
         this.setActive(job.m, false);
         this.emit({ k: 'status', m: job.m, status: 'inactive' }, t);
         this.lifecycle(job.m, 'deactivated', t, { is_deactivated: true });
-        this.schedule(t + this.rng.range(2, 10) * 1e6, 'resume', job.m);
+        // Pauses last a fraction of a market's life (at most 10 s).
+        this.schedule(t + Math.round(Math.min(10e6, this.o.marketLifetimeS * 2e5) * (0.5 + this.rng.next())), 'resume', job.m);
         return;
       case 'resume':
         if (m.status !== 'inactive') return;
@@ -304,8 +310,9 @@ export class Generator {
     this.setActive(m.def.ticker, true);
     this.schedule(m.closeUs, 'close', m.def.ticker);
     const life = m.closeUs - t;
-    if (this.rng.chance(0.1)) this.schedule(t + Math.round(life * this.rng.next()), 'pause', m.def.ticker);
-    if (this.rng.chance(0.1)) this.schedule(t + Math.round(life * 0.8 * this.rng.next()), 'extend', m.def.ticker);
+    if (this.rng.chance(0.15)) this.schedule(t + Math.round(life * this.rng.next()), 'pause', m.def.ticker);
+    if (this.rng.chance(0.15)) this.schedule(t + Math.round(life * 0.8 * this.rng.next()), 'extend', m.def.ticker);
+    if (this.inWindow) return; // no order activity while the exchange is inactive
     const levels = this.rng.range(4, 12);
     for (let i = 0; i < levels; i++) this.makerAdd(m, t, i % 2 === 0 ? 'yes' : 'no');
     this.maybeTicker(m, t, true);
