@@ -453,7 +453,7 @@ export class WsHub {
   oversized(conn: Conn, bytes: number): void {
     this.fault({ kind: 'oversized', conn: conn.id, detail: `${bytes} bytes` });
     const head = '{"type":"sim_oversized","msg":{"pad":"';
-    this.push(conn, head + 'x'.repeat(Math.max(0, bytes - head.length - 4)) + '"}}');
+    this.push(conn, head + 'x'.repeat(Math.max(0, bytes - head.length - 3)) + '"}}');
     this.flush();
   }
   /** Error 25 on one sid (the given one, or a seeded pick among the connection's sids). */
