@@ -25,19 +25,44 @@ export function formatSize(units: number): string {
   return `${neg ? '-' : ''}${Math.floor(a / 100)}.${pad(a % 100, 2)}`;
 }
 
-const DECIMAL = /^(-?)(\d+)(?:\.(\d+))?$/;
-
 /** Parses an exact decimal string into integer units of 10^-scale; throws on anything else. */
 export function parseScaled(text: string, scale: number): number {
-  const m = DECIMAL.exec(text);
-  if (!m) throw new KdpError('KDP_ERR_MSG_DECIMAL', `not a decimal: ${JSON.stringify(text)}`);
-  const frac = m[3] ?? '';
-  if (frac.length > scale && !/^0*$/.test(frac.slice(scale))) {
-    throw new KdpError('KDP_ERR_MSG_DECIMAL', `more than ${scale} decimals: ${text}`);
+  // Hand-rolled (no regex, no float): this runs for every delta the state applies.
+  const len = text.length;
+  let i = 0;
+  let neg = false;
+  if (len > 0 && text.charCodeAt(0) === 45) {
+    neg = true;
+    i = 1;
   }
-  const units = Number(m[2]) * 10 ** scale + Number((frac + '0'.repeat(scale)).slice(0, scale));
+  let units = 0;
+  let digits = 0;
+  for (; i < len; i++) {
+    const c = text.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) break;
+    units = units * 10 + c;
+    digits++;
+  }
+  let frac = 0;
+  if (i < len && text.charCodeAt(i) === 46) {
+    i++;
+    let fracDigits = 0;
+    for (; i < len; i++) {
+      const c = text.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) break;
+      if (fracDigits < scale) units = units * 10 + c;
+      else if (c !== 0) throw new KdpError('KDP_ERR_MSG_DECIMAL', `more than ${scale} decimals: ${text}`);
+      fracDigits++;
+      frac++;
+    }
+    if (fracDigits === 0) digits = 0;
+    for (let k = Math.min(fracDigits, scale); k < scale; k++) units *= 10;
+  } else {
+    for (let k = 0; k < scale; k++) units *= 10;
+  }
+  if (digits === 0 || i !== len) throw new KdpError('KDP_ERR_MSG_DECIMAL', `not a decimal: ${JSON.stringify(text)}`);
   if (!Number.isSafeInteger(units)) throw new KdpError('KDP_ERR_MSG_DECIMAL', `out of range: ${text}`);
-  return m[1] === '-' ? -units : units;
+  return neg ? -units : units;
 }
 export const parsePrice = (text: string): number => parseScaled(text, 4);
 export const parseSize = (text: string): number => parseScaled(text, 2);
@@ -114,14 +139,18 @@ export class Rng {
   }
   /** A version-4 UUID drawn from this generator (deterministic per seed). */
   uuid(): string {
-    const h = (n: number): string => n.toString(16).padStart(8, '0');
     const w0 = this.u32();
     const w1 = ((this.u32() & 0xffff0fff) | 0x00004000) >>> 0;
     const w2 = ((this.u32() & 0x3fffffff) | 0x80000000) >>> 0;
     const w3 = this.u32();
-    const x = h(w0) + h(w1) + h(w2) + h(w3);
-    return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+    return `${hex16(w0 >>> 16)}${hex16(w0 & 0xffff)}-${hex16(w1 >>> 16)}-${hex16(w1 & 0xffff)}-${hex16(w2 >>> 16)}-${hex16(w2 & 0xffff)}${hex16(w3 >>> 16)}${hex16(w3 & 0xffff)}`;
   }
+}
+
+const HEX16: string[] = [];
+function hex16(v: number): string {
+  if (HEX16.length === 0) for (let i = 0; i < 65536; i++) HEX16.push(i.toString(16).padStart(4, '0'));
+  return HEX16[v]!;
 }
 
 const MONTHS = ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'];

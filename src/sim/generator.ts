@@ -42,7 +42,8 @@ interface Dyn {
   openInterest: number;
   dollarVolumeMicro: number;
   lastTradeSize: number;
-  lastKey: string;
+  lastBid: number;
+  lastAsk: number;
 }
 
 export class Generator {
@@ -285,7 +286,7 @@ export class Generator {
     this.emit({ k: 'market', market: def }, t);
     this.dyn.set(def.ticker, {
       fair: 500 + this.rng.int(9000), tick: def.price_level_structure === 'deci_cent' ? 10 : 100,
-      volume: 0, openInterest: 0, dollarVolumeMicro: 0, lastTradeSize: 0, lastKey: '',
+      volume: 0, openInterest: 0, dollarVolumeMicro: 0, lastTradeSize: 0, lastBid: -2, lastAsk: -2,
     });
     if (announce) this.announceCreated(def, t);
     if (status === 'initialized') this.schedule(openUs, 'open', def.ticker);
@@ -387,7 +388,7 @@ export class Generator {
   }
 
   private delta(m: MarketState, t: number, side: Side, price: number, size: number): void {
-    this.emit({ k: 'delta', m: m.def.ticker, side, p: formatPrice(price), d: formatSize(size) }, t);
+    this.emit({ k: 'delta', n: 0, t: 0, m: m.def.ticker, side, p: formatPrice(price), d: formatSize(size) }, t);
   }
 
   private trade(m: MarketState, t: number, takerSide: Side, bookPrice: number, unit: number): void {
@@ -400,7 +401,7 @@ export class Generator {
     d.lastTradeSize = unit;
     d.fair = clamp(yesPrice - (yesPrice % d.tick), d.tick, PRICE_ONE - d.tick);
     this.emit({
-      k: 'trade', m: m.def.ticker, trade_id: this.rng.uuid(),
+      k: 'trade', n: 0, t: 0, m: m.def.ticker, trade_id: this.rng.uuid(),
       yes_price_dollars: formatPrice(yesPrice), no_price_dollars: formatPrice(PRICE_ONE - yesPrice), count_fp: formatSize(unit),
       taker_side: takerSide, taker_outcome_side: takerSide, taker_book_side: takerSide === 'yes' ? 'bid' : 'ask',
     }, t);
@@ -411,12 +412,12 @@ export class Generator {
     const d = this.dyn.get(m.def.ticker)!;
     const bid = m.book.best('yes');
     const ask = yesAsk(m.book);
-    const key = `${bid}/${ask}`;
-    if (!traded && key === d.lastKey) return;
-    d.lastKey = key;
+    if (!traded && bid === d.lastBid && ask === d.lastAsk) return;
+    d.lastBid = bid;
+    d.lastAsk = ask;
     const oiDollars = Math.floor((d.openInterest * (m.lastTradeUnits < 0 ? 0 : m.lastTradeUnits)) / 1e6);
     this.emit({
-      k: 'ticker', m: m.def.ticker,
+      k: 'ticker', n: 0, t: 0, m: m.def.ticker,
       price_dollars: m.lastTradeUnits < 0 ? '' : formatPrice(m.lastTradeUnits),
       yes_bid_dollars: formatPrice(bid < 0 ? 0 : bid),
       yes_ask_dollars: formatPrice(ask < 0 ? PRICE_ONE : ask),

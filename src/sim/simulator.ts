@@ -179,7 +179,10 @@ class SimCore {
   }
 
   private commit(draft: Draft, t: number): void {
-    const rec = { ...draft, n: ++this.n, t } as ExchangeRecord;
+    // The draft becomes the record (no copy: this is the hot path).
+    const rec = draft as ExchangeRecord;
+    rec.n = ++this.n;
+    rec.t = t;
     this.state.apply(rec);
     this.truth?.write(rec);
     this.ws.publish(rec);

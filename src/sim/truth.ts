@@ -169,7 +169,7 @@ export type ExchangeRecord =
   | BookRec;
 export type TruthRecord = MetaRec | ExchangeRecord | FaultRec | ClientRec;
 /** Exchange records without their order/time header, as the generator produces them. */
-export type Draft = ExchangeRecord extends infer R ? (R extends ExchangeRecord ? Omit<R, 'n' | 't'> : never) : never;
+export type Draft = ExchangeRecord extends infer R ? (R extends ExchangeRecord ? Omit<R, 'n' | 't'> & { n?: number; t?: number } : never) : never;
 
 export const EXCHANGE_KINDS: ReadonlySet<string> = new Set([
   'series', 'event', 'market', 'delta', 'trade', 'ticker', 'lifecycle', 'event_lifecycle', 'status', 'exchange', 'book',

@@ -30,23 +30,7 @@ export function tradeMsg(rec: TradeRec): string {
 
 export function tickerMsg(rec: TickerRec, marketId: string): string {
   const ms = Math.floor(rec.t / 1000);
-  return JSON.stringify({
-    market_ticker: rec.m,
-    market_id: marketId,
-    price_dollars: rec.price_dollars,
-    yes_bid_dollars: rec.yes_bid_dollars,
-    yes_ask_dollars: rec.yes_ask_dollars,
-    yes_bid_size_fp: rec.yes_bid_size_fp,
-    yes_ask_size_fp: rec.yes_ask_size_fp,
-    last_trade_size_fp: rec.last_trade_size_fp,
-    volume_fp: rec.volume_fp,
-    open_interest_fp: rec.open_interest_fp,
-    dollar_volume: rec.dollar_volume,
-    dollar_open_interest: rec.dollar_open_interest,
-    ts: Math.floor(ms / 1000),
-    ts_ms: ms,
-    time: isoMicros(rec.t),
-  });
+  return `{"market_ticker":${q(rec.m)},"market_id":"${marketId}","price_dollars":"${rec.price_dollars}","yes_bid_dollars":"${rec.yes_bid_dollars}","yes_ask_dollars":"${rec.yes_ask_dollars}","yes_bid_size_fp":"${rec.yes_bid_size_fp}","yes_ask_size_fp":"${rec.yes_ask_size_fp}","last_trade_size_fp":"${rec.last_trade_size_fp}","volume_fp":"${rec.volume_fp}","open_interest_fp":"${rec.open_interest_fp}","dollar_volume":${rec.dollar_volume},"dollar_open_interest":${rec.dollar_open_interest},"ts":${Math.floor(ms / 1000)},"ts_ms":${ms},"time":"${isoMicros(rec.t)}"}`;
 }
 
 /** orderbook_snapshot payload; an empty side is omitted (as on Kalshi). */
