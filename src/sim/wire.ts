@@ -1,8 +1,8 @@
 // Wire encodings of exchange records as Kalshi sends them (the `msg` part; envelopes are added
 // per subscriber because sid and seq differ). Built as strings: this is the hot path.
-import { rfc3339Micros } from './fixed';
+import { formatPrice, parsePrice, PRICE_ONE, rfc3339Micros } from './fixed';
 import type { Book } from './state';
-import type { DeltaRec, TickerRec, TradeRec } from './truth';
+import type { DeltaRec, Level, TickerRec, TradeRec } from './truth';
 
 let isoMs = -1;
 let isoPrefix = '';
@@ -34,10 +34,10 @@ export function tickerMsg(rec: TickerRec, marketId: string): string {
 }
 
 /** orderbook_snapshot payload; an empty side is omitted (as on Kalshi). */
-export function snapshotMsg(ticker: string, marketId: string, book: Book): string {
+export function snapshotMsg(ticker: string, marketId: string, book: Book, useYesPrice = false): string {
   const msg: Record<string, unknown> = { market_ticker: ticker, market_id: marketId };
   const yes = book.levels('yes');
-  const no = book.levels('no');
+  const no = useYesPrice ? book.levels('no').map(([p, q]): Level => [formatPrice(PRICE_ONE - parsePrice(p)), q]).reverse() : book.levels('no');
   if (yes.length > 0) msg.yes_dollars_fp = yes;
   if (no.length > 0) msg.no_dollars_fp = no;
   return JSON.stringify(msg);

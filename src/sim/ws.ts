@@ -3,7 +3,7 @@
 // Frames for a connection are queued during an exchange batch and written corked at flush().
 import uWS = require('../http/uws');
 import type { KeyObject } from 'node:crypto';
-import { Rng } from './fixed';
+import { formatPrice, parsePrice, PRICE_ONE, Rng } from './fixed';
 import { checkHandshake, WS_PATH } from './auth';
 import type { ExchangeState } from './state';
 import type { ExchangeRecord, FaultRec, ClientRec } from './truth';
@@ -42,6 +42,8 @@ export interface Sub {
   readonly channel: string;
   /** null = all markets (ticker, trade, lifecycle channels without tickers). */
   readonly tickers: Set<string> | null;
+  /** use_yes_price: NO-side levels are priced as the YES price (1 - NO price). */
+  readonly useYesPrice: boolean;
   seq: number;
   alive: boolean;
 }
@@ -150,8 +152,15 @@ export class WsHub {
       case 'delta': {
         const subs = this.bookIdx.get(rec.m);
         if (!subs || subs.size === 0) return;
-        const body = deltaMsg(rec, this.state.market(rec.m).def.market_id);
-        for (const sub of subs) this.sendSeq(sub, 'orderbook_delta', body);
+        const marketId = this.state.market(rec.m).def.market_id;
+        const body = deltaMsg(rec, marketId);
+        let yesPriced: string | null = null;
+        for (const sub of subs) {
+          if (sub.useYesPrice && rec.side === 'no') {
+            yesPriced ??= deltaMsg({ ...rec, p: formatPrice(PRICE_ONE - parsePrice(rec.p)) }, marketId);
+            this.sendSeq(sub, 'orderbook_delta', yesPriced);
+          } else this.sendSeq(sub, 'orderbook_delta', body);
+        }
         return;
       }
       case 'trade':
@@ -264,7 +273,7 @@ export class WsHub {
 
   private snapshot(sub: Sub, ticker: string): void {
     const m = this.state.market(ticker);
-    this.sendSeq(sub, 'orderbook_snapshot', snapshotMsg(ticker, m.def.market_id, m.book));
+    this.sendSeq(sub, 'orderbook_snapshot', snapshotMsg(ticker, m.def.market_id, m.book, sub.useYesPrice));
   }
 
   // ---------------- commands ----------------
@@ -344,10 +353,12 @@ export class WsHub {
     }
     const tickers = this.tickersParam(conn, c);
     if (tickers === false) return;
-    for (const ch of channels as string[]) this.subscribeOne(conn, c, ch, tickers);
+    const useYes = c.params!.use_yes_price;
+    if (useYes !== undefined && typeof useYes !== 'boolean') return this.error(conn, c.id, 11, 'use_yes_price must be a boolean');
+    for (const ch of channels as string[]) this.subscribeOne(conn, c, ch, tickers, useYes === true);
   }
 
-  private subscribeOne(conn: Conn, c: Cmd, channel: string, tickers: string[] | null): void {
+  private subscribeOne(conn: Conn, c: Cmd, channel: string, tickers: string[] | null, useYesPrice: boolean): void {
     if (PRIVATE_CHANNELS.has(channel) && !conn.authed) return this.error(conn, c.id, 9, channel);
     if (channel === SEQUENCED && !tickers) return this.error(conn, c.id, 14);
     const same = [...conn.subs.values()].filter((s) => s.channel === channel);
@@ -363,7 +374,7 @@ export class WsHub {
       return this.push(conn, `{"id":${c.id},"type":"subscribed","msg":{"channel":"${channel}","sid":${same[0]!.sid}}}`);
     }
     if (fresh && fresh.length > this.o.marketsPerSubMax) return this.error(conn, c.id, 26, `${fresh.length} > ${this.o.marketsPerSubMax}`);
-    const sub: Sub = { conn, sid: conn.nextSid++, channel, tickers: fresh ? new Set(fresh) : null, seq: 0, alive: true };
+    const sub: Sub = { conn, sid: conn.nextSid++, channel, tickers: fresh ? new Set(fresh) : null, useYesPrice, seq: 0, alive: true };
     conn.subs.set(sub.sid, sub);
     if (sub.tickers) this.index(sub, sub.tickers);
     else if (channel === 'ticker') this.tickerAll.add(sub);

@@ -270,3 +270,40 @@ test('handshake signature: RSA-PSS verified, wrong or missing signature refused 
     await assert.rejects(TestClient.open(sim.wsUrl), (e: any) => e.status === 401);
   });
 });
+
+test('use_yes_price prices the NO side as 1 - NO price; a non-boolean is error 11', async () => {
+  await withSim({ rate: 4000 }, async (sim) => {
+    const tickers = activeTickers(sim, 3);
+    const plain = await TestClient.open(sim.wsUrl);
+    const yes = await TestClient.open(sim.wsUrl);
+    const bad = (await yes.reply(yes.send('subscribe', { channels: ['orderbook_delta'], market_tickers: tickers, use_yes_price: 'yes' })))[0]!;
+    assert.equal(bad.msg.code, 11);
+    sim.pause();
+    await plain.reply(plain.send('subscribe', { channels: ['orderbook_delta'], market_tickers: tickers, use_yes_price: false }));
+    await yes.reply(yes.send('subscribe', { channels: ['orderbook_delta'], market_tickers: tickers, use_yes_price: true }));
+    sim.resume();
+    await plain.until(() => plain.ofType('orderbook_delta').filter((d) => d.msg.side === 'no').length >= 5);
+    sim.pause();
+    await sleep(100);
+    const flip = (p: string): number => 10_000 - parsePrice(p);
+    const a = plain.ofType('orderbook_snapshot');
+    const b = yes.ofType('orderbook_snapshot');
+    assert.equal(a.length, b.length);
+    a.forEach((s, i) => {
+      assert.deepEqual(b[i]!.msg.yes_dollars_fp, s.msg.yes_dollars_fp);
+      const mapped = (s.msg.no_dollars_fp ?? []).map(([p, q]: [string, string]) => [flip(p), q]).sort((x: [number], y: [number]) => x[0] - y[0]);
+      assert.deepEqual((b[i]!.msg.no_dollars_fp ?? []).map(([p, q]: [string, string]) => [parsePrice(p), q]), mapped);
+    });
+    const da = plain.ofType('orderbook_delta');
+    const db = yes.ofType('orderbook_delta');
+    assert.equal(da.length, db.length);
+    da.forEach((d, i) => {
+      const e = db[i]!.msg;
+      assert.equal(e.delta_fp, d.msg.delta_fp);
+      assert.equal(parsePrice(e.price_dollars), d.msg.side === 'no' ? flip(d.msg.price_dollars) : parsePrice(d.msg.price_dollars));
+    });
+    sim.resume();
+    plain.close();
+    yes.close();
+  });
+});
