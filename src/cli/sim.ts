@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { KdpError } from '../core/errors';
 import { parseOptions, type Command } from './command';
 import { startSimulator, type FaultRequest, type SimulatorOptions } from '../sim/simulator';
+import { startCapture } from '../sim/capture';
 
 const HELP = `kdp sim [options]
 
@@ -96,6 +97,49 @@ export const simCommand: Command = {
     await sim.stop();
     process.off('message', onIpc);
     if (process.send) process.disconnect();
+    return 0;
+  },
+};
+
+export const captureCommand: Command = {
+  name: 'capture',
+  summary: 'record a live Kalshi feed (or the simulator) into a truth file that `kdp sim --from` replays',
+  help: `kdp capture --truth FILE [options]
+
+Connects to the exchange, subscribes to orderbook_delta, ticker, trade and market_lifecycle_v2 for
+the chosen markets and writes what it sees in the truth-file format (docs/simulator.md).
+  --ws-url URL        default wss://external-api-ws.kalshi.com/trade-api/ws/v2
+  --rest-url URL      default https://external-api.kalshi.com/trade-api/v2
+  --key-id ID         API key id (the handshake is signed when given with --private-key)
+  --private-key FILE  PEM private key (never printed)
+  --tickers A,B,...   markets to record (default: the first --markets open markets)
+  --markets N         default 100
+  --seconds S         stop after S seconds (default: until SIGINT / SIGTERM)
+  --checkpoint-interval-ms MS  book checkpoints (default 5000)`,
+  async run(argv) {
+    const { values } = parseOptions(argv, {
+      truth: { type: 'string' }, 'ws-url': { type: 'string' }, 'rest-url': { type: 'string' }, 'key-id': { type: 'string' },
+      'private-key': { type: 'string' }, tickers: { type: 'string' }, markets: { type: 'string' }, seconds: { type: 'string' },
+      'checkpoint-interval-ms': { type: 'string' },
+    });
+    if (!values.truth) throw new KdpError('KDP_ERR_USAGE', '--truth FILE is required');
+    const cap = await startCapture({
+      wsUrl: values['ws-url'] ?? 'wss://external-api-ws.kalshi.com/trade-api/ws/v2',
+      restUrl: values['rest-url'] ?? 'https://external-api.kalshi.com/trade-api/v2',
+      keyId: values['key-id'],
+      privateKeyPem: values['private-key'] ? readFileSync(values['private-key'], 'utf8') : undefined,
+      truthFile: values.truth,
+      tickers: values.tickers ? values.tickers.split(',').filter(Boolean) : undefined,
+      marketsMax: num(values.markets) ?? 100,
+      checkpointIntervalMs: num(values['checkpoint-interval-ms']) ?? 5000,
+    });
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+      if (values.seconds) setTimeout(resolve, Number(values.seconds) * 1000);
+    });
+    const stats = await cap.stop();
+    process.stdout.write(`kdp capture: ${stats.records} records from ${stats.markets} markets, ${stats.gaps} seq gaps, ${stats.errors} errors\n`);
     return 0;
   },
 };
