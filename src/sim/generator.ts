@@ -185,6 +185,8 @@ export class Generator {
         if (m.closeUs !== t) return; // the close date moved; a later job closes it
         this.setActive(job.m, false);
         this.emit({ k: 'status', m: job.m, status: 'closed' }, t);
+        // The book is frozen from here on: one last checkpoint records it.
+        this.emit({ k: 'book', m: job.m, yes: m.book.levels('yes'), no: m.book.levels('no') }, t);
         this.schedule(t + this.afterCloseUs(), 'determine', job.m);
         return;
       case 'determine': {
@@ -321,7 +323,8 @@ export class Generator {
 
   private checkpoint(t: number): void {
     for (const m of this.state.marketList) {
-      if (m.status === 'finalized' && m.book.yes.size === 0 && m.book.no.size === 0) continue;
+      // Closed markets never change again; their last checkpoint was written at close.
+      if (m.status === 'closed' || m.status === 'determined' || m.status === 'finalized') continue;
       this.emit({ k: 'book', m: m.def.ticker, yes: m.book.levels('yes'), no: m.book.levels('no') }, t);
     }
   }
