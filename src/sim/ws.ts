@@ -453,13 +453,19 @@ export class WsHub {
     const live = this.liveConns();
     return live.length === 0 ? undefined : live[this.faultRng.int(live.length)];
   }
+  /** The order-book markets a connection holds (what a checker must expect gaps on). */
+  private bookMarkets(conn: Conn): string[] {
+    const out: string[] = [];
+    for (const sub of conn.subs.values()) if (sub.channel === SEQUENCED && sub.tickers) out.push(...sub.tickers);
+    return out.sort();
+  }
   disconnect(conn: Conn): void {
-    this.fault({ kind: 'disconnect', conn: conn.id });
+    this.fault({ kind: 'disconnect', conn: conn.id, markets: this.bookMarkets(conn) });
     conn.ws?.close();
   }
   stall(conn: Conn, forUs: number): void {
     conn.stalledUntilUs = this.state.nowUs + forUs;
-    this.fault({ kind: 'stall', conn: conn.id, until_us: conn.stalledUntilUs });
+    this.fault({ kind: 'stall', conn: conn.id, until_us: conn.stalledUntilUs, markets: this.bookMarkets(conn) });
   }
   oversized(conn: Conn, bytes: number): void {
     this.fault({ kind: 'oversized', conn: conn.id, detail: `${bytes} bytes` });
