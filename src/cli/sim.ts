@@ -29,6 +29,8 @@ Runs the simulated Kalshi exchange: WebSocket at /trade-api/ws/v2 and REST under
   --rest-burst-tokens N     REST bucket size (default 200)
   --auth-public-key ID=FILE verify handshake signatures of key ID with this PEM public key (repeatable)
   --require-auth            refuse unsigned handshakes (401)
+  --trades-kept-max N       trades kept for REST /markets/trades (default 200000)
+  --batch-max N             exchange records per event-loop turn (default 4096)
   --ready-json              print one JSON line {wsUrl, restUrl, port, pid} instead of text
 Stops cleanly on SIGINT / SIGTERM.`;
 
@@ -42,7 +44,8 @@ export function simOptionsFromArgv(argv: string[]): { options: SimulatorOptions;
     'checkpoint-interval-ms': { type: 'string' }, 'ping-interval-ms': { type: 'string' }, 'markets-per-sub-max': { type: 'string' },
     'slow-consumer-bytes': { type: 'string' }, 'commands-per-sec-max': { type: 'string' }, 'rest-tokens-per-sec': { type: 'string' },
     'rest-burst-tokens': { type: 'string' }, 'auth-public-key': { type: 'string', multiple: true },
-    'require-auth': { type: 'boolean' }, 'ready-json': { type: 'boolean' },
+    'require-auth': { type: 'boolean' }, 'ready-json': { type: 'boolean' }, 'batch-max': { type: 'string' },
+    'trades-kept-max': { type: 'string' },
   });
   const publicKeys: Record<string, string> = {};
   for (const item of values['auth-public-key'] ?? []) {
@@ -57,7 +60,8 @@ export function simOptionsFromArgv(argv: string[]): { options: SimulatorOptions;
     pingIntervalMs: num(values['ping-interval-ms']), marketsPerSubMax: num(values['markets-per-sub-max']),
     slowConsumerBytes: num(values['slow-consumer-bytes']), commandsPerSecMax: num(values['commands-per-sec-max']),
     restTokensPerSec: num(values['rest-tokens-per-sec']), restBurstTokens: num(values['rest-burst-tokens']),
-    requireAuth: values['require-auth'],
+    requireAuth: values['require-auth'], batchMax: num(values['batch-max']),
+    tradesKeptMax: num(values['trades-kept-max']),
   };
   if (values.speed === 'max') raw.pace = 'fast';
   else raw.speed = num(values.speed);

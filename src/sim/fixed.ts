@@ -139,19 +139,17 @@ export class Rng {
   }
   /** A version-4 UUID drawn from this generator (deterministic per seed). */
   uuid(): string {
-    const w0 = this.u32();
-    const w1 = ((this.u32() & 0xffff0fff) | 0x00004000) >>> 0;
-    const w2 = ((this.u32() & 0x3fffffff) | 0x80000000) >>> 0;
-    const w3 = this.u32();
-    return `${hex16(w0 >>> 16)}${hex16(w0 & 0xffff)}-${hex16(w1 >>> 16)}-${hex16(w1 & 0xffff)}-${hex16(w2 >>> 16)}-${hex16(w2 & 0xffff)}${hex16(w3 >>> 16)}${hex16(w3 & 0xffff)}`;
+    const b = UUID_BYTES;
+    b.writeUInt32BE(this.u32(), 0);
+    b.writeUInt32BE(((this.u32() & 0xffff0fff) | 0x00004000) >>> 0, 4);
+    b.writeUInt32BE(((this.u32() & 0x3fffffff) | 0x80000000) >>> 0, 8);
+    b.writeUInt32BE(this.u32(), 12);
+    const x = b.toString('hex');
+    return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
   }
 }
 
-const HEX16: string[] = [];
-function hex16(v: number): string {
-  if (HEX16.length === 0) for (let i = 0; i < 65536; i++) HEX16.push(i.toString(16).padStart(4, '0'));
-  return HEX16[v]!;
-}
+const UUID_BYTES = Buffer.alloc(16);
 
 const MONTHS = ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'];
 /** Kalshi-style date code: 2026-11-23 -> "26NOV23". */

@@ -24,7 +24,7 @@ const FLAGS: Record<string, string> = {
   durationS: '--duration-s', truthFile: '--truth', faults: '--faults', fromFile: '--from', marketLifetimeS: '--market-lifetime-s',
   checkpointIntervalMs: '--checkpoint-interval-ms', pingIntervalMs: '--ping-interval-ms', marketsPerSubMax: '--markets-per-sub-max',
   slowConsumerBytes: '--slow-consumer-bytes', commandsPerSecMax: '--commands-per-sec-max', restTokensPerSec: '--rest-tokens-per-sec',
-  restBurstTokens: '--rest-burst-tokens',
+  restBurstTokens: '--rest-burst-tokens', batchMax: '--batch-max', tradesKeptMax: '--trades-kept-max',
 };
 
 function argvFor(options: SimulatorOptions, keyDir: string): string[] {

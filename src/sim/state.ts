@@ -13,17 +13,33 @@ export type BookSide = Map<number, number>;
 export class Book {
   readonly yes: BookSide = new Map();
   readonly no: BookSide = new Map();
+  // Best bid per side, cached: -1 = empty, -2 = unknown (recomputed on demand).
+  private bestYes = -1;
+  private bestNo = -1;
 
   /** Applies a signed delta; a level at <= 0 disappears (as on Kalshi). */
   apply(side: Side, priceUnits: number, deltaUnits: number): void {
     const levels = side === 'yes' ? this.yes : this.no;
     const size = (levels.get(priceUnits) ?? 0) + deltaUnits;
-    if (size > 0) levels.set(priceUnits, size);
-    else levels.delete(priceUnits);
+    const best = side === 'yes' ? this.bestYes : this.bestNo;
+    let next = best;
+    if (size > 0) {
+      levels.set(priceUnits, size);
+      if (best !== -2 && priceUnits > best) next = priceUnits;
+    } else {
+      levels.delete(priceUnits);
+      if (priceUnits === best) next = -2;
+    }
+    if (side === 'yes') this.bestYes = next;
+    else this.bestNo = next;
   }
   best(side: Side): number {
-    let best = -1;
+    let best = side === 'yes' ? this.bestYes : this.bestNo;
+    if (best !== -2) return best;
+    best = -1;
     for (const p of (side === 'yes' ? this.yes : this.no).keys()) if (p > best) best = p;
+    if (side === 'yes') this.bestYes = best;
+    else this.bestNo = best;
     return best;
   }
   size(side: Side, priceUnits: number): number {
@@ -39,11 +55,13 @@ export class Book {
   clear(): void {
     this.yes.clear();
     this.no.clear();
+    this.bestYes = -1;
+    this.bestNo = -1;
   }
   static fromLevels(yes: readonly Level[], no: readonly Level[]): Book {
     const b = new Book();
-    for (const [p, s] of yes) b.yes.set(parsePrice(p), parseSize(s));
-    for (const [p, s] of no) b.no.set(parsePrice(p), parseSize(s));
+    for (const [p, s] of yes) b.apply('yes', parsePrice(p), parseSize(s));
+    for (const [p, s] of no) b.apply('no', parsePrice(p), parseSize(s));
     return b;
   }
 }
