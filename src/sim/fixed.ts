@@ -11,10 +11,23 @@ function pad(n: number, width: number): string {
   return s.length >= width ? s : '0'.repeat(width - s.length) + s;
 }
 
+// Formatted strings are cached: every delta, trade and ticker formats prices and sizes, and
+// reusing the strings keeps the allocation rate (and GC time) of the hot path down.
+const PRICE_STRINGS: string[] = [];
+const SIZE_CACHE_MAX = 100_000;
+const SIZE_POS: string[] = [];
+const SIZE_NEG: string[] = [];
+
 /** 4530 -> "0.4530"; 10000 -> "1.0000". */
 export function formatPrice(units: number): string {
   if (!Number.isInteger(units) || units < 0) throw new KdpError('KDP_ERR_INTERNAL', `bad price units ${units}`);
-  return `${Math.floor(units / PRICE_ONE)}.${pad(units % PRICE_ONE, 4)}`;
+  if (units <= PRICE_ONE) {
+    const hit = PRICE_STRINGS[units];
+    if (hit !== undefined) return hit;
+  }
+  const s = `${Math.floor(units / PRICE_ONE)}.${pad(units % PRICE_ONE, 4)}`;
+  if (units <= PRICE_ONE) PRICE_STRINGS[units] = s;
+  return s;
 }
 
 /** 1250 -> "12.50"; -1250 -> "-12.50". */
@@ -22,7 +35,14 @@ export function formatSize(units: number): string {
   if (!Number.isInteger(units)) throw new KdpError('KDP_ERR_INTERNAL', `bad size units ${units}`);
   const neg = units < 0;
   const a = neg ? -units : units;
-  return `${neg ? '-' : ''}${Math.floor(a / 100)}.${pad(a % 100, 2)}`;
+  const cache = neg ? SIZE_NEG : SIZE_POS;
+  if (a < SIZE_CACHE_MAX) {
+    const hit = cache[a];
+    if (hit !== undefined) return hit;
+  }
+  const s = `${neg ? '-' : ''}${Math.floor(a / 100)}.${pad(a % 100, 2)}`;
+  if (a < SIZE_CACHE_MAX) cache[a] = s;
+  return s;
 }
 
 /** Parses an exact decimal string into integer units of 10^-scale; throws on anything else. */

@@ -16,6 +16,8 @@ export interface RestOptions {
   restBurstTokens: number;
   /** Tokens one request costs (Kalshi: 10 for most reads). */
   restCostTokens: number;
+  /** GET /markets/{ticker} answers 404 for this long (exchange ms) after a market is created (observed on Kalshi). */
+  restNewMarketDelayMs: number;
 }
 
 type Query = URLSearchParams;
@@ -97,7 +99,8 @@ export class RestApi {
     this.get(app, `${P}/markets/:ticker/orderbook`, (q, p) => this.orderbook(p[0]!, q));
     this.get(app, `${P}/markets/:ticker`, (_q, p) => {
       const m = this.state.markets.get(p[0]!);
-      return m ? [200, { market: marketJson(m) }] : notFound(`market ${p[0]} not found`);
+      const young = m !== undefined && this.state.nowUs - m.def.created_us < this.o.restNewMarketDelayMs * 1000;
+      return m && !young ? [200, { market: marketJson(m) }] : notFound(`market ${p[0]} not found`);
     });
     this.get(app, `${P}/events`, (q) => this.events(q));
     this.get(app, `${P}/events/:ticker`, (_q, p) => {

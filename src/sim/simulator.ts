@@ -39,6 +39,7 @@ export const SIM_SPEC = {
   restTokensPerSec: { kind: 'number', doc: 'REST token refill per second per client', default: 200, min: 0 },
   restBurstTokens: { kind: 'number', doc: 'REST token bucket size', default: 200, min: 1 },
   restCostTokens: { kind: 'number', doc: 'tokens per REST request', default: 10, min: 0 },
+  restNewMarketDelayMs: { kind: 'int', doc: 'GET /markets/{ticker} answers 404 this long after creation', default: 0, min: 0 },
   tradesKeptMax: { kind: 'int', doc: 'trades kept for REST /markets/trades', default: 200_000, min: 100 },
   batchMax: { kind: 'int', doc: 'exchange records per event-loop turn', default: 4096, min: 1 },
 } as const satisfies Spec;

@@ -3,6 +3,7 @@
 // applying the truth's deltas all compute the same books.
 import { KdpError } from '../core/errors';
 import { formatPrice, formatSize, parsePrice, parseSize, PRICE_ONE } from './fixed';
+import { marketPrefix } from './wire';
 import type {
   EventDef, ExchangeRecord, Level, MarketDef, MarketStatus, SeriesDef, Side, TickerRec, TradeRec,
 } from './truth';
@@ -76,6 +77,8 @@ export interface MarketState {
   ticker: TickerRec | null;
   lastTradeUnits: number;
   readonly trades: TradeRec[];
+  /** Wire prefix of this market's payloads (see wire.ts). */
+  readonly wirePrefix: string;
 }
 
 export interface StateOptions {
@@ -152,6 +155,7 @@ export class ExchangeState {
     if (this.markets.has(def.ticker)) throw new KdpError('KDP_ERR_INTERNAL', `market ${def.ticker} created twice`);
     const m: MarketState = {
       def, status: def.status, closeUs: def.close_us, result: '', book: new Book(), ticker: null, lastTradeUnits: -1, trades: [],
+      wirePrefix: marketPrefix(def.ticker, def.market_id),
     };
     this.markets.set(def.ticker, m);
     this.marketList.push(m);

@@ -19,8 +19,13 @@ export function isoMicros(us: number): string {
 
 const q = JSON.stringify;
 
-export function deltaMsg(rec: DeltaRec, marketId: string): string {
-  return `{"market_ticker":${q(rec.m)},"market_id":"${marketId}","price_dollars":"${rec.p}","delta_fp":"${rec.d}","side":"${rec.side}","ts":"${isoMicros(rec.t)}","ts_ms":${Math.floor(rec.t / 1000)}}`;
+/** `{"market_ticker":"T","market_id":"M",`: the opening every per-market payload shares (built once per market). */
+export function marketPrefix(ticker: string, marketId: string): string {
+  return `{"market_ticker":${q(ticker)},"market_id":"${marketId}",`;
+}
+
+export function deltaMsg(rec: DeltaRec, prefix: string): string {
+  return `${prefix}"price_dollars":"${rec.p}","delta_fp":"${rec.d}","side":"${rec.side}","ts":"${isoMicros(rec.t)}","ts_ms":${Math.floor(rec.t / 1000)}}`;
 }
 
 export function tradeMsg(rec: TradeRec): string {
@@ -28,9 +33,9 @@ export function tradeMsg(rec: TradeRec): string {
   return `{"trade_id":"${rec.trade_id}","market_ticker":${q(rec.m)},"yes_price_dollars":"${rec.yes_price_dollars}","no_price_dollars":"${rec.no_price_dollars}","count_fp":"${rec.count_fp}","taker_side":"${rec.taker_side}","taker_outcome_side":"${rec.taker_outcome_side}","taker_book_side":"${rec.taker_book_side}","ts":${Math.floor(ms / 1000)},"ts_ms":${ms}}`;
 }
 
-export function tickerMsg(rec: TickerRec, marketId: string): string {
+export function tickerMsg(rec: TickerRec, prefix: string): string {
   const ms = Math.floor(rec.t / 1000);
-  return `{"market_ticker":${q(rec.m)},"market_id":"${marketId}","price_dollars":"${rec.price_dollars}","yes_bid_dollars":"${rec.yes_bid_dollars}","yes_ask_dollars":"${rec.yes_ask_dollars}","yes_bid_size_fp":"${rec.yes_bid_size_fp}","yes_ask_size_fp":"${rec.yes_ask_size_fp}","last_trade_size_fp":"${rec.last_trade_size_fp}","volume_fp":"${rec.volume_fp}","open_interest_fp":"${rec.open_interest_fp}","dollar_volume":${rec.dollar_volume},"dollar_open_interest":${rec.dollar_open_interest},"ts":${Math.floor(ms / 1000)},"ts_ms":${ms},"time":"${isoMicros(rec.t)}"}`;
+  return `${prefix}"price_dollars":"${rec.price_dollars}","yes_bid_dollars":"${rec.yes_bid_dollars}","yes_ask_dollars":"${rec.yes_ask_dollars}","yes_bid_size_fp":"${rec.yes_bid_size_fp}","yes_ask_size_fp":"${rec.yes_ask_size_fp}","last_trade_size_fp":"${rec.last_trade_size_fp}","volume_fp":"${rec.volume_fp}","open_interest_fp":"${rec.open_interest_fp}","dollar_volume":${rec.dollar_volume},"dollar_open_interest":${rec.dollar_open_interest},"ts":${Math.floor(ms / 1000)},"ts_ms":${ms},"time":"${isoMicros(rec.t)}"}`;
 }
 
 /** orderbook_snapshot payload; an empty side is omitted (as on Kalshi). */

@@ -152,12 +152,12 @@ export class WsHub {
       case 'delta': {
         const subs = this.bookIdx.get(rec.m);
         if (!subs || subs.size === 0) return;
-        const marketId = this.state.market(rec.m).def.market_id;
-        const body = deltaMsg(rec, marketId);
+        const prefix = this.state.market(rec.m).wirePrefix;
+        const body = deltaMsg(rec, prefix);
         let yesPriced: string | null = null;
         for (const sub of subs) {
           if (sub.useYesPrice && rec.side === 'no') {
-            yesPriced ??= deltaMsg({ ...rec, p: formatPrice(PRICE_ONE - parsePrice(rec.p)) }, marketId);
+            yesPriced ??= deltaMsg({ ...rec, p: formatPrice(PRICE_ONE - parsePrice(rec.p)) }, prefix);
             this.sendSeq(sub, 'orderbook_delta', yesPriced);
           } else this.sendSeq(sub, 'orderbook_delta', body);
         }
@@ -166,7 +166,7 @@ export class WsHub {
       case 'trade':
         return this.fanAll(this.tradeAll, this.tradeIdx.get(rec.m), 'trade', () => tradeMsg(rec));
       case 'ticker':
-        return this.fanAll(this.tickerAll, this.tickerIdx.get(rec.m), 'ticker', () => tickerMsg(rec, this.state.market(rec.m).def.market_id));
+        return this.fanAll(this.tickerAll, this.tickerIdx.get(rec.m), 'ticker', () => tickerMsg(rec, this.state.market(rec.m).wirePrefix));
       case 'lifecycle':
         return this.fanAll(this.lifecycleSubs, undefined, 'market_lifecycle_v2', () => JSON.stringify(rec.msg));
       case 'event_lifecycle':

@@ -307,3 +307,21 @@ test('use_yes_price prices the NO side as 1 - NO price; a non-boolean is error 1
     yes.close();
   });
 });
+
+test('a newly created market is announced on market_lifecycle_v2 and 404s on REST for restNewMarketDelayMs', async () => {
+  await withSim({ rate: 500, marketLifetimeS: 2, markets: 4, restNewMarketDelayMs: 60_000, restBurstTokens: 1e6 }, async (sim) => {
+    const c = await TestClient.open(sim.wsUrl);
+    await c.reply(c.send('subscribe', { channels: ['market_lifecycle_v2'] }));
+    await c.until(() => c.ofType('market_lifecycle_v2').some((m) => m.msg.event_type === 'created'), 10_000);
+    const created = c.ofType('market_lifecycle_v2').find((m) => m.msg.event_type === 'created')!;
+    assert.equal(typeof created.msg.open_ts, 'number');
+    assert.equal(typeof created.msg.close_ts, 'number');
+    assert.ok(created.msg.open_ts < 1e11, 'open_ts is seconds');
+    assert.equal(created.seq, undefined);
+    assert.equal((await fetch(`${sim.restUrl}/markets/${created.msg.market_ticker}`)).status, 404);
+    const listed = (await getJson(`${sim.restUrl}/markets?tickers=${created.msg.market_ticker}`)).markets;
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].status, 'initialized');
+    c.close();
+  });
+});
