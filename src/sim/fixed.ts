@@ -15,8 +15,7 @@ function pad(n: number, width: number): string {
 // reusing the strings keeps the allocation rate (and GC time) of the hot path down.
 const PRICE_STRINGS: string[] = [];
 const SIZE_CACHE_MAX = 100_000;
-const SIZE_POS: string[] = [];
-const SIZE_NEG: string[] = [];
+const SIZE_STRINGS = new Map<number, string>();
 
 /** 4530 -> "0.4530"; 10000 -> "1.0000". */
 export function formatPrice(units: number): string {
@@ -35,13 +34,13 @@ export function formatSize(units: number): string {
   if (!Number.isInteger(units)) throw new KdpError('KDP_ERR_INTERNAL', `bad size units ${units}`);
   const neg = units < 0;
   const a = neg ? -units : units;
-  const cache = neg ? SIZE_NEG : SIZE_POS;
-  if (a < SIZE_CACHE_MAX) {
-    const hit = cache[a];
+  const cached = a < SIZE_CACHE_MAX;
+  if (cached) {
+    const hit = SIZE_STRINGS.get(units);
     if (hit !== undefined) return hit;
   }
   const s = `${neg ? '-' : ''}${Math.floor(a / 100)}.${pad(a % 100, 2)}`;
-  if (a < SIZE_CACHE_MAX) cache[a] = s;
+  if (cached) SIZE_STRINGS.set(units, s);
   return s;
 }
 

@@ -119,16 +119,21 @@ export class RestApi {
     const names = path.split('/').filter((s) => s.startsWith(':'));
     app.get(path, (res, req) => {
       this.requests++;
-      const params = names.map((_n, i) => decodeURIComponent(req.getParameter(i) ?? ''));
-      const key = req.getHeader('kalshi-access-key') || Buffer.from(res.getRemoteAddressAsText()).toString();
-      const query = new URLSearchParams(req.getQuery() ?? '');
-      const fault = this.faultStatus();
       let out: Reply;
-      if (fault === 429 || !this.take(key)) {
-        this.limited++;
-        out = [429, { error: 'too many requests' }];
-      } else if (fault >= 500) out = [fault, { error: 'service unavailable' }];
-      else out = handler(query, params);
+      try {
+        const params = names.map((_n, i) => decodeURIComponent(req.getParameter(i) ?? ''));
+        const key = req.getHeader('kalshi-access-key') || Buffer.from(res.getRemoteAddressAsText()).toString();
+        const query = new URLSearchParams(req.getQuery() ?? '');
+        const fault = this.faultStatus();
+        if (fault === 429 || !this.take(key)) {
+          this.limited++;
+          out = [429, { error: 'too many requests' }];
+        } else if (fault >= 500) out = [fault, { error: 'service unavailable' }];
+        else out = handler(query, params);
+      } catch (err) {
+        // Bad input (e.g. a malformed %-escape) must never take the exchange down.
+        out = err instanceof URIError ? bad('malformed URL') : [500, { error: { code: 'internal', message: 'internal error' } }];
+      }
       const body = JSON.stringify(out[1]);
       res.cork(() => res.writeStatus(statusLine(out[0])).writeHeader('content-type', 'application/json').end(body));
     });

@@ -21,7 +21,7 @@ export const WS_ERRORS: Readonly<Record<number, string>> = {
   5: 'Unknown command', 7: 'Unknown subscription ID', 8: 'Unknown channel name', 9: 'Authentication required',
   11: 'Invalid parameter', 12: 'Exactly one subscription ID is required', 13: 'Unsupported action',
   14: 'Market ticker required', 15: 'Action required', 16: 'Market not found',
-  25: 'Subscription buffer overflow', 26: 'Subscription market limit exceeded', 27: 'Too many requests',
+  17: 'Internal error', 25: 'Subscription buffer overflow', 26: 'Subscription market limit exceeded', 27: 'Too many requests',
 };
 
 export interface WsOptions {
@@ -307,7 +307,14 @@ export class WsHub {
     const id = typeof env.id === 'number' && Number.isInteger(env.id) && env.id >= 0 ? env.id : 0;
     if (env.id !== undefined && id === 0 && env.id !== 0) this.error(conn, 0, 11, 'id must be a non-negative integer');
     else if (!this.takeToken(conn)) this.error(conn, id, 27);
-    else this.dispatch(conn, id, env.cmd, env.params);
+    else {
+      try {
+        this.dispatch(conn, id, env.cmd, env.params);
+      } catch {
+        // A bug must not take the exchange down: answer as Kalshi does for an internal failure.
+        this.error(conn, id, 17);
+      }
+    }
     this.flush();
   }
 

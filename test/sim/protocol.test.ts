@@ -191,6 +191,7 @@ test('REST pagination, status filter, books equal to the WebSocket books, trades
     assert.equal((await fetch(`${sim.restUrl}/markets?limit=1001`)).status, 400);
     assert.equal((await fetch(`${sim.restUrl}/markets?status=bogus`)).status, 400);
     assert.equal((await fetch(`${sim.restUrl}/markets/NOPE`)).status, 404);
+    assert.equal((await fetch(`${sim.restUrl}/markets/%E0%A4%A`)).status, 400, 'a malformed escape is a 400, not a crash');
 
     const c = await TestClient.open(sim.wsUrl);
     const tickers = activeTickers(sim, 5);
