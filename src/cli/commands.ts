@@ -4,6 +4,15 @@ import { bookCommand } from './book';
 import type { Command } from './command';
 import { gathererCommand } from './gatherer';
 import { migrateCommand } from './migrate';
+import { captureCommand, simCommand } from './sim';
 import { verifyCommand } from './verify';
 
-export const COMMANDS: readonly Command[] = [migrateCommand, gathererCommand, archiveCommand, verifyCommand, bookCommand];
+export const COMMANDS: readonly Command[] = [
+  migrateCommand,
+  simCommand,
+  captureCommand,
+  gathererCommand,
+  archiveCommand,
+  verifyCommand,
+  bookCommand,
+];
