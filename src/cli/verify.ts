@@ -1,5 +1,8 @@
 // `kdp verify`: integrity checks of production against the gatherers (src/ops/verify.ts).
 import { KdpError } from '../core/errors';
+import { Client } from 'pg';
+import { formatTruthComparison, verifyAgainstTruth } from '../ops/truth';
+import { readTruthExpectation } from '../ops/truth-file';
 import { formatVerifyReport, resolveVerifyOptions, runVerify } from '../ops/verify';
 import { parseOptions, type Command } from './command';
 
@@ -18,8 +21,9 @@ Checks a window of recent data and prints PASS or FAIL with the problems found; 
   --min-snapshot-coverage X  share of open markets that need a REST snapshot in the window (default 0.9)
   --max-stale-markets N      open markets allowed without deltas or tickers in the window (default 0)
   --json                     print the full report as JSON
-  --truth FILE               exact comparison with the exchange simulator's ground truth
-                             (needs the simulator's truth reader; not available in this build)
+  --truth FILE               exact comparison of production with the exchange simulator's ground
+                             truth: trades lost/duplicated/invented/changed, deltas per market
+  --from-us N / --to-us N    with --truth: the exchange-time window (µs) the platform was recording
 
 Checks:
   completeness   every key a gatherer holds in the window is in production (names the gatherer and rows)
@@ -38,14 +42,10 @@ Checks:
       'max-stale-markets': { type: 'string' },
       json: { type: 'boolean', default: false },
       truth: { type: 'string' },
+      'from-us': { type: 'string' },
+      'to-us': { type: 'string' },
     });
-    if (values.truth !== undefined) {
-      // The comparison is runTruthCheck (src/ops/truth.ts); it needs the simulator's file reader.
-      throw new KdpError(
-        'KDP_ERR_USAGE',
-        '--truth: this build has no reader for the simulator truth file yet',
-      );
-    }
+    if (values.truth !== undefined) return runTruth(values.truth, values.production, values['from-us'], values['to-us'], values.json ?? false);
     const gatherers = (values.gatherer ?? []).map((spec) => {
       const eq = spec.indexOf('=');
       if (eq <= 0)
@@ -76,3 +76,22 @@ Checks:
     return report.verdict === 'PASS' ? 0 : 1;
   },
 };
+
+async function runTruth(file: string, production: string | undefined, fromUs: string | undefined, toUs: string | undefined, asJson: boolean): Promise<number> {
+  const url = production ?? process.env.KDP_PRODUCTION_URL;
+  if (!url) throw new KdpError('KDP_ERR_USAGE', '--truth needs --production URL (or KDP_PRODUCTION_URL)');
+  const window = { fromUs: fromUs === undefined ? undefined : Number(fromUs), toUs: toUs === undefined ? undefined : Number(toUs) };
+  for (const [k, v] of Object.entries(window)) {
+    if (v !== undefined && !Number.isSafeInteger(v)) throw new KdpError('KDP_ERR_USAGE', `--${k === 'fromUs' ? 'from-us' : 'to-us'} must be an integer (µs)`);
+  }
+  const truth = await readTruthExpectation(file, window);
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    const comparison = await verifyAgainstTruth(client, truth.expected, truth.span);
+    process.stdout.write((asJson ? JSON.stringify(comparison, null, 2) : formatTruthComparison(comparison)) + '\n');
+    return comparison.ok ? 0 : 1;
+  } finally {
+    await client.end();
+  }
+}

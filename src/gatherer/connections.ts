@@ -93,6 +93,7 @@ export class ConnectionManager {
   private nextShardId = 1;
   private shardSize: number;
   private stopped = false;
+  private globalLive = false;
   private silenceTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -152,6 +153,17 @@ export class ConnectionManager {
   healthyConnections(): number {
     const limit = nowUs() - this.opts.silenceTimeoutMs * 1000;
     return this.conns.filter((c) => c.socket?.readyState === WebSocket.OPEN && c.downSinceUs === 0 && c.lastFrameUs >= limit).length;
+  }
+
+  /** Every connection open, no subscribe outstanding, every shard holding a sid per market channel. */
+  allSubscribed(): boolean {
+    if (this.openConnections() !== this.conns.length) return false;
+    if (this.opts.globalChannels.length > 0 && !this.globalLive) return false;
+    for (const c of this.conns) for (const p of c.pending.values()) if (p.kind === 'subscribe') return false;
+    for (const s of this.shards.values()) {
+      if (s.tickers.size > 0 && s.sids.size < this.opts.marketChannels.length) return false;
+    }
+    return true;
   }
 
   subscriptionCount(): number {
@@ -277,6 +289,8 @@ export class ConnectionManager {
         const shard = pending.shard;
         const channels = [...pending.channels];
         setTimeout(() => !this.stopped && this.subscribeShard(shard, channels), conn.backoff.nextDelayMs()).unref();
+      } else if (pending.kind === 'subscribe' && !pending.shard) {
+        setTimeout(() => !this.stopped && this.subscribeGlobal(conn), conn.backoff.nextDelayMs()).unref();
       }
     }
     // Terminal errors on a live sid (10, 17, 25) are turned into gap events by the worker's
@@ -364,6 +378,20 @@ export class ConnectionManager {
     if (!sent) onDone?.(false); // not connected: the reconnect resubscribes every shard
   }
 
+  /** Channels without a market filter (lifecycle), on connection 1 only. */
+  private subscribeGlobal(conn: Conn): void {
+    const channels = this.opts.globalChannels;
+    if (channels.length === 0) return;
+    this.globalLive = false;
+    this.send(conn, 'subscribe', { channels }, {
+      kind: 'subscribe',
+      shard: undefined,
+      channels: new Set(channels),
+      tickers: [],
+      onDone: (ok) => (this.globalLive = ok),
+    });
+  }
+
   private updateShard(shard: Shard, action: 'add_markets' | 'delete_markets', tickers: readonly string[]): void {
     for (const sid of shard.sids.values()) this.sendUpdate(shard, sid, action, tickers, undefined);
   }
@@ -417,10 +445,7 @@ export class ConnectionManager {
     conn.lastFrameUs = nowUs();
     this.sink.notice(conn.id, { kind: 'opened', epoch: conn.epoch });
     this.log.info({ connId: conn.id, epoch: conn.epoch }, 'connected');
-    if (conn.id === 1 && this.opts.globalChannels.length > 0) {
-      const channels = this.opts.globalChannels;
-      this.send(conn, 'subscribe', { channels }, { kind: 'subscribe', shard: undefined, channels: new Set(channels), tickers: [], onDone: undefined });
-    }
+    if (conn.id === 1) this.subscribeGlobal(conn);
     for (const shard of this.shards.values()) {
       if (shard.connId !== conn.id || shard.tickers.size === 0) continue;
       shard.sids.clear();

@@ -93,6 +93,12 @@ export const REST_CLIENT_SPEC = {
 } as const satisfies Spec;
 
 export const REGISTRY_SPEC = {
+  subscribeLeadMs: {
+    kind: 'int',
+    doc: 'subscribe unopened markets this long before open_time (no WS event marks the open)',
+    default: 60_000,
+    min: 0,
+  },
   includeMultivariate: {
     kind: 'boolean',
     doc: 'also track multivariate (KXMVE*) markets (mve_filter is not sent)',

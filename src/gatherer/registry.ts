@@ -72,11 +72,15 @@ export function isFinished(m: TrackedMarket, nowMs: number): boolean {
   return !UNFINISHED.has(m.status) || (m.closeTimeMs !== null && m.closeTimeMs <= nowMs);
 }
 
-/** Live = worth subscribing: open (or paused) and inside [open_time, close_time). */
-export function isLive(m: TrackedMarket, nowMs: number): boolean {
+/**
+ * Live = worth subscribing: open (or paused) and before close_time, or unopened with open_time at
+ * most `leadMs` away. Kalshi sends no event at open_time and the book starts moving at once, so a
+ * subscription made when the open timer fires loses the first changes; subscribing ahead does not.
+ */
+export function isLive(m: TrackedMarket, nowMs: number, leadMs = 0): boolean {
   if (isFinished(m, nowMs)) return false;
   if (m.status === 'active' || m.status === 'inactive') return true;
-  return m.openTimeMs !== null && m.openTimeMs <= nowMs;
+  return m.openTimeMs !== null && m.openTimeMs - leadMs <= nowMs;
 }
 
 export interface MarketRegistry {
@@ -492,8 +496,11 @@ export class MarketRegistry extends EventEmitter {
 
   private pushDue(m: TrackedMarket): void {
     const now = this.clock.nowMs();
-    if (m.status === 'initialized' && m.openTimeMs !== null && m.openTimeMs > now)
+    if (m.status === 'initialized' && m.openTimeMs !== null && m.openTimeMs > now) {
       this.due.push(m.openTimeMs, m.ticker);
+      const subscribeAt = m.openTimeMs - this.opts.subscribeLeadMs;
+      if (subscribeAt > now) this.due.push(subscribeAt, m.ticker);
+    }
     if (m.closeTimeMs !== null && m.closeTimeMs > now && UNFINISHED.has(m.status))
       this.due.push(m.closeTimeMs, m.ticker);
     if (this.due.size > 2 * this.tracked.size + 1024) this.compactDue();
@@ -503,8 +510,10 @@ export class MarketRegistry extends EventEmitter {
   private compactDue(): void {
     const entries = [];
     for (const m of this.tracked.values()) {
-      if (m.status === 'initialized' && m.openTimeMs !== null)
+      if (m.status === 'initialized' && m.openTimeMs !== null) {
         entries.push({ dueMs: m.openTimeMs, key: m.ticker });
+        entries.push({ dueMs: m.openTimeMs - this.opts.subscribeLeadMs, key: m.ticker });
+      }
       if (m.closeTimeMs !== null) entries.push({ dueMs: m.closeTimeMs, key: m.ticker });
     }
     this.due.rebuild(entries);
@@ -563,7 +572,7 @@ export class MarketRegistry extends EventEmitter {
     const removed: string[] = [];
     for (const t of tickers) {
       const m = this.tracked.get(t);
-      const liveNow = m !== undefined && isLive(m, now);
+      const liveNow = m !== undefined && isLive(m, now, this.opts.subscribeLeadMs);
       if (m && isFinished(m, now)) {
         this.tracked.delete(t);
         this.finishedAt.set(t, now);

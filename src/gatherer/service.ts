@@ -125,7 +125,8 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
       commandTimeoutMs: o.connections.commandTimeoutMs,
       wsMaxPayloadBytes: o.connections.wsMaxPayloadBytes,
       marketChannels: ['orderbook_delta', 'ticker', 'trade'],
-      globalChannels: ['market_lifecycle_v2', 'event_lifecycle'],
+      // event_lifecycle messages arrive on the market_lifecycle_v2 subscription (no channel of their own).
+      globalChannels: ['market_lifecycle_v2'],
       useYesPrice: o.connections.useYesPrice,
     },
     router,

@@ -1,0 +1,132 @@
+// End to end: the simulator's exchange -> WebSockets -> ingest thread -> rings -> worker threads ->
+// COPY -> the gatherer database, checked against the simulator's ground truth (counts and contents).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Client } from 'pg';
+import { parseScaled, formatScaled } from '../../src/ops/decimal';
+import { compareWithTruth, loadProductionSet, formatTruthComparison } from '../../src/ops/truth';
+import { readTruthExpectation } from '../../src/ops/truth-file';
+import type { BookRec, DeltaRec } from '../../src/sim/truth';
+import { gathererOptions, migratedGathererDb, startPausedSimulator, startTestGatherer, waitFor, waitSubscribed } from '../harness/gatherer';
+import { startPg, type TestPg } from '../harness/pg';
+
+let pg: TestPg;
+before(async () => {
+  pg = await startPg();
+});
+after(async () => {
+  await pg?.close();
+});
+
+const MARKETS = 300;
+
+type Levels = Map<string, bigint>;
+function applyLevels(book: { yes: Levels; no: Levels }, side: string, price: string, delta: string): void {
+  const levels = side === 'yes' ? book.yes : book.no;
+  const key = formatScaled(parseScaled(price));
+  const size = (levels.get(key) ?? 0n) + parseScaled(delta);
+  if (size <= 0n) levels.delete(key);
+  else levels.set(key, size);
+}
+const levelsOf = (pairs: [string, string][]): Levels => new Map(pairs.map(([p, s]) => [formatScaled(parseScaled(p)), parseScaled(s)]));
+const render = (l: Levels): string => [...l.entries()].sort(([a], [b]) => (parseScaled(a) < parseScaled(b) ? -1 : 1)).map(([p, s]) => `${p}x${formatScaled(s)}`).join(' ');
+
+test('the gatherer records every trade once with exact values, every delta in order, tickers, lifecycle, and books equal to the truth', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: MARKETS, rate: 4000, seed: 11, pingIntervalMs: 1000, marketLifetimeS: 20, checkpointIntervalMs: 500 });
+  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim));
+  let stopped = false;
+  try {
+    await waitSubscribed(gatherer, MARKETS);
+    const db = new Client({ connectionString: dbUrl });
+    await db.connect();
+    try {
+      // Every market's subscription snapshot is committed before the exchange moves.
+      await waitFor('initial snapshots committed', async () => (await db.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n >= MARKETS);
+      const resumedAtN = run.records.length === 0 ? 0 : run.records[run.records.length - 1]!.n;
+      run.sim.resume();
+      await new Promise((r) => setTimeout(r, 6000));
+      run.sim.pause();
+      const window = run.records.filter((r) => r.n > resumedAtN);
+      assert.ok(window.length > 5000, `the exchange produced a real load (${window.length} records)`);
+      const lastN = window[window.length - 1]!.n;
+      await new Promise((r) => setTimeout(r, 1000));
+      stopped = true;
+      assert.equal(await gatherer.stop(), true, 'graceful stop drained every ring');
+      await run.sim.stop(); // flushes the truth file
+
+      const span = { fromUs: window[0]!.t, toUs: window[window.length - 1]!.t };
+      const truth = await readTruthExpectation(run.truthFile, span);
+      // Records at the window's edges that belong to the paused instants are not part of the run.
+      const inRun = (n: number): boolean => n > resumedAtN && n <= lastN;
+      const trades = window.filter((r) => r.k === 'trade');
+      const deltas = window.filter((r): r is DeltaRec => r.k === 'delta');
+      // The file holds exactly what the exchange did; only records of the run are expected.
+      const runTrades = new Set(trades.map((r) => (r.k === 'trade' ? r.trade_id : '')));
+      const expected = {
+        trades: truth.expected.trades.filter((t) => runTrades.has(t.tradeId)),
+        deltas: deltas.map((d) => ({ ticker: d.m, exchangeTs: d.t, side: d.side, price: d.p, delta: d.d })),
+      };
+      assert.equal(expected.trades.length, runTrades.size, 'every trade of the run is in the truth file');
+      const actual = await loadProductionSet(db, span);
+      const comparison = compareWithTruth(expected, actual);
+      assert.ok(comparison.ok, formatTruthComparison(comparison));
+      assert.ok(expected.trades.length > 50 && expected.deltas.length > 3000, `enough data: ${expected.trades.length} trades, ${expected.deltas.length} deltas`);
+
+      // Order: each market's deltas in stream (seq) order equal the exchange's order.
+      const ordered = await db.query(`SELECT ticker, exchange_ts::text AS ts, side, price::text AS price, delta::text AS delta FROM orderbook_deltas ORDER BY ticker, conn_id, sid, seq`);
+      const gotByMarket = new Map<string, string[]>();
+      for (const r of ordered.rows) {
+        const list = gotByMarket.get(r.ticker) ?? [];
+        list.push(`${r.ts}|${r.side}|${formatScaled(parseScaled(r.price))}|${formatScaled(parseScaled(r.delta))}`);
+        gotByMarket.set(r.ticker, list);
+      }
+      const wantByMarket = new Map<string, string[]>();
+      for (const d of deltas) {
+        const list = wantByMarket.get(d.m) ?? [];
+        list.push(`${d.t}|${d.side}|${formatScaled(parseScaled(d.p))}|${formatScaled(parseScaled(d.d))}`);
+        wantByMarket.set(d.m, list);
+      }
+      for (const [m, want] of wantByMarket) assert.deepEqual(gotByMarket.get(m), want, `delta order of ${m}`);
+
+      // Tickers: every update once; lifecycle events present.
+      const tickerCount = (await db.query('SELECT count(*)::int AS n FROM tickers WHERE exchange_ts BETWEEN $1 AND $2', [span.fromUs, span.toUs])).rows[0].n;
+      assert.equal(tickerCount, window.filter((r) => r.k === 'ticker').length, 'ticker updates recorded once each');
+      const life = await db.query(`SELECT ticker, event_type FROM lifecycle_events`);
+      const haveLife = new Set(life.rows.map((r) => `${r.ticker}|${r.event_type}`));
+      for (const l of window.filter((r) => r.k === 'lifecycle')) {
+        if (l.k === 'lifecycle') assert.ok(haveLife.has(`${l.m}|${l.event_type}`), `lifecycle ${l.m} ${l.event_type} recorded`);
+      }
+
+      // Books: the subscription snapshot plus the recorded deltas equal every truth checkpoint.
+      const snaps = await db.query(`SELECT DISTINCT ON (ticker) ticker, yes_levels, no_levels FROM orderbook_snapshots WHERE source = 'ws' ORDER BY ticker, snapshot_ts`);
+      const base = new Map(snaps.rows.map((r) => [r.ticker as string, { yes: r.yes_levels as [string, string][], no: r.no_levels as [string, string][] }]));
+      let checked = 0;
+      for (const cp of window.filter((r): r is BookRec => r.k === 'book' && inRun(r.n))) {
+        const snap = base.get(cp.m);
+        if (!snap) continue; // a market created during the run starts empty and has no subscription snapshot
+        const book = { yes: levelsOf(snap.yes), no: levelsOf(snap.no) };
+        for (const d of deltas) if (d.m === cp.m && d.n < cp.n) applyLevels(book, d.side, d.p, d.d);
+        const rows = (gotByMarket.get(cp.m) ?? []).map((k) => k.split('|'));
+        const fromDb = { yes: levelsOf(snap.yes), no: levelsOf(snap.no) };
+        const due = deltas.filter((d) => d.m === cp.m && d.n < cp.n).length;
+        for (const [, side, price, delta] of rows.slice(0, due)) applyLevels(fromDb, side!, price!, delta!);
+        assert.equal(render(fromDb.yes), render(levelsOf(cp.yes)), `${cp.m} YES book at checkpoint ${cp.n}`);
+        assert.equal(render(fromDb.no), render(levelsOf(cp.no)), `${cp.m} NO book at checkpoint ${cp.n}`);
+        assert.equal(render(book.yes), render(fromDb.yes));
+        checked++;
+      }
+      assert.ok(checked > 100, `book checkpoints compared: ${checked}`);
+    } finally {
+      await db.end();
+    }
+  } catch (err) {
+    process.stderr.write(logLines.slice(-30).join(''));
+    throw err;
+  } finally {
+    if (!stopped) {
+      await gatherer.stop();
+      await run.sim.stop();
+    }
+  }
+});
