@@ -82,6 +82,8 @@ interface Conn {
   downSinceUs: number;
   reconnectTimer: NodeJS.Timeout | undefined;
   paused: boolean;
+  /** Set by forceReconnect: why, and from when data counts as lost. */
+  forced: { reason: string; lossSinceUs: number } | undefined;
 }
 
 const nowUs = (): number => Date.now() * 1000;
@@ -117,6 +119,7 @@ export class ConnectionManager {
         downSinceUs: 0,
         reconnectTimer: undefined,
         paused: false,
+        forced: undefined,
       });
     }
   }
@@ -186,11 +189,16 @@ export class ConnectionManager {
     return found ? [...found.shard.tickers] : [];
   }
 
-  /** Drops a connection on purpose (e.g. its worker died): it reconnects and resubscribes as after any break. */
-  forceReconnect(connId: number, reason: string): void {
+  /**
+   * Drops a connection on purpose (e.g. its worker died): it reconnects and resubscribes as after any
+   * break. `lossSinceUs` widens the loss window when data received earlier than the last frame was
+   * lost too (frames a dead worker had taken off its ring but not committed).
+   */
+  forceReconnect(connId: number, reason: string, lossSinceUs?: number): void {
     const c = this.conns[connId - 1];
     if (!c?.socket) return;
     this.log.warn({ connId, reason }, 'forcing reconnect');
+    c.forced = { reason, lossSinceUs: lossSinceUs ?? c.lastFrameUs };
     c.socket.terminate();
   }
 
@@ -478,9 +486,11 @@ export class ConnectionManager {
     for (const shard of this.shards.values()) if (shard.connId === conn.id) shard.sids.clear();
     this.sink.notice(conn.id, { kind: 'closed', epoch: conn.epoch });
     if (this.stopped) return;
+    const forced = conn.forced;
+    conn.forced = undefined;
     if (conn.downSinceUs === 0) {
-      conn.downSinceUs = conn.lastFrameUs || nowUs();
-      this.events.disconnected(conn.id, this.tickersOf(conn.id), conn.downSinceUs, `close ${code}`);
+      conn.downSinceUs = Math.min(conn.lastFrameUs || nowUs(), forced?.lossSinceUs ?? Infinity);
+      this.events.disconnected(conn.id, this.tickersOf(conn.id), conn.downSinceUs, forced?.reason ?? `close ${code}`);
     }
     this.events.reconnect(conn.id);
     const delay = conn.backoff.nextDelayMs();

@@ -31,6 +31,10 @@ export interface Gatherer {
   stop(): Promise<boolean>;
 }
 
+// A worker holds at most a ring (32 MiB) of frames plus its writers' pending rows: at the exchange's
+// rates that is seconds of data; a minute of trade backfill covers it with a wide margin.
+const WORKER_LOSS_LOOKBACK_US = 60_000_000;
+
 const EPOCH_NOTICE_KIND = { opened: FrameKind.connectionOpened, closed: FrameKind.connectionClosed, 'ring-drop': FrameKind.ringDrop } as const;
 
 function frameEncoder(codec: FrameCodec): FrameEncoder {
@@ -93,8 +97,11 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
       lifecycle: (_channel, envelope) => void controlPlane.registry.applyLifecycle(envelope),
       workerRestarted: (index) => {
         metrics.worker_restarts_total.inc();
+        // The dead worker may have held frames received well before its connections' last frame;
+        // the trade backfill after the reconnect looks back this far to cover them.
+        const lossSinceUs = Date.now() * 1000 - WORKER_LOSS_LOOKBACK_US;
         for (const connId of manager.connectionIds()) {
-          if (router.ringOf(connId) === index) manager.forceReconnect(connId, 'worker_restart');
+          if (router.ringOf(connId) === index) manager.forceReconnect(connId, 'worker_restart', lossSinceUs);
         }
       },
       flush: (table, rows, seconds, minReceivedUs) => {

@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client } from 'pg';
 import { parseScaled, formatScaled } from '../../src/ops/decimal';
-import { compareWithTruth, loadProductionSet, formatTruthComparison } from '../../src/ops/truth';
+import { compareWithTruth, formatTruthComparison, loadProductionSet } from '../../src/ops/truth';
 import { readTruthExpectation } from '../../src/ops/truth-file';
 import type { BookRec, DeltaRec } from '../../src/sim/truth';
-import { gathererOptions, migratedGathererDb, startPausedSimulator, startTestGatherer, waitFor, waitSubscribed } from '../harness/gatherer';
+import { expectedFrom, gathererOptions, runSpan, migratedGathererDb, recordWindow, startPausedSimulator, startTestGatherer } from '../harness/gatherer';
 import { startPg, type TestPg } from '../harness/pg';
 
 let pg: TestPg;
@@ -35,41 +35,22 @@ test('the gatherer records every trade once with exact values, every delta in or
   const dbUrl = await migratedGathererDb(pg);
   const run = await startPausedSimulator({ markets: MARKETS, rate: 4000, seed: 11, pingIntervalMs: 1000, marketLifetimeS: 20, checkpointIntervalMs: 500 });
   const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim));
-  let stopped = false;
   try {
-    await waitSubscribed(gatherer, MARKETS);
+    const rec = await recordWindow(run, gatherer, dbUrl, MARKETS, 6000);
+    assert.equal(rec.drained, true, 'graceful stop drained every ring');
+    const window = rec.window;
+    assert.ok(window.length > 5000, `the exchange produced a real load (${window.length} records)`);
     const db = new Client({ connectionString: dbUrl });
     await db.connect();
     try {
-      // Every market's subscription snapshot is committed before the exchange moves.
-      await waitFor('initial snapshots committed', async () => (await db.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n >= MARKETS);
-      const resumedAtN = run.records.length === 0 ? 0 : run.records[run.records.length - 1]!.n;
-      run.sim.resume();
-      await new Promise((r) => setTimeout(r, 6000));
-      run.sim.pause();
-      const window = run.records.filter((r) => r.n > resumedAtN);
-      assert.ok(window.length > 5000, `the exchange produced a real load (${window.length} records)`);
-      const lastN = window[window.length - 1]!.n;
-      await new Promise((r) => setTimeout(r, 1000));
-      stopped = true;
-      assert.equal(await gatherer.stop(), true, 'graceful stop drained every ring');
-      await run.sim.stop(); // flushes the truth file
-
-      const span = { fromUs: window[0]!.t, toUs: window[window.length - 1]!.t };
-      const truth = await readTruthExpectation(run.truthFile, span);
-      // Records at the window's edges that belong to the paused instants are not part of the run.
-      const inRun = (n: number): boolean => n > resumedAtN && n <= lastN;
-      const trades = window.filter((r) => r.k === 'trade');
+      const span = runSpan(window);
       const deltas = window.filter((r): r is DeltaRec => r.k === 'delta');
-      // The file holds exactly what the exchange did; only records of the run are expected.
-      const runTrades = new Set(trades.map((r) => (r.k === 'trade' ? r.trade_id : '')));
-      const expected = {
-        trades: truth.expected.trades.filter((t) => runTrades.has(t.tradeId)),
-        deltas: deltas.map((d) => ({ ticker: d.m, exchangeTs: d.t, side: d.side, price: d.p, delta: d.d })),
-      };
-      assert.equal(expected.trades.length, runTrades.size, 'every trade of the run is in the truth file');
-      const actual = await loadProductionSet(db, span);
-      const comparison = compareWithTruth(expected, actual);
+      // The truth file (complete once the simulator stopped) holds exactly the run's trades.
+      const truth = await readTruthExpectation(run.truthFile, span);
+      const expected = expectedFrom(window);
+      const fileTrades = new Set(truth.expected.trades.map((t) => t.tradeId));
+      assert.ok(expected.trades.every((t) => fileTrades.has(t.tradeId)), 'every trade of the run is in the truth file');
+      const comparison = compareWithTruth(expected, await loadProductionSet(db, span));
       assert.ok(comparison.ok, formatTruthComparison(comparison));
       assert.ok(expected.trades.length > 50 && expected.deltas.length > 3000, `enough data: ${expected.trades.length} trades, ${expected.deltas.length} deltas`);
 
@@ -102,7 +83,7 @@ test('the gatherer records every trade once with exact values, every delta in or
       const snaps = await db.query(`SELECT DISTINCT ON (ticker) ticker, yes_levels, no_levels FROM orderbook_snapshots WHERE source = 'ws' ORDER BY ticker, snapshot_ts`);
       const base = new Map(snaps.rows.map((r) => [r.ticker as string, { yes: r.yes_levels as [string, string][], no: r.no_levels as [string, string][] }]));
       let checked = 0;
-      for (const cp of window.filter((r): r is BookRec => r.k === 'book' && inRun(r.n))) {
+      for (const cp of window.filter((r): r is BookRec => r.k === 'book')) {
         const snap = base.get(cp.m);
         if (!snap) continue; // a market created during the run starts empty and has no subscription snapshot
         const book = { yes: levelsOf(snap.yes), no: levelsOf(snap.no) };
@@ -123,10 +104,5 @@ test('the gatherer records every trade once with exact values, every delta in or
   } catch (err) {
     process.stderr.write(logLines.slice(-30).join(''));
     throw err;
-  } finally {
-    if (!stopped) {
-      await gatherer.stop();
-      await run.sim.stop();
-    }
   }
 });

@@ -14,6 +14,7 @@ import { KalshiTestServer, market } from './fixtures/kalshi-test-server';
 const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
 const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 'Z');
 const HOUR = 3_600_000;
+const LEAD_MS = 10 * 60_000;
 
 let pg: TestPg;
 let pool: Pool;
@@ -103,6 +104,7 @@ before(async () => {
     marketsPageLimit: 100,
     createdFetchDelayMs: 200,
     reconcileIntervalMs: 24 * HOUR,
+    subscribeLeadMs: LEAD_MS,
   });
   registry = new MarketRegistry(opts, {
     rest,
@@ -198,19 +200,23 @@ describe('market registry', () => {
     });
   });
 
-  test('open and close times fire from one armed timer: the market goes live at open_time and away at close_time', async () => {
+  test('open and close times fire from one armed timer: the market is subscribed subscribeLeadMs before open_time, opens at open_time, goes away at close_time', async () => {
     added.length = 0;
     removed.length = 0;
     assert.ok(
       clock.pendingTimers() <= 2,
       'one due-time timer plus the reconcile timer, not one per market',
     );
-    clock.advance(HOUR - 1);
+    clock.advance(HOUR - LEAD_MS - 1);
     await registry.whenIdle();
     assert.deepEqual(added, []);
     clock.advance(1);
     await registry.whenIdle();
-    assert.deepEqual(added, ['KXA-E1-M2']);
+    assert.deepEqual(added, ['KXA-E1-M2'], 'subscribed ahead of the open (no WS event marks it)');
+    assert.equal((await row('KXA-E1-M2'))?.status, 'initialized');
+    clock.advance(LEAD_MS);
+    await registry.whenIdle();
+    assert.deepEqual(added, ['KXA-E1-M2'], 'added once');
     assert.equal((await row('KXA-E1-M2'))?.status, 'active');
     clock.advance(HOUR); // T0 + 2h: M1 closes
     await registry.whenIdle();

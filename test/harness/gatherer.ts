@@ -86,3 +86,74 @@ export async function startTestGatherer(options: GathererOptions): Promise<{ gat
 export async function waitSubscribed(g: Gatherer, markets: number): Promise<void> {
   await waitFor(`${markets} markets subscribed`, () => g.manager.marketCount() >= markets && g.manager.allSubscribed(), 30_000);
 }
+
+export interface RecordedWindow {
+  /** Exchange records made while the exchange ran (after the gatherer subscribed everything). */
+  readonly window: ExchangeRecord[];
+  readonly resumedAtN: number;
+  /** graceful stop result */
+  readonly drained: boolean;
+}
+
+/**
+ * Lets the paused exchange run for `runMs` once the gatherer has subscribed every market and
+ * committed their snapshots, pauses it, lets the gatherer drain, and stops both (the truth file is
+ * complete afterwards). `during` runs while the exchange is live (fault injection).
+ */
+export async function recordWindow(
+  run: SimRun,
+  g: Gatherer,
+  dbUrl: string,
+  markets: number,
+  runMs: number,
+  during: (elapsedMs: number) => void | Promise<void> = () => undefined,
+): Promise<RecordedWindow> {
+  await waitSubscribed(g, markets);
+  const db = new Client({ connectionString: dbUrl });
+  await db.connect();
+  try {
+    await waitFor('initial snapshots committed', async () => (await db.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n >= markets);
+  } finally {
+    await db.end();
+  }
+  const resumedAtN = run.records.length === 0 ? 0 : run.records[run.records.length - 1]!.n;
+  run.sim.resume();
+  const started = Date.now();
+  while (Date.now() - started < runMs) {
+    await during(Date.now() - started);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  run.sim.pause();
+  // Let in-flight frames, resyncs and backfills finish before the graceful stop.
+  await new Promise((r) => setTimeout(r, 1500));
+  const drained = await g.stop();
+  await run.sim.stop();
+  return { window: run.records.filter((r) => r.n > resumedAtN), resumedAtN, drained };
+}
+
+/** The run's trades and deltas in the shape the truth comparison takes. */
+export function expectedFrom(window: readonly ExchangeRecord[]): import('../../src/ops/truth').TruthSet {
+  const trades = [];
+  const deltas = [];
+  for (const r of window) {
+    if (r.k === 'trade') {
+      trades.push({
+        tradeId: r.trade_id,
+        ticker: r.m,
+        yesPrice: r.yes_price_dollars,
+        noPrice: r.no_price_dollars,
+        count: r.count_fp,
+        exchangeTs: Math.floor(r.t / 1000) * 1000,
+        takerSide: r.taker_side,
+      });
+    } else if (r.k === 'delta') {
+      deltas.push({ ticker: r.m, exchangeTs: r.t, side: r.side, price: r.p, delta: r.d });
+    }
+  }
+  return { trades, deltas };
+}
+
+/** Exchange-time span of a run; starts on the millisecond because trades are stored per millisecond. */
+export function runSpan(window: readonly ExchangeRecord[]): { fromUs: number; toUs: number } {
+  return { fromUs: Math.floor(window[0]!.t / 1000) * 1000, toUs: window[window.length - 1]!.t };
+}
