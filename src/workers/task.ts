@@ -178,6 +178,7 @@ export default async function runWorker(task: WorkerTask): Promise<number> {
   // The ring is closed and empty: commit everything still held, then stop.
   const results = await Promise.all([...writers.values()].map((w) => w.close()));
   const unflushed = results.reduce((s, r) => s + r.unflushedRows, 0);
+  counters.set(slots.pending, unflushed);
   if (unflushed > 0) log.error({ unflushed }, 'rows not committed at shutdown');
   port.close();
   return frames;

@@ -1,0 +1,153 @@
+// The gatherer's control plane against the simulator: reconnects after drops and silent stalls
+// with trades backfilled, error 25 recovery, error 26 splitting, REST snapshots and the admin
+// endpoint, 429s, finished markets unsubscribed, and a graceful stop under load.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { compareWithTruth, formatTruthComparison, loadProductionSet } from '../../src/ops/truth';
+import { readTruth, type FaultRec } from '../../src/sim/truth';
+import { expectedFrom, gathererOptions, migratedGathererDb, recordWindow, runSpan, startPausedSimulator, startTestGatherer, waitFor } from '../harness/gatherer';
+import { startPg, withClient, type TestPg } from '../harness/pg';
+
+let pg: TestPg;
+before(async () => {
+  pg = await startPg();
+});
+after(async () => {
+  await pg?.close();
+});
+
+const MARKETS = 80;
+const FAST_RECONNECT = { silenceTimeoutMs: 1000, backoffInitialMs: 100, backoffMaxMs: 500 };
+
+test('every connection stalled silent for a window: reconnects, resubscribes, ledgers the outage, and backfills every trade of the window exactly once', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: MARKETS, rate: 2000, seed: 31, pingIntervalMs: 300 });
+  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { connections: FAST_RECONNECT }));
+  let stalled = false;
+  try {
+    const rec = await recordWindow(run, gatherer, dbUrl, MARKETS, 7000, (elapsed) => {
+      if (!stalled && elapsed > 1500) {
+        stalled = true;
+        for (const c of run.sim.connections()) run.sim.injectFault({ kind: 'stall', conn: c.id, forMs: 2500 });
+      }
+    });
+    const stalls = readTruth(run.truthFile).filter((r): r is FaultRec => r.k === 'fault' && r.kind === 'stall');
+    assert.equal(stalls.length, 2, 'both connections stalled');
+    assert.ok((await gatherer.metrics.reconnects_total.get()).values[0]!.value >= 2, 'reconnected');
+    await withClient(dbUrl, async (db) => {
+      const c = compareWithTruth(expectedFrom(rec.window), await loadProductionSet(db, runSpan(rec.window)));
+      assert.equal(c.trades.counts.lost + c.trades.counts.duplicated + c.trades.counts.invented + c.trades.counts.mismatched, 0, formatTruthComparison(c));
+      assert.equal(c.deltas.counts.duplicated + c.deltas.counts.invented, 0, 'deltas never duplicated or invented');
+      const rest = await db.query(`SELECT count(*)::int AS n FROM trades WHERE source = 'rest'`);
+      assert.ok(rest.rows[0].n > 0, 'trades of the stall came from the REST backfill');
+      const gaps = await db.query(`SELECT kind, recovered, recovery_method FROM gap_ledger WHERE kind = 'disconnect'`);
+      assert.ok(gaps.rowCount! >= 2, 'each dropped connection is in the ledger');
+      assert.ok(gaps.rows.every((g) => g.recovered && g.recovery_method === 'resubscribe'));
+    });
+  } catch (err) {
+    process.stderr.write(logLines.slice(-20).join(''));
+    throw err;
+  }
+});
+
+test('error 25 on a subscription: ledgered as error_25 and recovered by a new subscription; error 26 splits subscriptions until they fit', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: MARKETS, rate: 1500, seed: 32, pingIntervalMs: 300, marketsPerSubMax: 15 });
+  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { connections: { ...FAST_RECONNECT, marketsPerSubscription: 50 } }));
+  let injected = false;
+  try {
+    await recordWindow(run, gatherer, dbUrl, MARKETS, 4000, (elapsed) => {
+      if (!injected && elapsed > 1000) {
+        injected = true;
+        run.sim.injectFault({ kind: 'err25', conn: run.sim.connections()[0]!.id });
+      }
+    });
+    const errs = (await gatherer.metrics.ws_client_errors_total.get()).values;
+    assert.ok(errs.some((v) => v.labels.type === 'exchange_26' && v.value > 0), 'the market cap was hit');
+    await withClient(dbUrl, async (db) => {
+      const g = await db.query(`SELECT kind, error_code, recovered, recovery_method FROM gap_ledger WHERE kind = 'error_25'`);
+      assert.equal(g.rowCount, 1, 'error 25 ledgered once');
+      assert.deepEqual(g.rows[0], { kind: 'error_25', error_code: 25, recovered: true, recovery_method: 'resubscribe' });
+      const snaps = await db.query(`SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots`);
+      assert.ok(snaps.rows[0].n >= MARKETS, 'every market subscribed despite the cap of 15 per subscription');
+    });
+  } catch (err) {
+    process.stderr.write(logLines.slice(-20).join(''));
+    throw err;
+  }
+});
+
+test('REST: snapshots stored with source rest, the admin endpoint refuses a missing or wrong token, 429s are retried, finished markets are unsubscribed', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: 30, rate: 500, seed: 33, pingIntervalMs: 300, marketLifetimeS: 4 });
+  const { gatherer, logLines } = await startTestGatherer(
+    gathererOptions(dbUrl, run.sim, {
+      connections: FAST_RECONNECT,
+      rest: { restBaseUrl: run.sim.restUrl, pollEnabled: true, pollIntervalMs: 2000, restTokensPerSec: 10_000, restBurstTokens: 10_000, backoffInitialMs: 50, backoffMaxMs: 200 },
+      http: { host: '127.0.0.1', healthPort: 0, metricsPort: 0, adminToken: 's3cret-token' },
+    }),
+  );
+  try {
+    const base = `http://127.0.0.1:${gatherer.http.healthPort}`;
+    await waitFor('subscribed', () => gatherer.manager.allSubscribed());
+    run.sim.resume();
+    const ticker = gatherer.controlPlane.registry.activeTickers()[0]!;
+    assert.equal((await fetch(`${base}/admin/poll-market?ticker=${ticker}`, { method: 'POST' })).status, 401);
+    assert.equal((await fetch(`${base}/admin/poll-market?ticker=${ticker}`, { method: 'POST', headers: { authorization: 'Bearer wrong' } })).status, 401);
+    run.sim.injectFault({ kind: 'rest429', forMs: 300 });
+    const ok = await fetch(`${base}/admin/poll-market?ticker=${ticker}`, { method: 'POST', headers: { authorization: 'Bearer s3cret-token' } });
+    assert.equal(ok.status, 200, await ok.clone().text());
+    const health = (await (await fetch(`${base}/health`)).json()) as { status: string; db: string; ws_connections: number };
+    assert.equal(health.status, 'healthy');
+    assert.equal(health.db, 'connected');
+    assert.equal(health.ws_connections, 2);
+    const subscribed = (): Set<string> => new Set(gatherer.manager.connectionIds().flatMap((id) => gatherer.manager.tickersOf(id)));
+    const closedAndGone = (): boolean => {
+      const closed = run.records.filter((r) => r.k === 'status' && r.status === 'closed').map((r) => (r.k === 'status' ? r.m : ''));
+      const now = subscribed();
+      return closed.length > 0 && closed.every((m) => !now.has(m));
+    };
+    await waitFor('markets close (no WS event) and are unsubscribed', closedAndGone, 20_000, 100);
+    await withClient(dbUrl, async (db) => {
+      await waitFor('a REST snapshot of every live market', async () => {
+        const r = await db.query(`SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots WHERE source = 'rest'`);
+        return r.rows[0].n >= 20;
+      }, 20_000, 200);
+      const r = await db.query(`SELECT conn_id, sid, seq, last_delta_ts FROM orderbook_snapshots WHERE source = 'rest' LIMIT 1`);
+      assert.deepEqual(r.rows[0], { conn_id: 0, sid: 0, seq: null, last_delta_ts: null });
+      const admin = await db.query(`SELECT count(*)::int AS n FROM orderbook_snapshots WHERE source = 'rest' AND ticker = $1`, [ticker]);
+      assert.ok(admin.rows[0].n >= 1, 'the admin poll stored a snapshot');
+    });
+    const outcomes = (await gatherer.metrics.rest_requests_total.get()).values;
+    assert.ok(outcomes.some((v) => v.labels.outcome === 'rate_limited' && v.value > 0), '429s were seen and counted');
+  } catch (err) {
+    process.stderr.write(logLines.slice(-20).join(''));
+    throw err;
+  } finally {
+    await gatherer.stop();
+    await run.sim.stop();
+  }
+});
+
+test('a graceful stop under load commits every frame that reached a ring', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: MARKETS, rate: 6000, seed: 34, pingIntervalMs: 1000 });
+  const { gatherer } = await startTestGatherer(gathererOptions(dbUrl, run.sim));
+  await waitFor('subscribed', () => gatherer.manager.allSubscribed());
+  run.sim.resume();
+  await new Promise((r) => setTimeout(r, 2500));
+  // Stop while the exchange is still sending.
+  assert.equal(await gatherer.stop(), true, 'drained within the bound');
+  await run.sim.stop();
+  const p = gatherer.pipeline;
+  assert.ok(gatherer.router.stats.framesRouted > 5000);
+  assert.equal(p.total('messages'), gatherer.router.stats.framesRouted, 'every data frame routed into a ring was processed');
+  assert.equal(p.total('pending_rows'), 0, 'no row left uncommitted');
+  for (const slot of p.slots) assert.equal(slot.ring.usedBytes(), 0, `ring ${slot.index} empty`);
+  await withClient(dbUrl, async (db) => {
+    for (const table of ['orderbook_deltas', 'trades', 'tickers'] as const) {
+      const n = (await db.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n;
+      assert.equal(n, p.total(`rows:${table}`), `${table}: rows in the database = rows the writers committed`);
+    }
+  });
+});
