@@ -2,12 +2,14 @@
 import { archiveCommand } from './archive';
 import { bookCommand } from './book';
 import type { Command } from './command';
+import { demoCommand } from './demo';
 import { gathererCommand } from './gatherer';
 import { migrateCommand } from './migrate';
 import { captureCommand, simCommand } from './sim';
 import { verifyCommand } from './verify';
 
 export const COMMANDS: readonly Command[] = [
+  demoCommand,
   migrateCommand,
   simCommand,
   captureCommand,

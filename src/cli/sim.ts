@@ -80,16 +80,20 @@ export const simCommand: Command = {
     if (readyJson) process.stdout.write(JSON.stringify({ wsUrl: sim.wsUrl, restUrl: sim.restUrl, port: sim.port, pid: process.pid }) + '\n');
     else process.stdout.write(`kdp sim: ws   ${sim.wsUrl}\nkdp sim: rest ${sim.restUrl}\n`);
     // A parent that spawned us with IPC may inject faults on demand.
+    // It may also freeze and resume the exchange clock (the demo holds the exchange until every
+    // gatherer has subscribed); the reply gives the exchange clock and the last record number.
     const onIpc = (msg: unknown): void => {
-      const m = msg as { inject?: FaultRequest; id?: number };
-      if (!m.inject) return;
+      const m = msg as { inject?: FaultRequest; clock?: 'pause' | 'resume'; id?: number };
       let error: string | undefined;
       try {
-        sim.injectFault(m.inject);
+        if (m.inject) sim.injectFault(m.inject);
+        else if (m.clock === 'pause') sim.pause();
+        else if (m.clock === 'resume') sim.resume();
+        else return;
       } catch (err) {
         error = (err as Error).message;
       }
-      process.send?.({ id: m.id, error });
+      process.send?.({ id: m.id, error, nowUs: sim.nowUs(), records: sim.stats().records });
     };
     if (process.send) process.on('message', onIpc);
     await new Promise<void>((resolve) => {

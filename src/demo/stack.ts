@@ -1,14 +1,16 @@
 // A whole local platform: one embedded PostgreSQL (a database per gatherer and one for
 // production), the exchange simulator, three gatherers, the deduplicator and the archiver, each
-// as its own process like in production. Used by `kdp demo` and the chaos run.
+// as its own process like in production. Used by `kdp demo`.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { stringify } from 'yaml';
 import { freePort, PgCluster } from '../core/pgcluster';
+import { getJson } from '../ops/scrape';
+import { Service } from '../ops/supervisor';
 import { migrate } from '../schema/migrate';
-import { Service, type ServiceSpec } from '../ops/supervisor';
+import { spawnSimulator, type SpawnedSimulator } from '../sim/spawn';
 import type { Endpoint } from './view';
 
 export interface StackOptions {
@@ -16,12 +18,12 @@ export interface StackOptions {
   readonly markets: number;
   readonly ratePerSec: number;
   readonly seed: number;
-  /** Simulator fault spec (see docs/simulator.md), passed through. */
-  readonly simFaults: string | undefined;
+  /** Simulator fault spec (docs/simulator.md), passed through. */
+  readonly simFaults: string;
   /** Where data, logs, configs and the truth file go; a temporary directory when absent. */
   readonly dataDir: string | undefined;
   readonly keep: boolean;
-  /** systemd RestartSec equivalent for crashed services. */
+  /** systemd RestartSec for crashed services. */
   readonly restartDelayMs: number;
   readonly onEvent: (line: string) => void;
 }
@@ -34,16 +36,16 @@ export interface GathererProc {
   readonly service: Service;
 }
 
+const MARKETS_PER_CONNECTION = 500;
+
 export class Stack {
   pg: PgCluster | undefined;
-  sim: Service | undefined;
-  simPort = 0;
+  sim: SpawnedSimulator | undefined;
   gatherers: GathererProc[] = [];
   dedup: Service | undefined;
-  dedupPorts = { health: 0, metrics: 0 };
   archive: Service | undefined;
-  archiveMetricsPort = 0;
   productionUrl = '';
+  readonly ports = { dedupHealth: 0, dedupMetrics: 0, archiveMetrics: 0 };
   readonly dir: string;
   readonly truthFile: string;
   readonly archiveDir: string;
@@ -52,40 +54,119 @@ export class Stack {
   constructor(readonly opts: StackOptions) {
     this.ownsDir = opts.dataDir === undefined;
     this.dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'kdp-demo-'));
-    for (const sub of ['logs', 'config', 'archive']) mkdirSync(join(this.dir, sub), { recursive: true });
+    for (const sub of ['logs', 'config', 'archive', 'archive-work']) mkdirSync(join(this.dir, sub), { recursive: true });
     this.truthFile = join(this.dir, 'truth.ndjson');
     this.archiveDir = join(this.dir, 'archive');
   }
 
-  private spec(name: string, args: string[]): ServiceSpec {
-    return { name, args, restartDelayMs: this.opts.restartDelayMs, restartBurstMax: 50, restartWindowMs: 600_000 };
-  }
-
   private service(name: string, args: string[]): Service {
-    return new Service(this.spec(name, args), join(this.dir, 'logs'), this.opts.onEvent);
+    const s = new Service(
+      { name, args, restartDelayMs: this.opts.restartDelayMs, restartBurstMax: 50, restartWindowMs: 600_000 },
+      join(this.dir, 'logs'),
+      this.opts.onEvent,
+    );
+    s.start();
+    return s;
   }
 
-  private writeConfig(name: string, value: unknown): string {
+  private config(name: string, value: unknown): string {
     const file = join(this.dir, 'config', `${name}.yaml`);
     writeFileSync(file, stringify(value));
     return file;
   }
 
-  /** PostgreSQL with migrated gatherer and production databases. */
-  async startDatabases(): Promise<void> {
-    this.pg = await PgCluster.start({ dataDir: join(this.dir, 'pg'), keep: true });
-    const names = [...Array.from({ length: this.opts.gatherers }, (_, i) => `g${i + 1}`), 'production'];
-    for (const name of names) {
-      const url = await this.pg.createDatabase(`kdp_${name}`);
+  /** PostgreSQL with a migrated database per gatherer and one for production. */
+  async startDatabases(): Promise<string[]> {
+    this.pg = await PgCluster.start({ dataDir: join(this.dir, 'pg'), keep: true, settings: { max_connections: '300' } });
+    const urls: string[] = [];
+    for (let i = 0; i <= this.opts.gatherers; i++) {
+      const production = i === this.opts.gatherers;
+      const url = await this.pg.createDatabase(production ? 'kdp_production' : `kdp_g${i + 1}`);
       const c = new Client({ connectionString: url });
       await c.connect();
       try {
-        await migrate(c, { kind: name === 'production' ? 'production' : 'gatherer', engine: 'postgres' });
+        await migrate(c, { kind: production ? 'production' : 'gatherer', engine: 'postgres' });
       } finally {
         await c.end();
       }
-      if (name === 'production') this.productionUrl = url;
+      if (production) this.productionUrl = url;
+      else urls.push(url);
     }
+    return urls;
+  }
+
+  /** The simulator in its own process, its exchange clock frozen until release(). */
+  async startSimulator(): Promise<SpawnedSimulator> {
+    this.sim = await spawnSimulator({
+      markets: this.opts.markets,
+      rate: this.opts.ratePerSec,
+      seed: this.opts.seed,
+      truthFile: this.truthFile,
+      faults: this.opts.simFaults,
+      pingIntervalMs: 10_000,
+    });
+    await this.sim.clock('pause');
+    return this.sim;
+  }
+
+  async startGatherers(dbUrls: readonly string[]): Promise<void> {
+    const sim = this.sim!;
+    const connections = Math.max(1, Math.ceil(this.opts.markets / MARKETS_PER_CONNECTION));
+    for (const [i, dbUrl] of dbUrls.entries()) {
+      const name = `g${i + 1}`;
+      const [healthPort, metricsPort] = [await freePort(), await freePort()];
+      const file = this.config(name, {
+        gathererId: name,
+        database: { url: dbUrl },
+        exchange: { wsUrl: sim.wsUrl },
+        rest: { restBaseUrl: sim.restUrl, pollIntervalMs: 60_000 },
+        connections: { count: connections, startJitterMs: 500, backoffInitialMs: 500, backoffMaxMs: 5_000 },
+        pipeline: { workers: 2, ringBytes: 16 * 1024 * 1024 },
+        http: { host: '127.0.0.1', healthPort, metricsPort },
+        log: { level: 'info' },
+      });
+      this.gatherers.push({ name, dbUrl, healthPort, metricsPort, service: this.service(name, ['gatherer', '--config', file]) });
+    }
+  }
+
+  /** Resolves once every gatherer reports every market subscribed. */
+  async waitGatherersSubscribed(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const states = await Promise.all(this.gatherers.map((g) => getJson(`http://127.0.0.1:${g.healthPort}/health`, 1000)));
+      const ready = states.every((s) => {
+        const b = s?.body as { subscribed?: boolean; markets?: number } | undefined;
+        return b?.subscribed === true && (b.markets ?? 0) >= this.opts.markets;
+      });
+      if (ready) return;
+      if (Date.now() > deadline) throw new Error('gatherers did not subscribe every market in time (see the logs directory)');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  async startDedupAndArchive(): Promise<void> {
+    this.ports.dedupHealth = await freePort();
+    this.ports.dedupMetrics = await freePort();
+    this.ports.archiveMetrics = await freePort();
+    const dedupFile = this.config('dedup', {
+      gatherers: this.gatherers.map((g) => ({ name: g.name, url: g.dbUrl })),
+      production: { url: this.productionUrl },
+      sync: { intervalMs: 500, backoffInitialMs: 200, backoffMaxMs: 5_000 },
+      http: { host: '127.0.0.1', healthPort: this.ports.dedupHealth, metricsPort: this.ports.dedupMetrics },
+      log: { level: 'info' },
+    });
+    this.dedup = this.service('dedup', ['dedup', '--config', dedupFile]);
+    const archiveFile = this.config('archive', {
+      production: { url: this.productionUrl },
+      store: { kind: 'local', dir: this.archiveDir, prefix: 'raw' },
+      intervalMs: 10_000,
+      exportLagMs: 60_000,
+      workDir: join(this.dir, 'archive-work'),
+      metricsPort: this.ports.archiveMetrics,
+      metricsHost: '127.0.0.1',
+      log: { level: 'info' },
+    });
+    this.archive = this.service('archive', ['archive', '--config', archiveFile]);
   }
 
   endpoints(): Endpoint[] {
@@ -99,42 +180,20 @@ export class Stack {
       {
         name: 'dedup',
         kind: 'dedup' as const,
-        metricsUrl: `http://127.0.0.1:${this.dedupPorts.metrics}/metrics`,
-        healthUrl: `http://127.0.0.1:${this.dedupPorts.health}/health`,
+        metricsUrl: `http://127.0.0.1:${this.ports.dedupMetrics}/metrics`,
+        healthUrl: `http://127.0.0.1:${this.ports.dedupHealth}/health`,
       },
-      { name: 'archive', kind: 'archive' as const, metricsUrl: `http://127.0.0.1:${this.archiveMetricsPort}/metrics`, healthUrl: undefined },
+      { name: 'archive', kind: 'archive' as const, metricsUrl: `http://127.0.0.1:${this.ports.archiveMetrics}/metrics`, healthUrl: undefined },
     ];
   }
 
+  /** Stops everything still running and removes the data directory unless kept. */
   async destroy(): Promise<void> {
-    for (const s of [this.sim, this.dedup, this.archive, ...this.gatherers.map((g) => g.service)]) {
-      if (!s) continue;
-      await s.stop(5000);
-      s.closeLog();
-    }
-    if (this.pg) {
-      await this.pg.stopServer().catch(() => undefined);
-    }
+    const services = [this.dedup, this.archive, ...this.gatherers.map((g) => g.service)];
+    await Promise.all(services.map((s) => s?.stop(10_000)));
+    for (const s of services) s?.closeLog();
+    await this.sim?.stop().catch(() => undefined);
+    await this.pg?.stopServer().catch(() => undefined);
     if (!this.opts.keep && this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  async ports(n: number): Promise<number[]> {
-    const out: number[] = [];
-    while (out.length < n) {
-      const p = await freePort();
-      if (!out.includes(p)) out.push(p);
-    }
-    return out;
-  }
-
-  // Service launchers (configs written in each service's documented format).
-  startService(name: string, args: string[]): Service {
-    const s = this.service(name, args);
-    s.start();
-    return s;
-  }
-
-  config(name: string, value: unknown): string {
-    return this.writeConfig(name, value);
   }
 }

@@ -112,6 +112,7 @@ export async function startGathererHttp(o: GathererOptions, d: GathererHttpDeps)
         db_checked_ms_ago: Date.now() - dbCheckedAt,
         gatherer: o.gathererId,
         markets: d.manager.marketCount(),
+        subscribed: d.manager.allSubscribed(),
         subscriptions: d.manager.subscriptionCount(),
         workers: d.pipeline.slots.length,
         worker_restarts: d.pipeline.restarts(),

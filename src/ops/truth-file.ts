@@ -10,6 +10,9 @@ export interface TruthWindow {
   readonly fromUs?: number | undefined;
   /** Exchange time (µs) up to which it must have everything (inclusive). */
   readonly toUs?: number | undefined;
+  /** Exchange record numbers (`n`): only records with fromN < n <= toN (a run between a resume and a pause). */
+  readonly afterN?: number | undefined;
+  readonly throughN?: number | undefined;
 }
 
 export interface TruthExpectation {
@@ -26,6 +29,8 @@ export interface TruthExpectation {
 export async function readTruthExpectation(file: string, window: TruthWindow = {}): Promise<TruthExpectation> {
   const from = window.fromUs ?? -Infinity;
   const to = window.toUs ?? Infinity;
+  const afterN = window.afterN ?? 0;
+  const throughN = window.throughN ?? Infinity;
   const trades: TruthSet['trades'][number][] = [];
   const deltas: TruthSet['deltas'][number][] = [];
   const books: BookRec[] = [];
@@ -42,6 +47,7 @@ export async function readTruthExpectation(file: string, window: TruthWindow = {
       faults.push(r);
       continue;
     }
+    if (r.n <= afterN || r.n > throughN) continue;
     first = Math.min(first, r.t);
     last = Math.max(last, r.t);
     switch (r.k) {
@@ -70,8 +76,9 @@ export async function readTruthExpectation(file: string, window: TruthWindow = {
         break;
     }
   }
+  // Trades are stored per millisecond: the span starts on the millisecond of the first record.
   const span: TruthSpan = {
-    fromUs: Number.isFinite(from) ? from : first,
+    fromUs: Number.isFinite(from) ? from : Math.floor(first / 1000) * 1000,
     toUs: Number.isFinite(to) ? to : last,
   };
   return { expected: { trades, deltas }, span, books, lifecycle, faults, markets };

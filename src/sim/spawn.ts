@@ -15,6 +15,8 @@ export interface SpawnedSimulator {
   readonly pid: number;
   readonly child: ChildProcess;
   injectFault(f: FaultRequest): Promise<void>;
+  /** Freezes / resumes the exchange clock; resolves with the clock (µs) and records made so far. */
+  clock(action: 'pause' | 'resume'): Promise<{ nowUs: number; records: number }>;
   /** SIGTERM, then waits for the exit (SIGKILL after timeoutMs). */
   stop(timeoutMs?: number): Promise<void>;
 }
@@ -70,21 +72,29 @@ export async function spawnSimulator(options: SimulatorOptions = {}, startTimeou
     });
   }).finally(() => rmSync(keyDir, { recursive: true, force: true }));
   let nextId = 1;
-  const waiting = new Map<number, (error?: string) => void>();
-  child.on('message', (m: { id: number; error?: string }) => waiting.get(m.id)?.(m.error));
+  type Reply = { id: number; error?: string; nowUs: number; records: number };
+  const waiting = new Map<number, (reply: Reply) => void>();
+  child.on('message', (m: Reply) => waiting.get(m.id)?.(m));
+  const request = (body: Record<string, unknown>): Promise<Reply> =>
+    new Promise((ok, fail) => {
+      const id = nextId++;
+      waiting.set(id, (reply) => {
+        waiting.delete(id);
+        if (reply.error) fail(new KdpError('KDP_ERR_USAGE', reply.error));
+        else ok(reply);
+      });
+      child.send({ id, ...body });
+    });
   return {
     ...ready,
     child,
-    injectFault: (f) =>
-      new Promise((ok, fail) => {
-        const id = nextId++;
-        waiting.set(id, (error) => {
-          waiting.delete(id);
-          if (error) fail(new KdpError('KDP_ERR_USAGE', error));
-          else ok();
-        });
-        child.send({ id, inject: f });
-      }),
+    injectFault: async (f) => {
+      await request({ inject: f });
+    },
+    clock: async (action) => {
+      const r = await request({ clock: action });
+      return { nowUs: r.nowUs, records: r.records };
+    },
     stop: async (timeoutMs = 10_000) => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
