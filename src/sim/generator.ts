@@ -3,6 +3,7 @@
 // here depends on clients or wall time, so the same seed and options give the same stream.
 import { dateCode, formatPrice, formatSize, PRICE_ONE, Rng } from './fixed';
 import { yesAsk, type ExchangeState, type MarketState } from './state';
+import type { InactiveSchedule } from './faults';
 import type { Draft, EventDef, MarketDef, MarketStatus, SeriesDef, Side } from './truth';
 
 export interface GeneratorOptions {
@@ -17,8 +18,8 @@ export interface GeneratorOptions {
   checkpointIntervalMs: number;
   /** Share of markets quoted in 0.001 steps (deci_cent); the rest use 0.01 (linear_cent). */
   deciCentShare: number;
-  /** Exchange-wide inactive windows [startUs, endUs) (from the `inactive` fault). */
-  inactiveWindows: ReadonlyArray<readonly [number, number]>;
+  /** Exchange-wide inactive windows (from the `inactive` fault). */
+  inactive: InactiveSchedule;
 }
 
 export type Emit = (draft: Draft, tUs: number) => void;
@@ -58,7 +59,6 @@ export class Generator {
   private eventCounter = 0;
   private currentEvent: EventDef | null = null;
   private eventFill = 0;
-  private windowIdx = 0;
   private inWindow = false;
   private readonly meanGapUs: number;
   nowUs: number;
@@ -131,14 +131,14 @@ export class Generator {
   }
 
   private nextWindowEdge(): number {
-    const w = this.o.inactiveWindows[this.windowIdx];
+    const w = this.o.inactive.current();
     if (!w) return Infinity;
     return this.inWindow ? w[1] : w[0];
   }
 
   private windowEdge(t: number): void {
     this.inWindow = !this.inWindow;
-    if (!this.inWindow) this.windowIdx++;
+    if (!this.inWindow) this.o.inactive.advance();
     this.emit({ k: 'exchange', exchange_active: !this.inWindow, trading_active: !this.inWindow }, t);
   }
 

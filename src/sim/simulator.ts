@@ -5,7 +5,7 @@ import uWS = require('../http/uws');
 import { KdpError } from '../core/errors';
 import { resolveOptions, type Resolved, type Spec } from '../config/validate';
 import { loadPublicKeys, REST_PREFIX, WS_PATH } from './auth';
-import { firingTimes, inactiveWindows, parseFaultSpec, type FaultPlan, type PeriodicFault } from './faults';
+import { FiringClock, InactiveSchedule, parseFaultSpec, type FaultPlan } from './faults';
 import { Generator } from './generator';
 import { RestApi } from './rest';
 import { ExchangeState } from './state';
@@ -116,8 +116,9 @@ class SimCore {
   private listenToken: uWS.us_listen_socket | null = null;
   port = 0;
   private listeners: Array<(rec: ExchangeRecord) => void> = [];
-  private faultQueue: Array<{ t: number; f: PeriodicFault }> = [];
-  private restWindows: Array<[number, number, number]> = [];
+  private faultClocks: FiringClock[] = [];
+  /** REST fault windows injected on demand: [startUs, endUs, status]. */
+  private injectedRest: Array<[number, number, number]> = [];
   private finish!: () => void;
   readonly finished = new Promise<void>((resolve) => (this.finish = resolve));
 
@@ -169,7 +170,7 @@ class SimCore {
       this.generator = new Generator({
         seed: this.cfg.seed, startUs: this.startUs, markets: this.cfg.markets, rate: this.cfg.rate, marketLifetimeS: this.cfg.marketLifetimeS,
         checkpointIntervalMs: this.cfg.checkpointIntervalMs, deciCentShare: this.cfg.deciCentShare,
-        inactiveWindows: inactiveWindows(this.plan, this.startUs, Math.min(this.endUs - this.startUs, 30 * 86_400e6)),
+        inactive: new InactiveSchedule(this.plan, this.startUs),
       }, this.state, (d, t) => this.commit(d, t));
       this.generator.seed();
     }
@@ -257,27 +258,27 @@ class SimCore {
 
   // ---------------- faults ----------------
   private scheduleFaults(): void {
-    const horizon = Math.min(this.endUs, this.startUs + 30 * 86_400e6);
-    for (const f of this.plan.periodic) {
-      if (f.kind === 'inactive') continue;
-      for (const t of firingTimes(f, this.startUs, horizon)) {
-        if (f.kind === 'rest429' || f.kind === 'rest5xx') this.restWindows.push([t, t + f.forUs, f.kind === 'rest429' ? 429 : 503]);
-        this.faultQueue.push({ t, f });
-      }
-    }
-    this.faultQueue.sort((a, b) => a.t - b.t);
+    this.faultClocks = this.plan.periodic.filter((f) => f.kind !== 'inactive').map((f) => new FiringClock(f, this.startUs));
   }
 
   private restFault(): number {
     const now = this.state.nowUs;
-    for (const [a, b, status] of this.restWindows) if (now >= a && now < b) return status;
+    for (const c of this.faultClocks) {
+      if ((c.f.kind === 'rest429' || c.f.kind === 'rest5xx') && now >= c.lastUs && now < c.lastUs + c.f.forUs) return c.f.kind === 'rest429' ? 429 : 503;
+    }
+    this.injectedRest = this.injectedRest.filter(([, b]) => b > now);
+    for (const [a, b, status] of this.injectedRest) if (now >= a && now < b) return status;
     return 0;
   }
 
+  /** Fires every periodic fault due by now, in time order. */
   private runFaults(): void {
-    while (this.faultQueue.length > 0 && this.faultQueue[0]!.t <= this.state.nowUs) {
-      const { f } = this.faultQueue.shift()!;
-      this.fire(f.kind, undefined, f.forUs, f.bytes);
+    for (;;) {
+      let due: FiringClock | undefined;
+      for (const c of this.faultClocks) if (c.peek() <= this.state.nowUs && c.peek() < (due?.peek() ?? Infinity)) due = c;
+      if (!due) return;
+      due.pop();
+      this.fire(due.f.kind, undefined, due.f.forUs, due.f.bytes);
     }
   }
 
@@ -300,7 +301,7 @@ class SimCore {
       case 'rest429':
       case 'rest5xx': {
         const now = this.state.nowUs;
-        this.restWindows.push([now, now + f.forMs * 1000, f.kind === 'rest429' ? 429 : 503]);
+        this.injectedRest.push([now, now + f.forMs * 1000, f.kind === 'rest429' ? 429 : 503]);
         return this.fire(f.kind, undefined, f.forMs * 1000, 0);
       }
       case 'skipseq': {
