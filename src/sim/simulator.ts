@@ -40,6 +40,7 @@ export const SIM_SPEC = {
   restBurstTokens: { kind: 'number', doc: 'REST token bucket size', default: 200, min: 1 },
   restCostTokens: { kind: 'number', doc: 'tokens per REST request', default: 10, min: 0 },
   restNewMarketDelayMs: { kind: 'int', doc: 'GET /markets/{ticker} answers 404 this long after creation', default: 0, min: 0 },
+  tickerTsMsMissingRate: { kind: 'number', doc: 'share of ticker messages sent without ts_ms (as Kalshi occasionally does)', default: 0.001, min: 0, max: 1 },
   tradesKeptMax: { kind: 'int', doc: 'trades kept for REST /markets/trades', default: 200_000, min: 100 },
   batchMax: { kind: 'int', doc: 'exchange records per event-loop turn', default: 4096, min: 1 },
 } as const satisfies Spec;
@@ -130,7 +131,7 @@ class SimCore {
     this.ws = new WsHub(this.state, {
       pingIntervalMs: cfg.pingIntervalMs, marketsPerSubMax: cfg.marketsPerSubMax, slowConsumerBytes: cfg.slowConsumerBytes,
       commandsPerSecMax: cfg.commandsPerSecMax, requireAuth: cfg.requireAuth, publicKeys: keys, rates: plan.rates,
-      faultSeed: (cfg.seed ^ 0x5eed5eed) >>> 0,
+      faultSeed: (cfg.seed ^ 0x5eed5eed) >>> 0, tickerTsMsMissingRate: cfg.tickerTsMsMissingRate,
     }, (rec) => this.writeClient(rec));
     this.rest = new RestApi(this.state, cfg);
     this.rest.faultStatus = () => this.restFault();
