@@ -98,6 +98,17 @@ test('book checkpoints equal the books obtained by applying the deltas', async (
     }
   }
   assert.ok(checked > 50, `${checked} checkpoints`);
+  // Books never cross: best YES bid + best NO bid < 1 after every delta.
+  const live = new Map<string, Book>();
+  for (const r of recs) {
+    if (r.k === 'market') live.set(r.market.ticker, new Book());
+    if (r.k !== 'delta') continue;
+    const b = live.get(r.m)!;
+    b.apply(r.side, parsePrice(r.p), parseSize(r.d));
+    const yes = b.best('yes');
+    const no = b.best('no');
+    if (yes >= 0 && no >= 0) assert.ok(yes + no < 10_000, `${r.m} crossed at n=${r.n}`);
+  }
 });
 
 test('replay of a truth file reproduces the exchange stream; REST books equal the final checkpoints', async () => {
