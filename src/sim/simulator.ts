@@ -45,6 +45,12 @@ export const SIM_SPEC = {
   batchMax: { kind: 'int', doc: 'exchange records per event-loop turn', default: 4096, min: 1 },
 } as const satisfies Spec;
 export type SimConfig = Resolved<typeof SIM_SPEC>;
+
+const FLAG_ALIASES: Readonly<Record<string, string>> = { truthFile: 'truth', fromFile: 'from' };
+/** The `kdp sim` flag of an option: `truthFile` -> `truth`, `marketsPerSubMax` -> `markets-per-sub-max`. */
+export function simFlag(key: keyof typeof SIM_SPEC): string {
+  return FLAG_ALIASES[key] ?? key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
 export type SimulatorOptions = Partial<{ -readonly [K in keyof SimConfig]: SimConfig[K] }> & {
   /** key id -> PEM public key; when set, WebSocket signatures are verified. */
   publicKeys?: Record<string, string>;
