@@ -56,6 +56,7 @@ export class Generator {
   private nextCreateUs: number;
   private readonly dyn = new Map<string, Dyn>();
   private readonly active: string[] = [];
+  private readonly activeIdx = new Map<string, number>();
   private eventCounter = 0;
   private currentEvent: EventDef | null = null;
   private eventFill = 0;
@@ -232,10 +233,20 @@ export class Generator {
     this.emit({ k: 'lifecycle', m, event_type: eventType, msg: { market_ticker: m, event_type: eventType, ...extra } }, t);
   }
 
+  /** O(1) membership changes (swap-remove): universes of tens of thousands of markets churn constantly. */
   private setActive(ticker: string, on: boolean): void {
-    const i = this.active.indexOf(ticker);
-    if (on && i < 0) this.active.push(ticker);
-    if (!on && i >= 0) this.active.splice(i, 1);
+    const i = this.activeIdx.get(ticker);
+    if (on && i === undefined) {
+      this.activeIdx.set(ticker, this.active.length);
+      this.active.push(ticker);
+    } else if (!on && i !== undefined) {
+      const last = this.active.pop()!;
+      this.activeIdx.delete(ticker);
+      if (last !== ticker) {
+        this.active[i] = last;
+        this.activeIdx.set(last, i);
+      }
+    }
   }
 
   // ---- universe ----
