@@ -354,6 +354,7 @@ export class WsHub {
       if (!Array.isArray(many)) return (this.error(conn, c.id, 11, 'market_tickers must be a list'), false);
       list.push(...many);
     }
+    if (list.length === 0) return null; // an empty list is no list
     if (!list.every((t) => typeof t === 'string' && t.length > 0)) return (this.error(conn, c.id, 11, 'market tickers must be strings'), false);
     const unknown = (list as string[]).find((t) => !this.state.markets.has(t));
     if (unknown !== undefined) return (this.error(conn, c.id, 16, unknown), false);

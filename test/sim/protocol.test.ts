@@ -148,6 +148,7 @@ test('every command error a client can provoke', async () => {
     assert.equal(await code(c.send('subscribe', { channels: ['fill'] })), 9);
     assert.equal(await code(c.send('subscribe', { channels: ['ticker'], market_tickers: 'x' })), 11);
     assert.equal(await code(c.send('subscribe', { channels: ['orderbook_delta'] })), 14);
+    assert.equal(await code(c.send('subscribe', { channels: ['orderbook_delta'], market_tickers: [] })), 14);
     assert.equal(await code(c.send('subscribe', { channels: ['orderbook_delta'], market_tickers: ['NO-SUCH'] })), 16);
     assert.equal(await code(c.send('subscribe', { channels: ['orderbook_delta'], market_tickers: t.slice(0, 4) })), 26);
     const sid = (await c.reply(c.send('subscribe', { channels: ['orderbook_delta'], market_tickers: t.slice(0, 2) })))[0]!.msg.sid;
