@@ -42,6 +42,7 @@ export const SIM_SPEC = {
   restNewMarketDelayMs: { kind: 'int', doc: 'GET /markets/{ticker} answers 404 this long after creation', default: 0, min: 0 },
   tickerTsMsMissingRate: { kind: 'number', doc: 'share of ticker messages sent without ts_ms (as Kalshi occasionally does)', default: 0.001, min: 0, max: 1 },
   tradesKeptMax: { kind: 'int', doc: 'trades kept for REST /markets/trades', default: 200_000, min: 100 },
+  fastWaitMsMax: { kind: 'int', doc: 'fast pace: a reader behind this long is dropped with error 25', default: 5000, min: 1 },
   batchMax: { kind: 'int', doc: 'exchange records per event-loop turn', default: 4096, min: 1 },
 } as const satisfies Spec;
 export type SimConfig = Resolved<typeof SIM_SPEC>;
@@ -116,6 +117,7 @@ class SimCore {
   private endUs: number;
   private wallStartMs = 0;
   private pausedAtMs = 0;
+  private behindSinceMs = 0;
   private paused = false;
   private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private stopped = false;
@@ -216,11 +218,24 @@ class SimCore {
     return Math.min(t, this.endUs);
   }
 
-  /** Fast pace waits while any reader has a quarter of the slow-consumer limit buffered. */
+  /**
+   * Fast pace waits while any reader has a quarter of the slow-consumer limit buffered. A reader
+   * that stays behind for fastWaitMsMax (stopped, dead) is dropped with error 25 so it cannot
+   * hold the exchange forever.
+   */
   private readersBehind(): boolean {
     if (this.cfg.pace !== 'fast') return false;
     const limit = this.cfg.slowConsumerBytes / 4;
-    for (const c of this.ws.conns.values()) if (c.ws && c.ws.getBufferedAmount() > limit) return true;
+    const behind = [...this.ws.conns.values()].filter((c) => c.ws && c.ws.getBufferedAmount() > limit);
+    if (behind.length === 0) {
+      this.behindSinceMs = 0;
+      return false;
+    }
+    const now = Date.now();
+    if (this.behindSinceMs === 0) this.behindSinceMs = now;
+    if (now - this.behindSinceMs < this.cfg.fastWaitMsMax) return true;
+    for (const c of behind) this.ws.dropSlow(c);
+    this.behindSinceMs = 0;
     return false;
   }
 

@@ -237,6 +237,11 @@ export class WsHub {
     this.pending.clear();
   }
 
+  /** Drops a reader the exchange will not wait for any longer (error 25 on its sids). */
+  dropSlow(conn: Conn): void {
+    if (conn.ws) this.overflow(conn, conn.ws.getBufferedAmount());
+  }
+
   /** Error 25 on every live sid of a connection that fell too far behind; the sids are dropped. */
   private overflow(conn: Conn, buffered: number): void {
     for (const sub of [...conn.subs.values()]) {
