@@ -372,8 +372,15 @@ export class Generator {
     const side: Side = m.book.yes.size === 0 ? 'no' : m.book.no.size === 0 ? 'yes' : this.rng.chance(0.5) ? 'yes' : 'no';
     const levels = side === 'yes' ? m.book.yes : m.book.no;
     if (levels.size === 0) return this.makerAdd(m, t, 'yes');
-    const prices = [...levels.keys()];
-    const price = prices[this.rng.int(prices.length)]!;
+    // The k-th level in insertion order (no array copy: cancels are a third of all actions).
+    let k = this.rng.int(levels.size);
+    let price = -1;
+    for (const p of levels.keys()) {
+      if (k-- === 0) {
+        price = p;
+        break;
+      }
+    }
     const size = levels.get(price)!;
     const cut = this.rng.chance(0.5) ? size : this.rng.range(1, size);
     this.delta(m, t, side, price, -cut);
