@@ -12,6 +12,7 @@ interface Rep {
   bytes: number;
   seconds: number;
   simCpuSeconds: number;
+  readerCpuSeconds: number;
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
@@ -40,13 +41,16 @@ async function measure(wsUrl: string, restUrl: string, seconds: number, simPid: 
   await new Promise((r) => setTimeout(r, 500)); // warm-up
   counting = true;
   const cpu0 = cpuSeconds(simPid);
+  const reader0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   counting = false;
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
   const simCpuSeconds = cpuSeconds(simPid) - cpu0;
+  const readerUsage = process.cpuUsage(reader0);
+  const readerCpuSeconds = (readerUsage.user + readerUsage.system) / 1e6;
   ws.terminate();
-  return { messages, bytes, seconds: elapsed, simCpuSeconds };
+  return { messages, bytes, seconds: elapsed, simCpuSeconds, readerCpuSeconds };
 }
 
 async function main(): Promise<void> {
@@ -61,7 +65,7 @@ async function main(): Promise<void> {
       const r = await measure(sim.wsUrl, sim.restUrl, seconds, sim.pid);
       const rate = r.messages / r.seconds;
       rates.push(rate);
-      process.stdout.write(`rep ${i + 1}: ${r.messages} messages in ${r.seconds.toFixed(2)} s = ${Math.round(rate)} msg/s, ${(r.bytes / r.seconds / 1e6).toFixed(1)} MB/s, ${Math.round(r.bytes / Math.max(1, r.messages))} B/msg; simulator used ${r.simCpuSeconds.toFixed(2)} CPU s = ${Math.round(r.messages / Math.max(0.01, r.simCpuSeconds))} msg per simulator CPU-second\n`);
+      process.stdout.write(`rep ${i + 1}: ${r.messages} messages in ${r.seconds.toFixed(2)} s = ${Math.round(rate)} msg/s, ${(r.bytes / r.seconds / 1e6).toFixed(1)} MB/s, ${Math.round(r.bytes / Math.max(1, r.messages))} B/msg; simulator used ${r.simCpuSeconds.toFixed(2)} CPU s = ${Math.round(r.messages / Math.max(0.01, r.simCpuSeconds))} msg per simulator CPU-second; reader used ${r.readerCpuSeconds.toFixed(2)} CPU s\n`);
     } finally {
       await sim.stop();
     }

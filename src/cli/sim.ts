@@ -2,78 +2,61 @@
 import { readFileSync } from 'node:fs';
 import { KdpError } from '../core/errors';
 import { parseOptions, type Command } from './command';
-import { startSimulator, type FaultRequest, type SimulatorOptions } from '../sim/simulator';
+import { SIM_SPEC, simFlag, startSimulator, type FaultRequest, type SimulatorOptions } from '../sim/simulator';
 import { startCapture } from '../sim/capture';
 
-const HELP = `kdp sim [options]
+type SpecKey = keyof typeof SIM_SPEC;
+const SPEC_KEYS = Object.keys(SIM_SPEC) as SpecKey[];
 
-Runs the simulated Kalshi exchange: WebSocket at /trade-api/ws/v2 and REST under /trade-api/v2.
-  --host H                  bind address (default 127.0.0.1)
-  --port N                  port (default 0 = any free port; the URLs are printed)
-  --markets N               active markets at start (default 50)
-  --rate R                  exchange messages per second (default 2000)
-  --seed S                  generator seed (default 1)
-  --start-us US             exchange clock at start, µs since epoch (default now, whole second)
-  --duration-s S            stop the exchange clock after S exchange seconds, then exit
-  --truth FILE              write the ground truth (NDJSON; docs/simulator.md)
-  --faults SPEC             inject faults, e.g. disconnect:every=20s,skipseq:rate=0.001
-  --from FILE               replay a truth file instead of generating
-  --speed X                 exchange seconds per wall second, or "max" (as fast as readers take it)
-  --market-lifetime-s S     mean market life (default 600)
-  --checkpoint-interval-ms  book checkpoints in the truth file (default 5000)
-  --ping-interval-ms MS     WebSocket Ping interval (default 10000)
-  --markets-per-sub-max N   markets per subscription before error 26 (default 1000)
-  --slow-consumer-bytes N   buffered bytes before error 25 (default 16 MiB)
-  --commands-per-sec-max N  WebSocket commands per second per connection (default 100)
-  --rest-tokens-per-sec N   REST token refill (default 200; 10 tokens per request)
-  --rest-burst-tokens N     REST bucket size (default 200)
-  --auth-public-key ID=FILE verify handshake signatures of key ID with this PEM public key (repeatable)
-  --require-auth            refuse unsigned handshakes (401)
-  --trades-kept-max N       trades kept for REST /markets/trades (default 200000)
-  --batch-max N             exchange records per event-loop turn (default 4096)
-  --ready-json              print one JSON line {wsUrl, restUrl, port, pid} instead of text
-Stops cleanly on SIGINT / SIGTERM.`;
-
-const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
-
-export function simOptionsFromArgv(argv: string[]): { options: SimulatorOptions; readyJson: boolean } {
-  const { values } = parseOptions(argv, {
-    host: { type: 'string' }, port: { type: 'string' }, markets: { type: 'string' }, rate: { type: 'string' },
-    seed: { type: 'string' }, 'start-us': { type: 'string' }, 'duration-s': { type: 'string' }, truth: { type: 'string' },
-    faults: { type: 'string' }, from: { type: 'string' }, speed: { type: 'string' }, 'market-lifetime-s': { type: 'string' },
-    'checkpoint-interval-ms': { type: 'string' }, 'ping-interval-ms': { type: 'string' }, 'markets-per-sub-max': { type: 'string' },
-    'slow-consumer-bytes': { type: 'string' }, 'commands-per-sec-max': { type: 'string' }, 'rest-tokens-per-sec': { type: 'string' },
-    'rest-burst-tokens': { type: 'string' }, 'auth-public-key': { type: 'string', multiple: true },
-    'require-auth': { type: 'boolean' }, 'ready-json': { type: 'boolean' }, 'batch-max': { type: 'string' },
-    'trades-kept-max': { type: 'string' },
+function helpText(): string {
+  const lines = SPEC_KEYS.map((k) => {
+    const f = SIM_SPEC[k];
+    const dflt = 'default' in f && f.default !== undefined && f.default !== '' ? ` (default ${String(f.default)})` : '';
+    return `  --${simFlag(k).padEnd(28)}${f.doc}${k === 'speed' ? '; "max" = as fast as readers take it' : ''}${dflt}`;
   });
+  return `kdp sim [options]
+
+Runs the simulated Kalshi exchange: WebSocket at /trade-api/ws/v2 and REST under /trade-api/v2
+(docs/simulator.md). Prints both URLs; stops cleanly on SIGINT / SIGTERM (or after --duration-s,
+or at the end of a --from replay).
+${lines.join('\n')}
+  --${'auth-public-key ID=FILE'.padEnd(28)}verify handshake signatures of key ID with this PEM public key (repeatable)
+  --${'ready-json'.padEnd(28)}print one JSON line {wsUrl, restUrl, port, pid} instead of text`;
+}
+
+type FlagSpec = { type: 'string' | 'boolean'; multiple?: boolean };
+
+/** Flags come from SIM_SPEC (one per option); values are validated by resolveOptions. */
+export function simOptionsFromArgv(argv: string[]): { options: SimulatorOptions; readyJson: boolean } {
+  const flags: Record<string, FlagSpec> = { 'auth-public-key': { type: 'string', multiple: true }, 'ready-json': { type: 'boolean' } };
+  for (const k of SPEC_KEYS) flags[simFlag(k)] = { type: SIM_SPEC[k].kind === 'boolean' ? 'boolean' : 'string' };
+  const { values } = parseOptions(argv, flags);
+  const v = values as Record<string, string | boolean | string[] | undefined>;
+  const raw: Record<string, unknown> = {};
+  for (const k of SPEC_KEYS) if (v[simFlag(k)] !== undefined) raw[k] = v[simFlag(k)];
+  if (raw.speed === 'max') {
+    delete raw.speed;
+    raw.pace = 'fast';
+  }
   const publicKeys: Record<string, string> = {};
-  for (const item of values['auth-public-key'] ?? []) {
+  for (const item of (v['auth-public-key'] as string[] | undefined) ?? []) {
     const eq = item.indexOf('=');
     if (eq <= 0) throw new KdpError('KDP_ERR_USAGE', `--auth-public-key wants ID=FILE, got ${item}`);
     publicKeys[item.slice(0, eq)] = readFileSync(item.slice(eq + 1), 'utf8');
   }
-  const raw: Record<string, unknown> = {
-    host: values.host, port: num(values.port), markets: num(values.markets), rate: num(values.rate), seed: num(values.seed),
-    startUs: num(values['start-us']), durationS: num(values['duration-s']), truthFile: values.truth, faults: values.faults,
-    fromFile: values.from, marketLifetimeS: num(values['market-lifetime-s']), checkpointIntervalMs: num(values['checkpoint-interval-ms']),
-    pingIntervalMs: num(values['ping-interval-ms']), marketsPerSubMax: num(values['markets-per-sub-max']),
-    slowConsumerBytes: num(values['slow-consumer-bytes']), commandsPerSecMax: num(values['commands-per-sec-max']),
-    restTokensPerSec: num(values['rest-tokens-per-sec']), restBurstTokens: num(values['rest-burst-tokens']),
-    requireAuth: values['require-auth'], batchMax: num(values['batch-max']),
-    tradesKeptMax: num(values['trades-kept-max']),
-  };
-  if (values.speed === 'max') raw.pace = 'fast';
-  else raw.speed = num(values.speed);
-  const options = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)) as SimulatorOptions;
+  const options = raw as SimulatorOptions;
   if (Object.keys(publicKeys).length > 0) options.publicKeys = publicKeys;
-  return { options, readyJson: values['ready-json'] === true };
+  return { options, readyJson: v['ready-json'] === true };
 }
+
+const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
 
 export const simCommand: Command = {
   name: 'sim',
   summary: 'run the simulated Kalshi exchange (WebSocket + REST, ground truth, faults, replay)',
-  help: HELP,
+  get help() {
+    return helpText();
+  },
   async run(argv) {
     const { options, readyJson } = simOptionsFromArgv(argv);
     const sim = await startSimulator(options);

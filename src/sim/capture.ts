@@ -125,116 +125,148 @@ class Recorder {
   }
 }
 
-export async function startCapture(o: CaptureOptions): Promise<Capture> {
-  const startUs = Date.now() * 1000;
-  const markets = await listMarkets(o);
-  if (markets.length === 0) throw new KdpError('KDP_ERR_USAGE', 'no markets to capture');
-  const rec = new Recorder(o.truthFile, startUs, { wsUrl: o.wsUrl, restUrl: o.restUrl, markets: markets.length });
-  const byTicker = new Map(markets.map((m) => [m.ticker as string, m]));
-  const seenEvents = new Set<string>();
-  const stats: CaptureStats = { records: 0, gaps: 0, errors: 0, markets: markets.length };
-  const headers = o.keyId && o.privateKeyPem ? { ...signRequest(o.keyId, o.privateKeyPem, 'GET', WS_PATH) } : {};
-  const ws = new WebSocket(o.wsUrl, { perMessageDeflate: false, headers });
-  await new Promise<void>((ok, fail) => {
-    ws.once('open', () => ok());
-    ws.once('error', fail);
-    ws.once('unexpected-response', (_q, r) => fail(new KdpError('KDP_ERR_WS_CONNECT', `handshake answered HTTP ${r.statusCode}`)));
-  });
-  const lastSeq = new Map<number, number>();
-  const sidTickers = new Map<number, string[]>();
-  const pendingBooks = new Map<number, string[]>();
-  let id = 0;
-  const send = (cmd: string, params: Json): number => {
-    ws.send(JSON.stringify({ id: ++id, cmd, params }));
-    return id;
-  };
-  const tickers = [...byTicker.keys()];
-  const per = o.marketsPerSub ?? 250;
-  for (let i = 0; i < tickers.length; i += per) pendingBooks.set(send('subscribe', { channels: ['orderbook_delta'], market_tickers: tickers.slice(i, i + per), use_yes_price: false }), tickers.slice(i, i + per));
-  send('subscribe', { channels: ['ticker', 'trade'], market_tickers: tickers });
-  send('subscribe', { channels: ['market_lifecycle_v2'] });
+/** One capture connection: subscribes, converts frames to truth records, repairs seq gaps. */
+class CaptureSession {
+  readonly stats: CaptureStats;
+  private readonly byTicker: Map<string, Json>;
+  private readonly seenEvents = new Set<string>();
+  private readonly lastSeq = new Map<number, number>();
+  private readonly sidTickers = new Map<number, string[]>();
+  private readonly pendingBooks = new Map<number, string[]>();
+  private nextId = 0;
 
-  const ensureMarket = (ticker: string, marketId: string): void => {
-    if (rec.books.has(ticker)) return;
-    const m = byTicker.get(ticker)!;
-    if (!seenEvents.has(m.event_ticker)) {
-      seenEvents.add(m.event_ticker);
-      rec.emit({ k: 'event', event: { event_ticker: m.event_ticker, series_ticker: String(m.event_ticker).split('-')[0]!, title: '', sub_title: '', strike_date_us: 0, created_us: 0 } });
+  constructor(private readonly ws: WebSocket, private readonly rec: Recorder, markets: Json[], private readonly marketsPerSub: number) {
+    this.byTicker = new Map(markets.map((m) => [m.ticker as string, m]));
+    this.stats = { records: 0, gaps: 0, errors: 0, markets: markets.length };
+  }
+
+  private send(cmd: string, params: Json): number {
+    this.ws.send(JSON.stringify({ id: ++this.nextId, cmd, params }));
+    return this.nextId;
+  }
+
+  subscribe(): void {
+    const tickers = [...this.byTicker.keys()];
+    for (let i = 0; i < tickers.length; i += this.marketsPerSub) {
+      const chunk = tickers.slice(i, i + this.marketsPerSub);
+      this.pendingBooks.set(this.send('subscribe', { channels: ['orderbook_delta'], market_tickers: chunk, use_yes_price: false }), chunk);
     }
-    rec.books.set(ticker, new Book());
-    rec.emit({ k: 'market', market: marketDef(m, marketId) });
-  };
-  const onFrame = (j: Json): void => {
+    this.send('subscribe', { channels: ['ticker', 'trade'], market_tickers: tickers });
+    this.send('subscribe', { channels: ['market_lifecycle_v2'] });
+  }
+
+  onRaw(data: string): void {
+    let j: Json;
+    try {
+      j = JSON.parse(data);
+    } catch {
+      this.stats.errors++;
+      return;
+    }
+    this.onFrame(j);
+  }
+
+  private ensureMarket(ticker: string, marketId: string): void {
+    if (this.rec.books.has(ticker)) return;
+    const m = this.byTicker.get(ticker)!;
+    if (!this.seenEvents.has(m.event_ticker)) {
+      this.seenEvents.add(m.event_ticker);
+      this.rec.emit({ k: 'event', event: { event_ticker: m.event_ticker, series_ticker: String(m.event_ticker).split('-')[0]!, title: '', sub_title: '', strike_date_us: 0, created_us: 0 } });
+    }
+    this.rec.books.set(ticker, new Book());
+    this.rec.emit({ k: 'market', market: marketDef(m, marketId) });
+  }
+
+  private onBook(j: Json): void {
     const msg = j.msg as Json;
+    const prev = this.lastSeq.get(j.sid);
+    if (prev !== undefined && j.seq !== prev + 1) {
+      // A gap invalidates every book on the sid: ask for fresh snapshots (they are diffed in).
+      this.stats.gaps++;
+      this.send('update_subscription', { sid: j.sid, action: 'get_snapshot', market_tickers: this.sidTickers.get(j.sid) ?? [] });
+    }
+    this.lastSeq.set(j.sid, j.seq);
+    this.ensureMarket(msg.market_ticker, msg.market_id);
+    if (j.type === 'orderbook_snapshot') this.rec.snapshot(msg.market_ticker, msg.yes_dollars_fp ?? [], msg.no_dollars_fp ?? []);
+    else this.rec.delta(msg.market_ticker, msg.side, msg.price_dollars, msg.delta_fp, parseRfc3339Micros(msg.ts));
+  }
+
+  private onLifecycle(msg: Json): void {
+    const rec = this.rec;
+    const t = (msg.determination_ts ?? msg.settled_ts ?? 0) * 1e6 || rec.lastT;
+    rec.emit({ k: 'lifecycle', m: msg.market_ticker, event_type: msg.event_type, msg }, t);
+    if (!rec.books.has(msg.market_ticker)) return;
+    const status = LIFECYCLE_STATUS[msg.event_type];
+    if (status) rec.emit({ k: 'status', m: msg.market_ticker, status, ...(msg.result ? { result: msg.result } : {}) }, t);
+    if (msg.event_type === 'close_date_updated') rec.emit({ k: 'status', m: msg.market_ticker, status: 'active', close_us: msg.close_ts * 1e6 }, t);
+  }
+
+  private onFrame(j: Json): void {
+    const msg = j.msg as Json;
+    const known = msg && this.rec.books.has(msg.market_ticker);
     switch (j.type) {
       case 'subscribed':
-        if (pendingBooks.has(j.id)) sidTickers.set(msg.sid, pendingBooks.get(j.id)!);
+        if (this.pendingBooks.has(j.id)) this.sidTickers.set(msg.sid, this.pendingBooks.get(j.id)!);
         return;
       case 'orderbook_snapshot':
-      case 'orderbook_delta': {
-        const prev = lastSeq.get(j.sid);
-        if (prev !== undefined && j.seq !== prev + 1) {
-          stats.gaps++;
-          send('update_subscription', { sid: j.sid, action: 'get_snapshot', market_tickers: sidTickers.get(j.sid) ?? [] });
-        }
-        lastSeq.set(j.sid, j.seq);
-        ensureMarket(msg.market_ticker, msg.market_id);
-        if (j.type === 'orderbook_snapshot') return rec.snapshot(msg.market_ticker, msg.yes_dollars_fp ?? [], msg.no_dollars_fp ?? []);
-        return rec.delta(msg.market_ticker, msg.side, msg.price_dollars, msg.delta_fp, parseRfc3339Micros(msg.ts));
-      }
+      case 'orderbook_delta':
+        return this.onBook(j);
       case 'ok':
-        if (typeof j.seq === 'number') lastSeq.set(j.sid, j.seq);
+        if (typeof j.seq === 'number') this.lastSeq.set(j.sid, j.seq);
         return;
       case 'trade':
-        if (!rec.books.has(msg.market_ticker)) return;
-        return rec.emit({
+        if (!known) return;
+        return this.rec.emit({
           k: 'trade', m: msg.market_ticker, trade_id: msg.trade_id, yes_price_dollars: msg.yes_price_dollars, no_price_dollars: msg.no_price_dollars,
-          count_fp: msg.count_fp, taker_side: msg.taker_side, taker_outcome_side: msg.taker_outcome_side ?? msg.taker_side, taker_book_side: msg.taker_book_side ?? (msg.taker_side === 'yes' ? 'bid' : 'ask'),
+          count_fp: msg.count_fp, taker_side: msg.taker_side, taker_outcome_side: msg.taker_outcome_side ?? msg.taker_side,
+          taker_book_side: msg.taker_book_side ?? (msg.taker_side === 'yes' ? 'bid' : 'ask'),
         }, msg.ts_ms * 1000);
       case 'ticker':
-        if (!rec.books.has(msg.market_ticker)) return;
-        return rec.emit({
+        if (!known) return;
+        return this.rec.emit({
           k: 'ticker', m: msg.market_ticker, price_dollars: msg.price_dollars ?? '', yes_bid_dollars: msg.yes_bid_dollars, yes_ask_dollars: msg.yes_ask_dollars,
           yes_bid_size_fp: msg.yes_bid_size_fp, yes_ask_size_fp: msg.yes_ask_size_fp, last_trade_size_fp: msg.last_trade_size_fp ?? '0.00',
           volume_fp: msg.volume_fp, open_interest_fp: msg.open_interest_fp, dollar_volume: msg.dollar_volume ?? 0, dollar_open_interest: msg.dollar_open_interest ?? 0,
         }, msg.time ? parseRfc3339Micros(msg.time) : (msg.ts_ms ?? msg.ts * 1000) * 1000);
-      case 'market_lifecycle_v2': {
-        const t = (msg.determination_ts ?? msg.settled_ts ?? 0) * 1e6 || rec.lastT;
-        rec.emit({ k: 'lifecycle', m: msg.market_ticker, event_type: msg.event_type, msg }, t);
-        const status = LIFECYCLE_STATUS[msg.event_type];
-        if (rec.books.has(msg.market_ticker) && status) rec.emit({ k: 'status', m: msg.market_ticker, status, ...(msg.result ? { result: msg.result } : {}) }, t);
-        if (rec.books.has(msg.market_ticker) && msg.event_type === 'close_date_updated') {
-          rec.emit({ k: 'status', m: msg.market_ticker, status: 'active', close_us: msg.close_ts * 1e6 }, t);
-        }
-        return;
-      }
+      case 'market_lifecycle_v2':
+        return this.onLifecycle(msg);
       case 'event_lifecycle':
-        return rec.emit({ k: 'event_lifecycle', e: msg.event_ticker, msg });
+        return this.rec.emit({ k: 'event_lifecycle', e: msg.event_ticker, msg });
       case 'error':
-        stats.errors++;
+        this.stats.errors++;
         return;
       default:
         return;
     }
-  };
-  ws.on('message', (data) => {
-    let j: Json;
-    try {
-      j = JSON.parse(data.toString());
-    } catch {
-      stats.errors++;
-      return;
-    }
-    onFrame(j);
-    stats.records = rec.records;
+  }
+}
+
+function connect(o: CaptureOptions): Promise<WebSocket> {
+  const headers = o.keyId && o.privateKeyPem ? { ...signRequest(o.keyId, o.privateKeyPem, 'GET', WS_PATH) } : {};
+  const ws = new WebSocket(o.wsUrl, { perMessageDeflate: false, headers });
+  return new Promise((ok, fail) => {
+    ws.once('open', () => ok(ws));
+    ws.once('error', fail);
+    ws.once('unexpected-response', (_q, r) => fail(new KdpError('KDP_ERR_WS_CONNECT', `handshake answered HTTP ${r.statusCode}`)));
   });
+}
+
+export async function startCapture(o: CaptureOptions): Promise<Capture> {
+  const startUs = Date.now() * 1000;
+  const markets = await listMarkets(o);
+  if (markets.length === 0) throw new KdpError('KDP_ERR_USAGE', 'no markets to capture');
+  const ws = await connect(o);
+  const rec = new Recorder(o.truthFile, startUs, { wsUrl: o.wsUrl, restUrl: o.restUrl, markets: markets.length });
+  const session = new CaptureSession(ws, rec, markets, o.marketsPerSub ?? 250);
+  ws.on('message', (data) => session.onRaw(data.toString()));
+  session.subscribe();
   const timer = setInterval(() => {
     for (const m of rec.books.keys()) rec.checkpoint(m);
   }, o.checkpointIntervalMs ?? 5000);
   const closed = new Promise<void>((r) => ws.once('close', () => r()));
   let stopped = false;
   return {
-    stats: () => ({ ...stats, records: rec.records }),
+    stats: () => ({ ...session.stats, records: rec.records }),
     stop: async () => {
       if (!stopped) {
         stopped = true;
@@ -244,7 +276,7 @@ export async function startCapture(o: CaptureOptions): Promise<Capture> {
         await Promise.race([closed, new Promise((r) => setTimeout(r, 2000))]);
         rec.close();
       }
-      return { ...stats, records: rec.records };
+      return { ...session.stats, records: rec.records };
     },
   };
 }

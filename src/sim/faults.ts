@@ -80,27 +80,65 @@ export function parseFaultSpec(spec: string): FaultPlan {
   return plan;
 }
 
-/** Firing times (exchange µs) of one periodic fault within [startUs, endUs). */
-export function firingTimes(f: PeriodicFault, startUs: number, endUs: number): number[] {
-  const out: number[] = [];
-  if (f.atUs > 0 && startUs + f.atUs < endUs) out.push(startUs + f.atUs);
-  if (f.everyUs > 0) for (let t = startUs + f.everyUs; t < endUs; t += f.everyUs) out.push(t);
-  return out.sort((a, b) => a - b);
+/** The firing times of one periodic fault, produced lazily in time order (no horizon, no big arrays). */
+export class FiringClock {
+  private k = 1;
+  private atPending: boolean;
+  /** The last time it fired (for windows: rest429, rest5xx). */
+  lastUs = -Infinity;
+  constructor(readonly f: PeriodicFault, private readonly startUs: number) {
+    this.atPending = f.atUs > 0;
+  }
+  peek(): number {
+    const at = this.atPending ? this.startUs + this.f.atUs : Infinity;
+    const every = this.f.everyUs > 0 ? this.startUs + this.k * this.f.everyUs : Infinity;
+    return Math.min(at, every);
+  }
+  pop(): number {
+    const t = this.peek();
+    if (this.atPending && t === this.startUs + this.f.atUs) this.atPending = false;
+    else this.k++;
+    this.lastUs = t;
+    return t;
+  }
 }
 
-/** Exchange-wide inactive windows, merged and sorted, up to horizonUs after start. */
+/** Exchange-wide inactive windows [start, end), overlapping ones merged, produced lazily. */
+export class InactiveSchedule {
+  private readonly clocks: FiringClock[];
+  private window: [number, number] | null = null;
+  constructor(plan: FaultPlan, startUs: number) {
+    this.clocks = plan.periodic.filter((f) => f.kind === 'inactive').map((f) => new FiringClock(f, startUs));
+  }
+  private earliest(): FiringClock | undefined {
+    let best: FiringClock | undefined;
+    for (const c of this.clocks) if (c.peek() < (best?.peek() ?? Infinity)) best = c;
+    return best;
+  }
+  /** The next window not yet passed, or null when there is none. */
+  current(): readonly [number, number] | null {
+    if (this.window) return this.window;
+    let c = this.earliest();
+    if (!c) return null;
+    const start = c.pop();
+    let end = start + c.f.forUs;
+    while ((c = this.earliest()) && c.peek() <= end) {
+      const t = c.pop();
+      end = Math.max(end, t + c.f.forUs);
+    }
+    this.window = [start, end];
+    return this.window;
+  }
+  /** Moves past the current window. */
+  advance(): void {
+    this.window = null;
+  }
+}
+
+/** Inactive windows starting before startUs + horizonUs (tests, documentation). */
 export function inactiveWindows(plan: FaultPlan, startUs: number, horizonUs: number): Array<[number, number]> {
-  const windows: Array<[number, number]> = [];
-  for (const f of plan.periodic) {
-    if (f.kind !== 'inactive') continue;
-    for (const t of firingTimes(f, startUs, startUs + horizonUs)) windows.push([t, t + f.forUs]);
-  }
-  windows.sort((a, b) => a[0] - b[0]);
-  const merged: Array<[number, number]> = [];
-  for (const w of windows) {
-    const last = merged[merged.length - 1];
-    if (last && w[0] <= last[1]) last[1] = Math.max(last[1], w[1]);
-    else merged.push([w[0], w[1]]);
-  }
-  return merged;
+  const sched = new InactiveSchedule(plan, startUs);
+  const out: Array<[number, number]> = [];
+  for (let w = sched.current(); w && w[0] < startUs + horizonUs; sched.advance(), w = sched.current()) out.push([w[0], w[1]]);
+  return out;
 }

@@ -13,9 +13,11 @@ function pad(n: number, width: number): string {
 
 // Formatted strings are cached: every delta, trade and ticker formats prices and sizes, and
 // reusing the strings keeps the allocation rate (and GC time) of the hot path down.
-const PRICE_STRINGS: string[] = [];
-const SIZE_CACHE_MAX = 100_000;
-const SIZE_STRINGS = new Map<number, string>();
+const PRICE_STRINGS: Array<string | undefined> = new Array<string | undefined>(PRICE_ONE + 1).fill(undefined);
+// Order sizes are mostly below 200.00 contracts: dense (packed) arrays cover those both ways.
+const SIZE_CACHE_MAX = 20_001;
+const SIZE_POS: Array<string | undefined> = new Array<string | undefined>(SIZE_CACHE_MAX).fill(undefined);
+const SIZE_NEG: Array<string | undefined> = new Array<string | undefined>(SIZE_CACHE_MAX).fill(undefined);
 
 /** 4530 -> "0.4530"; 10000 -> "1.0000". */
 export function formatPrice(units: number): string {
@@ -34,14 +36,11 @@ export function formatSize(units: number): string {
   if (!Number.isInteger(units)) throw new KdpError('KDP_ERR_INTERNAL', `bad size units ${units}`);
   const neg = units < 0;
   const a = neg ? -units : units;
-  const cached = a < SIZE_CACHE_MAX;
-  if (cached) {
-    const hit = SIZE_STRINGS.get(units);
-    if (hit !== undefined) return hit;
-  }
-  const s = `${neg ? '-' : ''}${Math.floor(a / 100)}.${pad(a % 100, 2)}`;
-  if (cached) SIZE_STRINGS.set(units, s);
-  return s;
+  if (a >= SIZE_CACHE_MAX) return `${neg ? '-' : ''}${Math.floor(a / 100)}.${pad(a % 100, 2)}`;
+  const cache = neg ? SIZE_NEG : SIZE_POS;
+  let hit = cache[a];
+  if (hit === undefined) cache[a] = hit = `${neg ? '-' : ''}${Math.floor(a / 100)}.${pad(a % 100, 2)}`;
+  return hit;
 }
 
 /** Parses an exact decimal string into integer units of 10^-scale; throws on anything else. */

@@ -3,6 +3,7 @@
 // here depends on clients or wall time, so the same seed and options give the same stream.
 import { dateCode, formatPrice, formatSize, PRICE_ONE, Rng } from './fixed';
 import { yesAsk, type ExchangeState, type MarketState } from './state';
+import type { InactiveSchedule } from './faults';
 import type { Draft, EventDef, MarketDef, MarketStatus, SeriesDef, Side } from './truth';
 
 export interface GeneratorOptions {
@@ -17,8 +18,8 @@ export interface GeneratorOptions {
   checkpointIntervalMs: number;
   /** Share of markets quoted in 0.001 steps (deci_cent); the rest use 0.01 (linear_cent). */
   deciCentShare: number;
-  /** Exchange-wide inactive windows [startUs, endUs) (from the `inactive` fault). */
-  inactiveWindows: ReadonlyArray<readonly [number, number]>;
+  /** Exchange-wide inactive windows (from the `inactive` fault). */
+  inactive: InactiveSchedule;
 }
 
 export type Emit = (draft: Draft, tUs: number) => void;
@@ -55,10 +56,10 @@ export class Generator {
   private nextCreateUs: number;
   private readonly dyn = new Map<string, Dyn>();
   private readonly active: string[] = [];
+  private readonly activeIdx = new Map<string, number>();
   private eventCounter = 0;
   private currentEvent: EventDef | null = null;
   private eventFill = 0;
-  private windowIdx = 0;
   private inWindow = false;
   private readonly meanGapUs: number;
   nowUs: number;
@@ -131,14 +132,14 @@ export class Generator {
   }
 
   private nextWindowEdge(): number {
-    const w = this.o.inactiveWindows[this.windowIdx];
+    const w = this.o.inactive.current();
     if (!w) return Infinity;
     return this.inWindow ? w[1] : w[0];
   }
 
   private windowEdge(t: number): void {
     this.inWindow = !this.inWindow;
-    if (!this.inWindow) this.windowIdx++;
+    if (!this.inWindow) this.o.inactive.advance();
     this.emit({ k: 'exchange', exchange_active: !this.inWindow, trading_active: !this.inWindow }, t);
   }
 
@@ -232,10 +233,20 @@ export class Generator {
     this.emit({ k: 'lifecycle', m, event_type: eventType, msg: { market_ticker: m, event_type: eventType, ...extra } }, t);
   }
 
+  /** O(1) membership changes (swap-remove): universes of tens of thousands of markets churn constantly. */
   private setActive(ticker: string, on: boolean): void {
-    const i = this.active.indexOf(ticker);
-    if (on && i < 0) this.active.push(ticker);
-    if (!on && i >= 0) this.active.splice(i, 1);
+    const i = this.activeIdx.get(ticker);
+    if (on && i === undefined) {
+      this.activeIdx.set(ticker, this.active.length);
+      this.active.push(ticker);
+    } else if (!on && i !== undefined) {
+      const last = this.active.pop()!;
+      this.activeIdx.delete(ticker);
+      if (last !== ticker) {
+        this.active[i] = last;
+        this.activeIdx.set(last, i);
+      }
+    }
   }
 
   // ---- universe ----
@@ -361,8 +372,15 @@ export class Generator {
     const side: Side = m.book.yes.size === 0 ? 'no' : m.book.no.size === 0 ? 'yes' : this.rng.chance(0.5) ? 'yes' : 'no';
     const levels = side === 'yes' ? m.book.yes : m.book.no;
     if (levels.size === 0) return this.makerAdd(m, t, 'yes');
-    const prices = [...levels.keys()];
-    const price = prices[this.rng.int(prices.length)]!;
+    // The k-th level in insertion order (no array copy: cancels are a third of all actions).
+    let k = this.rng.int(levels.size);
+    let price = -1;
+    for (const p of levels.keys()) {
+      if (k-- === 0) {
+        price = p;
+        break;
+      }
+    }
     const size = levels.get(price)!;
     const cut = this.rng.chance(0.5) ? size : this.rng.range(1, size);
     this.delta(m, t, side, price, -cut);

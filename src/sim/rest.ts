@@ -7,7 +7,7 @@ import { REST_PREFIX } from './auth';
 import { formatPrice, PRICE_ONE } from './fixed';
 import { yesAsk, type ExchangeState, type MarketState } from './state';
 import { isoMicros } from './wire';
-import type { MarketStatus, TradeRec } from './truth';
+import type { MarketStatus } from './truth';
 
 export interface RestOptions {
   /** Token refill per second per client (Kalshi Basic tier: 200). */
@@ -71,14 +71,6 @@ export function marketJson(m: MarketState): Record<string, unknown> {
     notional_value_dollars: '1.0000', price_level_structure: m.def.price_level_structure,
     price_ranges: [{ start: '0.0000', end: '1.0000', step: m.def.price_level_structure === 'deci_cent' ? '0.0010' : '0.0100' }],
     strike_type: 'greater', floor_strike: m.def.floor_strike, rules_primary: `Resolves Yes if the value is above ${m.def.floor_strike}.`,
-  };
-}
-
-function tradeJson(r: TradeRec): Record<string, unknown> {
-  return {
-    trade_id: r.trade_id, ticker: r.m, yes_price_dollars: r.yes_price_dollars, no_price_dollars: r.no_price_dollars,
-    count_fp: r.count_fp, taker_side: r.taker_side, taker_outcome_side: r.taker_outcome_side, taker_book_side: r.taker_book_side,
-    created_time: isoMicros(r.t),
   };
 }
 
@@ -210,27 +202,27 @@ export class RestApi {
     const maxTs = q.get('max_ts') ? Number(q.get('max_ts')) : Infinity;
     if (!Number.isFinite(minTs) || Number.isNaN(maxTs)) return bad('min_ts / max_ts must be Unix seconds');
     const ticker = q.get('ticker');
-    let source: readonly TradeRec[] = this.state.trades;
-    if (ticker) {
-      const m = this.state.markets.get(ticker);
-      if (!m) return [200, { trades: [], cursor: '' }];
-      source = m.trades;
-    }
+    const market = ticker ? this.state.markets.get(ticker) : undefined;
+    if (ticker && !market) return [200, { trades: [], cursor: '' }];
+    const ring = this.state.trades;
     const out: Record<string, unknown>[] = [];
     let lastN = 0;
     let more = false;
     // Newest first, as Kalshi lists trades.
-    for (let i = source.length - 1; i >= 0; i--) {
-      const r = source[i]!;
-      if (r.n >= cursorN) continue;
-      if (r.t < minTs * 1e6) break;
-      if (r.t >= (maxTs + 1) * 1e6) continue;
+    for (let k = 0; k < ring.size; k++) {
+      const slot = ring.slot(k);
+      const n = ring.nAt(slot);
+      const t = ring.tAt(slot);
+      if (n >= cursorN) continue;
+      if (t < minTs * 1e6) break;
+      if (t >= (maxTs + 1) * 1e6) continue;
+      if (market && ring.marketAt(slot) !== market.idx) continue;
       if (out.length === limit) {
         more = true;
         break;
       }
-      out.push(tradeJson(r));
-      lastN = r.n;
+      out.push(ring.json(slot, this.state.marketList[ring.marketAt(slot)]!.def.ticker, isoMicros));
+      lastN = n;
     }
     return [200, { trades: out, cursor: more ? encodeCursor(lastN) : '' }];
   }

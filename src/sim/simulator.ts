@@ -5,7 +5,7 @@ import uWS = require('../http/uws');
 import { KdpError } from '../core/errors';
 import { resolveOptions, type Resolved, type Spec } from '../config/validate';
 import { loadPublicKeys, REST_PREFIX, WS_PATH } from './auth';
-import { firingTimes, inactiveWindows, parseFaultSpec, type FaultPlan, type PeriodicFault } from './faults';
+import { FiringClock, InactiveSchedule, parseFaultSpec, type FaultPlan } from './faults';
 import { Generator } from './generator';
 import { RestApi } from './rest';
 import { ExchangeState } from './state';
@@ -40,10 +40,18 @@ export const SIM_SPEC = {
   restBurstTokens: { kind: 'number', doc: 'REST token bucket size', default: 200, min: 1 },
   restCostTokens: { kind: 'number', doc: 'tokens per REST request', default: 10, min: 0 },
   restNewMarketDelayMs: { kind: 'int', doc: 'GET /markets/{ticker} answers 404 this long after creation', default: 0, min: 0 },
+  tickerTsMsMissingRate: { kind: 'number', doc: 'share of ticker messages sent without ts_ms (as Kalshi occasionally does)', default: 0.001, min: 0, max: 1 },
   tradesKeptMax: { kind: 'int', doc: 'trades kept for REST /markets/trades', default: 200_000, min: 100 },
+  fastWaitMsMax: { kind: 'int', doc: 'fast pace: a reader behind this long is dropped with error 25', default: 5000, min: 1 },
   batchMax: { kind: 'int', doc: 'exchange records per event-loop turn', default: 4096, min: 1 },
 } as const satisfies Spec;
 export type SimConfig = Resolved<typeof SIM_SPEC>;
+
+const FLAG_ALIASES: Readonly<Record<string, string>> = { truthFile: 'truth', fromFile: 'from' };
+/** The `kdp sim` flag of an option: `truthFile` -> `truth`, `marketsPerSubMax` -> `markets-per-sub-max`. */
+export function simFlag(key: keyof typeof SIM_SPEC): string {
+  return FLAG_ALIASES[key] ?? key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
 export type SimulatorOptions = Partial<{ -readonly [K in keyof SimConfig]: SimConfig[K] }> & {
   /** key id -> PEM public key; when set, WebSocket signatures are verified. */
   publicKeys?: Record<string, string>;
@@ -109,6 +117,7 @@ class SimCore {
   private endUs: number;
   private wallStartMs = 0;
   private pausedAtMs = 0;
+  private behindSinceMs = 0;
   private paused = false;
   private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private stopped = false;
@@ -116,8 +125,9 @@ class SimCore {
   private listenToken: uWS.us_listen_socket | null = null;
   port = 0;
   private listeners: Array<(rec: ExchangeRecord) => void> = [];
-  private faultQueue: Array<{ t: number; f: PeriodicFault }> = [];
-  private restWindows: Array<[number, number, number]> = [];
+  private faultClocks: FiringClock[] = [];
+  /** REST fault windows injected on demand: [startUs, endUs, status]. */
+  private injectedRest: Array<[number, number, number]> = [];
   private finish!: () => void;
   readonly finished = new Promise<void>((resolve) => (this.finish = resolve));
 
@@ -129,7 +139,7 @@ class SimCore {
     this.ws = new WsHub(this.state, {
       pingIntervalMs: cfg.pingIntervalMs, marketsPerSubMax: cfg.marketsPerSubMax, slowConsumerBytes: cfg.slowConsumerBytes,
       commandsPerSecMax: cfg.commandsPerSecMax, requireAuth: cfg.requireAuth, publicKeys: keys, rates: plan.rates,
-      faultSeed: (cfg.seed ^ 0x5eed5eed) >>> 0,
+      faultSeed: (cfg.seed ^ 0x5eed5eed) >>> 0, tickerTsMsMissingRate: cfg.tickerTsMsMissingRate,
     }, (rec) => this.writeClient(rec));
     this.rest = new RestApi(this.state, cfg);
     this.rest.faultStatus = () => this.restFault();
@@ -169,7 +179,7 @@ class SimCore {
       this.generator = new Generator({
         seed: this.cfg.seed, startUs: this.startUs, markets: this.cfg.markets, rate: this.cfg.rate, marketLifetimeS: this.cfg.marketLifetimeS,
         checkpointIntervalMs: this.cfg.checkpointIntervalMs, deciCentShare: this.cfg.deciCentShare,
-        inactiveWindows: inactiveWindows(this.plan, this.startUs, Math.min(this.endUs - this.startUs, 30 * 86_400e6)),
+        inactive: new InactiveSchedule(this.plan, this.startUs),
       }, this.state, (d, t) => this.commit(d, t));
       this.generator.seed();
     }
@@ -208,11 +218,24 @@ class SimCore {
     return Math.min(t, this.endUs);
   }
 
-  /** Fast pace waits while any reader has a quarter of the slow-consumer limit buffered. */
+  /**
+   * Fast pace waits while any reader has a quarter of the slow-consumer limit buffered. A reader
+   * that stays behind for fastWaitMsMax (stopped, dead) is dropped with error 25 so it cannot
+   * hold the exchange forever.
+   */
   private readersBehind(): boolean {
     if (this.cfg.pace !== 'fast') return false;
     const limit = this.cfg.slowConsumerBytes / 4;
-    for (const c of this.ws.conns.values()) if (c.ws && c.ws.getBufferedAmount() > limit) return true;
+    const behind = [...this.ws.conns.values()].filter((c) => c.ws && c.ws.getBufferedAmount() > limit);
+    if (behind.length === 0) {
+      this.behindSinceMs = 0;
+      return false;
+    }
+    const now = Date.now();
+    if (this.behindSinceMs === 0) this.behindSinceMs = now;
+    if (now - this.behindSinceMs < this.cfg.fastWaitMsMax) return true;
+    for (const c of behind) this.ws.dropSlow(c);
+    this.behindSinceMs = 0;
     return false;
   }
 
@@ -257,27 +280,27 @@ class SimCore {
 
   // ---------------- faults ----------------
   private scheduleFaults(): void {
-    const horizon = Math.min(this.endUs, this.startUs + 30 * 86_400e6);
-    for (const f of this.plan.periodic) {
-      if (f.kind === 'inactive') continue;
-      for (const t of firingTimes(f, this.startUs, horizon)) {
-        if (f.kind === 'rest429' || f.kind === 'rest5xx') this.restWindows.push([t, t + f.forUs, f.kind === 'rest429' ? 429 : 503]);
-        this.faultQueue.push({ t, f });
-      }
-    }
-    this.faultQueue.sort((a, b) => a.t - b.t);
+    this.faultClocks = this.plan.periodic.filter((f) => f.kind !== 'inactive').map((f) => new FiringClock(f, this.startUs));
   }
 
   private restFault(): number {
     const now = this.state.nowUs;
-    for (const [a, b, status] of this.restWindows) if (now >= a && now < b) return status;
+    for (const c of this.faultClocks) {
+      if ((c.f.kind === 'rest429' || c.f.kind === 'rest5xx') && now >= c.lastUs && now < c.lastUs + c.f.forUs) return c.f.kind === 'rest429' ? 429 : 503;
+    }
+    this.injectedRest = this.injectedRest.filter(([, b]) => b > now);
+    for (const [a, b, status] of this.injectedRest) if (now >= a && now < b) return status;
     return 0;
   }
 
+  /** Fires every periodic fault due by now, in time order. */
   private runFaults(): void {
-    while (this.faultQueue.length > 0 && this.faultQueue[0]!.t <= this.state.nowUs) {
-      const { f } = this.faultQueue.shift()!;
-      this.fire(f.kind, undefined, f.forUs, f.bytes);
+    for (;;) {
+      let due: FiringClock | undefined;
+      for (const c of this.faultClocks) if (c.peek() <= this.state.nowUs && c.peek() < (due?.peek() ?? Infinity)) due = c;
+      if (!due) return;
+      due.pop();
+      this.fire(due.f.kind, undefined, due.f.forUs, due.f.bytes);
     }
   }
 
@@ -300,7 +323,7 @@ class SimCore {
       case 'rest429':
       case 'rest5xx': {
         const now = this.state.nowUs;
-        this.restWindows.push([now, now + f.forMs * 1000, f.kind === 'rest429' ? 429 : 503]);
+        this.injectedRest.push([now, now + f.forMs * 1000, f.kind === 'rest429' ? 429 : 503]);
         return this.fire(f.kind, undefined, f.forMs * 1000, 0);
       }
       case 'skipseq': {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { KdpError } from '../core/errors';
-import type { FaultRequest, SimulatorOptions } from './simulator';
+import { SIM_SPEC, simFlag, type FaultRequest, type SimulatorOptions } from './simulator';
 
 export interface SpawnedSimulator {
   readonly wsUrl: string;
@@ -20,14 +20,6 @@ export interface SpawnedSimulator {
   /** SIGTERM, then waits for the exit (SIGKILL after timeoutMs). */
   stop(timeoutMs?: number): Promise<void>;
 }
-
-const FLAGS: Record<string, string> = {
-  host: '--host', port: '--port', markets: '--markets', rate: '--rate', seed: '--seed', startUs: '--start-us',
-  durationS: '--duration-s', truthFile: '--truth', faults: '--faults', fromFile: '--from', marketLifetimeS: '--market-lifetime-s',
-  checkpointIntervalMs: '--checkpoint-interval-ms', pingIntervalMs: '--ping-interval-ms', marketsPerSubMax: '--markets-per-sub-max',
-  slowConsumerBytes: '--slow-consumer-bytes', commandsPerSecMax: '--commands-per-sec-max', restTokensPerSec: '--rest-tokens-per-sec',
-  restBurstTokens: '--rest-burst-tokens', batchMax: '--batch-max', tradesKeptMax: '--trades-kept-max',
-};
 
 function argvFor(options: SimulatorOptions, keyDir: string): string[] {
   const argv: string[] = [];
@@ -46,9 +38,8 @@ function argvFor(options: SimulatorOptions, keyDir: string): string[] {
     } else if (key === 'speed') {
       if (options.pace !== 'fast') argv.push('--speed', String(value));
     } else {
-      const flag = FLAGS[key];
-      if (!flag) throw new KdpError('KDP_ERR_USAGE', `spawnSimulator: option ${key} has no command-line flag`);
-      argv.push(flag, String(value));
+      if (!(key in SIM_SPEC)) throw new KdpError('KDP_ERR_USAGE', `spawnSimulator: unknown option ${key}`);
+      argv.push(`--${simFlag(key as keyof typeof SIM_SPEC)}`, String(value));
     }
   }
   return argv;

@@ -4,6 +4,7 @@
 import { KdpError } from '../core/errors';
 import { formatPrice, formatSize, parsePrice, parseSize, PRICE_ONE } from './fixed';
 import { marketPrefix } from './wire';
+import { TradeRing } from './trades';
 import type {
   EventDef, ExchangeRecord, Level, MarketDef, MarketStatus, SeriesDef, Side, TickerRec, TradeRec,
 } from './truth';
@@ -76,7 +77,8 @@ export interface MarketState {
   /** Latest ticker record (null until the first one). */
   ticker: TickerRec | null;
   lastTradeUnits: number;
-  readonly trades: TradeRec[];
+  /** Position in ExchangeState.marketList (the trade ring refers to markets by it). */
+  readonly idx: number;
   /** Wire prefix of this market's payloads (see wire.ts). */
   readonly wirePrefix: string;
 }
@@ -93,14 +95,16 @@ export class ExchangeState {
   /** Markets in creation order (REST pagination order). */
   readonly marketList: MarketState[] = [];
   readonly eventList: EventDef[] = [];
-  /** All kept trades in exchange order. */
-  readonly trades: TradeRec[] = [];
+  /** The most recent trades (REST /markets/trades). */
+  readonly trades: TradeRing;
   exchangeActive = true;
   tradingActive = true;
   nowUs = 0;
   lastN = 0;
 
-  constructor(private readonly opts: StateOptions) {}
+  constructor(opts: StateOptions) {
+    this.trades = new TradeRing(opts.tradesKeptMax);
+  }
 
   market(ticker: string): MarketState {
     const m = this.markets.get(ticker);
@@ -154,7 +158,7 @@ export class ExchangeState {
   private addMarket(def: MarketDef): void {
     if (this.markets.has(def.ticker)) throw new KdpError('KDP_ERR_INTERNAL', `market ${def.ticker} created twice`);
     const m: MarketState = {
-      def, status: def.status, closeUs: def.close_us, result: '', book: new Book(), ticker: null, lastTradeUnits: -1, trades: [],
+      def, status: def.status, closeUs: def.close_us, result: '', book: new Book(), ticker: null, lastTradeUnits: -1, idx: this.marketList.length,
       wirePrefix: marketPrefix(def.ticker, def.market_id),
     };
     this.markets.set(def.ticker, m);
@@ -164,18 +168,7 @@ export class ExchangeState {
   private addTrade(rec: TradeRec): void {
     const m = this.market(rec.m);
     m.lastTradeUnits = parsePrice(rec.yes_price_dollars);
-    m.trades.push(rec);
-    this.trades.push(rec);
-    if (this.trades.length > this.opts.tradesKeptMax * 1.25) {
-      // Drop in chunks so trimming stays amortised O(1) per trade.
-      const drop = this.trades.splice(0, this.trades.length - this.opts.tradesKeptMax);
-      const cutN = drop[drop.length - 1]!.n;
-      for (const mk of this.marketList) {
-        let i = 0;
-        while (i < mk.trades.length && mk.trades[i]!.n <= cutN) i++;
-        if (i > 0) mk.trades.splice(0, i);
-      }
-    }
+    this.trades.push(rec, m.idx);
   }
 }
 

@@ -33,9 +33,10 @@ export function tradeMsg(rec: TradeRec): string {
   return `{"trade_id":"${rec.trade_id}","market_ticker":${q(rec.m)},"yes_price_dollars":"${rec.yes_price_dollars}","no_price_dollars":"${rec.no_price_dollars}","count_fp":"${rec.count_fp}","taker_side":"${rec.taker_side}","taker_outcome_side":"${rec.taker_outcome_side}","taker_book_side":"${rec.taker_book_side}","ts":${Math.floor(ms / 1000)},"ts_ms":${ms}}`;
 }
 
-export function tickerMsg(rec: TickerRec, prefix: string): string {
+/** `withTsMs = false` drops `ts_ms`, which Kalshi occasionally omits from tickers. */
+export function tickerMsg(rec: TickerRec, prefix: string, withTsMs = true): string {
   const ms = Math.floor(rec.t / 1000);
-  return `${prefix}"price_dollars":"${rec.price_dollars}","yes_bid_dollars":"${rec.yes_bid_dollars}","yes_ask_dollars":"${rec.yes_ask_dollars}","yes_bid_size_fp":"${rec.yes_bid_size_fp}","yes_ask_size_fp":"${rec.yes_ask_size_fp}","last_trade_size_fp":"${rec.last_trade_size_fp}","volume_fp":"${rec.volume_fp}","open_interest_fp":"${rec.open_interest_fp}","dollar_volume":${rec.dollar_volume},"dollar_open_interest":${rec.dollar_open_interest},"ts":${Math.floor(ms / 1000)},"ts_ms":${ms},"time":"${isoMicros(rec.t)}"}`;
+  return `${prefix}"price_dollars":"${rec.price_dollars}","yes_bid_dollars":"${rec.yes_bid_dollars}","yes_ask_dollars":"${rec.yes_ask_dollars}","yes_bid_size_fp":"${rec.yes_bid_size_fp}","yes_ask_size_fp":"${rec.yes_ask_size_fp}","last_trade_size_fp":"${rec.last_trade_size_fp}","volume_fp":"${rec.volume_fp}","open_interest_fp":"${rec.open_interest_fp}","dollar_volume":${rec.dollar_volume},"dollar_open_interest":${rec.dollar_open_interest},"ts":${Math.floor(ms / 1000)},${withTsMs ? `"ts_ms":${ms},` : ''}"time":"${isoMicros(rec.t)}"}`;
 }
 
 /** orderbook_snapshot payload; an empty side is omitted (as on Kalshi). */

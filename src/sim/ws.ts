@@ -34,6 +34,15 @@ export interface WsOptions {
   publicKeys: Map<string, KeyObject>;
   rates: Record<RateKind, number>;
   faultSeed: number;
+  /** Share of ticker messages sent without ts_ms (Kalshi omits it occasionally). */
+  tickerTsMsMissingRate: number;
+}
+
+/** Whether ticker record n goes out without ts_ms: a hash of n, so every client sees the same. */
+export function omitTsMs(n: number, rate: number): boolean {
+  if (rate <= 0) return false;
+  const h = Math.imul(n ^ (n >>> 16), 0x45d9f3b) >>> 0;
+  return (Math.imul(h ^ (h >>> 16), 0x45d9f3b) >>> 0) / 4294967296 < rate;
 }
 
 export interface Sub {
@@ -166,7 +175,7 @@ export class WsHub {
       case 'trade':
         return this.fanAll(this.tradeAll, this.tradeIdx.get(rec.m), 'trade', () => tradeMsg(rec));
       case 'ticker':
-        return this.fanAll(this.tickerAll, this.tickerIdx.get(rec.m), 'ticker', () => tickerMsg(rec, this.state.market(rec.m).wirePrefix));
+        return this.fanAll(this.tickerAll, this.tickerIdx.get(rec.m), 'ticker', () => tickerMsg(rec, this.state.market(rec.m).wirePrefix, !omitTsMs(rec.n, this.o.tickerTsMsMissingRate)));
       case 'lifecycle':
         return this.fanAll(this.lifecycleSubs, undefined, 'market_lifecycle_v2', () => JSON.stringify(rec.msg));
       case 'event_lifecycle':
@@ -226,6 +235,11 @@ export class WsHub {
       if (ws.getBufferedAmount() > this.o.slowConsumerBytes) this.overflow(conn, ws.getBufferedAmount());
     }
     this.pending.clear();
+  }
+
+  /** Drops a reader the exchange will not wait for any longer (error 25 on its sids). */
+  dropSlow(conn: Conn): void {
+    if (conn.ws) this.overflow(conn, conn.ws.getBufferedAmount());
   }
 
   /** Error 25 on every live sid of a connection that fell too far behind; the sids are dropped. */
@@ -345,6 +359,7 @@ export class WsHub {
       if (!Array.isArray(many)) return (this.error(conn, c.id, 11, 'market_tickers must be a list'), false);
       list.push(...many);
     }
+    if (list.length === 0) return null; // an empty list is no list
     if (!list.every((t) => typeof t === 'string' && t.length > 0)) return (this.error(conn, c.id, 11, 'market tickers must be strings'), false);
     const unknown = (list as string[]).find((t) => !this.state.markets.has(t));
     if (unknown !== undefined) return (this.error(conn, c.id, 16, unknown), false);

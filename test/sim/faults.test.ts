@@ -103,3 +103,22 @@ test('spawnSimulator runs the exchange in its own process and injects faults ove
   }
   assert.ok(sim.child.exitCode === 0, `exit code ${sim.child.exitCode}`);
 });
+
+test('fast pace waits for a slow reader, and drops one that stops reading with error 25', async () => {
+  const sim = await startSimulator({ markets: 6, rate: 100_000, seed: 5, pace: 'fast', slowConsumerBytes: 256 * 1024, fastWaitMsMax: 800 });
+  const c = await TestClient.open(sim.wsUrl);
+  const tickers = sim.state.marketList.filter((m) => m.status === 'active').map((m) => m.def.ticker);
+  const sid = (await c.reply(c.send('subscribe', { channels: ['orderbook_delta'], market_tickers: tickers })))[0]!.msg.sid;
+  (c.ws as any)._socket.pause();
+  await sleep(300);
+  const before = sim.stats().records;
+  await sleep(300);
+  assert.ok(sim.stats().records - before < 20_000, 'the exchange waits for the reader');
+  await sleep(1000);
+  (c.ws as any)._socket.resume();
+  await c.until(() => c.ofType('error').some((e) => e.msg.code === 25 && e.sid === sid), 10_000);
+  const seqs = c.frames.flatMap((f) => (f.json && f.json.sid === sid && typeof f.json.seq === 'number' ? [f.json.seq as number] : []));
+  seqs.forEach((s, i) => assert.equal(s, i + 1, 'nothing lost before the drop'));
+  c.close();
+  await sim.stop();
+});

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { formatPrice, formatSize, parsePrice, parseSize, parseScaled, rfc3339Micros, parseRfc3339Micros, Rng } from '../../src/sim/fixed';
 import { isoMicros } from '../../src/sim/wire';
+import { TradeRing } from '../../src/sim/trades';
 import { isKdpError } from '../../src/core/errors';
 
 test('prices and sizes round-trip exactly through their strings', () => {
@@ -57,4 +58,28 @@ test('the seeded generator is reproducible and its UUIDs are version 4', () => {
     ids.add(id);
   }
   assert.equal(ids.size, 1000);
+});
+
+test('the trade ring keeps the newest trades and gives back exactly what went in', () => {
+  const ring = new TradeRing(50);
+  const rng = new Rng(7);
+  const all: Array<Record<string, unknown>> = [];
+  for (let n = 1; n <= 120; n++) {
+    const yes = rng.range(1, 9999);
+    const rec = {
+      k: 'trade' as const, n, t: 1_790_000_000_000_000 + n * 7, m: 'X', trade_id: n % 17 === 0 ? `odd-${n}` : rng.uuid(),
+      yes_price_dollars: formatPrice(yes), no_price_dollars: formatPrice(10_000 - yes), count_fp: formatSize(rng.range(1, 1_000_000)),
+      taker_side: (rng.chance(0.5) ? 'yes' : 'no') as 'yes' | 'no', taker_outcome_side: (rng.chance(0.5) ? 'yes' : 'no') as 'yes' | 'no',
+      taker_book_side: (rng.chance(0.5) ? 'bid' : 'ask') as 'bid' | 'ask',
+    };
+    ring.push(rec, 0);
+    const { k: _k, n: _n, t, m, ...rest } = rec;
+    all.push({ ...rest, ticker: m, created_time: rfc3339Micros(t) });
+  }
+  assert.equal(ring.size, 50);
+  for (let k = 0; k < 50; k++) {
+    const slot = ring.slot(k);
+    assert.equal(ring.nAt(slot), 120 - k);
+    assert.deepEqual(ring.json(slot, 'X', rfc3339Micros), all[119 - k]);
+  }
 });

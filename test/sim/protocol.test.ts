@@ -31,7 +31,7 @@ async function withSim(opts: Parameters<typeof startSimulator>[0], body: (sim: S
 }
 
 test('message shapes and field formats', async () => {
-  await withSim({ pingIntervalMs: 100 }, async (sim) => {
+  await withSim({ pingIntervalMs: 100, tickerTsMsMissingRate: 0 }, async (sim) => {
     const c = await TestClient.open(sim.wsUrl);
     const tickers = activeTickers(sim, 4);
     const id = c.send('subscribe', { channels: ['orderbook_delta', 'ticker', 'trade'], market_tickers: tickers });
@@ -75,6 +75,19 @@ test('message shapes and field formats', async () => {
     assert.ok(c.pings.every((p) => p === 'heartbeat'), 'Ping control frames with body heartbeat');
     c.close();
   });
+  const tickersWithoutTsMs = await (async () => {
+    const sim = await startSimulator({ markets: 4, rate: 2000, seed: 12, tickerTsMsMissingRate: 1 });
+    const c = await TestClient.open(sim.wsUrl);
+    await c.reply(c.send('subscribe', { channels: ['ticker'] }));
+    await c.until(() => c.ofType('ticker').length >= 3);
+    c.close();
+    await sim.stop();
+    return c;
+  })();
+  for (const t of tickersWithoutTsMs.ofType('ticker')) {
+    assert.equal('ts_ms' in t.msg, false, 'ts_ms omitted at rate 1');
+    assert.equal(t.msg.ts, Math.floor(parseRfc3339Micros(t.msg.time) / 1e6));
+  }
 });
 
 test('seq is contiguous per sid across snapshots, deltas and acks', async () => {
@@ -135,6 +148,7 @@ test('every command error a client can provoke', async () => {
     assert.equal(await code(c.send('subscribe', { channels: ['fill'] })), 9);
     assert.equal(await code(c.send('subscribe', { channels: ['ticker'], market_tickers: 'x' })), 11);
     assert.equal(await code(c.send('subscribe', { channels: ['orderbook_delta'] })), 14);
+    assert.equal(await code(c.send('subscribe', { channels: ['orderbook_delta'], market_tickers: [] })), 14);
     assert.equal(await code(c.send('subscribe', { channels: ['orderbook_delta'], market_tickers: ['NO-SUCH'] })), 16);
     assert.equal(await code(c.send('subscribe', { channels: ['orderbook_delta'], market_tickers: t.slice(0, 4) })), 26);
     const sid = (await c.reply(c.send('subscribe', { channels: ['orderbook_delta'], market_tickers: t.slice(0, 2) })))[0]!.msg.sid;

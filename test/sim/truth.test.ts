@@ -40,6 +40,9 @@ test('same seed and options give the same exchange stream; another seed does not
   const b = exchange(readTruth(file));
   assert.ok(a.length > 20_000, `a long enough stream (${a.length})`);
   assert.deepEqual(b, a);
+  // Pacing changes when records are emitted, never which: realtime at 8x gives the same stream.
+  const paced = exchange(await run('p.ndjson', { seed: 5, markets: 30, pace: 'realtime', speed: 8 }));
+  assert.deepEqual(paced, a);
   const other = exchange(await run('c.ndjson', { seed: 6, markets: 30 }));
   assert.notDeepEqual(other.slice(0, 2000), a.slice(0, 2000));
   const kinds = new Set<string>(a.map((r) => r.k));
@@ -98,6 +101,17 @@ test('book checkpoints equal the books obtained by applying the deltas', async (
     }
   }
   assert.ok(checked > 50, `${checked} checkpoints`);
+  // Books never cross: best YES bid + best NO bid < 1 after every delta.
+  const live = new Map<string, Book>();
+  for (const r of recs) {
+    if (r.k === 'market') live.set(r.market.ticker, new Book());
+    if (r.k !== 'delta') continue;
+    const b = live.get(r.m)!;
+    b.apply(r.side, parsePrice(r.p), parseSize(r.d));
+    const yes = b.best('yes');
+    const no = b.best('no');
+    if (yes >= 0 && no >= 0) assert.ok(yes + no < 10_000, `${r.m} crossed at n=${r.n}`);
+  }
 });
 
 test('replay of a truth file reproduces the exchange stream; REST books equal the final checkpoints', async () => {
