@@ -52,6 +52,8 @@ export interface MergeResult {
   /** Markets seen in the staged rows (ticker -> newest received_at µs), for frozen-feed checks. */
   readonly markets: ReadonlyMap<string, number>;
   readonly unknownTables: readonly string[];
+  /** Milliseconds spent streaming (COPY out -> staging), merging (INSERTs) and committing. */
+  readonly timingsMs: { stream: number; merge: number; commit: number };
 }
 
 export interface MergeContext {
@@ -142,7 +144,7 @@ export async function mergeOnce(ctx: MergeContext, gatherer: Client, production:
     // Nothing below the horizon: every batch there is merged. Leave the cursor (saves a write
     // per idle cycle); the next batch will have an xid at or above the current horizon anyway.
     await onSide('production', () => production.query('COMMIT'));
-    return { ...base, cursorAfter: cursorBefore, batches: 0, maxBatchId: 0n, expectedRows: 0, tables: new Map(), more: false, markets: new Map(), unknownTables: [] };
+    return { ...base, cursorAfter: cursorBefore, batches: 0, maxBatchId: 0n, expectedRows: 0, tables: new Map(), more: false, markets: new Map(), unknownTables: [], timingsMs: { stream: 0, merge: 0, commit: 0 } };
   }
   return mergePlan(ctx, gatherer, production, plan, base);
 }
@@ -156,6 +158,7 @@ async function mergePlan(
 ): Promise<MergeResult> {
   const tables = new Map<string, TableCounts>();
   const unknownTables: string[] = [];
+  const t0 = performance.now();
   let first = true;
   for (const [table, ids] of batchesByTable(plan.batches)) {
     if (!TABLE_STATEMENTS.has(table)) {
@@ -167,6 +170,7 @@ async function mergePlan(
     tables.set(table, { read, merged: 0, duplicates: 0 });
   }
   const markets = ctx.trackMarkets ? await onSide('production', () => marketsSeen(production, tables.keys())) : new Map<string, number>();
+  const t1 = performance.now();
   const mergedAt = ctx.nowUs();
   await onSide('production', async () => {
     for (const [table, counts] of tables) {
@@ -176,6 +180,7 @@ async function mergePlan(
       counts.duplicates = counts.read - counts.merged;
     }
   });
+  const t2 = performance.now();
   failpoint('dedup.after_merge_before_commit');
   if (ctx.beforeCommit) await ctx.beforeCommit(ctx.name);
   let maxBatchId = 0n;
@@ -188,5 +193,6 @@ async function mergePlan(
     await production.query(UPSERT_CURSOR, [ctx.name, base.instanceId, plan.nextCursor.toString(), maxBatchId.toString(), ctx.nowUs()]);
     await production.query('COMMIT');
   });
-  return { ...base, cursorAfter: plan.nextCursor, batches: plan.batches.length, maxBatchId, expectedRows, tables, more: plan.more, markets, unknownTables };
+  const timingsMs = { stream: t1 - t0, merge: t2 - t1, commit: performance.now() - t2 };
+  return { ...base, cursorAfter: plan.nextCursor, batches: plan.batches.length, maxBatchId, expectedRows, tables, more: plan.more, markets, unknownTables, timingsMs };
 }

@@ -331,7 +331,7 @@ class DedupService implements Deduplicator {
       this.log.error({ gatherer: name, table: t }, 'ingest batch names an unknown table; skipped');
     }
     if (r.markets.size > 0) this.frozen.record(name, r.markets);
-    if (r.batches > 0) this.log.debug({ gatherer: name, batches: r.batches, read, cursor: r.cursorAfter.toString() }, 'merged');
+    if (r.batches > 0) this.log.debug({ gatherer: name, batches: r.batches, read, cursor: r.cursorAfter.toString(), ms: r.timingsMs }, 'merged');
   }
 
   /** Watermark, gap ledger and registry: after the merge commit, each idempotent. */

@@ -6,7 +6,9 @@ import fc from 'fast-check';
 import { isKdpError } from '../../src/core/errors';
 import { FrozenFeedTracker } from '../../src/dedup/frozen';
 import { marketStatusOf } from '../../src/dedup/metadata';
-import { resolveDedupOptions } from '../../src/dedup/options';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config/load';
+import { DEDUP_SPEC, checkDedupOptions, resolveDedupOptions } from '../../src/dedup/options';
 import { planCycle, planWholeXid, type BatchRow } from '../../src/dedup/plan';
 
 /** Batches sorted by (xid, batch_id); several may share one xid (one transaction, many tables). */
@@ -110,4 +112,10 @@ test('options: unknown keys, duplicate names and bad values are refused with cod
   );
   assert.throws(() => resolveDedupOptions({ ...base, gatherers: [] }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'));
   assert.throws(() => resolveDedupOptions({ gatherers: base.gatherers }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_MISSING'));
+});
+
+test('config/dedup.example.yaml is a valid config', () => {
+  const opts = checkDedupOptions(loadConfig(DEDUP_SPEC, join(__dirname, '..', '..', '..', 'config', 'dedup.example.yaml'), {}));
+  assert.deepEqual(opts.gatherers.map((g) => g.name), ['g1', 'g2', 'g3']);
+  assert.equal(opts.http.healthPort, 8080);
 });
