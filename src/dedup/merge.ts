@@ -44,6 +44,7 @@ export interface MergeResult {
   readonly cursorAfter: bigint;
   readonly ledgerUpdatedAt: bigint;
   readonly batches: number;
+  /** Largest batch id merged from this database so far (this cycle's, else the cursor's). */
   readonly maxBatchId: bigint;
   readonly expectedRows: number;
   readonly tables: ReadonlyMap<string, TableCounts>;
@@ -138,15 +139,16 @@ export async function mergeOnce(ctx: MergeContext, gatherer: Client, production:
   const cur = await onSide('production', () => production.query(READ_CURSOR, [ctx.name, instanceId]));
   const cursorBefore = cur.rowCount ? BigInt(cur.rows[0].merged_xid) : 0n;
   const ledgerUpdatedAt = cur.rowCount ? BigInt(cur.rows[0].ledger_updated_at) : 0n;
+  const mergedBatchIdBefore = cur.rowCount ? BigInt(cur.rows[0].merged_batch_id) : 0n;
   const plan = cursorBefore >= horizon ? undefined : await onSide('gatherer', () => planBatches(gatherer, cursorBefore, horizon, ctx.limits));
   const base = { instanceId, horizon, cursorBefore, ledgerUpdatedAt };
   if (!plan || plan.batches.length === 0) {
     // Nothing below the horizon: every batch there is merged. Leave the cursor (saves a write
     // per idle cycle); the next batch will have an xid at or above the current horizon anyway.
     await onSide('production', () => production.query('COMMIT'));
-    return { ...base, cursorAfter: cursorBefore, batches: 0, maxBatchId: 0n, expectedRows: 0, tables: new Map(), more: false, markets: new Map(), unknownTables: [], timingsMs: { stream: 0, merge: 0, commit: 0 } };
+    return { ...base, cursorAfter: cursorBefore, batches: 0, maxBatchId: mergedBatchIdBefore, expectedRows: 0, tables: new Map(), more: false, markets: new Map(), unknownTables: [], timingsMs: { stream: 0, merge: 0, commit: 0 } };
   }
-  return mergePlan(ctx, gatherer, production, plan, base);
+  return mergePlan(ctx, gatherer, production, plan, base, mergedBatchIdBefore);
 }
 
 async function mergePlan(
@@ -155,6 +157,7 @@ async function mergePlan(
   production: Client,
   plan: CyclePlan,
   base: { instanceId: string; horizon: bigint; cursorBefore: bigint; ledgerUpdatedAt: bigint },
+  mergedBatchIdBefore: bigint,
 ): Promise<MergeResult> {
   const tables = new Map<string, TableCounts>();
   const unknownTables: string[] = [];
@@ -183,7 +186,7 @@ async function mergePlan(
   const t2 = performance.now();
   failpoint('dedup.after_merge_before_commit');
   if (ctx.beforeCommit) await ctx.beforeCommit(ctx.name);
-  let maxBatchId = 0n;
+  let maxBatchId = mergedBatchIdBefore;
   let expectedRows = 0;
   for (const b of plan.batches) {
     if (b.batchId > maxBatchId) maxBatchId = b.batchId;
