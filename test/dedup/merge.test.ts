@@ -215,6 +215,29 @@ describe('merge of three gatherers', () => {
       await d2.stop();
     }
   });
+  test('a gatherer failing mid-merge (its COPY errors) leaves production untouched; the next cycle merges everything', async () => {
+    const g = await db(G, 'gatherer');
+    const prod = await db(P, 'production');
+    const copy = copyFor(makeWorld(6, 60), 'g1', []);
+    await writeCopy(g.c, { trades: copy.trades!, orderbook_deltas: copy.orderbook_deltas! });
+    const d = await startDeduplicator({ options: dedupOptions([{ name: 'g1', url: g.url }], prod.url), loop: false, http: false });
+    try {
+      // Deltas stream first (after trades); breaking that table makes the second COPY fail.
+      await g.c.query('ALTER TABLE orderbook_deltas RENAME TO orderbook_deltas_broken');
+      const failed = await d.runOnce();
+      assert.equal(failed.gatherers.g1!.status, 'error');
+      assert.equal(failed.rds, 'connected');
+      assert.equal(await countOf(prod.c, 'trades'), 0, 'the trades streamed before the failure were rolled back');
+      assert.equal(await countOf(prod.c, 'dedup_cursors'), 0);
+      await g.c.query('ALTER TABLE orderbook_deltas_broken RENAME TO orderbook_deltas');
+      await drain(d);
+      assert.equal(await countOf(prod.c, 'trades'), copy.trades!.length);
+      assert.equal(await countOf(prod.c, 'orderbook_deltas'), copy.orderbook_deltas!.length);
+      assert.equal(d.health().gatherers.g1, 'connected');
+    } finally {
+      await d.stop();
+    }
+  });
 });
 
 describe('gap ledger, registry and frozen feeds', () => {
