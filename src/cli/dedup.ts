@@ -23,7 +23,14 @@ metrics on http.metricsPort (/metrics). See config/dedup.example.yaml for every 
     const options = checkDedupOptions(loadConfig(DEDUP_SPEC, values.config));
     const log = createLogger('dedup', { level: options.log.level });
     const dedup = await startDeduplicator({ options, logger: log });
-    log.info({ gatherers: options.gatherers.map((g) => g.name), healthPort: dedup.healthPort, metricsPort: dedup.metricsPort }, 'deduplicator started');
+    log.info(
+      {
+        gatherers: options.gatherers.map((g) => g.name),
+        healthPort: dedup.healthPort,
+        metricsPort: dedup.metricsPort,
+      },
+      'deduplicator started',
+    );
     await new Promise<void>((resolve) => {
       const onSignal = (signal: string): void => {
         log.info({ signal }, 'stopping');

@@ -2,9 +2,15 @@
 // when it reaches that point, the way a power cut or `kill -9` would stop it. Read once at load.
 import { Transform } from 'node:stream';
 
-export type FailpointName = 'dedup.mid_stream' | 'dedup.after_merge_before_commit' | 'dedup.after_commit_before_watermark';
+export type FailpointName =
+  'dedup.mid_stream' | 'dedup.after_merge_before_commit' | 'dedup.after_commit_before_watermark';
 
-const ACTIVE = new Set((process.env.KDP_FAILPOINT ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+const ACTIVE = new Set(
+  (process.env.KDP_FAILPOINT ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 
 export function failpointActive(name: FailpointName): boolean {
   return ACTIVE.has(name);

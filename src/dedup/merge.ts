@@ -7,7 +7,14 @@ import type { Readable, Writable } from 'node:stream';
 import type { Client } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { KdpError, classifyDbError } from '../core/errors';
-import { batchesByTable, planCycle, planWholeXid, type BatchRow, type CyclePlan, type PlanLimits } from './plan';
+import {
+  batchesByTable,
+  planCycle,
+  planWholeXid,
+  type BatchRow,
+  type CyclePlan,
+  type PlanLimits,
+} from './plan';
 import { failpoint, failpointActive, midStreamKiller } from './failpoint';
 import {
   LIST_BATCHES,
@@ -77,15 +84,29 @@ export async function onSide<T>(side: Side, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const toBatch = (r: { batch_id: string; table_name: string; row_count: number; xid: string }): BatchRow => ({
+const toBatch = (r: {
+  batch_id: string;
+  table_name: string;
+  row_count: number;
+  xid: string;
+}): BatchRow => ({
   batchId: BigInt(r.batch_id),
   table: r.table_name,
   rows: r.row_count,
   xid: BigInt(r.xid),
 });
 
-async function planBatches(gatherer: Client, cursor: bigint, horizon: bigint, limits: PlanLimits): Promise<CyclePlan> {
-  const listed = await gatherer.query(LIST_BATCHES, [cursor.toString(), horizon.toString(), limits.batchesMax + 1]);
+async function planBatches(
+  gatherer: Client,
+  cursor: bigint,
+  horizon: bigint,
+  limits: PlanLimits,
+): Promise<CyclePlan> {
+  const listed = await gatherer.query(LIST_BATCHES, [
+    cursor.toString(),
+    horizon.toString(),
+    limits.batchesMax + 1,
+  ]);
   const plan = planCycle(listed.rows.map(toBatch), horizon, limits);
   if (plan.needWholeXid === undefined) return plan;
   const group = await gatherer.query(LIST_BATCHES_OF_XID, [plan.needWholeXid.toString()]);
@@ -93,7 +114,13 @@ async function planBatches(gatherer: Client, cursor: bigint, horizon: bigint, li
 }
 
 /** Streams one table's rows of the given batches into its production staging table. */
-async function streamTable(gatherer: Client, production: Client, table: string, ids: bigint[], first: boolean): Promise<number> {
+async function streamTable(
+  gatherer: Client,
+  production: Client,
+  table: string,
+  ids: bigint[],
+  first: boolean,
+): Promise<number> {
   const stmt = TABLE_STATEMENTS.get(table)!;
   let failed: Side | undefined;
   const source: Readable = gatherer.query(copyTo(stmt.copyOut(ids)));
@@ -101,7 +128,8 @@ async function streamTable(gatherer: Client, production: Client, table: string, 
   source.once('error', () => (failed ??= 'gatherer'));
   (sink as Writable).once('error', () => (failed ??= 'production'));
   try {
-    if (first && failpointActive('dedup.mid_stream')) await pipeline(source, midStreamKiller(), sink);
+    if (first && failpointActive('dedup.mid_stream'))
+      await pipeline(source, midStreamKiller(), sink);
     else await pipeline(source, sink);
   } catch (err) {
     throw new SideError(failed ?? 'production', classifyDbError(err));
@@ -109,7 +137,10 @@ async function streamTable(gatherer: Client, production: Client, table: string, 
   return sink.rowCount;
 }
 
-async function marketsSeen(production: Client, tables: Iterable<string>): Promise<Map<string, number>> {
+async function marketsSeen(
+  production: Client,
+  tables: Iterable<string>,
+): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const table of tables) {
     const sql = TABLE_STATEMENTS.get(table)?.tickersSeen;
@@ -127,26 +158,50 @@ async function marketsSeen(production: Client, tables: Iterable<string>): Promis
  * One cycle for one gatherer. `production` must have the staging tables (setupProduction) and no
  * open transaction. On error the caller must discard both clients (their state is unknown).
  */
-export async function mergeOnce(ctx: MergeContext, gatherer: Client, production: Client): Promise<MergeResult> {
+export async function mergeOnce(
+  ctx: MergeContext,
+  gatherer: Client,
+  production: Client,
+): Promise<MergeResult> {
   const head = await onSide('gatherer', () => gatherer.query(READ_HORIZON));
   const horizon = BigInt(head.rows[0].horizon);
   const instanceId: string | null = head.rows[0].instance_id;
-  if (!instanceId) throw new SideError('gatherer', new KdpError('KDP_ERR_SCHEMA_KIND', 'gatherer database has no kdp_schema row'));
+  if (!instanceId)
+    throw new SideError(
+      'gatherer',
+      new KdpError('KDP_ERR_SCHEMA_KIND', 'gatherer database has no kdp_schema row'),
+    );
   await onSide('production', async () => {
     await production.query('BEGIN');
     await production.query(LOCK_GATHERER, [ctx.name]);
   });
-  const cur = await onSide('production', () => production.query(READ_CURSOR, [ctx.name, instanceId]));
+  const cur = await onSide('production', () =>
+    production.query(READ_CURSOR, [ctx.name, instanceId]),
+  );
   const cursorBefore = cur.rowCount ? BigInt(cur.rows[0].merged_xid) : 0n;
   const ledgerUpdatedAt = cur.rowCount ? BigInt(cur.rows[0].ledger_updated_at) : 0n;
   const mergedBatchIdBefore = cur.rowCount ? BigInt(cur.rows[0].merged_batch_id) : 0n;
-  const plan = cursorBefore >= horizon ? undefined : await onSide('gatherer', () => planBatches(gatherer, cursorBefore, horizon, ctx.limits));
+  const plan =
+    cursorBefore >= horizon
+      ? undefined
+      : await onSide('gatherer', () => planBatches(gatherer, cursorBefore, horizon, ctx.limits));
   const base = { instanceId, horizon, cursorBefore, ledgerUpdatedAt };
   if (!plan || plan.batches.length === 0) {
     // Nothing below the horizon: every batch there is merged. Leave the cursor (saves a write
     // per idle cycle); the next batch will have an xid at or above the current horizon anyway.
     await onSide('production', () => production.query('COMMIT'));
-    return { ...base, cursorAfter: cursorBefore, batches: 0, maxBatchId: mergedBatchIdBefore, expectedRows: 0, tables: new Map(), more: false, markets: new Map(), unknownTables: [], timingsMs: { stream: 0, merge: 0, commit: 0 } };
+    return {
+      ...base,
+      cursorAfter: cursorBefore,
+      batches: 0,
+      maxBatchId: mergedBatchIdBefore,
+      expectedRows: 0,
+      tables: new Map(),
+      more: false,
+      markets: new Map(),
+      unknownTables: [],
+      timingsMs: { stream: 0, merge: 0, commit: 0 },
+    };
   }
   return mergePlan(ctx, gatherer, production, plan, base, mergedBatchIdBefore);
 }
@@ -172,7 +227,9 @@ async function mergePlan(
     first = false;
     tables.set(table, { read, merged: 0, duplicates: 0 });
   }
-  const markets = ctx.trackMarkets ? await onSide('production', () => marketsSeen(production, tables.keys())) : new Map<string, number>();
+  const markets = ctx.trackMarkets
+    ? await onSide('production', () => marketsSeen(production, tables.keys()))
+    : new Map<string, number>();
   const t1 = performance.now();
   const mergedAt = ctx.nowUs();
   await onSide('production', async () => {
@@ -193,9 +250,26 @@ async function mergePlan(
     expectedRows += b.rows;
   }
   await onSide('production', async () => {
-    await production.query(UPSERT_CURSOR, [ctx.name, base.instanceId, plan.nextCursor.toString(), maxBatchId.toString(), ctx.nowUs()]);
+    await production.query(UPSERT_CURSOR, [
+      ctx.name,
+      base.instanceId,
+      plan.nextCursor.toString(),
+      maxBatchId.toString(),
+      ctx.nowUs(),
+    ]);
     await production.query('COMMIT');
   });
   const timingsMs = { stream: t1 - t0, merge: t2 - t1, commit: performance.now() - t2 };
-  return { ...base, cursorAfter: plan.nextCursor, batches: plan.batches.length, maxBatchId, expectedRows, tables, more: plan.more, markets, unknownTables, timingsMs };
+  return {
+    ...base,
+    cursorAfter: plan.nextCursor,
+    batches: plan.batches.length,
+    maxBatchId,
+    expectedRows,
+    tables,
+    more: plan.more,
+    markets,
+    unknownTables,
+    timingsMs,
+  };
 }

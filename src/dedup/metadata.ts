@@ -40,16 +40,39 @@ interface RegistrySync {
 }
 
 const REGISTRY: readonly RegistrySync[] = [
-  { table: 'series', key: 'series_ticker', columns: ['series_ticker', 'title', 'category', 'frequency', 'raw', 'updated_at'] },
+  {
+    table: 'series',
+    key: 'series_ticker',
+    columns: ['series_ticker', 'title', 'category', 'frequency', 'raw', 'updated_at'],
+  },
   {
     table: 'events',
     key: 'event_ticker',
-    columns: ['event_ticker', 'series_ticker', 'title', 'sub_title', 'mutually_exclusive', 'raw', 'updated_at'],
+    columns: [
+      'event_ticker',
+      'series_ticker',
+      'title',
+      'sub_title',
+      'mutually_exclusive',
+      'raw',
+      'updated_at',
+    ],
   },
   {
     table: 'markets',
     key: 'ticker',
-    columns: ['ticker', 'event_ticker', 'series_ticker', 'status', 'price_level_structure', 'open_time', 'close_time', 'result', 'raw', 'updated_at'],
+    columns: [
+      'ticker',
+      'event_ticker',
+      'series_ticker',
+      'status',
+      'price_level_structure',
+      'open_time',
+      'close_time',
+      'result',
+      'raw',
+      'updated_at',
+    ],
     extra: { column: 'market_status', expr: statusCaseSql('r.status') },
   },
 ];
@@ -94,8 +117,15 @@ export async function syncRegistry(
   for (const p of PREPARED) {
     let pos = since.get(p.spec.table) ?? { updatedAt: -1n, key: '' };
     for (let page = 0; page < pagesMax; page++) {
-      const r = await onSide('gatherer', () => gatherer.query(p.read, [pos.updatedAt.toString(), pos.key, pageRowsMax]));
-      const row = r.rows[0] as { rows: string; n: number; last_at: string | null; last_key: string | null };
+      const r = await onSide('gatherer', () =>
+        gatherer.query(p.read, [pos.updatedAt.toString(), pos.key, pageRowsMax]),
+      );
+      const row = r.rows[0] as {
+        rows: string;
+        n: number;
+        last_at: string | null;
+        last_key: string | null;
+      };
       if (row.n === 0 || row.last_at === null || row.last_key === null) break;
       await onSide('production', () => production.query(p.upsert, [row.rows]));
       rows += row.n;
@@ -109,8 +139,22 @@ export async function syncRegistry(
 
 // ---- gap ledger ---------------------------------------------------------------------------
 const LEDGER_COLUMNS = [
-  'gap_id', 'conn_id', 'sid', 'channel', 'kind', 'tickers', 'expected_seq', 'got_seq', 'error_code',
-  'window_start', 'window_end', 'detected_at', 'recovered', 'recovered_at', 'recovery_method', 'updated_at',
+  'gap_id',
+  'conn_id',
+  'sid',
+  'channel',
+  'kind',
+  'tickers',
+  'expected_seq',
+  'got_seq',
+  'error_code',
+  'window_start',
+  'window_end',
+  'detected_at',
+  'recovered',
+  'recovered_at',
+  'recovery_method',
+  'updated_at',
 ];
 
 const READ_LEDGER = `SELECT coalesce(json_agg(t), '[]')::text AS rows, count(*)::int AS n,
@@ -156,10 +200,20 @@ export async function syncGapLedger(
   let maxUpdatedAt = sinceUs;
   let rows = 0;
   for (let page = 0; page < pagesMax; page++) {
-    const r = await onSide('gatherer', () => gatherer.query(READ_LEDGER, [pos.at.toString(), pos.id.toString(), pageRowsMax]));
-    const row = r.rows[0] as { rows: string; n: number; max_at: string | null; last_at: string | null; last_id: string | null };
+    const r = await onSide('gatherer', () =>
+      gatherer.query(READ_LEDGER, [pos.at.toString(), pos.id.toString(), pageRowsMax]),
+    );
+    const row = r.rows[0] as {
+      rows: string;
+      n: number;
+      max_at: string | null;
+      last_at: string | null;
+      last_id: string | null;
+    };
     if (row.n === 0 || row.last_at === null || row.last_id === null || row.max_at === null) break;
-    await onSide('production', () => production.query(UPSERT_LEDGER, [row.rows, who.name, who.instanceId.slice(0, 8)]));
+    await onSide('production', () =>
+      production.query(UPSERT_LEDGER, [row.rows, who.name, who.instanceId.slice(0, 8)]),
+    );
     rows += row.n;
     if (BigInt(row.max_at) > maxUpdatedAt) maxUpdatedAt = BigInt(row.max_at);
     pos = { at: BigInt(row.last_at), id: BigInt(row.last_id) };

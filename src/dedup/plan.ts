@@ -27,7 +27,11 @@ export interface PlanLimits {
   readonly rowsMax: number;
 }
 
-export function planCycle(listed: readonly BatchRow[], horizon: bigint, limits: PlanLimits): CyclePlan {
+export function planCycle(
+  listed: readonly BatchRow[],
+  horizon: bigint,
+  limits: PlanLimits,
+): CyclePlan {
   const truncated = listed.length > limits.batchesMax;
   let rows = 0;
   let taken = 0;
@@ -37,17 +41,29 @@ export function planCycle(listed: readonly BatchRow[], horizon: bigint, limits: 
     const overLimit = taken + 1 > limits.batchesMax || rows + b.rows > limits.rowsMax;
     // A cut is allowed only at a group start and never before the first group.
     if (startsGroup && overLimit && taken > 0) {
-      return { batches: listed.slice(0, i), nextCursor: b.xid, more: true, needWholeXid: undefined };
+      return {
+        batches: listed.slice(0, i),
+        nextCursor: b.xid,
+        more: true,
+        needWholeXid: undefined,
+      };
     }
     rows += b.rows;
     taken++;
   }
-  if (!truncated) return { batches: listed, nextCursor: horizon, more: false, needWholeXid: undefined };
+  if (!truncated)
+    return { batches: listed, nextCursor: horizon, more: false, needWholeXid: undefined };
   // The listing stopped inside a group. Cut before the last (possibly partial) group if an
   // earlier group exists; else the first group alone is larger than the limit: take all of it.
   const lastXid = listed[listed.length - 1]!.xid;
   const firstOfLast = listed.findIndex((b) => b.xid === lastXid);
-  if (firstOfLast > 0) return { batches: listed.slice(0, firstOfLast), nextCursor: lastXid, more: true, needWholeXid: undefined };
+  if (firstOfLast > 0)
+    return {
+      batches: listed.slice(0, firstOfLast),
+      nextCursor: lastXid,
+      more: true,
+      needWholeXid: undefined,
+    };
   return { batches: [], nextCursor: listed[0]!.xid, more: true, needWholeXid: lastXid };
 }
 

@@ -94,7 +94,12 @@ export interface Deduplicator {
 // A production session that cannot roll back within this is discarded instead.
 const ROLLBACK_WAIT_MS = 2_000;
 
-const errText = (err: unknown): string => (err instanceof SideError ? `${err.cause.code}: ${err.cause.message}` : isKdpError(err) ? `${err.code}: ${err.message}` : String(err));
+const errText = (err: unknown): string =>
+  err instanceof SideError
+    ? `${err.cause.code}: ${err.cause.message}`
+    : isKdpError(err)
+      ? `${err.code}: ${err.message}`
+      : String(err);
 
 export async function startDeduplicator(start: StartDeduplicatorOptions): Promise<Deduplicator> {
   const service = new DedupService(start);
@@ -130,11 +135,25 @@ class DedupService implements Deduplicator {
     this.log = start.logger ?? createLogger('dedup', { level: this.opts.log.level });
     this.registry = createRegistry(true);
     this.m = createMetrics(DEDUP_METRICS, this.registry);
-    this.frozen = new FrozenFeedTracker(this.opts.frozenFeed.windowMs * 1000, this.opts.frozenFeed.marketsTrackedMax);
+    this.frozen = new FrozenFeedTracker(
+      this.opts.frozenFeed.windowMs * 1000,
+      this.opts.frozenFeed.marketsTrackedMax,
+    );
     this.states = this.opts.gatherers.map((g) => ({
-      opts: g, link: undefined, status: 'connecting', failures: 0, nextAttemptMs: 0, lastError: undefined,
-      instanceId: undefined, cursor: 0n, caughtUpAtMs: undefined, ledgerSinceUs: undefined,
-      registryPos: new Map(), registryDueMs: 0, publishedXid: undefined, maxBatchId: 0n,
+      opts: g,
+      link: undefined,
+      status: 'connecting',
+      failures: 0,
+      nextAttemptMs: 0,
+      lastError: undefined,
+      instanceId: undefined,
+      cursor: 0n,
+      caughtUpAtMs: undefined,
+      ledgerSinceUs: undefined,
+      registryPos: new Map(),
+      registryDueMs: 0,
+      publishedXid: undefined,
+      maxBatchId: 0n,
     }));
     for (const s of this.states) this.m.dedup_gatherer_health.set({ gatherer: s.opts.name }, 0);
     this.m.dedup_rds_connected.set(0);
@@ -144,11 +163,26 @@ class DedupService implements Deduplicator {
     if (this.start.http === false) return;
     const { host, healthPort, metricsPort } = this.opts.http;
     const health = await startHttpServer(host, healthPort, [
-      { method: 'GET', path: '/health', handler: () => { const h = this.health(); return json(h.status === 'unhealthy' ? 503 : 200, h); } },
+      {
+        method: 'GET',
+        path: '/health',
+        handler: () => {
+          const h = this.health();
+          return json(h.status === 'unhealthy' ? 503 : 200, h);
+        },
+      },
     ]);
     this.servers.push(health);
     const metrics = await startHttpServer(host, metricsPort, [
-      { method: 'GET', path: '/metrics', handler: async () => ({ status: 200, body: await this.metricsText(), contentType: this.registry.contentType }) },
+      {
+        method: 'GET',
+        path: '/metrics',
+        handler: async () => ({
+          status: 200,
+          body: await this.metricsText(),
+          contentType: this.registry.contentType,
+        }),
+      },
     ]);
     this.servers.push(metrics);
     this.healthPort = health.port;
@@ -182,7 +216,14 @@ class DedupService implements Deduplicator {
         this.m.dedup_errors_total.inc({ type: 'internal' });
         this.log.error({ err }, 'dedup cycle failed');
       }
-      if (waitMs > 0 && !this.stopping) await new Promise<void>((r) => { const t = setTimeout(r, waitMs); this.wake = () => { clearTimeout(t); r(); }; });
+      if (waitMs > 0 && !this.stopping)
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, waitMs);
+          this.wake = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
     }
   }
 
@@ -210,7 +251,15 @@ class DedupService implements Deduplicator {
     for (const s of this.states) {
       if (this.stopping) break;
       if (respectBackoff && Date.now() < s.nextAttemptMs) {
-        out[s.opts.name] = { status: s.status, batches: 0, read: 0, merged: 0, duplicates: 0, more: false, error: 'backoff' };
+        out[s.opts.name] = {
+          status: s.status,
+          batches: 0,
+          read: 0,
+          merged: 0,
+          duplicates: 0,
+          more: false,
+          error: 'backoff',
+        };
         continue;
       }
       const r = await this.cycleGatherer(s);
@@ -241,16 +290,38 @@ class DedupService implements Deduplicator {
       }
       const startedMs = Date.now();
       const r = await mergeOnce(
-        { name, limits: { batchesMax: this.opts.sync.batchesPerCycleMax, rowsMax: this.opts.sync.rowsPerCycleMax }, trackMarkets: this.opts.frozenFeed.enabled, nowUs: () => Date.now() * 1000, beforeCommit: this.start.hooks?.beforeCommit },
+        {
+          name,
+          limits: {
+            batchesMax: this.opts.sync.batchesPerCycleMax,
+            rowsMax: this.opts.sync.rowsPerCycleMax,
+          },
+          trackMarkets: this.opts.frozenFeed.enabled,
+          nowUs: () => Date.now() * 1000,
+          beforeCommit: this.start.hooks?.beforeCommit,
+        },
         s.link.client,
         production.client,
       );
       this.afterMerge(s, r, startedMs);
       await this.sideSyncs(s, production);
       this.setGatherer(s, 'connected', undefined);
-      let read = 0, mergedRows = 0, dups = 0;
-      for (const c of r.tables.values()) { read += c.read; mergedRows += c.merged; dups += c.duplicates; }
-      return { status: 'connected', batches: r.batches, read, merged: mergedRows, duplicates: dups, more: r.more };
+      let read = 0,
+        mergedRows = 0,
+        dups = 0;
+      for (const c of r.tables.values()) {
+        read += c.read;
+        mergedRows += c.merged;
+        dups += c.duplicates;
+      }
+      return {
+        status: 'connected',
+        batches: r.batches,
+        read,
+        merged: mergedRows,
+        duplicates: dups,
+        more: r.more,
+      };
     } catch (err) {
       return this.onCycleError(s, err);
     }
@@ -267,20 +338,41 @@ class DedupService implements Deduplicator {
       s.link = undefined;
       this.rdsFailures++;
       this.rdsError = text;
-      this.setRds(err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT' ? 'unreachable' : 'error');
+      this.setRds(
+        err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT'
+          ? 'unreachable'
+          : 'error',
+      );
       this.m.dedup_errors_total.inc({ type: 'production' });
-      this.log.warn({ gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message }, 'production failed; backing off');
-      return { status: s.status, batches: 0, read: 0, merged: 0, duplicates: 0, more: false, error: text };
+      this.log.warn(
+        { gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message },
+        'production failed; backing off',
+      );
+      return {
+        status: s.status,
+        batches: 0,
+        read: 0,
+        merged: 0,
+        duplicates: 0,
+        more: false,
+        error: text,
+      };
     }
     dropLink(s.link);
     s.link = undefined;
     await this.abandonProductionTransaction();
     s.failures++;
     s.nextAttemptMs = Date.now() + this.backoffMs(s.failures);
-    const status: LinkStatus = err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT' ? 'unreachable' : 'error';
+    const status: LinkStatus =
+      err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT'
+        ? 'unreachable'
+        : 'error';
     this.setGatherer(s, status, text);
     this.m.dedup_errors_total.inc({ type: 'gatherer' });
-    this.log.warn({ gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message }, 'gatherer failed; skipping it with backoff');
+    this.log.warn(
+      { gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message },
+      'gatherer failed; skipping it with backoff',
+    );
     return { status, batches: 0, read: 0, merged: 0, duplicates: 0, more: false, error: text };
   }
 
@@ -289,7 +381,10 @@ class DedupService implements Deduplicator {
     const link = this.production;
     if (!link || link.broken) return;
     const rolledBack = await Promise.race([
-      link.client.query('ROLLBACK').then(() => true, () => false),
+      link.client.query('ROLLBACK').then(
+        () => true,
+        () => false,
+      ),
       new Promise<boolean>((r) => setTimeout(() => r(false), ROLLBACK_WAIT_MS).unref()),
     ]);
     if (!rolledBack) {
@@ -301,7 +396,11 @@ class DedupService implements Deduplicator {
   private afterMerge(s: GathererState, r: MergeResult, startedMs: number): void {
     const name = s.opts.name;
     if (s.instanceId !== r.instanceId) {
-      if (s.instanceId !== undefined) this.log.warn({ gatherer: name, from: s.instanceId, to: r.instanceId }, 'gatherer database was rebuilt: new cursor');
+      if (s.instanceId !== undefined)
+        this.log.warn(
+          { gatherer: name, from: s.instanceId, to: r.instanceId },
+          'gatherer database was rebuilt: new cursor',
+        );
       s.instanceId = r.instanceId;
       s.registryPos = new Map();
       s.registryDueMs = 0;
@@ -324,14 +423,27 @@ class DedupService implements Deduplicator {
       // ingest_batches.row_count disagrees with the rows found: a writer bug or rows removed
       // under the cursor. Visible, counted; the merge itself stays correct for what exists.
       this.m.dedup_errors_total.inc({ type: 'row_count_mismatch' });
-      this.log.error({ gatherer: name, expected: r.expectedRows, read }, 'batch row counts disagree with rows read');
+      this.log.error(
+        { gatherer: name, expected: r.expectedRows, read },
+        'batch row counts disagree with rows read',
+      );
     }
     for (const t of r.unknownTables) {
       this.m.dedup_errors_total.inc({ type: 'unknown_table' });
       this.log.error({ gatherer: name, table: t }, 'ingest batch names an unknown table; skipped');
     }
     if (r.markets.size > 0) this.frozen.record(name, r.markets);
-    if (r.batches > 0) this.log.debug({ gatherer: name, batches: r.batches, read, cursor: r.cursorAfter.toString(), ms: r.timingsMs }, 'merged');
+    if (r.batches > 0)
+      this.log.debug(
+        {
+          gatherer: name,
+          batches: r.batches,
+          read,
+          cursor: r.cursorAfter.toString(),
+          ms: r.timingsMs,
+        },
+        'merged',
+      );
   }
 
   /** Watermark, gap ledger and registry: after the merge commit, each idempotent. */
@@ -342,30 +454,56 @@ class DedupService implements Deduplicator {
     const instanceId = s.instanceId!;
     failpoint('dedup.after_commit_before_watermark');
     if (s.publishedXid !== s.cursor && s.cursor > 0n) {
-      await onSide('gatherer', () => g.query(PUBLISH_WATERMARK, [s.cursor.toString(), s.maxBatchId.toString(), Date.now() * 1000]));
+      await onSide('gatherer', () =>
+        g.query(PUBLISH_WATERMARK, [
+          s.cursor.toString(),
+          s.maxBatchId.toString(),
+          Date.now() * 1000,
+        ]),
+      );
       s.publishedXid = s.cursor;
     }
     const since = s.ledgerSinceUs ?? 0n;
-    const ledger = await (syncGapLedger(g, p, { name, instanceId }, since, BigInt(this.opts.sync.ledgerOverlapMs) * 1000n, this.opts.sync.pageRowsMax));
+    const ledger = await syncGapLedger(
+      g,
+      p,
+      { name, instanceId },
+      since,
+      BigInt(this.opts.sync.ledgerOverlapMs) * 1000n,
+      this.opts.sync.pageRowsMax,
+    );
     if (ledger.maxUpdatedAt > since) {
-      await onSide('production', () => p.query(UPSERT_LEDGER_CURSOR, [name, instanceId, ledger.maxUpdatedAt.toString(), Date.now() * 1000]));
+      await onSide('production', () =>
+        p.query(UPSERT_LEDGER_CURSOR, [
+          name,
+          instanceId,
+          ledger.maxUpdatedAt.toString(),
+          Date.now() * 1000,
+        ]),
+      );
       s.ledgerSinceUs = ledger.maxUpdatedAt;
     }
     if (Date.now() >= s.registryDueMs) {
-      await (syncRegistry(g, p, s.registryPos, this.opts.sync.pageRowsMax));
+      await syncRegistry(g, p, s.registryPos, this.opts.sync.pageRowsMax);
       s.registryDueMs = Date.now() + this.opts.sync.metadataIntervalMs;
     }
   }
 
   private setRds(status: LinkStatus): void {
-    if (status === 'connected') { this.rdsFailures = 0; this.rdsError = undefined; }
+    if (status === 'connected') {
+      this.rdsFailures = 0;
+      this.rdsError = undefined;
+    }
     if (this.rds !== status) this.log.info({ rds: status }, 'production status');
     this.rds = status;
     this.m.dedup_rds_connected.set(status === 'connected' ? 1 : 0);
   }
 
   private setGatherer(s: GathererState, status: LinkStatus, error: string | undefined): void {
-    if (status === 'connected') { s.failures = 0; s.nextAttemptMs = 0; }
+    if (status === 'connected') {
+      s.failures = 0;
+      s.nextAttemptMs = 0;
+    }
     if (s.status !== status) this.log.info({ gatherer: s.opts.name, status }, 'gatherer status');
     s.status = status;
     s.lastError = error;
@@ -375,7 +513,11 @@ class DedupService implements Deduplicator {
   private updateFrozen(): void {
     const up = this.states.filter((s) => s.status === 'connected').map((s) => s.opts.name);
     this.frozenNow = this.frozen.frozen(up);
-    for (const s of this.states) this.m.dedup_frozen_feed_markets.set({ gatherer: s.opts.name }, this.frozenNow.get(s.opts.name)?.length ?? 0);
+    for (const s of this.states)
+      this.m.dedup_frozen_feed_markets.set(
+        { gatherer: s.opts.name },
+        this.frozenNow.get(s.opts.name)?.length ?? 0,
+      );
   }
 
   private lagSeconds(s: GathererState): number {
@@ -383,7 +525,8 @@ class DedupService implements Deduplicator {
   }
 
   private refreshLag(): void {
-    for (const s of this.states) this.m.dedup_sync_lag_seconds.set({ gatherer: s.opts.name }, this.lagSeconds(s));
+    for (const s of this.states)
+      this.m.dedup_sync_lag_seconds.set({ gatherer: s.opts.name }, this.lagSeconds(s));
   }
 
   async metricsText(): Promise<string> {
@@ -414,12 +557,21 @@ class DedupService implements Deduplicator {
     const status: HealthReport['status'] =
       this.rds !== 'connected' || up.length === 0
         ? 'unhealthy'
-        : up.length < this.states.length || maxLag > this.opts.sync.lagDegradedSeconds || Object.values(frozenCount).some((x) => x > 0)
+        : up.length < this.states.length ||
+            maxLag > this.opts.sync.lagDegradedSeconds ||
+            Object.values(frozenCount).some((x) => x > 0)
           ? 'degraded'
           : 'healthy';
     return {
-      status, gatherers, rds: this.rds, sync_lag_seconds: lag, cursors, frozen_feed_markets: frozenCount,
-      frozen_feed_examples: frozenExamples, errors, last_cycle_at: this.lastCycleAtMs ? new Date(this.lastCycleAtMs).toISOString() : null,
+      status,
+      gatherers,
+      rds: this.rds,
+      sync_lag_seconds: lag,
+      cursors,
+      frozen_feed_markets: frozenCount,
+      frozen_feed_examples: frozenExamples,
+      errors,
+      last_cycle_at: this.lastCycleAtMs ? new Date(this.lastCycleAtMs).toISOString() : null,
     };
   }
 
@@ -428,11 +580,13 @@ class DedupService implements Deduplicator {
     this.wake?.();
     await this.loopDone;
     await this.running;
-    for (const s of this.states) { dropLink(s.link); s.link = undefined; }
+    for (const s of this.states) {
+      dropLink(s.link);
+      s.link = undefined;
+    }
     dropLink(this.production);
     this.production = undefined;
     for (const srv of this.servers) srv.close();
     this.servers = [];
   }
 }
-

@@ -1,6 +1,12 @@
 // SQL the deduplicator runs, prepared once from the row schemas in tables.ts (the one owner of
 // column lists and keys). Control plane prepares, data plane copies.
-import { TIME_SERIES_TABLES, columnNames, quoteIdent, type TimeSeriesTable, type TimeSeriesTableName } from '../schema/tables';
+import {
+  TIME_SERIES_TABLES,
+  columnNames,
+  quoteIdent,
+  type TimeSeriesTable,
+  type TimeSeriesTableName,
+} from '../schema/tables';
 
 export interface TableStatements {
   readonly table: TimeSeriesTable;
@@ -50,11 +56,15 @@ function statementsFor(t: TimeSeriesTable): TableStatements {
 }
 
 export const TABLE_STATEMENTS: ReadonlyMap<string, TableStatements> = new Map(
-  TIME_SERIES_TABLES.map((t) => [t.name, statementsFor(t)] as [TimeSeriesTableName, TableStatements]),
+  TIME_SERIES_TABLES.map(
+    (t) => [t.name, statementsFor(t)] as [TimeSeriesTableName, TableStatements],
+  ),
 );
 
 /** Production session setup: the staging tables (temp tables vanish with the session). */
-export const STAGING_SETUP: readonly string[] = [...TABLE_STATEMENTS.values()].map((s) => s.createStaging);
+export const STAGING_SETUP: readonly string[] = [...TABLE_STATEMENTS.values()].map(
+  (s) => s.createStaging,
+);
 
 // ---- cursor (production) ------------------------------------------------------------------
 export const LOCK_GATHERER = `SELECT pg_advisory_xact_lock(hashtext('kdp.dedup.' || $1))`;
