@@ -103,6 +103,7 @@ async function main(): Promise<void> {
       production: { url: prodUrl },
       log: { level: process.env.KDP_BENCH_LOG ?? 'warn' },
       frozenFeed: { enabled: process.env.KDP_BENCH_FROZEN !== '0' },
+      sync: { parallelGatherers: process.env.KDP_BENCH_PARALLEL !== '0' },
     });
     const d = await startDeduplicator({ options, loop: false, http: false });
     const start = process.hrtime.bigint();

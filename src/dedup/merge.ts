@@ -20,6 +20,7 @@ import {
   LIST_BATCHES,
   LIST_BATCHES_OF_XID,
   LOCK_GATHERER,
+  LOCK_MERGE,
   READ_CURSOR,
   READ_HORIZON,
   TABLE_STATEMENTS,
@@ -231,6 +232,8 @@ async function mergePlan(
     ? await onSide('production', () => marketsSeen(production, tables.keys()))
     : new Map<string, number>();
   const t1 = performance.now();
+  // merged_at is taken under the merge lock, so it grows in commit order across gatherers.
+  await onSide('production', () => production.query(LOCK_MERGE));
   const mergedAt = ctx.nowUs();
   await onSide('production', async () => {
     for (const [table, counts] of tables) {

@@ -96,7 +96,7 @@ function upsertSql(s: RegistrySync): string {
   const select = [...s.columns.map((c) => `r.${c}`), ...(s.extra ? [s.extra.expr] : [])];
   const sets = cols.filter((c) => c !== s.key).map((c) => `${c} = EXCLUDED.${c}`);
   return `INSERT INTO ${s.table} (${cols.join(', ')})
-    SELECT ${select.join(', ')} FROM json_populate_recordset(NULL::${s.table}, $1::json) r
+    SELECT ${select.join(', ')} FROM json_populate_recordset(NULL::${s.table}, $1::json) r ORDER BY r.${s.key}
     ON CONFLICT (${s.key}) DO UPDATE SET ${sets.join(', ')} WHERE ${s.table}.updated_at < EXCLUDED.updated_at`;
 }
 

@@ -96,6 +96,11 @@ export const DEDUP_SPEC = {
         min: 1,
       },
       backoffMaxMs: { kind: 'int', doc: 'retry delay cap', default: 60_000, min: 1 },
+      parallelGatherers: {
+        kind: 'boolean',
+        doc: 'stream from all gatherers at once (one production session each); merges still serialise',
+        default: true,
+      },
       lagDegradedSeconds: {
         kind: 'number',
         doc: 'sync lag above which health is degraded',

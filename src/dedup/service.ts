@@ -19,6 +19,8 @@ export type LinkStatus = 'connecting' | 'connected' | 'unreachable' | 'error';
 interface GathererState {
   readonly opts: GathererOptions;
   link: Link | undefined;
+  /** This gatherer's production session (its own staging tables), so gatherers can stream in parallel. */
+  prod: Link | undefined;
   status: LinkStatus;
   failures: number;
   nextAttemptMs: number;
@@ -94,6 +96,8 @@ export interface Deduplicator {
 // A production session that cannot roll back within this is discarded instead.
 const ROLLBACK_WAIT_MS = 2_000;
 
+const IDLE = { batches: 0, read: 0, merged: 0, duplicates: 0, more: false } as const;
+
 const errText = (err: unknown): string =>
   err instanceof SideError
     ? `${err.cause.code}: ${err.cause.message}`
@@ -116,7 +120,6 @@ class DedupService implements Deduplicator {
   private readonly states: GathererState[];
   private readonly frozen: FrozenFeedTracker;
   private readonly startedAtMs = Date.now();
-  private production: Link | undefined;
   private rds: LinkStatus = 'connecting';
   private rdsFailures = 0;
   private rdsError: string | undefined;
@@ -142,6 +145,7 @@ class DedupService implements Deduplicator {
     this.states = this.opts.gatherers.map((g) => ({
       opts: g,
       link: undefined,
+      prod: undefined,
       status: 'connecting',
       failures: 0,
       nextAttemptMs: 0,
@@ -233,12 +237,12 @@ class DedupService implements Deduplicator {
     return Math.round(base * (0.5 + Math.random() * 0.5)); // jitter: herds of restarts spread out
   }
 
-  private async ensureProduction(): Promise<Link> {
-    if (this.production && !this.production.broken) return this.production;
-    dropLink(this.production);
-    this.production = undefined;
-    this.production = await openProduction(this.opts.production);
-    return this.production;
+  private async ensureProduction(s: GathererState): Promise<Link> {
+    if (s.prod && !s.prod.broken) return s.prod;
+    dropLink(s.prod);
+    s.prod = undefined;
+    s.prod = await openProduction(this.opts.production);
+    return s.prod;
   }
 
   private async cycle(respectBackoff: boolean): Promise<CycleReport> {
@@ -248,27 +252,27 @@ class DedupService implements Deduplicator {
     let duplicates = 0;
     let read = 0;
     let more = false;
+    const due = this.states.filter((s) => !respectBackoff || Date.now() >= s.nextAttemptMs);
     for (const s of this.states) {
-      if (this.stopping) break;
-      if (respectBackoff && Date.now() < s.nextAttemptMs) {
-        out[s.opts.name] = {
-          status: s.status,
-          batches: 0,
-          read: 0,
-          merged: 0,
-          duplicates: 0,
-          more: false,
-          error: 'backoff',
-        };
-        continue;
-      }
-      const r = await this.cycleGatherer(s);
+      if (!due.includes(s)) out[s.opts.name] = { ...IDLE, status: s.status, error: 'backoff' };
+    }
+    const record = (s: GathererState, r: GathererCycle): void => {
       out[s.opts.name] = r;
       merged += r.merged;
       duplicates += r.duplicates;
       read += r.read;
       more ||= r.more;
-      if (this.rds !== 'connected') break; // production is down: the others would fail alike
+    };
+    if (this.opts.sync.parallelGatherers) {
+      // Streams run side by side; the INSERT phases serialise on a production lock (merge.ts).
+      const results = await Promise.all(due.map((s) => this.cycleGatherer(s)));
+      due.forEach((s, i) => record(s, results[i]!));
+    } else {
+      for (const s of due) {
+        if (this.stopping) break;
+        record(s, await this.cycleGatherer(s));
+        if (this.rds !== 'connected') break; // production is down: the others would fail alike
+      }
     }
     if (read > 0) this.m.dedup_duplicate_rate.set(duplicates / read);
     if (this.opts.frozenFeed.enabled) this.updateFrozen();
@@ -281,7 +285,7 @@ class DedupService implements Deduplicator {
   private async cycleGatherer(s: GathererState): Promise<GathererCycle> {
     const name = s.opts.name;
     try {
-      const production = await this.ensureProduction();
+      const production = await this.ensureProduction(s);
       this.setRds('connected');
       if (!s.link || s.link.broken) {
         dropLink(s.link);
@@ -331,8 +335,8 @@ class DedupService implements Deduplicator {
     if (!(err instanceof SideError)) throw err;
     const text = errText(err);
     if (err.side === 'production') {
-      dropLink(this.production);
-      this.production = undefined;
+      dropLink(s.prod);
+      s.prod = undefined;
       // The gatherer link may be mid-COPY: its state is unknown too.
       dropLink(s.link);
       s.link = undefined;
@@ -348,19 +352,11 @@ class DedupService implements Deduplicator {
         { gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message },
         'production failed; backing off',
       );
-      return {
-        status: s.status,
-        batches: 0,
-        read: 0,
-        merged: 0,
-        duplicates: 0,
-        more: false,
-        error: text,
-      };
+      return { ...IDLE, status: s.status, error: text };
     }
     dropLink(s.link);
     s.link = undefined;
-    await this.abandonProductionTransaction();
+    await this.abandonProductionTransaction(s);
     s.failures++;
     s.nextAttemptMs = Date.now() + this.backoffMs(s.failures);
     const status: LinkStatus =
@@ -377,8 +373,8 @@ class DedupService implements Deduplicator {
   }
 
   /** A gatherer failed: roll back the production transaction it may have left open (bounded wait). */
-  private async abandonProductionTransaction(): Promise<void> {
-    const link = this.production;
+  private async abandonProductionTransaction(s: GathererState): Promise<void> {
+    const link = s.prod;
     if (!link || link.broken) return;
     const rolledBack = await Promise.race([
       link.client.query('ROLLBACK').then(
@@ -389,7 +385,7 @@ class DedupService implements Deduplicator {
     ]);
     if (!rolledBack) {
       dropLink(link);
-      this.production = undefined;
+      s.prod = undefined;
     }
   }
 
@@ -583,9 +579,9 @@ class DedupService implements Deduplicator {
     for (const s of this.states) {
       dropLink(s.link);
       s.link = undefined;
+      dropLink(s.prod);
+      s.prod = undefined;
     }
-    dropLink(this.production);
-    this.production = undefined;
     for (const srv of this.servers) srv.close();
     this.servers = [];
   }

@@ -68,6 +68,12 @@ export const STAGING_SETUP: readonly string[] = [...TABLE_STATEMENTS.values()].m
 
 // ---- cursor (production) ------------------------------------------------------------------
 export const LOCK_GATHERER = `SELECT pg_advisory_xact_lock(hashtext('kdp.dedup.' || $1))`;
+/**
+ * Held from the first merge INSERT to COMMIT: merge phases of different gatherers (and of a second
+ * deduplicator) run one at a time, so concurrent transactions never wait on each other's
+ * uncommitted keys in an order that could deadlock; their COPY streams still overlap.
+ */
+export const LOCK_MERGE = `SELECT pg_advisory_xact_lock(hashtext('kdp.dedup.merge'))`;
 export const READ_CURSOR = `SELECT merged_xid::text AS merged_xid, merged_batch_id::text AS merged_batch_id,
   ledger_updated_at::text AS ledger_updated_at FROM dedup_cursors WHERE gatherer = $1 AND instance_id = $2`;
 export const UPSERT_CURSOR = `INSERT INTO dedup_cursors (gatherer, instance_id, merged_xid, merged_batch_id, updated_at)

@@ -86,12 +86,13 @@ describe('merge of three gatherers', () => {
     const truth = await db(G, 'production');
     const expected = unionOf(copies);
     await writeTruth(truth.c, expected);
-    // Small cycle limits: many cycles, cuts between batches, catch-up mode.
+    // Small cycle limits: many cycles, cuts between batches, catch-up mode. Sequential gatherers
+    // here; the other tests run the default (parallel streams, serialised merges).
     const d = await startDeduplicator({
       options: dedupOptions(
         dbs.map((x, i) => ({ name: `g${i + 1}`, url: x.url })),
         prod.url,
-        { sync: { batchesPerCycleMax: 7, rowsPerCycleMax: 150 } },
+        { sync: { batchesPerCycleMax: 7, rowsPerCycleMax: 150, parallelGatherers: false } },
       ),
       loop: false,
       http: false,
