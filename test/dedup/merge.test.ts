@@ -292,6 +292,13 @@ describe('merge of three gatherers', () => {
     const world = makeWorld(4, 120);
     const first = copyFor(world, 'g1', [[NOW_US + 60 * MS, NOW_US + 1_000 * MS]]);
     await writeCopy(old.c, { trades: first.trades! });
+    const ledgerRow = (c: Client, detectedAt: number): Promise<unknown> =>
+      c.query(
+        `INSERT INTO gap_ledger (gatherer, conn_id, sid, kind, window_start, detected_at, updated_at)
+         VALUES ('g1', 1, 3, 'reconnect', $1, $1, $1)`,
+        [detectedAt],
+      );
+    await ledgerRow(old.c, NOW_US);
     // Push the old server's xids far above what the fresh server will use.
     for (let i = 0; i < 1500; i++) await old.c.query('SELECT pg_current_xact_id()');
     const d1 = await startDeduplicator({
@@ -308,6 +315,7 @@ describe('merge of three gatherers', () => {
     const rebuilt = await db(H, 'gatherer');
     const second = copyFor(world, 'g1', [[NOW_US, NOW_US + 40 * MS]]);
     await writeCopy(rebuilt.c, { trades: second.trades! });
+    await ledgerRow(rebuilt.c, NOW_US + 7_000_000); // gap_id 1 again, a different gap
     const maxXid = BigInt(
       (await rebuilt.c.query(`SELECT max(xid)::text AS x FROM ingest_batches`)).rows[0].x,
     );
@@ -331,6 +339,16 @@ describe('merge of three gatherers', () => {
         `SELECT instance_id::text FROM dedup_cursors WHERE gatherer = 'g1'`,
       );
       assert.equal(cursors.rowCount, 2, 'one cursor per gatherer database instance');
+      // The rebuilt database's gap_id 1 does not overwrite the old gap 1.
+      const inst = (await rebuilt.c.query(`SELECT instance_id::text AS i FROM kdp_schema`)).rows[0]
+        .i as string;
+      const ledger = await prod.c.query(
+        `SELECT gatherer, gap_id::int, detected_at::text FROM gap_ledger ORDER BY detected_at`,
+      );
+      assert.deepEqual(ledger.rows, [
+        { gatherer: 'g1', gap_id: 1, detected_at: String(NOW_US) },
+        { gatherer: `g1@${inst.slice(0, 8)}`, gap_id: 1, detected_at: String(NOW_US + 7_000_000) },
+      ]);
       assert.equal(
         d2.health().cursors.g1!.instance_id,
         (await rebuilt.c.query(`SELECT instance_id::text AS i FROM kdp_schema`)).rows[0].i,
