@@ -2,6 +2,7 @@
 import { archiveCommand } from './archive';
 import { bookCommand } from './book';
 import type { Command } from './command';
+import { dedupCommand } from './dedup';
 import { demoCommand } from './demo';
 import { gathererCommand } from './gatherer';
 import { migrateCommand } from './migrate';
@@ -14,6 +15,7 @@ export const COMMANDS: readonly Command[] = [
   simCommand,
   captureCommand,
   gathererCommand,
+  dedupCommand,
   archiveCommand,
   verifyCommand,
   bookCommand,

@@ -1,0 +1,278 @@
+// One merge cycle for one gatherer: read the xid horizon, pick the batches below it that the
+// cursor has not passed, stream their rows gatherer -> production staging with COPY (no per-row
+// work in Node), INSERT … ON CONFLICT DO NOTHING into the keyed tables and advance the cursor in
+// the same production transaction. See docs/semantics.md "Deduplicator".
+import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
+import type { Client } from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { KdpError, classifyDbError } from '../core/errors';
+import {
+  batchesByTable,
+  planCycle,
+  planWholeXid,
+  type BatchRow,
+  type CyclePlan,
+  type PlanLimits,
+} from './plan';
+import { failpoint, failpointActive, midStreamKiller } from './failpoint';
+import {
+  LIST_BATCHES,
+  LIST_BATCHES_OF_XID,
+  LOCK_GATHERER,
+  LOCK_MERGE,
+  READ_CURSOR,
+  READ_HORIZON,
+  TABLE_STATEMENTS,
+  UPSERT_CURSOR,
+} from './statements';
+
+export type Side = 'gatherer' | 'production';
+
+/** An operating error tagged with the database it came from, so the caller knows what is down. */
+export class SideError extends Error {
+  constructor(
+    readonly side: Side,
+    override readonly cause: KdpError,
+  ) {
+    super(`${side}: ${cause.message}`);
+  }
+}
+
+export interface TableCounts {
+  read: number;
+  merged: number;
+  duplicates: number;
+}
+
+export interface MergeResult {
+  readonly instanceId: string;
+  readonly horizon: bigint;
+  readonly cursorBefore: bigint;
+  readonly cursorAfter: bigint;
+  readonly ledgerUpdatedAt: bigint;
+  readonly batches: number;
+  /** Largest batch id merged from this database so far (this cycle's, else the cursor's). */
+  readonly maxBatchId: bigint;
+  readonly expectedRows: number;
+  readonly tables: ReadonlyMap<string, TableCounts>;
+  /** More batches wait below the horizon (a limit stopped this cycle): run again at once. */
+  readonly more: boolean;
+  /** Markets seen in the staged rows (ticker -> newest received_at µs), for frozen-feed checks. */
+  readonly markets: ReadonlyMap<string, number>;
+  readonly unknownTables: readonly string[];
+  /** Milliseconds spent streaming (COPY out -> staging), merging (INSERTs) and committing. */
+  readonly timingsMs: { stream: number; merge: number; commit: number };
+}
+
+export interface MergeContext {
+  readonly name: string;
+  readonly limits: PlanLimits;
+  readonly trackMarkets: boolean;
+  readonly nowUs: () => number;
+  readonly beforeCommit?: ((gatherer: string) => Promise<void> | void) | undefined;
+}
+
+const FROZEN_TABLES = new Set(['orderbook_deltas', 'trades']);
+
+/** Runs `fn` and tags its failure with `side`. */
+export async function onSide<T>(side: Side, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof SideError) throw err;
+    throw new SideError(side, classifyDbError(err));
+  }
+}
+
+const toBatch = (r: {
+  batch_id: string;
+  table_name: string;
+  row_count: number;
+  xid: string;
+}): BatchRow => ({
+  batchId: BigInt(r.batch_id),
+  table: r.table_name,
+  rows: r.row_count,
+  xid: BigInt(r.xid),
+});
+
+async function planBatches(
+  gatherer: Client,
+  cursor: bigint,
+  horizon: bigint,
+  limits: PlanLimits,
+): Promise<CyclePlan> {
+  const listed = await gatherer.query(LIST_BATCHES, [
+    cursor.toString(),
+    horizon.toString(),
+    limits.batchesMax + 1,
+  ]);
+  const plan = planCycle(listed.rows.map(toBatch), horizon, limits);
+  if (plan.needWholeXid === undefined) return plan;
+  const group = await gatherer.query(LIST_BATCHES_OF_XID, [plan.needWholeXid.toString()]);
+  return planWholeXid(group.rows.map(toBatch), plan.needWholeXid);
+}
+
+/** Streams one table's rows of the given batches into its production staging table. */
+async function streamTable(
+  gatherer: Client,
+  production: Client,
+  table: string,
+  ids: bigint[],
+  first: boolean,
+): Promise<number> {
+  const stmt = TABLE_STATEMENTS.get(table)!;
+  let failed: Side | undefined;
+  const source: Readable = gatherer.query(copyTo(stmt.copyOut(ids)));
+  const sink = production.query(copyFrom(stmt.copyIn));
+  source.once('error', () => (failed ??= 'gatherer'));
+  (sink as Writable).once('error', () => (failed ??= 'production'));
+  try {
+    if (first && failpointActive('dedup.mid_stream'))
+      await pipeline(source, midStreamKiller(), sink);
+    else await pipeline(source, sink);
+  } catch (err) {
+    throw new SideError(failed ?? 'production', classifyDbError(err));
+  }
+  return sink.rowCount;
+}
+
+async function marketsSeen(
+  production: Client,
+  tables: Iterable<string>,
+): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const table of tables) {
+    const sql = TABLE_STATEMENTS.get(table)?.tickersSeen;
+    if (!FROZEN_TABLES.has(table) || !sql) continue;
+    const r = await production.query(sql);
+    for (const row of r.rows as { ticker: string; last_us: string }[]) {
+      const at = Number(row.last_us);
+      if ((out.get(row.ticker) ?? 0) < at) out.set(row.ticker, at);
+    }
+  }
+  return out;
+}
+
+/**
+ * One cycle for one gatherer. `production` must have the staging tables (setupProduction) and no
+ * open transaction. On error the caller must discard both clients (their state is unknown).
+ */
+export async function mergeOnce(
+  ctx: MergeContext,
+  gatherer: Client,
+  production: Client,
+): Promise<MergeResult> {
+  const head = await onSide('gatherer', () => gatherer.query(READ_HORIZON));
+  const horizon = BigInt(head.rows[0].horizon);
+  const instanceId: string | null = head.rows[0].instance_id;
+  if (!instanceId)
+    throw new SideError(
+      'gatherer',
+      new KdpError('KDP_ERR_SCHEMA_KIND', 'gatherer database has no kdp_schema row'),
+    );
+  await onSide('production', async () => {
+    await production.query('BEGIN');
+    await production.query(LOCK_GATHERER, [ctx.name]);
+  });
+  const cur = await onSide('production', () =>
+    production.query(READ_CURSOR, [ctx.name, instanceId]),
+  );
+  const cursorBefore = cur.rowCount ? BigInt(cur.rows[0].merged_xid) : 0n;
+  const ledgerUpdatedAt = cur.rowCount ? BigInt(cur.rows[0].ledger_updated_at) : 0n;
+  const mergedBatchIdBefore = cur.rowCount ? BigInt(cur.rows[0].merged_batch_id) : 0n;
+  const plan =
+    cursorBefore >= horizon
+      ? undefined
+      : await onSide('gatherer', () => planBatches(gatherer, cursorBefore, horizon, ctx.limits));
+  const base = { instanceId, horizon, cursorBefore, ledgerUpdatedAt };
+  if (!plan || plan.batches.length === 0) {
+    // Nothing below the horizon: every batch there is merged. Leave the cursor (saves a write
+    // per idle cycle); the next batch will have an xid at or above the current horizon anyway.
+    await onSide('production', () => production.query('COMMIT'));
+    return {
+      ...base,
+      cursorAfter: cursorBefore,
+      batches: 0,
+      maxBatchId: mergedBatchIdBefore,
+      expectedRows: 0,
+      tables: new Map(),
+      more: false,
+      markets: new Map(),
+      unknownTables: [],
+      timingsMs: { stream: 0, merge: 0, commit: 0 },
+    };
+  }
+  return mergePlan(ctx, gatherer, production, plan, base, mergedBatchIdBefore);
+}
+
+async function mergePlan(
+  ctx: MergeContext,
+  gatherer: Client,
+  production: Client,
+  plan: CyclePlan,
+  base: { instanceId: string; horizon: bigint; cursorBefore: bigint; ledgerUpdatedAt: bigint },
+  mergedBatchIdBefore: bigint,
+): Promise<MergeResult> {
+  const tables = new Map<string, TableCounts>();
+  const unknownTables: string[] = [];
+  const t0 = performance.now();
+  let first = true;
+  for (const [table, ids] of batchesByTable(plan.batches)) {
+    if (!TABLE_STATEMENTS.has(table)) {
+      unknownTables.push(table);
+      continue;
+    }
+    const read = await streamTable(gatherer, production, table, ids, first);
+    first = false;
+    tables.set(table, { read, merged: 0, duplicates: 0 });
+  }
+  const markets = ctx.trackMarkets
+    ? await onSide('production', () => marketsSeen(production, tables.keys()))
+    : new Map<string, number>();
+  const t1 = performance.now();
+  // merged_at is taken under the merge lock, so it grows in commit order across gatherers.
+  await onSide('production', () => production.query(LOCK_MERGE));
+  const mergedAt = ctx.nowUs();
+  await onSide('production', async () => {
+    for (const [table, counts] of tables) {
+      if (counts.read === 0) continue;
+      const r = await production.query(TABLE_STATEMENTS.get(table)!.merge, [mergedAt]);
+      counts.merged = r.rowCount ?? 0;
+      counts.duplicates = counts.read - counts.merged;
+    }
+  });
+  const t2 = performance.now();
+  failpoint('dedup.after_merge_before_commit');
+  if (ctx.beforeCommit) await ctx.beforeCommit(ctx.name);
+  let maxBatchId = mergedBatchIdBefore;
+  let expectedRows = 0;
+  for (const b of plan.batches) {
+    if (b.batchId > maxBatchId) maxBatchId = b.batchId;
+    expectedRows += b.rows;
+  }
+  await onSide('production', async () => {
+    await production.query(UPSERT_CURSOR, [
+      ctx.name,
+      base.instanceId,
+      plan.nextCursor.toString(),
+      maxBatchId.toString(),
+      ctx.nowUs(),
+    ]);
+    await production.query('COMMIT');
+  });
+  const timingsMs = { stream: t1 - t0, merge: t2 - t1, commit: performance.now() - t2 };
+  return {
+    ...base,
+    cursorAfter: plan.nextCursor,
+    batches: plan.batches.length,
+    maxBatchId,
+    expectedRows,
+    tables,
+    more: plan.more,
+    markets,
+    unknownTables,
+    timingsMs,
+  };
+}

@@ -1,0 +1,98 @@
+// SQL the deduplicator runs, prepared once from the row schemas in tables.ts (the one owner of
+// column lists and keys). Control plane prepares, data plane copies.
+import {
+  TIME_SERIES_TABLES,
+  columnNames,
+  quoteIdent,
+  type TimeSeriesTable,
+  type TimeSeriesTableName,
+} from '../schema/tables';
+
+export interface TableStatements {
+  readonly table: TimeSeriesTable;
+  readonly staging: string;
+  /** CREATE TEMP TABLE for the staging copy of the table (no keys: COPY as fast as it goes). */
+  readonly createStaging: string;
+  /** `COPY staging FROM STDIN` on production. */
+  readonly copyIn: string;
+  /** INSERT … SELECT … ON CONFLICT DO NOTHING; $1 = merged_at (µs). */
+  readonly merge: string;
+  /** Markets recorded in this cycle's staging rows, with their newest received_at (frozen-feed check). */
+  readonly tickersSeen: string | undefined;
+  /** `COPY (SELECT … WHERE batch_id …) TO STDOUT` on a gatherer, for a list of batch ids. */
+  copyOut(batchIds: readonly bigint[]): string;
+}
+
+function statementsFor(t: TimeSeriesTable): TableStatements {
+  const cols = columnNames(t).map(quoteIdent).join(', ');
+  const staging = `kdp_stage_${t.name}`;
+  const colDdl = t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ');
+  return {
+    table: t,
+    staging,
+    // ON COMMIT DELETE ROWS: the staging table is empty at the start of every merge transaction,
+    // also after a rollback, without a TRUNCATE per cycle.
+    createStaging: `CREATE TEMP TABLE IF NOT EXISTS ${staging} (${colDdl}) ON COMMIT DELETE ROWS`,
+    copyIn: `COPY ${staging} (${cols}) FROM STDIN`,
+    merge: `INSERT INTO ${t.name} (${cols}, merged_at) SELECT ${cols}, $1::bigint FROM ${staging} ON CONFLICT DO NOTHING`,
+    tickersSeen: t.columns.some((c) => c.name === 'ticker')
+      ? `SELECT ticker, max(received_at)::text AS last_us FROM ${staging} WHERE ticker IS NOT NULL GROUP BY ticker`
+      : undefined,
+    copyOut(batchIds) {
+      // COPY takes no bind parameters: the ids are bigints we read from ingest_batches, printed
+      // as integers. The BETWEEN lets the BRIN index on batch_id skip block ranges; ANY filters.
+      let min = batchIds[0]!;
+      let max = min;
+      for (const id of batchIds) {
+        if (id < min) min = id;
+        if (id > max) max = id;
+      }
+      return (
+        `COPY (SELECT ${cols} FROM ${t.name} WHERE batch_id BETWEEN ${min} AND ${max}` +
+        ` AND batch_id = ANY('{${batchIds.join(',')}}'::bigint[])) TO STDOUT`
+      );
+    },
+  };
+}
+
+export const TABLE_STATEMENTS: ReadonlyMap<string, TableStatements> = new Map(
+  TIME_SERIES_TABLES.map(
+    (t) => [t.name, statementsFor(t)] as [TimeSeriesTableName, TableStatements],
+  ),
+);
+
+/** Production session setup: the staging tables (temp tables vanish with the session). */
+export const STAGING_SETUP: readonly string[] = [...TABLE_STATEMENTS.values()].map(
+  (s) => s.createStaging,
+);
+
+// ---- cursor (production) ------------------------------------------------------------------
+export const LOCK_GATHERER = `SELECT pg_advisory_xact_lock(hashtext('kdp.dedup.' || $1))`;
+/**
+ * Held from the first merge INSERT to COMMIT: merge phases of different gatherers (and of a second
+ * deduplicator) run one at a time, so concurrent transactions never wait on each other's
+ * uncommitted keys in an order that could deadlock; their COPY streams still overlap.
+ */
+export const LOCK_MERGE = `SELECT pg_advisory_xact_lock(hashtext('kdp.dedup.merge'))`;
+export const READ_CURSOR = `SELECT merged_xid::text AS merged_xid, merged_batch_id::text AS merged_batch_id,
+  ledger_updated_at::text AS ledger_updated_at FROM dedup_cursors WHERE gatherer = $1 AND instance_id = $2`;
+export const UPSERT_CURSOR = `INSERT INTO dedup_cursors (gatherer, instance_id, merged_xid, merged_batch_id, updated_at)
+  VALUES ($1, $2, $3::xid8, $4, $5)
+  ON CONFLICT (gatherer, instance_id) DO UPDATE SET merged_xid = EXCLUDED.merged_xid,
+    merged_batch_id = GREATEST(dedup_cursors.merged_batch_id, EXCLUDED.merged_batch_id), updated_at = EXCLUDED.updated_at`;
+export const UPSERT_LEDGER_CURSOR = `INSERT INTO dedup_cursors (gatherer, instance_id, merged_xid, ledger_updated_at, updated_at)
+  VALUES ($1, $2, '0'::xid8, $3, $4)
+  ON CONFLICT (gatherer, instance_id) DO UPDATE SET
+    ledger_updated_at = GREATEST(dedup_cursors.ledger_updated_at, EXCLUDED.ledger_updated_at), updated_at = EXCLUDED.updated_at`;
+
+// ---- gatherer -----------------------------------------------------------------------------
+/** Horizon: every transaction with an xid below it has finished (committed or aborted). */
+export const READ_HORIZON = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon,
+  (SELECT instance_id::text FROM kdp_schema) AS instance_id`;
+export const LIST_BATCHES = `SELECT batch_id::text AS batch_id, table_name, row_count, xid::text AS xid FROM ingest_batches
+  WHERE xid >= $1::xid8 AND xid < $2::xid8 ORDER BY xid, batch_id LIMIT $3`;
+export const LIST_BATCHES_OF_XID = `SELECT batch_id::text AS batch_id, table_name, row_count, xid::text AS xid FROM ingest_batches
+  WHERE xid = $1::xid8 ORDER BY batch_id`;
+export const PUBLISH_WATERMARK = `INSERT INTO dedup_watermark (merged_xid, merged_batch_id, updated_at) VALUES ($1::xid8, $2, $3)
+  ON CONFLICT (singleton) DO UPDATE SET merged_xid = EXCLUDED.merged_xid,
+    merged_batch_id = EXCLUDED.merged_batch_id, updated_at = EXCLUDED.updated_at`;
