@@ -76,6 +76,12 @@ export async function runDemo(o: DemoOptions, out: NodeJS.WriteStream = process.
   const faults = splitFaults(o.faults);
   const say = (line: string): void => void out.write(`${line}\n`);
   const events: string[] = [];
+  // Events (restarts, injected faults) show in the live view's header on a terminal, as lines otherwise.
+  const note = (line: string): void => {
+    const stamped = `[${new Date().toISOString().slice(11, 19)}] ${line}`;
+    events.push(stamped);
+    if (!out.isTTY) say(stamped);
+  };
   const stack = new Stack({
     gatherers: 3,
     markets: o.markets,
@@ -85,7 +91,7 @@ export async function runDemo(o: DemoOptions, out: NodeJS.WriteStream = process.
     dataDir: o.dataDir,
     keep: o.keep,
     restartDelayMs: 2000,
-    onEvent: (line) => events.push(`[${new Date().toISOString().slice(11, 19)}] ${line}`),
+    onEvent: (line) => note(line),
   });
   let stopRequested = false;
   const onSignal = (): void => {
@@ -117,7 +123,7 @@ export async function runDemo(o: DemoOptions, out: NodeJS.WriteStream = process.
         const alive = stack.gatherers.filter((g) => g.service.state().running);
         if (alive.length < 2) return; // never take the last gatherer down
         const victim = alive[Math.floor(Math.random() * alive.length)]!;
-        if (victim.service.kill9()) events.push(`[${new Date().toISOString().slice(11, 19)}] fault: kill -9 ${victim.name}`);
+        if (victim.service.kill9()) note(`fault: kill -9 ${victim.name}`);
       });
       await new Promise((r) => setTimeout(r, 1000));
     }

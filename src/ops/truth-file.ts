@@ -2,8 +2,25 @@
 // comparison in truth.ts checks production (or a gatherer database) against: every trade and delta
 // the exchange made inside a window of exchange time, plus the window's book checkpoints,
 // lifecycle events and injected faults.
-import { streamTruth, type BookRec, type FaultRec, type LifecycleRec } from '../sim/truth';
-import type { TruthSet, TruthSpan } from './truth';
+import { streamTruth, type BookRec, type DeltaRec, type FaultRec, type LifecycleRec, type TradeRec } from '../sim/truth';
+import type { TruthDelta, TruthSet, TruthSpan, TruthTrade } from './truth';
+
+/** A truth trade as production stores it (exchange_ts on the millisecond: docs/semantics.md). */
+export function truthTradeOf(r: TradeRec): TruthTrade {
+  return {
+    tradeId: r.trade_id,
+    ticker: r.m,
+    yesPrice: r.yes_price_dollars,
+    noPrice: r.no_price_dollars,
+    count: r.count_fp,
+    exchangeTs: Math.floor(r.t / 1000) * 1000,
+    takerSide: r.taker_side,
+  };
+}
+
+export function truthDeltaOf(r: DeltaRec): TruthDelta {
+  return { ticker: r.m, exchangeTs: r.t, side: r.side, price: r.p, delta: r.d };
+}
 
 export interface TruthWindow {
   /** Exchange time (µs) from which the platform was recording every market (inclusive). */
@@ -52,19 +69,10 @@ export async function readTruthExpectation(file: string, window: TruthWindow = {
     last = Math.max(last, r.t);
     switch (r.k) {
       case 'trade':
-        trades.push({
-          tradeId: r.trade_id,
-          ticker: r.m,
-          yesPrice: r.yes_price_dollars,
-          noPrice: r.no_price_dollars,
-          count: r.count_fp,
-          // Stored trades carry the millisecond (docs/semantics.md).
-          exchangeTs: Math.floor(r.t / 1000) * 1000,
-          takerSide: r.taker_side,
-        });
+        trades.push(truthTradeOf(r));
         break;
       case 'delta':
-        deltas.push({ ticker: r.m, exchangeTs: r.t, side: r.side, price: r.p, delta: r.d });
+        deltas.push(truthDeltaOf(r));
         break;
       case 'book':
         books.push(r);

@@ -121,6 +121,22 @@ const REGISTRY_TABLES = [
 )`,
 ];
 
+/** Gap-ledger columns shared by the gatherer's ledger and production's copy of all of them. */
+const GAP_LEDGER_COLUMNS = `  conn_id integer NOT NULL,
+  sid integer,
+  channel text,
+  kind text NOT NULL,
+  tickers text[] NOT NULL DEFAULT '{}',
+  expected_seq bigint,
+  got_seq bigint,
+  error_code integer,
+  window_start bigint NOT NULL,
+  window_end bigint,
+  detected_at bigint NOT NULL,
+  recovered boolean NOT NULL DEFAULT false,
+  recovered_at bigint,
+  recovery_method text`;
+
 const GATHERER_ONLY = [
   `CREATE SEQUENCE ingest_batch_id_seq`,
   `CREATE TABLE ingest_batches (
@@ -137,20 +153,7 @@ const GATHERER_ONLY = [
   `CREATE TABLE gap_ledger (
   gap_id bigserial PRIMARY KEY,
   gatherer text NOT NULL,
-  conn_id integer NOT NULL,
-  sid integer,
-  channel text,
-  kind text NOT NULL,
-  tickers text[] NOT NULL DEFAULT '{}',
-  expected_seq bigint,
-  got_seq bigint,
-  error_code integer,
-  window_start bigint NOT NULL,
-  window_end bigint,
-  detected_at bigint NOT NULL,
-  recovered boolean NOT NULL DEFAULT false,
-  recovered_at bigint,
-  recovery_method text,
+${GAP_LEDGER_COLUMNS},
   updated_at bigint NOT NULL DEFAULT kdp_now_us()
 )`,
   `CREATE INDEX gap_ledger_updated ON gap_ledger (updated_at)`,
@@ -166,23 +169,11 @@ const GATHERER_ONLY = [
 const PRODUCTION_ONLY = [
   `ALTER TABLE markets ADD COLUMN market_status text NOT NULL DEFAULT 'unknown'`,
   `CREATE INDEX markets_market_status ON markets (market_status)`,
+  // Every gatherer's ledger, keyed by gatherer (the deduplicator copies it by updated_at).
   `CREATE TABLE gap_ledger (
   gatherer text NOT NULL,
   gap_id bigint NOT NULL,
-  conn_id integer NOT NULL,
-  sid integer,
-  channel text,
-  kind text NOT NULL,
-  tickers text[] NOT NULL DEFAULT '{}',
-  expected_seq bigint,
-  got_seq bigint,
-  error_code integer,
-  window_start bigint NOT NULL,
-  window_end bigint,
-  detected_at bigint NOT NULL,
-  recovered boolean NOT NULL,
-  recovered_at bigint,
-  recovery_method text,
+${GAP_LEDGER_COLUMNS},
   updated_at bigint NOT NULL,
   PRIMARY KEY (gatherer, gap_id)
 )`,

@@ -32,6 +32,8 @@ before(async () => {
     migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: T0 * 1000 }),
   );
   pool = new Pool({ connectionString: url, max: 2 });
+  // An idle client whose server goes away at teardown emits 'error'; unhandled it would crash.
+  pool.on('error', () => undefined);
   server = new KalshiTestServer();
   const baseUrl = await server.start();
   const open = { open_time: iso(T0 - HOUR), close_time: iso(T0 + 24 * HOUR) };
@@ -118,6 +120,7 @@ before(async () => {
 
 after(async () => {
   registry?.stop();
+  await registry?.whenIdle();
   await pool?.end();
   await server?.close();
   await pg?.close();

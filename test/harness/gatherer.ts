@@ -11,7 +11,9 @@ import { checkGathererOptions, GATHERER_SPEC, type GathererOptions } from '../..
 import { startGatherer, type Gatherer } from '../../src/gatherer/service';
 import { migrate } from '../../src/schema/migrate';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/sim/simulator';
-import type { ExchangeRecord } from '../../src/sim/truth';
+import type { DeltaRec, ExchangeRecord, TradeRec } from '../../src/sim/truth';
+import type { TruthSet } from '../../src/ops/truth';
+import { truthDeltaOf, truthTradeOf } from '../../src/ops/truth-file';
 import type { TestPg } from './pg';
 
 export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 30_000, stepMs = 50): Promise<void> {
@@ -132,25 +134,11 @@ export async function recordWindow(
 }
 
 /** The run's trades and deltas in the shape the truth comparison takes. */
-export function expectedFrom(window: readonly ExchangeRecord[]): import('../../src/ops/truth').TruthSet {
-  const trades = [];
-  const deltas = [];
-  for (const r of window) {
-    if (r.k === 'trade') {
-      trades.push({
-        tradeId: r.trade_id,
-        ticker: r.m,
-        yesPrice: r.yes_price_dollars,
-        noPrice: r.no_price_dollars,
-        count: r.count_fp,
-        exchangeTs: Math.floor(r.t / 1000) * 1000,
-        takerSide: r.taker_side,
-      });
-    } else if (r.k === 'delta') {
-      deltas.push({ ticker: r.m, exchangeTs: r.t, side: r.side, price: r.p, delta: r.d });
-    }
-  }
-  return { trades, deltas };
+export function expectedFrom(window: readonly ExchangeRecord[]): TruthSet {
+  return {
+    trades: window.filter((r): r is TradeRec => r.k === 'trade').map(truthTradeOf),
+    deltas: window.filter((r): r is DeltaRec => r.k === 'delta').map(truthDeltaOf),
+  };
 }
 
 /** Exchange-time span of a run; starts on the millisecond because trades are stored per millisecond. */
