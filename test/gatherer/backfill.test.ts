@@ -46,6 +46,8 @@ before(async () => {
     migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: T0 * 1000 }),
   );
   pool = new Pool({ connectionString: url, max: 2 });
+  // An idle client whose server goes away at teardown emits 'error'; unhandled it would crash.
+  pool.on('error', () => undefined);
   server = new KalshiTestServer();
   baseUrl = await server.start();
 });

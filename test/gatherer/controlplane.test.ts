@@ -27,6 +27,8 @@ before(async () => {
   const url = await pg.newDatabase();
   await withClient(url, (c) => migrate(c, { kind: 'gatherer', engine: 'postgres' }));
   pool = new Pool({ connectionString: url, max: 2 });
+  // An idle client whose server goes away at teardown emits 'error'; unhandled it would crash.
+  pool.on('error', () => undefined);
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   writeFileSync(keyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }));
   server = new KalshiTestServer();
