@@ -89,10 +89,12 @@ export const UPSERT_LEDGER_CURSOR = `INSERT INTO dedup_cursors (gatherer, instan
 /** Horizon: every transaction with an xid below it has finished (committed or aborted). */
 export const READ_HORIZON = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon,
   (SELECT instance_id::text FROM kdp_schema) AS instance_id`;
+// ORDER BY names the table's columns: the bare names would resolve to the ::text output aliases
+// and sort "1000" before "984" (found when xids crossed a power of ten between two batches).
 export const LIST_BATCHES = `SELECT batch_id::text AS batch_id, table_name, row_count, xid::text AS xid FROM ingest_batches
-  WHERE xid >= $1::xid8 AND xid < $2::xid8 ORDER BY xid, batch_id LIMIT $3`;
+  WHERE xid >= $1::xid8 AND xid < $2::xid8 ORDER BY ingest_batches.xid, ingest_batches.batch_id LIMIT $3`;
 export const LIST_BATCHES_OF_XID = `SELECT batch_id::text AS batch_id, table_name, row_count, xid::text AS xid FROM ingest_batches
-  WHERE xid = $1::xid8 ORDER BY batch_id`;
+  WHERE xid = $1::xid8 ORDER BY ingest_batches.batch_id`;
 export const PUBLISH_WATERMARK = `INSERT INTO dedup_watermark (merged_xid, merged_batch_id, updated_at) VALUES ($1::xid8, $2, $3)
   ON CONFLICT (singleton) DO UPDATE SET merged_xid = EXCLUDED.merged_xid,
     merged_batch_id = EXCLUDED.merged_batch_id, updated_at = EXCLUDED.updated_at`;
