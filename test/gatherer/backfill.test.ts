@@ -9,15 +9,13 @@ import { BACKFILL_SPEC, REST_CLIENT_SPEC } from '../../src/gatherer/options';
 import { RestClient } from '../../src/gatherer/rest';
 import { tradeRowLine } from '../../src/gatherer/rows';
 import { parseTrade } from '../../src/gatherer/shapes';
-import { migrate } from '../../src/schema/migrate';
-import { startPg, withClient, type TestPg } from '../harness/pg';
+import { startRestTestEnv, type RestTestEnv } from './fixtures/env';
 import { KalshiTestServer, type Json } from './fixtures/kalshi-test-server';
 import { pgWriteRows } from './fixtures/pg-writer';
 
 const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
 const FROM_US = T0 * 1000;
 const TO_US = (T0 + 60_000) * 1000;
-let pg: TestPg;
 let pool: Pool;
 let server: KalshiTestServer;
 let baseUrl: string;
@@ -39,22 +37,13 @@ function trade(ticker: string, offsetMs: number, extra: Json = {}): Json {
   };
 }
 
+let env: RestTestEnv;
 before(async () => {
-  pg = await startPg();
-  const url = await pg.newDatabase();
-  await withClient(url, (c) =>
-    migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: T0 * 1000 }),
-  );
-  pool = new Pool({ connectionString: url, max: 2 });
-  // An idle client whose server goes away at teardown emits 'error'; unhandled it would crash.
-  pool.on('error', () => undefined);
-  server = new KalshiTestServer();
-  baseUrl = await server.start();
+  env = await startRestTestEnv(T0 * 1000);
+  ({ pool, server, baseUrl } = env);
 });
 after(async () => {
-  await pool?.end();
-  await server?.close();
-  await pg?.close();
+  await env?.close();
 });
 beforeEach(async () => {
   server.requests.length = 0;

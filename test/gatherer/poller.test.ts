@@ -7,29 +7,20 @@ import { ManualClock, systemClock } from '../../src/gatherer/clock';
 import { POLLER_SPEC, REST_CLIENT_SPEC } from '../../src/gatherer/options';
 import { SnapshotPoller, type PollerDeps } from '../../src/gatherer/poller';
 import { RestClient } from '../../src/gatherer/rest';
-import { migrate } from '../../src/schema/migrate';
-import { startPg, withClient, type TestPg } from '../harness/pg';
+import { startRestTestEnv, type RestTestEnv } from './fixtures/env';
 import { KalshiTestServer } from './fixtures/kalshi-test-server';
 import { pgWriteRows } from './fixtures/pg-writer';
 
 const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
-let pg: TestPg;
 let pool: Pool;
 let server: KalshiTestServer;
 let baseUrl: string;
 const TICKERS = Array.from({ length: 250 }, (_, i) => `KXP-E1-T${i}`);
 
+let env: RestTestEnv;
 before(async () => {
-  pg = await startPg();
-  const url = await pg.newDatabase();
-  await withClient(url, (c) =>
-    migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: T0 * 1000 }),
-  );
-  pool = new Pool({ connectionString: url, max: 2 });
-  // An idle client whose server goes away at teardown emits 'error'; unhandled it would crash.
-  pool.on('error', () => undefined);
-  server = new KalshiTestServer();
-  baseUrl = await server.start();
+  env = await startRestTestEnv(T0 * 1000);
+  ({ pool, server, baseUrl } = env);
   TICKERS.forEach((t, i) => {
     if (i === 7) return; // one live market the exchange returns no book for
     server.orderbooks.set(t, {
@@ -42,9 +33,7 @@ before(async () => {
   });
 });
 after(async () => {
-  await pool?.end();
-  await server?.close();
-  await pg?.close();
+  await env?.close();
 });
 beforeEach(async () => {
   server.requests.length = 0;

@@ -7,8 +7,7 @@ import { ManualClock } from '../../src/gatherer/clock';
 import { REGISTRY_SPEC, REST_CLIENT_SPEC } from '../../src/gatherer/options';
 import { MarketRegistry } from '../../src/gatherer/registry';
 import { RestClient } from '../../src/gatherer/rest';
-import { migrate } from '../../src/schema/migrate';
-import { startPg, withClient, type TestPg } from '../harness/pg';
+import { startRestTestEnv, type RestTestEnv } from './fixtures/env';
 import { KalshiTestServer, market } from './fixtures/kalshi-test-server';
 
 const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
@@ -16,7 +15,6 @@ const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 
 const HOUR = 3_600_000;
 const LEAD_MS = 10 * 60_000;
 
-let pg: TestPg;
 let pool: Pool;
 let server: KalshiTestServer;
 let clock: ManualClock;
@@ -25,17 +23,11 @@ const added: string[] = [];
 const removed: string[] = [];
 const promRegistry = createRegistry(false);
 
+let env: RestTestEnv;
 before(async () => {
-  pg = await startPg();
-  const url = await pg.newDatabase();
-  await withClient(url, (c) =>
-    migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: T0 * 1000 }),
-  );
-  pool = new Pool({ connectionString: url, max: 2 });
-  // An idle client whose server goes away at teardown emits 'error'; unhandled it would crash.
-  pool.on('error', () => undefined);
-  server = new KalshiTestServer();
-  const baseUrl = await server.start();
+  env = await startRestTestEnv(T0 * 1000);
+  ({ pool, server } = env);
+  const baseUrl = env.baseUrl;
   const open = { open_time: iso(T0 - HOUR), close_time: iso(T0 + 24 * HOUR) };
   server.markets.set(
     'KXA-E1-M1',
@@ -121,9 +113,7 @@ before(async () => {
 after(async () => {
   registry?.stop();
   await registry?.whenIdle();
-  await pool?.end();
-  await server?.close();
-  await pg?.close();
+  await env?.close();
 });
 
 async function row(ticker: string): Promise<Record<string, unknown> | undefined> {
