@@ -2,7 +2,8 @@
 // readers take frames, against (1) a receive-only client that just counts frames (the ceiling of
 // this machine for one reader) and (2) our gatherer, frame -> row committed in PostgreSQL.
 // The gatherer run is checked before it is timed: every message it received became committed rows
-// (no rows pending, rings empty after the drain). Usage: node dist/bench/gatherer-e2e.js [seconds]
+// (no rows pending, rings empty after the drain), and (3) a naive single-thread recorder
+// (JSON.parse + multi-row INSERT). Usage: node dist/bench/gatherer-e2e.js [seconds]
 import { cpus, loadavg } from 'node:os';
 import { Writable } from 'node:stream';
 import { Client } from 'pg';
@@ -32,6 +33,63 @@ async function receiveOnly(wsUrl: string, restUrl: string, seconds: number): Pro
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const rate = (frames - start) / ((Date.now() - t0) / 1000);
   ws.close();
+  return rate;
+}
+
+/**
+ * The naive recorder the spec compares against: one thread, JSON.parse of every message, rows
+ * written with multi-row INSERTs (500 rows a statement, socket paused while one runs). Only
+ * order-book deltas are stored (the bulk of the traffic); every message counts as processed once
+ * the INSERT holding its rows committed.
+ */
+async function naiveRun(wsUrl: string, restUrl: string, dbUrl: string, seconds: number): Promise<number> {
+  const res = (await (await fetch(`${restUrl}/markets?status=open&limit=1000`)).json()) as { markets: { ticker: string }[] };
+  const db = new Client({ connectionString: dbUrl });
+  await db.connect();
+  const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
+  await new Promise((r) => ws.once('open', r));
+  let rows: unknown[] = [];
+  let pendingMessages = 0;
+  let committed = 0;
+  let seq = 0;
+  let inflight: Promise<void> = Promise.resolve();
+  const flush = async (): Promise<void> => {
+    const batch = rows;
+    const messages = pendingMessages;
+    rows = [];
+    pendingMessages = 0;
+    if (batch.length > 0) {
+      const n = batch.length / 12;
+      const values = Array.from({ length: n }, (_, i) => `(${Array.from({ length: 12 }, (_, j) => `$${i * 12 + j + 1}`).join(',')})`);
+      await db.query(
+        `INSERT INTO orderbook_deltas (ticker, side, price, delta, exchange_ts, occurrence, received_at, gatherer, conn_id, sid, seq, batch_id) VALUES ${values.join(',')}`,
+        batch,
+      );
+    }
+    committed += messages;
+  };
+  ws.on('message', (data: Buffer) => {
+    const m = JSON.parse(data.toString()) as { type: string; sid?: number; seq?: number; msg?: Record<string, string | number> };
+    pendingMessages++;
+    if (m.type === 'orderbook_delta' && m.msg) {
+      const d = m.msg;
+      rows.push(d.market_ticker, d.side, d.price_dollars, d.delta_fp, Number(d.ts_ms) * 1000, 0, Date.now() * 1000, 'naive', 1, m.sid ?? 0, m.seq ?? ++seq, 0);
+    }
+    if (rows.length >= 500 * 12) {
+      ws.pause();
+      inflight = flush().then(() => ws.resume());
+    }
+  });
+  ws.send(JSON.stringify({ id: 1, cmd: 'subscribe', params: { channels: ['orderbook_delta', 'ticker', 'trade'], market_tickers: res.markets.map((m) => m.ticker) } }));
+  await new Promise((r) => setTimeout(r, 1000));
+  const start = committed;
+  const t0 = Date.now();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const rate = (committed - start) / ((Date.now() - t0) / 1000);
+  ws.removeAllListeners('message');
+  ws.terminate();
+  await inflight;
+  await db.end();
   return rate;
 }
 
@@ -89,6 +147,14 @@ async function main(): Promise<void> {
     const sim2 = await spawnSimulator({ markets: MARKETS, rate: 1e7, pace: 'fast', seed: 5 });
     const ours = await gathererRun(sim2.wsUrl, sim2.restUrl, dbUrl, SECONDS);
     await sim2.stop();
+    const naiveDb = await pg.createDatabase('bench_naive');
+    const c2 = new Client({ connectionString: naiveDb });
+    await c2.connect();
+    await migrate(c2, { kind: 'gatherer', engine: 'postgres' });
+    await c2.end();
+    const sim3 = await spawnSimulator({ markets: MARKETS, rate: 1e7, pace: 'fast', seed: 5 });
+    const naive = await naiveRun(sim3.wsUrl, sim3.restUrl, naiveDb, SECONDS);
+    await sim3.stop();
     const result = {
       env,
       seconds: SECONDS,
@@ -96,6 +162,8 @@ async function main(): Promise<void> {
       gathererMsgsPerSec: Math.round(ours.msgsPerSec),
       gathererRowsCommittedPerSec: Math.round(ours.rowsPerSec),
       shareOfReceiveCeiling: Number((ours.msgsPerSec / ceiling).toFixed(3)),
+      naiveBaselineMsgsPerSec: Math.round(naive),
+      ratioToNaiveBaseline: Number((ours.msgsPerSec / naive).toFixed(2)),
       frameToCommitP99MsAtFullLoad: ours.p99Ms,
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');

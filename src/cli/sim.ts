@@ -87,7 +87,8 @@ export const simCommand: Command = {
     });
     await sim.stop();
     process.off('message', onIpc);
-    if (process.send) process.disconnect();
+    // The parent may already be gone (its IPC channel closed): only disconnect a live channel.
+    if (process.send && process.connected) process.disconnect();
     return 0;
   },
 };
