@@ -1,6 +1,7 @@
 // The registry of `kdp` subcommands. Add a command here to make it reachable and listed.
 import { archiveCommand } from './archive';
 import { bookCommand } from './book';
+import { chaosCommand } from './chaos';
 import type { Command } from './command';
 import { dedupCommand } from './dedup';
 import { demoCommand } from './demo';
@@ -19,4 +20,5 @@ export const COMMANDS: readonly Command[] = [
   archiveCommand,
   verifyCommand,
   bookCommand,
+  chaosCommand,
 ];
