@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { KdpError } from '../core/errors';
 import { parseOptions, type Command } from './command';
-import { SIM_SPEC, simFlag, startSimulator, type FaultRequest, type SimulatorOptions } from '../sim/simulator';
+import { SIM_SPEC, simFlag, startSimulator, type FaultRequest, type SimConnection, type SimulatorOptions } from '../sim/simulator';
 import { startCapture } from '../sim/capture';
 
 type SpecKey = keyof typeof SIM_SPEC;
@@ -66,17 +66,19 @@ export const simCommand: Command = {
     // It may also freeze and resume the exchange clock (the demo holds the exchange until every
     // gatherer has subscribed); the reply gives the exchange clock and the last record number.
     const onIpc = (msg: unknown): void => {
-      const m = msg as { inject?: FaultRequest; clock?: 'pause' | 'resume'; id?: number };
+      const m = msg as { inject?: FaultRequest; clock?: 'pause' | 'resume'; connections?: boolean; id?: number };
       let error: string | undefined;
+      let connections: SimConnection[] | undefined;
       try {
         if (m.inject) sim.injectFault(m.inject);
+        else if (m.connections) connections = sim.connections();
         else if (m.clock === 'pause') sim.pause();
         else if (m.clock === 'resume') sim.resume();
         else return;
       } catch (err) {
         error = (err as Error).message;
       }
-      process.send?.({ id: m.id, error, nowUs: sim.nowUs(), records: sim.stats().records });
+      process.send?.({ id: m.id, error, nowUs: sim.nowUs(), records: sim.stats().records, connections });
     };
     if (process.send) process.on('message', onIpc);
     await new Promise<void>((resolve) => {

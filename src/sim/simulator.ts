@@ -63,7 +63,17 @@ export type FaultRequest =
   | { kind: 'oversized'; conn?: number; bytes?: number }
   | { kind: 'err25'; conn?: number; sid?: number }
   | { kind: 'skipseq'; conn: number; sid: number }
+  /** The sid's next sequenced data frame is sent twice / preceded by a truncated copy. */
+  | { kind: 'dup' | 'malformed'; conn: number; sid: number }
   | { kind: 'rest429' | 'rest5xx'; forMs: number };
+
+export interface SimConnection {
+  id: number;
+  client: string;
+  sids: number[];
+  /** markets = null for an all-markets subscription (lifecycle). */
+  subs: Array<{ sid: number; channel: string; markets: number | null }>;
+}
 
 export interface Simulator {
   readonly host: string;
@@ -79,8 +89,8 @@ export interface Simulator {
   nowUs(): number;
   /** The current book of a market, levels ascending (as REST shows it). */
   book(ticker: string): { yes: Level[]; no: Level[] };
-  /** Live connections and their sids. */
-  connections(): Array<{ id: number; sids: number[] }>;
+  /** Live connections, their client (User-Agent) and their sids. */
+  connections(): SimConnection[];
   injectFault(f: FaultRequest): void;
   /** Freezes / resumes the exchange clock (tests comparing surfaces at one instant). */
   pause(): void;
@@ -326,11 +336,19 @@ class SimCore {
         this.injectedRest.push([now, now + f.forMs * 1000, f.kind === 'rest429' ? 429 : 503]);
         return this.fire(f.kind, undefined, f.forMs * 1000, 0);
       }
+      case 'dup':
+      case 'malformed': {
+        const sub = this.ws.conns.get(f.conn)?.subs.get(f.sid);
+        if (!sub || sub.channel !== 'orderbook_delta') throw new KdpError('KDP_ERR_USAGE', `no order-book sid ${f.sid} on connection ${f.conn}`);
+        sub.nextFault = f.kind;
+        return;
+      }
       case 'skipseq': {
         const sub = this.ws.conns.get(f.conn)?.subs.get(f.sid);
         if (!sub) throw new KdpError('KDP_ERR_USAGE', `no sid ${f.sid} on connection ${f.conn}`);
         sub.seq++;
-        return this.writeClient({ k: 'fault', t: this.state.nowUs, wall_ms: Date.now(), kind: 'skipseq', conn: f.conn, sid: f.sid, seq: sub.seq });
+        const client = this.ws.conns.get(f.conn)?.client;
+        return this.writeClient({ k: 'fault', t: this.state.nowUs, wall_ms: Date.now(), kind: 'skipseq', conn: f.conn, sid: f.sid, seq: sub.seq, ...(client ? { client } : {}) });
       }
       case 'stall':
         return this.fire('stall', f.conn, f.forMs * 1000, 0);
@@ -371,7 +389,13 @@ class SimCore {
         const m = this.state.market(ticker);
         return { yes: m.book.levels('yes'), no: m.book.levels('no') };
       },
-      connections: () => this.ws.liveConns().map((c) => ({ id: c.id, sids: [...c.subs.keys()] })),
+      connections: () =>
+        this.ws.liveConns().map((c) => ({
+          id: c.id,
+          client: c.client,
+          sids: [...c.subs.keys()],
+          subs: [...c.subs.values()].map((s) => ({ sid: s.sid, channel: s.channel, markets: s.tickers?.size ?? null })),
+        })),
       injectFault: (f) => this.injectFault(f),
       pause: () => {
         if (this.paused) return;

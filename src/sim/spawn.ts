@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { KdpError } from '../core/errors';
-import { SIM_SPEC, simFlag, type FaultRequest, type SimulatorOptions } from './simulator';
+import { SIM_SPEC, simFlag, type FaultRequest, type SimConnection, type SimulatorOptions } from './simulator';
 
 export interface SpawnedSimulator {
   readonly wsUrl: string;
@@ -17,6 +17,8 @@ export interface SpawnedSimulator {
   injectFault(f: FaultRequest): Promise<void>;
   /** Freezes / resumes the exchange clock; resolves with the clock (µs) and records made so far. */
   clock(action: 'pause' | 'resume'): Promise<{ nowUs: number; records: number }>;
+  /** The simulator's live connections with their clients and sids (chaos targets faults with it). */
+  connections(): Promise<SimConnection[]>;
   /** SIGTERM, then waits for the exit (SIGKILL after timeoutMs). */
   stop(timeoutMs?: number): Promise<void>;
 }
@@ -63,7 +65,7 @@ export async function spawnSimulator(options: SimulatorOptions = {}, startTimeou
     });
   }).finally(() => rmSync(keyDir, { recursive: true, force: true }));
   let nextId = 1;
-  type Reply = { id: number; error?: string; nowUs: number; records: number };
+  type Reply = { id: number; error?: string; nowUs: number; records: number; connections?: SimConnection[] };
   const waiting = new Map<number, (reply: Reply) => void>();
   child.on('message', (m: Reply) => waiting.get(m.id)?.(m));
   const request = (body: Record<string, unknown>): Promise<Reply> =>
@@ -82,6 +84,7 @@ export async function spawnSimulator(options: SimulatorOptions = {}, startTimeou
     injectFault: async (f) => {
       await request({ inject: f });
     },
+    connections: async () => (await request({ connections: true })).connections ?? [],
     clock: async (action) => {
       const r = await request({ clock: action });
       return { nowUs: r.nowUs, records: r.records };

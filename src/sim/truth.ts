@@ -144,6 +144,8 @@ export interface FaultRec {
   seq?: number;
   until_us?: number;
   detail?: string;
+  /** User-Agent of the connection's client (which gatherer held it). */
+  client?: string;
 }
 export interface ClientRec {
   k: 'client';
@@ -151,6 +153,7 @@ export interface ClientRec {
   wall_ms: number;
   event: 'connect' | 'disconnect' | 'err25';
   conn: number;
+  client?: string;
   sid?: number;
   buffered_bytes?: number;
 }

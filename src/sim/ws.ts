@@ -55,6 +55,8 @@ export interface Sub {
   readonly useYesPrice: boolean;
   seq: number;
   alive: boolean;
+  /** A fault injected on demand, applied to the next sequenced data frame of this sid. */
+  nextFault: 'malformed' | 'dup' | null;
 }
 
 interface ConnData {
@@ -65,6 +67,8 @@ export interface Conn {
   readonly id: number;
   ws: uWS.WebSocket<ConnData> | null;
   readonly authed: boolean;
+  /** The client's User-Agent (gatherers send kdp-gatherer/<id>): who held the connection. */
+  readonly client: string;
   readonly subs: Map<number, Sub>;
   nextSid: number;
   out: string[];
@@ -111,7 +115,7 @@ export class WsHub {
         const conn = ws.getUserData().conn;
         conn.ws = ws;
         this.conns.set(conn.id, conn);
-        this.record({ k: 'client', t: this.state.nowUs, wall_ms: Date.now(), event: 'connect', conn: conn.id });
+        this.record({ k: 'client', t: this.state.nowUs, wall_ms: Date.now(), event: 'connect', conn: conn.id, client: conn.client });
       },
       message: (ws, message, isBinary) => this.onMessage(ws.getUserData().conn, message, isBinary),
       close: (ws) => this.onClose(ws.getUserData().conn),
@@ -130,7 +134,7 @@ export class WsHub {
       return;
     }
     const conn: Conn = {
-      id: this.nextConnId++, ws: null, authed: verdict.keyId !== null, subs: new Map(), nextSid: 1, out: [],
+      id: this.nextConnId++, ws: null, authed: verdict.keyId !== null, client: req.getHeader('user-agent'), subs: new Map(), nextSid: 1, out: [],
       stalledUntilUs: 0, tokens: this.o.commandsPerSecMax, tokensAtMs: Date.now(), framesSent: 0,
     };
     res.upgrade<ConnData>({ conn }, key, protocol, extensions, context);
@@ -204,7 +208,14 @@ export class WsHub {
       this.push(sub.conn, frame.slice(0, frame.length >> 1));
       this.fault({ kind: 'malformed', conn: sub.conn.id, sid: sub.sid, seq });
     }
+    const injected = id === 0 ? sub.nextFault : null;
+    if (injected !== null) {
+      sub.nextFault = null;
+      if (injected === 'malformed') this.push(sub.conn, frame.slice(0, frame.length >> 1));
+      this.fault({ kind: injected, conn: sub.conn.id, sid: sub.sid, seq });
+    }
     this.push(sub.conn, frame);
+    if (injected === 'dup') this.push(sub.conn, frame);
     if (rates.dup > 0 && this.faultRng.next() < rates.dup) {
       this.push(sub.conn, frame);
       this.fault({ kind: 'dup', conn: sub.conn.id, sid: sub.sid, seq });
@@ -257,7 +268,8 @@ export class WsHub {
   }
 
   private fault(f: Omit<FaultRec, 'k' | 't' | 'wall_ms'>): void {
-    this.record({ k: 'fault', t: this.state.nowUs, wall_ms: Date.now(), ...f });
+    const client = f.conn === undefined ? undefined : this.conns.get(f.conn)?.client;
+    this.record({ k: 'fault', t: this.state.nowUs, wall_ms: Date.now(), ...f, ...(client ? { client } : {}) });
   }
 
   // ---------------- subscriptions ----------------
@@ -396,7 +408,7 @@ export class WsHub {
       return this.push(conn, `{"id":${c.id},"type":"subscribed","msg":{"channel":"${channel}","sid":${same[0]!.sid}}}`);
     }
     if (fresh && fresh.length > this.o.marketsPerSubMax) return this.error(conn, c.id, 26, `${fresh.length} > ${this.o.marketsPerSubMax}`);
-    const sub: Sub = { conn, sid: conn.nextSid++, channel, tickers: fresh ? new Set(fresh) : null, useYesPrice, seq: 0, alive: true };
+    const sub: Sub = { conn, sid: conn.nextSid++, channel, tickers: fresh ? new Set(fresh) : null, useYesPrice, seq: 0, alive: true, nextFault: null };
     conn.subs.set(sub.sid, sub);
     if (sub.tickers) this.index(sub, sub.tickers);
     else if (channel === 'ticker') this.tickerAll.add(sub);
