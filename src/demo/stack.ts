@@ -40,6 +40,8 @@ const MARKETS_PER_CONNECTION = 500;
 
 export class Stack {
   pg: PgCluster | undefined;
+  /** The cluster holding each database: g1, g2, ..., production. */
+  readonly clusters = new Map<string, PgCluster>();
   sim: SpawnedSimulator | undefined;
   gatherers: GathererProc[] = [];
   dedup: Service | undefined;
@@ -77,13 +79,26 @@ export class Stack {
     return file;
   }
 
-  /** PostgreSQL with a migrated database per gatherer and one for production. */
-  async startDatabases(): Promise<string[]> {
-    this.pg = await PgCluster.start({ dataDir: join(this.dir, 'pg'), keep: true, settings: { max_connections: '300' } });
+  /**
+   * PostgreSQL with a migrated database per gatherer and one for production: in one cluster, or
+   * with clusterPerDatabase in a cluster each (so one can be stopped alone, as a chaos run does).
+   */
+  async startDatabases(clusterPerDatabase = false): Promise<string[]> {
+    const names = [...Array.from({ length: this.opts.gatherers }, (_, i) => `g${i + 1}`), 'production'];
+    const settings = { max_connections: clusterPerDatabase ? '100' : '300' };
+    if (clusterPerDatabase) {
+      const clusters = await Promise.all(
+        names.map((n) => PgCluster.start({ dataDir: join(this.dir, `pg-${n}`), keep: true, settings })),
+      );
+      names.forEach((n, i) => this.clusters.set(n, clusters[i]!));
+    } else {
+      this.pg = await PgCluster.start({ dataDir: join(this.dir, 'pg'), keep: true, settings });
+      for (const n of names) this.clusters.set(n, this.pg);
+    }
     const urls: string[] = [];
-    for (let i = 0; i <= this.opts.gatherers; i++) {
-      const production = i === this.opts.gatherers;
-      const url = await this.pg.createDatabase(production ? 'kdp_production' : `kdp_g${i + 1}`);
+    for (const n of names) {
+      const production = n === 'production';
+      const url = await this.clusters.get(n)!.createDatabase(production ? 'kdp_production' : `kdp_${n}`);
       const c = new Client({ connectionString: url });
       await c.connect();
       try {
@@ -147,9 +162,13 @@ export class Stack {
   }
 
   async startDedupAndArchive(): Promise<void> {
+    await this.startDedup();
+    await this.startArchive();
+  }
+
+  async startDedup(): Promise<void> {
     this.ports.dedupHealth = await freePort();
     this.ports.dedupMetrics = await freePort();
-    this.ports.archiveMetrics = await freePort();
     const dedupFile = this.config('dedup', {
       gatherers: this.gatherers.map((g) => ({ name: g.name, url: g.dbUrl })),
       production: { url: this.productionUrl },
@@ -158,6 +177,10 @@ export class Stack {
       log: { level: 'info' },
     });
     this.dedup = this.service('dedup', ['dedup', '--config', dedupFile]);
+  }
+
+  async startArchive(): Promise<void> {
+    this.ports.archiveMetrics = await freePort();
     const archiveFile = this.config('archive', {
       production: { url: this.productionUrl },
       store: { kind: 'local', dir: this.archiveDir, prefix: 'raw' },
@@ -195,7 +218,7 @@ export class Stack {
     await Promise.all(services.map((s) => s?.stop(10_000)));
     for (const s of services) s?.closeLog();
     await this.sim?.stop().catch(() => undefined);
-    await this.pg?.stopServer().catch(() => undefined);
+    for (const cluster of new Set(this.clusters.values())) await cluster.stopServer().catch(() => undefined);
     if (!this.opts.keep && this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -35,6 +35,8 @@ export class Service {
   private restartTimer: NodeJS.Timeout | undefined;
   private readonly log: WriteStream;
   private exitWaiters: (() => void)[] = [];
+  /** Extra environment for the next start only (a chaos run arms a failpoint this way). */
+  private nextStartEnv: Readonly<Record<string, string>> | undefined;
 
   constructor(
     readonly spec: ServiceSpec,
@@ -60,8 +62,10 @@ export class Service {
     }
     this.recentStarts.push(now);
     this.starts += 1;
+    const onceEnv = this.nextStartEnv;
+    this.nextStartEnv = undefined;
     const child = spawn(process.execPath, [KDP_BIN, ...this.spec.args], {
-      env: { ...process.env, ...this.spec.env },
+      env: { ...process.env, ...this.spec.env, ...onceEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
@@ -80,9 +84,13 @@ export class Service {
     this.restartTimer = setTimeout(() => this.spawnChild(), this.spec.restartDelayMs);
   }
 
-  /** kill -9: the service gets no chance to clean up; it is restarted like systemd would. */
-  kill9(): boolean {
+  /**
+   * kill -9: the service gets no chance to clean up; it is restarted like systemd would, with
+   * nextStartEnv added to the environment of that one restart.
+   */
+  kill9(nextStartEnv?: Readonly<Record<string, string>>): boolean {
     if (!this.child?.pid) return false;
+    this.nextStartEnv = nextStartEnv;
     this.child.kill('SIGKILL');
     return true;
   }

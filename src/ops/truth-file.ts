@@ -2,7 +2,7 @@
 // comparison in truth.ts checks production (or a gatherer database) against: every trade and delta
 // the exchange made inside a window of exchange time, plus the window's book checkpoints,
 // lifecycle events and injected faults.
-import { streamTruth, type BookRec, type DeltaRec, type FaultRec, type LifecycleRec, type TradeRec } from '../sim/truth';
+import { streamTruth, type BookRec, type DeltaRec, type EventLifecycleRec, type FaultRec, type LifecycleRec, type TradeRec } from '../sim/truth';
 import type { TruthDelta, TruthSet, TruthSpan, TruthTrade } from './truth';
 
 /** A truth trade as production stores it (exchange_ts on the millisecond: docs/semantics.md). */
@@ -37,6 +37,7 @@ export interface TruthExpectation {
   readonly span: TruthSpan;
   readonly books: readonly BookRec[];
   readonly lifecycle: readonly LifecycleRec[];
+  readonly eventLifecycle: readonly EventLifecycleRec[];
   readonly faults: readonly FaultRec[];
   /** Markets the truth file knows (created before or inside the window). */
   readonly markets: ReadonlySet<string>;
@@ -52,6 +53,7 @@ export async function readTruthExpectation(file: string, window: TruthWindow = {
   const deltas: TruthSet['deltas'][number][] = [];
   const books: BookRec[] = [];
   const lifecycle: LifecycleRec[] = [];
+  const eventLifecycle: EventLifecycleRec[] = [];
   const faults: FaultRec[] = [];
   const markets = new Set<string>();
   let first = Infinity;
@@ -80,6 +82,9 @@ export async function readTruthExpectation(file: string, window: TruthWindow = {
       case 'lifecycle':
         lifecycle.push(r);
         break;
+      case 'event_lifecycle':
+        eventLifecycle.push(r);
+        break;
       default:
         break;
     }
@@ -89,5 +94,5 @@ export async function readTruthExpectation(file: string, window: TruthWindow = {
     fromUs: Number.isFinite(from) ? from : Math.floor(first / 1000) * 1000,
     toUs: Number.isFinite(to) ? to : last,
   };
-  return { expected: { trades, deltas }, span, books, lifecycle, faults, markets };
+  return { expected: { trades, deltas }, span, books, lifecycle, eventLifecycle, faults, markets };
 }
