@@ -1,15 +1,17 @@
 // `kdp book`: the order book of one market at a moment, rebuilt from production.
 //
 // Anchoring rule. A WebSocket snapshot row carries `last_delta_ts`: the exchange_ts of the last
-// delta of that market the gatherer had applied on the same subscription before the snapshot, so
-// the snapshot already contains every delta with exchange_ts <= last_delta_ts. The book at TIME is
+// delta (of any market) the gatherer received in order on the same subscription before the
+// snapshot, so the snapshot already contains every delta with exchange_ts <= last_delta_ts and
+// none after (docs/semantics.md). The book at TIME is
 //   the newest WS snapshot of the market with snapshot_ts <= TIME and a known last_delta_ts <= TIME,
 //   plus every production delta with last_delta_ts < exchange_ts <= TIME,
 // applied in (exchange_ts, occurrence) order with exact decimal arithmetic. A level whose size
 // ends <= 0 is removed. Production deltas are the merge of all gatherers, so a delta the
 // snapshot's own gatherer missed is still applied.
 // Edge cases (see docs/runbooks.md "Reconstruct an order book"):
-//   - snapshots with last_delta_ts NULL (no delta had arrived on that subscription yet) and REST
+//   - snapshots with last_delta_ts NULL (no delta had arrived on that subscription yet, or frames
+//     were lost right before) and REST
 //     snapshots cannot be placed in the delta stream and are skipped;
 //   - a snapshot taken between two deltas of the same microsecond would be anchored after both:
 //     the second one is then missing from the book (the same residual case as the delta key);

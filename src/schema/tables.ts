@@ -103,8 +103,9 @@ export const ORDERBOOK_SNAPSHOTS: TimeSeriesTable = {
     // Snapshots carry no exchange time: this is the receive time (µs) of the frame / response.
     col('snapshot_ts', 'bigint'),
     col('source', 'text'),
-    // exchange_ts of the last delta of this ticker applied on the same sid before the snapshot
-    // (NULL when none was): anchors the snapshot in the delta stream for book reconstruction.
+    // exchange_ts of the last delta (any market) received in order on the same sid before the
+    // snapshot (NULL when none was, or frames were lost since): anchors the snapshot in the delta
+    // stream for book reconstruction (docs/semantics.md).
     col('last_delta_ts', 'bigint', true),
     ...PROVENANCE,
   ],

@@ -37,7 +37,14 @@ class SidState {
   nextSeq = 1;
   lastGoodUs: number | null = null;
   readonly markets = new Set<string>();
-  readonly lastDeltaTs = new Map<string, number>();
+  /**
+   * exchange_ts of the last delta received in order on this sid (any market); null when none has
+   * been or frames were lost since. A snapshot arriving next holds every change up to this instant
+   * and none after it (the sid's stream is in exchange order), including changes lost in a gap
+   * detected earlier — so it anchors the snapshot, where the snapshot market's own last delta
+   * would be stale after a gap (found by the chaos run's book check).
+   */
+  anchorTs: number | null = null;
   /** Markets whose book is invalid (after a gap) until their next snapshot. */
   readonly unsynced = new Set<string>();
 }
@@ -94,7 +101,6 @@ export class SequenceChecker {
       if (mode === 'remove') {
         st.markets.delete(t);
         st.unsynced.delete(t);
-        st.lastDeltaTs.delete(t);
       } else this.track(st, t);
     }
   }
@@ -129,6 +135,7 @@ export class SequenceChecker {
 
   private invalidate(st: SidState, kind: GapKind, connId: number, sid: number, expectedSeq: number | null, gotSeq: number | null, errorCode: number | null, detectedUs: number): GapEvent {
     for (const t of st.markets) st.unsynced.add(t);
+    st.anchorTs = null;
     return { kind, connId, sid, channel: st.channel, expectedSeq, gotSeq, errorCode, tickers: [...st.markets], lastGoodUs: st.lastGoodUs, detectedUs };
   }
 
@@ -158,16 +165,16 @@ export class SequenceChecker {
   noteDelta(connId: number, sid: number, ticker: string, exchangeTs: number): boolean {
     const st = this.state(connId, sid);
     this.track(st, ticker);
-    if (st.markets.has(ticker)) st.lastDeltaTs.set(ticker, exchangeTs);
+    st.anchorTs = exchangeTs;
     return !st.unsynced.has(ticker);
   }
 
-  /** Records a snapshot (the market is synced again); returns the last delta's exchange_ts or null. */
+  /** Records a snapshot (the market is synced again); returns its anchor (SidState.anchorTs). */
   noteSnapshot(connId: number, sid: number, ticker: string): number | null {
     const st = this.state(connId, sid);
     this.track(st, ticker);
     st.unsynced.delete(ticker);
-    return st.lastDeltaTs.get(ticker) ?? null;
+    return st.anchorTs;
   }
 
   isBookSynced(connId: number, sid: number, ticker: string): boolean {

@@ -152,3 +152,20 @@ test('backpressure: process() returns false once the row sink is over its high-w
   assert.equal(c.rows.length, 3);
   assert.equal(c.processor.counters.backpressureSignals, 2);
 });
+
+test('a snapshot is anchored at the last delta received on its sid (any market), also after a gap; a snapshot right after lost frames has no anchor', () => {
+  const us = (iso: string): string => String(Date.parse(iso.slice(0, 23) + 'Z') * 1000 + Number(iso.slice(23, 26)));
+  const T1 = '2026-05-28T05:35:09.000100Z';
+  const T2 = '2026-05-28T05:35:09.000200Z';
+  const T3 = '2026-05-28T05:35:09.000300Z';
+  const c = new Capture();
+  c.feed(snapshot(1, 1, 'M-1')); // nothing on the sid yet: no anchor
+  c.feed(delta(1, 2, 'M-1', '0.5000', '10.00', T1));
+  // seq 3 and 4 are lost: M-1 changed there, and the gap is seen at M-2's delta
+  c.feed(delta(1, 5, 'M-2', '0.4000', '5.00', T3));
+  c.feed(snapshot(1, 6, 'M-1')); // the resync: holds the lost changes, so its anchor is T3, not M-1's own T1
+  c.feed(snapshot(1, 8, 'M-2')); // seq 7 lost right before it: the snapshot holds it, its anchor is unknown
+  c.feed(delta(1, 9, 'M-2', '0.4000', '1.00', T2));
+  const anchors = c.lines('orderbook_snapshots').map((l) => col(l, 5));
+  assert.deepEqual(anchors, ['\\N', us(T3), '\\N']);
+});
