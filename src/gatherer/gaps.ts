@@ -20,10 +20,18 @@ const LEDGER_KIND: Record<GapEvent['kind'], string> = {
   'ring-drop': 'ring_drop',
   'bad-message': 'bad_message',
 };
-// Ledger writes are retried this often before the gap is logged as unrecorded.
-const LEDGER_ATTEMPTS_MAX = 5;
+// Ledger writes are retried this often before the gap is logged as unrecorded: with the delay
+// capped at LEDGER_RETRY_DELAY_MAX_MS that is ~40 s, longer than a database restart (a chaos
+// run stops the gatherer's PostgreSQL for up to 8 s and the gap must still reach the ledger).
+const LEDGER_ATTEMPTS_MAX = 12;
+const LEDGER_RETRY_DELAY_MAX_MS = 5_000;
 // Without a last good frame, the trade backfill looks back this far.
 const BACKFILL_LOOKBACK_US = 60_000_000;
+
+// The newest batch (by its id, the primary key) tells when this database last received rows.
+const LAST_COMMIT_SQL = `SELECT committed_at::text AS at FROM ingest_batches ORDER BY batch_id DESC LIMIT 1`;
+// A restart gap stays unrecovered (and is logged) when the markets are not all subscribed by then.
+const RESTART_RECOVERY_WAIT_MS = 10 * 60_000;
 
 const nowUs = (): number => Date.now() * 1000;
 
@@ -40,6 +48,7 @@ export class GapTracker {
   /** Gap rows of a connection waiting for its resubscription (a resync that could not be sent). */
   private readonly connWaiting = new Map<number, Promise<number | undefined>[]>();
   private readonly inflight = new Set<Promise<unknown>>();
+  private stopping = false;
 
   constructor(
     private readonly gatherer: string,
@@ -119,6 +128,35 @@ export class GapTracker {
     if (tickers.length > 0) this.backfillTrades(tickers, sinceUs, nowUs());
   }
 
+  /**
+   * At start-up after a previous run (a crash, kill -9 or restart): the time since this database's
+   * last committed batch was not recorded by this gatherer. One 'gatherer_restart' row covers it
+   * (conn_id 0, every market), recovered once every market is subscribed again.
+   */
+  onStarted(tickers: readonly string[]): void {
+    const startedUs = nowUs();
+    const p = (async () => {
+      const last = await this.withClient((client) => client.query<{ at: string }>(LAST_COMMIT_SQL));
+      if (last.rowCount === 0) return; // a new database: nothing was missed
+      const gapId = this.record({
+        gatherer: this.gatherer, connId: 0, sid: null, channel: null, kind: 'gatherer_restart', tickers,
+        expectedSeq: null, gotSeq: null, errorCode: null,
+        windowStartUs: Number(last.rows[0]!.at), windowEndUs: startedUs, detectedAtUs: startedUs,
+      });
+      await this.waitAllSubscribed(RESTART_RECOVERY_WAIT_MS);
+      this.recover([gapId], 'resubscribe');
+    })();
+    this.track(p.catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'restart gap could not be recorded')));
+  }
+
+  private async waitAllSubscribed(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.stopping && !this.manager.allSubscribed()) {
+      if (Date.now() > deadline) throw new Error(`markets not all subscribed within ${timeoutMs} ms of start-up`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
   private record(gap: GapInsert): Promise<number | undefined> {
     const p = this.withClient(async (client) => insertGap(client, gap)).then(
       (id) => {
@@ -171,7 +209,7 @@ export class GapTracker {
         const coded = classifyDbError(err);
         if (!coded.retryable || attempt >= LEDGER_ATTEMPTS_MAX) throw coded;
         this.metrics.writer_errors_total.inc({ type: coded.code === 'KDP_ERR_DB_TIMEOUT' ? 'timeout' : 'connection' });
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        await new Promise((r) => setTimeout(r, Math.min(LEDGER_RETRY_DELAY_MAX_MS, 200 * 2 ** attempt)));
       }
     }
   }
@@ -184,6 +222,7 @@ export class GapTracker {
 
   /** Waits for ledger writes and backfills in flight. */
   async stop(): Promise<void> {
+    this.stopping = true;
     this.backfill.stop();
     await Promise.allSettled([...this.inflight]);
   }

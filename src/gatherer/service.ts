@@ -63,6 +63,10 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
     statement_timeout: o.database.statementTimeoutMs,
   });
   pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection failed'));
+  // pg-pool listens for errors only on idle clients: a checked-out client whose server goes away
+  // emits 'error' with no listener and would crash the process (found by the chaos run stopping the
+  // gatherer's PostgreSQL). The query in flight fails with its own error, which its caller retries.
+  pool.on('connect', (client) => client.on('error', (err) => log.warn({ err: err.message }, 'database connection failed while in use')));
   await checkDatabase(pool);
   const registry = createRegistry();
   const metrics = createMetrics(GATHERER_METRICS, registry);
@@ -118,6 +122,7 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
     { onRingFull: o.pipeline.onRingFull as 'pause' | 'drop', frameBytesMax: codec.payloadBytesMax(), drainPollMs: 2, noticeBacklogMax: 4096 },
   );
   const signer = controlPlane.signer;
+  const userAgent = `kdp-gatherer/${o.gathererId}`;
   const manager = new ConnectionManager(
     {
       wsUrl: o.exchange.wsUrl,
@@ -143,7 +148,9 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
       error: (type) => metrics.ws_client_errors_total.inc({ type }),
       reconnect: () => metrics.reconnects_total.inc(),
     },
-    () => (signer ? { ...signer.wsHeaders() } : {}),
+    // The user agent names the gatherer, so the exchange side (and the chaos checker reading the
+    // simulator's truth) can tell which gatherer held a connection.
+    () => ({ 'user-agent': userAgent, ...(signer ? signer.wsHeaders() : {}) }),
     log.child({ part: 'connections' }),
   );
   const gaps = new GapTracker(o.gathererId, pool, manager, controlPlane.backfill, metrics, log.child({ part: 'gaps' }));
@@ -156,6 +163,7 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
   await discoverWithRetry(controlPlane, log);
   manager.addMarkets(controlPlane.registry.activeTickers());
   manager.start();
+  gaps.onStarted(controlPlane.registry.activeTickers());
   log.info({ markets: manager.marketCount(), workers: o.pipeline.workers, connections: o.connections.count }, 'gatherer started');
 
   let stopped: Promise<boolean> | undefined;
