@@ -1,6 +1,8 @@
 // Turns every break the gatherer notices into a gap-ledger row and a recovery:
-// - a worker's sequence gap / terminal error / ring drop on a sid -> get_snapshot on the sid (or a
-//   new subscription when the sid is dead), then the row is marked recovered;
+// - a worker's sequence gap / terminal error / ring drop on a sid -> get_snapshot on a book sid (or a
+//   new subscription when the sid is dead), then the row is marked recovered; on a live trade sid a
+//   REST trade backfill, on a ticker sid the next ticker (full state), on a lifecycle sid a REST
+//   reconcile of the market registry recover it;
 // - a dropped connection -> one 'disconnect' row for its markets, recovered when every shard is
 //   subscribed again;
 // - where trades may have been lost (connection down, ring drop, trade sid broken), a REST trade
@@ -57,6 +59,8 @@ export class GapTracker {
     private readonly backfill: TradeBackfill,
     private readonly metrics: MetricSet<typeof GATHERER_METRICS>,
     private readonly log: Logger,
+    /** The market registry's REST reconcile (restores what lost lifecycle events changed). */
+    private readonly reconcile: () => Promise<unknown>,
   ) {}
 
   onWorkerGap(g: GapEvent): void {
@@ -79,7 +83,11 @@ export class GapTracker {
     });
     this.metrics.sequence_gaps_total.inc();
     this.metrics.writer_seq_gaps_total.inc();
-    if (g.kind === 'ring-drop' || g.channel === 'trade') this.backfillTrades(tickers, windowStartUs, g.detectedUs);
+    const terminal = g.kind === 'terminal-error';
+    if (g.channel === 'trade') this.backfillTrades(tickers, windowStartUs, g.detectedUs, terminal ? undefined : gapId);
+    // Only order books have snapshots; a live non-book sid is recovered its own way (a ring drop
+    // reports every sid of the connection). A dead sid of any channel is subscribed again.
+    if (!terminal && g.channel !== 'orderbook_delta') return this.recoverNonBook(g.channel, gapId);
     const key = `${g.connId}:${g.sid}`;
     const waiting = this.resyncWaiting.get(key);
     if (waiting) {
@@ -87,13 +95,27 @@ export class GapTracker {
       return;
     }
     this.resyncWaiting.set(key, [gapId]);
-    const terminal = g.kind === 'terminal-error';
     this.manager.resync(g.connId, g.sid, terminal, (ok) => {
       const ids = this.resyncWaiting.get(key) ?? [];
       this.resyncWaiting.delete(key);
       if (ok) this.recover(ids, terminal ? 'resubscribe' : 'get_snapshot');
       else this.connWaiting.set(g.connId, [...(this.connWaiting.get(g.connId) ?? []), ...ids]);
     });
+  }
+
+  /**
+   * trade: recovered by the REST backfill started for it (backfillTrades); ticker: every ticker
+   * message carries the market's full current values, so the next one restores them; lifecycle:
+   * the market registry's REST reconcile restores what the lost events would have changed.
+   */
+  private recoverNonBook(channel: string | null, gapId: Promise<number | undefined>): void {
+    if (channel === 'trade') return;
+    if (channel === 'ticker') return this.recover([gapId], 'next_update');
+    const p = this.reconcile().then(
+      () => this.recover([gapId], 'rest_reconcile'),
+      (err: unknown) => this.log.warn({ err: (err as Error).message, channel }, 'reconcile after a lifecycle gap failed; gap left open'),
+    );
+    this.track(p);
   }
 
   private readonly disconnects = new Map<number, Promise<number | undefined>>();
@@ -185,12 +207,13 @@ export class GapTracker {
     }
   }
 
-  private backfillTrades(tickers: readonly string[], fromUs: number, toUs: number): void {
+  /** REST backfill of trades in a window; with gapId, that gap is recovered once it completed. */
+  private backfillTrades(tickers: readonly string[], fromUs: number, toUs: number, gapId?: Promise<number | undefined>): void {
     if (tickers.length === 0) return;
     const p = this.backfill.backfill({ tickers: [...tickers], fromUs, toUs }).then((r) => {
       if (r.failed > 0 || r.refused > 0) {
         this.log.warn({ failed: r.failed, refused: r.refused, fromUs, toUs }, 'trade backfill incomplete');
-      }
+      } else if (gapId) this.recover([gapId], 'rest_backfill');
     });
     this.track(p.catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'trade backfill failed')));
   }

@@ -153,7 +153,9 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
     () => ({ 'user-agent': userAgent, ...(signer ? signer.wsHeaders() : {}) }),
     log.child({ part: 'connections' }),
   );
-  const gaps = new GapTracker(o.gathererId, pool, manager, controlPlane.backfill, metrics, log.child({ part: 'gaps' }));
+  const gaps = new GapTracker(o.gathererId, pool, manager, controlPlane.backfill, metrics, log.child({ part: 'gaps' }), () =>
+    controlPlane.registry.reconcile(),
+  );
 
   controlPlane.registry.on('marketsAdded', (tickers) => manager.addMarkets(tickers));
   controlPlane.registry.on('marketsRemoved', (tickers) => manager.removeMarkets(tickers));

@@ -85,3 +85,30 @@ test('a worker thread killed mid-stream is restarted; the loss is a recovered le
     throw err;
   }
 });
+
+test('an oversized frame is refused and counted; the ring-drop gaps it leaves on book, ticker, trade and lifecycle sids are all recovered; trades complete', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: 40, rate: 1500, seed: 23, pingIntervalMs: 1000 });
+  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim));
+  try {
+    const rec = await recordWindow(run, gatherer, dbUrl, 40, 4000, (elapsedMs) => {
+      if (elapsedMs < 1000 || gatherer.router.stats.framesTooLarge > 0) return;
+      // On the connection that also holds the lifecycle subscription, so every channel is hit.
+      const conn = run.sim.connections().find((c) => c.subs.some((s) => s.channel === 'market_lifecycle_v2'));
+      run.sim.injectFault({ kind: 'oversized', conn: conn!.id, bytes: 2 * 1024 * 1024 });
+    });
+    assert.equal(rec.drained, true);
+    assert.ok(gatherer.router.stats.framesTooLarge > 0, 'the oversized frame was refused and counted');
+    await withClient(dbUrl, async (db) => {
+      const gaps = await db.query(`SELECT channel, recovered, recovery_method FROM gap_ledger WHERE kind = 'ring_drop'`);
+      const channels = new Set(gaps.rows.map((g) => g.channel));
+      for (const c of ['orderbook_delta', 'ticker', 'trade', 'market_lifecycle_v2']) assert.ok(channels.has(c), `a ring_drop gap on the ${c} sid (got ${[...channels].join(', ')})`);
+      for (const g of gaps.rows) assert.equal(g.recovered, true, `${g.channel} ring-drop gap recovered (${JSON.stringify(g)})`);
+      const comparison = compareWithTruth(expectedFrom(rec.window), await loadProductionSet(db, runSpan(rec.window)));
+      assert.equal(comparison.trades.counts.lost + comparison.trades.counts.duplicated, 0, formatTruthComparison(comparison));
+    });
+  } catch (err) {
+    process.stderr.write(logLines.slice(-20).join(''));
+    throw err;
+  }
+});
