@@ -6,7 +6,7 @@
 import { Client } from 'pg';
 import { Stack } from '../demo/stack';
 import { getJson } from '../ops/scrape';
-import { checkChaosRun, formatChaosReport, type ChaosCheckReport } from './checker';
+import { checkChaosRun, formatChaosReport, type ChaosCheckInput, type ChaosCheckReport } from './checker';
 import { describeAction, planNemesis, seededRandom, type ChaosAction, type ScheduledFault } from './nemesis';
 
 export interface ChaosOptions {
@@ -66,7 +66,10 @@ export async function runChaos(o: ChaosOptions, say: Say): Promise<number> {
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
-async function runOnce(seed: number, o: ChaosOptions, say: Say): Promise<ChaosRunResult> {
+/** Test hook: runs on the quiet stack after the check, before it is torn down. */
+export type AfterCheck = (stack: Stack, report: ChaosCheckReport, input: ChaosCheckInput) => Promise<void>;
+
+export async function runOnce(seed: number, o: ChaosOptions, say: Say, afterCheck?: AfterCheck): Promise<ChaosRunResult> {
   const stack = new Stack({
     gatherers: 3,
     markets: o.markets,
@@ -105,15 +108,19 @@ async function runOnce(seed: number, o: ChaosOptions, say: Say): Promise<ChaosRu
     exchangeRecords = end.records - started.records;
     await nemesis.settle();
     await quiesce(stack, say);
+    // The truth file is complete (flushed and closed) only once the simulator has stopped.
+    await sim.stop();
     const c = new Client({ connectionString: stack.productionUrl });
     await c.connect();
     let report: ChaosCheckReport;
+    const input: ChaosCheckInput = { truthFile: stack.truthFile, afterN: started.records, throughN: end.records, booksMax: o.booksMax, seed };
     try {
-      report = await checkChaosRun(c, { truthFile: stack.truthFile, afterN: started.records, throughN: end.records, booksMax: o.booksMax, seed });
+      report = await checkChaosRun(c, input);
     } finally {
       await c.end();
     }
     say(formatChaosReport(report).replace(/^/gm, '  '));
+    if (afterCheck) await afterCheck(stack, report, input);
     const injected = executed.filter((f) => f.outcome === 'done').length;
     return { seed, ok: report.ok, faults: executed, injected, report, error: undefined, exchangeRecords, dir: stack.dir };
   } catch (err) {
@@ -130,13 +137,20 @@ const clock = (): string => new Date().toISOString().slice(11, 19);
 
 /**
  * After the exchange stopped: every gatherer back and subscribed (restart rows recovered), their
- * last frames committed, then stopped gracefully; the deduplicator merges until production and
- * its ledger stop changing and every gatherer's ledger is in production; then it stops.
+ * last frames committed, then stopped gracefully; then the merge settles (waitMergeSettled).
  */
 async function quiesce(stack: Stack, say: Say): Promise<void> {
   await stack.waitGatherersSubscribed(SUBSCRIBED_WAIT_MS);
   await new Promise((r) => setTimeout(r, 3_000));
   await Promise.all(stack.gatherers.map((g) => g.service.stop(60_000)));
+  say(`  [${clock()}] quiet: ${await waitMergeSettled(stack)}`);
+}
+
+/**
+ * Lets the deduplicator merge until production and its ledger stop changing and every gatherer's
+ * ledger is in production, then stops it. Resolves with the final state.
+ */
+export async function waitMergeSettled(stack: Stack): Promise<string> {
   const deadline = Date.now() + MERGE_WAIT_MS;
   let last = '';
   let quietSince = Date.now();
@@ -152,7 +166,7 @@ async function quiesce(stack: Stack, say: Say): Promise<void> {
     await new Promise((r) => setTimeout(r, 500));
   }
   await stack.dedup?.stop(30_000);
-  say(`  [${clock()}] quiet: ${last}`);
+  return last;
 }
 
 /** Production's row counts and whether each gatherer's ledger (rows, recovered flags) is in production. */

@@ -19,7 +19,7 @@ ledger. Runs use seeds S, S+1, ... Exit code 0 only when every run passed.
   --runs K         number of runs (default 1)
   --markets N      markets (default 60)
   --rate N         exchange messages per second (default 1000)
-  --mean-gap-ms N  mean time between faults (default 3000)
+  --mean-gap-ms N  mean time between faults (default 2000)
   --books-max N    book checkpoints rebuilt per run (default 400)
   --keep           keep each run's data directory (logs, configs, truth file, databases)`,
   async run(argv) {
@@ -40,7 +40,7 @@ ledger. Runs use seeds S, S+1, ... Exit code 0 only when every run passed.
         runs: intOption(values.runs, 'runs', 1, 1),
         markets: intOption(values.markets, 'markets', 60, 1),
         rate: intOption(values.rate, 'rate', 1000, 1),
-        meanGapMs: intOption(values['mean-gap-ms'], 'mean-gap-ms', 3000, 100),
+        meanGapMs: intOption(values['mean-gap-ms'], 'mean-gap-ms', 2000, 100),
         booksMax: intOption(values['books-max'], 'books-max', 400, 0),
         keep: values.keep ?? false,
       },
