@@ -27,6 +27,10 @@ const LEDGER_KIND: Record<GapEvent['kind'], string> = {
 // run stops the gatherer's PostgreSQL for up to 8 s and the gap must still reach the ledger).
 const LEDGER_ATTEMPTS_MAX = 12;
 const LEDGER_RETRY_DELAY_MAX_MS = 5_000;
+// A failed REST recovery (trade backfill, registry reconcile) is repeated this often, 2 s, 4 s, ...
+// up to 30 s apart (~2.5 min in all).
+const RECOVERY_ATTEMPTS_MAX = 7;
+const RECOVERY_RETRY_DELAY_MAX_MS = 30_000;
 // Without a last good frame, the trade backfill looks back this far.
 const BACKFILL_LOOKBACK_US = 60_000_000;
 
@@ -51,6 +55,7 @@ export class GapTracker {
   private readonly connWaiting = new Map<number, Promise<number | undefined>[]>();
   private readonly inflight = new Set<Promise<unknown>>();
   private stopping = false;
+  private readonly wakeups = new Set<() => void>();
 
   constructor(
     private readonly gatherer: string,
@@ -111,11 +116,10 @@ export class GapTracker {
   private recoverNonBook(channel: string | null, gapId: Promise<number | undefined>): void {
     if (channel === 'trade') return;
     if (channel === 'ticker') return this.recover([gapId], 'next_update');
-    const p = this.reconcile().then(
-      () => this.recover([gapId], 'rest_reconcile'),
-      (err: unknown) => this.log.warn({ err: (err as Error).message, channel }, 'reconcile after a lifecycle gap failed; gap left open'),
-    );
-    this.track(p);
+    this.retrying('registry reconcile after a lifecycle gap', async () => {
+      await this.reconcile();
+      return true;
+    }, () => this.recover([gapId], 'rest_reconcile'));
   }
 
   private readonly disconnects = new Map<number, Promise<number | undefined>>();
@@ -207,15 +211,34 @@ export class GapTracker {
     }
   }
 
-  /** REST backfill of trades in a window; with gapId, that gap is recovered once it completed. */
+  /** REST backfill of trades in a window, repeated while incomplete; with gapId, that gap is recovered once it completed. */
   private backfillTrades(tickers: readonly string[], fromUs: number, toUs: number, gapId?: Promise<number | undefined>): void {
     if (tickers.length === 0) return;
-    const p = this.backfill.backfill({ tickers: [...tickers], fromUs, toUs }).then((r) => {
-      if (r.failed > 0 || r.refused > 0) {
-        this.log.warn({ failed: r.failed, refused: r.refused, fromUs, toUs }, 'trade backfill incomplete');
-      } else if (gapId) this.recover([gapId], 'rest_backfill');
-    });
-    this.track(p.catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'trade backfill failed')));
+    this.retrying('trade backfill', async () => {
+      const r = await this.backfill.backfill({ tickers: [...tickers], fromUs, toUs });
+      if (r.failed > 0 || r.refused > 0) this.log.warn({ failed: r.failed, refused: r.refused, fromUs, toUs }, 'trade backfill incomplete');
+      return r.failed === 0 && r.refused === 0;
+    }, () => gapId && this.recover([gapId], 'rest_backfill'));
+  }
+
+  /**
+   * Runs a REST recovery until it succeeds (true), repeating failures (false or thrown) up to
+   * RECOVERY_ATTEMPTS_MAX times 2 s, 4 s, ... up to 30 s apart: REST 5xx/429 bursts can outlast
+   * one run's own retries. Both recoveries are idempotent, so repeating is safe.
+   */
+  private retrying(what: string, run: () => Promise<boolean>, onDone: () => void): void {
+    const p = (async () => {
+      for (let attempt = 1; !this.stopping; attempt++) {
+        const ok = await run().catch((err: unknown) => {
+          this.log.warn({ err: (err as Error).message, attempt }, `${what} failed`);
+          return false;
+        });
+        if (ok) return onDone();
+        if (attempt >= RECOVERY_ATTEMPTS_MAX) return this.log.error({ attempts: attempt }, `${what} gave up; the gap stays open`);
+        await this.sleep(Math.min(RECOVERY_RETRY_DELAY_MAX_MS, 1_000 * 2 ** attempt));
+      }
+    })();
+    this.track(p);
   }
 
   /** Runs fn on a pooled client, retrying connection-type failures a bounded number of times. */
@@ -243,9 +266,23 @@ export class GapTracker {
     return p;
   }
 
+  /** A delay that ends early when the tracker stops (a graceful stop does not wait out retries). */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.wakeups.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakeups.add(wake);
+    });
+  }
+
   /** Waits for ledger writes and backfills in flight. */
   async stop(): Promise<void> {
     this.stopping = true;
+    for (const wake of [...this.wakeups]) wake();
     this.backfill.stop();
     await Promise.allSettled([...this.inflight]);
   }

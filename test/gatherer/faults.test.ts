@@ -86,15 +86,18 @@ test('a worker thread killed mid-stream is restarted; the loss is a recovered le
   }
 });
 
-test('an oversized frame is refused and counted; the ring-drop gaps it leaves on book, ticker, trade and lifecycle sids are all recovered; trades complete', async () => {
+test('an oversized frame is refused and counted; the ring-drop gaps it leaves on book, ticker, trade and lifecycle sids are all recovered, also through a REST 5xx burst; trades complete', async () => {
   const dbUrl = await migratedGathererDb(pg);
   const run = await startPausedSimulator({ markets: 40, rate: 1500, seed: 23, pingIntervalMs: 1000 });
-  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim));
+  // One quick REST retry: the first backfill gives up inside the 5xx burst.
+  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { rest: { restRetryMax: 1, backoffMaxMs: 200 } }));
   try {
-    const rec = await recordWindow(run, gatherer, dbUrl, 40, 4000, (elapsedMs) => {
+    const rec = await recordWindow(run, gatherer, dbUrl, 40, 14_000, (elapsedMs) => {
       if (elapsedMs < 1000 || gatherer.router.stats.framesTooLarge > 0) return;
       // On the connection that also holds the lifecycle subscription, so every channel is hit.
       const conn = run.sim.connections().find((c) => c.subs.some((s) => s.channel === 'market_lifecycle_v2'));
+      // REST answers 503 for 5 s: the first trade backfill and reconcile fail and must be repeated.
+      run.sim.injectFault({ kind: 'rest5xx', forMs: 5000 });
       run.sim.injectFault({ kind: 'oversized', conn: conn!.id, bytes: 2 * 1024 * 1024 });
     });
     assert.equal(rec.drained, true);
