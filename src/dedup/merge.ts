@@ -25,6 +25,7 @@ import {
   READ_HORIZON,
   TABLE_STATEMENTS,
   UPSERT_CURSOR,
+  type TableStatements,
 } from './statements';
 
 export type Side = 'gatherer' | 'production';
@@ -39,10 +40,14 @@ export class SideError extends Error {
   }
 }
 
+/** How a table's staged rows went in: anti-join + plain INSERT, ON CONFLICT, or fast then ON CONFLICT. */
+export type MergePath = 'fast' | 'conflict' | 'fallback';
+
 export interface TableCounts {
   read: number;
   merged: number;
   duplicates: number;
+  path?: MergePath;
 }
 
 export interface MergeResult {
@@ -136,6 +141,42 @@ async function streamTable(
     throw new SideError(failed ?? 'production', classifyDbError(err));
   }
   return sink.rowCount;
+}
+
+const UNIQUE_VIOLATION = '23505';
+const SAVEPOINT = 'kdp_merge_fast';
+
+/**
+ * Inserts one table's staged rows whose keys production lacks; returns how many went in. Tries
+ * the anti-join fast path inside a savepoint; a unique violation there (the staged rows repeat a
+ * key among themselves, or a writer outside the merge lock committed one) rolls back to the
+ * savepoint and the ON CONFLICT statement does the same work row by row. Either way each key is
+ * inserted at most once, and the count is the number of rows inserted.
+ */
+async function mergeTable(
+  production: Client,
+  stmt: TableStatements,
+  mergedAt: number,
+): Promise<{ merged: number; path: MergePath }> {
+  if (!stmt.mergeFast || !stmt.timeBounds) {
+    const r = await production.query(stmt.merge, [mergedAt]);
+    return { merged: r.rowCount ?? 0, path: 'conflict' };
+  }
+  const bounds = await production.query(stmt.timeBounds);
+  const { lo, hi } = bounds.rows[0] as { lo: string | null; hi: string | null };
+  if (lo === null || hi === null) return { merged: 0, path: 'fast' };
+  await production.query(`SAVEPOINT ${SAVEPOINT}`);
+  try {
+    const r = await production.query(stmt.mergeFast, [mergedAt, lo, hi]);
+    await production.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+    return { merged: r.rowCount ?? 0, path: 'fast' };
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
+  }
+  await production.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+  await production.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+  const r = await production.query(stmt.merge, [mergedAt]);
+  return { merged: r.rowCount ?? 0, path: 'fallback' };
 }
 
 async function marketsSeen(
@@ -238,9 +279,10 @@ async function mergePlan(
   await onSide('production', async () => {
     for (const [table, counts] of tables) {
       if (counts.read === 0) continue;
-      const r = await production.query(TABLE_STATEMENTS.get(table)!.merge, [mergedAt]);
-      counts.merged = r.rowCount ?? 0;
-      counts.duplicates = counts.read - counts.merged;
+      const { merged, path } = await mergeTable(production, TABLE_STATEMENTS.get(table)!, mergedAt);
+      counts.merged = merged;
+      counts.duplicates = counts.read - merged;
+      counts.path = path;
     }
   });
   const t2 = performance.now();
