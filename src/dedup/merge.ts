@@ -16,6 +16,7 @@ import {
   type PlanLimits,
 } from './plan';
 import { failpoint, failpointActive, midStreamKiller } from './failpoint';
+import type { StreamGate } from './gate';
 import {
   LIST_BATCHES,
   LIST_BATCHES_OF_XID,
@@ -76,6 +77,8 @@ export interface MergeContext {
   readonly trackMarkets: boolean;
   readonly nowUs: () => number;
   readonly beforeCommit?: ((gatherer: string) => Promise<void> | void) | undefined;
+  /** Shared by parallel cycles: their COPY streams take turns (see gate.ts). */
+  readonly streamGate?: StreamGate | undefined;
 }
 
 const FROZEN_TABLES = new Set(['orderbook_deltas', 'trades']);
@@ -260,14 +263,19 @@ async function mergePlan(
   const unknownTables: string[] = [];
   const t0 = performance.now();
   let first = true;
-  for (const [table, ids] of batchesByTable(plan.batches)) {
-    if (!TABLE_STATEMENTS.has(table)) {
-      unknownTables.push(table);
-      continue;
+  const release = await ctx.streamGate?.acquire();
+  try {
+    for (const [table, ids] of batchesByTable(plan.batches)) {
+      if (!TABLE_STATEMENTS.has(table)) {
+        unknownTables.push(table);
+        continue;
+      }
+      const read = await streamTable(gatherer, production, table, ids, first);
+      first = false;
+      tables.set(table, { read, merged: 0, duplicates: 0 });
     }
-    const read = await streamTable(gatherer, production, table, ids, first);
-    first = false;
-    tables.set(table, { read, merged: 0, duplicates: 0 });
+  } finally {
+    release?.();
   }
   const markets = ctx.trackMarkets
     ? await onSide('production', () => marketsSeen(production, tables.keys()))

@@ -101,6 +101,13 @@ export const DEDUP_SPEC = {
         doc: 'stream from all gatherers at once (one production session each); merges still serialise',
         default: true,
       },
+      streamTurnWaitMaxMs: {
+        kind: 'int',
+        doc: 'parallel gatherers stream one at a time; a gatherer waits at most this for its turn (0: all at once)',
+        default: 2_000,
+        min: 0,
+        max: 600_000,
+      },
       lagDegradedSeconds: {
         kind: 'number',
         doc: 'sync lag above which health is degraded',
