@@ -77,6 +77,11 @@ export interface MergeContext {
   readonly trackMarkets: boolean;
   readonly nowUs: () => number;
   readonly beforeCommit?: ((gatherer: string) => Promise<void> | void) | undefined;
+  /**
+   * Widest time span (µs) of staged rows the anti-join fast path covers: it scans production's
+   * key index over the span, so a cycle mixing old rows (REST backfill) with new ones goes row by row.
+   */
+  readonly fastPathSpanMaxUs: number;
   /** Shared by parallel cycles: their COPY streams take turns (see gate.ts). */
   readonly streamGate?: StreamGate | undefined;
 }
@@ -160,14 +165,17 @@ async function mergeTable(
   production: Client,
   stmt: TableStatements,
   mergedAt: number,
+  spanMaxUs: number,
 ): Promise<{ merged: number; path: MergePath }> {
-  if (!stmt.mergeFast || !stmt.timeBounds) {
+  const rowByRow = async (): Promise<{ merged: number; path: MergePath }> => {
     const r = await production.query(stmt.merge, [mergedAt]);
     return { merged: r.rowCount ?? 0, path: 'conflict' };
-  }
+  };
+  if (!stmt.mergeFast || !stmt.timeBounds) return rowByRow();
   const bounds = await production.query(stmt.timeBounds);
   const { lo, hi } = bounds.rows[0] as { lo: string | null; hi: string | null };
   if (lo === null || hi === null) return { merged: 0, path: 'fast' };
+  if (spanMaxUs <= 0 || BigInt(hi) - BigInt(lo) > BigInt(spanMaxUs)) return rowByRow();
   await production.query(`SAVEPOINT ${SAVEPOINT}`);
   try {
     const r = await production.query(stmt.mergeFast, [mergedAt, lo, hi]);
@@ -287,7 +295,12 @@ async function mergePlan(
   await onSide('production', async () => {
     for (const [table, counts] of tables) {
       if (counts.read === 0) continue;
-      const { merged, path } = await mergeTable(production, TABLE_STATEMENTS.get(table)!, mergedAt);
+      const { merged, path } = await mergeTable(
+        production,
+        TABLE_STATEMENTS.get(table)!,
+        mergedAt,
+        ctx.fastPathSpanMaxUs,
+      );
       counts.merged = merged;
       counts.duplicates = counts.read - merged;
       counts.path = path;

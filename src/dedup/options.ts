@@ -70,6 +70,12 @@ export const DEDUP_SPEC = {
         default: 1_000_000,
         min: 1,
       },
+      fastPathSpanMaxMs: {
+        kind: 'int',
+        doc: 'staged rows spanning more exchange time than this merge row by row (ON CONFLICT), not by anti-join over the span (0: always row by row)',
+        default: 3_600_000,
+        min: 0,
+      },
       ledgerOverlapMs: {
         kind: 'int',
         doc: 're-read window of gap-ledger updates (late commits)',

@@ -306,6 +306,7 @@ class DedupService implements Deduplicator {
             rowsMax: this.opts.sync.rowsPerCycleMax,
           },
           trackMarkets: this.opts.frozenFeed.enabled,
+          fastPathSpanMaxUs: this.opts.sync.fastPathSpanMaxMs * 1000,
           nowUs: () => Date.now() * 1000,
           beforeCommit: this.start.hooks?.beforeCommit,
           streamGate: this.streamGate,

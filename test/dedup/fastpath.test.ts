@@ -43,8 +43,9 @@ async function db(kind: 'gatherer' | 'production'): Promise<{ url: string; c: Cl
   return { url, c };
 }
 
-const ctxFor = (name: string): MergeContext => ({
+const ctxFor = (name: string, fastPathSpanMaxUs: number): MergeContext => ({
   name,
+  fastPathSpanMaxUs,
   limits: { batchesMax: 10_000, rowsMax: 10_000_000 },
   trackMarkets: false,
   nowUs: () => Date.now() * 1000,
@@ -55,13 +56,14 @@ async function mergeWith(
   name: string,
   gathererUrl: string,
   productionUrl: string,
+  spanMaxUs = 3_600_000_000,
 ): Promise<MergeResult> {
   const opts = dedupOptions([{ name, url: gathererUrl }], productionUrl);
   const g = await openGatherer(opts.gatherers[0]!);
   links.push(g);
   const p = await openProduction(opts.production);
   links.push(p);
-  return mergeOnce(ctxFor(name), g.client, p.client);
+  return mergeOnce(ctxFor(name, spanMaxUs), g.client, p.client);
 }
 
 const pathsOf = (r: MergeResult): Record<string, string | undefined> =>
@@ -102,6 +104,21 @@ describe('merge INSERT paths', () => {
     const expected = Object.values(diff).reduce((n, d) => n + d.truth, 0);
     assert.equal(merged, expected);
     assert.ok(read > merged, 'the copies overlap');
+  });
+
+  test('staged rows spanning more than fastPathSpanMaxMs go row by row (old backfill + live rows)', async () => {
+    const world = makeWorld(23, 40);
+    const copy = copyFor(world, 'g1', []);
+    const old = copyFor(makeWorld(24, 10, NOW_US - 2 * 3_600_000_000), 'g1', []);
+    const g = await db('gatherer');
+    const prod = await db('production');
+    await writeRows(g.c, 'trades', [...copy.trades!, ...old.trades!], 9);
+    const r = await mergeWith('g1', g.url, prod.url);
+    const c = r.tables.get('trades')!;
+    assert.equal(c.path, 'conflict');
+    assert.equal(c.merged, copy.trades!.length + old.trades!.length);
+    const wide = await mergeWith('g1', g.url, prod.url);
+    assert.equal(wide.batches, 0);
   });
 
   test('a gatherer repeating a key within one cycle (two connections): falls back, each key once', async () => {
@@ -157,10 +174,12 @@ describe('merge INSERT paths', () => {
         { minLength: 1, maxLength: 4 },
       ),
       preexisting: fc.array(fc.boolean(), { minLength: 40, maxLength: 40 }),
+      // Row by row always, the default hour (most spans exceed it), or any span.
+      spanMaxUs: fc.constantFrom(0, 3_600_000_000, Number.MAX_SAFE_INTEGER),
     });
     const pathsSeen = new Set<string | undefined>();
     await fc.assert(
-      fc.asyncProperty(arb, async ({ events, steps, preexisting }) => {
+      fc.asyncProperty(arb, async ({ events, steps, preexisting, spanMaxUs }) => {
         for (const c of [prod.c, truth.c])
           await c.query('TRUNCATE orderbook_deltas, dedup_cursors');
         const row = (e: (typeof events)[number], conn: number): Row => ({
@@ -193,7 +212,7 @@ describe('merge INSERT paths', () => {
           if (rows.length === 0) continue;
           await writeRows(g.c, 'orderbook_deltas', rows, 7);
           await prod.c.query('TRUNCATE dedup_cursors');
-          const r = await mergeWith('g', g.url, prod.url);
+          const r = await mergeWith('g', g.url, prod.url, spanMaxUs);
           const c = r.tables.get('orderbook_deltas')!;
           assert.equal(c.read, rows.length);
           assert.equal(c.merged + c.duplicates, c.read);
@@ -209,10 +228,10 @@ describe('merge INSERT paths', () => {
         assert.equal(merged, expected.size - held.length);
         for (const l of links.splice(0)) dropLink(l);
       }),
-      { numRuns: 25 },
+      { numRuns: 15 },
     );
     assert.ok(
-      pathsSeen.has('fast') && pathsSeen.has('fallback'),
+      pathsSeen.has('fast') && pathsSeen.has('fallback') && pathsSeen.has('conflict'),
       `paths exercised: ${[...pathsSeen]}`,
     );
   });
