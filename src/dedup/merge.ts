@@ -16,6 +16,7 @@ import {
   type PlanLimits,
 } from './plan';
 import { failpoint, failpointActive, midStreamKiller } from './failpoint';
+import type { StreamGate } from './gate';
 import {
   LIST_BATCHES,
   LIST_BATCHES_OF_XID,
@@ -25,6 +26,7 @@ import {
   READ_HORIZON,
   TABLE_STATEMENTS,
   UPSERT_CURSOR,
+  type TableStatements,
 } from './statements';
 
 export type Side = 'gatherer' | 'production';
@@ -39,10 +41,14 @@ export class SideError extends Error {
   }
 }
 
+/** How a table's staged rows went in: anti-join + plain INSERT, ON CONFLICT, or fast then ON CONFLICT. */
+export type MergePath = 'fast' | 'conflict' | 'fallback';
+
 export interface TableCounts {
   read: number;
   merged: number;
   duplicates: number;
+  path?: MergePath;
 }
 
 export interface MergeResult {
@@ -71,6 +77,13 @@ export interface MergeContext {
   readonly trackMarkets: boolean;
   readonly nowUs: () => number;
   readonly beforeCommit?: ((gatherer: string) => Promise<void> | void) | undefined;
+  /**
+   * Widest time span (µs) of staged rows the anti-join fast path covers: it scans production's
+   * key index over the span, so a cycle mixing old rows (REST backfill) with new ones goes row by row.
+   */
+  readonly fastPathSpanMaxUs: number;
+  /** Shared by parallel cycles: their COPY streams take turns (see gate.ts). */
+  readonly streamGate?: StreamGate | undefined;
 }
 
 const FROZEN_TABLES = new Set(['orderbook_deltas', 'trades']);
@@ -136,6 +149,45 @@ async function streamTable(
     throw new SideError(failed ?? 'production', classifyDbError(err));
   }
   return sink.rowCount;
+}
+
+const UNIQUE_VIOLATION = '23505';
+const SAVEPOINT = 'kdp_merge_fast';
+
+/**
+ * Inserts one table's staged rows whose keys production lacks; returns how many went in. Tries
+ * the anti-join fast path inside a savepoint; a unique violation there (the staged rows repeat a
+ * key among themselves, or a writer outside the merge lock committed one) rolls back to the
+ * savepoint and the ON CONFLICT statement does the same work row by row. Either way each key is
+ * inserted at most once, and the count is the number of rows inserted.
+ */
+async function mergeTable(
+  production: Client,
+  stmt: TableStatements,
+  mergedAt: number,
+  spanMaxUs: number,
+): Promise<{ merged: number; path: MergePath }> {
+  const rowByRow = async (): Promise<{ merged: number; path: MergePath }> => {
+    const r = await production.query(stmt.merge, [mergedAt]);
+    return { merged: r.rowCount ?? 0, path: 'conflict' };
+  };
+  if (!stmt.mergeFast || !stmt.timeBounds) return rowByRow();
+  const bounds = await production.query(stmt.timeBounds);
+  const { lo, hi } = bounds.rows[0] as { lo: string | null; hi: string | null };
+  if (lo === null || hi === null) return { merged: 0, path: 'fast' };
+  if (spanMaxUs <= 0 || BigInt(hi) - BigInt(lo) > BigInt(spanMaxUs)) return rowByRow();
+  await production.query(`SAVEPOINT ${SAVEPOINT}`);
+  try {
+    const r = await production.query(stmt.mergeFast, [mergedAt, lo, hi]);
+    await production.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+    return { merged: r.rowCount ?? 0, path: 'fast' };
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
+  }
+  await production.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+  await production.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+  const r = await production.query(stmt.merge, [mergedAt]);
+  return { merged: r.rowCount ?? 0, path: 'fallback' };
 }
 
 async function marketsSeen(
@@ -219,14 +271,19 @@ async function mergePlan(
   const unknownTables: string[] = [];
   const t0 = performance.now();
   let first = true;
-  for (const [table, ids] of batchesByTable(plan.batches)) {
-    if (!TABLE_STATEMENTS.has(table)) {
-      unknownTables.push(table);
-      continue;
+  const release = await ctx.streamGate?.acquire();
+  try {
+    for (const [table, ids] of batchesByTable(plan.batches)) {
+      if (!TABLE_STATEMENTS.has(table)) {
+        unknownTables.push(table);
+        continue;
+      }
+      const read = await streamTable(gatherer, production, table, ids, first);
+      first = false;
+      tables.set(table, { read, merged: 0, duplicates: 0 });
     }
-    const read = await streamTable(gatherer, production, table, ids, first);
-    first = false;
-    tables.set(table, { read, merged: 0, duplicates: 0 });
+  } finally {
+    release?.();
   }
   const markets = ctx.trackMarkets
     ? await onSide('production', () => marketsSeen(production, tables.keys()))
@@ -238,9 +295,15 @@ async function mergePlan(
   await onSide('production', async () => {
     for (const [table, counts] of tables) {
       if (counts.read === 0) continue;
-      const r = await production.query(TABLE_STATEMENTS.get(table)!.merge, [mergedAt]);
-      counts.merged = r.rowCount ?? 0;
-      counts.duplicates = counts.read - counts.merged;
+      const { merged, path } = await mergeTable(
+        production,
+        TABLE_STATEMENTS.get(table)!,
+        mergedAt,
+        ctx.fastPathSpanMaxUs,
+      );
+      counts.merged = merged;
+      counts.duplicates = counts.read - merged;
+      counts.path = path;
     }
   });
   const t2 = performance.now();

@@ -70,6 +70,12 @@ export const DEDUP_SPEC = {
         default: 1_000_000,
         min: 1,
       },
+      fastPathSpanMaxMs: {
+        kind: 'int',
+        doc: 'staged rows spanning more exchange time than this merge row by row (ON CONFLICT), not by anti-join over the span (0: always row by row)',
+        default: 3_600_000,
+        min: 0,
+      },
       ledgerOverlapMs: {
         kind: 'int',
         doc: 're-read window of gap-ledger updates (late commits)',
@@ -100,6 +106,13 @@ export const DEDUP_SPEC = {
         kind: 'boolean',
         doc: 'stream from all gatherers at once (one production session each); merges still serialise',
         default: true,
+      },
+      streamTurnWaitMaxMs: {
+        kind: 'int',
+        doc: 'parallel gatherers stream one at a time; a gatherer waits at most this for its turn (0: all at once)',
+        default: 2_000,
+        min: 0,
+        max: 600_000,
       },
       lagDegradedSeconds: {
         kind: 'number',

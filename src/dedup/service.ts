@@ -9,6 +9,7 @@ import { json, startHttpServer, type HttpServer } from '../http/server';
 import { dropLink, openGatherer, openProduction, type Link } from './connect';
 import { failpoint } from './failpoint';
 import { FrozenFeedTracker } from './frozen';
+import { StreamGate } from './gate';
 import { SideError, mergeOnce, onSide, type MergeResult } from './merge';
 import { syncGapLedger, syncRegistry, type PagePos } from './metadata';
 import type { DedupOptions, GathererOptions } from './options';
@@ -130,6 +131,7 @@ class DedupService implements Deduplicator {
   private loopDone: Promise<void> | undefined;
   private stopping = false;
   private wake: (() => void) | undefined;
+  private readonly streamGate: StreamGate | undefined;
   healthPort: number | undefined;
   metricsPort: number | undefined;
 
@@ -138,6 +140,9 @@ class DedupService implements Deduplicator {
     this.log = start.logger ?? createLogger('dedup', { level: this.opts.log.level });
     this.registry = createRegistry(true);
     this.m = createMetrics(DEDUP_METRICS, this.registry);
+    const turnMs = this.opts.sync.streamTurnWaitMaxMs;
+    this.streamGate =
+      this.opts.sync.parallelGatherers && turnMs > 0 ? new StreamGate(turnMs) : undefined;
     this.frozen = new FrozenFeedTracker(
       this.opts.frozenFeed.windowMs * 1000,
       this.opts.frozenFeed.marketsTrackedMax,
@@ -301,8 +306,10 @@ class DedupService implements Deduplicator {
             rowsMax: this.opts.sync.rowsPerCycleMax,
           },
           trackMarkets: this.opts.frozenFeed.enabled,
+          fastPathSpanMaxUs: this.opts.sync.fastPathSpanMaxMs * 1000,
           nowUs: () => Date.now() * 1000,
           beforeCommit: this.start.hooks?.beforeCommit,
+          streamGate: this.streamGate,
         },
         s.link.client,
         production.client,

@@ -15,12 +15,46 @@ export interface TableStatements {
   readonly createStaging: string;
   /** `COPY staging FROM STDIN` on production. */
   readonly copyIn: string;
-  /** INSERT … SELECT … ON CONFLICT DO NOTHING; $1 = merged_at (µs). */
+  /** INSERT … SELECT … ON CONFLICT DO NOTHING; $1 = merged_at (µs). The general path. */
   readonly merge: string;
+  /**
+   * The fast path, for tables whose key leads with their time column: `$1` = merged_at, `$2`..`$3`
+   * = the staged rows' time range (from `timeBounds`). A plain INSERT of the staged rows whose key
+   * is not in the table yet: no speculative insertion per row (ON CONFLICT costs ~1.5x a plain
+   * insert on new rows) and one anti-join over the key range instead of an index probe per row.
+   * It raises unique_violation when the staged rows repeat a key among themselves (or another
+   * writer committed one meanwhile): the caller then rolls back to a savepoint and runs `merge`.
+   */
+  readonly mergeFast: string | undefined;
+  /** `SELECT lo, hi` = min/max of the time column over the staged rows (text; NULLs when empty). */
+  readonly timeBounds: string | undefined;
   /** Markets recorded in this cycle's staging rows, with their newest received_at (frozen-feed check). */
   readonly tickersSeen: string | undefined;
   /** `COPY (SELECT … WHERE batch_id …) TO STDOUT` on a gatherer, for a list of batch ids. */
   copyOut(batchIds: readonly bigint[]): string;
+}
+
+/** Anti-join fast path: only for keys that lead with the time column (the range bounds the scan). */
+function fastPathStatements(
+  t: TimeSeriesTable,
+  cols: string,
+  staging: string,
+): Pick<TableStatements, 'mergeFast' | 'timeBounds'> {
+  if (t.productionKey[0] !== t.timeColumn) return { mergeFast: undefined, timeBounds: undefined };
+  const time = quoteIdent(t.timeColumn);
+  const keyEq = t.productionKey.map((k) => `p.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
+  const sCols = columnNames(t)
+    .map((c) => `s.${quoteIdent(c)}`)
+    .join(', ');
+  return {
+    // The time bounds (bind parameters, so the plan is made for their values) prune partitions
+    // and limit the probe side to the staged range of the key index.
+    mergeFast:
+      `INSERT INTO ${t.name} (${cols}, merged_at) SELECT ${sCols}, $1::bigint FROM ${staging} s` +
+      ` WHERE NOT EXISTS (SELECT 1 FROM ${t.name} p WHERE ${keyEq}` +
+      ` AND p.${time} BETWEEN $2::bigint AND $3::bigint)`,
+    timeBounds: `SELECT min(${time})::text AS lo, max(${time})::text AS hi FROM ${staging}`,
+  };
 }
 
 function statementsFor(t: TimeSeriesTable): TableStatements {
@@ -28,6 +62,7 @@ function statementsFor(t: TimeSeriesTable): TableStatements {
   const staging = `kdp_stage_${t.name}`;
   const colDdl = t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ');
   return {
+    ...fastPathStatements(t, cols, staging),
     table: t,
     staging,
     // ON COMMIT DELETE ROWS: the staging table is empty at the start of every merge transaction,
