@@ -37,6 +37,7 @@ export interface GathererProc {
 }
 
 const MARKETS_PER_CONNECTION = 500;
+const WORKERS = 2;
 
 export class Stack {
   pg: PgCluster | undefined;
@@ -128,7 +129,8 @@ export class Stack {
 
   async startGatherers(dbUrls: readonly string[]): Promise<void> {
     const sim = this.sim!;
-    const connections = Math.max(1, Math.ceil(this.opts.markets / MARKETS_PER_CONNECTION));
+    // At least one connection per worker: a connection's frames all go to one worker.
+    const connections = Math.max(WORKERS, Math.ceil(this.opts.markets / MARKETS_PER_CONNECTION));
     for (const [i, dbUrl] of dbUrls.entries()) {
       const name = `g${i + 1}`;
       const [healthPort, metricsPort] = [await freePort(), await freePort()];
@@ -138,7 +140,7 @@ export class Stack {
         exchange: { wsUrl: sim.wsUrl },
         rest: { restBaseUrl: sim.restUrl, pollIntervalMs: 60_000 },
         connections: { count: connections, startJitterMs: 500, backoffInitialMs: 500, backoffMaxMs: 5_000 },
-        pipeline: { workers: 2, ringBytes: 16 * 1024 * 1024 },
+        pipeline: { workers: WORKERS, ringBytes: 16 * 1024 * 1024 },
         http: { host: '127.0.0.1', healthPort, metricsPort },
         log: { level: 'info' },
       });

@@ -211,10 +211,15 @@ export class ConnectionManager {
   /** Adds markets: fills shards with room (add_markets on each sid) or opens new shards. */
   addMarkets(tickers: readonly string[]): void {
     const fresh = tickers.filter((t) => !this.shardOfTicker.has(t));
+    // While a connection holds no shard, spread the markets over every connection: each connection
+    // feeds one worker (connId % workers), so 200 markets in one 250-market shard left a worker
+    // idle and halved end-to-end throughput (profiled on bench/gatherer-e2e).
+    const idleConnections = this.conns.some((c) => ![...this.shards.values()].some((s) => s.connId === c.id));
+    const spreadMax = idleConnections ? Math.ceil(fresh.length / this.conns.length) : Infinity;
     let i = 0;
     while (i < fresh.length) {
       const shard = this.shardWithRoom() ?? this.newShard();
-      const take = fresh.slice(i, i + (this.shardSize - shard.tickers.size));
+      const take = fresh.slice(i, i + Math.min(spreadMax, this.shardSize - shard.tickers.size));
       i += take.length;
       for (const t of take) {
         shard.tickers.add(t);

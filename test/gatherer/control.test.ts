@@ -151,3 +151,19 @@ test('a graceful stop under load commits every frame that reached a ring', async
     }
   });
 });
+
+test('the first markets are spread over every connection (each connection feeds one worker), not packed into one subscription', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: 60, rate: 500, seed: 33 });
+  const { gatherer } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { connections: { count: 3, marketsPerSubscription: 250 } }));
+  try {
+    await waitFor('every market subscribed', () => gatherer.manager.allSubscribed() && gatherer.manager.marketCount() >= 60);
+    const books = run.sim.connections().map((c) => c.subs.filter((s) => s.channel === 'orderbook_delta').reduce((n, s) => n + (s.markets ?? 0), 0));
+    // 60 open markets (plus any subscribed ahead of its open time), a third on each connection.
+    assert.equal(books.length, 3, 'three connections');
+    assert.ok(Math.min(...books) >= 20 && Math.max(...books) - Math.min(...books) <= 1, `order-book markets per connection: ${books.join(', ')}`);
+  } finally {
+    await gatherer.stop();
+    await run.sim.stop();
+  }
+});
