@@ -6,6 +6,7 @@
 // Faults that cannot lose exchange data (deduplicator kills and failpoints, production PostgreSQL
 // restarts, REST 429/5xx bursts, duplicated, malformed and oversized frames) are placed freely.
 import type { FailpointName } from '../dedup/failpoint';
+import { Rng } from '../sim/fixed';
 
 export type ChaosAction =
   | { kind: 'kill-gatherer'; target: number }
@@ -87,16 +88,10 @@ export function impairment(a: ChaosAction): { beforeMs: number; afterMs: number 
   }
 }
 
-/** mulberry32: small, fast, good enough for schedules; the same seed gives the same run. */
+/** A [0, 1) generator from a seed (the simulator's seeded PRNG): the same seed gives the same run. */
 export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 function draw(rand: () => number, target: number, gatherers: number): ChaosAction {
