@@ -10,6 +10,7 @@
 // Deltas lost to drops cannot be fetched again (the resync snapshot restores the book), so they are
 // counted, not required. Usage:
 //   node dist/bench/overload.js [--seconds 20] [--modes drop,pause] [--ring-kib 256] [--pending-rows 20000] [--rss-cap-mib 1024] [--markets 200]
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,16 +21,19 @@ import { checkGathererOptions, GATHERER_SPEC, type GathererOptions } from '../sr
 import { startGatherer, type Gatherer } from '../src/gatherer/service';
 import { compareTrades, type TruthTrade } from '../src/ops/truth';
 import { spawnSimulator, type SpawnedSimulator } from '../src/sim/spawn';
-import { emitResult, environment, migratedGathererDb, peakRssBytes, quietLogger, resetPeakRss, sampleRss, sleep, truthWindow, withClient } from './common';
+import { RESULT_MARKER, emitResult, environment, migratedGathererDb, peakRssBytes, quietLogger, resetPeakRss, sampleRss, sleep, truthWindow, withClient } from './common';
 
 const { values: args } = parseArgs({
   options: {
     seconds: { type: 'string', default: '20' },
-    modes: { type: 'string', default: 'drop,pause' },
+    modes: { type: 'string', default: 'pause,drop' },
+    'settle-seconds': { type: 'string', default: '60' },
     'ring-kib': { type: 'string', default: '256' },
     'pending-rows': { type: 'string', default: '20000' },
     'rss-cap-mib': { type: 'string', default: '1024' },
     markets: { type: 'string', default: '200' },
+    'child-mode': { type: 'string' },
+    'db-url': { type: 'string' },
     rate: { type: 'string', default: '120000' },
   },
 });
@@ -41,7 +45,7 @@ const RSS_CAP_MIB = Number(args['rss-cap-mib']);
 const MARKETS = Number(args.markets);
 const RATE = Number(args.rate);
 const MiB = 1024 * 1024;
-const SETTLE_MS_MAX = 60_000;
+const SETTLE_MS_MAX = Number(args['settle-seconds']) * 1000;
 const progress = (what: string): void => void process.stderr.write(`overload ${new Date().toISOString().slice(11, 19)} ${what}\n`);
 
 function overloadOptions(dbUrl: string, sim: SpawnedSimulator, mode: 'drop' | 'pause'): GathererOptions {
@@ -96,6 +100,7 @@ async function settle(g: Gatherer, dbUrl: string): Promise<{ settled: boolean; m
     }
     const idle = g.controlPlane.backfill.queuedWindows() === 0 && Date.now() - quietSince >= 2000;
     if (l.open === 0 && l.rows === g.gaps.stats.recorded && idle) return { settled: true, ms: Date.now() - t0 };
+
     if ((Date.now() - t0) % 5000 < 250) progress(`settling: ledger ${l.rows} rows, ${l.open} open, recorded ${g.gaps.stats.recorded}; backfill queued ${g.controlPlane.backfill.queuedWindows()} ${JSON.stringify(s)}`);
     await sleep(250);
   }
@@ -121,23 +126,23 @@ async function clock(sim: SpawnedSimulator, action: 'pause' | 'resume'): Promise
   return Promise.race([sim.clock(action), limit]).finally(() => clearTimeout(timer));
 }
 
-async function overloadRun(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Record<string, unknown>> {
+let current: Gatherer | undefined;
+
+async function overloadRun(dbUrl: string, mode: 'drop' | 'pause'): Promise<Record<string, unknown>> {
   const load = environment().loadavg;
   const dir = mkdtempSync(join(tmpdir(), 'kdp-bench-overload-'));
   const truthFile = join(dir, 'truth.ndjson');
   const sim = await spawnSimulator({ markets: MARKETS, rate: RATE, pace: 'realtime', seed: 31, truthFile, tradesKeptMax: 5_000_000, restTokensPerSec: 1e6, restBurstTokens: 1e6 });
-  currentSim = sim;
   try {
     // The exchange clock is not paused while the gatherer subscribes: a pause would put exchange
     // time behind wall time, and gap windows (receipt times) would no longer cover the exchange
     // times of the trades they should backfill. The window starts at the record count read below.
-    progress((stage = `${mode}: simulator started`));
-    const dbUrl = await migratedGathererDb(pg, `bench_overload_${mode}`);
+    progress(`${mode}: simulator started`);
     const options = overloadOptions(dbUrl, sim, mode);
     const g = await startGatherer(options, quietLogger());
-    currentGatherer = g;
+    current = g;
     while (!g.manager.allSubscribed() || g.manager.marketCount() < MARKETS) await sleep(100);
-    progress((stage = `${mode}: gatherer subscribed`));
+    progress(`${mode}: gatherer subscribed`);
     await sleep(1500);
     resetPeakRss();
     const rss = sampleRss(500);
@@ -148,23 +153,22 @@ async function overloadRun(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Recor
     await sleep(SECONDS * 1000);
     const stopped = await clock(sim, 'pause');
     const dt = (Date.now() - t0) / 1000;
-    progress((stage = `${mode}: exchange paused; settling`));
+    progress(`${mode}: exchange paused; settling`);
     const received = g.router.stats.framesRouted + g.router.stats.framesDropped - f0;
     const processed = g.pipeline.total('messages') - m0;
     const settled = await settle(g, dbUrl);
-    progress((stage = `${mode}: settled=${settled.settled} in ${settled.ms} ms; stopping gatherer`));
+    progress(`${mode}: settled=${settled.settled} in ${settled.ms} ms; stopping gatherer`);
     const drained = await g.stop();
-    currentGatherer = undefined;
-    progress((stage = `${mode}: gatherer stopped`));
+    current = undefined;
+    progress(`${mode}: gatherer stopped`);
     const rssSeries = rss.stop();
     await sim.stop();
     const gapLedger = await ledger(dbUrl);
-    progress((stage = `${mode}: reading truth`));
+    progress(`${mode}: reading truth`);
     const truth = await truthWindow(truthFile, resumed.records, stopped.records, false);
     const actual = (await storedTrades(dbUrl, truth.fromUs, truth.toUs)).filter((t) => !truth.tradeIdsBefore.has(t.tradeId));
     const trades = compareTrades(truth.trades, actual);
     const deltasStored = await withClient(dbUrl, async (c) => Number((await c.query(`SELECT count(*)::bigint AS n FROM orderbook_deltas WHERE exchange_ts BETWEEN $1 AND $2`, [truth.fromUs, truth.toUs])).rows[0].n));
-    await withClient(pg.url(), (c) => c.query(`DROP DATABASE bench_overload_${mode} WITH (FORCE)`));
     const dropped = g.router.stats.framesDropped;
     const ringDropRows = gapLedger.byKind.ring_drop?.rows ?? 0;
     const maxRssMiB = Math.round(Math.max(rssSeries.maxBytes, peakRssBytes()) / MiB);
@@ -208,55 +212,72 @@ async function overloadRun(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Recor
     };
   } finally {
     // On a failure the gatherer is still running: stop it (bounded) before its database goes away.
-    if (currentGatherer) await Promise.race([currentGatherer.stop(), sleep(20_000)]);
-    currentGatherer = undefined;
+    if (current) await Promise.race([current.stop(), sleep(20_000)]);
     await sim.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-let stage = 'start';
-let currentSim: SpawnedSimulator | undefined;
-let currentGatherer: Gatherer | undefined;
+
+
+/** Child process: one mode against the database the parent made; prints its result line. */
+async function child(mode: 'drop' | 'pause', dbUrl: string): Promise<void> {
+  const r = await overloadRun(dbUrl, mode);
+  const { rss, ...brief } = r as { rss: { seriesMiB: number[] } };
+  process.stdout.write(`${mode}: ${JSON.stringify({ ...brief, rss: { ...rss, seriesMiB: undefined } })}\n`);
+  emitResult('overload-mode', r);
+  process.exit(0); // the gatherer's pools may still hold timers: the result is out, leave
+}
 
 /**
- * A hard bound on one mode: an overloaded gatherer may not finish (that is a finding, not a reason
- * for `npm run bench` to hang). On expiry the result says where it stuck, the simulator is killed,
- * the cluster removed, and the process exits.
+ * Parent: owns PostgreSQL and runs each mode in its own process group with a hard time limit
+ * enforced from here. An overloaded gatherer can saturate its own event loop so completely that no
+ * timer inside it fires; that is a finding to report, and must not hang `npm run bench` or leave
+ * the simulator running (it is in the child's process group and dies with it).
  */
-async function withWatchdog(mode: string, run: () => Promise<Record<string, unknown>>, pg: PgCluster): Promise<Record<string, unknown>> {
-  const limitMs = (SECONDS + SETTLE_MS_MAX / 1000 + 120) * 1000;
+async function runMode(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Record<string, unknown>> {
+  const name = `bench_overload_${mode}`;
+  const dbUrl = await migratedGathererDb(pg, name);
+  const limitMs = (SECONDS * 2 + SETTLE_MS_MAX / 1000 + 45) * 1000;
+  const argv = [__filename, ...process.argv.slice(2).filter((a, i, all) => !['--modes'].includes(a) && all[i - 1] !== '--modes'), '--child-mode', mode, '--db-url', dbUrl];
+  const p = spawn(process.execPath, argv, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let lastProgress = '';
+  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  p.stderr.on('data', (d: Buffer) => {
+    process.stderr.write(d);
+    const lines = d.toString().trim().split('\n');
+    lastProgress = lines[lines.length - 1] ?? lastProgress;
+  });
+  let timedOut = false;
   const timer = setTimeout(() => {
-    progress(`${mode}: watchdog expired after ${limitMs} ms at stage "${stage}"`);
-    emitResult('overload', { env: environment(), mode, ok: false, timedOut: true, stage, limitMs });
-    currentSim?.child.kill('SIGKILL');
-    void Promise.race([pg.destroy(), sleep(10_000)]).finally(() => process.exit(1));
+    timedOut = true;
+    progress(`${mode}: no result after ${limitMs} ms; killing the run's process group`);
+    try {
+      process.kill(-p.pid!, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
   }, limitMs);
-  try {
-    return await run();
-  } finally {
-    clearTimeout(timer);
-  }
+  const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  clearTimeout(timer);
+  await sleep(500);
+  await withClient(pg.url(), (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+  for (const l of out.split('\n')) if (!l.startsWith(RESULT_MARKER) && l) process.stdout.write(`${l}\n`);
+  const line = out.split('\n').find((l) => l.startsWith(RESULT_MARKER));
+  if (line) return JSON.parse(line.slice(RESULT_MARKER.length)) as Record<string, unknown>;
+  return { mode, ok: false, timedOut, exitCode: code, limitMs, lastProgress, rssCapMiB: RSS_CAP_MIB };
 }
 
 async function main(): Promise<void> {
+  if (args['child-mode']) return child(args['child-mode'] as 'drop' | 'pause', args['db-url']!);
   const env = environment();
-  process.on('uncaughtException', (err) => {
-    progress(`uncaught at stage "${stage}": ${err.stack ?? String(err)}`);
-    emitResult('overload', { env, ok: false, crashed: true, stage, error: err.message });
-    currentSim?.child.kill('SIGKILL');
-    process.exit(1);
-  });
   const pg = await PgCluster.start();
   try {
     const runs: Record<string, unknown>[] = [];
-    for (const mode of MODES) {
-      const r = await withWatchdog(mode, () => overloadRun(pg, mode), pg);
-      const { rss, ...brief } = r as { rss: { seriesMiB: number[] } };
-      process.stdout.write(`${mode}: ${JSON.stringify({ ...brief, rss: { ...rss, seriesMiB: undefined } })}\n`);
-      runs.push(r);
-    }
-    emitResult('overload', { env, secondsPerMode: SECONDS, runs, loadavgAtEnd: environment().loadavg });
+    for (const mode of MODES) runs.push(await runMode(pg, mode));
+    emitResult('overload', { env, secondsPerMode: SECONDS, runs, ok: runs.every((r) => r.ok === true), loadavgAtEnd: environment().loadavg });
+    if (!runs.every((r) => r.ok === true)) process.exitCode = 1;
   } finally {
     await pg.destroy();
   }
