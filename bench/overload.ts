@@ -9,7 +9,7 @@
 //   pause: onRingFull = pause -> the socket is paused (TCP backpressure), nothing may be lost
 // Deltas lost to drops cannot be fetched again (the resync snapshot restores the book), so they are
 // counted, not required. Usage:
-//   node dist/bench/overload.js [--seconds 20] [--modes drop,pause] [--ring-kib 256] [--pending-rows 20000] [--rss-cap-mib 1024] [--markets 200]
+//   node dist/bench/overload.js [--seconds 20] [--modes drop,pause] [--ring-kib 256] [--pending-rows 20000] [--rss-cap-mib 1024] [--markets 200] [--rate 120000] [--settle-seconds 60] [--slack-seconds 45]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,12 +28,14 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '20' },
     modes: { type: 'string', default: 'pause,drop' },
     'settle-seconds': { type: 'string', default: '60' },
+    'slack-seconds': { type: 'string', default: '45' },
     'ring-kib': { type: 'string', default: '256' },
     'pending-rows': { type: 'string', default: '20000' },
     'rss-cap-mib': { type: 'string', default: '1024' },
     markets: { type: 'string', default: '200' },
     'child-mode': { type: 'string' },
     'db-url': { type: 'string' },
+    'work-dir': { type: 'string' },
     rate: { type: 'string', default: '120000' },
   },
 });
@@ -128,9 +130,8 @@ async function clock(sim: SpawnedSimulator, action: 'pause' | 'resume'): Promise
 
 let current: Gatherer | undefined;
 
-async function overloadRun(dbUrl: string, mode: 'drop' | 'pause'): Promise<Record<string, unknown>> {
+async function overloadRun(dbUrl: string, mode: 'drop' | 'pause', dir: string): Promise<Record<string, unknown>> {
   const load = environment().loadavg;
-  const dir = mkdtempSync(join(tmpdir(), 'kdp-bench-overload-'));
   const truthFile = join(dir, 'truth.ndjson');
   const sim = await spawnSimulator({ markets: MARKETS, rate: RATE, pace: 'realtime', seed: 31, truthFile, tradesKeptMax: 5_000_000, restTokensPerSec: 1e6, restBurstTokens: 1e6 });
   try {
@@ -214,15 +215,14 @@ async function overloadRun(dbUrl: string, mode: 'drop' | 'pause'): Promise<Recor
     // On a failure the gatherer is still running: stop it (bounded) before its database goes away.
     if (current) await Promise.race([current.stop(), sleep(20_000)]);
     await sim.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
 
 
 /** Child process: one mode against the database the parent made; prints its result line. */
-async function child(mode: 'drop' | 'pause', dbUrl: string): Promise<void> {
-  const r = await overloadRun(dbUrl, mode);
+async function child(mode: 'drop' | 'pause', dbUrl: string, dir: string): Promise<void> {
+  const r = await overloadRun(dbUrl, mode, dir);
   const { rss, ...brief } = r as { rss: { seriesMiB: number[] } };
   process.stdout.write(`${mode}: ${JSON.stringify({ ...brief, rss: { ...rss, seriesMiB: undefined } })}\n`);
   emitResult('overload-mode', r);
@@ -238,8 +238,10 @@ async function child(mode: 'drop' | 'pause', dbUrl: string): Promise<void> {
 async function runMode(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Record<string, unknown>> {
   const name = `bench_overload_${mode}`;
   const dbUrl = await migratedGathererDb(pg, name);
-  const limitMs = (SECONDS * 2 + SETTLE_MS_MAX / 1000 + 45) * 1000;
-  const argv = [__filename, ...process.argv.slice(2).filter((a, i, all) => !['--modes'].includes(a) && all[i - 1] !== '--modes'), '--child-mode', mode, '--db-url', dbUrl];
+  // The parent owns the truth file's directory: a killed child cannot clean up after itself.
+  const dir = mkdtempSync(join(tmpdir(), 'kdp-bench-overload-'));
+  const limitMs = (SECONDS * 2 + SETTLE_MS_MAX / 1000 + Number(args['slack-seconds'])) * 1000;
+  const argv = [__filename, ...process.argv.slice(2).filter((a, i, all) => !['--modes'].includes(a) && all[i - 1] !== '--modes'), '--child-mode', mode, '--db-url', dbUrl, '--work-dir', dir];
   const p = spawn(process.execPath, argv, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let lastProgress = '';
@@ -263,6 +265,7 @@ async function runMode(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Record<st
   clearTimeout(timer);
   await sleep(500);
   await withClient(pg.url(), (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+  rmSync(dir, { recursive: true, force: true });
   for (const l of out.split('\n')) if (!l.startsWith(RESULT_MARKER) && l) process.stdout.write(`${l}\n`);
   const line = out.split('\n').find((l) => l.startsWith(RESULT_MARKER));
   if (line) return JSON.parse(line.slice(RESULT_MARKER.length)) as Record<string, unknown>;
@@ -270,7 +273,7 @@ async function runMode(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Record<st
 }
 
 async function main(): Promise<void> {
-  if (args['child-mode']) return child(args['child-mode'] as 'drop' | 'pause', args['db-url']!);
+  if (args['child-mode']) return child(args['child-mode'] as 'drop' | 'pause', args['db-url']!, args['work-dir']!);
   const env = environment();
   const pg = await PgCluster.start();
   try {

@@ -29,7 +29,7 @@ const BENCHES = [
   ['copy-throughput', ['50000', '20000'], ['200000', '20000'], 300],
   ['sim-throughput', ['--seconds', '2', '--reps', '1'], ['--seconds', '5', '--reps', '3'], 300],
   ['gatherer-e2e', ['--seconds', '2', '--reps', '1', '--latency-seconds', '3'], ['--seconds', '8', '--reps', '3', '--latency-seconds', '10'], 900],
-  ['overload', ['--seconds', '3', '--settle-seconds', '10'], ['--seconds', '20', '--settle-seconds', '60'], 600],
+  ['overload', ['--seconds', '3', '--settle-seconds', '6', '--slack-seconds', '20'], ['--seconds', '20', '--settle-seconds', '60'], 600],
   ['dedup', ['--rows', '30000', '--out', join(resultsDir, `dedup-${stamp}.json`)], ['--rows', '300000', '--out', join(resultsDir, `dedup-${stamp}.json`)], 600],
 ].filter(([name]) => existsSync(join(dist, `${name}.js`)) && (!only || only.has(name)));
 
