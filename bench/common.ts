@@ -71,8 +71,12 @@ export async function migratedGathererDb(pg: PgCluster, name: string): Promise<s
 
 /** Resident set size of this process (all its threads) in bytes, from /proc (Linux). */
 export function rssBytes(pid: number | 'self' = 'self'): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN; // the process is gone
+  }
 }
 
 /** Resets the kernel's peak-RSS mark (VmHWM) of this process, so a phase's peak is its own. */

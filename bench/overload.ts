@@ -21,7 +21,7 @@ import { checkGathererOptions, GATHERER_SPEC, type GathererOptions } from '../sr
 import { startGatherer, type Gatherer } from '../src/gatherer/service';
 import { compareTrades, type TruthTrade } from '../src/ops/truth';
 import { spawnSimulator, type SpawnedSimulator } from '../src/sim/spawn';
-import { RESULT_MARKER, emitResult, environment, migratedGathererDb, peakRssBytes, quietLogger, resetPeakRss, sampleRss, sleep, truthWindow, withClient } from './common';
+import { RESULT_MARKER, emitResult, environment, rssBytes, migratedGathererDb, peakRssBytes, quietLogger, resetPeakRss, sampleRss, sleep, truthWindow, withClient } from './common';
 
 const { values: args } = parseArgs({
   options: {
@@ -251,6 +251,12 @@ async function runMode(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Record<st
     const lines = d.toString().trim().split('\n');
     lastProgress = lines[lines.length - 1] ?? lastProgress;
   });
+  // Sampled from outside too: a child whose event loop is blocked cannot report its own memory.
+  let childRssMaxBytes = 0;
+  const rssTimer = setInterval(() => {
+    const v = rssBytes(p.pid!);
+    if (Number.isFinite(v)) childRssMaxBytes = Math.max(childRssMaxBytes, v);
+  }, 500);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -263,13 +269,15 @@ async function runMode(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Record<st
   }, limitMs);
   const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
   clearTimeout(timer);
+  clearInterval(rssTimer);
+  const childRssMaxMiB = Math.round(childRssMaxBytes / MiB);
   await sleep(500);
   await withClient(pg.url(), (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
   rmSync(dir, { recursive: true, force: true });
   for (const l of out.split('\n')) if (!l.startsWith(RESULT_MARKER) && l) process.stdout.write(`${l}\n`);
   const line = out.split('\n').find((l) => l.startsWith(RESULT_MARKER));
-  if (line) return JSON.parse(line.slice(RESULT_MARKER.length)) as Record<string, unknown>;
-  return { mode, ok: false, timedOut, exitCode: code, limitMs, lastProgress, rssCapMiB: RSS_CAP_MIB };
+  if (line) return { ...(JSON.parse(line.slice(RESULT_MARKER.length)) as Record<string, unknown>), childRssMaxMiB };
+  return { mode, ok: false, timedOut, exitCode: code, limitMs, lastProgress, rssCapMiB: RSS_CAP_MIB, childRssMaxMiB, rssUnderCap: childRssMaxMiB <= RSS_CAP_MIB };
 }
 
 async function main(): Promise<void> {
