@@ -16,6 +16,7 @@ import { WriterCounters } from '../src/copy/stats';
 import { CopyWriter } from '../src/copy/writer';
 import { migrate } from '../src/schema/migrate';
 import { columnNames, ORDERBOOK_DELTAS, quoteIdent } from '../src/schema/tables';
+import { emitResult, environment } from './common';
 
 const NOW_US = Date.now() * 1000;
 
@@ -101,19 +102,15 @@ async function main(): Promise<void> {
     const psql2 = viaPsql(await freshDb(cluster, 'bench_psql2'), rows);
     if ((await countRows(psqlUrl)) !== n || (await countRows(writerUrl)) !== n) throw new Error('row count mismatch');
     const rate = (s: number): number => Math.round(n / s);
-    console.log(
-      JSON.stringify(
-        {
-          rows: n,
-          megabytes: +(bytes / 1e6).toFixed(1),
-          batchRowsMax,
-          writer: { seconds: [writer1.seconds, writer2.seconds].map((s) => +s.toFixed(3)), rowsPerSec: [rate(writer1.seconds), rate(writer2.seconds)], batches: writer1.batches },
-          psqlCopy: { seconds: [psql1, psql2].map((s) => +s.toFixed(3)), rowsPerSec: [rate(psql1), rate(psql2)] },
-        },
-        null,
-        2,
-      ),
-    );
+    const result = {
+      rows: n,
+      megabytes: +(bytes / 1e6).toFixed(1),
+      batchRowsMax,
+      writer: { seconds: [writer1.seconds, writer2.seconds].map((s) => +s.toFixed(3)), rowsPerSec: [rate(writer1.seconds), rate(writer2.seconds)], batches: writer1.batches },
+      psqlCopy: { seconds: [psql1, psql2].map((s) => +s.toFixed(3)), rowsPerSec: [rate(psql1), rate(psql2)] },
+    };
+    console.log(JSON.stringify(result, null, 2));
+    emitResult('copy-throughput', { env: environment(), ...result });
   } finally {
     await cluster.destroy();
   }

@@ -14,6 +14,7 @@ import { resolveDedupOptions } from '../src/dedup/options';
 import { startDeduplicator } from '../src/dedup/service';
 import { migrate } from '../src/schema/migrate';
 import { ORDERBOOK_DELTAS, columnNames, quoteIdent } from '../src/schema/tables';
+import { emitResult, environment } from './common';
 
 const PSQL = '/usr/bin/psql';
 const COLS = columnNames(ORDERBOOK_DELTAS).map(quoteIdent).join(', ');
@@ -160,6 +161,7 @@ async function main(): Promise<void> {
       ratioToPsqlCopy: merged / dedupS / (rows / psqlS),
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    emitResult('dedup', { ...result, loadavgAtEnd: environment().loadavg });
     writeFileSync(values.out!, JSON.stringify(result, null, 2) + '\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });

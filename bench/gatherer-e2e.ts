@@ -1,38 +1,83 @@
-// End-to-end gatherer throughput: the simulator in its own process generating as fast as its
-// readers take frames, against (1) a receive-only client that just counts frames (the ceiling of
-// this machine for one reader) and (2) our gatherer, frame -> row committed in PostgreSQL.
-// The gatherer run is checked before it is timed: every message it received became committed rows
-// (no rows pending, rings empty after the drain), and (3) a naive single-thread recorder
-// (JSON.parse + multi-row INSERT). Usage: node dist/bench/gatherer-e2e.js [seconds]
-import { cpus, loadavg } from 'node:os';
-import { Writable } from 'node:stream';
+// End-to-end gatherer benchmark, every contender in the same run (platform spec §5, issue 10):
+//   1. receive-only ceiling: one `ws` client that only counts the simulator's frames;
+//   2. our gatherer, frame -> row committed in PostgreSQL (checked: every frame routed was
+//      processed and committed, rings drained); its peak RSS and CPU per message;
+//   3. a naive recorder: one thread, JSON.parse, 500-row multi-row INSERTs;
+//   4. the database ceiling: `psql \copy` of exactly the rows our gatherer committed, into a fresh
+//      database with the same schema;
+// repeated --reps times (interleaved, so a change of machine load hits every contender alike), then
+//   5. latency at a fixed offered load (--rate, default 50,000 msg/s; simulator in realtime pace):
+//      p50/p99/max frame receipt -> commit, offered vs achieved rate, checked against the
+//      simulator's ground truth (every trade and delta of the window present exactly once).
+// The simulator always runs in its own process. Usage:
+//   node dist/bench/gatherer-e2e.js [--seconds 8] [--reps 3] [--rate 50000] [--latency-seconds 10] [--markets 200]
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { Client } from 'pg';
 import WebSocket from 'ws';
-import { createLogger } from '../src/core/log';
 import { PgCluster } from '../src/core/pgcluster';
 import { resolveOptions } from '../src/config/validate';
 import { checkGathererOptions, GATHERER_SPEC } from '../src/gatherer/config';
-import { startGatherer } from '../src/gatherer/service';
-import { migrate } from '../src/schema/migrate';
-import { spawnSimulator } from '../src/sim/spawn';
+import { startGatherer, type Gatherer } from '../src/gatherer/service';
+import { compareWithTruth, loadProductionSet, type TruthComparison } from '../src/ops/truth';
+import { TIME_SERIES_TABLES, columnNames, quoteIdent } from '../src/schema/tables';
+import { spawnSimulator, type SpawnedSimulator } from '../src/sim/spawn';
+import {
+  emitResult,
+  environment,
+  migratedGathererDb,
+  peakRssBytes,
+  processCpuSeconds,
+  psql,
+  quantile,
+  quietLogger,
+  resetPeakRss,
+  sampleRss,
+  sleep,
+  spread,
+  truthWindow,
+  withClient,
+} from './common';
 
-const SECONDS = Number(process.argv[2] ?? 10);
-const MARKETS = 200;
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '8' },
+    reps: { type: 'string', default: '3' },
+    rate: { type: 'string', default: '50000' },
+    'latency-seconds': { type: 'string', default: '10' },
+    markets: { type: 'string', default: '200' },
+  },
+});
+const SECONDS = Number(args.seconds);
+const REPS = Number(args.reps);
+const RATE = Number(args.rate);
+const LATENCY_SECONDS = Number(args['latency-seconds']);
+const MARKETS = Number(args.markets);
+const MiB = 1024 * 1024;
 
-async function receiveOnly(wsUrl: string, restUrl: string, seconds: number): Promise<number> {
+async function openTickers(restUrl: string): Promise<string[]> {
   const res = (await (await fetch(`${restUrl}/markets?status=open&limit=1000`)).json()) as { markets: { ticker: string }[] };
-  const tickers = res.markets.map((m) => m.ticker);
-  const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
+  return res.markets.map((m) => m.ticker);
+}
+
+function subscribeAll(ws: WebSocket, tickers: string[]): void {
+  ws.send(JSON.stringify({ id: 1, cmd: 'subscribe', params: { channels: ['orderbook_delta', 'ticker', 'trade'], market_tickers: tickers } }));
+}
+
+async function receiveOnly(sim: SpawnedSimulator, seconds: number): Promise<number> {
+  const ws = new WebSocket(sim.wsUrl, { perMessageDeflate: false });
   let frames = 0;
   await new Promise((r) => ws.once('open', r));
   ws.on('message', () => frames++);
-  ws.send(JSON.stringify({ id: 1, cmd: 'subscribe', params: { channels: ['orderbook_delta', 'ticker', 'trade'], market_tickers: tickers } }));
-  await new Promise((r) => setTimeout(r, 1000));
+  subscribeAll(ws, await openTickers(sim.restUrl));
+  await sleep(1000);
   const start = frames;
   const t0 = Date.now();
-  await new Promise((r) => setTimeout(r, seconds * 1000));
+  await sleep(seconds * 1000);
   const rate = (frames - start) / ((Date.now() - t0) / 1000);
-  ws.close();
+  ws.terminate();
   return rate;
 }
 
@@ -42,11 +87,11 @@ async function receiveOnly(wsUrl: string, restUrl: string, seconds: number): Pro
  * order-book deltas are stored (the bulk of the traffic); every message counts as processed once
  * the INSERT holding its rows committed.
  */
-async function naiveRun(wsUrl: string, restUrl: string, dbUrl: string, seconds: number): Promise<number> {
-  const res = (await (await fetch(`${restUrl}/markets?status=open&limit=1000`)).json()) as { markets: { ticker: string }[] };
+async function naiveRun(sim: SpawnedSimulator, dbUrl: string, seconds: number): Promise<number> {
+  const tickers = await openTickers(sim.restUrl);
   const db = new Client({ connectionString: dbUrl });
   await db.connect();
-  const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
+  const ws = new WebSocket(sim.wsUrl, { perMessageDeflate: false });
   await new Promise((r) => ws.once('open', r));
   let rows: unknown[] = [];
   let pendingMessages = 0;
@@ -80,11 +125,11 @@ async function naiveRun(wsUrl: string, restUrl: string, dbUrl: string, seconds: 
       inflight = flush().then(() => ws.resume());
     }
   });
-  ws.send(JSON.stringify({ id: 1, cmd: 'subscribe', params: { channels: ['orderbook_delta', 'ticker', 'trade'], market_tickers: res.markets.map((m) => m.ticker) } }));
-  await new Promise((r) => setTimeout(r, 1000));
+  subscribeAll(ws, tickers);
+  await sleep(1000);
   const start = committed;
   const t0 = Date.now();
-  await new Promise((r) => setTimeout(r, seconds * 1000));
+  await sleep(seconds * 1000);
   const rate = (committed - start) / ((Date.now() - t0) / 1000);
   ws.removeAllListeners('message');
   ws.terminate();
@@ -93,80 +138,258 @@ async function naiveRun(wsUrl: string, restUrl: string, dbUrl: string, seconds: 
   return rate;
 }
 
-async function gathererRun(wsUrl: string, restUrl: string, dbUrl: string, seconds: number): Promise<{ msgsPerSec: number; rowsPerSec: number; p99Ms: number }> {
-  const quiet = new Writable({ write: (_c, _e, cb) => cb() });
+async function benchGatherer(dbUrl: string, sim: SpawnedSimulator): Promise<Gatherer> {
   const options = checkGathererOptions(
     resolveOptions(GATHERER_SPEC, {
       gathererId: 'bench',
       database: { url: dbUrl },
-      exchange: { wsUrl },
-      rest: { restBaseUrl: restUrl, pollEnabled: false },
+      exchange: { wsUrl: sim.wsUrl },
+      rest: { restBaseUrl: sim.restUrl, pollEnabled: false },
       connections: { count: 2, startJitterMs: 0 },
       http: { host: '127.0.0.1', healthPort: 0, metricsPort: 0 },
       log: { level: 'error' },
     }),
   );
-  const g = await startGatherer(options, createLogger('bench', { level: 'error', destination: quiet }));
-  while (!g.manager.allSubscribed()) await new Promise((r) => setTimeout(r, 100));
-  await new Promise((r) => setTimeout(r, 1000));
-  const rowsNow = (): number => ['orderbook_deltas', 'orderbook_snapshots', 'trades', 'tickers', 'lifecycle_events'].reduce((s, t) => s + g.pipeline.total(`rows:${t}` as 'rows:trades'), 0);
+  const g = await startGatherer(options, quietLogger());
+  while (!g.manager.allSubscribed() || g.manager.marketCount() < MARKETS) await sleep(100);
+  return g;
+}
+
+/**
+ * Exact frame->commit samples. The service observes one value per committed COPY batch (now minus
+ * the oldest receipt time in the batch) into frame_to_commit_seconds; wrapping the histogram's
+ * observe() from outside keeps every value instead of only bucket counts. Each sample is therefore
+ * the worst latency inside one batch: percentiles over batches bound the per-message ones above.
+ */
+function captureLatency(g: Gatherer): { samples: number[] } {
+  const h = g.metrics.frame_to_commit_seconds as unknown as { observe: (...a: unknown[]) => void };
+  const original = h.observe.bind(h);
+  const box = { samples: [] as number[] };
+  h.observe = (...a: unknown[]) => {
+    const v = a.find((x) => typeof x === 'number');
+    if (typeof v === 'number' && box.samples.length < 1_000_000) box.samples.push(v * 1000);
+    original(...a);
+  };
+  return box;
+}
+
+function latencySummary(samplesMs: number[]): { batches: number; p50Ms: number; p99Ms: number; maxMs: number } {
+  const s = [...samplesMs].sort((a, b) => a - b);
+  const r = (x: number): number => +x.toFixed(1);
+  return { batches: s.length, p50Ms: r(quantile(s, 0.5)), p99Ms: r(quantile(s, 0.99)), maxMs: r(s[s.length - 1] ?? NaN) };
+}
+
+const committedRows = (g: Gatherer): number => TIME_SERIES_TABLES.reduce((s, t) => s + g.pipeline.total(`rows:${t.name}` as 'rows:trades'), 0);
+
+interface GathererFigures {
+  msgsPerSec: number;
+  rowsPerSec: number;
+  messagesTotal: number;
+  cpuUsPerMsg: number;
+  simCpuUsPerMsg: number;
+  peakRssMiB: number;
+  sampledMaxRssMiB: number;
+  latencyAtSaturation: ReturnType<typeof latencySummary>;
+}
+
+async function gathererRun(sim: SpawnedSimulator, dbUrl: string, seconds: number): Promise<GathererFigures> {
+  resetPeakRss();
+  const rss = sampleRss(250);
+  const g = await benchGatherer(dbUrl, sim);
+  const latency = captureLatency(g);
+  await sleep(1000);
+  latency.samples.length = 0;
   const m0 = g.pipeline.total('messages');
-  const r0 = rowsNow();
+  const r0 = committedRows(g);
+  const cpu0 = process.cpuUsage();
+  const sim0 = processCpuSeconds(sim.pid);
   const t0 = Date.now();
-  await new Promise((r) => setTimeout(r, seconds * 1000));
+  await sleep(seconds * 1000);
   const dt = (Date.now() - t0) / 1000;
-  const m1 = g.pipeline.total('messages');
-  const r1 = rowsNow();
-  const hist = (await g.metrics.frame_to_commit_seconds.get()).values;
+  const cpu = process.cpuUsage(cpu0);
+  const simCpu = processCpuSeconds(sim.pid) - sim0;
+  const messages = g.pipeline.total('messages') - m0;
+  const rows = committedRows(g) - r0;
+  const samples = [...latency.samples];
   const drained = await g.stop();
+  const rssSeries = rss.stop();
   // Check before trusting the figures: everything taken off the sockets was committed.
   if (!drained || g.pipeline.total('pending_rows') !== 0) throw new Error('gatherer did not drain: figures invalid');
   if (g.pipeline.total('messages') !== g.router.stats.framesRouted) throw new Error('frames routed != frames processed');
-  return { msgsPerSec: (m1 - m0) / dt, rowsPerSec: (r1 - r0) / dt, p99Ms: quantileMs(hist, 0.99) };
+  if (g.router.stats.framesDropped !== 0) throw new Error('frames dropped in a pause-mode run');
+  return {
+    msgsPerSec: messages / dt,
+    rowsPerSec: rows / dt,
+    messagesTotal: g.pipeline.total('messages'),
+    cpuUsPerMsg: +((cpu.user + cpu.system) / messages).toFixed(2),
+    simCpuUsPerMsg: +((simCpu * 1e6) / messages).toFixed(2),
+    peakRssMiB: Math.round(peakRssBytes() / MiB),
+    sampledMaxRssMiB: Math.round(rssSeries.maxBytes / MiB),
+    latencyAtSaturation: latencySummary(samples),
+  };
 }
 
-function quantileMs(values: { labels: Partial<Record<string, string | number>>; value: number; metricName?: string }[], q: number): number {
-  const buckets = values.filter((v) => v.metricName?.endsWith('_bucket')).map((v) => ({ le: Number(v.labels.le), n: v.value }));
-  const total = buckets.find((b) => !Number.isFinite(b.le))?.n ?? 0;
-  const hit = buckets.find((b) => b.n >= q * total);
-  return hit && Number.isFinite(hit.le) ? hit.le * 1000 : NaN;
+/**
+ * The database ceiling: the rows our gatherer committed, exported with COPY TO (not timed), loaded
+ * with `psql \copy` (one psql process, one \copy per table) into a freshly migrated database of the
+ * same schema. Messages/s equivalent = messages the gatherer turned into those rows / seconds.
+ */
+async function dbCeiling(pg: PgCluster, fromUrl: string, name: string, messages: number): Promise<{ rows: number; seconds: number; rowsPerSec: number; msgsPerSecEquivalent: number; megabytes: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'kdp-bench-ceiling-'));
+  try {
+    const files = TIME_SERIES_TABLES.map((t) => ({ t, file: join(dir, `${t.name}.copy`), cols: columnNames(t).map(quoteIdent).join(', ') }));
+    psql(fromUrl, ...files.map(({ t, file, cols }) => `\\copy (SELECT ${cols} FROM ${quoteIdent(t.name)}) TO '${file}'`));
+    const rows = await withClient(fromUrl, async (c) => {
+      let n = 0;
+      for (const t of TIME_SERIES_TABLES) n += Number((await c.query(`SELECT count(*)::bigint AS n FROM ${quoteIdent(t.name)}`)).rows[0].n);
+      return n;
+    });
+    const bytes = files.reduce((s, f) => s + statSync(f.file).size, 0);
+    const toUrl = await migratedGathererDb(pg, name);
+    await withClient(toUrl, (c) => c.query('CHECKPOINT'));
+    const t0 = process.hrtime.bigint();
+    psql(toUrl, ...files.map(({ t, file, cols }) => `\\copy ${quoteIdent(t.name)} (${cols}) FROM '${file}'`));
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const loaded = await withClient(toUrl, async (c) => {
+      let n = 0;
+      for (const t of TIME_SERIES_TABLES) n += Number((await c.query(`SELECT count(*)::bigint AS n FROM ${quoteIdent(t.name)}`)).rows[0].n);
+      return n;
+    });
+    if (loaded !== rows) throw new Error(`psql \\copy loaded ${loaded} rows, expected ${rows}`);
+    await dropDatabase(pg, name);
+    return { rows, seconds: +seconds.toFixed(3), rowsPerSec: Math.round(rows / seconds), msgsPerSecEquivalent: Math.round(messages / seconds), megabytes: +(bytes / 1e6).toFixed(1) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function dropDatabase(pg: PgCluster, name: string): Promise<void> {
+  await withClient(pg.url(), (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
+}
+
+const SIM_FAST = { markets: MARKETS, rate: 1e7, pace: 'fast' as const, tradesKeptMax: 1_000_000 };
+
+async function throughputRep(pg: PgCluster, rep: number): Promise<Record<string, unknown>> {
+  const load = environment().loadavg;
+  const sim1 = await spawnSimulator({ ...SIM_FAST, seed: 5 + rep });
+  const ceiling = await receiveOnly(sim1, SECONDS).finally(() => sim1.stop());
+  const gName = `bench_g${rep}`;
+  const gUrl = await migratedGathererDb(pg, gName);
+  const sim2 = await spawnSimulator({ ...SIM_FAST, seed: 5 + rep });
+  const ours = await gathererRun(sim2, gUrl, SECONDS).finally(() => sim2.stop());
+  const db = await dbCeiling(pg, gUrl, `bench_ceiling${rep}`, ours.messagesTotal);
+  await dropDatabase(pg, gName);
+  const nName = `bench_naive${rep}`;
+  const nUrl = await migratedGathererDb(pg, nName);
+  const sim3 = await spawnSimulator({ ...SIM_FAST, seed: 5 + rep });
+  const naive = await naiveRun(sim3, nUrl, SECONDS).finally(() => sim3.stop());
+  await dropDatabase(pg, nName);
+  const r = {
+    rep,
+    loadavgAtStart: load,
+    loadavgAtEnd: environment().loadavg,
+    receiveOnlyMsgsPerSec: Math.round(ceiling),
+    gathererMsgsPerSec: Math.round(ours.msgsPerSec),
+    gathererRowsCommittedPerSec: Math.round(ours.rowsPerSec),
+    naiveMsgsPerSec: Math.round(naive),
+    dbCeiling: db,
+    gathererOverReceiveOnly: +(ours.msgsPerSec / ceiling).toFixed(3),
+    gathererOverNaive: +(ours.msgsPerSec / naive).toFixed(3),
+    gathererOverDbCeiling: +(ours.msgsPerSec / db.msgsPerSecEquivalent).toFixed(3),
+    gathererCpuUsPerMsg: ours.cpuUsPerMsg,
+    simulatorCpuUsPerMsg: ours.simCpuUsPerMsg,
+    gathererPeakRssMiB: ours.peakRssMiB,
+    gathererSampledMaxRssMiB: ours.sampledMaxRssMiB,
+    frameToCommitAtSaturation: ours.latencyAtSaturation,
+  };
+  process.stdout.write(`rep ${rep}: ${JSON.stringify(r)}\n`);
+  return r;
+}
+
+async function latencyRun(pg: PgCluster): Promise<Record<string, unknown>> {
+  const load = environment().loadavg;
+  const dir = mkdtempSync(join(tmpdir(), 'kdp-bench-latency-'));
+  const truthFile = join(dir, 'truth.ndjson');
+  const sim = await spawnSimulator({ markets: MARKETS, rate: RATE, pace: 'realtime', seed: 77, truthFile, tradesKeptMax: 1_000_000 });
+  try {
+    const paused = await sim.clock('pause');
+    const dbUrl = await migratedGathererDb(pg, 'bench_latency');
+    const g = await benchGatherer(dbUrl, sim);
+    await sleep(1500); // initial REST snapshots committed before the exchange moves
+    const latency = captureLatency(g);
+    latency.samples.length = 0;
+    const m0 = g.pipeline.total('messages');
+    const cpu0 = process.cpuUsage();
+    const resumed = await sim.clock('resume');
+    const t0 = Date.now();
+    await sleep(LATENCY_SECONDS * 1000);
+    const stopped = await sim.clock('pause');
+    const dt = (Date.now() - t0) / 1000;
+    await sleep(1500); // frames in flight reach the database
+    const messages = g.pipeline.total('messages') - m0;
+    const cpu = process.cpuUsage(cpu0);
+    const samples = [...latency.samples];
+    const drained = await g.stop();
+    await sim.stop();
+    const truth = await truthWindow(truthFile, Math.max(paused.records, resumed.records), stopped.records, true);
+    const comparison = await withClient(dbUrl, async (c) => {
+      const actual = await loadProductionSet(c, { fromUs: truth.fromUs, toUs: truth.toUs });
+      return compareWithTruth(truth, { trades: actual.trades.filter((t) => !truth.tradeIdsBefore.has(t.tradeId)), deltas: actual.deltas });
+    });
+    await dropDatabase(pg, 'bench_latency');
+    const offered = truth.deltaCount + truth.trades.length + truth.tickerCount;
+    const verified = drained && comparison.ok;
+    if (!verified) process.exitCode = 1;
+    return {
+      loadavgAtStart: load,
+      loadavgAtEnd: environment().loadavg,
+      targetRateMsgsPerSec: RATE,
+      seconds: +dt.toFixed(2),
+      offeredMsgsPerSec: Math.round(offered / dt),
+      achievedMsgsPerSec: Math.round(messages / dt),
+      gathererCpuUsPerMsg: +((cpu.user + cpu.system) / messages).toFixed(2),
+      frameToCommit: latencySummary(samples),
+      verified,
+      truth: summarize(comparison),
+    };
+  } finally {
+    await sim.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function summarize(c: TruthComparison): Record<string, unknown> {
+  return {
+    ok: c.ok,
+    trades: { expected: c.trades.expected, actual: c.trades.actual, ...c.trades.counts },
+    deltas: { expected: c.deltas.expected, actual: c.deltas.actual, ...c.deltas.counts },
+  };
 }
 
 async function main(): Promise<void> {
+  const env = environment();
   const pg = await PgCluster.start();
   try {
-    const dbUrl = await pg.createDatabase('bench_g');
-    const c = new Client({ connectionString: dbUrl });
-    await c.connect();
-    await migrate(c, { kind: 'gatherer', engine: 'postgres' });
-    await c.end();
-    const env = { node: process.version, cpu: cpus()[0]?.model, cores: cpus().length, loadavg: loadavg() };
-    const sim1 = await spawnSimulator({ markets: MARKETS, rate: 1e7, pace: 'fast', seed: 5 });
-    const ceiling = await receiveOnly(sim1.wsUrl, sim1.restUrl, SECONDS);
-    await sim1.stop();
-    const sim2 = await spawnSimulator({ markets: MARKETS, rate: 1e7, pace: 'fast', seed: 5 });
-    const ours = await gathererRun(sim2.wsUrl, sim2.restUrl, dbUrl, SECONDS);
-    await sim2.stop();
-    const naiveDb = await pg.createDatabase('bench_naive');
-    const c2 = new Client({ connectionString: naiveDb });
-    await c2.connect();
-    await migrate(c2, { kind: 'gatherer', engine: 'postgres' });
-    await c2.end();
-    const sim3 = await spawnSimulator({ markets: MARKETS, rate: 1e7, pace: 'fast', seed: 5 });
-    const naive = await naiveRun(sim3.wsUrl, sim3.restUrl, naiveDb, SECONDS);
-    await sim3.stop();
-    const result = {
-      env,
-      seconds: SECONDS,
-      receiveOnlyMsgsPerSec: Math.round(ceiling),
-      gathererMsgsPerSec: Math.round(ours.msgsPerSec),
-      gathererRowsCommittedPerSec: Math.round(ours.rowsPerSec),
-      shareOfReceiveCeiling: Number((ours.msgsPerSec / ceiling).toFixed(3)),
-      naiveBaselineMsgsPerSec: Math.round(naive),
-      ratioToNaiveBaseline: Number((ours.msgsPerSec / naive).toFixed(2)),
-      frameToCommitP99MsAtFullLoad: ours.p99Ms,
+    const reps: Record<string, unknown>[] = [];
+    for (let rep = 1; rep <= REPS; rep++) reps.push(await throughputRep(pg, rep));
+    const latency = await latencyRun(pg);
+    process.stdout.write(`latency: ${JSON.stringify(latency)}\n`);
+    const col = (f: (r: Record<string, unknown>) => number) => spread(reps.map(f));
+    const num = (k: string) => (r: Record<string, unknown>) => r[k] as number;
+    const summary = {
+      receiveOnlyMsgsPerSec: col(num('receiveOnlyMsgsPerSec')),
+      gathererMsgsPerSec: col(num('gathererMsgsPerSec')),
+      naiveMsgsPerSec: col(num('naiveMsgsPerSec')),
+      dbCeilingMsgsPerSecEquivalent: col((r) => (r.dbCeiling as { msgsPerSecEquivalent: number }).msgsPerSecEquivalent),
+      dbCeilingRowsPerSec: col((r) => (r.dbCeiling as { rowsPerSec: number }).rowsPerSec),
+      gathererOverReceiveOnly: col(num('gathererOverReceiveOnly')),
+      gathererOverNaive: col(num('gathererOverNaive')),
+      gathererOverDbCeiling: col(num('gathererOverDbCeiling')),
+      gathererCpuUsPerMsg: col(num('gathererCpuUsPerMsg')),
+      gathererPeakRssMiB: col(num('gathererPeakRssMiB')),
     };
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    process.stdout.write(`summary: ${JSON.stringify(summary)}\n`);
+    emitResult('gatherer-e2e', { env, secondsPerContender: SECONDS, reps: REPS, markets: MARKETS, summary, repetitions: reps, latency, loadavgAtEnd: environment().loadavg });
   } finally {
     await pg.destroy();
   }

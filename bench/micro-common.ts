@@ -2,6 +2,8 @@
 // benchmark of wrong code is worthless), then tinybench measures and one line per task reports
 // operations per second with the relative margin of error and the latency spread.
 import assert from 'node:assert/strict';
+import { loadavg } from 'node:os';
+import { emitResult } from './common';
 // tinybench is ESM-only and this package is CommonJS: types via resolution-mode, code via import().
 import type { Fn, FnOptions } from 'tinybench' with { 'resolution-mode': 'import' };
 
@@ -27,7 +29,8 @@ export interface MicroResult {
 export async function runMicro(suite: string, tasks: readonly MicroTask[], timeMs = Number(process.env.KDP_BENCH_MS ?? 500)): Promise<MicroResult[]> {
   for (const t of tasks) await t.check();
   const { Bench } = await import('tinybench');
-  const bench = new Bench({ name: suite, time: timeMs, warmupTime: Math.min(200, timeMs / 2) });
+  // KDP_BENCH_ITERATIONS lowers tinybench's minimum sample count (64) for `--quick` runs.
+  const bench = new Bench({ name: suite, time: timeMs, warmupTime: Math.min(200, timeMs / 2), iterations: Number(process.env.KDP_BENCH_ITERATIONS ?? 64) });
   for (const t of tasks) bench.add(t.name, t.fn, t.options);
   await bench.run();
   const results: MicroResult[] = [];
@@ -50,6 +53,7 @@ export async function runMicro(suite: string, tasks: readonly MicroTask[], timeM
         `(per call p50 ${x.p50Ms.toFixed(3)} ms, p99 ${x.p99Ms.toFixed(3)} ms)`,
     );
   }
+  emitResult(`micro-${suite}`, { timeMs, loadavg: loadavg().map((x) => +x.toFixed(2)), results });
   return results;
 }
 

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { spawnSimulator } from '../src/sim/spawn';
+import { emitResult, environment, spread } from './common';
 
 interface Rep {
   messages: number;
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
   const seconds = Number(values.seconds);
   const reps = Number(values.reps);
   const rates: number[] = [];
+  const env = environment();
   for (let i = 0; i < reps; i++) {
     // A fresh simulator per repetition; fast pace: it produces as fast as the reader takes frames.
     const sim = await spawnSimulator({ markets: Number(values.markets), rate: 1_000_000, seed: 100 + i, pace: 'fast', slowConsumerBytes: 64 * 1024 * 1024, batchMax: Number(process.env.SIM_BATCH_MAX ?? 4096), tradesKeptMax: Number(process.env.SIM_TRADES_KEPT ?? 200_000) });
@@ -72,6 +74,7 @@ async function main(): Promise<void> {
   }
   const sorted = [...rates].sort((a, b) => a - b);
   process.stdout.write(`sim-throughput: median ${Math.round(sorted[Math.floor(sorted.length / 2)]!)} msg/s, min ${Math.round(sorted[0]!)}, max ${Math.round(sorted[sorted.length - 1]!)} (${reps} reps x ${seconds} s, one reader)\n`);
+  emitResult('sim-throughput', { env, seconds, reps, msgsPerSec: spread(rates.map(Math.round)), loadavgAtEnd: environment().loadavg });
 }
 
 main().catch((err) => {
