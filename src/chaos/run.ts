@@ -42,6 +42,7 @@ export interface ChaosRunResult {
 const SUBSCRIBED_WAIT_MS = 120_000;
 const MERGE_QUIET_MS = 4_000;
 const MERGE_WAIT_MS = 180_000;
+const RECOVERY_WAIT_MS = 120_000;
 
 type Say = (line: string) => void;
 
@@ -142,6 +143,10 @@ const clock = (): string => new Date().toISOString().slice(11, 19);
 async function quiesce(stack: Stack, say: Say): Promise<void> {
   await stack.waitGatherersSubscribed(SUBSCRIBED_WAIT_MS);
   await new Promise((r) => setTimeout(r, 3_000));
+  // Recoveries still running (REST backfills retried after a 5xx burst) end at a graceful stop:
+  // give them until every ledger row is recovered (bounded; the checker reports what is left).
+  const open = await waitLedgersRecovered(stack, RECOVERY_WAIT_MS);
+  if (open > 0) say(`  [${clock()}] ${open} ledger row(s) still open after ${RECOVERY_WAIT_MS} ms`);
   await Promise.all(stack.gatherers.map((g) => g.service.stop(60_000)));
   say(`  [${clock()}] quiet: ${await waitMergeSettled(stack)}`);
 }
@@ -167,6 +172,28 @@ export async function waitMergeSettled(stack: Stack): Promise<string> {
   }
   await stack.dedup?.stop(30_000);
   return last;
+}
+
+/** Waits until no gatherer database holds an unrecovered gap; resolves with how many are left. */
+async function waitLedgersRecovered(stack: Stack, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let open = 0;
+    for (const g of stack.gatherers) {
+      const c = new Client({ connectionString: g.dbUrl });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        open += (await c.query(`SELECT count(*)::int AS n FROM gap_ledger WHERE NOT recovered`)).rows[0].n;
+      } catch {
+        open += 1; // unreachable right now: not known to be recovered
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }
+    if (open === 0 || Date.now() > deadline) return open;
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 /** Production's row counts and whether each gatherer's ledger (rows, recovered flags) is in production. */

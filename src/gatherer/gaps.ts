@@ -31,6 +31,8 @@ const LEDGER_RETRY_DELAY_MAX_MS = 5_000;
 // up to 30 s apart (~2.5 min in all).
 const RECOVERY_ATTEMPTS_MAX = 7;
 const RECOVERY_RETRY_DELAY_MAX_MS = 30_000;
+// Trade backfills of more markets than this list every market's trades in the window at once.
+const BACKFILL_PER_MARKET_MAX = 50;
 // Without a last good frame, the trade backfill looks back this far.
 const BACKFILL_LOOKBACK_US = 60_000_000;
 
@@ -40,6 +42,11 @@ const LAST_COMMIT_SQL = `SELECT committed_at::text AS at FROM ingest_batches ORD
 const RESTART_RECOVERY_WAIT_MS = 10 * 60_000;
 
 const nowUs = (): number => Date.now() * 1000;
+
+interface TradeBackfillQueue {
+  running: boolean;
+  next: { tickers: Set<string>; fromUs: number; recoveries: { ids: Promise<number | undefined>[]; method: string }[] } | undefined;
+}
 
 export interface GapStats {
   recorded: number;
@@ -55,6 +62,10 @@ export class GapTracker {
   private readonly connWaiting = new Map<number, Promise<number | undefined>[]>();
   private readonly inflight = new Set<Promise<unknown>>();
   private stopping = false;
+  /** Per connection: the trade backfill running and the one gathering requests behind it. */
+  private readonly tradeBackfills = new Map<number, TradeBackfillQueue>();
+  /** Per connection: where the trade backfill of its outage must start (a dead trade sid before it). */
+  private readonly connBackfillFromUs = new Map<number, number>();
   private readonly wakeups = new Set<() => void>();
 
   constructor(
@@ -89,7 +100,12 @@ export class GapTracker {
     this.metrics.sequence_gaps_total.inc();
     this.metrics.writer_seq_gaps_total.inc();
     const terminal = g.kind === 'terminal-error';
-    if (g.channel === 'trade') this.backfillTrades(tickers, windowStartUs, g.detectedUs, terminal ? undefined : gapId);
+    // Trades carry no seq, so a lost trade is invisible on its own sid: a break of the connection's
+    // book or trade stream may have lost trades, which are fetched over REST for the window. A dead
+    // sid's window ends when it is subscribed again (below), a live one's now.
+    if (!terminal && (g.channel === 'trade' || g.channel === 'orderbook_delta')) {
+      this.queueTradeBackfill(g.connId, tickers, windowStartUs, g.channel === 'trade' ? [gapId] : [], 'rest_backfill');
+    }
     // Only order books have snapshots; a live non-book sid is recovered its own way (a ring drop
     // reports every sid of the connection). A dead sid of any channel is subscribed again.
     if (!terminal && g.channel !== 'orderbook_delta') return this.recoverNonBook(g.channel, gapId);
@@ -103,8 +119,11 @@ export class GapTracker {
     this.manager.resync(g.connId, g.sid, terminal, (ok) => {
       const ids = this.resyncWaiting.get(key) ?? [];
       this.resyncWaiting.delete(key);
-      if (ok) this.recover(ids, terminal ? 'resubscribe' : 'get_snapshot');
-      else this.connWaiting.set(g.connId, [...(this.connWaiting.get(g.connId) ?? []), ...ids]);
+      if (!ok) {
+        this.connWaiting.set(g.connId, [...(this.connWaiting.get(g.connId) ?? []), ...ids]);
+        if (g.channel === 'trade') this.connBackfillFromUs.set(g.connId, Math.min(windowStartUs, this.connBackfillFromUs.get(g.connId) ?? Infinity));
+      } else if (terminal && g.channel === 'trade') this.queueTradeBackfill(g.connId, tickers, windowStartUs, ids, 'resubscribe');
+      else this.recover(ids, terminal ? 'resubscribe' : 'get_snapshot');
     });
   }
 
@@ -116,10 +135,11 @@ export class GapTracker {
   private recoverNonBook(channel: string | null, gapId: Promise<number | undefined>): void {
     if (channel === 'trade') return;
     if (channel === 'ticker') return this.recover([gapId], 'next_update');
-    this.retrying('registry reconcile after a lifecycle gap', async () => {
+    const p = this.retry('registry reconcile after a lifecycle gap', async () => {
       await this.reconcile();
       return true;
-    }, () => this.recover([gapId], 'rest_reconcile'));
+    }).then((ok) => ok && this.recover([gapId], 'rest_reconcile'));
+    this.track(p);
   }
 
   private readonly disconnects = new Map<number, Promise<number | undefined>>();
@@ -150,8 +170,11 @@ export class GapTracker {
     const d = this.disconnects.get(connId);
     if (d) ids.push(d);
     this.disconnects.delete(connId);
-    this.recover(ids, 'resubscribe');
-    if (tickers.length > 0) this.backfillTrades(tickers, sinceUs, nowUs());
+    const fromUs = Math.min(sinceUs, this.connBackfillFromUs.get(connId) ?? Infinity);
+    this.connBackfillFromUs.delete(connId);
+    // Recovered once the trades of the outage are fetched too.
+    if (tickers.length > 0) this.queueTradeBackfill(connId, tickers, fromUs, ids, 'resubscribe');
+    else this.recover(ids, 'resubscribe');
   }
 
   /**
@@ -211,34 +234,67 @@ export class GapTracker {
     }
   }
 
-  /** REST backfill of trades in a window, repeated while incomplete; with gapId, that gap is recovered once it completed. */
-  private backfillTrades(tickers: readonly string[], fromUs: number, toUs: number, gapId?: Promise<number | undefined>): void {
-    if (tickers.length === 0) return;
-    this.retrying('trade backfill', async () => {
-      const r = await this.backfill.backfill({ tickers: [...tickers], fromUs, toUs });
-      if (r.failed > 0 || r.refused > 0) this.log.warn({ failed: r.failed, refused: r.refused, fromUs, toUs }, 'trade backfill incomplete');
-      return r.failed === 0 && r.refused === 0;
-    }, () => gapId && this.recover([gapId], 'rest_backfill'));
+  /**
+   * Queues a REST trade backfill of `tickers` from `fromUs` to the time it runs; the gaps in
+   * `gapIds` are recovered (with `method`) once it completed. One backfill runs per connection;
+   * requests arriving meanwhile merge into the next one (union of markets, widest window), so a
+   * burst of gaps costs two backfills, not one per gap (a ring-drop storm under overload queued
+   * hundreds of thousands of windows on the ingest thread: bench/overload.ts).
+   */
+  private queueTradeBackfill(connId: number, tickers: readonly string[], fromUs: number, gapIds: Promise<number | undefined>[], method: string): void {
+    let q = this.tradeBackfills.get(connId);
+    if (q === undefined) {
+      q = { running: false, next: undefined };
+      this.tradeBackfills.set(connId, q);
+    }
+    const next = (q.next ??= { tickers: new Set(), fromUs, recoveries: [] });
+    for (const t of tickers) next.tickers.add(t);
+    next.fromUs = Math.min(next.fromUs, fromUs);
+    if (gapIds.length > 0) next.recoveries.push({ ids: gapIds, method });
+    if (!q.running) this.track(this.drainTradeBackfills(q));
+  }
+
+  private async drainTradeBackfills(q: TradeBackfillQueue): Promise<void> {
+    q.running = true;
+    try {
+      while (q.next && !this.stopping) {
+        const job = q.next;
+        q.next = undefined;
+        const toUs = nowUs();
+        // Many markets over a short window: one listing of every market's trades costs a few
+        // pages where one request per market would cost hundreds (REST is rate-limited).
+        const tickers = job.tickers.size > BACKFILL_PER_MARKET_MAX ? 'all' : [...job.tickers];
+        const ok = tickers.length === 0 || (await this.retry('trade backfill', async () => {
+          const r = await this.backfill.backfill({ tickers, fromUs: job.fromUs, toUs });
+          if (r.failed > 0 || r.refused > 0) this.log.warn({ failed: r.failed, refused: r.refused, fromUs: job.fromUs, toUs }, 'trade backfill incomplete');
+          return r.failed === 0 && r.refused === 0;
+        }));
+        if (ok) for (const r of job.recoveries) this.recover(r.ids, r.method);
+      }
+    } finally {
+      q.running = false;
+    }
   }
 
   /**
    * Runs a REST recovery until it succeeds (true), repeating failures (false or thrown) up to
    * RECOVERY_ATTEMPTS_MAX times 2 s, 4 s, ... up to 30 s apart: REST 5xx/429 bursts can outlast
-   * one run's own retries. Both recoveries are idempotent, so repeating is safe.
+   * one run's own retries. Both recoveries are idempotent, so repeating is safe. False = gave up.
    */
-  private retrying(what: string, run: () => Promise<boolean>, onDone: () => void): void {
-    const p = (async () => {
-      for (let attempt = 1; !this.stopping; attempt++) {
-        const ok = await run().catch((err: unknown) => {
-          this.log.warn({ err: (err as Error).message, attempt }, `${what} failed`);
-          return false;
-        });
-        if (ok) return onDone();
-        if (attempt >= RECOVERY_ATTEMPTS_MAX) return this.log.error({ attempts: attempt }, `${what} gave up; the gap stays open`);
-        await this.sleep(Math.min(RECOVERY_RETRY_DELAY_MAX_MS, 1_000 * 2 ** attempt));
+  private async retry(what: string, run: () => Promise<boolean>): Promise<boolean> {
+    for (let attempt = 1; !this.stopping; attempt++) {
+      const ok = await run().catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message, attempt }, `${what} failed`);
+        return false;
+      });
+      if (ok) return true;
+      if (attempt >= RECOVERY_ATTEMPTS_MAX) {
+        this.log.error({ attempts: attempt }, `${what} gave up; the gap stays open`);
+        return false;
       }
-    })();
-    this.track(p);
+      await this.sleep(Math.min(RECOVERY_RETRY_DELAY_MAX_MS, 1_000 * 2 ** attempt));
+    }
+    return false;
   }
 
   /** Runs fn on a pooled client, retrying connection-type failures a bounded number of times. */
