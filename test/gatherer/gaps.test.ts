@@ -1,0 +1,94 @@
+// The gap tracker on a real gatherer database: a storm of gaps costs a bounded number of trade
+// backfills, and gaps whose REST recovery failed for a while are still recovered. The REST side
+// is a counting stand-in for TradeBackfill (what is tested is the tracker's scheduling; the real
+// backfill against the simulator is covered in backfill.test.ts and faults.test.ts).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Pool } from 'pg';
+import { createLogger } from '../../src/core/log';
+import { createMetrics, createRegistry, GATHERER_METRICS } from '../../src/core/metrics';
+import type { BackfillRequest, BackfillResult, TradeBackfill } from '../../src/gatherer/backfill';
+import type { ConnectionManager } from '../../src/gatherer/connections';
+import { GapTracker } from '../../src/gatherer/gaps';
+import type { GapEvent } from '../../src/workers/sequence';
+import { migratedGathererDb, waitFor } from '../harness/gatherer';
+import { startPg, type TestPg } from '../harness/pg';
+
+let pg: TestPg;
+before(async () => {
+  pg = await startPg();
+});
+after(async () => {
+  await pg?.close();
+});
+
+function fakeBackfill(failFirst: number): { backfill: TradeBackfill; calls: BackfillRequest[] } {
+  const calls: BackfillRequest[] = [];
+  const backfill = {
+    async backfill(req: BackfillRequest): Promise<BackfillResult> {
+      calls.push(req);
+      await new Promise((r) => setTimeout(r, 30));
+      const failed = calls.length <= failFirst ? 1 : 0;
+      return { completed: 1 - failed, failed, refused: 0, trades: 0 };
+    },
+    stop() {},
+  } as unknown as TradeBackfill;
+  return { backfill, calls };
+}
+
+const manager = {
+  tickersOfSid: () => [],
+  resync: (_c: number, _s: number, _t: boolean, done: (ok: boolean) => void) => done(true),
+  allSubscribed: () => true,
+} as unknown as ConnectionManager;
+
+function ringDrop(sid: number, channel: string, i: number): GapEvent {
+  const t = Date.now() * 1000;
+  return { kind: 'ring-drop', connId: 1, sid, channel, expectedSeq: null, gotSeq: null, errorCode: null, tickers: [`M-${i % 7}`], lastGoodUs: t - 1000, detectedUs: t };
+}
+
+async function tracker(pool: Pool, backfill: TradeBackfill): Promise<GapTracker> {
+  const metrics = createMetrics(GATHERER_METRICS, createRegistry(false));
+  return new GapTracker('g1', pool, manager, backfill, metrics, createLogger('test', { level: 'silent' }), async () => undefined);
+}
+
+async function openGaps(pool: Pool): Promise<{ n: number; open: number }> {
+  const r = await pool.query(`SELECT count(*)::int AS n, count(*) FILTER (WHERE NOT recovered)::int AS open FROM gap_ledger`);
+  return r.rows[0];
+}
+
+test('a storm of 500 ring drops on trade and book sids costs at most two trade backfills, and every gap is recovered', async () => {
+  const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
+  const { backfill, calls } = fakeBackfill(0);
+  const gaps = await tracker(pool, backfill);
+  try {
+    for (let i = 0; i < 250; i++) {
+      gaps.onWorkerGap(ringDrop(2, 'trade', i));
+      gaps.onWorkerGap(ringDrop(3, 'ticker', i));
+    }
+    await waitFor('every gap recorded and recovered', async () => {
+      const s = await openGaps(pool);
+      return s.n === 500 && s.open === 0;
+    });
+    assert.ok(calls.length >= 1 && calls.length <= 2, `trade backfills run: ${calls.length}`);
+    assert.deepEqual([...(calls.at(-1)!.tickers as string[])].sort().slice(0, 3), ['M-0', 'M-1', 'M-2'], 'the merged backfill covers every market');
+  } finally {
+    await gaps.stop();
+    await pool.end();
+  }
+});
+
+test('a trade backfill that fails twice (a REST 5xx burst) is repeated and its gap recovered', async () => {
+  const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
+  const { backfill, calls } = fakeBackfill(2);
+  const gaps = await tracker(pool, backfill);
+  try {
+    gaps.onWorkerGap(ringDrop(2, 'trade', 0));
+    await waitFor('the gap recovered', async () => (await openGaps(pool)).open === 0 && calls.length === 3, 30_000);
+    const r = await pool.query(`SELECT recovery_method FROM gap_ledger`);
+    assert.equal(r.rows[0].recovery_method, 'rest_backfill');
+  } finally {
+    await gaps.stop();
+    await pool.end();
+  }
+});
