@@ -31,6 +31,8 @@ const LEDGER_RETRY_DELAY_MAX_MS = 5_000;
 // up to 30 s apart (~2.5 min in all).
 const RECOVERY_ATTEMPTS_MAX = 7;
 const RECOVERY_RETRY_DELAY_MAX_MS = 30_000;
+// A ticker sid's gap is taken as recovered this long after it (see recoverNonBook).
+const TICKER_RECOVERY_DELAY_MS = 1_000;
 // Trade backfills of more markets than this list every market's trades in the window at once.
 const BACKFILL_PER_MARKET_MAX = 50;
 // Without a last good frame, the trade backfill looks back this far.
@@ -50,18 +52,22 @@ interface TradeBackfillQueue {
 
 export interface GapStats {
   recorded: number;
+  /** Ring drops joined to an open ring-drop row of the same sid instead of a row of their own. */
+  coalesced: number;
   recovered: number;
   unrecorded: number;
 }
 
 export class GapTracker {
-  readonly stats: GapStats = { recorded: 0, recovered: 0, unrecorded: 0 };
+  readonly stats: GapStats = { recorded: 0, coalesced: 0, recovered: 0, unrecorded: 0 };
   /** Gap rows waiting for the resync in flight on `${connId}:${sid}`. */
   private readonly resyncWaiting = new Map<string, Promise<number | undefined>[]>();
   /** Gap rows of a connection waiting for its resubscription (a resync that could not be sent). */
   private readonly connWaiting = new Map<number, Promise<number | undefined>[]>();
   private readonly inflight = new Set<Promise<unknown>>();
   private stopping = false;
+  /** Open ring-drop rows per `${connId}:${sid}` and how many drops joined them await recovery. */
+  private readonly openRingDrops = new Map<string, { id: Promise<number | undefined>; pending: number }>();
   /** Per connection: the trade backfill running and the one gathering requests behind it. */
   private readonly tradeBackfills = new Map<number, TradeBackfillQueue>();
   /** Per connection: where the trade backfill of its outage must start (a dead trade sid before it). */
@@ -83,7 +89,7 @@ export class GapTracker {
     const tickers = g.tickers.length > 0 ? g.tickers : this.manager.tickersOfSid(g.connId, g.sid);
     const kind = g.kind === 'terminal-error' ? `error_${g.errorCode ?? 0}` : LEDGER_KIND[g.kind];
     const windowStartUs = g.lastGoodUs ?? g.detectedUs - BACKFILL_LOOKBACK_US;
-    const gapId = this.record({
+    const gapId = this.ringDropRow(g) ?? this.record({
       gatherer: this.gatherer,
       connId: g.connId,
       sid: g.sid,
@@ -97,6 +103,9 @@ export class GapTracker {
       windowEndUs: g.detectedUs,
       detectedAtUs: g.detectedUs,
     });
+    if (g.kind === 'ring-drop' && !this.openRingDrops.has(`${g.connId}:${g.sid}`)) {
+      this.openRingDrops.set(`${g.connId}:${g.sid}`, { id: gapId, pending: 1 });
+    }
     this.metrics.sequence_gaps_total.inc();
     this.metrics.writer_seq_gaps_total.inc();
     const terminal = g.kind === 'terminal-error';
@@ -134,7 +143,12 @@ export class GapTracker {
    */
   private recoverNonBook(channel: string | null, gapId: Promise<number | undefined>): void {
     if (channel === 'trade') return;
-    if (channel === 'ticker') return this.recover([gapId], 'next_update');
+    if (channel === 'ticker') {
+      // The next ticker of each market restores its values; markets tick within about a second
+      // in active trading. Waiting that long also lets a storm of drops share one row.
+      this.track(this.sleep(TICKER_RECOVERY_DELAY_MS).then(() => this.recover([gapId], 'next_update')));
+      return;
+    }
     const p = this.retry('registry reconcile after a lifecycle gap', async () => {
       await this.reconcile();
       return true;
@@ -221,9 +235,36 @@ export class GapTracker {
     return this.track(p);
   }
 
+  /**
+   * Under sustained overload the ingest thread drops frames again and again, and every drop notice
+   * reports every sid of the connection: one row per notice flooded the ledger (75 k writes that
+   * starved the pool in bench/overload.ts). A ring drop on a sid whose ring-drop row is still open
+   * joins that row; the row is recovered when the recoveries of every drop it holds are done.
+   */
+  private ringDropRow(g: GapEvent): Promise<number | undefined> | undefined {
+    if (g.kind !== 'ring-drop') return undefined;
+    const open = this.openRingDrops.get(`${g.connId}:${g.sid}`);
+    if (!open) return undefined;
+    open.pending += 1;
+    this.stats.coalesced += 1;
+    return open.id;
+  }
+
+  /** False while other drops joined to the same open ring-drop row still await their recovery. */
+  private lastRecoveryOf(idP: Promise<number | undefined>): boolean {
+    for (const [key, open] of this.openRingDrops) {
+      if (open.id !== idP) continue;
+      if (--open.pending > 0) return false;
+      this.openRingDrops.delete(key);
+      return true;
+    }
+    return true;
+  }
+
   private recover(ids: readonly Promise<number | undefined>[], method: string): void {
     const at = nowUs();
     for (const idP of ids) {
+      if (!this.lastRecoveryOf(idP)) continue;
       const p = idP.then(async (id) => {
         if (id === undefined) return;
         await this.withClient((client) => markGapRecovered(client, id, { recoveredAtUs: at, method, windowEndUs: at }));
