@@ -38,8 +38,12 @@ const BACKFILL_PER_MARKET_MAX = 50;
 // Without a last good frame, the trade backfill looks back this far.
 const BACKFILL_LOOKBACK_US = 60_000_000;
 
-// The newest batch (by its id, the primary key) tells when this database last received rows.
-const LAST_COMMIT_SQL = `SELECT committed_at::text AS at FROM ingest_batches ORDER BY batch_id DESC LIMIT 1`;
+// At start-up: when this database last received rows (the newest batch, by its primary key), and
+// the gaps a previous process left open.
+const RESTART_STATE_SQL = `SELECT
+    (SELECT committed_at::text FROM ingest_batches ORDER BY batch_id DESC LIMIT 1) AS last,
+    (SELECT min(window_start)::text FROM gap_ledger WHERE NOT recovered AND detected_at < $1) AS open_from,
+    (SELECT array_agg(gap_id::text) FROM gap_ledger WHERE NOT recovered AND detected_at < $1) AS open_ids`;
 // A restart gap stays unrecovered (and is logged) when the markets are not all subscribed by then.
 const RESTART_RECOVERY_WAIT_MS = 10 * 60_000;
 
@@ -193,21 +197,27 @@ export class GapTracker {
 
   /**
    * At start-up after a previous run (a crash, kill -9 or restart): the time since this database's
-   * last committed batch was not recorded by this gatherer. One 'gatherer_restart' row covers it
-   * (conn_id 0, every market), recovered once every market is subscribed again.
+   * last committed batch was not recorded by this gatherer, and gaps the previous process had
+   * ledgered but not yet recovered were orphaned by its death (found by a chaos run killing a
+   * gatherer a second after a disconnect). One 'gatherer_restart' row (conn_id 0, every market)
+   * covers both, from the earliest of them; once every market is subscribed and the window's trades
+   * are fetched over REST, it and the orphaned rows are recovered.
    */
   onStarted(tickers: readonly string[]): void {
     const startedUs = nowUs();
     const p = (async () => {
-      const last = await this.withClient((client) => client.query<{ at: string }>(LAST_COMMIT_SQL));
-      if (last.rowCount === 0) return; // a new database: nothing was missed
+      const r = await this.withClient((client) => client.query<{ last: string | null; open_from: string | null; open_ids: string[] | null }>(RESTART_STATE_SQL, [startedUs]));
+      const { last, open_from: openFrom, open_ids: openIds } = r.rows[0]!;
+      if (last === null && openFrom === null) return; // a new database: nothing was missed
+      const fromUs = Math.min(Number(last ?? Infinity), Number(openFrom ?? Infinity));
       const gapId = this.record({
         gatherer: this.gatherer, connId: 0, sid: null, channel: null, kind: 'gatherer_restart', tickers,
         expectedSeq: null, gotSeq: null, errorCode: null,
-        windowStartUs: Number(last.rows[0]!.at), windowEndUs: startedUs, detectedAtUs: startedUs,
+        windowStartUs: fromUs, windowEndUs: startedUs, detectedAtUs: startedUs,
       });
       await this.waitAllSubscribed(RESTART_RECOVERY_WAIT_MS);
-      this.recover([gapId], 'resubscribe');
+      const orphans = (openIds ?? []).map((id) => Promise.resolve(Number(id)));
+      this.queueTradeBackfill(0, tickers, fromUs, [gapId, ...orphans], 'resubscribe');
     })();
     this.track(p.catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'restart gap could not be recorded')));
   }

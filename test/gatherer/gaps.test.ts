@@ -94,3 +94,29 @@ test('a trade backfill that fails twice (a REST 5xx burst) is repeated and its g
     await pool.end();
   }
 });
+
+test('after a crash, the restarted gatherer takes over the gaps the dead process left open: one restart row from the earliest, all recovered after the trade backfill', async () => {
+  const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
+  const { backfill, calls } = fakeBackfill(0);
+  try {
+    const oldStartUs = Date.now() * 1000 - 30_000_000;
+    await pool.query(
+      `INSERT INTO gap_ledger (gatherer, conn_id, kind, tickers, window_start, detected_at) VALUES ('g1', 1, 'disconnect', '{M-1}', $1, $2)`,
+      [oldStartUs, oldStartUs + 1000],
+    );
+    const gaps = await tracker(pool, backfill);
+    try {
+      gaps.onStarted(['M-1', 'M-2']);
+      await waitFor('both rows recovered', async () => (await openGaps(pool)).n === 2 && (await openGaps(pool)).open === 0);
+      const rows = (await pool.query(`SELECT kind, window_start::float8 AS ws, recovery_method FROM gap_ledger ORDER BY gap_id`)).rows;
+      assert.deepEqual(rows.map((r) => [r.kind, r.recovery_method]), [['disconnect', 'resubscribe'], ['gatherer_restart', 'resubscribe']]);
+      assert.equal(rows[1].ws, oldStartUs, 'the restart row starts at the orphaned gap');
+      assert.equal(calls.length, 1);
+      assert.ok(calls[0]!.fromUs <= oldStartUs, 'the trades of the whole window are fetched');
+    } finally {
+      await gaps.stop();
+    }
+  } finally {
+    await pool.end();
+  }
+});
