@@ -24,7 +24,9 @@ if (files.length === 0) {
 }
 const result = spawnSync(
   process.execPath,
-  ['--test', '--test-concurrency=1', '--test-reporter=spec', '--enable-source-maps', ...files],
+  // A test that hangs fails after 10 minutes instead of holding CI until its own time limit, and a
+  // handle a failed test leaves behind (a gatherer still retrying) cannot keep its file running.
+  ['--test', '--test-concurrency=1', '--test-timeout=600000', '--test-force-exit', '--test-reporter=spec', '--enable-source-maps', ...files],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

@@ -110,13 +110,21 @@ export async function recordWindow(
   runMs: number,
   during: (elapsedMs: number) => void | Promise<void> = () => undefined,
 ): Promise<RecordedWindow> {
-  await waitSubscribed(g, markets);
-  const db = new Client({ connectionString: dbUrl });
-  await db.connect();
   try {
-    await waitFor('initial snapshots committed', async () => (await db.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n >= markets);
-  } finally {
-    await db.end();
+    await waitSubscribed(g, markets);
+    const db = new Client({ connectionString: dbUrl });
+    await db.connect();
+    try {
+      await waitFor('initial snapshots committed', async () => (await db.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n >= markets);
+    } finally {
+      await db.end();
+    }
+  } catch (err) {
+    // A gatherer left running would keep retrying against a database the suite is about to drop
+    // and keep the test process alive: stop both before failing.
+    await g.stop().catch(() => undefined);
+    await run.sim.stop();
+    throw err;
   }
   const resumedAtN = run.records.length === 0 ? 0 : run.records[run.records.length - 1]!.n;
   run.sim.resume();
