@@ -66,6 +66,8 @@ interface PendingCommand {
   readonly shard: Shard | undefined;
   readonly channels: Set<string>;
   readonly tickers: readonly string[];
+  /** update_subscription's action (updates only). */
+  readonly action?: 'add_markets' | 'delete_markets' | 'get_snapshot';
   readonly timer: NodeJS.Timeout;
   readonly onDone: ((ok: boolean) => void) | undefined;
 }
@@ -295,6 +297,11 @@ export class ConnectionManager {
       this.splitShard(pending.shard);
       return;
     }
+    if (reply.code === ERROR_MARKET_LIMIT && pending?.kind === 'update' && pending.action === 'add_markets' && pending.shard) {
+      this.finish(conn, reply.id!, false);
+      this.moveRefusedMarkets(pending.shard, pending.tickers);
+      return;
+    }
     if (reply.id !== undefined && pending) {
       this.finish(conn, reply.id, false);
       // A refused subscribe is retried after the connection's backoff: never give up on markets.
@@ -319,6 +326,25 @@ export class ConnectionManager {
     this.shards.delete(shard.id);
     for (const t of tickers) this.shardOfTicker.delete(t);
     this.addMarkets(tickers);
+  }
+
+  /**
+   * add_markets refused with error 26 on one of the shard's sids: the shard is full at the size it
+   * held before. The markets leave it (deleted from the sids that took them, so every channel of a
+   * shard holds the same markets) and go to new shards of at most that size. Without this they were
+   * never subscribed: the control test's cap of 15 hit an add to a live 12-market shard.
+   */
+  private moveRefusedMarkets(shard: Shard, tickers: readonly string[]): void {
+    const refused = tickers.filter((t) => this.shardOfTicker.get(t) === shard);
+    if (refused.length === 0) return; // another channel's refusal already moved them
+    for (const t of refused) {
+      shard.tickers.delete(t);
+      this.shardOfTicker.delete(t);
+    }
+    this.shardSize = Math.max(this.opts.marketsPerSubscriptionMin, Math.min(this.shardSize, shard.tickers.size));
+    this.log.warn({ shard: shard.id, markets: refused.length, newSize: this.shardSize }, 'market limit (26) on add_markets: moving the markets to new subscriptions');
+    if (this.shards.has(shard.id)) this.updateShard(shard, 'delete_markets', refused);
+    this.addMarkets(refused);
   }
 
   /** A live shard with room. Shards whose subscribe is still outstanding are sealed: adding to
@@ -409,13 +435,13 @@ export class ConnectionManager {
     for (const sid of shard.sids.values()) this.sendUpdate(shard, sid, action, tickers, undefined);
   }
 
-  private sendUpdate(shard: Shard, sid: number, action: string, tickers: readonly string[], onDone: ((ok: boolean) => void) | undefined): void {
+  private sendUpdate(shard: Shard, sid: number, action: 'add_markets' | 'delete_markets' | 'get_snapshot', tickers: readonly string[], onDone: ((ok: boolean) => void) | undefined): void {
     const conn = this.conns[shard.connId - 1]!;
     const sent = this.send(
       conn,
       'update_subscription',
       { sids: [sid], action, market_tickers: tickers },
-      { kind: 'update', shard, channels: new Set(), tickers, onDone },
+      { kind: 'update', shard, channels: new Set(), tickers, action, onDone },
     );
     if (!sent) onDone?.(false);
   }

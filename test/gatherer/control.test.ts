@@ -167,3 +167,36 @@ test('the first markets are spread over every connection (each connection feeds 
     await run.sim.stop();
   }
 });
+
+test('add_markets refused with error 26 moves the markets to a new subscription: every market subscribed once on every channel', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: 30, rate: 300, seed: 34, marketsPerSubMax: 15 });
+  // The gatherer believes 20 fit; the exchange takes 15. Two connections hold 15 each, so the first
+  // subscribes fit and the gatherer has not learnt the cap yet.
+  const { gatherer } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { connections: { count: 2, marketsPerSubscription: 20 } }));
+  const perChannel = (conns: Awaited<ReturnType<typeof run.sim.connections>>): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const c of conns) for (const s of c.subs) out[s.channel] = (out[s.channel] ?? 0) + (s.markets ?? 0);
+    return out;
+  };
+  try {
+    await waitFor('every market subscribed', () => gatherer.manager.allSubscribed() && gatherer.manager.marketCount() >= 30);
+    const total = gatherer.manager.marketCount(); // 30 open, plus any listed ahead of its open time
+    const moved = [...gatherer.manager.tickersOf(1).slice(0, 5), ...gatherer.manager.tickersOf(2).slice(0, 5)];
+    gatherer.manager.removeMarkets(moved);
+    // Both leave room in the first shard (10 of 20 by the gatherer's count): all ten go there, 20 > 15.
+    gatherer.manager.addMarkets(moved);
+    await waitFor('the refused markets subscribed again', async () => {
+      const errs = (await gatherer.metrics.ws_client_errors_total.get()).values;
+      return errs.some((v) => v.labels.type === 'exchange_26' && v.value > 0) && gatherer.manager.allSubscribed() && gatherer.manager.marketCount() === total;
+    });
+    await waitFor('the exchange holds every market once per channel', () => {
+      const counts = perChannel(run.sim.connections());
+      return counts.orderbook_delta === total && counts.ticker === total && counts.trade === total;
+    });
+    for (const c of run.sim.connections()) for (const s of c.subs) if (s.markets !== null) assert.ok(s.markets <= 15, `sid ${s.sid} holds ${s.markets} markets`);
+  } finally {
+    await gatherer.stop();
+    await run.sim.stop();
+  }
+});
