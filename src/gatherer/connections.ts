@@ -185,6 +185,17 @@ export class ConnectionManager {
     return this.conns.map((c) => c.id);
   }
 
+  /** Whether a shard holds sid on connId now. */
+  hasSid(connId: number, sid: number): boolean {
+    return this.findSid(connId, sid) !== undefined;
+  }
+
+  /** Open and not waiting to resubscribe after a break. */
+  connectionWhole(connId: number): boolean {
+    const c = this.conns[connId - 1];
+    return c !== undefined && c.socket?.readyState === WebSocket.OPEN && c.downSinceUs === 0;
+  }
+
   /** Markets of the shard that holds sid on connId (empty when the sid is unknown). */
   tickersOfSid(connId: number, sid: number): string[] {
     const found = this.findSid(connId, sid);

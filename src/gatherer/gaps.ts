@@ -33,6 +33,10 @@ const RECOVERY_ATTEMPTS_MAX = 7;
 const RECOVERY_RETRY_DELAY_MAX_MS = 30_000;
 // A ticker sid's gap is taken as recovered this long after it (see recoverNonBook).
 const TICKER_RECOVERY_DELAY_MS = 1_000;
+// A gap on a sid the manager does not hold is checked again after this delay, this often, before
+// the sid counts as retired (see retiredSid).
+const RETIRED_SID_CHECK_DELAY_MS = 1_000;
+const RETIRED_SID_CHECKS_MAX = 3;
 // Trade backfills of more markets than this list every market's trades in the window at once.
 const BACKFILL_PER_MARKET_MAX = 50;
 // Without a last good frame, the trade backfill looks back this far.
@@ -129,15 +133,43 @@ export class GapTracker {
       return;
     }
     this.resyncWaiting.set(key, [gapId]);
+    this.resyncSid(g, terminal, tickers, windowStartUs, RETIRED_SID_CHECKS_MAX);
+  }
+
+  /** Asks the connection manager to resync the sid; every gap row waiting on it is then recovered. */
+  private resyncSid(g: GapEvent, terminal: boolean, tickers: readonly string[], windowStartUs: number, checksLeft: number): void {
+    const key = `${g.connId}:${g.sid}`;
     this.manager.resync(g.connId, g.sid, terminal, (ok) => {
       const ids = this.resyncWaiting.get(key) ?? [];
       this.resyncWaiting.delete(key);
-      if (!ok) {
+      if (!ok && !this.manager.hasSid(g.connId, g.sid) && this.manager.connectionWhole(g.connId)) {
+        this.retiredSid(g, terminal, tickers, windowStartUs, ids, checksLeft);
+      } else if (!ok) {
         this.connWaiting.set(g.connId, [...(this.connWaiting.get(g.connId) ?? []), ...ids]);
         if (g.channel === 'trade') this.connBackfillFromUs.set(g.connId, Math.min(windowStartUs, this.connBackfillFromUs.get(g.connId) ?? Infinity));
       } else if (terminal && g.channel === 'trade') this.queueTradeBackfill(g.connId, tickers, windowStartUs, ids, 'resubscribe');
       else this.recover(ids, terminal ? 'resubscribe' : 'get_snapshot');
     });
+  }
+
+  /**
+   * A gap on a sid the connection manager does not hold while the connection is whole: the sid was
+   * unsubscribed or replaced (killed by error 25 and subscribed again; its markets' books come back
+   * with the new sid's snapshots). Waiting for the connection to resubscribe left such rows open
+   * forever (chaos seed 206: a ring drop right after an error 25 reported the dead sid). The sid is
+   * checked again a few times first: the manager may not have learnt a new sid's reply yet.
+   */
+  private retiredSid(g: GapEvent, terminal: boolean, tickers: readonly string[], windowStartUs: number, ids: Promise<number | undefined>[], checksLeft: number): void {
+    const key = `${g.connId}:${g.sid}`;
+    this.track(
+      this.sleep(RETIRED_SID_CHECK_DELAY_MS).then(() => {
+        if (checksLeft > 0 && this.manager.hasSid(g.connId, g.sid)) {
+          this.resyncWaiting.set(key, [...(this.resyncWaiting.get(key) ?? []), ...ids]);
+          return this.resyncSid(g, terminal, tickers, windowStartUs, checksLeft - 1);
+        }
+        this.recover(ids, 'sid_retired');
+      }),
+    );
   }
 
   /**

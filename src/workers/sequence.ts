@@ -143,7 +143,12 @@ export class SequenceChecker {
   terminalError(connId: number, sid: number, errorCode: number, receivedUs: number): GapEvent {
     this.terminalErrors++;
     const st = this.state(connId, sid);
-    return this.invalidate(st, 'terminal-error', connId, sid, st.nextSeq, null, errorCode, receivedUs);
+    const event = this.invalidate(st, 'terminal-error', connId, sid, st.nextSeq, null, errorCode, receivedUs);
+    // The sid is dead: the exchange sends nothing more on it, and a later ring drop must not
+    // report it (its gap could never be resynced: chaos seed 206). Its markets come back under the
+    // new sid of the resubscription.
+    this.forgetSid(connId, sid);
+    return event;
   }
 
   /** Frames of this connection were dropped before reaching us: every sid on it is suspect. */

@@ -95,6 +95,35 @@ test('a trade backfill that fails twice (a REST 5xx burst) is repeated and its g
   }
 });
 
+test('a gap on a sid the connection no longer holds (unsubscribed or replaced) while the connection is whole is recovered as sid_retired, after re-checks', async () => {
+  const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
+  const { backfill } = fakeBackfill(0);
+  const metrics = createMetrics(GATHERER_METRICS, createRegistry(false));
+  let resyncs = 0;
+  let hasSidChecks = 0;
+  const retiring = {
+    ...manager,
+    resync: (_c: number, _s: number, _t: boolean, done: (ok: boolean) => void) => {
+      resyncs += 1;
+      done(false);
+    },
+    // Known at the first check (a reply not yet learnt), gone at the later ones.
+    hasSid: () => ++hasSidChecks === 2,
+    connectionWhole: () => true,
+  } as unknown as ConnectionManager;
+  const gaps = new GapTracker('g1', pool, retiring, backfill, metrics, createLogger('test', { level: 'silent' }), async () => undefined);
+  try {
+    gaps.onWorkerGap(ringDrop(4, 'orderbook_delta', 0));
+    await waitFor('the gap recovered', async () => (await openGaps(pool)).open === 0 && (await openGaps(pool)).n === 1);
+    const r = await pool.query(`SELECT kind, recovery_method FROM gap_ledger`);
+    assert.deepEqual(r.rows[0], { kind: 'ring_drop', recovery_method: 'sid_retired' });
+    assert.equal(resyncs, 2, 'resynced again when the sid turned out to be known');
+  } finally {
+    await gaps.stop();
+    await pool.end();
+  }
+});
+
 test('after a crash, the restarted gatherer takes over the gaps the dead process left open: one restart row from the earliest, all recovered after the trade backfill', async () => {
   const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
   const { backfill, calls } = fakeBackfill(0);

@@ -96,7 +96,7 @@ test('seq is shared by snapshots, deltas and ok / unsubscribed acks of one sid; 
   assert.equal(c.gaps[0]!.expectedSeq, 1);
 });
 
-test('error 10 / 17 / 25 on a sid is a terminal-error gap; other errors are control events only', () => {
+test('error 10 / 17 / 25 on a sid is a terminal-error gap and the sid is forgotten; other errors are control events only', () => {
   for (const code of [10, 17, 25]) {
     const c = new Capture();
     c.feed({ id: 1, type: 'subscribed', msg: { channel: 'orderbook_delta', sid: 3 } });
@@ -107,7 +107,10 @@ test('error 10 / 17 / 25 on a sid is a terminal-error gap; other errors are cont
       kind: 'terminal-error', connId: 1, sid: 3, channel: 'orderbook_delta', expectedSeq: 2, gotSeq: null, errorCode: code,
       tickers: ['M-7'], lastGoodUs: 1_779_946_510_000_000, detectedUs: 555,
     });
-    assert.equal(c.processor.isBookSynced(1, 3, 'M-7'), false);
+    // The sid is dead: a ring drop right after it must not report it (its gap could never be
+    // resynced; the markets come back under the resubscription's new sid).
+    c.control(FrameKind.ringDrop, 1, null, 4, 556);
+    assert.equal(c.gaps.length, 1, 'a dead sid is not reported by a later ring drop');
   }
   const c = new Capture();
   c.feed({ type: 'error', sid: 3, msg: { code: 16, msg: 'market not found' } });
