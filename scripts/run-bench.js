@@ -30,7 +30,7 @@ const BENCHES = [
   ['sim-throughput', ['--seconds', '2', '--reps', '1'], ['--seconds', '5', '--reps', '3'], 300],
   ['gatherer-e2e', ['--seconds', '2', '--reps', '1', '--latency-seconds', '3'], ['--seconds', '8', '--reps', '3', '--latency-seconds', '10'], 900],
   ['overload', ['--seconds', '3', '--settle-seconds', '6', '--slack-seconds', '20'], ['--seconds', '20', '--settle-seconds', '60'], 600],
-  ['dedup', ['--rows', '30000', '--out', join(resultsDir, `dedup-${stamp}.json`)], ['--rows', '300000', '--out', join(resultsDir, `dedup-${stamp}.json`)], 600],
+  ['dedup', ['--rows', '30000', '--out', join(resultsDir, `dedup-${stamp}.json`)], ['--rows', '1000000', '--out', join(resultsDir, `dedup-${stamp}.json`)], 600],
 ].filter(([name]) => existsSync(join(dist, `${name}.js`)) && (!only || only.has(name)));
 
 function parseResult(stdout) {
