@@ -60,7 +60,8 @@ interface TradeBackfillQueue {
 
 export interface GapStats {
   recorded: number;
-  /** Ring drops joined to an open ring-drop row of the same sid instead of a row of their own. */
+  /** Ring drops joined to an open ring-drop row of the same sid, and seq gaps joined to the row of
+   *  the resync in flight on their sid, instead of a row of their own. */
   coalesced: number;
   recovered: number;
   unrecorded: number;
@@ -97,7 +98,9 @@ export class GapTracker {
     const tickers = g.tickers.length > 0 ? g.tickers : this.manager.tickersOfSid(g.connId, g.sid);
     const kind = g.kind === 'terminal-error' ? `error_${g.errorCode ?? 0}` : LEDGER_KIND[g.kind];
     const windowStartUs = g.lastGoodUs ?? g.detectedUs - BACKFILL_LOOKBACK_US;
-    const gapId = this.ringDropRow(g) ?? this.record({
+    const ringJoined = this.ringDropRow(g);
+    const resyncJoined = ringJoined === undefined ? this.resyncRow(g) : undefined;
+    const gapId = ringJoined ?? resyncJoined ?? this.record({
       gatherer: this.gatherer,
       connId: g.connId,
       sid: g.sid,
@@ -123,6 +126,7 @@ export class GapTracker {
     if (!terminal && (g.channel === 'trade' || g.channel === 'orderbook_delta')) {
       this.queueTradeBackfill(g.connId, tickers, windowStartUs, g.channel === 'trade' ? [gapId] : [], 'rest_backfill');
     }
+    if (resyncJoined !== undefined) return; // the resync in flight recovers the row it joined
     // Only order books have snapshots; a live non-book sid is recovered its own way (a ring drop
     // reports every sid of the connection). A dead sid of any channel is subscribed again.
     if (!terminal && g.channel !== 'orderbook_delta') return this.recoverNonBook(g.channel, gapId);
@@ -290,6 +294,21 @@ export class GapTracker {
     open.pending += 1;
     this.stats.coalesced += 1;
     return open.id;
+  }
+
+  /**
+   * A seq gap (or bad message) on a book sid whose get_snapshot is already in flight joins that
+   * resync's first row: the lost frames precede the snapshot ack on the sid (seqs are in order),
+   * so the snapshots that follow it restore their books, and the row's window runs to that
+   * recovery. One row per gap wrote 9,000 rows in 20 s of drop-mode overload and starved the
+   * pool until 2,904 gaps could not be recorded at all (bench/overload.ts).
+   */
+  private resyncRow(g: GapEvent): Promise<number | undefined> | undefined {
+    if ((g.kind !== 'gap' && g.kind !== 'bad-message') || g.channel !== 'orderbook_delta') return undefined;
+    const first = this.resyncWaiting.get(`${g.connId}:${g.sid}`)?.[0];
+    if (first === undefined) return undefined;
+    this.stats.coalesced += 1;
+    return first;
   }
 
   /** False while other drops joined to the same open ring-drop row still await their recovery. */

@@ -95,6 +95,35 @@ test('a trade backfill that fails twice (a REST 5xx burst) is repeated and its g
   }
 });
 
+test('seq gaps on a book sid while its get_snapshot is in flight join that resync\'s row: 200 gaps, one row, recovered by the snapshot', async () => {
+  const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
+  const { backfill } = fakeBackfill(0);
+  const metrics = createMetrics(GATHERER_METRICS, createRegistry(false));
+  let resyncs = 0;
+  const slow = {
+    ...manager,
+    resync: (_c: number, _s: number, _t: boolean, done: (ok: boolean) => void) => {
+      resyncs += 1;
+      setTimeout(() => done(true), 300); // the ack takes a while under overload
+    },
+  } as unknown as ConnectionManager;
+  const gaps = new GapTracker('g1', pool, slow, backfill, metrics, createLogger('test', { level: 'silent' }), async () => undefined);
+  try {
+    const t = Date.now() * 1000;
+    for (let i = 0; i < 200; i++) {
+      gaps.onWorkerGap({ kind: 'gap', connId: 1, sid: 5, channel: 'orderbook_delta', expectedSeq: 10 + 2 * i, gotSeq: 11 + 2 * i, errorCode: null, tickers: ['M-1'], lastGoodUs: t + i, detectedUs: t + i + 1 });
+    }
+    await waitFor('the gap recovered', async () => (await openGaps(pool)).n >= 1 && (await openGaps(pool)).open === 0);
+    const r = await pool.query(`SELECT kind, expected_seq::int AS expected, recovery_method FROM gap_ledger`);
+    assert.deepEqual(r.rows, [{ kind: 'seq_gap', expected: 10, recovery_method: 'get_snapshot' }], 'one row, the first gap\'s');
+    assert.equal(gaps.stats.coalesced, 199);
+    assert.equal(resyncs, 1, 'one get_snapshot');
+  } finally {
+    await gaps.stop();
+    await pool.end();
+  }
+});
+
 test('a gap on a sid the connection no longer holds (unsubscribed or replaced) while the connection is whole is recovered as sid_retired, after re-checks', async () => {
   const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
   const { backfill } = fakeBackfill(0);
