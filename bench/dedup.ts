@@ -8,26 +8,15 @@ import { cpus, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client } from 'pg';
 import { PgCluster } from '../src/core/pgcluster';
 import { resolveDedupOptions } from '../src/dedup/options';
 import { startDeduplicator } from '../src/dedup/service';
 import { migrate } from '../src/schema/migrate';
 import { ORDERBOOK_DELTAS, columnNames, quoteIdent } from '../src/schema/tables';
-import { emitResult, environment } from './common';
+import { emitResult, environment, withClient } from './common';
 
 const PSQL = '/usr/bin/psql';
 const COLS = columnNames(ORDERBOOK_DELTAS).map(quoteIdent).join(', ');
-
-async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 /** One gatherer's full copy, written as the gatherer writers do: rows + ingest_batches row per transaction. */
 async function fillGatherer(

@@ -314,12 +314,14 @@ export class ConnectionManager {
       return;
     }
     if (reply.id !== undefined && pending) {
-      this.finish(conn, reply.id, false);
       // A refused subscribe is retried after the connection's backoff: never give up on markets.
-      if (pending.kind === 'subscribe' && pending.shard && this.shards.has(pending.shard.id)) {
-        const shard = pending.shard;
+      // Whoever waits for it (a resync after a dead sid) hears when the retry is done, not now.
+      const retried = pending.kind === 'subscribe' && pending.shard !== undefined && this.shards.has(pending.shard.id);
+      this.finish(conn, reply.id, false, !retried);
+      if (retried) {
+        const shard = pending.shard!;
         const channels = [...pending.channels];
-        setTimeout(() => !this.stopped && this.subscribeShard(shard, channels), conn.backoff.nextDelayMs()).unref();
+        setTimeout(() => !this.stopped && this.subscribeShard(shard, channels, pending.onDone), conn.backoff.nextDelayMs()).unref();
       } else if (pending.kind === 'subscribe' && !pending.shard) {
         setTimeout(() => !this.stopped && this.subscribeGlobal(conn), conn.backoff.nextDelayMs()).unref();
       }
@@ -401,12 +403,12 @@ export class ConnectionManager {
     conn.socket?.terminate();
   }
 
-  private finish(conn: Conn, id: number, ok: boolean): void {
+  private finish(conn: Conn, id: number, ok: boolean, notify = true): void {
     const p = conn.pending.get(id);
     if (!p) return;
     clearTimeout(p.timer);
     conn.pending.delete(id);
-    p.onDone?.(ok);
+    if (notify) p.onDone?.(ok);
     if (ok) this.checkResubscribed(conn);
   }
 

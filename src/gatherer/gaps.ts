@@ -137,18 +137,21 @@ export class GapTracker {
       return;
     }
     this.resyncWaiting.set(key, [gapId]);
-    this.resyncSid(g, terminal, tickers, windowStartUs, RETIRED_SID_CHECKS_MAX);
+    this.resyncSid(g, terminal, tickers, windowStartUs);
   }
 
   /** Asks the connection manager to resync the sid; every gap row waiting on it is then recovered. */
-  private resyncSid(g: GapEvent, terminal: boolean, tickers: readonly string[], windowStartUs: number, checksLeft: number): void {
+  private resyncSid(g: GapEvent, terminal: boolean, tickers: readonly string[], windowStartUs: number): void {
     const key = `${g.connId}:${g.sid}`;
+    if (!this.manager.hasSid(g.connId, g.sid) && this.manager.connectionWhole(g.connId)) {
+      const ids = this.resyncWaiting.get(key) ?? [];
+      this.resyncWaiting.delete(key);
+      return this.retiredSid(g, terminal, tickers, windowStartUs, ids, RETIRED_SID_CHECKS_MAX);
+    }
     this.manager.resync(g.connId, g.sid, terminal, (ok) => {
       const ids = this.resyncWaiting.get(key) ?? [];
       this.resyncWaiting.delete(key);
-      if (!ok && !this.manager.hasSid(g.connId, g.sid) && this.manager.connectionWhole(g.connId)) {
-        this.retiredSid(g, terminal, tickers, windowStartUs, ids, checksLeft);
-      } else if (!ok) {
+      if (!ok) {
         this.connWaiting.set(g.connId, [...(this.connWaiting.get(g.connId) ?? []), ...ids]);
         if (g.channel === 'trade') this.connBackfillFromUs.set(g.connId, Math.min(windowStartUs, this.connBackfillFromUs.get(g.connId) ?? Infinity));
       } else if (terminal && g.channel === 'trade') this.queueTradeBackfill(g.connId, tickers, windowStartUs, ids, 'resubscribe');
@@ -161,16 +164,18 @@ export class GapTracker {
    * unsubscribed or replaced (killed by error 25 and subscribed again; its markets' books come back
    * with the new sid's snapshots). Waiting for the connection to resubscribe left such rows open
    * forever (chaos seed 206: a ring drop right after an error 25 reported the dead sid). The sid is
-   * checked again a few times first: the manager may not have learnt a new sid's reply yet.
+   * checked `checksLeft` times a second apart first (the manager may not have learnt a new sid's
+   * reply yet); known by then, it is resynced as usual.
    */
   private retiredSid(g: GapEvent, terminal: boolean, tickers: readonly string[], windowStartUs: number, ids: Promise<number | undefined>[], checksLeft: number): void {
     const key = `${g.connId}:${g.sid}`;
     this.track(
       this.sleep(RETIRED_SID_CHECK_DELAY_MS).then(() => {
-        if (checksLeft > 0 && this.manager.hasSid(g.connId, g.sid)) {
+        if (this.manager.hasSid(g.connId, g.sid)) {
           this.resyncWaiting.set(key, [...(this.resyncWaiting.get(key) ?? []), ...ids]);
-          return this.resyncSid(g, terminal, tickers, windowStartUs, checksLeft - 1);
+          return this.resyncSid(g, terminal, tickers, windowStartUs);
         }
+        if (checksLeft > 1) return this.retiredSid(g, terminal, tickers, windowStartUs, ids, checksLeft - 1);
         this.recover(ids, 'sid_retired');
       }),
     );

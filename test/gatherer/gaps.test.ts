@@ -40,6 +40,8 @@ const manager = {
   tickersOfSid: () => [],
   resync: (_c: number, _s: number, _t: boolean, done: (ok: boolean) => void) => done(true),
   allSubscribed: () => true,
+  hasSid: () => true,
+  connectionWhole: () => true,
 } as unknown as ConnectionManager;
 
 function ringDrop(sid: number, channel: string, i: number): GapEvent {
@@ -47,9 +49,9 @@ function ringDrop(sid: number, channel: string, i: number): GapEvent {
   return { kind: 'ring-drop', connId: 1, sid, channel, expectedSeq: null, gotSeq: null, errorCode: null, tickers: [`M-${i % 7}`], lastGoodUs: t - 1000, detectedUs: t };
 }
 
-async function tracker(pool: Pool, backfill: TradeBackfill): Promise<GapTracker> {
+async function tracker(pool: Pool, backfill: TradeBackfill, mgr: ConnectionManager = manager): Promise<GapTracker> {
   const metrics = createMetrics(GATHERER_METRICS, createRegistry(false));
-  return new GapTracker('g1', pool, manager, backfill, metrics, createLogger('test', { level: 'silent' }), async () => undefined);
+  return new GapTracker('g1', pool, mgr, backfill, metrics, createLogger('test', { level: 'silent' }), async () => undefined);
 }
 
 async function openGaps(pool: Pool): Promise<{ n: number; open: number }> {
@@ -98,7 +100,6 @@ test('a trade backfill that fails twice (a REST 5xx burst) is repeated and its g
 test('seq gaps on a book sid while its get_snapshot is in flight join that resync\'s row: 200 gaps, one row, recovered by the snapshot', async () => {
   const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
   const { backfill } = fakeBackfill(0);
-  const metrics = createMetrics(GATHERER_METRICS, createRegistry(false));
   let resyncs = 0;
   const slow = {
     ...manager,
@@ -107,7 +108,7 @@ test('seq gaps on a book sid while its get_snapshot is in flight join that resyn
       setTimeout(() => done(true), 300); // the ack takes a while under overload
     },
   } as unknown as ConnectionManager;
-  const gaps = new GapTracker('g1', pool, slow, backfill, metrics, createLogger('test', { level: 'silent' }), async () => undefined);
+  const gaps = await tracker(pool, backfill, slow);
   try {
     const t = Date.now() * 1000;
     for (let i = 0; i < 200; i++) {
@@ -124,29 +125,35 @@ test('seq gaps on a book sid while its get_snapshot is in flight join that resyn
   }
 });
 
-test('a gap on a sid the connection no longer holds (unsubscribed or replaced) while the connection is whole is recovered as sid_retired, after re-checks', async () => {
+test('a gap on a sid the connection no longer holds (unsubscribed or replaced) while the connection is whole: recovered as sid_retired after three checks; a sid learnt meanwhile is resynced', async () => {
   const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
   const { backfill } = fakeBackfill(0);
-  const metrics = createMetrics(GATHERER_METRICS, createRegistry(false));
-  let resyncs = 0;
-  let hasSidChecks = 0;
+  const resynced: number[] = [];
+  const checks = new Map<number, number>();
   const retiring = {
     ...manager,
-    resync: (_c: number, _s: number, _t: boolean, done: (ok: boolean) => void) => {
-      resyncs += 1;
-      done(false);
+    resync: (_c: number, sid: number, _t: boolean, done: (ok: boolean) => void) => {
+      resynced.push(sid);
+      done(true);
     },
-    // Known at the first check (a reply not yet learnt), gone at the later ones.
-    hasSid: () => ++hasSidChecks === 2,
-    connectionWhole: () => true,
+    // Sid 4 is gone for good; sid 6's subscription reply is learnt between the first and second check.
+    hasSid: (_c: number, sid: number) => {
+      checks.set(sid, (checks.get(sid) ?? 0) + 1);
+      return sid === 6 && checks.get(sid)! > 1;
+    },
   } as unknown as ConnectionManager;
-  const gaps = new GapTracker('g1', pool, retiring, backfill, metrics, createLogger('test', { level: 'silent' }), async () => undefined);
+  const gaps = await tracker(pool, backfill, retiring);
   try {
     gaps.onWorkerGap(ringDrop(4, 'orderbook_delta', 0));
-    await waitFor('the gap recovered', async () => (await openGaps(pool)).open === 0 && (await openGaps(pool)).n === 1);
-    const r = await pool.query(`SELECT kind, recovery_method FROM gap_ledger`);
-    assert.deepEqual(r.rows[0], { kind: 'ring_drop', recovery_method: 'sid_retired' });
-    assert.equal(resyncs, 2, 'resynced again when the sid turned out to be known');
+    gaps.onWorkerGap(ringDrop(6, 'orderbook_delta', 1));
+    await waitFor('both gaps recovered', async () => (await openGaps(pool)).open === 0 && (await openGaps(pool)).n === 2, 30_000);
+    const r = await pool.query(`SELECT sid, kind, recovery_method FROM gap_ledger ORDER BY sid`);
+    assert.deepEqual(r.rows, [
+      { sid: 4, kind: 'ring_drop', recovery_method: 'sid_retired' },
+      { sid: 6, kind: 'ring_drop', recovery_method: 'get_snapshot' },
+    ]);
+    assert.deepEqual(resynced, [6], 'only the sid that turned out to be held is resynced');
+    assert.equal(checks.get(4), 4, 'sid 4: checked when the gap came and three times after');
   } finally {
     await gaps.stop();
     await pool.end();
