@@ -442,6 +442,11 @@ export class GapTracker {
     });
   }
 
+  /** True when no ledger write, recovery, retry delay or backfill is in flight. */
+  idle(): boolean {
+    return this.inflight.size === 0;
+  }
+
   /** Waits for ledger writes and backfills in flight. */
   async stop(): Promise<void> {
     this.stopping = true;

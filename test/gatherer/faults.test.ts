@@ -38,10 +38,18 @@ test('seq gaps, duplicated and malformed frames: every gap in the ledger and rec
       const span = runSpan(rec.window);
       const comparison = compareWithTruth(expected, await loadProductionSet(db, span));
       assert.ok(comparison.ok, formatTruthComparison(comparison));
-      const ledger = await db.query(`SELECT conn_id, sid, expected_seq::int AS exp, got_seq::int AS got, recovered, recovery_method FROM gap_ledger WHERE kind = 'seq_gap'`);
+      const ledger = await db.query(
+        `SELECT conn_id, sid, expected_seq::int AS exp, got_seq::int AS got, recovered, recovery_method, recovered_at::float8 AS rec_us FROM gap_ledger WHERE kind = 'seq_gap'`,
+      );
       for (const f of skips) {
-        const hit = ledger.rows.find((g) => g.exp === f.seq && g.got === f.seq! + 1);
-        assert.ok(hit, `skipped seq ${f.seq} (conn ${f.conn}, sid ${f.sid}) has a ledger entry`);
+        // A skip on a sid whose get_snapshot is still in flight joins that resync's row (one row per
+        // gap starved the pool under overload: src/gatherer/gaps.ts resyncRow); that row has an
+        // earlier seq on the same sid and was recovered after the skip was sent. Exact-match only
+        // failed this test whenever two skips hit one sid within a resync (1 run in 3 under load).
+        const hit =
+          ledger.rows.find((g) => g.exp === f.seq && g.got === f.seq! + 1) ??
+          ledger.rows.find((g) => g.sid === f.sid && g.exp < f.seq! && g.rec_us >= f.wall_ms * 1000 && g.recovery_method === 'get_snapshot');
+        assert.ok(hit, `skipped seq ${f.seq} (conn ${f.conn}, sid ${f.sid}) has a ledger entry, its own or its sid's resync in flight`);
         assert.equal(hit.recovered, true, `gap at seq ${f.seq} recovered`);
         assert.equal(hit.recovery_method, 'get_snapshot');
       }

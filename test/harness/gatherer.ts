@@ -134,11 +134,37 @@ export async function recordWindow(
     await new Promise((r) => setTimeout(r, 250));
   }
   run.sim.pause();
-  // Let in-flight frames, resyncs and backfills finish before the graceful stop.
-  await new Promise((r) => setTimeout(r, 1500));
+  await quiesce(g);
   const drained = await g.stop();
   await run.sim.stop();
   return { window: run.records.filter((r) => r.n > resumedAtN), resumedAtN, drained };
+}
+
+// Recoveries retry REST failures 2 s, 4 s, 8 s ... apart (src/gatherer/gaps.ts): after a 5xx burst
+// and the simulator's own 429s that is well over ten seconds on a busy machine. A fixed 1.5 s wait
+// here stopped the gatherer mid-retry and left the lifecycle ring-drop row open in 3 runs of 4
+// (test/gatherer/faults.test.ts under load). Bounded: a test whose recovery never ends fails on
+// its own assertions, not here.
+const QUIESCE_TIMEOUT_MS = 90_000;
+const QUIESCE_STABLE_CHECKS = 4;
+
+/**
+ * Waits until the paused exchange's frames have left the rings and the gap tracker has nothing in
+ * flight (ledger writes, resyncs, REST recoveries and their retry delays), seen on several checks in
+ * a row (a worker reports a gap after it has read the frame off the ring).
+ */
+export async function quiesce(g: Gatherer): Promise<void> {
+  let stable = 0;
+  await waitFor(
+    'rings empty and gap recoveries finished',
+    () => {
+      const quiet = g.pipeline.rings.every((r) => r.usedBytes() === 0) && g.gaps.idle();
+      stable = quiet ? stable + 1 : 0;
+      return stable >= QUIESCE_STABLE_CHECKS;
+    },
+    QUIESCE_TIMEOUT_MS,
+    250,
+  ).catch(() => undefined);
 }
 
 /** The run's trades and deltas in the shape the truth comparison takes. */
