@@ -99,13 +99,22 @@ export function invariant(condition: unknown, message: string, code: ErrorCode =
 // PostgreSQL SQLSTATE classes that mean "the server or the link went away": retry these.
 const PG_CONNECTION_CLASSES = ['08', '57P01', '57P02', '57P03', '53300'];
 
+// The driver's connection timeouts are plain Errors with no code, so their message is the only
+// thing to match (the one exception to "switch on codes, not text"; checked against the real
+// driver by test/core/db-errors.test.ts):
+// - pg-pool, no client free within connectionTimeoutMillis: "timeout exceeded when trying to connect"
+// - pg-pool, a new client's connect ran past it: "Connection terminated due to connection timeout"
+// - pg Client's own connectionTimeoutMillis: "timeout expired"
+const DRIVER_CONNECT_TIMEOUT =
+  /^(timeout exceeded when trying to connect|Connection terminated due to connection timeout|timeout expired)$/;
+
 /** Maps an error thrown by `pg` (or the network) onto a coded KdpError. */
 export function classifyDbError(err: unknown): KdpError {
   if (err instanceof KdpError) return err;
   const e = err as { code?: string; message?: string } | undefined;
   const sqlState = typeof e?.code === 'string' ? e.code : '';
   const message = e?.message ?? String(err);
-  if (sqlState === '57014' || /timeout/i.test(sqlState)) {
+  if (sqlState === '57014' || (sqlState === '' && DRIVER_CONNECT_TIMEOUT.test(message))) {
     return new KdpError('KDP_ERR_DB_TIMEOUT', message, { sqlState }, err);
   }
   if (sqlState.startsWith('23')) return new KdpError('KDP_ERR_DB_CONSTRAINT', message, { sqlState }, err);
