@@ -28,6 +28,7 @@ export const GATHERER_METRICS = {
     help: 'Frames dropped because a ring was full (drop mode); each marks its subscription for resync',
   },
   router_ring_full_total: { type: 'counter', help: 'Times a ring was full when the ingest thread wrote to it' },
+  router_frames_held_total: { type: 'counter', help: 'Frames kept in order for a full ring (pause mode) and written once it had room' },
   router_ring_used_bytes: { type: 'gauge', help: 'Bytes waiting in each worker ring', labels: ['worker'] },
   messages_rejected_total: { type: 'counter', help: 'Messages rejected as malformed or unknown, by error code', labels: ['code'] },
   writer_inserts_total: { type: 'counter', help: 'Rows committed to the gatherer database', labels: ['table'] },

@@ -65,6 +65,7 @@ function syncMetrics(d: GathererHttpDeps, counters: CounterSync): void {
   const r = d.router.stats;
   counters.sync('dropped', r.framesDropped + r.framesTooLarge, (by) => m.router_messages_dropped_total.inc(by));
   counters.sync('ringfull', r.ringFullEvents, (by) => m.router_ring_full_total.inc(by));
+  counters.sync('held', r.framesHeld, (by) => m.router_frames_held_total.inc(by));
   for (const slot of p.slots) m.router_ring_used_bytes.set({ worker: String(slot.index) }, slot.ring.usedBytes());
   m.writer_pending_rows.set(total('pending_rows'));
   m.ws_client_connected.set(d.manager.openConnections());

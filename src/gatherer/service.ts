@@ -35,6 +35,8 @@ export interface Gatherer {
 // rates that is seconds of data; a minute of trade backfill covers it with a wide margin.
 const WORKER_LOSS_LOOKBACK_US = 60_000_000;
 
+const NOTICE_FLUSH_INTERVAL_MS = 100;
+
 const EPOCH_NOTICE_KIND = { opened: FrameKind.connectionOpened, closed: FrameKind.connectionClosed, 'ring-drop': FrameKind.ringDrop } as const;
 
 function frameEncoder(codec: FrameCodec): FrameEncoder {
@@ -119,7 +121,16 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
   const router = new RingRouter(
     pipeline.rings,
     frameEncoder(codec),
-    { onRingFull: o.pipeline.onRingFull as 'pause' | 'drop', frameBytesMax: codec.payloadBytesMax(), drainPollMs: 2, noticeBacklogMax: 4096 },
+    {
+      onRingFull: o.pipeline.onRingFull as 'pause' | 'drop',
+      frameBytesMax: codec.payloadBytesMax(),
+      drainPollMs: 2,
+      noticeBacklogMax: 4096,
+      // What `ws` delivers after socket.pause() is at most the chunk it had read (<= 64 KiB) plus
+      // one message (<= frameBytesMax) per connection; half a ring covers every connection of a
+      // ring with a wide margin (ringBytes >= 4 x frameBytesMax is validated).
+      heldBytesMax: o.pipeline.ringBytes / 2,
+    },
   );
   const signer = controlPlane.signer;
   const userAgent = `kdp-gatherer/${o.gathererId}`;
@@ -168,13 +179,21 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
   gaps.onStarted(controlPlane.registry.activeTickers());
   log.info({ markets: manager.marketCount(), workers: o.pipeline.workers, connections: o.connections.count }, 'gatherer started');
 
+  // Ring-drop notices of a connection that went quiet after its drop, and notices queued behind a
+  // full ring, go out within this interval instead of waiting for the connection's next frame.
+  const noticeFlush = setInterval(() => router.flushNotices(), NOTICE_FLUSH_INTERVAL_MS);
+  noticeFlush.unref();
+
   let stopped: Promise<boolean> | undefined;
   const stop = (): Promise<boolean> =>
     (stopped ??= (async () => {
       log.info('stopping: closing connections, draining rings');
       await manager.stop();
-      router.flushNotices();
-      const drained = await pipeline.stop(o.pipeline.drainTimeoutMs);
+      clearInterval(noticeFlush);
+      // Frames held for a full ring (pause mode) go in before the rings close.
+      const heldLeft = await router.drainBacklog(o.pipeline.drainTimeoutMs);
+      if (heldLeft > 0) log.error({ frames: heldLeft }, 'frames held for a full ring were left behind at stop');
+      const drained = (await pipeline.stop(o.pipeline.drainTimeoutMs)) && heldLeft === 0;
       await gaps.stop();
       await controlPlane.stop();
       http.close();

@@ -1,0 +1,119 @@
+// A full ring in front of a real WebSocket: the connection manager and the ring router against a
+// server that writes faster than the consumer reads. Pause mode must hand every frame to the
+// consumer exactly once and in order (issue 16: the frame that found the ring full, and every frame
+// `ws` delivered after socket.pause(), used to vanish with no count); drop mode must account for
+// every frame it drops in the ring-drop notices.
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { after, test } from 'node:test';
+import { WebSocketServer } from 'ws';
+import { createLogger } from '../../src/core/log';
+import { ConnectionManager, type ConnectionNotice } from '../../src/gatherer/connections';
+import { FrameCodec, FrameKind } from '../../src/ingest/frame';
+import { createRingBuffer, RingConsumer, RingProducer } from '../../src/ingest/ring';
+import { RingRouter } from '../../src/ingest/router';
+import { waitFor } from '../harness/gatherer';
+
+const FRAMES = 20_000;
+const RING_BYTES = 16 * 1024;
+const FRAME_BYTES_MAX = 4 * 1024;
+// ws keeps delivering the chunk it had read (up to 64 KiB) after socket.pause(): the held bound
+// must exceed that for pause mode to be lossless (the gatherer holds half a 32 MiB ring).
+const HELD_BYTES_MAX = 256 * 1024;
+
+const servers: WebSocketServer[] = [];
+after(() => {
+  for (const s of servers) s.close();
+});
+
+/** A server that writes FRAMES numbered messages (~150 bytes each) to every client at once. */
+async function blastingServer(): Promise<string> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  servers.push(wss);
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  const pad = 'x'.repeat(120);
+  wss.on('connection', (ws) => {
+    for (let n = 1; n <= FRAMES; n++) ws.send(`{"type":"t","n":${n},"pad":"${pad}"}`);
+  });
+  return `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+}
+
+interface Received {
+  readonly numbers: number[];
+  readonly dropNotices: number[];
+}
+
+/** Reads the ring slowly (a few frames per tick), as a worker blocked on COPY would. */
+function slowConsumer(consumer: RingConsumer, codec: FrameCodec, into: Received): NodeJS.Timeout {
+  return setInterval(() => {
+    for (let i = 0; i < 40; i++) {
+      const bytes = consumer.read();
+      if (bytes === undefined) return;
+      const f = codec.decode(bytes);
+      if (f.kind === FrameKind.data) into.numbers.push(JSON.parse(Buffer.from(f.payload).toString('utf8')).n);
+      else if (f.kind === FrameKind.ringDrop) into.dropNotices.push(f.arg);
+    }
+  }, 2);
+}
+
+async function runAgainstFullRing(onRingFull: 'pause' | 'drop'): Promise<{ received: Received; router: RingRouter }> {
+  const url = await blastingServer();
+  const sab = createRingBuffer({ ringBytes: RING_BYTES, frameBytesMax: FRAME_BYTES_MAX });
+  const codec = new FrameCodec(FRAME_BYTES_MAX);
+  const encoder = {
+    data: (connId: number, t: number, payload: Buffer) => codec.encode(FrameKind.data, connId, t, payload),
+    notice: (connId: number, t: number, n: ConnectionNotice) =>
+      codec.encode({ opened: FrameKind.connectionOpened, closed: FrameKind.connectionClosed, 'ring-drop': FrameKind.ringDrop }[n.kind], connId, t, new Uint8Array(0), n.kind === 'ring-drop' ? n.count : 0),
+  };
+  const router = new RingRouter([new RingProducer(sab)], encoder, {
+    onRingFull,
+    frameBytesMax: codec.payloadBytesMax(),
+    drainPollMs: 2,
+    noticeBacklogMax: 64,
+    heldBytesMax: HELD_BYTES_MAX,
+  });
+  const manager = new ConnectionManager(
+    {
+      wsUrl: url, connections: 1, marketsPerSubscription: 100, marketsPerSubscriptionMin: 1, silenceTimeoutMs: 60_000,
+      backoffInitialMs: 100, backoffMaxMs: 1000, startJitterMs: 0, handshakeTimeoutMs: 5000, commandTimeoutMs: 5000,
+      wsMaxPayloadBytes: 1024 * 1024, marketChannels: [], globalChannels: [], useYesPrice: true,
+    },
+    router,
+    { disconnected: () => undefined, resubscribed: () => undefined, error: () => undefined, reconnect: () => undefined },
+    () => ({}),
+    createLogger('test', { level: 'silent' }),
+  );
+  const received: Received = { numbers: [], dropNotices: [] };
+  const timer = slowConsumer(new RingConsumer(sab), codec, received);
+  manager.start();
+  try {
+    const accounted = (): number => received.numbers.length + received.dropNotices.reduce((a, b) => a + b, 0);
+    await waitFor(`all ${FRAMES} frames delivered or accounted for as drops`, () => {
+      router.flushNotices(); // the gatherer's periodic flush (src/gatherer/service.ts)
+      return accounted() >= FRAMES;
+    }, 120_000, 20);
+  } finally {
+    await manager.stop();
+    clearInterval(timer);
+  }
+  return { received, router };
+}
+
+test('pause mode: a ring kept full by a fast WebSocket delivers every frame to the consumer exactly once and in order', async () => {
+  const { received, router } = await runAgainstFullRing('pause');
+  assert.ok(router.stats.ringFullEvents > 0, 'the ring was full at least once');
+  assert.ok(router.stats.framesHeld > 0, 'frames that found the ring full were held');
+  assert.equal(router.stats.framesDropped, 0, 'nothing dropped');
+  assert.deepEqual(received.dropNotices, []);
+  assert.equal(received.numbers.length, FRAMES);
+  for (let i = 0; i < FRAMES; i++) if (received.numbers[i] !== i + 1) assert.fail(`frame ${i + 1} out of order or missing: got ${received.numbers[i]} at position ${i}`);
+});
+
+test('drop mode: every frame is either delivered in order or counted in a ring-drop notice', async () => {
+  const { received, router } = await runAgainstFullRing('drop');
+  assert.ok(router.stats.framesDropped > 0, 'the ring overflowed');
+  const noticed = received.dropNotices.reduce((a, b) => a + b, 0);
+  assert.equal(received.numbers.length + noticed, FRAMES, 'delivered + noticed drops = sent');
+  assert.equal(noticed, router.stats.framesDropped);
+  for (let i = 1; i < received.numbers.length; i++) assert.ok(received.numbers[i]! > received.numbers[i - 1]!, 'delivered frames keep their order');
+});
