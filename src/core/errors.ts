@@ -30,6 +30,15 @@ export const ERROR_CODES = {
     retryable: false,
     summary: 'The TimescaleDB engine was requested but the extension is not available on the server.',
   },
+  KDP_ERR_PG_BINARIES_ACCESS: {
+    retryable: false,
+    summary:
+      'As root, the embedded PostgreSQL runs as the `postgres` user, which cannot be created or cannot execute its binaries (nor a copy of them in the temporary directory).',
+  },
+  KDP_ERR_PG_DATA_DIR_ACCESS: {
+    retryable: false,
+    summary: 'As root, the `postgres` user the embedded PostgreSQL runs as cannot reach or write its data directory.',
+  },
   // bus, frames and messages
   KDP_ERR_FRAME_TRUNCATED: { retryable: false, summary: 'A bus frame ended before its declared length.' },
   KDP_ERR_FRAME_TOO_LARGE: { retryable: false, summary: 'A frame or message exceeds the configured size limit.' },
