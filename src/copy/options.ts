@@ -45,18 +45,34 @@ export const COPY_WRITER_SPEC = {
 
 export type CopyWriterOptions = Resolved<typeof COPY_WRITER_SPEC>;
 
+/** The limits a cross-field rule relates. */
+export type WriterLimits = Pick<CopyWriterOptions, 'batchRowsMax' | 'pendingRowsMax' | 'retryBaseMs' | 'retryMaxMs'>;
+
+// [limit, the limit it must not be below]
+const WRITER_LIMIT_RULES = [
+  ['pendingRowsMax', 'batchRowsMax'],
+  ['retryMaxMs', 'retryBaseMs'],
+] as const satisfies readonly (readonly [keyof WriterLimits, keyof WriterLimits])[];
+
+/**
+ * The cross-field rules of a writer's limits, in one place: the COPY writer applies them to its own
+ * options and the gatherer to its `writer` section at start-up (under that section's key names,
+ * given by `keyOf`), so a config the gatherer starts with is never refused in every worker thread.
+ */
+export function checkWriterLimits(o: WriterLimits, keyOf: (field: keyof WriterLimits) => string): void {
+  for (const [limit, floor] of WRITER_LIMIT_RULES) {
+    if (o[limit] < o[floor]) {
+      throw new KdpError('KDP_ERR_CONFIG_INVALID', `config ${keyOf(limit)}: must be >= ${keyOf(floor)} (${o[floor]}), got ${o[limit]}`, {
+        key: keyOf(limit),
+        keys: [keyOf(limit), keyOf(floor)],
+      });
+    }
+  }
+}
+
 /** Validates raw options; rejects unknown keys and inconsistent limits with a coded error. */
 export function resolveCopyWriterOptions(raw: unknown, path = 'copyWriter'): CopyWriterOptions {
   const o = resolveOptions(COPY_WRITER_SPEC, raw, path);
-  if (o.pendingRowsMax < o.batchRowsMax) {
-    throw new KdpError('KDP_ERR_CONFIG_INVALID', `config ${path}.pendingRowsMax: must be >= batchRowsMax (${o.batchRowsMax})`, {
-      key: `${path}.pendingRowsMax`,
-    });
-  }
-  if (o.retryMaxMs < o.retryBaseMs) {
-    throw new KdpError('KDP_ERR_CONFIG_INVALID', `config ${path}.retryMaxMs: must be >= retryBaseMs (${o.retryBaseMs})`, {
-      key: `${path}.retryMaxMs`,
-    });
-  }
+  checkWriterLimits(o, (field) => `${path}.${field}`);
   return o;
 }

@@ -54,6 +54,10 @@ export const ERROR_CODES = {
   KDP_ERR_MSG_TIMESTAMP: { retryable: false, summary: 'A timestamp is missing, malformed or out of range.' },
   KDP_ERR_MSG_UNKNOWN_TYPE: { retryable: false, summary: 'A message type the platform does not know.' },
   KDP_ERR_SEQ_INVARIANT: { retryable: false, summary: 'A sequence-tracking invariant is broken; the process must stop.' },
+  KDP_ERR_WORKER_FAILED: {
+    retryable: false,
+    summary: 'A worker thread kept dying right after each relaunch; the gatherer stops instead of relaunching it again.',
+  },
   // exchange connectivity
   KDP_ERR_WS_CONNECT: { retryable: true, summary: 'The WebSocket connection failed or was refused.' },
   KDP_ERR_WS_STALE: { retryable: true, summary: 'No frame arrived within the silence limit; the connection is presumed dead.' },

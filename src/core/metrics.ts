@@ -42,6 +42,10 @@ export const GATHERER_METRICS = {
   },
   writer_pending_rows: { type: 'gauge', help: 'Rows parsed but not yet committed' },
   worker_restarts_total: { type: 'counter', help: 'Worker threads that died and were restarted' },
+  worker_failures_total: {
+    type: 'counter',
+    help: 'Worker threads given up on after dying past pipeline.workerRestartsMax relaunches in a row (the gatherer stops)',
+  },
   market_registry_markets: { type: 'gauge', help: 'Markets known to the registry by status', labels: ['status'] },
   market_registry_rest_errors_total: { type: 'counter', help: 'REST errors by endpoint', labels: ['endpoint'] },
   rest_requests_total: { type: 'counter', help: 'REST requests by endpoint and outcome', labels: ['endpoint', 'outcome'] },

@@ -3,6 +3,8 @@ import { KdpError } from '../core/errors';
 import { loadConfig } from '../config/load';
 import { DATABASE_SPEC, HTTP_SPEC, LOG_SPEC } from '../config/specs';
 import type { Resolved, Spec } from '../config/validate';
+import { COPY_WRITER_SPEC } from '../copy/options';
+import { checkWorkerWriterOptions, PROCESSOR_SPEC } from '../workers/options';
 import { GATHERER_REST_SPEC } from './options';
 
 const MiB = 1024 * 1024;
@@ -35,20 +37,38 @@ export const CONNECTIONS_SPEC = {
 export const PIPELINE_SPEC = {
   workers: { kind: 'int', doc: 'worker threads (each owns a ring and a database connection)', default: 2, min: 1, max: 64 },
   ringBytes: { kind: 'int', doc: 'bytes per worker ring (power of two)', default: 32 * MiB, min: 64 * 1024, max: 1024 * MiB },
-  frameBytesMax: { kind: 'int', doc: 'largest bus frame; larger messages are refused and counted', default: 1 * MiB, min: 1024 },
+  frameBytesMax: { ...PROCESSOR_SPEC.frameBytesMax, doc: 'largest bus frame; larger messages are refused and counted', default: 1 * MiB },
   onRingFull: { kind: 'enum', doc: 'pause the socket, or drop + count + resync', values: ['pause', 'drop'], default: 'pause' },
-  recentTradeIdsMax: { kind: 'int', doc: 'trade ids remembered per worker to drop duplicated frames', default: 100_000, min: 0 },
+  recentTradeIdsMax: {
+    ...PROCESSOR_SPEC.recentTradeIdsMax,
+    doc: 'trade ids remembered per worker to drop duplicated frames',
+    default: 100_000,
+    min: 0,
+  },
   drainTimeoutMs: { kind: 'int', doc: 'graceful-stop bound for draining rings and flushing', default: 30_000, min: 100 },
+  workerRestartBackoffInitialMs: { kind: 'int', doc: 'first relaunch delay ceiling of a dead worker (full jitter)', default: 500, min: 1 },
+  workerRestartBackoffMaxMs: { kind: 'int', doc: 'largest relaunch delay ceiling of a dead worker', default: 30_000, min: 1 },
+  workerRestartsMax: {
+    kind: 'int',
+    doc: 'relaunches in a row of a worker that dies again within workerStableMs; one more death stops the gatherer (KDP_ERR_WORKER_FAILED)',
+    default: 10,
+    min: 0,
+    max: 1_000,
+  },
+  workerStableMs: { kind: 'int', doc: 'a worker up this long counts as healthy: its relaunch count and backoff start over', default: 60_000, min: 1 },
 } as const satisfies Spec;
 
+// The limits a worker's COPY writers and frame processor check are the same specs (ranges) here, so
+// a config the gatherer starts with is one every worker accepts; the gatherer sets its own defaults.
+const COPY = COPY_WRITER_SPEC;
 export const WRITER_SPEC = {
-  batchRowsMax: { kind: 'int', doc: 'rows per COPY batch', default: 20_000, min: 1 },
-  batchBytesMax: { kind: 'int', doc: 'bytes per COPY batch', default: 8 * MiB, min: 1024 },
-  flushIntervalMs: { kind: 'int', doc: 'longest a row waits before its batch is flushed', default: 50, min: 1 },
-  pendingRowsMax: { kind: 'int', doc: 'rows held in memory per table before backpressure', default: 200_000, min: 1 },
-  retryAttemptsMax: { kind: 'int', doc: 'attempts per retry round before the error is reported (rows stay pending)', default: 8, min: 1 },
-  retryBackoffInitialMs: { kind: 'int', doc: 'first retry delay', default: 100, min: 1 },
-  retryBackoffMaxMs: { kind: 'int', doc: 'largest retry delay', default: 10_000, min: 1 },
+  batchRowsMax: { ...COPY.batchRowsMax, doc: 'rows per COPY batch', default: 20_000 },
+  batchBytesMax: { ...COPY.batchBytesMax, doc: 'bytes per COPY batch', default: 8 * MiB },
+  flushIntervalMs: { ...COPY.flushIntervalMs, doc: 'longest a row waits before its batch is flushed', default: 50 },
+  pendingRowsMax: { ...COPY.pendingRowsMax, doc: 'rows held in memory per table before backpressure (>= batchRowsMax)', default: 200_000 },
+  retryAttemptsMax: { ...COPY.retryAttemptsMax, doc: 'attempts per retry round before the error is reported (rows stay pending)', default: 8 },
+  retryBackoffInitialMs: { ...COPY.retryBaseMs, doc: 'first retry delay', default: 100 },
+  retryBackoffMaxMs: { ...COPY.retryMaxMs, doc: 'largest retry delay (>= retryBackoffInitialMs)', default: 10_000 },
 } as const satisfies Spec;
 
 export const EXCHANGE_SPEC = {
@@ -69,7 +89,17 @@ export const GATHERER_SPEC = {
 
 export type GathererOptions = Resolved<typeof GATHERER_SPEC>;
 
-/** Cross-field rules the per-field spec cannot say. */
+function atLeast(key: string, value: number, floorKey: string, floor: number): void {
+  if (value < floor) {
+    throw new KdpError('KDP_ERR_CONFIG_INVALID', `config ${key}: must be >= ${floorKey} (${floor}), got ${value}`, { key, keys: [key, floorKey] });
+  }
+}
+
+/**
+ * Cross-field rules the per-field spec cannot say, all of them: the gatherer's own, and the writer
+ * rules its workers apply (checkWorkerWriterOptions runs the COPY writer's own check). Run at config
+ * load and again by startGatherer, so a bad config fails start-up before any worker starts.
+ */
 export function checkGathererOptions(o: GathererOptions): GathererOptions {
   const ring = o.pipeline.ringBytes;
   if ((ring & (ring - 1)) !== 0) {
@@ -78,11 +108,13 @@ export function checkGathererOptions(o: GathererOptions): GathererOptions {
   if (ring < 4 * o.pipeline.frameBytesMax) {
     throw new KdpError('KDP_ERR_CONFIG_INVALID', 'config pipeline.ringBytes: must be at least 4 x pipeline.frameBytesMax', {
       key: 'pipeline.ringBytes',
+      keys: ['pipeline.ringBytes', 'pipeline.frameBytesMax'],
     });
   }
-  if (o.connections.backoffMaxMs < o.connections.backoffInitialMs) {
-    throw new KdpError('KDP_ERR_CONFIG_INVALID', 'config connections.backoffMaxMs: must be >= backoffInitialMs', { key: 'connections.backoffMaxMs' });
-  }
+  const { connections: c, pipeline: p } = o;
+  atLeast('connections.backoffMaxMs', c.backoffMaxMs, 'connections.backoffInitialMs', c.backoffInitialMs);
+  atLeast('pipeline.workerRestartBackoffMaxMs', p.workerRestartBackoffMaxMs, 'pipeline.workerRestartBackoffInitialMs', p.workerRestartBackoffInitialMs);
+  checkWorkerWriterOptions(o.writer);
   return o;
 }
 

@@ -3,12 +3,17 @@
 // task promise rejects, piscina starts a replacement thread, and we resubmit the task on the same
 // ring (the new worker resumes at the ring's read index). What the dead worker had read but not
 // committed is lost to this gatherer; the service records it as a gap and resyncs.
+// Relaunches are spaced by the full-jitter Backoff of backoff.ts and bounded: a worker that keeps
+// dying right after each relaunch (a config or environment it cannot run with) makes the pipeline
+// give up with KDP_ERR_WORKER_FAILED rather than relaunch it, and reconnect its connections, forever.
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { join } from 'node:path';
 import Piscina from 'piscina';
+import { KdpError } from '../core/errors';
 import type { Logger } from '../core/log';
 import { SharedCounters } from '../core/shared-counters';
 import { createRingBuffer, RingProducer } from '../ingest/ring';
+import { Backoff } from './backoff';
 import type { ExchangeReply } from './control';
 import type { GapEvent } from '../workers/sequence';
 import { WORKER_COUNTERS, type WorkerCounterName, type WorkerMessage, type WorkerTask, type WorkerTaskOptions } from '../workers/protocol';
@@ -18,14 +23,28 @@ export interface PipelineOptions {
   readonly ringBytes: number;
   readonly frameBytesMax: number;
   readonly task: WorkerTaskOptions;
+  readonly restart: WorkerRestartPolicy;
+}
+
+export interface WorkerRestartPolicy {
+  readonly backoffInitialMs: number;
+  readonly backoffMaxMs: number;
+  /** Relaunches in a row of a worker that dies within stableMs of its launch; one more death gives up. */
+  readonly restartsMax: number;
+  /** A worker up this long counts as healthy: its relaunch count and backoff start over. */
+  readonly stableMs: number;
+  /** Random source in [0,1) of the backoff jitter: injectable for deterministic tests. */
+  readonly random?: () => number;
 }
 
 export interface PipelineEvents {
   reply(reply: ExchangeReply): void;
   gap(gap: GapEvent): void;
   lifecycle(channel: string, msg: Record<string, unknown>): void;
-  /** A worker thread died and was replaced; its connections lost what it had not committed. */
-  workerRestarted(workerIndex: number, error: string): void;
+  /** A worker thread died and is relaunched after delayMs; its connections lost what it had not committed. */
+  workerRestarted(workerIndex: number, error: string, delayMs: number): void;
+  /** A worker kept dying past restartsMax relaunches in a row and is not relaunched: the gatherer must stop. */
+  workerFailed(workerIndex: number, err: KdpError): void;
   /** One committed COPY batch. */
   flush(table: string, rows: number, seconds: number, minReceivedUs: number): void;
 }
@@ -38,6 +57,13 @@ interface WorkerSlot {
   port: MessagePort | undefined;
   running: Promise<void> | undefined;
   restarts: number;
+  /** Relaunches since the worker was last healthy (up for stableMs). */
+  restartsInRow: number;
+  readonly backoff: Backoff;
+  /** Ends the wait before a relaunch early (stop). */
+  wake: (() => void) | undefined;
+  /** False once the worker died while stopping or was given up: its ring was not drained. */
+  clean: boolean;
 }
 
 const WORKER_FILE = join(__dirname, '..', 'workers', 'task.js');
@@ -73,6 +99,10 @@ export class Pipeline {
         port: undefined,
         running: undefined,
         restarts: 0,
+        restartsInRow: 0,
+        backoff: new Backoff({ initialMs: opts.restart.backoffInitialMs, maxMs: opts.restart.backoffMaxMs, random: opts.restart.random }),
+        wake: undefined,
+        clean: true,
       });
     }
   }
@@ -82,10 +112,67 @@ export class Pipeline {
   }
 
   start(): void {
-    for (const slot of this.slots) this.launch(slot);
+    for (const slot of this.slots) slot.running = this.supervise(slot);
   }
 
-  private launch(slot: WorkerSlot): void {
+  /** Runs a worker's task until it returns, relaunching it after each death within the restart policy. */
+  private async supervise(slot: WorkerSlot): Promise<void> {
+    for (;;) {
+      const launchedAt = Date.now();
+      try {
+        await this.runTask(slot);
+        return;
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        if (this.stopping) {
+          // Died while draining (or destroyed after the drain bound): what it held is not committed.
+          slot.clean = false;
+          this.log.error({ worker: slot.index, err: message }, 'worker died while stopping; its ring was not drained');
+          return;
+        }
+        const delayMs = this.relaunchDelayMs(slot, Date.now() - launchedAt);
+        if (delayMs === undefined) return this.giveUp(slot, message);
+        slot.restarts += 1;
+        this.log.error({ worker: slot.index, err: message, restarts: slot.restarts, delayMs }, 'worker died; relaunching on the same ring');
+        this.events.workerRestarted(slot.index, message, delayMs);
+        // A stop during the wait relaunches at once: the new worker drains the ring.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delayMs);
+          slot.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        slot.wake = undefined;
+      }
+    }
+  }
+
+  /** The backoff before the next relaunch, or undefined once restartsMax relaunches in a row died too. */
+  private relaunchDelayMs(slot: WorkerSlot, upMs: number): number | undefined {
+    const policy = this.opts.restart;
+    if (upMs >= policy.stableMs) {
+      slot.restartsInRow = 0;
+      slot.backoff.reset();
+    }
+    if (slot.restartsInRow >= policy.restartsMax) return undefined;
+    slot.restartsInRow += 1;
+    return slot.backoff.nextDelayMs();
+  }
+
+  private giveUp(slot: WorkerSlot, lastError: string): void {
+    slot.clean = false;
+    const err = new KdpError(
+      'KDP_ERR_WORKER_FAILED',
+      `worker ${slot.index} died again after ${slot.restartsInRow} relaunches in a row; not relaunching it (last error: ${lastError})`,
+      { worker: slot.index, restarts: slot.restartsInRow, lastError },
+    );
+    this.log.error({ worker: slot.index, code: err.code, restarts: slot.restartsInRow, err: lastError }, 'worker keeps dying; giving up on it');
+    this.events.workerFailed(slot.index, err);
+  }
+
+  /** One run of the worker's piscina task on the slot's ring. */
+  private async runTask(slot: WorkerSlot): Promise<void> {
     const { port1, port2 } = new MessageChannel();
     slot.port = port1;
     port1.on('message', (m: WorkerMessage) => this.onMessage(slot, m));
@@ -96,20 +183,11 @@ export class Pipeline {
       port: port2,
       options: this.opts.task,
     };
-    slot.running = this.pool.run(task, { transferList: [port2] }).then(
-      () => {
-        port1.close();
-      },
-      (err: unknown) => {
-        port1.close();
-        if (this.stopping && slot.ring.isProducerClosed()) return;
-        slot.restarts += 1;
-        const message = err instanceof Error ? err.message : String(err);
-        this.log.error({ worker: slot.index, err: message, restarts: slot.restarts }, 'worker died; restarting on the same ring');
-        this.events.workerRestarted(slot.index, message);
-        if (!this.stopping) this.launch(slot);
-      },
-    );
+    try {
+      await this.pool.run(task, { transferList: [port2] });
+    } finally {
+      port1.close();
+    }
   }
 
   private onMessage(slot: WorkerSlot, m: WorkerMessage): void {
@@ -150,13 +228,16 @@ export class Pipeline {
    */
   async stop(timeoutMs: number): Promise<boolean> {
     this.stopping = true;
-    for (const slot of this.slots) slot.ring.close();
+    for (const slot of this.slots) {
+      slot.ring.close();
+      slot.wake?.();
+    }
     const all = Promise.all(this.slots.map((s) => s.running));
     const timedOut = await Promise.race([
       all.then(() => false),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeoutMs).unref()),
     ]);
     await this.pool.destroy();
-    return !timedOut;
+    return !timedOut && this.slots.every((s) => s.clean);
   }
 }

@@ -13,7 +13,7 @@ import { requireSchema } from '../schema/migrate';
 import type { TimeSeriesTableName } from '../schema/tables';
 import { createRestControlPlane, type RestControlPlane } from './controlplane';
 import { ConnectionManager, type ConnectionNotice } from './connections';
-import type { GathererOptions } from './config';
+import { checkGathererOptions, type GathererOptions } from './config';
 import { GapTracker } from './gaps';
 import { startGathererHttp, type GathererHttp } from './http';
 import { Pipeline } from './pipeline';
@@ -27,6 +27,11 @@ export interface Gatherer {
   readonly gaps: GapTracker;
   readonly http: GathererHttp;
   readonly metrics: MetricSet<typeof GATHERER_METRICS>;
+  /**
+   * Resolves (never rejects) when the gatherer cannot go on: a worker kept dying past its relaunch
+   * limit (KDP_ERR_WORKER_FAILED). The owner must stop it; `kdp gatherer` then exits non-zero.
+   */
+  readonly failed: Promise<KdpError>;
   /** Graceful stop: close sockets, drain rings, commit, close. Resolves true when nothing was left behind. */
   stop(): Promise<boolean>;
 }
@@ -58,6 +63,9 @@ async function checkDatabase(pool: Pool): Promise<void> {
 }
 
 export async function startGatherer(o: GathererOptions, log: Logger): Promise<Gatherer> {
+  // Options resolved without loadGathererConfig get the same cross-field checks: a config the
+  // workers would refuse fails here, before the database is opened or a worker starts.
+  checkGathererOptions(o);
   const pool = new Pool({
     connectionString: o.database.url,
     max: o.database.poolSize,
@@ -70,6 +78,8 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
   // gatherer's PostgreSQL). The query in flight fails with its own error, which its caller retries.
   pool.on('connect', (client) => client.on('error', (err) => log.warn({ err: err.message }, 'database connection failed while in use')));
   await checkDatabase(pool);
+  let failedWith: (err: KdpError) => void = () => undefined;
+  const failed = new Promise<KdpError>((resolve) => (failedWith = resolve));
   const registry = createRegistry();
   const metrics = createMetrics(GATHERER_METRICS, registry);
   const writeRows = async (table: TimeSeriesTableName, rowLines: string[]): Promise<void> => {
@@ -96,6 +106,12 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
         recentTradeIdsMax: o.pipeline.recentTradeIdsMax,
         logLevel: o.log.level,
       },
+      restart: {
+        backoffInitialMs: o.pipeline.workerRestartBackoffInitialMs,
+        backoffMaxMs: o.pipeline.workerRestartBackoffMaxMs,
+        restartsMax: o.pipeline.workerRestartsMax,
+        stableMs: o.pipeline.workerStableMs,
+      },
     },
     {
       reply: (r) => manager.onReply(r),
@@ -109,6 +125,10 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
         for (const connId of manager.connectionIds()) {
           if (router.ringOf(connId) === index) manager.forceReconnect(connId, 'worker_restart', lossSinceUs);
         }
+      },
+      workerFailed: (_index, err) => {
+        metrics.worker_failures_total.inc();
+        failedWith(err);
       },
       flush: (table, rows, seconds, minReceivedUs) => {
         metrics.writer_flush_duration_seconds.observe({ table }, seconds);
@@ -201,7 +221,7 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
       log.info({ drained }, 'gatherer stopped');
       return drained;
     })());
-  return { options: o, pipeline, manager, controlPlane, router, gaps, http, metrics, stop };
+  return { options: o, pipeline, manager, controlPlane, router, gaps, http, metrics, failed, stop };
 }
 
 /** Market discovery must succeed before subscribing; retried with capped backoff until it does. */

@@ -1,5 +1,9 @@
-// Options of the frame processor, validated once into a resolved object.
+// Options of a worker thread: the frame processor's, validated once into a resolved object, and
+// the mapping of the gatherer's writer options onto each of its COPY writers.
 import { resolveOptions, type Resolved, type Spec } from '../config/validate';
+import { checkWriterLimits, type CopyWriterOptions } from '../copy/options';
+import type { TimeSeriesTableName } from '../schema/tables';
+import type { WorkerTaskOptions, WorkerWriterOptions } from './protocol';
 
 export const PROCESSOR_SPEC = {
   gathererId: { kind: 'string', doc: 'this gatherer\'s id, written to every row', pattern: /^[A-Za-z0-9_.-]{1,64}$/ },
@@ -19,4 +23,37 @@ export type ProcessorOptions = Resolved<typeof PROCESSOR_SPEC>;
 
 export function resolveProcessorOptions(raw: unknown): ProcessorOptions {
   return resolveOptions(PROCESSOR_SPEC, raw, 'processor');
+}
+
+// The gatherer's `writer` section (WorkerWriterOptions) and a COPY writer name two limits
+// differently: COPY writer key -> gatherer key, the one mapping between the two.
+const WRITER_KEY_OF = {
+  batchRowsMax: 'batchRowsMax',
+  batchBytesMax: 'batchBytesMax',
+  flushIntervalMs: 'flushIntervalMs',
+  pendingRowsMax: 'pendingRowsMax',
+  retryAttemptsMax: 'retryAttemptsMax',
+  retryBaseMs: 'retryBackoffInitialMs',
+  retryMaxMs: 'retryBackoffMaxMs',
+} as const satisfies Partial<Record<keyof CopyWriterOptions, keyof WorkerWriterOptions>>;
+
+type WriterLimitsOfSection = { -readonly [K in keyof typeof WRITER_KEY_OF]: number };
+
+function copyWriterLimits(w: WorkerWriterOptions): WriterLimitsOfSection {
+  const out = {} as WriterLimitsOfSection;
+  for (const [copyKey, key] of Object.entries(WRITER_KEY_OF)) out[copyKey as keyof WriterLimitsOfSection] = w[key];
+  return out;
+}
+
+/** Raw options of one COPY writer of a worker, from the worker task's options. */
+export function copyWriterOptionsOf(task: WorkerTaskOptions, workerIndex: number, table: TimeSeriesTableName): Record<string, unknown> {
+  return { url: task.databaseUrl, table, writerName: `${task.gathererId}/w${workerIndex}/${table}`, ...copyWriterLimits(task.writer) };
+}
+
+/**
+ * The COPY writer's own cross-field rules applied to the gatherer's `writer` section at start-up,
+ * with errors naming that section's keys: what passes here passes in every worker.
+ */
+export function checkWorkerWriterOptions(w: WorkerWriterOptions, path = 'writer'): void {
+  checkWriterLimits(copyWriterLimits(w), (field) => `${path}.${WRITER_KEY_OF[field]}`);
 }

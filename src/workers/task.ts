@@ -13,6 +13,7 @@ import type { BatchCommitted, WriterErrorType, WriterStatsSink } from '../copy/s
 import { CopyWriter } from '../copy/writer';
 import { RingConsumer } from '../ingest/ring';
 import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
+import { copyWriterOptionsOf } from './options';
 import { FrameProcessor, type ControlEvent, type GapEvent } from './processor';
 import { WORKER_COUNTERS, type IngestMessage, type WorkerCounterName, type WorkerMessage, type WorkerTask } from './protocol';
 
@@ -76,25 +77,7 @@ export default async function runWorker(task: WorkerTask): Promise<number> {
   const stats = statsSink(counters, post);
   const writers = new Map<TimeSeriesTableName, CopyWriter>();
   for (const t of TIME_SERIES_TABLES) {
-    const w = options.writer;
-    writers.set(
-      t.name,
-      CopyWriter.create(
-        {
-          url: options.databaseUrl,
-          table: t.name,
-          writerName: `${options.gathererId}/w${task.workerIndex}/${t.name}`,
-          batchRowsMax: w.batchRowsMax,
-          batchBytesMax: w.batchBytesMax,
-          flushIntervalMs: w.flushIntervalMs,
-          pendingRowsMax: w.pendingRowsMax,
-          retryAttemptsMax: w.retryAttemptsMax,
-          retryBaseMs: w.retryBackoffInitialMs,
-          retryMaxMs: w.retryBackoffMaxMs,
-        },
-        { stats, log },
-      ),
-    );
+    writers.set(t.name, CopyWriter.create(copyWriterOptionsOf(options, task.workerIndex, t.name), { stats, log }));
   }
   const rejectSlots = new Map<string, number>();
   for (const name of WORKER_COUNTERS) if (name.startsWith('rejected:')) rejectSlots.set(name.slice(9), counters.slot(name));
