@@ -149,15 +149,16 @@ export class CopyWriter {
   }
 
   /**
-   * Flushes everything pending (waiting at most closeTimeoutMs), then ends the connection.
-   * After the deadline the writer stops retrying and reports the rows it could not confirm.
+   * Flushes everything pending (waiting at most timeoutMs, by default closeTimeoutMs), then ends the
+   * connection. After the deadline the writer stops retrying and reports the rows it could not
+   * confirm. The owner's stop bound (a gatherer's drain timeout) is passed here; the first call's wins.
    */
-  close(): Promise<CloseResult> {
-    this.closed ??= this.closeOnce();
+  close(timeoutMs: number = this.options.closeTimeoutMs): Promise<CloseResult> {
+    this.closed ??= this.closeOnce(timeoutMs);
     return this.closed;
   }
 
-  private async closeOnce(): Promise<CloseResult> {
+  private async closeOnce(timeoutMs: number): Promise<CloseResult> {
     const drained = this.flush().then(
       () => true,
       () => false,
@@ -166,7 +167,7 @@ export class CopyWriter {
     for (const wake of this.roomWaiters.splice(0)) wake();
     let deadline: NodeJS.Timeout | undefined;
     const timedOut = new Promise<false>((resolve) => {
-      deadline = setTimeout(() => resolve(false), this.options.closeTimeoutMs);
+      deadline = setTimeout(() => resolve(false), timeoutMs);
     });
     const clean = await Promise.race([drained, timedOut]);
     clearTimeout(deadline);

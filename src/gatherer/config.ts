@@ -45,7 +45,12 @@ export const PIPELINE_SPEC = {
     default: 100_000,
     min: 0,
   },
-  drainTimeoutMs: { kind: 'int', doc: 'graceful-stop bound for draining rings and flushing', default: 30_000, min: 100 },
+  drainTimeoutMs: {
+    kind: 'int',
+    doc: 'graceful-stop bound for draining rings and committing the writers\' rows; rows left after it make the stop report failure (exit 1)',
+    default: 30_000,
+    min: 100,
+  },
   workerRestartBackoffInitialMs: { kind: 'int', doc: 'first relaunch delay ceiling of a dead worker (full jitter)', default: 500, min: 1 },
   workerRestartBackoffMaxMs: { kind: 'int', doc: 'largest relaunch delay ceiling of a dead worker', default: 30_000, min: 1 },
   workerRestartsMax: {

@@ -16,7 +16,14 @@ import { createRingBuffer, RingProducer } from '../ingest/ring';
 import { Backoff } from './backoff';
 import type { ExchangeReply } from './control';
 import type { GapEvent } from '../workers/sequence';
-import { WORKER_COUNTERS, type WorkerCounterName, type WorkerMessage, type WorkerTask, type WorkerTaskOptions } from '../workers/protocol';
+import {
+  WORKER_COUNTERS,
+  type WorkerCounterName,
+  type WorkerMessage,
+  type WorkerReport,
+  type WorkerTask,
+  type WorkerTaskOptions,
+} from '../workers/protocol';
 
 export interface PipelineOptions {
   readonly workers: number;
@@ -64,9 +71,14 @@ interface WorkerSlot {
   wake: (() => void) | undefined;
   /** False once the worker died while stopping or was given up: its ring was not drained. */
   clean: boolean;
+  /** Rows the worker's writers could not commit by the end of its drain (its final report). */
+  unflushedRows: number;
 }
 
 const WORKER_FILE = join(__dirname, '..', 'workers', 'task.js');
+// Workers' writers give up at the drain bound; this is their time to drop their connections (a
+// session end waits up to 2 s) and report what they left, before the threads are destroyed.
+const STOP_REPORT_GRACE_MS = 5_000;
 
 export class Pipeline {
   readonly slots: WorkerSlot[] = [];
@@ -103,6 +115,7 @@ export class Pipeline {
         backoff: new Backoff({ initialMs: opts.restart.backoffInitialMs, maxMs: opts.restart.backoffMaxMs, random: opts.restart.random }),
         wake: undefined,
         clean: true,
+        unflushedRows: 0,
       });
     }
   }
@@ -120,7 +133,7 @@ export class Pipeline {
     for (;;) {
       const launchedAt = Date.now();
       try {
-        await this.runTask(slot);
+        slot.unflushedRows = (await this.runTask(slot)).unflushedRows;
         return;
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
@@ -172,7 +185,7 @@ export class Pipeline {
   }
 
   /** One run of the worker's piscina task on the slot's ring. */
-  private async runTask(slot: WorkerSlot): Promise<void> {
+  private async runTask(slot: WorkerSlot): Promise<WorkerReport> {
     const { port1, port2 } = new MessageChannel();
     slot.port = port1;
     port1.on('message', (m: WorkerMessage) => this.onMessage(slot, m));
@@ -184,7 +197,7 @@ export class Pipeline {
       options: this.opts.task,
     };
     try {
-      await this.pool.run(task, { transferList: [port2] });
+      return (await this.pool.run(task, { transferList: [port2] })) as WorkerReport;
     } finally {
       port1.close();
     }
@@ -224,20 +237,25 @@ export class Pipeline {
 
   /**
    * Graceful stop: the producer side closes each ring; workers drain what is in it, flush and
-   * commit, then their tasks resolve. Bounded by timeoutMs.
+   * commit within task.drainTimeoutMs (the gatherer's pipeline.drainTimeoutMs), then report.
+   * Resolves true only when every worker drained its ring and committed every row.
    */
-  async stop(timeoutMs: number): Promise<boolean> {
+  async stop(): Promise<boolean> {
     this.stopping = true;
     for (const slot of this.slots) {
       slot.ring.close();
       slot.wake?.();
     }
+    const drainTimeoutMs = this.opts.task.drainTimeoutMs;
     const all = Promise.all(this.slots.map((s) => s.running));
     const timedOut = await Promise.race([
       all.then(() => false),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeoutMs).unref()),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(true), drainTimeoutMs + STOP_REPORT_GRACE_MS).unref()),
     ]);
     await this.pool.destroy();
-    return !timedOut && this.slots.every((s) => s.clean);
+    if (timedOut) this.log.error({ drainTimeoutMs }, 'workers did not finish draining in time; rows they held are lost to this gatherer');
+    const unflushedRows = this.slots.reduce((n, s) => n + s.unflushedRows, 0);
+    if (unflushedRows > 0) this.log.error({ unflushedRows, drainTimeoutMs }, 'rows left uncommitted at stop');
+    return !timedOut && unflushedRows === 0 && this.slots.every((s) => s.clean);
   }
 }

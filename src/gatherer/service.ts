@@ -105,6 +105,7 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
         writer: o.writer,
         recentTradeIdsMax: o.pipeline.recentTradeIdsMax,
         logLevel: o.log.level,
+        drainTimeoutMs: o.pipeline.drainTimeoutMs,
       },
       restart: {
         backoffInitialMs: o.pipeline.workerRestartBackoffInitialMs,
@@ -213,7 +214,7 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
       // Frames held for a full ring (pause mode) go in before the rings close.
       const heldLeft = await router.drainBacklog(o.pipeline.drainTimeoutMs);
       if (heldLeft > 0) log.error({ frames: heldLeft }, 'frames held for a full ring were left behind at stop');
-      const drained = (await pipeline.stop(o.pipeline.drainTimeoutMs)) && heldLeft === 0;
+      const drained = (await pipeline.stop()) && heldLeft === 0;
       await gaps.stop();
       await controlPlane.stop();
       http.close();

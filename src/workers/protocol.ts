@@ -24,6 +24,18 @@ export interface WorkerTaskOptions {
   /** Recent trade ids remembered to drop duplicated trade frames. */
   readonly recentTradeIdsMax: number;
   readonly logLevel: string;
+  /**
+   * The gatherer's graceful-stop bound (pipeline.drainTimeoutMs): from the moment the worker sees
+   * its ring closed, draining it and committing the writers' rows must end within it.
+   */
+  readonly drainTimeoutMs: number;
+}
+
+/** What a worker task resolves with once its ring was closed and drained. */
+export interface WorkerReport {
+  readonly frames: number;
+  /** Rows its writers could not commit within the drain bound (0 after a clean stop). */
+  readonly unflushedRows: number;
 }
 
 export interface WorkerTask {

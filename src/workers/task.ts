@@ -15,7 +15,14 @@ import { RingConsumer } from '../ingest/ring';
 import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
 import { copyWriterOptionsOf } from './options';
 import { FrameProcessor, type ControlEvent, type GapEvent } from './processor';
-import { WORKER_COUNTERS, type IngestMessage, type WorkerCounterName, type WorkerMessage, type WorkerTask } from './protocol';
+import {
+  WORKER_COUNTERS,
+  type IngestMessage,
+  type WorkerCounterName,
+  type WorkerMessage,
+  type WorkerReport,
+  type WorkerTask,
+} from './protocol';
 
 // Frames handled before yielding to the event loop so the writers' socket I/O keeps flowing.
 const FRAMES_PER_TURN = 2048;
@@ -64,7 +71,7 @@ function controlToMessage(e: ControlEvent): WorkerMessage | undefined {
   }
 }
 
-export default async function runWorker(task: WorkerTask): Promise<number> {
+export default async function runWorker(task: WorkerTask): Promise<WorkerReport> {
   const { options, port } = task;
   const log = createLogger('worker', { level: options.logLevel }).child({ worker: task.workerIndex });
   const counters = new SharedCounters(WORKER_COUNTERS, task.countersBuffer);
@@ -125,7 +132,10 @@ export default async function runWorker(task: WorkerTask): Promise<number> {
     pending: counters.slot('pending_rows'),
   };
   let frames = 0;
+  let drainDeadline: number | undefined;
   for (;;) {
+    // The drain bound runs from the moment this worker sees its ring closed (the gatherer's stop).
+    if (drainDeadline === undefined && ring.isProducerClosed()) drainDeadline = Date.now() + options.drainTimeoutMs;
     let n = 0;
     let len: number;
     while (n < FRAMES_PER_TURN && (len = ring.readInto(frame)) >= 0) {
@@ -158,11 +168,13 @@ export default async function runWorker(task: WorkerTask): Promise<number> {
       await ring.waitForDataAsync(IDLE_WAIT_MS);
     }
   }
-  // The ring is closed and empty: commit everything still held, then stop.
-  const results = await Promise.all([...writers.values()].map((w) => w.close()));
-  const unflushed = results.reduce((s, r) => s + r.unflushedRows, 0);
-  counters.set(slots.pending, unflushed);
-  if (unflushed > 0) log.error({ unflushed }, 'rows not committed at shutdown');
+  // The ring is closed and empty: commit everything still held within what is left of the drain
+  // bound, then report what was not committed (the gatherer's stop must not call that clean).
+  const closeWithinMs = Math.max(0, (drainDeadline ?? Date.now()) - Date.now());
+  const results = await Promise.all([...writers.values()].map((w) => w.close(closeWithinMs)));
+  const unflushedRows = results.reduce((s, r) => s + r.unflushedRows, 0);
+  counters.set(slots.pending, unflushedRows);
+  if (unflushedRows > 0) log.error({ unflushed: unflushedRows }, 'rows not committed at shutdown');
   port.close();
-  return frames;
+  return { frames, unflushedRows };
 }
