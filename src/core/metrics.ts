@@ -30,6 +30,11 @@ export const GATHERER_METRICS = {
   router_ring_full_total: { type: 'counter', help: 'Times a ring was full when the ingest thread wrote to it' },
   router_frames_held_total: { type: 'counter', help: 'Frames kept in order for a full ring (pause mode) and written once it had room' },
   router_ring_used_bytes: { type: 'gauge', help: 'Bytes waiting in each worker ring', labels: ['worker'] },
+  market_created_to_subscribed_seconds: {
+    type: 'histogram',
+    help: "From a market's lifecycle 'created' message to the ack of its order-book subscription",
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+  },
   messages_rejected_total: { type: 'counter', help: 'Messages rejected as malformed or unknown, by error code', labels: ['code'] },
   writer_inserts_total: { type: 'counter', help: 'Rows committed to the gatherer database', labels: ['table'] },
   writer_batches_total: { type: 'counter', help: 'COPY batches committed', labels: ['table'] },

@@ -4,6 +4,7 @@
 import { Client } from 'pg';
 import { formatTruthComparison, verifyAgainstTruth, type TruthComparison } from '../ops/truth';
 import { readTruthExpectation } from '../ops/truth-file';
+import { histogramQuantile, scrape, sumOf } from '../ops/scrape';
 import { Stack } from './stack';
 import { LiveView } from './view';
 
@@ -144,10 +145,20 @@ function header(o: DemoOptions, startUs: number, wsUrl: string, events: readonly
   ].join('\n');
 }
 
+/** p50 / p99 of market_created_to_subscribed_seconds over every gatherer, as one line. */
+async function creationLatency(stack: Stack): Promise<string> {
+  const samples = (await Promise.all(stack.endpoints().filter((e) => e.kind === 'gatherer').map((e) => scrape(e.metricsUrl)))).flatMap((s) => s ?? []);
+  const n = sumOf(samples, 'market_created_to_subscribed_seconds_count');
+  if (n === 0) return 'no market was created during the run';
+  const fmt = (q: number): string => `${(histogramQuantile(samples, 'market_created_to_subscribed_seconds', q) ?? 0).toFixed(2)} s`;
+  return `${n} subscriptions, p50 ${fmt(0.5)}, p99 ${fmt(0.99)}`;
+}
+
 async function finish(stack: Stack, o: DemoOptions, afterN: number, say: (l: string) => void): Promise<number> {
   say('\nstopping: pausing the exchange, draining the gatherers, letting the deduplicator catch up ...');
   const sim = stack.sim!;
   const end = await sim.clock('pause');
+  const latency = await creationLatency(stack);
   await new Promise((r) => setTimeout(r, 3000));
   await Promise.all(stack.gatherers.map((g) => g.service.stop(60_000)));
   await sim.stop();
@@ -164,6 +175,7 @@ async function finish(stack: Stack, o: DemoOptions, afterN: number, say: (l: str
     say('');
     say(`summary: ${merged} rows in production; ${truth.expected.trades.length} trades and ${truth.expected.deltas.length} deltas made by the exchange in the run`);
     say(`gap ledger: ${gaps.rows[0].n} gaps recorded, ${gaps.rows[0].r} recovered`);
+    say(`new markets, 'created' to book subscription acked: ${latency}`);
     for (const g of stack.gatherers) say(`${g.name}: started ${g.service.state().starts} time(s)`);
   } finally {
     await c.end();

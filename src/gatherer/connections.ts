@@ -24,7 +24,11 @@ export interface ConnectionManagerOptions {
   readonly wsMaxPayloadBytes: number;
   /** Channels subscribed per market shard. */
   readonly marketChannels: readonly string[];
-  /** Channels without market filter, subscribed once on connection 1. */
+  /**
+   * All-markets channels (no market filter): the i-th is held by connection (i mod connections)+1.
+   * Kalshi sends every market's messages on them, new markets' from their first message, so a
+   * market created a moment ago loses no trade or ticker waiting for its shard subscription.
+   */
   readonly globalChannels: readonly string[];
   /** Sent explicitly on every orderbook subscription: Kalshi has said the default will flip. */
   readonly useYesPrice: boolean;
@@ -51,6 +55,8 @@ export interface ConnectionEvents {
   resubscribed(connId: number, tickers: readonly string[], downSinceUs: number): void;
   error(type: string, detail: Record<string, unknown>): void;
   reconnect(connId: number): void;
+  /** The exchange acked the order-book subscription of these markets (subscribe or add_markets). */
+  marketsSubscribed?(tickers: readonly string[]): void;
 }
 
 interface Shard {
@@ -97,7 +103,8 @@ export class ConnectionManager {
   private nextShardId = 1;
   private shardSize: number;
   private stopped = false;
-  private globalLive = false;
+  /** Live all-markets subscriptions: channel -> connection and sid. */
+  private readonly globalSids = new Map<string, { readonly connId: number; readonly sid: number }>();
   private silenceTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -163,7 +170,7 @@ export class ConnectionManager {
   /** Every connection open, no subscribe outstanding, every shard holding a sid per market channel. */
   allSubscribed(): boolean {
     if (this.openConnections() !== this.conns.length) return false;
-    if (this.opts.globalChannels.length > 0 && !this.globalLive) return false;
+    if (this.globalSids.size < this.opts.globalChannels.length) return false;
     for (const c of this.conns) for (const p of c.pending.values()) if (p.kind === 'subscribe') return false;
     for (const s of this.shards.values()) {
       if (s.tickers.size > 0 && s.sids.size < this.opts.marketChannels.length) return false;
@@ -187,7 +194,27 @@ export class ConnectionManager {
 
   /** Whether a shard holds sid on connId now. */
   hasSid(connId: number, sid: number): boolean {
-    return this.findSid(connId, sid) !== undefined;
+    return this.findSid(connId, sid) !== undefined || this.globalChannelOfSid(connId, sid) !== undefined;
+  }
+
+  /** The all-markets channel the sid carries on connId, if it is one. */
+  globalChannelOfSid(connId: number, sid: number): string | undefined {
+    for (const [channel, g] of this.globalSids) if (g.connId === connId && g.sid === sid) return channel;
+    return undefined;
+  }
+
+  /** True when connId is the connection that holds the all-markets subscription of `channel`. */
+  holdsGlobal(connId: number, channel: string): boolean {
+    return this.globalChannelsOf(connId).includes(channel);
+  }
+
+  /** Every market the manager follows. */
+  allTickers(): string[] {
+    return [...this.shardOfTicker.keys()];
+  }
+
+  private globalChannelsOf(connId: number): string[] {
+    return this.opts.globalChannels.filter((_, i) => (i % this.conns.length) + 1 === connId);
   }
 
   /** Open and not waiting to resubscribe after a break. */
@@ -269,6 +296,13 @@ export class ConnectionManager {
    * onDone(true) once the exchange acknowledged.
    */
   resync(connId: number, sid: number, terminal: boolean, onDone: (ok: boolean) => void): void {
+    const global = this.globalChannelOfSid(connId, sid);
+    if (global !== undefined) {
+      // Only books have snapshots: a live all-markets sid needs nothing; a dead one is subscribed again.
+      if (!terminal) return onDone(true);
+      this.globalSids.delete(global);
+      return this.subscribeGlobal(this.conns[connId - 1]!, [global], onDone);
+    }
     const found = this.findSid(connId, sid);
     if (!found) return onDone(false);
     const { shard, channel } = found;
@@ -288,6 +322,7 @@ export class ConnectionManager {
     switch (reply.type) {
       case 'subscribed':
         if (pending?.shard) pending.shard.sids.set(reply.channel, reply.sid);
+        else if (pending?.kind === 'subscribe') this.globalSids.set(reply.channel, { connId: conn.id, sid: reply.sid });
         pending?.channels.delete(reply.channel);
         if (pending && pending.channels.size === 0) this.finish(conn, reply.id, true);
         break;
@@ -316,14 +351,15 @@ export class ConnectionManager {
     if (reply.id !== undefined && pending) {
       // A refused subscribe is retried after the connection's backoff: never give up on markets.
       // Whoever waits for it (a resync after a dead sid) hears when the retry is done, not now.
-      const retried = pending.kind === 'subscribe' && pending.shard !== undefined && this.shards.has(pending.shard.id);
+      const global = pending.kind === 'subscribe' && pending.shard === undefined;
+      const retried = global || (pending.kind === 'subscribe' && pending.shard !== undefined && this.shards.has(pending.shard.id));
       this.finish(conn, reply.id, false, !retried);
-      if (retried) {
+      const channels = [...pending.channels];
+      if (global) {
+        setTimeout(() => !this.stopped && this.subscribeGlobal(conn, channels, pending.onDone), conn.backoff.nextDelayMs()).unref();
+      } else if (retried) {
         const shard = pending.shard!;
-        const channels = [...pending.channels];
         setTimeout(() => !this.stopped && this.subscribeShard(shard, channels, pending.onDone), conn.backoff.nextDelayMs()).unref();
-      } else if (pending.kind === 'subscribe' && !pending.shard) {
-        setTimeout(() => !this.stopped && this.subscribeGlobal(conn), conn.backoff.nextDelayMs()).unref();
       }
     }
     // Terminal errors on a live sid (10, 17, 25) are turned into gap events by the worker's
@@ -408,6 +444,7 @@ export class ConnectionManager {
     if (!p) return;
     clearTimeout(p.timer);
     conn.pending.delete(id);
+    if (ok && p.shard !== undefined && (p.kind === 'subscribe' || p.action === 'add_markets') && p.tickers.length > 0) this.events.marketsSubscribed?.(p.tickers);
     if (notify) p.onDone?.(ok);
     if (ok) this.checkResubscribed(conn);
   }
@@ -430,18 +467,11 @@ export class ConnectionManager {
     if (!sent) onDone?.(false); // not connected: the reconnect resubscribes every shard
   }
 
-  /** Channels without a market filter (lifecycle), on connection 1 only. */
-  private subscribeGlobal(conn: Conn): void {
-    const channels = this.opts.globalChannels;
-    if (channels.length === 0) return;
-    this.globalLive = false;
-    this.send(conn, 'subscribe', { channels }, {
-      kind: 'subscribe',
-      shard: undefined,
-      channels: new Set(channels),
-      tickers: [],
-      onDone: (ok) => (this.globalLive = ok),
-    });
+  /** All-markets channels (no market filter) this connection holds (see globalChannels). */
+  private subscribeGlobal(conn: Conn, channels: readonly string[] = this.globalChannelsOf(conn.id), onDone?: (ok: boolean) => void): void {
+    if (channels.length === 0) return onDone?.(true);
+    const sent = this.send(conn, 'subscribe', { channels }, { kind: 'subscribe', shard: undefined, channels: new Set(channels), tickers: [], onDone });
+    if (!sent) onDone?.(false); // not connected: the reconnect subscribes them again
   }
 
   private updateShard(shard: Shard, action: 'add_markets' | 'delete_markets', tickers: readonly string[]): void {
@@ -497,7 +527,7 @@ export class ConnectionManager {
     conn.lastFrameUs = nowUs();
     this.sink.notice(conn.id, { kind: 'opened', epoch: conn.epoch });
     this.log.info({ connId: conn.id, epoch: conn.epoch }, 'connected');
-    if (conn.id === 1) this.subscribeGlobal(conn);
+    this.subscribeGlobal(conn);
     for (const shard of this.shards.values()) {
       if (shard.connId !== conn.id || shard.tickers.size === 0) continue;
       shard.sids.clear();
@@ -528,6 +558,7 @@ export class ConnectionManager {
     }
     conn.pending.clear();
     for (const shard of this.shards.values()) if (shard.connId === conn.id) shard.sids.clear();
+    for (const [channel, g] of this.globalSids) if (g.connId === conn.id) this.globalSids.delete(channel);
     this.sink.notice(conn.id, { kind: 'closed', epoch: conn.epoch });
     if (this.stopped) return;
     const forced = conn.forced;

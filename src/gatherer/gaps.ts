@@ -16,7 +16,7 @@ import type { GapEvent } from '../workers/sequence';
 import type { TradeBackfill } from './backfill';
 import type { ConnectionManager } from './connections';
 
-const LEDGER_KIND: Record<GapEvent['kind'], string> = {
+const LEDGER_KIND: Record<Exclude<GapEvent['kind'], 'closed'>, string> = {
   gap: 'seq_gap',
   'terminal-error': 'error',
   'ring-drop': 'ring_drop',
@@ -41,6 +41,10 @@ const RETIRED_SID_CHECKS_MAX = 3;
 const BACKFILL_PER_MARKET_MAX = 50;
 // Without a last good frame, the trade backfill looks back this far.
 const BACKFILL_LOOKBACK_US = 60_000_000;
+// A reconnected connection's trade backfill waits at most this long for its worker to say where the
+// closed stream ended in exchange time (the worker reads the close notice behind the frames still
+// in its ring: well under a second at the rates measured in bench/).
+const STREAM_END_WAIT_MS = 30_000;
 
 // At start-up: when this database last received rows (the newest batch, by its primary key), and
 // the gaps a previous process left open.
@@ -82,6 +86,10 @@ export class GapTracker {
   /** Per connection: where the trade backfill of its outage must start (a dead trade sid before it). */
   private readonly connBackfillFromUs = new Map<number, number>();
   private readonly wakeups = new Set<() => void>();
+  /** Connections whose outage began and whose worker has not yet reported where the stream ended. */
+  private readonly awaitingStreamEnd = new Set<number>();
+  /** Resubscriptions whose backfill waits for that report (see onStreamEnded). */
+  private readonly parkedResubscriptions = new Map<number, () => void>();
 
   constructor(
     private readonly gatherer: string,
@@ -95,9 +103,13 @@ export class GapTracker {
   ) {}
 
   onWorkerGap(g: GapEvent): void {
-    const tickers = g.tickers.length > 0 ? g.tickers : this.manager.tickersOfSid(g.connId, g.sid);
+    if (g.kind === 'closed') return this.onStreamEnded(g);
+    const tickers = this.tickersAtRisk(g);
     const kind = g.kind === 'terminal-error' ? `error_${g.errorCode ?? 0}` : LEDGER_KIND[g.kind];
     const windowStartUs = g.lastGoodUs ?? g.detectedUs - BACKFILL_LOOKBACK_US;
+    // Trades are fetched by exchange time: from the last good message's exchange time when the worker
+    // knew it (a reader lagging the exchange received it long after), else from its receipt.
+    const backfillFromUs = Math.min(windowStartUs, g.lastGoodExchangeUs ?? Infinity);
     const ringJoined = this.ringDropRow(g);
     const resyncJoined = ringJoined === undefined ? this.resyncRow(g) : undefined;
     const gapId = ringJoined ?? resyncJoined ?? this.record({
@@ -124,7 +136,7 @@ export class GapTracker {
     // book or trade stream may have lost trades, which are fetched over REST for the window. A dead
     // sid's window ends when it is subscribed again (below), a live one's now.
     if (!terminal && (g.channel === 'trade' || g.channel === 'orderbook_delta')) {
-      this.queueTradeBackfill(g.connId, tickers, windowStartUs, g.channel === 'trade' ? [gapId] : [], 'rest_backfill');
+      this.queueTradeBackfill(g.connId, tickers, backfillFromUs, g.channel === 'trade' ? [gapId] : [], 'rest_backfill');
     }
     if (resyncJoined !== undefined) return; // the resync in flight recovers the row it joined
     // Only order books have snapshots; a live non-book sid is recovered its own way (a ring drop
@@ -137,7 +149,15 @@ export class GapTracker {
       return;
     }
     this.resyncWaiting.set(key, [gapId]);
-    this.resyncSid(g, terminal, tickers, windowStartUs);
+    this.resyncSid(g, terminal, tickers, backfillFromUs);
+  }
+
+  /** Markets whose data the gap may have cost: an all-markets trade sid's gap costs every market's trades. */
+  private tickersAtRisk(g: GapEvent): readonly string[] {
+    if (g.tickers.length > 0) return g.tickers;
+    const shard = this.manager.tickersOfSid(g.connId, g.sid);
+    if (shard.length > 0) return shard;
+    return g.channel === 'trade' ? this.manager.allTickers() : [];
   }
 
   /** Asks the connection manager to resync the sid; every gap row waiting on it is then recovered. */
@@ -204,6 +224,8 @@ export class GapTracker {
   private readonly disconnects = new Map<number, Promise<number | undefined>>();
 
   onDisconnected(connId: number, tickers: readonly string[], sinceUs: number, reason: string): void {
+    // A dead worker reports nothing more; a closed connection's worker reports where its stream ended.
+    if (reason !== 'worker_restart') this.awaitingStreamEnd.add(connId);
     this.disconnects.set(
       connId,
       this.record({
@@ -223,7 +245,45 @@ export class GapTracker {
     );
   }
 
-  onResubscribed(connId: number, tickers: readonly string[], sinceUs: number): void {
+  /**
+   * The worker read a connection's close notice: its stream ended at `lastGoodExchangeUs` in exchange
+   * time. The outage's trade backfill starts there rather than at the last frame's receipt time, so a
+   * reader lagging the exchange by minutes asks for every trade it missed.
+   */
+  private onStreamEnded(g: GapEvent): void {
+    if (!this.awaitingStreamEnd.delete(g.connId)) return; // a failed reconnect attempt's close
+    if (g.lastGoodExchangeUs !== null) {
+      this.connBackfillFromUs.set(g.connId, Math.min(g.lastGoodExchangeUs, this.connBackfillFromUs.get(g.connId) ?? Infinity));
+    }
+    const parked = this.parkedResubscriptions.get(g.connId);
+    this.parkedResubscriptions.delete(g.connId);
+    parked?.();
+  }
+
+  /** Holds a resubscription's backfill until the stream-end report, STREAM_END_WAIT_MS or stop. */
+  private parkResubscription(connId: number, tickers: readonly string[], sinceUs: number): void {
+    const parked = new Promise<void>((resolve) => {
+      let done = false;
+      const run = (): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.wakeups.delete(run);
+        this.parkedResubscriptions.delete(connId);
+        this.awaitingStreamEnd.delete(connId);
+        resolve();
+        this.onResubscribed(connId, tickers, sinceUs);
+      };
+      const timer = setTimeout(run, STREAM_END_WAIT_MS);
+      this.wakeups.add(run);
+      this.parkedResubscriptions.set(connId, run);
+    });
+    this.track(parked);
+  }
+
+  onResubscribed(connId: number, shardTickers: readonly string[], sinceUs: number): void {
+    let tickers = shardTickers;
+    if (this.awaitingStreamEnd.has(connId) && !this.parkedResubscriptions.has(connId)) return this.parkResubscription(connId, tickers, sinceUs);
     const ids = [...(this.connWaiting.get(connId) ?? [])];
     this.connWaiting.delete(connId);
     const d = this.disconnects.get(connId);
@@ -231,6 +291,8 @@ export class GapTracker {
     this.disconnects.delete(connId);
     const fromUs = Math.min(sinceUs, this.connBackfillFromUs.get(connId) ?? Infinity);
     this.connBackfillFromUs.delete(connId);
+    // The connection holding the all-markets trade subscription lost every market's trades.
+    if (this.manager.holdsGlobal(connId, 'trade')) tickers = this.manager.allTickers();
     // Recovered once the trades of the outage are fetched too.
     if (tickers.length > 0) this.queueTradeBackfill(connId, tickers, fromUs, ids, 'resubscribe');
     else this.recover(ids, 'resubscribe');

@@ -66,6 +66,9 @@ const TRACKED_LISTINGS = ['unopened', 'open', 'paused'] as const;
 const UNFINISHED = new Set(['initialized', 'active', 'inactive']);
 // Background REST look-ups (after `created`, revivals, metadata changes) in flight at most.
 const MAX_BACKGROUND_FETCHES = 1000;
+// Created markets whose subscription is not acked yet, remembered for the latency metric (a creation
+// burst is hundreds; markets never subscribed, e.g. finished at once, must not grow it forever).
+const CREATED_TIMES_MAX = 100_000;
 const LOOKUP_BATCH = 100;
 
 export function isFinished(m: TrackedMarket, nowMs: number): boolean {
@@ -165,6 +168,16 @@ export class MarketRegistry extends EventEmitter {
 
   // ---- lifecycle -------------------------------------------------------------------------------
 
+  /** When each market's 'created' message arrived (ms), until its subscription is acked. */
+  private readonly createdAtMs = new Map<string, number>();
+
+  /** The arrival time of the market's 'created' message, once (for the creation-to-subscribed latency). */
+  takeCreatedAt(ticker: string): number | undefined {
+    const t = this.createdAtMs.get(ticker);
+    this.createdAtMs.delete(ticker);
+    return t;
+  }
+
   /** Applies one lifecycle message (the parsed JSON envelope). Never throws: bad input is counted. */
   applyLifecycle(envelope: unknown): Promise<LifecycleOutcome> {
     if (this.queued >= this.opts.lifecycleQueueMax) {
@@ -187,6 +200,7 @@ export class MarketRegistry extends EventEmitter {
       return Promise.resolve('rejected');
     }
     this.queued++;
+    if (parsed.kind !== 'event' && parsed.eventType === 'created' && this.createdAtMs.size < CREATED_TIMES_MAX) this.createdAtMs.set(parsed.ticker, this.clock.nowMs());
     const work =
       parsed.kind === 'event'
         ? async (): Promise<LifecycleOutcome> => {

@@ -34,6 +34,34 @@ export function sumOf(samples: readonly Sample[], name: string, match: Record<st
   return total;
 }
 
+/**
+ * The q-quantile of a histogram summed over its samples (every label set, every scrape passed),
+ * interpolated linearly inside the bucket as Prometheus' histogram_quantile does; null when empty.
+ */
+export function histogramQuantile(samples: readonly Sample[], name: string, q: number): number | null {
+  const byLe = new Map<number, number>();
+  for (const s of samples) {
+    if (s.name !== `${name}_bucket` || s.labels.le === undefined) continue;
+    const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
+    byLe.set(le, (byLe.get(le) ?? 0) + s.value);
+  }
+  const buckets = [...byLe].sort((a, b) => a[0] - b[0]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total === 0) return null;
+  const rank = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const [le, count] of buckets) {
+    if (count >= rank) {
+      if (le === Infinity) return prevLe; // above the largest finite bucket: its bound, as Prometheus does
+      return prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount);
+    }
+    prevLe = le;
+    prevCount = count;
+  }
+  return prevLe;
+}
+
 /** GET a /metrics endpoint; undefined when unreachable (a down service is a normal state here). */
 export async function scrape(url: string, timeoutMs = 2000): Promise<Sample[] | undefined> {
   try {

@@ -5,7 +5,7 @@ import uWS = require('../http/uws');
 import { KdpError } from '../core/errors';
 import { resolveOptions, type Resolved, type Spec } from '../config/validate';
 import { loadPublicKeys, REST_PREFIX, WS_PATH } from './auth';
-import { FiringClock, InactiveSchedule, parseFaultSpec, type FaultPlan } from './faults';
+import { BurstSchedule, CreationSchedule, FiringClock, InactiveSchedule, LOAD_KINDS, parseFaultSpec, type FaultPlan } from './faults';
 import { Generator } from './generator';
 import { RestApi } from './rest';
 import { ExchangeState } from './state';
@@ -26,6 +26,13 @@ export const SIM_SPEC = {
   pace: { kind: 'enum', doc: 'realtime: exchange time tracks wall time x speed; fast: as fast as readers take it', values: ['realtime', 'fast'], default: 'realtime' },
   speed: { kind: 'number', doc: 'exchange seconds per wall second when pace = realtime', default: 1, min: 0.001, max: 1e6 },
   marketLifetimeS: { kind: 'number', doc: 'mean market life from open to close, exchange seconds', default: 600, min: 1 },
+  activitySkew: {
+    kind: 'number',
+    doc: 'power-law exponent of activity over markets (0 = uniform; 1.2: of 40,000 markets the busiest 300 carry ~3/4 of the messages, the quieter half ~2 %)',
+    default: 1.2,
+    min: 0,
+    max: 3,
+  },
   checkpointIntervalMs: { kind: 'int', doc: 'book checkpoints in the truth file every this many exchange ms', default: 5000, min: 10 },
   deciCentShare: { kind: 'number', doc: 'share of markets with 0.001 price steps', default: 0.5, min: 0, max: 1 },
   truthFile: { kind: 'string', doc: 'write the ground truth (NDJSON) here', optional: true },
@@ -63,8 +70,10 @@ export type FaultRequest =
   | { kind: 'oversized'; conn?: number; bytes?: number }
   | { kind: 'err25'; conn?: number; sid?: number }
   | { kind: 'skipseq'; conn: number; sid: number }
-  /** The sid's next sequenced data frame is sent twice / preceded by a truncated copy. */
+  /** The sid's next sequenced data frame is sent twice / preceded by a truncated copy (book sids). */
   | { kind: 'dup' | 'malformed'; conn: number; sid: number }
+  /** The sid's next sequenced data frame (book, trade or lifecycle) consumes its seq and is not sent. */
+  | { kind: 'lose'; conn: number; sid: number }
   | { kind: 'rest429' | 'rest5xx'; forMs: number };
 
 export interface SimConnection {
@@ -190,6 +199,9 @@ class SimCore {
         seed: this.cfg.seed, startUs: this.startUs, markets: this.cfg.markets, rate: this.cfg.rate, marketLifetimeS: this.cfg.marketLifetimeS,
         checkpointIntervalMs: this.cfg.checkpointIntervalMs, deciCentShare: this.cfg.deciCentShare,
         inactive: new InactiveSchedule(this.plan, this.startUs),
+        bursts: new BurstSchedule(this.plan, this.startUs),
+        creations: new CreationSchedule(this.plan, this.startUs),
+        activitySkew: this.cfg.activitySkew,
       }, this.state, (d, t) => this.commit(d, t));
       this.generator.seed();
     }
@@ -290,7 +302,7 @@ class SimCore {
 
   // ---------------- faults ----------------
   private scheduleFaults(): void {
-    this.faultClocks = this.plan.periodic.filter((f) => f.kind !== 'inactive').map((f) => new FiringClock(f, this.startUs));
+    this.faultClocks = this.plan.periodic.filter((f) => !LOAD_KINDS.has(f.kind)).map((f) => new FiringClock(f, this.startUs));
   }
 
   private restFault(): number {
@@ -341,6 +353,12 @@ class SimCore {
         const sub = this.ws.conns.get(f.conn)?.subs.get(f.sid);
         if (!sub || sub.channel !== 'orderbook_delta') throw new KdpError('KDP_ERR_USAGE', `no order-book sid ${f.sid} on connection ${f.conn}`);
         sub.nextFault = f.kind;
+        return;
+      }
+      case 'lose': {
+        const sub = this.ws.conns.get(f.conn)?.subs.get(f.sid);
+        if (!sub || sub.channel === 'ticker') throw new KdpError('KDP_ERR_USAGE', `no sequenced sid ${f.sid} on connection ${f.conn}`);
+        sub.nextFault = 'lose';
         return;
       }
       case 'skipseq': {

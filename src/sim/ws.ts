@@ -56,7 +56,7 @@ export interface Sub {
   seq: number;
   alive: boolean;
   /** A fault injected on demand, applied to the next sequenced data frame of this sid. */
-  nextFault: 'malformed' | 'dup' | null;
+  nextFault: 'malformed' | 'dup' | 'lose' | null;
 }
 
 interface ConnData {
@@ -177,23 +177,40 @@ export class WsHub {
         return;
       }
       case 'trade':
-        return this.fanAll(this.tradeAll, this.tradeIdx.get(rec.m), 'trade', () => tradeMsg(rec));
+        return this.fanAll(this.tradeAll, this.tradeIdx.get(rec.m), 'trade', () => tradeMsg(rec), true);
       case 'ticker':
         return this.fanAll(this.tickerAll, this.tickerIdx.get(rec.m), 'ticker', () => tickerMsg(rec, this.state.market(rec.m).wirePrefix, !omitTsMs(rec.n, this.o.tickerTsMsMissingRate)));
       case 'lifecycle':
-        return this.fanAll(this.lifecycleSubs, undefined, 'market_lifecycle_v2', () => JSON.stringify(rec.msg));
+        return this.fanAll(this.lifecycleSubs, undefined, 'market_lifecycle_v2', () => JSON.stringify(rec.msg), true);
       case 'event_lifecycle':
-        return this.fanAll(this.lifecycleSubs, undefined, 'event_lifecycle', () => JSON.stringify(rec.msg));
+        return this.fanAll(this.lifecycleSubs, undefined, 'event_lifecycle', () => JSON.stringify(rec.msg), true);
       default:
         return;
     }
   }
 
-  private fanAll(all: Set<Sub>, some: Set<Sub> | undefined, type: string, body: () => string): void {
+  /**
+   * Sends one message to every subscriber of a channel. Trades and lifecycle messages carry the
+   * sid's seq like book messages (frames captured from the live exchange: `"type":"trade","sid":2,
+   * "seq":48`; lifecycle seq is required in Kalshi's 2026 docs); tickers carry none. The rate
+   * faults (skipseq, dup, malformed) stay on book sids; a skipseq injected on a sid applies to any.
+   */
+  private fanAll(all: Set<Sub>, some: Set<Sub> | undefined, type: string, body: () => string, sequenced = false): void {
     if (all.size === 0 && (!some || some.size === 0)) return;
     const msg = body();
-    for (const sub of all) this.push(sub.conn, `{"type":"${type}","sid":${sub.sid},"msg":${msg}}`);
-    if (some) for (const sub of some) this.push(sub.conn, `{"type":"${type}","sid":${sub.sid},"msg":${msg}}`);
+    for (const sub of all) this.sendOne(sub, type, msg, sequenced);
+    if (some) for (const sub of some) this.sendOne(sub, type, msg, sequenced);
+  }
+
+  private sendOne(sub: Sub, type: string, msg: string, sequenced: boolean): void {
+    if (!sequenced) return this.push(sub.conn, `{"type":"${type}","sid":${sub.sid},"msg":${msg}}`);
+    const seq = ++sub.seq;
+    if (sub.nextFault === 'lose') {
+      // A frame lost on the way (the exchange's buffer, a proxy): its seq is consumed, nothing sent.
+      sub.nextFault = null;
+      return this.fault({ kind: 'lose', conn: sub.conn.id, sid: sub.sid, seq });
+    }
+    this.push(sub.conn, `{"type":"${type}","sid":${sub.sid},"seq":${seq},"msg":${msg}}`);
   }
 
   private sendSeq(sub: Sub, type: string, body: string, id = 0): void {
@@ -211,6 +228,7 @@ export class WsHub {
     const injected = id === 0 ? sub.nextFault : null;
     if (injected !== null) {
       sub.nextFault = null;
+      if (injected === 'lose') return this.fault({ kind: 'lose', conn: sub.conn.id, sid: sub.sid, seq });
       if (injected === 'malformed') this.push(sub.conn, frame.slice(0, frame.length >> 1));
       this.fault({ kind: injected, conn: sub.conn.id, sid: sub.sid, seq });
     }

@@ -175,10 +175,14 @@ export class FrameProcessor {
     const connId = frame.connId;
     switch (frame.kind) {
       case FrameKind.connectionOpened:
-      case FrameKind.connectionClosed:
-        this.seq.resetConnection(connId);
+      case FrameKind.connectionClosed: {
+        // Where a closed stream ended in exchange time: the trade backfill of the outage starts there
+        // (a reader lagging the exchange received its last frame long after the exchange sent it).
+        if (frame.kind === FrameKind.connectionClosed) this.sinks.gap(this.seq.closeConnection(connId, frame.receivedUs)); // not a gap: no gapEvents count
+        else this.seq.resetConnection(connId);
         this.emitControl({ kind: frame.kind === FrameKind.connectionOpened ? 'connection-opened' : 'connection-closed', connId, receivedUs: frame.receivedUs });
         return;
+      }
       case FrameKind.ringDrop:
         this.counters.framesDroppedUpstream += frame.arg;
         for (const gap of this.seq.ringDrop(connId, frame.receivedUs)) this.emitGap(gap);
@@ -291,13 +295,18 @@ export class FrameProcessor {
 
   private onTrade(env: JsonObject): void {
     const sid = positiveInt(env.sid, 'sid');
+    // Live trades carry the sid's seq (2025-2026 captures); 2025 captures without it are accepted
+    // unchecked. A jump means trades were lost: the gap row is recovered by a REST backfill.
+    const seq = optionalInt(env.seq, 'seq');
+    if (seq !== null && !this.sequenced(sid, seq)) return;
     const row = this.tradeRow;
     readTrade(objectField(env, 'msg'), row);
+    if (seq !== null) this.seq.noteExchangeTime(this.connId, sid, row.exchange_ts);
     if (!this.recentTrades.add(row.trade_id)) {
       this.counters.duplicateTradesDropped++;
       return;
     }
-    this.provenance(row, sid, null);
+    this.provenance(row, sid, seq);
     this.emitRow('trades', this.encoders.trades(row));
   }
 
@@ -314,9 +323,12 @@ export class FrameProcessor {
 
   private onLifecycle(channel: string, env: JsonObject): void {
     const sid = positiveInt(env.sid, 'sid');
+    // Required on lifecycle messages in Kalshi's 2026 docs; a jump is recovered by a REST reconcile.
+    const seq = optionalInt(env.seq, 'seq');
+    if (seq !== null && !this.sequenced(sid, seq)) return;
     const row = this.lifecycleRow;
     readLifecycle(channel, objectField(env, 'msg'), row, { depthMax: this.options.payloadDepthMax, nodesMax: this.options.payloadNodesMax });
-    this.provenance(row, sid, null);
+    this.provenance(row, sid, seq);
     this.emitRow('lifecycle_events', this.encoders.lifecycle_events(row));
     this.sinks.lifecycle(channel, env);
   }
@@ -343,7 +355,11 @@ export class FrameProcessor {
     if (type === 'ok' && Array.isArray(env.msg)) return this.onListSubscriptions(id, env.msg);
     const sid = optionalInt(env.sid, 'sid');
     const seq = optionalInt(env.seq, 'seq');
-    if (sid !== null && seq !== null && !this.sequenced(sid, seq)) return;
+    if (sid !== null && seq !== null) {
+      // Book sids: acks share the data's counter (Kalshi docs). Trade / lifecycle sids: undocumented.
+      if (this.seq.isNonBookSid(connId, sid)) this.seq.claimAckSeq(connId, sid, seq);
+      else if (!this.sequenced(sid, seq)) return;
+    }
     if (type === 'unsubscribed') {
       if (sid === null) fail('KDP_ERR_MSG_SHAPE', 'unsubscribed without sid');
       this.seq.forgetSid(connId, sid);

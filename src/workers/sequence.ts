@@ -2,9 +2,13 @@
 // starting at 1, shared by every market on it and by every seq-bearing frame (orderbook_snapshot,
 // orderbook_delta, and the ok / unsubscribed acks). A jump forward is a gap that invalidates every
 // book on the sid; a repeat or step back is a duplicate that must not be written twice.
+// Trade and lifecycle sids carry a seq too (captured live frames 2025-2026; Kalshi's 2026 docs make
+// it required on lifecycle messages) and are checked the same way; whether their acks share the
+// counter is undocumented, so an ack's seq on such a sid is only a claim (see claimAckSeq).
 import { KdpError } from '../core/errors';
 
-export type GapKind = 'gap' | 'terminal-error' | 'ring-drop' | 'bad-message';
+/** 'closed' is no gap: it reports where a closed connection's stream ended (see closeConnection). */
+export type GapKind = 'gap' | 'terminal-error' | 'ring-drop' | 'bad-message' | 'closed';
 
 export interface GapEvent {
   readonly kind: GapKind;
@@ -22,9 +26,15 @@ export interface GapEvent {
   readonly tickers: readonly string[];
   /** Receive time (µs) of the last in-order frame on the sid: the loss window starts after it. */
   readonly lastGoodUs: number | null;
+  /** Exchange time (µs) of the last in-order message with one: a REST backfill window starts there,
+   *  so a reader lagging the exchange by minutes still asks for the right trades. */
+  readonly lastGoodExchangeUs: number | null;
   /** Receive time (µs) of the frame that revealed the loss. */
   readonly detectedUs: number;
 }
+
+// Acks a non-book sid can have outstanding at once (one per update_subscription in flight).
+const ACK_CLAIMS_MAX = 64;
 
 export const TERMINAL_ERROR_CODES: ReadonlySet<number> = new Set([10, 17, 25]);
 
@@ -36,6 +46,10 @@ class SidState {
   channel: string | null = null;
   nextSeq = 1;
   lastGoodUs: number | null = null;
+  /** Exchange time (µs) of the last in-order message on the sid whose body carried one. */
+  lastGoodExchangeUs: number | null = null;
+  /** Seqs that acks on a non-book sid carried: skipped over when data jumps past them. */
+  readonly ackSeqs: number[] = [];
   readonly markets = new Set<string>();
   /**
    * exchange_ts of the last delta received in order on this sid (any market); null when none has
@@ -110,6 +124,22 @@ export class SequenceChecker {
     this.connections.delete(connId);
   }
 
+  /**
+   * The connection closed: where its stream ended, in exchange time (the latest exchange time seen
+   * on any of its sids; frames are sent in exchange order, so whatever the exchange produced after
+   * it may be lost) and receive time, null when unknown. Resets it.
+   */
+  closeConnection(connId: number, receivedUs: number): GapEvent {
+    let exchangeUs: number | null = null;
+    let lastGoodUs: number | null = null;
+    for (const st of this.connections.get(connId)?.values() ?? []) {
+      if (st.lastGoodExchangeUs !== null && (exchangeUs === null || st.lastGoodExchangeUs > exchangeUs)) exchangeUs = st.lastGoodExchangeUs;
+      if (st.lastGoodUs !== null && (lastGoodUs === null || st.lastGoodUs > lastGoodUs)) lastGoodUs = st.lastGoodUs;
+    }
+    this.resetConnection(connId);
+    return { kind: 'closed', connId, sid: 0, channel: null, expectedSeq: null, gotSeq: null, errorCode: null, tickers: [], lastGoodUs, lastGoodExchangeUs: exchangeUs, detectedUs: receivedUs };
+  }
+
   /** The subscription ended (unsubscribed): forget it. */
   forgetSid(connId: number, sid: number): void {
     this.connections.get(connId)?.delete(sid);
@@ -123,6 +153,10 @@ export class SequenceChecker {
       return SeqVerdict.duplicate;
     }
     let verdict: SeqVerdict = SeqVerdict.inOrder;
+    while (seq > st.nextSeq && st.ackSeqs.length > 0 && st.ackSeqs[0]! <= st.nextSeq) {
+      // An ack on this sid consumed the seq we were waiting for (see claimAckSeq).
+      if (st.ackSeqs.shift() === st.nextSeq) st.nextSeq++;
+    }
     if (seq > st.nextSeq) {
       this.gaps++;
       this.lastGap = this.invalidate(st, 'gap', connId, sid, st.nextSeq, seq, null, receivedUs);
@@ -133,10 +167,36 @@ export class SequenceChecker {
     return verdict;
   }
 
+  /**
+   * An ok / unsubscribed ack on a trade or lifecycle sid carried `seq`. If the sid's counter is the
+   * one acks use (as on book sids), the data's next seq jumps past it; if not, it does not. Either
+   * way no gap and no duplicate: the seq is remembered and skipped only when the data jumps over
+   * it. Bounded: claims older than the next expected seq are discarded.
+   */
+  claimAckSeq(connId: number, sid: number, seq: number): void {
+    const st = this.state(connId, sid);
+    while (st.ackSeqs.length > 0 && st.ackSeqs[0]! < st.nextSeq) st.ackSeqs.shift();
+    if (seq < st.nextSeq || st.ackSeqs.length >= ACK_CLAIMS_MAX) return;
+    st.ackSeqs.push(seq);
+    st.ackSeqs.sort((a, b) => a - b);
+  }
+
+  /** The exchange time of the message just checked in order on the sid. */
+  noteExchangeTime(connId: number, sid: number, exchangeUs: number): void {
+    const st = this.connections.get(connId)?.get(sid);
+    if (st !== undefined) st.lastGoodExchangeUs = exchangeUs;
+  }
+
+  /** True for a sid whose channel is known and is not an order-book channel. */
+  isNonBookSid(connId: number, sid: number): boolean {
+    const channel = this.channelOf(connId, sid);
+    return channel !== null && channel !== 'orderbook_delta';
+  }
+
   private invalidate(st: SidState, kind: GapKind, connId: number, sid: number, expectedSeq: number | null, gotSeq: number | null, errorCode: number | null, detectedUs: number): GapEvent {
     for (const t of st.markets) st.unsynced.add(t);
     st.anchorTs = null;
-    return { kind, connId, sid, channel: st.channel, expectedSeq, gotSeq, errorCode, tickers: [...st.markets], lastGoodUs: st.lastGoodUs, detectedUs };
+    return { kind, connId, sid, channel: st.channel, expectedSeq, gotSeq, errorCode, tickers: [...st.markets], lastGoodUs: st.lastGoodUs, lastGoodExchangeUs: st.lastGoodExchangeUs, detectedUs };
   }
 
   /** An error 10/17/25 on a live sid: the subscription is dead; every book on it is invalid. */
@@ -171,6 +231,7 @@ export class SequenceChecker {
     const st = this.state(connId, sid);
     this.track(st, ticker);
     st.anchorTs = exchangeTs;
+    st.lastGoodExchangeUs = exchangeTs;
     return !st.unsynced.has(ticker);
   }
 

@@ -168,7 +168,7 @@ test('the first markets are spread over every connection (each connection feeds 
   }
 });
 
-test('add_markets refused with error 26 moves the markets to a new subscription: every market subscribed once on every channel', async () => {
+test('add_markets refused with error 26 moves the markets to a new subscription: every market subscribed once on the book channel; trades and tickers on one all-markets sid each', async () => {
   const dbUrl = await migratedGathererDb(pg);
   const run = await startPausedSimulator({ markets: 30, rate: 300, seed: 34, marketsPerSubMax: 15 });
   // The gatherer believes 20 fit; the exchange takes 15. Two connections hold 15 each, so the first
@@ -192,8 +192,10 @@ test('add_markets refused with error 26 moves the markets to a new subscription:
     });
     await waitFor('the exchange holds every market once per channel', () => {
       const counts = perChannel(run.sim.connections());
-      return counts.orderbook_delta === total && counts.ticker === total && counts.trade === total;
+      return counts.orderbook_delta === total;
     });
+    const allMarkets = run.sim.connections().flatMap((c) => c.subs.filter((s) => s.markets === null).map((s) => s.channel));
+    assert.deepEqual(allMarkets.sort(), ['market_lifecycle_v2', 'ticker', 'trade'], 'one all-markets subscription per global channel');
     for (const c of run.sim.connections()) for (const s of c.subs) if (s.markets !== null) assert.ok(s.markets <= 15, `sid ${s.sid} holds ${s.markets} markets`);
   } finally {
     await gatherer.stop();

@@ -97,16 +97,20 @@ test('a worker thread killed mid-stream is restarted; the loss is a recovered le
 test('an oversized frame is refused and counted; the ring-drop gaps it leaves on book, ticker, trade and lifecycle sids are all recovered, also through a REST 5xx burst; trades complete', async () => {
   const dbUrl = await migratedGathererDb(pg);
   const run = await startPausedSimulator({ markets: 40, rate: 1500, seed: 23, pingIntervalMs: 1000 });
-  // One quick REST retry: the first backfill gives up inside the 5xx burst.
-  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { rest: { restRetryMax: 1, backoffMaxMs: 200 } }));
+  // One quick REST retry: the first backfill gives up inside the 5xx burst. The client's bucket is
+  // the exchange's (the simulator's default 20 requests/s): the trade sid's drop costs every
+  // market's trades, one request per market, and a client configured above the exchange's limit
+  // drew 429s on every repeat until the backfill gave up.
+  const rest = { restRetryMax: 1, backoffMaxMs: 200, restTokensPerSec: 200, restBurstTokens: 200 };
+  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { rest }));
   try {
     const rec = await recordWindow(run, gatherer, dbUrl, 40, 14_000, (elapsedMs) => {
       if (elapsedMs < 1000 || gatherer.router.stats.framesTooLarge > 0) return;
-      // On the connection that also holds the lifecycle subscription, so every channel is hit.
-      const conn = run.sim.connections().find((c) => c.subs.some((s) => s.channel === 'market_lifecycle_v2'));
       // REST answers 503 for 5 s: the first trade backfill and reconcile fail and must be repeated.
       run.sim.injectFault({ kind: 'rest5xx', forMs: 5000 });
-      run.sim.injectFault({ kind: 'oversized', conn: conn!.id, bytes: 2 * 1024 * 1024 });
+      // On every connection: the book shards and the all-markets lifecycle, ticker and trade sids
+      // are spread over them, so every channel is hit.
+      for (const conn of run.sim.connections()) run.sim.injectFault({ kind: 'oversized', conn: conn.id, bytes: 2 * 1024 * 1024 });
     });
     assert.equal(rec.drained, true);
     assert.ok(gatherer.router.stats.framesTooLarge > 0, 'the oversized frame was refused and counted');

@@ -46,7 +46,7 @@ const manager = {
 
 function ringDrop(sid: number, channel: string, i: number): GapEvent {
   const t = Date.now() * 1000;
-  return { kind: 'ring-drop', connId: 1, sid, channel, expectedSeq: null, gotSeq: null, errorCode: null, tickers: [`M-${i % 7}`], lastGoodUs: t - 1000, detectedUs: t };
+  return { kind: 'ring-drop', connId: 1, sid, channel, expectedSeq: null, gotSeq: null, errorCode: null, tickers: [`M-${i % 7}`], lastGoodUs: t - 1000, lastGoodExchangeUs: null, detectedUs: t };
 }
 
 async function tracker(pool: Pool, backfill: TradeBackfill, mgr: ConnectionManager = manager): Promise<GapTracker> {
@@ -112,7 +112,7 @@ test('seq gaps on a book sid while its get_snapshot is in flight join that resyn
   try {
     const t = Date.now() * 1000;
     for (let i = 0; i < 200; i++) {
-      gaps.onWorkerGap({ kind: 'gap', connId: 1, sid: 5, channel: 'orderbook_delta', expectedSeq: 10 + 2 * i, gotSeq: 11 + 2 * i, errorCode: null, tickers: ['M-1'], lastGoodUs: t + i, detectedUs: t + i + 1 });
+      gaps.onWorkerGap({ kind: 'gap', connId: 1, sid: 5, channel: 'orderbook_delta', expectedSeq: 10 + 2 * i, gotSeq: 11 + 2 * i, errorCode: null, tickers: ['M-1'], lastGoodUs: t + i, lastGoodExchangeUs: null, detectedUs: t + i + 1 });
     }
     await waitFor('the gap recovered', async () => (await openGaps(pool)).n >= 1 && (await openGaps(pool)).open === 0);
     const r = await pool.query(`SELECT kind, expected_seq::int AS expected, recovery_method FROM gap_ledger`);

@@ -55,6 +55,7 @@ test('message shapes and field formats', async () => {
       assert.match(d.msg.ts, RFC_US);
       assert.equal(d.msg.ts_ms, Math.floor(parseRfc3339Micros(d.msg.ts) / 1000));
     }
+    const tradeSeqs = new Map<number, number[]>();
     for (const t of c.ofType('trade')) {
       assert.match(t.msg.trade_id, UUID);
       assert.match(t.msg.yes_price_dollars, PRICE);
@@ -62,8 +63,11 @@ test('message shapes and field formats', async () => {
       assert.match(t.msg.count_fp, SIZE);
       assert.equal(t.msg.ts, Math.floor(t.msg.ts_ms / 1000), 'trade ts is seconds');
       assert.ok(t.msg.ts_ms > 1.6e12 && t.msg.ts_ms < 1e14, 'ts_ms is milliseconds');
-      assert.equal(t.seq, undefined);
+      // Live trades carry the sid's seq (frames captured from the exchange, 2025-2026).
+      assert.equal(typeof t.seq, 'number');
+      tradeSeqs.set(t.sid, [...(tradeSeqs.get(t.sid) ?? []), t.seq]);
     }
+    for (const seqs of tradeSeqs.values()) assert.deepEqual(seqs, seqs.map((_, i) => seqs[0]! + i), 'trade seqs contiguous per sid');
     for (const t of c.ofType('ticker')) {
       assert.ok(t.msg.price_dollars === '' || PRICE.test(t.msg.price_dollars));
       for (const f of ['yes_bid_dollars', 'yes_ask_dollars']) assert.match(t.msg[f], PRICE);
@@ -332,7 +336,7 @@ test('a newly created market is announced on market_lifecycle_v2 and 404s on RES
     assert.equal(typeof created.msg.open_ts, 'number');
     assert.equal(typeof created.msg.close_ts, 'number');
     assert.ok(created.msg.open_ts < 1e11, 'open_ts is seconds');
-    assert.equal(created.seq, undefined);
+    assert.equal(typeof created.seq, 'number', 'lifecycle messages carry the sid\'s seq (required in Kalshi\'s 2026 docs)');
     assert.equal((await fetch(`${sim.restUrl}/markets/${created.msg.market_ticker}`)).status, 404);
     const listed = (await getJson(`${sim.restUrl}/markets?tickers=${created.msg.market_ticker}`)).markets;
     assert.equal(listed.length, 1);

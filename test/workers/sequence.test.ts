@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { FrameKind } from '../../src/ingest/frame';
 import { Capture } from './harness';
 
-const TS = '2026-05-28T05:35:09.623423Z';
+const TS = '2026-05-28T05:35:09.623423Z'; // = 1_779_946_509_623_423 µs
 const delta = (sid: number, seq: number, ticker = 'M-1', price = '0.5000', d = '10.00', ts = TS) => ({
   type: 'orderbook_delta', sid, seq, msg: { market_ticker: ticker, price_dollars: price, delta_fp: d, side: 'yes', ts },
 });
@@ -56,7 +56,7 @@ test('a seq gap yields one gap event with the sid markets; rows keep flowing, bo
   const gap = c.gaps[0]!;
   assert.deepEqual({ ...gap, tickers: [...gap.tickers].sort() }, {
     kind: 'gap', connId: 1, sid: 4, channel: 'orderbook_delta', expectedSeq: 3, gotSeq: 5, errorCode: null,
-    tickers: ['M-1', 'M-2', 'M-3'], lastGoodUs: 1001, detectedUs: 2000,
+    tickers: ['M-1', 'M-2', 'M-3'], lastGoodUs: 1001, lastGoodExchangeUs: 1_779_946_509_623_423, detectedUs: 2000,
   });
   assert.equal(c.lines('orderbook_deltas').length, 2, 'the delta that revealed the gap is still recorded');
   assert.equal(c.processor.isBookSynced(1, 4, 'M-2'), false);
@@ -105,7 +105,7 @@ test('error 10 / 17 / 25 on a sid is a terminal-error gap and the sid is forgott
     assert.equal(c.gaps.length, 1);
     assert.deepEqual(c.gaps[0], {
       kind: 'terminal-error', connId: 1, sid: 3, channel: 'orderbook_delta', expectedSeq: 2, gotSeq: null, errorCode: code,
-      tickers: ['M-7'], lastGoodUs: 1_779_946_510_000_000, detectedUs: 555,
+      tickers: ['M-7'], lastGoodUs: 1_779_946_510_000_000, lastGoodExchangeUs: null, detectedUs: 555,
     });
     // The sid is dead: a ring drop right after it must not report it (its gap could never be
     // resynced; the markets come back under the resubscription's new sid).
@@ -171,4 +171,76 @@ test('a snapshot is anchored at the last delta received on its sid (any market),
   c.feed(delta(1, 9, 'M-2', '0.4000', '1.00', T2));
   const anchors = c.lines('orderbook_snapshots').map((l) => col(l, 5));
   assert.deepEqual(anchors, ['\\N', us(T3), '\\N']);
+});
+
+const trade = (sid: number, seq: number | undefined, n: number, tsMs = 1_779_946_509_000 + n) => ({
+  type: 'trade', sid, ...(seq === undefined ? {} : { seq }),
+  msg: { trade_id: `00000000-0000-0000-0000-${String(n).padStart(12, '0')}`, market_ticker: 'M-1', yes_price_dollars: '0.1000', no_price_dollars: '0.9000', count_fp: '1.00', ts: Math.floor(tsMs / 1000), ts_ms: tsMs },
+});
+const lifecycle = (sid: number, seq: number) => ({
+  type: 'market_lifecycle_v2', sid, seq, msg: { market_ticker: 'M-1', event_type: 'activated' },
+});
+
+test('a seq jump on a trade sid is a gap on that sid carrying the last good trade\'s exchange time; trades keep flowing', () => {
+  const c = new Capture();
+  c.feed({ id: 1, type: 'subscribed', msg: { channel: 'trade', sid: 2 } });
+  c.feed(trade(2, 1, 1), 1, 5000);
+  c.feed(trade(2, 2, 2), 1, 6000);
+  c.feed(trade(2, 5, 5), 1, 9000); // 3 and 4 lost
+  assert.deepEqual(
+    c.gaps.map((g) => [g.kind, g.sid, g.channel, g.expectedSeq, g.gotSeq, g.lastGoodUs, g.lastGoodExchangeUs]),
+    [['gap', 2, 'trade', 3, 5, 6000, 1_779_946_509_002_000]],
+  );
+  c.feed(trade(2, 5, 5), 1, 9001); // the same frame again: a duplicate, dropped
+  assert.equal(c.lines('trades').length, 3);
+  assert.equal(c.processor.counters.duplicateSeqDropped, 1);
+});
+
+test('trades without seq (2025 captures) are accepted unchecked', () => {
+  const c = new Capture();
+  c.feed({ id: 1, type: 'subscribed', msg: { channel: 'trade', sid: 2 } });
+  for (let n = 1; n <= 3; n++) c.feed(trade(2, undefined, n));
+  assert.equal(c.gaps.length, 0);
+  assert.equal(c.lines('trades').length, 3);
+});
+
+test('a seq jump on a lifecycle sid is a gap on that sid', () => {
+  const c = new Capture();
+  c.feed({ id: 1, type: 'subscribed', msg: { channel: 'market_lifecycle_v2', sid: 1 } });
+  c.feed(lifecycle(1, 1));
+  c.feed(lifecycle(1, 3));
+  assert.deepEqual(c.gaps.map((g) => [g.kind, g.channel, g.expectedSeq, g.gotSeq]), [['gap', 'market_lifecycle_v2', 2, 3]]);
+});
+
+test('acks on a trade sid cause no false gap, whether or not they share the data\'s seq counter', () => {
+  // Shared counter: trade 1, ack 2, trade 3.
+  const shared = new Capture();
+  shared.feed({ id: 1, type: 'subscribed', msg: { channel: 'trade', sid: 2 } });
+  shared.feed(trade(2, 1, 1));
+  shared.feed({ id: 2, sid: 2, seq: 2, type: 'ok', msg: { market_tickers: ['M-1'] } });
+  shared.feed(trade(2, 3, 3));
+  assert.equal(shared.gaps.length, 0);
+  assert.ok(shared.controls.some((e) => e.kind === 'ok'), 'the ack reaches the connection manager');
+  // Separate counter: trade 1, ack 7, trade 2, trade 3.
+  const separate = new Capture();
+  separate.feed({ id: 1, type: 'subscribed', msg: { channel: 'trade', sid: 2 } });
+  separate.feed(trade(2, 1, 1));
+  separate.feed({ id: 2, sid: 2, seq: 7, type: 'ok', msg: { market_tickers: ['M-1'] } });
+  separate.feed(trade(2, 2, 2));
+  separate.feed(trade(2, 3, 3));
+  assert.equal(separate.gaps.length, 0);
+  assert.equal(separate.lines('trades').length, 3);
+  // A real loss after an ack is still a gap.
+  separate.feed(trade(2, 5, 5));
+  assert.deepEqual(separate.gaps.map((g) => [g.expectedSeq, g.gotSeq]), [[4, 5]]);
+});
+
+test('a closed connection reports where its stream ended in exchange time', () => {
+  const c = new Capture();
+  c.feed({ id: 1, type: 'subscribed', msg: { channel: 'trade', sid: 2 } }, 3);
+  c.feed(trade(2, 1, 1, 1_779_946_400_000), 3, 7000);
+  c.feed(delta(1, 1), 3, 8000);
+  c.control(FrameKind.connectionClosed, 3, null, 0, 9000);
+  assert.deepEqual(c.gaps.map((g) => [g.kind, g.connId, g.lastGoodUs, g.lastGoodExchangeUs, g.detectedUs]), [['closed', 3, 8000, 1_779_946_509_623_423, 9000]]);
+  assert.equal(c.processor.counters.gapEvents, 0, 'not counted as a gap');
 });
