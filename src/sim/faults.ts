@@ -2,20 +2,26 @@
 //   SPEC  := ITEM ("," ITEM)*
 //   ITEM  := KIND (":" KEY "=" VALUE)*
 //   KIND  := disconnect | stall | skipseq | dup | malformed | oversized | err25
-//          | rest429 | rest5xx | inactive
+//          | rest429 | rest5xx | inactive | create | burst
 //   KEY   := every (duration) | at (duration, once) | for (duration) | rate (probability 0..1)
-//            | bytes (int, oversized frame size)
+//            | bytes (int, oversized frame size) | count (int, markets per creation burst)
+//            | x (number > 1, rate multiplier of a burst)
+// `create` creates `count` markets at once, all opening within the next second (as daily and hourly
+// series do on Kalshi); `burst` multiplies the exchange's message rate by x for `for`. Both are load,
+// not faults of the wire: the generator applies them on its own clock (seeded, reproducible).
 //   duration := INT ("ms" | "s" | "m")
 // Periodic faults fire at start + k*every (k = 1, 2, ...) on the exchange clock, and once at
 // start + at. Rate faults (skipseq, dup, malformed) roll a seeded die per sequenced frame.
 import { KdpError } from '../core/errors';
 
-export const PERIODIC_KINDS = ['disconnect', 'stall', 'oversized', 'err25', 'rest429', 'rest5xx', 'inactive'] as const;
+export const PERIODIC_KINDS = ['disconnect', 'stall', 'oversized', 'err25', 'rest429', 'rest5xx', 'inactive', 'create', 'burst'] as const;
+/** Periodic kinds the generator applies itself (exchange load), not the simulator's fault loop. */
+export const LOAD_KINDS: ReadonlySet<string> = new Set(['inactive', 'create', 'burst']);
 export const RATE_KINDS = ['skipseq', 'dup', 'malformed'] as const;
 export type PeriodicKind = (typeof PERIODIC_KINDS)[number];
 export type RateKind = (typeof RATE_KINDS)[number];
 export type FaultKind = PeriodicKind | RateKind;
-const NEEDS_FOR: ReadonlySet<string> = new Set(['stall', 'rest429', 'rest5xx', 'inactive']);
+const NEEDS_FOR: ReadonlySet<string> = new Set(['stall', 'rest429', 'rest5xx', 'inactive', 'burst']);
 
 export interface PeriodicFault {
   kind: PeriodicKind;
@@ -23,6 +29,10 @@ export interface PeriodicFault {
   atUs: number;
   forUs: number;
   bytes: number;
+  /** Markets per creation burst (create). */
+  count: number;
+  /** Rate multiplier (burst). */
+  x: number;
 }
 export interface FaultPlan {
   periodic: PeriodicFault[];
@@ -58,7 +68,8 @@ function parseItem(item: string, plan: FaultPlan): void {
     return;
   }
   if (!(PERIODIC_KINDS as readonly string[]).includes(kind!)) bad(`unknown fault kind "${kind}"`);
-  for (const key of kv.keys()) if (!['every', 'at', 'for', 'bytes'].includes(key)) bad(`unknown key "${key}" for ${kind}`);
+  const keys = kind === 'create' ? ['every', 'at', 'count'] : kind === 'burst' ? ['every', 'at', 'for', 'x'] : ['every', 'at', 'for', 'bytes'];
+  for (const key of kv.keys()) if (!keys.includes(key)) bad(`unknown key "${key}" for ${kind}`);
   if (!kv.has('every') && !kv.has('at')) bad(`${kind} needs every=DURATION or at=DURATION`);
   if (NEEDS_FOR.has(kind!) && !kv.has('for')) bad(`${kind} needs for=DURATION`);
   const fault: PeriodicFault = {
@@ -67,7 +78,11 @@ function parseItem(item: string, plan: FaultPlan): void {
     atUs: kv.has('at') ? parseDurationUs(kv.get('at')!) : 0,
     forUs: kv.has('for') ? parseDurationUs(kv.get('for')!) : 0,
     bytes: kv.has('bytes') ? Number(kv.get('bytes')) : 2 * 1024 * 1024,
+    count: kv.has('count') ? Number(kv.get('count')) : 300,
+    x: kv.has('x') ? Number(kv.get('x')) : 10,
   };
+  if (!Number.isInteger(fault.count) || fault.count < 1 || fault.count > 100_000) bad(`${kind}: count must be an integer 1-100000`);
+  if (!Number.isFinite(fault.x) || fault.x <= 1 || fault.x > 1000) bad(`${kind}: x must be a number > 1 and <= 1000`);
   if (kv.has('every') && fault.everyUs <= 0) bad(`${kind}: every must be > 0`);
   if (!Number.isInteger(fault.bytes) || fault.bytes < 1024) bad(`${kind}: bytes must be an integer >= 1024`);
   if (fault.forUs > 0 && fault.everyUs > 0 && fault.forUs >= fault.everyUs) bad(`${kind}: for must be shorter than every`);
@@ -132,6 +147,56 @@ export class InactiveSchedule {
   /** Moves past the current window. */
   advance(): void {
     this.window = null;
+  }
+}
+
+/**
+ * The exchange's message-rate multiplier over time, from the `burst` faults: x inside a burst
+ * window (the largest when windows overlap), 1 outside. Queried with non-decreasing times.
+ */
+export class BurstSchedule {
+  private readonly clocks: FiringClock[];
+  private readonly open: Array<{ endUs: number; x: number }> = [];
+  constructor(plan: FaultPlan, startUs: number) {
+    this.clocks = plan.periodic.filter((f) => f.kind === 'burst').map((f) => new FiringClock(f, startUs));
+  }
+  multiplierAt(t: number): number {
+    for (const c of this.clocks) while (c.peek() <= t) this.open.push({ endUs: c.pop() + c.f.forUs, x: c.f.x });
+    let x = 1;
+    for (let i = this.open.length - 1; i >= 0; i--) {
+      if (this.open[i]!.endUs <= t) this.open.splice(i, 1);
+      else x = Math.max(x, this.open[i]!.x);
+    }
+    return x;
+  }
+  /** The next time the multiplier may change after t (a burst starting or ending). */
+  nextChangeUs(): number {
+    let next = Infinity;
+    for (const c of this.clocks) next = Math.min(next, c.peek());
+    for (const w of this.open) next = Math.min(next, w.endUs);
+    return next;
+  }
+}
+
+/** Creation bursts (`create` faults): when the next one is due and how many markets it makes. */
+export class CreationSchedule {
+  private readonly clocks: FiringClock[];
+  constructor(plan: FaultPlan, startUs: number) {
+    this.clocks = plan.periodic.filter((f) => f.kind === 'create').map((f) => new FiringClock(f, startUs));
+  }
+  nextUs(): number {
+    let next = Infinity;
+    for (const c of this.clocks) next = Math.min(next, c.peek());
+    return next;
+  }
+  /** Pops every burst due at t; returns the markets to create. */
+  take(t: number): number {
+    let n = 0;
+    for (const c of this.clocks) while (c.peek() <= t) {
+      c.pop();
+      n += c.f.count;
+    }
+    return n;
   }
 }
 

@@ -3,7 +3,7 @@
 // here depends on clients or wall time, so the same seed and options give the same stream.
 import { dateCode, formatPrice, formatSize, PRICE_ONE, Rng } from './fixed';
 import { yesAsk, type ExchangeState, type MarketState } from './state';
-import type { InactiveSchedule } from './faults';
+import type { BurstSchedule, CreationSchedule, InactiveSchedule } from './faults';
 import type { Draft, EventDef, MarketDef, MarketStatus, SeriesDef, Side } from './truth';
 
 export interface GeneratorOptions {
@@ -20,6 +20,11 @@ export interface GeneratorOptions {
   deciCentShare: number;
   /** Exchange-wide inactive windows (from the `inactive` fault). */
   inactive: InactiveSchedule;
+  /** Rate bursts (`burst` fault) and creation bursts (`create` fault); absent = none. */
+  bursts?: BurstSchedule;
+  creations?: CreationSchedule;
+  /** Power-law exponent of activity over markets (0 = uniform); see SIM_SPEC.activitySkew. */
+  activitySkew?: number;
 }
 
 export type Emit = (draft: Draft, tUs: number) => void;
@@ -90,7 +95,7 @@ export class Generator {
   advanceTo(targetUs: number, maxDrafts: number): number {
     let emitted = 0;
     while (emitted < maxDrafts) {
-      const t = Math.min(this.nextActionUs, this.nextCheckpointUs, this.nextCreateUs, this.jobs[0]?.t ?? Infinity, this.nextWindowEdge());
+      const t = Math.min(this.nextActionUs, this.nextCheckpointUs, this.nextCreateUs, this.jobs[0]?.t ?? Infinity, this.nextWindowEdge(), this.o.creations?.nextUs() ?? Infinity);
       if (t > targetUs) break;
       this.nowUs = t;
       emitted += this.step(t);
@@ -106,6 +111,9 @@ export class Generator {
     else if (t === this.nextCheckpointUs) {
       this.checkpoint(t);
       this.nextCheckpointUs += this.o.checkpointIntervalMs * 1000;
+    } else if (t === this.o.creations?.nextUs()) {
+      // A creation burst: every market opens within the next second, as a daily series' do.
+      for (let n = this.o.creations.take(t); n > 0; n--) this.createMarket(t, 'initialized', true, true);
     } else if (t === this.nextCreateUs) {
       this.createMarket(t, 'initialized', true);
       this.nextCreateUs = t + this.createGapUs();
@@ -115,7 +123,9 @@ export class Generator {
         return 1;
       }
       if (this.active.length > 0) this.tradeAction(t);
-      this.nextActionUs = t + Math.round(this.rng.exp(this.meanGapUs));
+      const x = this.o.bursts?.multiplierAt(t) ?? 1;
+      // A burst's edge is not waited out: an action drawn at the slow rate may end up to one mean gap late.
+      this.nextActionUs = t + Math.round(this.rng.exp(this.meanGapUs / x));
     }
     // Guarantee progress: a zero-gap action stream must still let time move eventually.
     if (this.nextActionUs <= t && this.state.lastN === before) this.nextActionUs = t + 1;
@@ -274,14 +284,14 @@ export class Generator {
     return ev;
   }
 
-  private createMarket(t: number, status: MarketStatus, announce: boolean): void {
+  private createMarket(t: number, status: MarketStatus, announce: boolean, opensNow = false): void {
     const ev = this.nextEvent(t, announce);
     const strike = 20 + this.eventFill * 5 + 2.5 + this.rng.int(4) * 0.5;
     this.eventFill++;
     // Open and close times are whole seconds, as on Kalshi.
     const life = Math.max(1, Math.round(this.o.marketLifetimeS * (0.5 + this.rng.next()))) * 1e6;
     const sec = Math.ceil(t / 1e6) * 1e6;
-    const openUs = status === 'initialized' ? sec + this.rng.range(1, 5) * 1e6 : sec - this.rng.range(60, 3600) * 1e6;
+    const openUs = status === 'initialized' ? sec + (opensNow ? 1 : this.rng.range(1, 5)) * 1e6 : sec - this.rng.range(60, 3600) * 1e6;
     const closeUs = status === 'closed' || status === 'finalized' ? sec - this.rng.range(1, 60) * 1e6 : (status === 'initialized' ? openUs : sec) + life;
     const def: MarketDef = {
       ticker: `${ev.event_ticker}-T${strike.toFixed(1)}`,
@@ -344,8 +354,7 @@ export class Generator {
   // ---- order-book dynamics ----
   private tradeAction(t: number): void {
     // Skewed choice: a few markets are much busier than the rest, as on Kalshi.
-    const r = this.rng.next();
-    const m = this.state.market(this.active[Math.floor(r * r * this.active.length)]!);
+    const m = this.state.market(this.active[this.activityRank(this.rng.next(), this.active.length)]!);
     const d = this.dyn.get(m.def.ticker)!;
     if (this.rng.chance(0.3)) d.fair = clamp(d.fair + (this.rng.chance(0.5) ? d.tick : -d.tick), d.tick, PRICE_ONE - d.tick);
     const kind = this.rng.next();
@@ -354,6 +363,18 @@ export class Generator {
     else if (kind < 0.8) this.cancel(m, t);
     else traded = this.taker(m, t);
     this.maybeTicker(m, t, traded);
+  }
+
+  /**
+   * Rank (0 = busiest) of the market an action hits: a power law with exponent s over n markets
+   * (inverse CDF of x^-s on [1, n+1)). On Kalshi a few hundred of ~40,000 markets carry most of the
+   * traffic and most are quiet for long stretches; s = 1.2 gives the busiest 300 of 40,000 ~3/4 of
+   * the messages and the quieter half ~2 %. s = 0 is uniform.
+   */
+  private activityRank(u: number, n: number): number {
+    const s = this.o.activitySkew ?? 0;
+    const x = Math.abs(s - 1) < 1e-9 ? Math.pow(n + 1, u) : Math.pow(1 - u * (1 - Math.pow(n + 1, 1 - s)), 1 / (1 - s));
+    return Math.min(n - 1, Math.max(0, Math.floor(x) - 1));
   }
 
   private makerAdd(m: MarketState, t: number, side: Side): void {
