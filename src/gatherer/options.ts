@@ -123,7 +123,7 @@ export const REGISTRY_SPEC = {
   },
   createdFetchRetries: {
     kind: 'int',
-    doc: 'GET /markets/{ticker} attempts after `created` while it 404s',
+    doc: 'look-ups (batched GET /markets?tickers=) of a market after `created` while it is not listed yet',
     default: 10,
     min: 1,
     max: 1_000,
