@@ -56,7 +56,7 @@ export interface ConnectionEvents {
   error(type: string, detail: Record<string, unknown>): void;
   reconnect(connId: number): void;
   /** The exchange acked the order-book subscription of these markets (subscribe or add_markets). */
-  marketsSubscribed?(tickers: readonly string[]): void;
+  marketsSubscribed?(connId: number, tickers: readonly string[]): void;
 }
 
 interface Shard {
@@ -444,7 +444,7 @@ export class ConnectionManager {
     if (!p) return;
     clearTimeout(p.timer);
     conn.pending.delete(id);
-    if (ok && p.shard !== undefined && (p.kind === 'subscribe' || p.action === 'add_markets') && p.tickers.length > 0) this.events.marketsSubscribed?.(p.tickers);
+    if (ok && p.shard !== undefined && (p.kind === 'subscribe' || p.action === 'add_markets') && p.tickers.length > 0) this.events.marketsSubscribed?.(conn.id, p.tickers);
     if (notify) p.onDone?.(ok);
     if (ok) this.checkResubscribed(conn);
   }

@@ -221,6 +221,20 @@ export class GapTracker {
     this.track(p);
   }
 
+  /**
+   * New markets whose order book was subscribed after they opened: whatever changed their books
+   * between the open and the subscription's snapshot is lost for good (no API returns deltas).
+   * One 'new_market' row for the markets of one subscription ack, from the earliest open to the
+   * ack; the snapshot that follows the ack on the sid restores the books, so it is recovered at once.
+   */
+  onLateSubscription(connId: number, tickers: readonly string[], openedUs: number, ackUs: number): void {
+    const id = this.record({
+      gatherer: this.gatherer, connId, sid: null, channel: 'orderbook_delta', kind: 'new_market', tickers,
+      expectedSeq: null, gotSeq: null, errorCode: null, windowStartUs: openedUs, windowEndUs: ackUs, detectedAtUs: ackUs,
+    });
+    this.recover([id], 'subscribe_snapshot');
+  }
+
   private readonly disconnects = new Map<number, Promise<number | undefined>>();
 
   onDisconnected(connId: number, tickers: readonly string[], sinceUs: number, reason: string): void {

@@ -179,12 +179,22 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
     router,
     {
       disconnected: (connId, tickers, sinceUs, reason) => gaps.onDisconnected(connId, tickers, sinceUs, reason),
-      marketsSubscribed: (tickers) => {
+      marketsSubscribed: (connId, tickers) => {
         const now = Date.now();
+        // New markets whose book was subscribed after they opened: their deltas before the
+        // subscription's snapshot are lost (no API returns them). One ledger row per ack.
+        const late: string[] = [];
+        let openedMs = now;
         for (const t of tickers) {
           const created = controlPlane.registry.takeCreatedAt(t);
-          if (created !== undefined) metrics.market_created_to_subscribed_seconds.observe((now - created) / 1000);
+          if (created === undefined) continue;
+          metrics.market_created_to_subscribed_seconds.observe((now - created) / 1000);
+          const open = controlPlane.registry.market(t)?.openTimeMs;
+          if (open === null || open === undefined || open >= now) continue;
+          late.push(t);
+          openedMs = Math.min(openedMs, open);
         }
+        if (late.length > 0) gaps.onLateSubscription(connId, late, openedMs * 1000, now * 1000);
       },
       resubscribed: (connId, tickers, sinceUs) => gaps.onResubscribed(connId, tickers, sinceUs),
       error: (type) => metrics.ws_client_errors_total.inc({ type }),

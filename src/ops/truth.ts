@@ -7,7 +7,9 @@
 //   deltas: no exchange id exists, so each market's deltas compare as multisets of
 //     (exchange_ts, side, price, delta). Surplus copies of an expected change are duplicated,
 //     changes the truth never had invented, missing ones lost; a lost and an invented change at the
-//     same (market, exchange_ts, side, price) pair up as one value mismatch.
+//     same (market, exchange_ts, side, price) pair up as one value mismatch. A missing change that
+//     no API could have returned and that the gap ledger records (a new market's deltas before its
+//     book subscription: `new_market` rows) is counted as unrecoverable, not lost.
 import type { ClientBase } from 'pg';
 import { canonicalDecimal } from './decimal';
 
@@ -51,7 +53,20 @@ export interface TruthComparison {
     expected: number;
     actual: number;
     marketsWithDifferences: string[];
+    /** Missing changes excused as unrecoverable and ledgered (see UnrecoverableWindow). */
+    unrecoverable: number;
   };
+}
+
+/**
+ * Deltas of `ticker` with exchange_ts in [fromUs, toUs] that no API can return: a new market's
+ * changes between its open and its book subscription (`new_market` ledger rows). A missing change
+ * is excused only inside such a window and before the market's first change in production.
+ */
+export interface UnrecoverableWindow {
+  readonly ticker: string;
+  readonly fromUs: number;
+  readonly toUs: number;
 }
 
 export const SAMPLE_MAX = 20;
@@ -126,8 +141,9 @@ const levelKey = (x: TruthDelta): string =>
 export function compareDeltas(
   expected: readonly TruthDelta[],
   actual: readonly TruthDelta[],
-): Discrepancies<TruthDelta> {
-  const d = emptyDiscrepancies<TruthDelta>();
+  excused: (missing: TruthDelta) => boolean = () => false,
+): Discrepancies<TruthDelta> & { unrecoverable: number } {
+  const d = { ...emptyDiscrepancies<TruthDelta>(), unrecoverable: 0 };
   const want = new Map<string, TruthDelta[]>();
   for (const e of expected) {
     const k = deltaKey(e);
@@ -160,15 +176,28 @@ export function compareDeltas(
   for (const e of missing) {
     const partner = inventedByLevel.get(levelKey(e))?.shift();
     if (partner) noteMismatch(d, e, partner);
+    else if (excused(e)) d.unrecoverable++;
     else note(d, 'lost', e);
   }
   for (const list of inventedByLevel.values()) for (const a of list) note(d, 'invented', a);
   return d;
 }
 
-export function compareWithTruth(expected: TruthSet, actual: TruthSet): TruthComparison {
+/** The predicate that excuses a missing delta inside an unrecoverable window (see UnrecoverableWindow). */
+function excuser(windows: readonly UnrecoverableWindow[], actual: readonly TruthDelta[]): (e: TruthDelta) => boolean {
+  if (windows.length === 0) return () => false;
+  const byTicker = new Map<string, UnrecoverableWindow[]>();
+  for (const w of windows) byTicker.set(w.ticker, [...(byTicker.get(w.ticker) ?? []), w]);
+  const firstSeen = new Map<string, number>();
+  for (const a of actual) if (a.exchangeTs < (firstSeen.get(a.ticker) ?? Infinity)) firstSeen.set(a.ticker, a.exchangeTs);
+  return (e) =>
+    e.exchangeTs < (firstSeen.get(e.ticker) ?? Infinity) &&
+    (byTicker.get(e.ticker) ?? []).some((w) => e.exchangeTs >= w.fromUs && e.exchangeTs <= w.toUs);
+}
+
+export function compareWithTruth(expected: TruthSet, actual: TruthSet, unrecoverable: readonly UnrecoverableWindow[] = []): TruthComparison {
   const trades = compareTrades(expected.trades, actual.trades);
-  const deltas = compareDeltas(expected.deltas, actual.deltas);
+  const deltas = compareDeltas(expected.deltas, actual.deltas, excuser(unrecoverable, actual.deltas));
   const markets = new Set<string>();
   for (const x of [...deltas.lost, ...deltas.duplicated, ...deltas.invented]) markets.add(x.ticker);
   for (const x of deltas.mismatched) markets.add(x.expected.ticker);
@@ -238,7 +267,15 @@ export async function verifyAgainstTruth(
   expected: TruthSet,
   span: TruthSpan,
 ): Promise<TruthComparison> {
-  return compareWithTruth(expected, await loadProductionSet(client, span));
+  return compareWithTruth(expected, await loadProductionSet(client, span), await loadUnrecoverableWindows(client));
+}
+
+/** The `new_market` ledger rows (every gatherer's, merged into production) as windows per market. */
+export async function loadUnrecoverableWindows(client: ClientBase): Promise<UnrecoverableWindow[]> {
+  const r = await client.query<{ tickers: string[]; from_us: string; to_us: string | null }>(
+    `SELECT tickers, window_start::text AS from_us, window_end::text AS to_us FROM gap_ledger WHERE kind = 'new_market'`,
+  );
+  return r.rows.flatMap((row) => row.tickers.map((ticker) => ({ ticker, fromUs: Number(row.from_us), toUs: Number(row.to_us ?? Infinity) })));
 }
 
 /** Turns a truth file into the expectation and the span it covers (the simulator provides one). */
@@ -279,7 +316,7 @@ export function formatTruthComparison(c: TruthComparison): string {
   ];
   return [
     line('trades', c.trades),
-    line('deltas', c.deltas),
+    line('deltas', c.deltas) + (c.deltas.unrecoverable > 0 ? ` unrecoverable(ledgered new_market)=${c.deltas.unrecoverable}` : ''),
     ...examples,
     `TRUTH: ${c.ok ? 'PASS' : 'FAIL'}`,
   ].join('\n');

@@ -158,3 +158,22 @@ describe('compareWithTruth', () => {
     );
   });
 });
+
+describe('unrecoverable windows (new_market ledger rows)', () => {
+  const expected = { trades: [], deltas: [delta(10, '0.30', '5', 'NEW'), delta(20, '0.31', '5', 'NEW'), delta(40, '0.32', '5', 'NEW'), delta(10, '0.30', '5', 'OLD')] };
+  test('a missing change of a ledgered market inside its window and before its first stored change is unrecoverable, not lost', () => {
+    const r = compareWithTruth(expected, { trades: [], deltas: [delta(40, '0.32', '5', 'NEW'), delta(10, '0.30', '5', 'OLD')] }, [{ ticker: 'NEW', fromUs: 5, toUs: 30 }]);
+    assert.equal(r.ok, true);
+    assert.equal(r.deltas.unrecoverable, 2);
+    assert.equal(r.deltas.counts.lost, 0);
+  });
+  test('outside the window, after the first stored change, or for another market it is lost', () => {
+    const windows = [{ ticker: 'NEW', fromUs: 15, toUs: 30 }];
+    // ts 10 precedes the window; OLD has no window.
+    const r1 = compareWithTruth(expected, { trades: [], deltas: [delta(20, '0.31', '5', 'NEW'), delta(40, '0.32', '5', 'NEW')] }, windows);
+    assert.deepEqual([r1.ok, r1.deltas.counts.lost, r1.deltas.unrecoverable], [false, 2, 0]);
+    // ts 20 is inside the window but after a stored change at ts 10: a hole in the middle, lost.
+    const r2 = compareWithTruth(expected, { trades: [], deltas: [delta(10, '0.30', '5', 'NEW'), delta(40, '0.32', '5', 'NEW'), delta(10, '0.30', '5', 'OLD')] }, [{ ticker: 'NEW', fromUs: 5, toUs: 30 }]);
+    assert.deepEqual([r2.ok, r2.deltas.counts.lost, r2.deltas.unrecoverable], [false, 1, 0]);
+  });
+});
