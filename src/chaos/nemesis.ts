@@ -5,6 +5,9 @@
 // 25) *impairs* that gatherer for a window around it. The schedule never lets every gatherer be impaired at once, so at every instant one gatherer records the whole stream.
 // Faults that cannot lose exchange data (deduplicator kills and failpoints, production PostgreSQL
 // restarts, REST 429/5xx bursts, duplicated, malformed and oversized frames) are placed freely.
+// Every run also carries exchange load as the real exchange makes it: a rate burst (the message
+// rate times 3-8 for 2-5 s) and a creation burst (100-400 markets created and opened at once);
+// they hit every gatherer together, so they must cost none of them data.
 import type { FailpointName } from '../dedup/failpoint';
 import { Rng } from '../sim/fixed';
 
@@ -21,7 +24,9 @@ export type ChaosAction =
   | { kind: 'kill-dedup'; failpoint: FailpointName | null }
   | { kind: 'stop-production-pg'; forMs: number }
   | { kind: 'rest429'; forMs: number }
-  | { kind: 'rest5xx'; forMs: number };
+  | { kind: 'rest5xx'; forMs: number }
+  | { kind: 'rate-burst'; forMs: number; x: number }
+  | { kind: 'create-burst'; count: number };
 
 export type ChaosKind = ChaosAction['kind'];
 
@@ -57,6 +62,8 @@ const WEIGHTS: ReadonlyArray<readonly [ChaosKind, number]> = [
   ['stop-production-pg', 1],
   ['rest429', 1],
   ['rest5xx', 1],
+  ['rate-burst', 1],
+  ['create-burst', 1],
 ];
 
 const FAILPOINTS: readonly (FailpointName | null)[] = [
@@ -94,11 +101,11 @@ export function seededRandom(seed: number): () => number {
   return () => rng.next();
 }
 
-function draw(rand: () => number, target: number, gatherers: number): ChaosAction {
+function draw(rand: () => number, target: number, gatherers: number, forced?: ChaosKind): ChaosAction {
   const total = WEIGHTS.reduce((s, [, w]) => s + w, 0);
   let r = rand() * total;
-  let kind: ChaosKind = WEIGHTS[0]![0];
-  for (const [k, w] of WEIGHTS) {
+  let kind: ChaosKind = forced ?? WEIGHTS[0]![0];
+  for (const [k, w] of forced ? [] : WEIGHTS) {
     if ((r -= w) < 0) {
       kind = k;
       break;
@@ -118,6 +125,10 @@ function draw(rand: () => number, target: number, gatherers: number): ChaosActio
     case 'rest429':
     case 'rest5xx':
       return { kind, forMs: ms(1_000, 5_000) };
+    case 'rate-burst':
+      return { kind, forMs: ms(2_000, 5_000), x: ms(3, 8) };
+    case 'create-burst':
+      return { kind, count: ms(100, 400) };
     default:
       return { kind, target } as ChaosAction;
   }
@@ -154,11 +165,21 @@ export function planNemesis(o: NemesisOptions): ScheduledFault[] {
     }
     planned.push({ atMs: t, action });
   }
-  return planned;
+  // One of each load burst in every run, wherever the draws put them (or did not).
+  for (const kind of ['rate-burst', 'create-burst'] as const) {
+    if (endMs <= o.quietStartMs) break;
+    const atMs = Math.round(o.quietStartMs + rand() * (endMs - o.quietStartMs));
+    planned.push({ atMs, action: draw(() => rand(), 0, o.gatherers, kind) });
+  }
+  return planned.sort((a, b) => a.atMs - b.atMs);
 }
 
 export function describeAction(a: ChaosAction): string {
   const who = 'target' in a ? ` g${a.target + 1}` : '';
-  const extra = 'forMs' in a ? ` for ${a.forMs} ms` : a.kind === 'kill-dedup' && a.failpoint ? ` at ${a.failpoint}` : '';
+  const extra =
+    a.kind === 'rate-burst' ? ` x${a.x} for ${a.forMs} ms`
+    : a.kind === 'create-burst' ? ` of ${a.count} markets`
+    : 'forMs' in a ? ` for ${a.forMs} ms`
+    : a.kind === 'kill-dedup' && a.failpoint ? ` at ${a.failpoint}` : '';
   return `${a.kind}${who}${extra}`;
 }

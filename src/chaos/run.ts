@@ -278,6 +278,12 @@ class Nemesis {
       case 'rest5xx':
         await sim.injectFault({ kind: a.kind, forMs: a.forMs });
         return 'done';
+      case 'rate-burst':
+        await sim.injectFault({ kind: 'burst', forMs: a.forMs, x: a.x });
+        return 'done';
+      case 'create-burst':
+        await sim.injectFault({ kind: 'create', count: a.count });
+        return 'done';
       default:
         return this.exchangeFault(a);
     }

@@ -169,6 +169,11 @@ export class BurstSchedule {
     }
     return x;
   }
+  /** A burst injected at run time (chaos): rate times x from startUs for forUs. */
+  inject(startUs: number, forUs: number, x: number): void {
+    this.open.push({ endUs: startUs + forUs, x });
+  }
+
   /** The next time the multiplier may change after t (a burst starting or ending). */
   nextChangeUs(): number {
     let next = Infinity;
@@ -184,14 +189,25 @@ export class CreationSchedule {
   constructor(plan: FaultPlan, startUs: number) {
     this.clocks = plan.periodic.filter((f) => f.kind === 'create').map((f) => new FiringClock(f, startUs));
   }
+  private readonly injected: Array<{ atUs: number; count: number }> = [];
   nextUs(): number {
     let next = Infinity;
     for (const c of this.clocks) next = Math.min(next, c.peek());
+    for (const i of this.injected) next = Math.min(next, i.atUs);
     return next;
+  }
+  /** A burst injected at run time (chaos): count markets at atUs. */
+  inject(atUs: number, count: number): void {
+    this.injected.push({ atUs, count });
   }
   /** Pops every burst due at t; returns the markets to create. */
   take(t: number): number {
     let n = 0;
+    for (let i = this.injected.length - 1; i >= 0; i--) {
+      if (this.injected[i]!.atUs > t) continue;
+      n += this.injected[i]!.count;
+      this.injected.splice(i, 1);
+    }
     for (const c of this.clocks) while (c.peek() <= t) {
       c.pop();
       n += c.f.count;

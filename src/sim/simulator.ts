@@ -74,6 +74,9 @@ export type FaultRequest =
   | { kind: 'dup' | 'malformed'; conn: number; sid: number }
   /** The sid's next sequenced data frame (book, trade or lifecycle) consumes its seq and is not sent. */
   | { kind: 'lose'; conn: number; sid: number }
+  /** Exchange load: the message rate times x for forMs; count markets created at once. */
+  | { kind: 'burst'; forMs: number; x: number }
+  | { kind: 'create'; count: number }
   | { kind: 'rest429' | 'rest5xx'; forMs: number };
 
 export interface SimConnection {
@@ -133,6 +136,9 @@ class SimCore {
   private replay: ExchangeRecord[] | null = null;
   private replayIdx = 0;
   private startUs: number;
+  /** Rate and creation bursts (from the spec, and injected by chaos runs); set at start(). */
+  private bursts!: BurstSchedule;
+  private creations!: CreationSchedule;
   private endUs: number;
   private wallStartMs = 0;
   private pausedAtMs = 0;
@@ -194,13 +200,15 @@ class SimCore {
 
   start(): void {
     this.scheduleFaults();
+    this.bursts = new BurstSchedule(this.plan, this.startUs);
+    this.creations = new CreationSchedule(this.plan, this.startUs);
     if (!this.replay) {
       this.generator = new Generator({
         seed: this.cfg.seed, startUs: this.startUs, markets: this.cfg.markets, rate: this.cfg.rate, marketLifetimeS: this.cfg.marketLifetimeS,
         checkpointIntervalMs: this.cfg.checkpointIntervalMs, deciCentShare: this.cfg.deciCentShare,
         inactive: new InactiveSchedule(this.plan, this.startUs),
-        bursts: new BurstSchedule(this.plan, this.startUs),
-        creations: new CreationSchedule(this.plan, this.startUs),
+        bursts: this.bursts,
+        creations: this.creations,
         activitySkew: this.cfg.activitySkew,
       }, this.state, (d, t) => this.commit(d, t));
       this.generator.seed();
@@ -354,6 +362,15 @@ class SimCore {
         if (!sub || sub.channel !== 'orderbook_delta') throw new KdpError('KDP_ERR_USAGE', `no order-book sid ${f.sid} on connection ${f.conn}`);
         sub.nextFault = f.kind;
         return;
+      }
+      case 'burst':
+      case 'create': {
+        if (!this.generator) throw new KdpError('KDP_ERR_USAGE', `${f.kind} needs the generator (not a replay)`);
+        // On the generator's clock (just ahead of what it made so far), as the spec's own bursts.
+        const at = this.clockUs() + 1;
+        if (f.kind === 'burst') this.bursts.inject(at, f.forMs * 1000, f.x);
+        else this.creations.inject(at, f.count);
+        return this.writeClient({ k: 'fault', t: this.state.nowUs, wall_ms: Date.now(), kind: f.kind, detail: f.kind === 'burst' ? `x${f.x} for ${f.forMs} ms` : `${f.count} markets` });
       }
       case 'lose': {
         const sub = this.ws.conns.get(f.conn)?.subs.get(f.sid);
