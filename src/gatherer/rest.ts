@@ -3,6 +3,7 @@
 // exponential backoff on 429 (Kalshi sends no Retry-After), 5xx and network failures, up to a
 // bound. Other 4xx fail at once with KDP_ERR_REST_CLIENT. Errors are counted per route
 // *template* (`/markets/{ticker}/orderbook`), never per ticker, so metric cardinality is bounded.
+import { encodeQuery, ORDERBOOKS_TICKERS_MAX, parseRestError, REST_ROUTES, type QueryValue, type RouteSpec } from '../kalshi/protocol';
 import type { Logger } from '../core/log';
 import { KdpError, invariant, isKdpError, type ErrorCode } from '../core/errors';
 import type { GATHERER_METRICS, MetricSet } from '../core/metrics';
@@ -30,14 +31,14 @@ import {
 } from './shapes';
 
 export const ROUTES = {
-  markets: '/markets',
-  market: '/markets/{ticker}',
-  orderbook: '/markets/{ticker}/orderbook',
-  orderbooks: '/markets/orderbooks',
-  trades: '/markets/trades',
-  events: '/events',
-  series: '/series',
-  exchangeStatus: '/exchange/status',
+  markets: REST_ROUTES.markets.path,
+  market: REST_ROUTES.market.path,
+  orderbook: REST_ROUTES.orderbook.path,
+  orderbooks: REST_ROUTES.orderbooks.path,
+  trades: REST_ROUTES.trades.path,
+  events: REST_ROUTES.events.path,
+  series: REST_ROUTES.series.path,
+  exchangeStatus: REST_ROUTES.exchangeStatus.path,
 } as const;
 export type Route = (typeof ROUTES)[keyof typeof ROUTES];
 
@@ -111,9 +112,16 @@ export interface RestClientDeps {
   readonly random?: () => number;
 }
 
-type Query = Record<string, string | number | undefined>;
+type Query = Record<string, QueryValue>;
 
-export const MAX_BATCH_ORDERBOOK_TICKERS = 100;
+export const MAX_BATCH_ORDERBOOK_TICKERS = ORDERBOOKS_TICKERS_MAX;
+
+/** The wire spec of a route template (param names and array styles live in src/kalshi). */
+function routeSpec(route: Route): RouteSpec {
+  const spec = Object.values(REST_ROUTES).find((r) => r.path === route);
+  invariant(spec !== undefined, `route ${route} has no wire spec`);
+  return spec;
+}
 
 /** The HTTP status of a REST error, when it has one. */
 export function restStatus(err: unknown): number | undefined {
@@ -177,7 +185,7 @@ export class RestClient {
   // ---- typed endpoints -------------------------------------------------------------------
 
   async getMarkets(q: MarketsQuery = {}): Promise<Page<KalshiMarket>> {
-    const query: Query = { ...q, tickers: q.tickers?.join(',') };
+    const query: Query = { ...q };
     return this.request(ROUTES.markets, {}, query, (body) =>
       this.page(body, 'markets', ROUTES.markets, parseMarket),
     );
@@ -206,7 +214,7 @@ export class RestClient {
       tickers.length >= 1 && tickers.length <= MAX_BATCH_ORDERBOOK_TICKERS,
       `getOrderbooks takes 1-100 tickers, got ${tickers.length}`,
     );
-    return this.request(ROUTES.orderbooks, {}, { tickers: tickers.join(',') }, (body) => {
+    return this.request(ROUTES.orderbooks, {}, { tickers }, (body) => {
       const list = asArray(asObject(body, 'orderbooks response').orderbooks, 'orderbooks');
       const out = new Map<string, OrderbookLevels>();
       list.forEach((item, i) => {
@@ -377,8 +385,8 @@ export class RestClient {
     });
     const url = new URL(this.base.toString());
     url.pathname = `${this.base.pathname}${path}`;
-    for (const [k, v] of Object.entries(query))
-      if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
+    // Array parameters are encoded per route as Kalshi's OpenAPI describes them (src/kalshi).
+    encodeQuery(routeSpec(route), query, url.searchParams);
     return url;
   }
 
@@ -410,7 +418,7 @@ export class RestClient {
       throw this.fail(
         'KDP_ERR_REST_RATE_LIMITED',
         'rate_limited',
-        `GET ${route}: 429 too many requests`,
+        `GET ${route}: 429 ${describeRestError(text) ?? 'too many requests'}`,
         { endpoint: route, status: 429 },
       );
     if (res.status >= 500)
@@ -484,5 +492,15 @@ export class RestClient {
       this.stats.errorsByEndpoint.set(route, (this.stats.errorsByEndpoint.get(route) ?? 0) + 1);
       this.deps.metrics?.market_registry_rest_errors_total.inc({ endpoint: route });
     }
+  }
+}
+
+/** Kalshi's error body (`{"error":{"code":...,"message":...}}`) as `code: message`, when it is one. */
+function describeRestError(text: string): string | null {
+  try {
+    const e = parseRestError(JSON.parse(text));
+    return e === null ? null : `${e.code}: ${e.message}`.slice(0, 200);
+  } catch {
+    return null;
   }
 }

@@ -2,6 +2,7 @@
 // coded KDP_ERR_MSG_SHAPE / _DECIMAL / _TIMESTAMP error naming the field, never a crash later.
 // Prices and sizes stay the exchange's decimal strings (validated, never turned into floats).
 import { KdpError } from '../core/errors';
+import { tradeKeyTimeUs } from '../kalshi/protocol';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -53,7 +54,7 @@ export interface RestTrade {
   readonly takerOutcomeSide: string | null;
   readonly takerBookSide: string | null;
   readonly isBlockTrade: boolean | null;
-  /** created_time truncated to the millisecond, in µs (docs/semantics.md: trades key). */
+  /** created_time truncated to the second (tradeKeyTimeUs), in µs (docs/semantics.md: trades key). */
   readonly exchangeTsUs: number;
 }
 
@@ -162,7 +163,8 @@ export function parseEvent(v: unknown, where: string): KalshiEvent {
     eventTicker: reqString(o, 'event_ticker', where),
     seriesTicker: optString(o, 'series_ticker', where),
     title: optString(o, 'title', where),
-    subTitle: optString(o, 'sub_title', where),
+    // REST events say `sub_title`; the event_lifecycle message says `subtitle`.
+    subTitle: optString(o, 'sub_title', where) ?? optString(o, 'subtitle', where),
     mutuallyExclusive: optBoolean(o, 'mutually_exclusive', where),
     raw: o,
   };
@@ -217,7 +219,7 @@ export function parseTrade(v: unknown, where: string): RestTrade {
     takerOutcomeSide: optString(o, 'taker_outcome_side', where),
     takerBookSide: optString(o, 'taker_book_side', where),
     isBlockTrade: optBoolean(o, 'is_block_trade', where),
-    exchangeTsUs: parseRfc3339Ms(o.created_time, `${where}.created_time`) * 1000,
+    exchangeTsUs: tradeKeyTimeUs(parseRfc3339Ms(o.created_time, `${where}.created_time`) * 1000),
   };
 }
 

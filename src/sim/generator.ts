@@ -278,7 +278,7 @@ export class Generator {
     if (announce) {
       this.emit({
         k: 'event_lifecycle', e: ev.event_ticker,
-        msg: { event_ticker: ev.event_ticker, title: ev.title, sub_title: ev.sub_title, collateral_return_type: 'MECNET', series_ticker: ev.series_ticker, strike_date: Math.floor(ev.strike_date_us / 1e6) },
+        msg: { event_ticker: ev.event_ticker, title: ev.title, subtitle: ev.sub_title, collateral_return_type: 'MECNET', series_ticker: ev.series_ticker, strike_date: Math.floor(ev.strike_date_us / 1e6) },
       }, t);
     }
     return ev;

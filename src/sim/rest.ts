@@ -7,6 +7,7 @@ import { REST_PREFIX } from './auth';
 import { formatPrice, PRICE_ONE } from './fixed';
 import { yesAsk, type ExchangeState, type MarketState } from './state';
 import { isoMicros } from './wire';
+import { decodeListParam, ORDERBOOKS_TICKERS_MAX, REST_ROUTES } from '../kalshi/protocol';
 import type { MarketStatus } from './truth';
 
 export interface RestOptions {
@@ -119,7 +120,7 @@ export class RestApi {
         const fault = this.faultStatus();
         if (fault === 429 || !this.take(key)) {
           this.limited++;
-          out = [429, { error: 'too many requests' }];
+          out = [429, { error: { code: 'too_many_requests', message: 'too many requests' } }];
         } else if (fault >= 500) out = [fault, { error: 'service unavailable' }];
         else out = handler(query, params);
       } catch (err) {
@@ -154,7 +155,8 @@ export class RestApi {
     const statuses = status ? STATUS_FILTER[status]! : null;
     const ev = q.get('event_ticker');
     const series = q.get('series_ticker');
-    const tickers = q.get('tickers') ? new Set(q.get('tickers')!.split(',')) : null;
+    const listed = decodeListParam(REST_ROUTES.markets, q, 'tickers');
+    const tickers = listed.length > 0 ? new Set(listed) : null;
     const list = this.state.marketList;
     const out: Record<string, unknown>[] = [];
     let i = start;
@@ -182,8 +184,9 @@ export class RestApi {
   }
 
   private orderbooks(q: Query): Reply {
-    const tickers = (q.get('tickers') ?? '').split(',').filter(Boolean);
-    if (tickers.length < 1 || tickers.length > 100) return bad('tickers must list 1-100 markets');
+    // An array parameter on Kalshi: repeated `tickers=A&tickers=B`; a comma is part of one ticker.
+    const tickers = decodeListParam(REST_ROUTES.orderbooks, q, 'tickers');
+    if (tickers.length < 1 || tickers.length > ORDERBOOKS_TICKERS_MAX) return bad(`tickers must list 1-${ORDERBOOKS_TICKERS_MAX} markets`);
     const out = [];
     for (const t of tickers) {
       const m = this.state.markets.get(t);

@@ -9,7 +9,8 @@ import { FrameCodec, FrameKind, type BusFrame } from '../ingest/frame';
 import { isKdpError, KdpError, type ErrorCode } from '../core/errors';
 import type { TimeSeriesTableName } from '../schema/tables';
 import { compileEncoders, type DeltaRow, type Encoders, type LifecycleRow, type SnapshotRow, type TickerRow, type TradeRow } from './encoders';
-import { fail, isObject, readDelta, readLifecycle, readSnapshot, readTicker, readTrade, type Json, type JsonObject } from './messages';
+import { fail, isObject, readDelta, readLifecycle, readSnapshot, readTicker, readTrade, readUnknown, type Json, type JsonObject } from './messages';
+import { REGISTRY_MESSAGE_TYPES } from '../kalshi/protocol';
 import { resolveProcessorOptions, type ProcessorOptions } from './options';
 import { SeqVerdict, SequenceChecker, TERMINAL_ERROR_CODES, type GapEvent } from './sequence';
 import { OccurrenceCounter, RecentIds } from './state';
@@ -222,6 +223,7 @@ export class FrameProcessor {
       case 'market_lifecycle_v2':
       case 'multivariate_market_lifecycle':
       case 'event_lifecycle':
+      case 'event_fee_update':
         return this.onLifecycle(type, env);
       case 'subscribed':
       case 'ok':
@@ -229,7 +231,7 @@ export class FrameProcessor {
       case 'error':
         return this.onControlMessage(type, env);
       default:
-        return fail('KDP_ERR_MSG_UNKNOWN_TYPE', `unknown message type ${JSON.stringify(type.slice(0, 64))}`);
+        return this.onUnknown(type, env);
     }
   }
 
@@ -330,7 +332,23 @@ export class FrameProcessor {
     readLifecycle(channel, objectField(env, 'msg'), row, { depthMax: this.options.payloadDepthMax, nodesMax: this.options.payloadNodesMax });
     this.provenance(row, sid, seq);
     this.emitRow('lifecycle_events', this.encoders.lifecycle_events(row));
-    this.sinks.lifecycle(channel, env);
+    if (REGISTRY_MESSAGE_TYPES.has(channel)) this.sinks.lifecycle(channel, env);
+  }
+
+  /**
+   * A message type we do not model: its raw payload is kept (lifecycle_events, event_type
+   * 'unknown') and counted under KDP_ERR_MSG_UNKNOWN_TYPE, so a new exchange message costs
+   * neither data nor the channel. Its seq, if any, is checked like any other on the sid.
+   */
+  private onUnknown(type: string, env: JsonObject): void {
+    this.counters.rejects.KDP_ERR_MSG_UNKNOWN_TYPE = (this.counters.rejects.KDP_ERR_MSG_UNKNOWN_TYPE ?? 0) + 1;
+    const sid = optionalInt(env.sid, 'sid');
+    const seq = optionalInt(env.seq, 'seq');
+    if (sid !== null && sid > 0 && seq !== null && !this.sequenced(sid, seq)) return;
+    const row = this.lifecycleRow;
+    readUnknown(type, env, row, { depthMax: this.options.payloadDepthMax, nodesMax: this.options.payloadNodesMax });
+    this.provenance(row, sid ?? 0, seq);
+    this.emitRow('lifecycle_events', this.encoders.lifecycle_events(row));
   }
 
   private onControlMessage(type: 'subscribed' | 'ok' | 'unsubscribed' | 'error', env: JsonObject): void {

@@ -1,3 +1,4 @@
+import { tradeKeyTimeUs } from '../../src/kalshi/protocol';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
@@ -113,8 +114,8 @@ describe('trade backfill', () => {
     const firstA = rows.find((r) => r.trade_id === a[1]!.trade_id)!;
     assert.equal(
       Number(firstA.exchange_ts),
-      (T0 + 400) * 1000,
-      'created_time .456 µs-part truncated to the millisecond',
+      tradeKeyTimeUs((T0 + 400) * 1000),
+      'created_time truncated to the second (the trade key time both API eras carry)',
     );
     assert.equal(firstA.count, '136.57');
     assert.equal(firstA.yes_price, '0.365000');

@@ -227,7 +227,8 @@ test('REST pagination, status filter, books equal to the WebSocket books, trades
       const rest = (await getJson(`${sim.restUrl}/markets/${t}/orderbook`)).orderbook_fp;
       assert.deepEqual(rest, { yes_dollars: books.get(t)!.levels('yes'), no_dollars: books.get(t)!.levels('no') }, t);
     }
-    const batch = (await getJson(`${sim.restUrl}/markets/orderbooks?tickers=${tickers.join(',')}`)).orderbooks;
+    // An array parameter on Kalshi: repeated keys (form, explode), as the OpenAPI description says.
+    const batch = (await getJson(`${sim.restUrl}/markets/orderbooks?${tickers.map((t) => `tickers=${encodeURIComponent(t)}`).join('&')}`)).orderbooks;
     assert.deepEqual(batch.map((b: any) => b.ticker), tickers);
     const wsTrades = new Map(c.ofType('trade').map((t) => [t.msg.trade_id, t.msg]));
     const restTrades: any[] = [];
@@ -268,7 +269,7 @@ test('REST rate limit answers 429 without Retry-After', async () => {
       else await r.json();
     }
     assert.deepEqual(statuses, [200, 200, 200, 429, 429]);
-    assert.deepEqual(await limited!.json(), { error: 'too many requests' });
+    assert.deepEqual(await limited!.json(), { error: { code: 'too_many_requests', message: 'too many requests' } }, 'the body shape seen on Kalshi');
     assert.equal(limited!.headers.get('retry-after'), null);
   });
 });

@@ -1,0 +1,187 @@
+// The Kalshi wire contract in one place: channels, message types, WebSocket error codes, REST
+// routes and how their parameters are encoded, and the unit rules every parser and encoder of
+// this project follows. The gatherer (worker parser, REST client, registry) and the simulator
+// (its encoders and REST server) import these facts instead of restating them, so one protocol
+// fact lives in one place. Source of the facts: /work/shared/kalshi-protocol.md, Kalshi's
+// OpenAPI description (test/kalshi/fixtures/openapi-subset.json) and the captured-frame corpus
+// (test/kalshi/corpus/). Differences we know of between this model and the docs: docs/kalshi.md.
+
+/** Channels a market-data recorder subscribes to. */
+export const CHANNELS = {
+  orderbook: 'orderbook_delta',
+  ticker: 'ticker',
+  trade: 'trade',
+  lifecycle: 'market_lifecycle_v2',
+  /** KXMVE* markets' lifecycle moved here (same payload as market_lifecycle_v2). */
+  multivariateLifecycle: 'multivariate_market_lifecycle',
+} as const;
+export type Channel = (typeof CHANNELS)[keyof typeof CHANNELS];
+
+/** Message `type` -> the channel whose subscription carries it. */
+export const MESSAGE_CHANNEL: Readonly<Record<string, Channel>> = {
+  orderbook_snapshot: 'orderbook_delta',
+  orderbook_delta: 'orderbook_delta',
+  trade: 'trade',
+  ticker: 'ticker',
+  market_lifecycle_v2: 'market_lifecycle_v2',
+  // event_lifecycle and event_fee_update have no channel of their own: they arrive on the
+  // market_lifecycle_v2 subscription, with that sid's seq.
+  event_lifecycle: 'market_lifecycle_v2',
+  event_fee_update: 'market_lifecycle_v2',
+  multivariate_market_lifecycle: 'multivariate_market_lifecycle',
+};
+
+/** Message types stored in lifecycle_events (the `channel` column holds the message type). */
+export const LIFECYCLE_MESSAGE_TYPES: ReadonlySet<string> = new Set([
+  'market_lifecycle_v2',
+  'multivariate_market_lifecycle',
+  'event_lifecycle',
+  'event_fee_update',
+]);
+
+/** Lifecycle message types the market registry applies (a fee update changes no market or event row). */
+export const REGISTRY_MESSAGE_TYPES: ReadonlySet<string> = new Set([
+  'market_lifecycle_v2',
+  'multivariate_market_lifecycle',
+  'event_lifecycle',
+]);
+
+/**
+ * event_type recorded for lifecycle messages that carry none: event_lifecycle is the exchange's
+ * event-creation notice; event_fee_update is a fee change of one event.
+ */
+export const IMPLIED_EVENT_TYPE: Readonly<Record<string, string>> = {
+  event_lifecycle: 'created',
+  event_fee_update: 'fee_update',
+};
+
+/** Reply / control message types (not data). */
+export const CONTROL_TYPES = ['subscribed', 'ok', 'unsubscribed', 'error'] as const;
+
+/**
+ * WebSocket error codes (`{"type":"error","msg":{"code":N,"msg":"..."}}`). 6 ("already
+ * subscribed") is listed as retired; 23/24/28/29 exist in the docs' table but are not relied on.
+ */
+export const WS_ERROR_CODES: Readonly<Record<number, string>> = {
+  1: 'unable to process message',
+  2: 'params required',
+  3: 'channels required',
+  4: 'sids required',
+  5: 'unknown command',
+  6: 'already subscribed (retired)',
+  7: 'unknown sid',
+  8: 'unknown channel',
+  9: 'authentication required',
+  10: 'channel error (terminal)',
+  11: 'invalid parameter',
+  12: 'exactly one sid required',
+  13: 'unsupported action',
+  14: 'market ticker required',
+  16: 'market not found',
+  17: 'internal error (terminal)',
+  18: 'command timeout',
+  23: 'documented, not used by this platform',
+  24: 'documented, not used by this platform',
+  25: 'subscription buffer overflow (terminal)',
+  26: 'subscription market limit exceeded',
+  27: 'too many requests',
+  28: 'documented, not used by this platform',
+  29: 'documented, not used by this platform',
+};
+/** Codes that end a sid: its messages were lost and a new subscription is needed. */
+export const TERMINAL_WS_ERROR_CODES: ReadonlySet<number> = new Set([10, 17, 25]);
+
+/** How a REST query parameter is put on the URL (OpenAPI `style: form`). */
+export type ParamStyle = 'scalar' | 'comma' | 'repeated';
+
+export interface RouteSpec {
+  readonly path: string;
+  /** Query parameters the client may send, and how arrays are encoded. */
+  readonly params: Readonly<Record<string, ParamStyle>>;
+  /** The OpenAPI description lists a 401 response / security for this read. */
+  readonly authRequired: boolean;
+}
+
+/**
+ * The market-data REST routes this platform calls. `tickers` on GET /markets is one
+ * comma-separated string (OpenAPI TickersQuery); on GET /markets/orderbooks it is an array
+ * sent form-exploded: `tickers=A&tickers=B`.
+ */
+export const REST_ROUTES = {
+  markets: {
+    path: '/markets',
+    params: {
+      limit: 'scalar', cursor: 'scalar', status: 'scalar', event_ticker: 'scalar', series_ticker: 'scalar',
+      tickers: 'comma', mve_filter: 'scalar', min_close_ts: 'scalar', max_close_ts: 'scalar',
+    },
+    authRequired: false,
+  },
+  market: { path: '/markets/{ticker}', params: {}, authRequired: false },
+  orderbook: { path: '/markets/{ticker}/orderbook', params: { depth: 'scalar' }, authRequired: false },
+  orderbooks: { path: '/markets/orderbooks', params: { tickers: 'repeated' }, authRequired: true },
+  trades: {
+    path: '/markets/trades',
+    params: { ticker: 'scalar', min_ts: 'scalar', max_ts: 'scalar', limit: 'scalar', cursor: 'scalar' },
+    authRequired: false,
+  },
+  events: {
+    path: '/events',
+    params: { limit: 'scalar', cursor: 'scalar', status: 'scalar', series_ticker: 'scalar', with_nested_markets: 'scalar' },
+    authRequired: false,
+  },
+  series: { path: '/series', params: { category: 'scalar', tags: 'scalar' }, authRequired: false },
+  exchangeStatus: { path: '/exchange/status', params: {}, authRequired: false },
+} as const satisfies Record<string, RouteSpec>;
+
+/** Batch bound of GET /markets/orderbooks (OpenAPI: minItems 1, maxItems 100). */
+export const ORDERBOOKS_TICKERS_MAX = 100;
+
+export type QueryValue = string | number | boolean | readonly string[] | undefined;
+
+/**
+ * Appends `query` to `params` the way Kalshi expects for `route`: arrays as a comma list or as
+ * repeated keys per the route's spec; empty values are left out.
+ */
+export function encodeQuery(route: RouteSpec, query: Readonly<Record<string, QueryValue>>, params: URLSearchParams): void {
+  for (const [key, value] of Object.entries(query)) {
+    if (value === undefined || value === '') continue;
+    const style = route.params[key] ?? 'scalar';
+    if (Array.isArray(value)) {
+      if (value.length === 0) continue;
+      if (style === 'repeated') for (const v of value) params.append(key, v);
+      else params.set(key, value.join(','));
+    } else {
+      params.set(key, String(value));
+    }
+  }
+}
+
+/**
+ * Reads a list parameter as a server: repeated keys, each possibly a comma list (GET /markets
+ * takes commas; the simulator accepts both forms there). For a `repeated` route a comma inside
+ * one value is part of the ticker, as on Kalshi.
+ */
+export function decodeListParam(route: RouteSpec, params: URLSearchParams, key: string): string[] {
+  const values = params.getAll(key);
+  if (route.params[key] === 'repeated') return values.filter((v) => v !== '');
+  return values.flatMap((v) => v.split(',')).filter((v) => v !== '');
+}
+
+/**
+ * The time a trade is keyed by (µs): its exchange time truncated to the whole second. Early-2026
+ * WS trades carry only `ts` (seconds); their REST copies carry `created_time` (µs): the second is
+ * the precision both eras carry, so both copies of one trade get the same (exchange_ts, trade_id)
+ * and collapse. trade_id stays the identity; exchange_ts only has to agree. See docs/semantics.md.
+ */
+export function tradeKeyTimeUs(us: number): number {
+  return us - (us % 1_000_000);
+}
+
+/** The 429 body Kalshi has been seen to send: `{"error":{"code":"too_many_requests","message":...}}`. */
+export function parseRestError(body: unknown): { code: string; message: string } | null {
+  if (typeof body !== 'object' || body === null) return null;
+  const err = (body as Record<string, unknown>).error;
+  if (typeof err !== 'object' || err === null) return null;
+  const { code, message } = err as Record<string, unknown>;
+  return typeof code === 'string' ? { code, message: typeof message === 'string' ? message : '' } : null;
+}
