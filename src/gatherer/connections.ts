@@ -95,6 +95,8 @@ interface Conn {
 }
 
 const nowUs = (): number => Date.now() * 1000;
+// add_markets are gathered this long per shard before one command goes out (see queueAdd).
+const ADD_COALESCE_MS = 20;
 
 export class ConnectionManager {
   private readonly conns: Conn[] = [];
@@ -103,6 +105,9 @@ export class ConnectionManager {
   private nextShardId = 1;
   private shardSize: number;
   private stopped = false;
+  /** add_markets waiting to be sent, per shard (see queueAdd). */
+  private readonly pendingAdds = new Map<Shard, string[]>();
+  private addFlushTimer: NodeJS.Timeout | undefined;
   /** Live all-markets subscriptions: channel -> connection and sid. */
   private readonly globalSids = new Map<string, { readonly connId: number; readonly sid: number }>();
   private silenceTimer: NodeJS.Timeout | undefined;
@@ -141,6 +146,7 @@ export class ConnectionManager {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.silenceTimer) clearInterval(this.silenceTimer);
+    if (this.addFlushTimer) clearTimeout(this.addFlushTimer);
     const closing: Promise<void>[] = [];
     for (const c of this.conns) {
       if (c.reconnectTimer) clearTimeout(c.reconnectTimer);
@@ -265,9 +271,39 @@ export class ConnectionManager {
         shard.tickers.add(t);
         this.shardOfTicker.set(t, shard);
       }
-      if (shard.sids.size === 0) this.subscribeShard(shard, this.opts.marketChannels);
-      else this.updateShard(shard, 'add_markets', take);
+      if (shard.sids.size > 0) this.queueAdd(shard, take);
+      else if (!this.subscribing(shard)) this.subscribeShard(shard, this.opts.marketChannels);
+      // else: the shard's subscribe is in flight; its ack adds these (see finish).
     }
+  }
+
+  /**
+   * add_markets for a shard, coalesced over ADD_COALESCE_MS: a creation burst of hundreds of
+   * markets is one command per shard, not one per market (the exchange answers error 27 past its
+   * command rate: at 40,000 markets one add_markets per created market drew it, and the refused
+   * markets were never subscribed).
+   */
+  private queueAdd(shard: Shard, tickers: readonly string[]): void {
+    const list = this.pendingAdds.get(shard);
+    if (list) list.push(...tickers);
+    else this.pendingAdds.set(shard, [...tickers]);
+    this.addFlushTimer ??= setTimeout(() => this.flushAdds(), ADD_COALESCE_MS);
+  }
+
+  private flushAdds(): void {
+    this.addFlushTimer = undefined;
+    const adds = [...this.pendingAdds];
+    this.pendingAdds.clear();
+    for (const [shard, tickers] of adds) {
+      const still = tickers.filter((t) => shard.tickers.has(t));
+      // A shard without sids is being (re)subscribed with all its markets: nothing to add.
+      if (still.length > 0 && this.shards.has(shard.id) && shard.sids.size > 0) this.updateShard(shard, 'add_markets', still);
+    }
+  }
+
+  private subscribing(shard: Shard): boolean {
+    for (const p of this.conns[shard.connId - 1]!.pending.values()) if (p.kind === 'subscribe' && p.shard === shard) return true;
+    return false;
   }
 
   /** Removes finished markets from their subscriptions. */
@@ -348,6 +384,15 @@ export class ConnectionManager {
       this.moveRefusedMarkets(pending.shard, pending.tickers);
       return;
     }
+    if (reply.id !== undefined && pending?.kind === 'update' && pending.action === 'add_markets' && pending.shard) {
+      // Refused for another reason (27 too many requests, 18 timeout, ...): asked again after the
+      // connection's backoff, like a refused subscribe. Dropping it left markets never subscribed.
+      this.finish(conn, reply.id, false);
+      const shard = pending.shard;
+      const tickers = pending.tickers;
+      setTimeout(() => !this.stopped && this.queueAdd(shard, tickers), conn.backoff.nextDelayMs()).unref();
+      return;
+    }
     if (reply.id !== undefined && pending) {
       // A refused subscribe is retried after the connection's backoff: never give up on markets.
       // Whoever waits for it (a resync after a dead sid) hears when the retry is done, not now.
@@ -398,8 +443,9 @@ export class ConnectionManager {
 
   /** A live shard with room. Shards whose subscribe is still outstanding are sealed: adding to
    *  them would race the reply, so new markets open a new shard instead. */
+  /** A shard with room, subscribed or with its subscribe in flight (markets added then follow its ack). */
   private shardWithRoom(): Shard | undefined {
-    for (const s of this.shards.values()) if (s.sids.size > 0 && s.tickers.size < this.shardSize) return s;
+    for (const s of this.shards.values()) if (s.tickers.size < this.shardSize && (s.sids.size > 0 || this.subscribing(s))) return s;
     return undefined;
   }
 
@@ -444,9 +490,18 @@ export class ConnectionManager {
     if (!p) return;
     clearTimeout(p.timer);
     conn.pending.delete(id);
+    if (ok && p.kind === 'subscribe' && p.shard !== undefined) this.addJoinedMeanwhile(p.shard, p.tickers);
     if (ok && p.shard !== undefined && (p.kind === 'subscribe' || p.action === 'add_markets') && p.tickers.length > 0) this.events.marketsSubscribed?.(conn.id, p.tickers);
     if (notify) p.onDone?.(ok);
     if (ok) this.checkResubscribed(conn);
+  }
+
+  /** Markets added to a shard while its subscribe was in flight are added once it is acked. */
+  private addJoinedMeanwhile(shard: Shard, subscribed: readonly string[]): void {
+    if (shard.tickers.size === subscribed.length || shard.sids.size === 0) return;
+    const had = new Set(subscribed);
+    const joined = [...shard.tickers].filter((t) => !had.has(t));
+    if (joined.length > 0) this.queueAdd(shard, joined);
   }
 
   /** After a break: once no subscribe is outstanding on the open socket, the connection is whole again. */

@@ -64,14 +64,12 @@ export interface RegistryDeps {
 
 const TRACKED_LISTINGS = ['unopened', 'open', 'paused'] as const;
 const UNFINISHED = new Set(['initialized', 'active', 'inactive']);
-// Background REST look-ups (after `created`, revivals, metadata changes) in flight at most.
 // Markets waiting for a REST look-up (beyond it the reconcile repairs them), and per request.
 const MAX_QUEUED_LOOKUPS = 100_000;
 const LOOKUP_BATCH_MAX = 100;
 // Created markets whose subscription is not acked yet, remembered for the latency metric (a creation
 // burst is hundreds; markets never subscribed, e.g. finished at once, must not grow it forever).
 const CREATED_TIMES_MAX = 100_000;
-const LOOKUP_BATCH = 100;
 
 export function isFinished(m: TrackedMarket, nowMs: number): boolean {
   return !UNFINISHED.has(m.status) || (m.closeTimeMs !== null && m.closeTimeMs <= nowMs);
@@ -491,9 +489,9 @@ export class MarketRegistry extends EventEmitter {
 
   /** Markets no longer in the tracked listings: look them up by ticker to learn their fate. */
   private async resolveVanished(tickers: readonly string[], startedMs: number): Promise<void> {
-    for (let i = 0; i < tickers.length; i += LOOKUP_BATCH) {
-      const batch = tickers.slice(i, i + LOOKUP_BATCH);
-      const page = await this.deps.rest.getMarkets({ tickers: batch, limit: LOOKUP_BATCH });
+    for (let i = 0; i < tickers.length; i += LOOKUP_BATCH_MAX) {
+      const batch = tickers.slice(i, i + LOOKUP_BATCH_MAX);
+      const page = await this.deps.rest.getMarkets({ tickers: batch, limit: LOOKUP_BATCH_MAX });
       await this.serialize(async () => {
         const found = new Set(page.items.map((m) => m.ticker));
         for (const t of batch) {

@@ -202,3 +202,25 @@ test('add_markets refused with error 26 moves the markets to a new subscription:
     await run.sim.stop();
   }
 });
+
+test('a burst of markets added one at a time is subscribed in a few coalesced commands; add_markets refused with error 27 is asked again until every market is held', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  // The exchange takes 3 commands per second per connection: one add_markets per market (the
+  // registry adds each created market on its own) draws error 27 at once.
+  const run = await startPausedSimulator({ markets: 60, rate: 300, seed: 35, commandsPerSecMax: 3 });
+  const { gatherer } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { connections: { count: 2, marketsPerSubscription: 100 } }));
+  const held = (): number => run.sim.connections().reduce((n, c) => n + c.subs.filter((s) => s.channel === 'orderbook_delta').reduce((m, s) => m + (s.markets ?? 0), 0), 0);
+  try {
+    await waitFor('every market subscribed', () => gatherer.manager.allSubscribed() && gatherer.manager.marketCount() >= 60);
+    const total = gatherer.manager.marketCount();
+    const burst = [...gatherer.manager.tickersOf(1).slice(0, 20), ...gatherer.manager.tickersOf(2).slice(0, 20)];
+    gatherer.manager.removeMarkets(burst);
+    await waitFor('the markets left the exchange\'s subscriptions', () => held() === total - burst.length);
+    for (const t of burst) gatherer.manager.addMarkets([t]); // as a creation burst arrives: one market per call
+    await waitFor('the exchange holds every market again', () => held() === total, 60_000);
+    assert.equal(gatherer.manager.marketCount(), total);
+  } finally {
+    await gatherer.stop();
+    await run.sim.stop();
+  }
+});
