@@ -11,12 +11,16 @@
 //               to the truth is;
 //   gaps        every fault the exchange injected that breaks a gatherer's stream (skipped seq,
 //               drop, stall, error 25) has a ledger row of that gatherer, and every
-//               ledger row is recovered.
-import type { ClientBase } from 'pg';
+//               ledger row is recovered;
+//   gatherers   each gatherer's own database holds every trade of the window: every loss a
+//               gatherer notices is ledgered and its trades backfilled over REST, so a trade
+//               missing from one gatherer was lost silently (e.g. dropped before the ring), even
+//               when another gatherer's copy keeps production whole.
+import { Client, type ClientBase } from 'pg';
 import { KdpError } from '../core/errors';
 import { reconstructBook, type BookLevel } from '../ops/book';
 import { canonicalDecimal } from '../ops/decimal';
-import { formatTruthComparison, verifyAgainstTruth, type TruthComparison } from '../ops/truth';
+import { compareTrades, formatTruthComparison, loadProductionSet, verifyAgainstTruth, type TruthComparison } from '../ops/truth';
 import { readTruthExpectation, type TruthExpectation } from '../ops/truth-file';
 import type { BookRec, FaultRec, Level } from '../sim/truth';
 import { seededRandom } from './nemesis';
@@ -29,10 +33,12 @@ export interface ChaosCheckInput {
   /** At most this many book checkpoints are rebuilt (a seeded sample when there are more). */
   readonly booksMax: number;
   readonly seed: number;
+  /** Each gatherer's own database (the per-gatherer trade check); none = not checked. */
+  readonly gatherers?: readonly { readonly name: string; readonly url: string }[];
 }
 
 export interface Violation {
-  readonly check: 'trades' | 'deltas' | 'books' | 'lifecycle' | 'gaps' | 'ledger';
+  readonly check: 'trades' | 'deltas' | 'books' | 'lifecycle' | 'gaps' | 'ledger' | 'gatherers';
   readonly detail: string;
 }
 
@@ -55,6 +61,8 @@ export interface ChaosCheckReport {
   readonly lifecycle: { expected: number; production: number; missing: number; invented: number };
   readonly gaps: GapCheck;
   readonly ledger: { rows: number; unrecovered: number; byKind: Record<string, number> };
+  /** Trades of the window missing from each gatherer's own database. */
+  readonly gathererTrades: Record<string, number>;
 }
 
 const VIOLATIONS_SHOWN_PER_CHECK = 20;
@@ -68,7 +76,27 @@ export async function checkChaosRun(client: ClientBase, input: ChaosCheckInput):
   const books = await checkBooks(client, truth, input, add);
   const lifecycle = await checkLifecycle(client, input.truthFile, truth, add);
   const { gaps, ledger } = await checkGaps(client, truth.faults, add);
-  return { ok: violations.length === 0, violations, truth: comparison, books, lifecycle, gaps, ledger };
+  const gathererTrades = await checkGathererTrades(input, truth, add);
+  return { ok: violations.length === 0, violations, truth: comparison, books, lifecycle, gaps, ledger, gathererTrades };
+}
+
+/** Trades of the window absent from each gatherer's own database (see `gatherers` above). */
+async function checkGathererTrades(input: ChaosCheckInput, truth: TruthExpectation, add: (v: Violation) => void): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const g of input.gatherers ?? []) {
+    const c = new Client({ connectionString: g.url });
+    await c.connect();
+    try {
+      const own = await loadProductionSet(c, truth.span);
+      const lost = compareTrades(truth.expected.trades, own.trades);
+      out[g.name] = lost.counts.lost;
+      for (const x of lost.lost) add({ check: 'gatherers', detail: `${g.name} lacks trade ${x.tradeId} ${x.ticker} at ${x.exchangeTs}, with no ledger row: lost silently` });
+      if (lost.counts.lost > lost.lost.length) add({ check: 'gatherers', detail: `${g.name} lacks ${lost.counts.lost - lost.lost.length} more trades` });
+    } finally {
+      await c.end();
+    }
+  }
+  return out;
 }
 
 function tradeAndDeltaViolations(c: TruthComparison, add: (v: Violation) => void): void {
@@ -292,6 +320,7 @@ export function formatChaosReport(r: ChaosCheckReport): string {
     `lifecycle expected=${r.lifecycle.expected} production=${r.lifecycle.production} missing=${r.lifecycle.missing} invented=${r.lifecycle.invented}`,
     `gaps    injected=${r.gaps.injected} in-ledger=${r.gaps.inLedger} covered-by-restart=${r.gaps.coveredByRestart} not-delivered=${r.gaps.notDelivered} missing=${r.gaps.missing}`,
     `ledger  rows=${r.ledger.rows} unrecovered=${r.ledger.unrecovered} ${Object.entries(r.ledger.byKind).map(([k, n]) => `${k}=${n}`).join(' ')}`,
+    `gatherers trades missing from their own databases: ${Object.entries(r.gathererTrades).map(([g, n]) => `${g}=${n}`).join(' ') || 'not checked'}`,
   ];
   const byCheck = new Map<string, Violation[]>();
   for (const v of r.violations) byCheck.set(v.check, [...(byCheck.get(v.check) ?? []), v]);

@@ -114,7 +114,8 @@ export async function runOnce(seed: number, o: ChaosOptions, say: Say, afterChec
     const c = new Client({ connectionString: stack.productionUrl });
     await c.connect();
     let report: ChaosCheckReport;
-    const input: ChaosCheckInput = { truthFile: stack.truthFile, afterN: started.records, throughN: end.records, booksMax: o.booksMax, seed };
+    const gatherers = stack.gatherers.map((g, i) => ({ name: g.name, url: dbUrls[i]! }));
+    const input: ChaosCheckInput = { truthFile: stack.truthFile, afterN: started.records, throughN: end.records, booksMax: o.booksMax, seed, gatherers };
     try {
       report = await checkChaosRun(c, input);
     } finally {

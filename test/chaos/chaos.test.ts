@@ -88,7 +88,7 @@ async function mergeWithSkippingCursors(stack: Stack): Promise<string> {
   return url;
 }
 
-test('the checker catches planted defects in a real run: dropped, duplicated and changed rows, a missing ledger row, a skipping cursor', { timeout: 300_000 }, async () => {
+test('the checker catches planted defects in a real run: dropped, duplicated and changed rows, a missing ledger row, a skipping cursor, a trade dropped before one gatherer\'s ring', { timeout: 300_000 }, async () => {
   lines.length = 0;
   const r = await runOnce(13, { ...SHORT, seed: 13 }, say, async (stack, report, input) => {
     assert.ok(report.ok, `the unplanted run passes:\n${lines.slice(-40).join('\n')}`);
@@ -117,6 +117,23 @@ test('the checker catches planted defects in a real run: dropped, duplicated and
       assert.ok(s.truth.trades.counts.lost > 0 && s.truth.deltas.counts.lost > 0, `lost: ${JSON.stringify(s.truth.trades.counts)} ${JSON.stringify(s.truth.deltas.counts)}`);
     } finally {
       await skipped.end();
+    }
+    // A trade dropped before one gatherer's ring with no count or ledger row (the old pause-mode
+    // hole): production stays whole from the other gatherers' copies, but that gatherer's own
+    // database lacks it. Planted last: it is committed in g1's database.
+    const g1 = new Client({ connectionString: input.gatherers![0]!.url });
+    await g1.connect();
+    const prod = new Client({ connectionString: stack.productionUrl });
+    await prod.connect();
+    try {
+      const gone = await g1.query(`DELETE FROM trades WHERE trade_id = ${MIDDLE_TRADE} RETURNING trade_id::text`);
+      assert.equal(gone.rowCount, 1);
+      const r2 = await checkChaosRun(prod, input);
+      assert.equal(r2.truth.trades.counts.lost, 0, 'production is still whole');
+      assert.ok(r2.violations.some((v) => v.check === 'gatherers' && v.detail.includes(gone.rows[0].trade_id)), `the silent drop is caught: ${JSON.stringify(r2.violations.slice(0, 5))}`);
+    } finally {
+      await g1.end();
+      await prod.end();
     }
   });
   assert.equal(r.error, undefined, failureText(r));
