@@ -54,7 +54,7 @@ export interface RestTrade {
   readonly takerOutcomeSide: string | null;
   readonly takerBookSide: string | null;
   readonly isBlockTrade: boolean | null;
-  /** created_time truncated to the second (tradeKeyTimeUs), in µs (docs/semantics.md: trades key). */
+  /** created_time truncated to the millisecond (tradeKeyTimeUs), in µs (docs/semantics.md: trades key). */
   readonly exchangeTsUs: number;
 }
 

@@ -155,7 +155,7 @@ export function readTrade(msg: JsonObject, row: TradeRow): void {
   const block = msg.is_block_trade;
   if (block !== undefined && block !== null && typeof block !== 'boolean') fail('KDP_ERR_MSG_SHAPE', 'is_block_trade is not a boolean');
   row.is_block_trade = typeof block === 'boolean' ? block : null;
-  // Truncated to the second, like the REST copy's created_time: early-2026 trades carry only `ts`.
+  // The key time (the millisecond), as the REST copy's created_time; early-2026 trades carry only `ts`.
   row.exchange_ts = tradeKeyTimeUs(exchangeTimeUs(msg, null));
 }
 

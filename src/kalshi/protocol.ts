@@ -168,13 +168,15 @@ export function decodeListParam(route: RouteSpec, params: URLSearchParams, key: 
 }
 
 /**
- * The time a trade is keyed by (µs): its exchange time truncated to the whole second. Early-2026
- * WS trades carry only `ts` (seconds); their REST copies carry `created_time` (µs): the second is
- * the precision both eras carry, so both copies of one trade get the same (exchange_ts, trade_id)
- * and collapse. trade_id stays the identity; exchange_ts only has to agree. See docs/semantics.md.
+ * The time a trade is keyed by (µs): its exchange time truncated to the millisecond, the precision
+ * of the WS `ts_ms` since 2025, so a live trade and its REST copy (`created_time`, µs) get the same
+ * (exchange_ts, trade_id) and collapse. Early-2026 WS trades carried only `ts` (seconds): such a copy
+ * keys at its second and does not collapse with a REST copy of the same trade whose time has a
+ * fraction (an open difference, docs/kalshi.md). Truncating every copy to the second instead was
+ * tried and reverted: it cost every trade its sub-second time and order for the sake of that era.
  */
 export function tradeKeyTimeUs(us: number): number {
-  return us - (us % 1_000_000);
+  return us - (us % 1_000);
 }
 
 /** The 429 body Kalshi has been seen to send: `{"error":{"code":"too_many_requests","message":...}}`. */

@@ -115,7 +115,7 @@ describe('trade backfill', () => {
     assert.equal(
       Number(firstA.exchange_ts),
       tradeKeyTimeUs((T0 + 400) * 1000),
-      'created_time truncated to the second (the trade key time both API eras carry)',
+      'created_time .456 µs-part truncated to the millisecond (the trade key time)',
     );
     assert.equal(firstA.count, '136.57');
     assert.equal(firstA.yes_price, '0.365000');

@@ -94,7 +94,7 @@ test('row lines escape COPY specials and hold one field per column (tables.ts or
   assert.equal(fields[1], 'A\\tB', 'the TAB in the ticker is escaped, not a column break');
   assert.equal(
     fields[9],
-    String(Date.UTC(2022, 10, 22, 20, 44, 1) * 1000),
-    'exchange_ts (the trade key time: created_time truncated to the second) after the escaped ticker',
+    String(Date.UTC(2022, 10, 22, 20, 44, 1, 123) * 1000),
+    'exchange_ts (the trade key time: created_time truncated to the millisecond) after the escaped ticker',
   );
 });

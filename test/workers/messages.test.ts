@@ -65,7 +65,7 @@ test('delta without ts uses ts_ms x 1000', () => {
   assert.equal(c.lines('orderbook_deltas')[0]!.split('\t')[4], '1779946509623000');
 });
 
-test('trade (sheet example) -> exact row; exchange_ts is the trade time truncated to the second (the key both API eras share); duplicate trade_id dropped', () => {
+test('trade (sheet example) -> exact row; exchange_ts = ts_ms x 1000 (the millisecond the REST copy keys at too); duplicate trade_id dropped', () => {
   const c = new Capture();
   c.feed(TRADE, 2, RECV);
   c.feed(TRADE, 3, RECV + 1); // the same trade on another connection
@@ -76,7 +76,7 @@ test('trade (sheet example) -> exact row; exchange_ts is the trade time truncate
   const cols = c.lines('trades')[1]!.split('\t');
   assert.equal(cols[0], 'd91bc706-ee49-470d-82d8-11418bda6fee');
   assert.equal(cols[8], 't');
-  assert.equal(cols[9], '1669149841000000'); // ts_ms 1669149841999 keys at its second, like the REST copy
+  assert.equal(cols[9], '1669149841999000');
 });
 
 test('ticker (sheet example) -> exact row with µs time, fingerprint and occurrence', () => {
