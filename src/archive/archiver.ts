@@ -10,6 +10,7 @@ import { createWriteStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { backoffDelayMs } from '../core/backoff';
 import { KdpError, classifyDbError, isKdpError } from '../core/errors';
 import { createLogger, type Logger } from '../core/log';
 import { ARCHIVE_METRICS, createMetrics, createRegistry, type MetricSet } from '../core/metrics';
@@ -323,7 +324,8 @@ export async function runArchiver(opts: ArchiveOptions, deps: ArchiveDeps = {}):
       if (session) await closeSession(session);
       session = undefined;
     }
-    const waitMs = failures === 0 ? opts.intervalMs : Math.min(opts.intervalMs, 1000 * 2 ** Math.min(failures, 8));
+    // No jitter: one archiver per production database. The ceiling stays at 2^8 s as before.
+    const waitMs = failures === 0 ? opts.intervalMs : backoffDelayMs(failures, { initialMs: 1_000, maxMs: Math.min(opts.intervalMs, 256_000), jitter: 'none' });
     await sleep(waitMs, undefined, { signal: deps.signal }).catch(() => undefined);
   }
   if (session) await closeSession(session);

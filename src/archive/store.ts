@@ -13,6 +13,7 @@ import {
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
+import { backoffDelayMs } from '../core/backoff';
 import { KdpError, invariant } from '../core/errors';
 import { failpoint } from './failpoint';
 import type { StoreOptions } from './options';
@@ -38,7 +39,7 @@ export interface RetryPolicy {
   readonly onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
 }
 
-/** Runs op up to maxAttempts times; full-jitter exponential backoff between attempts. */
+/** Runs op up to maxAttempts times; equal-jitter exponential backoff between attempts (never an immediate retry against S3). */
 export async function withRetry<T>(what: string, policy: RetryPolicy, op: () => Promise<T>): Promise<T> {
   let lastErr: unknown;
   for (let attempt = 1; attempt <= policy.maxAttempts; attempt++) {
@@ -47,8 +48,7 @@ export async function withRetry<T>(what: string, policy: RetryPolicy, op: () => 
     } catch (err) {
       lastErr = err;
       if (attempt === policy.maxAttempts) break;
-      const ceiling = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** (attempt - 1));
-      const delayMs = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+      const delayMs = backoffDelayMs(attempt - 1, { initialMs: policy.retryBaseMs, maxMs: policy.retryMaxMs, jitter: 'equal' });
       policy.onRetry?.(err, attempt, delayMs);
       await sleep(delayMs);
     }

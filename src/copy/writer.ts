@@ -14,6 +14,7 @@
 // its batch id across retries, and after a failure with the COMMIT in flight the writer settles
 // the old backend and looks the batch id up in ingest_batches before sending again.
 import { performance } from 'node:perf_hooks';
+import { backoffDelayMs } from '../core/backoff';
 import { classifyDbError, invariant, isKdpError, KdpError } from '../core/errors';
 import { createLogger, type Logger } from '../core/log';
 import { runBatchTransaction, type BatchAttempt, type BatchResult, type PhaseHook } from './batch';
@@ -304,8 +305,10 @@ export class CopyWriter {
   }
 
   private backoffMs(failures: number): number {
-    const ceiling = failures === 0 ? this.options.retryMaxMs : Math.min(this.options.retryMaxMs, this.options.retryBaseMs * 2 ** (failures - 1));
-    return Math.random() * ceiling;
+    // Full jitter: the writers of every worker (and table) retry against one database together.
+    // failures 0 = a whole round of retryAttemptsMax failed: wait up to the largest ceiling.
+    const attempt = failures === 0 ? Number.POSITIVE_INFINITY : failures - 1;
+    return backoffDelayMs(attempt, { initialMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs, jitter: 'full' });
   }
 
   private sleep(ms: number): Promise<void> {

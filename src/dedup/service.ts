@@ -2,6 +2,7 @@
 // Gatherers that cannot be reached are skipped and retried with backoff (any one gatherer is
 // enough); production failures back off with jitter and resume from the cursors.
 import type { Registry } from 'prom-client';
+import { backoffDelayMs } from '../core/backoff';
 import { isKdpError } from '../core/errors';
 import { createLogger, type Logger } from '../core/log';
 import { DEDUP_METRICS, createMetrics, createRegistry, type MetricSet } from '../core/metrics';
@@ -238,8 +239,8 @@ class DedupService implements Deduplicator {
 
   private backoffMs(failures: number): number {
     const { backoffInitialMs, backoffMaxMs } = this.opts.sync;
-    const base = Math.min(backoffMaxMs, backoffInitialMs * 2 ** Math.min(failures, 30));
-    return Math.round(base * (0.5 + Math.random() * 0.5)); // jitter: herds of restarts spread out
+    // Equal jitter: restarts of several deduplicators spread out, yet never retry at once.
+    return backoffDelayMs(failures, { initialMs: backoffInitialMs, maxMs: backoffMaxMs, jitter: 'equal' });
   }
 
   private async ensureProduction(s: GathererState): Promise<Link> {

@@ -4,7 +4,7 @@
 // goes to the frame sink (the ring router) untouched; workers report replies back (control.ts).
 import WebSocket from 'ws';
 import type { Logger } from '../core/log';
-import { Backoff } from './backoff';
+import { Backoff } from '../core/backoff';
 import { ERROR_MARKET_LIMIT, type ExchangeReply } from './control';
 
 export interface ConnectionManagerOptions {
@@ -128,7 +128,7 @@ export class ConnectionManager {
         epoch: 0,
         nextCommandId: 1,
         pending: new Map(),
-        backoff: new Backoff({ initialMs: opts.backoffInitialMs, maxMs: opts.backoffMaxMs }),
+        backoff: new Backoff({ initialMs: opts.backoffInitialMs, maxMs: opts.backoffMaxMs, jitter: 'full' }),
         lastFrameUs: 0,
         downSinceUs: 0,
         reconnectTimer: undefined,

@@ -8,6 +8,7 @@
 // - where trades may have been lost (connection down, ring drop, trade sid broken), a REST trade
 //   backfill of the window, so trades stay complete even when every connection dropped together.
 import type { Pool } from 'pg';
+import { backoffDelayMs, type BackoffPolicy } from '../core/backoff';
 import { classifyDbError } from '../core/errors';
 import type { Logger } from '../core/log';
 import type { GATHERER_METRICS, MetricSet } from '../core/metrics';
@@ -23,14 +24,16 @@ const LEDGER_KIND: Record<Exclude<GapEvent['kind'], 'closed'>, string> = {
   'bad-message': 'bad_message',
 };
 // Ledger writes are retried this often before the gap is logged as unrecorded: with the delay
-// capped at LEDGER_RETRY_DELAY_MAX_MS that is ~40 s, longer than a database restart (a chaos
-// run stops the gatherer's PostgreSQL for up to 8 s and the gap must still reach the ledger).
+// capped at 5 s that is ~40 s, longer than a database restart (a chaos run stops the gatherer's
+// PostgreSQL for up to 8 s and the gap must still reach the ledger). No jitter, here and for
+// recoveries: the retries are this process's own (its pool, its REST client, which jitters its own
+// retries), so a fixed schedule spreads nothing out and keeps logs and tests predictable.
 const LEDGER_ATTEMPTS_MAX = 12;
-const LEDGER_RETRY_DELAY_MAX_MS = 5_000;
+const LEDGER_RETRY: BackoffPolicy = { initialMs: 200, maxMs: 5_000, jitter: 'none' };
 // A failed REST recovery (trade backfill, registry reconcile) is repeated this often, 2 s, 4 s, ...
 // up to 30 s apart (~2.5 min in all).
 const RECOVERY_ATTEMPTS_MAX = 7;
-const RECOVERY_RETRY_DELAY_MAX_MS = 30_000;
+const RECOVERY_RETRY: BackoffPolicy = { initialMs: 1_000, maxMs: 30_000, jitter: 'none' };
 // A ticker sid's gap is taken as recovered this long after it (see recoverNonBook).
 const TICKER_RECOVERY_DELAY_MS = 1_000;
 // A gap on a sid the manager does not hold is checked again after this delay, this often, before
@@ -475,7 +478,7 @@ export class GapTracker {
         this.log.error({ attempts: attempt }, `${what} gave up; the gap stays open`);
         return false;
       }
-      await this.sleep(Math.min(RECOVERY_RETRY_DELAY_MAX_MS, 1_000 * 2 ** attempt));
+      await this.sleep(backoffDelayMs(attempt, RECOVERY_RETRY));
     }
     return false;
   }
@@ -494,7 +497,7 @@ export class GapTracker {
         const coded = classifyDbError(err);
         if (!coded.retryable || attempt >= LEDGER_ATTEMPTS_MAX) throw coded;
         this.metrics.writer_errors_total.inc({ type: coded.code === 'KDP_ERR_DB_TIMEOUT' ? 'timeout' : 'connection' });
-        await new Promise((r) => setTimeout(r, Math.min(LEDGER_RETRY_DELAY_MAX_MS, 200 * 2 ** attempt)));
+        await new Promise((r) => setTimeout(r, backoffDelayMs(attempt, LEDGER_RETRY)));
       }
     }
   }

@@ -3,7 +3,7 @@
 // task promise rejects, piscina starts a replacement thread, and we resubmit the task on the same
 // ring (the new worker resumes at the ring's read index). What the dead worker had read but not
 // committed is lost to this gatherer; the service records it as a gap and resyncs.
-// Relaunches are spaced by the full-jitter Backoff of backoff.ts and bounded: a worker that keeps
+// Relaunches are spaced by the full-jitter Backoff of core/backoff.ts and bounded: a worker that keeps
 // dying right after each relaunch (a config or environment it cannot run with) makes the pipeline
 // give up with KDP_ERR_WORKER_FAILED rather than relaunch it, and reconnect its connections, forever.
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
@@ -13,7 +13,7 @@ import { KdpError } from '../core/errors';
 import type { Logger } from '../core/log';
 import { SharedCounters } from '../core/shared-counters';
 import { createRingBuffer, RingProducer } from '../ingest/ring';
-import { Backoff } from './backoff';
+import { Backoff } from '../core/backoff';
 import type { ExchangeReply } from './control';
 import type { GapEvent } from '../workers/sequence';
 import {
@@ -112,7 +112,7 @@ export class Pipeline {
         running: undefined,
         restarts: 0,
         restartsInRow: 0,
-        backoff: new Backoff({ initialMs: opts.restart.backoffInitialMs, maxMs: opts.restart.backoffMaxMs, random: opts.restart.random }),
+        backoff: new Backoff({ initialMs: opts.restart.backoffInitialMs, maxMs: opts.restart.backoffMaxMs, jitter: 'full', random: opts.restart.random }),
         wake: undefined,
         clean: true,
         unflushedRows: 0,

@@ -1,5 +1,5 @@
 // Client-side rate limiting for the exchange REST API: a token bucket (Kalshi meters reads in
-// tokens per second per tier) and full-jitter exponential backoff for 429 / 5xx / network errors.
+// tokens per second per tier). The retry delays after 429 / 5xx / network errors are core/backoff.ts's.
 import { KdpError } from '../core/errors';
 import type { Clock } from './clock';
 
@@ -90,19 +90,4 @@ export class TokenBucket {
       this.lastRefillMs = now;
     }
   }
-}
-
-export interface BackoffOptions {
-  readonly backoffInitialMs: number;
-  readonly backoffMaxMs: number;
-}
-
-/** Full jitter: uniform in [0, min(max, initial * 2^attempt)]. `attempt` counts from 0. */
-export function backoffDelayMs(
-  attempt: number,
-  opts: BackoffOptions,
-  random: () => number = Math.random,
-): number {
-  const ceiling = Math.min(opts.backoffMaxMs, opts.backoffInitialMs * 2 ** Math.min(attempt, 30));
-  return Math.floor(random() * ceiling);
 }

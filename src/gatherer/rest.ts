@@ -10,7 +10,8 @@ import type { GATHERER_METRICS, MetricSet } from '../core/metrics';
 import type { KalshiSigner } from './auth';
 import { systemClock, shutdownError, type Clock } from './clock';
 import type { RestClientOptions } from './options';
-import { TokenBucket, backoffDelayMs } from './ratelimit';
+import { TokenBucket } from './ratelimit';
+import { backoffDelayMs } from '../core/backoff';
 import {
   asArray,
   asObject,
@@ -363,7 +364,8 @@ export class RestClient {
         this.count(route, err.outcome);
         if (!err.kdp.retryable || attempt >= this.opts.restRetryMax) throw err.kdp;
         if (err.outcome === 'rate_limited') this.bucket.drain();
-        const waitMs = backoffDelayMs(attempt, this.opts, this.deps.random);
+        // Full jitter: three gatherers share one exchange and its 429s carry no Retry-After.
+        const waitMs = backoffDelayMs(attempt, { initialMs: this.opts.backoffInitialMs, maxMs: this.opts.backoffMaxMs, jitter: 'full', random: this.deps.random });
         this.stats.backoffsMs.push(waitMs);
         this.deps.log?.debug(
           { endpoint: route, attempt, waitMs, code: err.kdp.code },

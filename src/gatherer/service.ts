@@ -3,6 +3,7 @@
 // ring untouched, follows the market registry, and turns the workers' gap reports into ledger rows,
 // resyncs and trade backfills. Worker threads parse and COPY (src/workers/task.ts).
 import { Pool } from 'pg';
+import { backoffDelayMs } from '../core/backoff';
 import { KdpError } from '../core/errors';
 import type { Logger } from '../core/log';
 import { createMetrics, createRegistry, GATHERER_METRICS, type MetricSet } from '../core/metrics';
@@ -253,7 +254,8 @@ async function discoverWithRetry(controlPlane: RestControlPlane, log: Logger): P
       return;
     } catch (err) {
       const code = err instanceof KdpError ? err.code : 'KDP_ERR_INTERNAL';
-      const delayMs = Math.min(30_000, 500 * 2 ** attempt);
+      // No jitter: each gatherer has its own API key and rate limit, so nothing is shared to spread.
+      const delayMs = backoffDelayMs(attempt, { initialMs: 500, maxMs: 30_000, jitter: 'none' });
       log.warn({ code, err: (err as Error).message, delayMs }, 'market discovery failed; retrying');
       await new Promise((r) => setTimeout(r, delayMs));
     }

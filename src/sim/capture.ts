@@ -2,6 +2,7 @@
 // be replayed through the simulator. What the exchange did is reconstructed from what one client
 // saw: snapshots become deltas against the book known so far, and a seq gap triggers get_snapshot.
 import WebSocket from 'ws';
+import { backoffDelayMs } from '../core/backoff';
 import { KdpError } from '../core/errors';
 import { signRequest, WS_PATH } from './auth';
 import { parsePrice, parseRfc3339Micros, parseSize, formatPrice, formatSize } from './fixed';
@@ -43,8 +44,9 @@ async function restGet(o: CaptureOptions, pathAndQuery: string): Promise<Json> {
     if ((res.status !== 429 && res.status < 500) || attempt >= REST_TRIES_MAX) {
       throw new KdpError(res.status === 429 ? 'KDP_ERR_REST_RATE_LIMITED' : res.status >= 500 ? 'KDP_ERR_REST_SERVER' : 'KDP_ERR_REST_CLIENT', `GET ${url.pathname}: HTTP ${res.status}`);
     }
-    // Back off with jitter (Kalshi sends no Retry-After).
-    await new Promise((r) => setTimeout(r, 100 * 2 ** attempt * (0.5 + Math.random())));
+    // Back off with equal jitter (Kalshi sends no Retry-After). Was 100 ms * 2^attempt * [0.5, 1.5);
+    // now [1/2, 1] of 200 ms * 2^attempt: the same doubling and order of magnitude, one formula.
+    await new Promise((r) => setTimeout(r, backoffDelayMs(attempt, { initialMs: 200, maxMs: 10_000, jitter: 'equal' })));
   }
 }
 

@@ -7,7 +7,7 @@ import { resolveOptions } from '../../src/config/validate';
 import { KalshiSigner } from '../../src/gatherer/auth';
 import { ManualClock } from '../../src/gatherer/clock';
 import { REST_CLIENT_SPEC, type RestClientOptions } from '../../src/gatherer/options';
-import { backoffDelayMs } from '../../src/gatherer/ratelimit';
+import { backoffDelayMs } from '../../src/core/backoff';
 import { RestClient, restStatus, type RestClientDeps } from '../../src/gatherer/rest';
 import { freePort } from '../../src/core/pgcluster';
 import { KalshiTestServer, market } from './fixtures/kalshi-test-server';
@@ -249,15 +249,18 @@ describe('retries and rate limits', () => {
   });
 
   test('backoff ceilings double up to the maximum', () => {
-    const o = { backoffInitialMs: 100, backoffMaxMs: 1000 };
+    const o = { initialMs: 100, maxMs: 1000, jitter: 'full' as const };
     assert.deepEqual(
-      [0, 1, 2, 3, 4, 40].map((a) => backoffDelayMs(a, o, () => 0.999999)),
+      [0, 1, 2, 3, 4, 40].map((a) => backoffDelayMs(a, { ...o, random: () => 0.999999 })),
       [99, 199, 399, 799, 999, 999],
     );
     assert.equal(
-      backoffDelayMs(3, o, () => 0),
+      backoffDelayMs(3, { ...o, random: () => 0 }),
       0,
     );
+    // Equal jitter keeps half the ceiling as a floor; none is the ceiling itself.
+    assert.deepEqual([0, 0.5, 0.999999].map((r) => backoffDelayMs(3, { ...o, jitter: 'equal', random: () => r })), [400, 600, 800]);
+    assert.deepEqual([0, 3, 40].map((a) => backoffDelayMs(a, { ...o, jitter: 'none' })), [100, 800, 1000]);
   });
 });
 
