@@ -8,7 +8,7 @@
 // Every run also carries exchange load as the real exchange makes it: a rate burst (the message
 // rate times 3-8 for 2-5 s) and a creation burst (100-400 markets created and opened at once);
 // they hit every gatherer together, so they must cost none of them data.
-import type { FailpointName } from '../dedup/failpoint';
+import type { FailpointName } from '../core/failpoint';
 import { Rng } from '../sim/fixed';
 
 export type ChaosAction =
@@ -165,10 +165,12 @@ export function planNemesis(o: NemesisOptions): ScheduledFault[] {
     }
     planned.push({ atMs: t, action });
   }
-  // One of each load burst in every run, wherever the draws put them (or did not).
+  // One of each load burst in every run, wherever the draws put them (or did not), never at the
+  // same millisecond as another fault (the schedule is strictly ordered).
   for (const kind of ['rate-burst', 'create-burst'] as const) {
-    if (endMs <= o.quietStartMs) break;
-    const atMs = Math.round(o.quietStartMs + rand() * (endMs - o.quietStartMs));
+    if (endMs - o.quietStartMs < 4) break;
+    let atMs = o.quietStartMs + 1 + Math.floor(rand() * (endMs - o.quietStartMs - 2));
+    while (planned.some((f) => f.atMs === atMs)) atMs = atMs + 1 < endMs ? atMs + 1 : o.quietStartMs + 1;
     planned.push({ atMs, action: draw(() => rand(), 0, o.gatherers, kind) });
   }
   return planned.sort((a, b) => a.atMs - b.atMs);
