@@ -12,6 +12,7 @@ import { Client } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { backoffDelayMs } from '../core/backoff';
 import { KdpError, classifyDbError, isKdpError } from '../core/errors';
+import { failpoint } from '../core/failpoint';
 import { createLogger, type Logger } from '../core/log';
 import { ARCHIVE_METRICS, createMetrics, createRegistry, type MetricSet } from '../core/metrics';
 import { requireSchema } from '../schema/migrate';
@@ -26,7 +27,6 @@ import {
   recordExport,
   tryArchiveLock,
 } from './cursors';
-import { failpoint } from './failpoint';
 import { HOUR_US, buildManifest, partitionPath, tableLayout, type TableLayout } from './layout';
 import type { ArchiveOptions } from './options';
 import { ParquetWriter } from './parquet';
@@ -178,12 +178,12 @@ async function exportPartition(
     const t2 = Date.now();
     await rm(csvPath, { force: true });
     const path = partitionPath(s.opts.store.prefix, table, hourStartUs);
-    failpoint('after-temp-write');
+    failpoint('archive.after_temp_write');
     await s.store.putFile(path.objectKey, parquetPath, 'application/vnd.apache.parquet');
     const exportedAtUs = Date.now() * 1000;
     const manifest = buildManifest(layout, path, hourStartUs, file, s.opts.compression, exportedAtUs);
     await s.store.putBytes(path.manifestKey, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'), 'application/json');
-    failpoint('after-upload');
+    failpoint('archive.after_upload');
     // Written last: until this commits, the next run redoes the partition (same keys, overwritten).
     await recordExport(
       s.client,

@@ -15,7 +15,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { backoffDelayMs } from '../core/backoff';
 import { KdpError, invariant } from '../core/errors';
-import { failpoint } from './failpoint';
+import { failpoint } from '../core/failpoint';
 import type { StoreOptions } from './options';
 
 export interface ObjectStore {
@@ -112,7 +112,7 @@ export class LocalStore implements ObjectStore {
     try {
       await write(tmp);
       await fsyncPath(tmp);
-      failpoint('before-rename');
+      failpoint('archive.before_rename');
       await rename(tmp, target);
       await fsyncPath(dirname(target));
     } catch (err) {

@@ -15,7 +15,7 @@ import {
   type CyclePlan,
   type PlanLimits,
 } from './plan';
-import { failpoint, failpointActive, midStreamKiller } from './failpoint';
+import { failpoint, failpointActive, midStreamKiller } from '../core/failpoint';
 import type { StreamGate } from './gate';
 import {
   LIST_BATCHES,

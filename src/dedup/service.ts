@@ -4,11 +4,11 @@
 import type { Registry } from 'prom-client';
 import { backoffDelayMs } from '../core/backoff';
 import { isKdpError } from '../core/errors';
+import { failpoint } from '../core/failpoint';
 import { createLogger, type Logger } from '../core/log';
 import { DEDUP_METRICS, createMetrics, createRegistry, type MetricSet } from '../core/metrics';
 import { json, startHttpServer, type HttpServer } from '../http/server';
 import { dropLink, openGatherer, openProduction, type Link } from './connect';
-import { failpoint } from './failpoint';
 import { FrozenFeedTracker } from './frozen';
 import { StreamGate } from './gate';
 import { SideError, mergeOnce, onSide, type MergeResult } from './merge';

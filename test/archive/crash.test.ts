@@ -119,17 +119,17 @@ describe('crash safety', () => {
 
   test('SIGKILL between the temp file and the rename/upload, during the rename, and before the cursor commit', async () => {
     // 3rd partition: its Parquet temp file is written, not yet in the store.
-    let r = await runKdp(['archive', '--config', config, '--once'], { KDP_ARCHIVE_FAILPOINT: 'after-temp-write:3' });
+    let r = await runKdp(['archive', '--config', config, '--once'], { KDP_FAILPOINT: 'archive.after_temp_write:3' });
     assert.equal(r.signal, 'SIGKILL');
     assert.equal(await cursorCount(url), 2);
     assert.equal(await assertNoPartialFile(url, root), 2);
     // 2nd put of this run (the manifest of the 1st partition it redoes) dies before its rename.
-    r = await runKdp(['archive', '--config', config, '--once'], { KDP_ARCHIVE_FAILPOINT: 'before-rename:2' });
+    r = await runKdp(['archive', '--config', config, '--once'], { KDP_FAILPOINT: 'archive.before_rename:2' });
     assert.equal(r.signal, 'SIGKILL');
     assert.equal(await cursorCount(url), 2);
     assert.equal(await assertNoPartialFile(url, root), 3);
     // Files and manifest uploaded, the export_cursors row not yet committed.
-    r = await runKdp(['archive', '--config', config, '--once'], { KDP_ARCHIVE_FAILPOINT: 'after-upload:1' });
+    r = await runKdp(['archive', '--config', config, '--once'], { KDP_FAILPOINT: 'archive.after_upload:1' });
     assert.equal(r.signal, 'SIGKILL');
     assert.equal(await cursorCount(url), 2);
     assert.equal(await assertNoPartialFile(url, root), 3);
