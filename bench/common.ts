@@ -5,9 +5,9 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Writable } from 'node:stream';
-import { Client } from 'pg';
 import { createLogger, type Logger } from '../src/core/log';
 import type { PgCluster } from '../src/core/pgcluster';
+import { withClient } from '../src/core/pgclient';
 import { migrate } from '../src/schema/migrate';
 import { truthDeltaOf, truthTradeOf } from '../src/ops/truth-file';
 import type { TruthSet } from '../src/ops/truth';
@@ -51,16 +51,6 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 export function quietLogger(): Logger {
   return createLogger('bench', { level: 'error', destination: new Writable({ write: (_c, _e, cb) => cb() }) });
-}
-
-export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
 }
 
 export async function migratedGathererDb(pg: PgCluster, name: string): Promise<string> {

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Client } from 'pg';
+import { withClient } from '../src/core/pgclient';
 import { createLogger } from '../src/core/log';
 import { PgCluster } from '../src/core/pgcluster';
 import { copyText } from '../src/copy/text';
@@ -31,24 +31,12 @@ function rowLines(n: number): string[] {
 
 async function freshDb(cluster: PgCluster, name: string): Promise<string> {
   const url = await cluster.createDatabase(name);
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    await migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: NOW_US });
-  } finally {
-    await c.end();
-  }
+  await withClient(url, (c) => migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: NOW_US }));
   return url;
 }
 
 async function countRows(url: string): Promise<number> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    return Number((await c.query(`SELECT count(*) AS n FROM orderbook_deltas`)).rows[0].n);
-  } finally {
-    await c.end();
-  }
+  return withClient(url, async (c) => Number((await c.query(`SELECT count(*) AS n FROM orderbook_deltas`)).rows[0].n));
 }
 
 async function viaWriter(url: string, rows: string[], batchRowsMax: number): Promise<{ seconds: number; batches: number }> {

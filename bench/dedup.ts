@@ -13,7 +13,8 @@ import { resolveDedupOptions } from '../src/dedup/options';
 import { startDeduplicator } from '../src/dedup/service';
 import { migrate } from '../src/schema/migrate';
 import { ORDERBOOK_DELTAS, columnNames, quoteIdent } from '../src/schema/tables';
-import { emitResult, environment, withClient } from './common';
+import { withClient } from '../src/core/pgclient';
+import { emitResult, environment } from './common';
 
 const PSQL = '/usr/bin/psql';
 const COLS = columnNames(ORDERBOOK_DELTAS).map(quoteIdent).join(', ');

@@ -38,8 +38,8 @@ import {
   sleep,
   spread,
   truthWindow,
-  withClient,
 } from './common';
+import { withClient } from '../src/core/pgclient';
 
 const { values: args } = parseArgs({
   options: {

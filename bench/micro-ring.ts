@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { createRingBuffer, RingConsumer, RingProducer } from '../src/ingest/ring';
-import { produceFrames } from '../test/ingest/ring-producer';
+import { produceFrames } from '../src/ingest/ring-check';
 import { isMain, runMicro, type MicroResult } from './micro-common';
 
 const CROSS_FRAMES = 500_000;
@@ -14,7 +14,7 @@ type Outcome = { frames: number; checksum: number; errors: number };
 /** Starts a consumer worker on a fresh ring and resolves once it is ready. */
 async function startConsumer(): Promise<{ sab: SharedArrayBuffer; worker: Worker; done: Promise<Outcome> }> {
   const sab = createRingBuffer({ ringBytes: 1 << 20, frameBytesMax: 4096 });
-  const worker = new Worker(join(__dirname, '..', 'test', 'ingest', 'ring-consumer-worker.js'), { workerData: { buffer: sab } });
+  const worker = new Worker(join(__dirname, '..', 'src', 'ingest', 'ring-check-worker.js'), { workerData: { buffer: sab } });
   let ready!: () => void;
   const readyP = new Promise<void>((r) => (ready = r));
   const done = new Promise<Outcome>((resolve, reject) => {

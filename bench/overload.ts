@@ -21,7 +21,8 @@ import { checkGathererOptions, GATHERER_SPEC, type GathererOptions } from '../sr
 import { startGatherer, type Gatherer } from '../src/gatherer/service';
 import { compareTrades, type TruthTrade } from '../src/ops/truth';
 import { spawnSimulator, type SpawnedSimulator } from '../src/sim/spawn';
-import { RESULT_MARKER, emitResult, environment, rssBytes, migratedGathererDb, peakRssBytes, quietLogger, resetPeakRss, sampleRss, sleep, truthWindow, withClient } from './common';
+import { RESULT_MARKER, emitResult, environment, rssBytes, migratedGathererDb, peakRssBytes, quietLogger, resetPeakRss, sampleRss, sleep, truthWindow } from './common';
+import { withClient } from '../src/core/pgclient';
 
 const { values: args } = parseArgs({
   options: {

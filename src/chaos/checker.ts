@@ -16,7 +16,8 @@
 //               gatherer notices is ledgered and its trades backfilled over REST, so a trade
 //               missing from one gatherer was lost silently (e.g. dropped before the ring), even
 //               when another gatherer's copy keeps production whole.
-import { Client, type ClientBase } from 'pg';
+import type { ClientBase } from 'pg';
+import { withClient } from '../core/pgclient';
 import { KdpError } from '../core/errors';
 import { reconstructBook, type BookLevel } from '../ops/book';
 import { canonicalDecimal } from '../ops/decimal';
@@ -84,17 +85,13 @@ export async function checkChaosRun(client: ClientBase, input: ChaosCheckInput):
 async function checkGathererTrades(input: ChaosCheckInput, truth: TruthExpectation, add: (v: Violation) => void): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const g of input.gatherers ?? []) {
-    const c = new Client({ connectionString: g.url });
-    await c.connect();
-    try {
+    await withClient(g.url, async (c) => {
       const own = await loadProductionSet(c, truth.span);
       const lost = compareTrades(truth.expected.trades, own.trades);
       out[g.name] = lost.counts.lost;
       for (const x of lost.lost) add({ check: 'gatherers', detail: `${g.name} lacks trade ${x.tradeId} ${x.ticker} at ${x.exchangeTs}, with no ledger row: lost silently` });
       if (lost.counts.lost > lost.lost.length) add({ check: 'gatherers', detail: `${g.name} lacks ${lost.counts.lost - lost.lost.length} more trades` });
-    } finally {
-      await c.end();
-    }
+    });
   }
   return out;
 }

@@ -4,6 +4,7 @@
 // (nemesis.ts) injects its seeded schedule, then stops the exchange, lets everything recover and
 // merge, and runs the checker (checker.ts). Exit code 0 only when every run had no violation.
 import { Client } from 'pg';
+import { withClient } from '../core/pgclient';
 import { Stack } from '../demo/stack';
 import { getJson } from '../ops/scrape';
 import { checkChaosRun, formatChaosReport, type ChaosCheckInput, type ChaosCheckReport } from './checker';
@@ -111,16 +112,9 @@ export async function runOnce(seed: number, o: ChaosOptions, say: Say, afterChec
     await quiesce(stack, say);
     // The truth file is complete (flushed and closed) only once the simulator has stopped.
     await sim.stop();
-    const c = new Client({ connectionString: stack.productionUrl });
-    await c.connect();
-    let report: ChaosCheckReport;
     const gatherers = stack.gatherers.map((g, i) => ({ name: g.name, url: dbUrls[i]! }));
     const input: ChaosCheckInput = { truthFile: stack.truthFile, afterN: started.records, throughN: end.records, booksMax: o.booksMax, seed, gatherers };
-    try {
-      report = await checkChaosRun(c, input);
-    } finally {
-      await c.end();
-    }
+    const report: ChaosCheckReport = await withClient(stack.productionUrl, (c) => checkChaosRun(c, input));
     say(formatChaosReport(report).replace(/^/gm, '  '));
     if (afterCheck) await afterCheck(stack, report, input);
     const injected = executed.filter((f) => f.outcome === 'done').length;
@@ -181,16 +175,9 @@ async function waitLedgersRecovered(stack: Stack, timeoutMs: number): Promise<nu
   for (;;) {
     let open = 0;
     for (const g of stack.gatherers) {
-      const c = new Client({ connectionString: g.dbUrl });
-      c.on('error', () => undefined);
-      try {
-        await c.connect();
-        open += (await c.query(`SELECT count(*)::int AS n FROM gap_ledger WHERE NOT recovered`)).rows[0].n;
-      } catch {
-        open += 1; // unreachable right now: not known to be recovered
-      } finally {
-        await c.end().catch(() => undefined);
-      }
+      open += await withClient(g.dbUrl, async (c) => (await c.query(`SELECT count(*)::int AS n FROM gap_ledger WHERE NOT recovered`)).rows[0].n as number).catch(
+        () => 1, // unreachable right now: not known to be recovered
+      );
     }
     if (open === 0 || Date.now() > deadline) return open;
     await new Promise((r) => setTimeout(r, 500));
@@ -209,17 +196,10 @@ async function mergeState(stack: Stack): Promise<string> {
     );
     let synced = true;
     for (const g of stack.gatherers) {
-      const gc = new Client({ connectionString: g.dbUrl });
-      gc.on('error', () => undefined);
-      await gc.connect();
-      try {
-        const q = `SELECT count(*)::int AS n, count(*) FILTER (WHERE recovered)::int AS r FROM gap_ledger`;
-        const mine = (await gc.query(q)).rows[0];
-        const theirs = (await prod.query(`${q} WHERE gatherer = $1`, [g.name])).rows[0];
-        if (mine.n !== theirs.n || mine.r !== theirs.r) synced = false;
-      } finally {
-        await gc.end();
-      }
+      const q = `SELECT count(*)::int AS n, count(*) FILTER (WHERE recovered)::int AS r FROM gap_ledger`;
+      const mine = (await withClient(g.dbUrl, (gc) => gc.query(q))).rows[0];
+      const theirs = (await prod.query(`${q} WHERE gatherer = $1`, [g.name])).rows[0];
+      if (mine.n !== theirs.n || mine.r !== theirs.r) synced = false;
     }
     const c = counts.rows[0];
     return `trades=${c.t} deltas=${c.d} snapshots=${c.s} lifecycle=${c.l} ${synced ? 'ledgers-synced' : 'ledgers-behind'}`;

@@ -1,6 +1,6 @@
 // `kdp book`: the order book of one market at a time, rebuilt from production (src/ops/book.ts).
-import { Client } from 'pg';
-import { KdpError, classifyDbError } from '../core/errors';
+import { withClient } from '../core/pgclient';
+import { KdpError } from '../core/errors';
 import { formatBook, parseTimeUs, reconstructBook } from '../ops/book';
 import { parseOptions, type Command } from './command';
 
@@ -28,16 +28,9 @@ TIME, with exact decimal arithmetic. Prints YES and NO bids (best first) and the
     const atUs = parseTimeUs(values.at);
     const url = values.production ?? process.env.KDP_PRODUCTION_URL;
     if (!url) throw new KdpError('KDP_ERR_USAGE', 'give --production or KDP_PRODUCTION_URL');
-    const client = new Client({ connectionString: url });
-    await client.connect().catch((err: unknown) => {
-      throw classifyDbError(err);
-    });
-    try {
-      const book = await reconstructBook(client, values.ticker, atUs);
-      process.stdout.write((values.json ? JSON.stringify(book, null, 2) : formatBook(book)) + '\n');
-      return 0;
-    } finally {
-      await client.end();
-    }
+    const ticker = values.ticker;
+    const book = await withClient(url, (client) => reconstructBook(client, ticker, atUs));
+    process.stdout.write((values.json ? JSON.stringify(book, null, 2) : formatBook(book)) + '\n');
+    return 0;
   },
 };

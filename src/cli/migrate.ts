@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import { withClient } from '../core/pgclient';
 import { KdpError } from '../core/errors';
 import { redactUrl } from '../core/log';
 import { migrate } from '../schema/migrate';
@@ -38,15 +38,9 @@ again is a no-op. Refuses a database that holds the other kind of schema or a ne
       (values.config ? resolveOptions(DATABASE_SPEC, readConfigFile(values.config).database, 'database').url : undefined) ??
       process.env.KDP_DATABASE_URL;
     if (!url) throw new KdpError('KDP_ERR_USAGE', 'give --url, --config or KDP_DATABASE_URL');
-    const client = new Client({ connectionString: url });
-    await client.connect();
-    try {
-      const r = await migrate(client, { kind, engine, partitionDaysAhead: Number(values['days-ahead']) });
-      const what = r.applied.length ? `applied ${r.applied.join('; ')}` : 'already current (nothing to do)';
-      process.stdout.write(`${redactUrl(url)}: ${r.kind} schema v${r.toVersion} on ${r.engine}: ${what}\n`);
-      return 0;
-    } finally {
-      await client.end();
-    }
+    const r = await withClient(url, (client) => migrate(client, { kind, engine, partitionDaysAhead: Number(values['days-ahead']) }));
+    const what = r.applied.length ? `applied ${r.applied.join('; ')}` : 'already current (nothing to do)';
+    process.stdout.write(`${redactUrl(url)}: ${r.kind} schema v${r.toVersion} on ${r.engine}: ${what}\n`);
+    return 0;
   },
 };

@@ -1,6 +1,6 @@
 // `kdp verify`: integrity checks of production against the gatherers (src/ops/verify.ts).
 import { KdpError } from '../core/errors';
-import { Client } from 'pg';
+import { withClient } from '../core/pgclient';
 import { formatTruthComparison, verifyAgainstTruth } from '../ops/truth';
 import { readTruthExpectation } from '../ops/truth-file';
 import { formatVerifyReport, resolveVerifyOptions, runVerify } from '../ops/verify';
@@ -85,13 +85,9 @@ async function runTruth(file: string, production: string | undefined, fromUs: st
     if (v !== undefined && !Number.isSafeInteger(v)) throw new KdpError('KDP_ERR_USAGE', `--${k === 'fromUs' ? 'from-us' : 'to-us'} must be an integer (µs)`);
   }
   const truth = await readTruthExpectation(file, window);
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
+  return withClient(url, async (client) => {
     const comparison = await verifyAgainstTruth(client, truth.expected, truth.span);
     process.stdout.write((asJson ? JSON.stringify(comparison, null, 2) : formatTruthComparison(comparison)) + '\n');
     return comparison.ok ? 0 : 1;
-  } finally {
-    await client.end();
-  }
+  });
 }

@@ -10,7 +10,7 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, wr
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Client } from 'pg';
+import { withClient } from './pgclient';
 import { pgBinaries, prepareDataDir, type PgBinaries, type PgBinariesOptions, type RunAs } from './pgbinaries';
 
 export interface PgClusterOptions {
@@ -167,13 +167,7 @@ export class PgCluster {
   }
 
   async createDatabase(name: string): Promise<string> {
-    const c = new Client({ connectionString: this.url() });
-    await c.connect();
-    try {
-      await c.query(`CREATE DATABASE "${name.replace(/"/g, '')}"`);
-    } finally {
-      await c.end();
-    }
+    await withClient(this.url(), (c) => c.query(`CREATE DATABASE "${name.replace(/"/g, '')}"`));
     return this.url(name);
   }
 

@@ -2,6 +2,7 @@
 // faults, a graceful stop, and an exact verification of production against the simulator's
 // ground truth. Exit code 0 only when the verification passed.
 import { Client } from 'pg';
+import { withClient } from '../core/pgclient';
 import { formatTruthComparison, verifyAgainstTruth, type TruthComparison } from '../ops/truth';
 import { readTruthExpectation } from '../ops/truth-file';
 import { histogramQuantile, scrape, sumOf } from '../ops/scrape';
@@ -43,17 +44,13 @@ export function splitFaults(spec: string): { demo: DemoFault[]; sim: string } {
 }
 
 async function productionTotal(url: string): Promise<number> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    const r = await c.query(
+  const r = await withClient(url, (c) =>
+    c.query(
       `SELECT (SELECT count(*) FROM trades) + (SELECT count(*) FROM orderbook_deltas) + (SELECT count(*) FROM tickers)
             + (SELECT count(*) FROM orderbook_snapshots) + (SELECT count(*) FROM lifecycle_events) AS n`,
-    );
-    return Number(r.rows[0].n);
-  } finally {
-    await c.end();
-  }
+    ),
+  );
+  return Number(r.rows[0].n);
 }
 
 /** Waits until production stops growing (the deduplicator merged everything the gatherers hold). */

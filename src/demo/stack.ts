@@ -4,7 +4,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from 'pg';
+import { withClient } from '../core/pgclient';
 import { stringify } from 'yaml';
 import { freePort, PgCluster } from '../core/pgcluster';
 import { getJson } from '../ops/scrape';
@@ -100,13 +100,7 @@ export class Stack {
     for (const n of names) {
       const production = n === 'production';
       const url = await this.clusters.get(n)!.createDatabase(production ? 'kdp_production' : `kdp_${n}`);
-      const c = new Client({ connectionString: url });
-      await c.connect();
-      try {
-        await migrate(c, { kind: production ? 'production' : 'gatherer', engine: 'postgres' });
-      } finally {
-        await c.end();
-      }
+      await withClient(url, (c) => migrate(c, { kind: production ? 'production' : 'gatherer', engine: 'postgres' }));
       if (production) this.productionUrl = url;
       else urls.push(url);
     }

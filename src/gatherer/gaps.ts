@@ -10,6 +10,7 @@
 import type { Pool } from 'pg';
 import { backoffDelayMs, type BackoffPolicy } from '../core/backoff';
 import { classifyDbError } from '../core/errors';
+import { withClient } from '../core/pgclient';
 import type { Logger } from '../core/log';
 import type { GATHERER_METRICS, MetricSet } from '../core/metrics';
 import { insertGap, markGapRecovered, type GapInsert } from '../copy/gaps';
@@ -333,7 +334,7 @@ export class GapTracker {
     const startedUs = nowUs();
     const p = (async () => {
       type RestartState = { last: string | null; last_exchange: string | null; open_from: string | null; open_ids: string[] | null };
-      const r = await this.withClient((client) => client.query<RestartState>(RESTART_STATE_SQL, [startedUs]));
+      const r = await this.withClientRetried((client) => client.query<RestartState>(RESTART_STATE_SQL, [startedUs]));
       const { last, last_exchange: lastExchange, open_from: openFrom, open_ids: openIds } = r.rows[0]!;
       if (last === null && openFrom === null) return; // a new database: nothing was missed
       const fromUs = Math.min(Number(last ?? Infinity), Number(lastExchange ?? Infinity), Number(openFrom ?? Infinity));
@@ -358,7 +359,7 @@ export class GapTracker {
   }
 
   private record(gap: GapInsert): Promise<number | undefined> {
-    const p = this.withClient(async (client) => insertGap(client, gap)).then(
+    const p = this.withClientRetried(async (client) => insertGap(client, gap)).then(
       (id) => {
         this.stats.recorded += 1;
         return id;
@@ -419,7 +420,7 @@ export class GapTracker {
       if (!this.lastRecoveryOf(idP)) continue;
       const p = idP.then(async (id) => {
         if (id === undefined) return;
-        await this.withClient((client) => markGapRecovered(client, id, { recoveredAtUs: at, method, windowEndUs: at }));
+        await this.withClientRetried((client) => markGapRecovered(client, id, { recoveredAtUs: at, method, windowEndUs: at }));
         this.stats.recovered += 1;
         this.metrics.sequence_gaps_recovered_total.inc();
       });
@@ -491,15 +492,10 @@ export class GapTracker {
   }
 
   /** Runs fn on a pooled client, retrying connection-type failures a bounded number of times. */
-  private async withClient<T>(fn: (client: import('pg').PoolClient) => Promise<T>): Promise<T> {
+  private async withClientRetried<T>(fn: (client: import('pg').PoolClient) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const client = await this.pool.connect();
-        try {
-          return await fn(client);
-        } finally {
-          client.release();
-        }
+        return await withClient(this.pool, fn);
       } catch (err) {
         const coded = classifyDbError(err);
         if (!coded.retryable || attempt >= LEDGER_ATTEMPTS_MAX) throw coded;

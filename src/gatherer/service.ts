@@ -5,6 +5,7 @@
 import { Pool } from 'pg';
 import { backoffDelayMs } from '../core/backoff';
 import { KdpError } from '../core/errors';
+import { withClient } from '../core/pgclient';
 import type { Logger } from '../core/log';
 import { createMetrics, createRegistry, GATHERER_METRICS, type MetricSet } from '../core/metrics';
 import { writeRowsOnce } from '../copy/once';
@@ -55,12 +56,7 @@ function frameEncoder(codec: FrameCodec): FrameEncoder {
 }
 
 async function checkDatabase(pool: Pool): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await requireSchema(client, 'gatherer');
-  } finally {
-    client.release();
-  }
+  await withClient(pool, (client) => requireSchema(client, 'gatherer'));
 }
 
 export async function startGatherer(o: GathererOptions, log: Logger): Promise<Gatherer> {
@@ -85,12 +81,7 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
   const metrics = createMetrics(GATHERER_METRICS, registry);
   const writeRows = async (table: TimeSeriesTableName, rowLines: string[]): Promise<void> => {
     if (rowLines.length === 0) return;
-    const client = await pool.connect();
-    try {
-      await writeRowsOnce(client, table, rowLines, `${o.gathererId}/rest/${table}`);
-    } finally {
-      client.release();
-    }
+    await withClient(pool, (client) => writeRowsOnce(client, table, rowLines, `${o.gathererId}/rest/${table}`));
   };
   const controlPlane = createRestControlPlane(o.rest, { db: pool, writeRows, gatherer: o.gathererId, metrics, log: log.child({ part: 'rest' }) });
 

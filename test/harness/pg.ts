@@ -5,7 +5,7 @@
 //   unique names and dropped afterwards). KDP_TEST_TIMESCALE_URL names a TimescaleDB server for
 //   the tests of the Timescale engine.
 import { randomBytes } from 'node:crypto';
-import { Client } from 'pg';
+import { withClient } from '../../src/core/pgclient';
 import { PgCluster } from '../../src/core/pgcluster';
 
 export interface TestPg {
@@ -41,13 +41,7 @@ export async function startPg(opts: { external?: string | undefined; settings?: 
     cluster,
     async newDatabase(prefix = 'kdp_test') {
       const name = `${prefix}_${randomBytes(4).toString('hex')}`;
-      const c = new Client({ connectionString: adminUrl });
-      await c.connect();
-      try {
-        await c.query(`CREATE DATABASE ${name}`);
-      } finally {
-        await c.end();
-      }
+      await withClient(adminUrl, (c) => c.query(`CREATE DATABASE ${name}`));
       created.push(name);
       const u = new URL(adminUrl);
       u.pathname = `/${name}`;
@@ -59,24 +53,12 @@ export async function startPg(opts: { external?: string | undefined; settings?: 
         await cluster.destroy();
         return;
       }
-      const c = new Client({ connectionString: adminUrl });
-      await c.connect();
-      try {
+      await withClient(adminUrl, async (c) => {
         for (const name of created) await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await c.end();
-      }
+      });
     },
   };
 }
 
-/** Connects a client, runs fn, always closes it. */
-export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+// Tests import it from here too; the one implementation is src/core/pgclient.ts.
+export { withClient };

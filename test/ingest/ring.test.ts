@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { createRingBuffer, RING_HEADER_BYTES, RING_SLOTS, RingConsumer, RingProducer } from '../../src/ingest/ring';
 import { isKdpError } from '../../src/core/errors';
-import { produceFrames } from './ring-producer';
+import { produceFrames } from '../../src/ingest/ring-check';
 
 const CAPACITY = 4096;
 const FRAME_MAX = CAPACITY / 2 - 4;
@@ -154,7 +154,7 @@ test('waitForDataAsync wakes when the producer writes', async () => {
 
 test('cross-thread: 2,000,000 frames through a real worker arrive complete, in order, intact', async () => {
   const sab = createRingBuffer({ ringBytes: 1 << 16, frameBytesMax: 1024 });
-  const worker = new Worker(join(__dirname, 'ring-consumer-worker.js'), { workerData: { buffer: sab } });
+  const worker = new Worker(join(__dirname, '..', '..', 'src', 'ingest', 'ring-check-worker.js'), { workerData: { buffer: sab } });
   const result = new Promise<{ frames: number; checksum: number; errors: number }>((resolve, reject) => {
     worker.on('message', (m: unknown) => (m === 'ready' ? undefined : resolve(m as { frames: number; checksum: number; errors: number })));
     worker.once('error', reject);

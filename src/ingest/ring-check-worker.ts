@@ -1,7 +1,7 @@
-// Consumer side of the cross-thread ring test and benchmark: drains a ring, checks every frame's
-// sequence number and content pattern, and reports a checksum to the parent.
+// Consumer side of ring-check.ts (the cross-thread ring test and benchmark): drains a ring, checks
+// every frame's sequence number and content pattern, and reports a checksum to the parent.
 import { parentPort, workerData } from 'node:worker_threads';
-import { RingConsumer } from '../../src/ingest/ring';
+import { RingConsumer } from './ring';
 
 const ring = new RingConsumer(workerData.buffer as SharedArrayBuffer);
 const scratch = new Uint8Array(ring.frameBytesMax);

@@ -1,5 +1,7 @@
-// Producer side shared by the cross-thread ring test and benchmark.
-import { RingProducer } from '../../src/ingest/ring';
+// A self-checking frame pattern across threads, producer side: the ring's cross-thread test and
+// its benchmark both drive a real consumer thread (ring-check-worker.ts) with it, so it lives
+// beside the ring rather than in either of them (the bench must not import test code).
+import type { RingProducer } from './ring';
 
 /** Fills `frame` (length len >= 4) with the pattern the consumer worker checks. */
 export function fillFrame(frame: Uint8Array, seq: number): void {
