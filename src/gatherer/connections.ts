@@ -1,11 +1,13 @@
 // The connection manager: shards markets over WebSocket connections and subscriptions, keeps the
 // connections alive (reconnect with backoff and jitter, silence detection), and resubscribes or
 // resyncs after breaks. It runs on the ingest thread and never parses data frames: every frame
-// goes to the frame sink (the ring router) untouched; workers report replies back (control.ts).
+// goes to the frame sink (the ring router) untouched; workers report replies back (ExchangeReply, src/workers/protocol.ts).
 import WebSocket from 'ws';
 import type { Logger } from '../core/log';
 import { Backoff } from '../core/backoff';
-import { ERROR_MARKET_LIMIT, type ExchangeReply } from './control';
+import type { FrameSink } from '../ingest/router';
+import { WS_ERROR_MARKET_LIMIT } from '../kalshi/protocol';
+import type { ExchangeReply } from '../workers/protocol';
 
 export interface ConnectionManagerOptions {
   readonly wsUrl: string;
@@ -33,20 +35,6 @@ export interface ConnectionManagerOptions {
   /** Sent explicitly on every orderbook subscription: Kalshi has said the default will flip. */
   readonly useYesPrice: boolean;
 }
-
-/** Where frames go. push() returning false means "ring full": the socket pauses until waitForRoom(). */
-export interface FrameSink {
-  push(connId: number, receivedAtUs: number, data: Buffer): boolean;
-  waitForRoom(connId: number): Promise<void>;
-  /** In-band notices to the worker owning connId, ordered with the data frames. */
-  notice(connId: number, notice: ConnectionNotice): void;
-}
-
-export type ConnectionNotice =
-  | { readonly kind: 'opened'; readonly epoch: number }
-  | { readonly kind: 'closed'; readonly epoch: number }
-  /** Frames of this connection were lost before reaching the ring (full ring in drop mode, oversized). */
-  | { readonly kind: 'ring-drop'; readonly count: number };
 
 export interface ConnectionEvents {
   /** A connection dropped (or went silent): its markets lost data from lastFrameUs until it is back. */
@@ -374,12 +362,12 @@ export class ConnectionManager {
 
   private onExchangeError(conn: Conn, reply: Extract<ExchangeReply, { type: 'error' }>, pending: PendingCommand | undefined): void {
     this.events.error(`exchange_${reply.code}`, { connId: conn.id, id: reply.id, sid: reply.sid, msg: reply.msg });
-    if (reply.code === ERROR_MARKET_LIMIT && pending?.kind === 'subscribe' && pending.shard) {
+    if (reply.code === WS_ERROR_MARKET_LIMIT && pending?.kind === 'subscribe' && pending.shard) {
       this.finish(conn, reply.id!, false);
       this.splitShard(pending.shard);
       return;
     }
-    if (reply.code === ERROR_MARKET_LIMIT && pending?.kind === 'update' && pending.action === 'add_markets' && pending.shard) {
+    if (reply.code === WS_ERROR_MARKET_LIMIT && pending?.kind === 'update' && pending.action === 'add_markets' && pending.shard) {
       this.finish(conn, reply.id!, false);
       this.moveRefusedMarkets(pending.shard, pending.tickers);
       return;

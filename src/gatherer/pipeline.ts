@@ -14,7 +14,7 @@ import type { Logger } from '../core/log';
 import { SharedCounters } from '../core/shared-counters';
 import { createRingBuffer, RingProducer } from '../ingest/ring';
 import { Backoff } from '../core/backoff';
-import type { ExchangeReply } from './control';
+import type { ExchangeReply } from '../workers/protocol';
 import type { GapEvent } from '../workers/sequence';
 import {
   WORKER_COUNTERS,

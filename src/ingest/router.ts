@@ -12,8 +12,24 @@
 //   ring-drop notice goes onto the ring: the worker marks every sid of the connection for resync and
 //   reports ring-drop gaps, which the service records, resyncs and backfills. Oversized frames are
 //   refused the same way.
-import type { ConnectionNotice, FrameSink } from '../gatherer/connections';
 import { invariant } from '../core/errors';
+
+// The contract between the connection manager (src/gatherer/connections.ts) and the ring router:
+// defined here, by the lower layer, and implemented by RingRouter.
+
+/** Where frames go. push() returning false means "ring full": the socket pauses until waitForRoom(). */
+export interface FrameSink {
+  push(connId: number, receivedAtUs: number, data: Buffer): boolean;
+  waitForRoom(connId: number): Promise<void>;
+  /** In-band notices to the worker owning connId, ordered with the data frames. */
+  notice(connId: number, notice: ConnectionNotice): void;
+}
+
+export type ConnectionNotice =
+  | { readonly kind: 'opened'; readonly epoch: number }
+  | { readonly kind: 'closed'; readonly epoch: number }
+  /** Frames of this connection were lost before reaching the ring (full ring in drop mode, oversized). */
+  | { readonly kind: 'ring-drop'; readonly count: number };
 
 /** The producer half of a ring, as the router needs it. */
 export interface RingProducer {

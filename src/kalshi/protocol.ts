@@ -88,6 +88,8 @@ export const WS_ERROR_CODES: Readonly<Record<number, string>> = {
   28: 'documented, not used by this platform',
   29: 'documented, not used by this platform',
 };
+/** Error 26: the subscription holds too many markets (the connection manager halves its shards). */
+export const WS_ERROR_MARKET_LIMIT = 26;
 /** Codes that end a sid: its messages were lost and a new subscription is needed. */
 export const TERMINAL_WS_ERROR_CODES: ReadonlySet<number> = new Set([10, 17, 25]);
 

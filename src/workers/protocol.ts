@@ -2,7 +2,6 @@
 // the task a worker runs, the messages it posts back (rare events: replies, gaps, lifecycle,
 // per-batch flush reports), and the layout of its shared counters (hot-path counts).
 import type { MessagePort } from 'node:worker_threads';
-import type { ExchangeReply } from '../gatherer/control';
 import type { GapEvent } from './sequence';
 import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
 
@@ -45,6 +44,24 @@ export interface WorkerTask {
   readonly port: MessagePort;
   readonly options: WorkerTaskOptions;
 }
+
+/**
+ * A reply or notice the exchange sent on a connection, as reported by the worker that parsed it
+ * (workers parse every frame, replies included, in stream order); the connection manager on the
+ * ingest thread consumes these.
+ */
+export type ExchangeReply =
+  | { readonly type: 'subscribed'; readonly connId: number; readonly id: number; readonly channel: string; readonly sid: number }
+  | { readonly type: 'ok'; readonly connId: number; readonly id: number; readonly sid?: number | undefined }
+  | { readonly type: 'unsubscribed'; readonly connId: number; readonly id: number; readonly sid: number }
+  | {
+      readonly type: 'error';
+      readonly connId: number;
+      readonly id?: number | undefined;
+      readonly sid?: number | undefined;
+      readonly code: number;
+      readonly msg: string;
+    };
 
 export type WorkerMessage =
   | { readonly t: 'reply'; readonly reply: ExchangeReply }
