@@ -61,6 +61,8 @@ class SidState {
   anchorTs: number | null = null;
   /** Markets whose book is invalid (after a gap) until their next snapshot. */
   readonly unsynced = new Set<string>();
+  /** Markets that have had a snapshot on this sid (see noteSnapshot). */
+  readonly snapshotted = new Set<string>();
 }
 
 export interface SequenceLimits {
@@ -110,11 +112,15 @@ export class SequenceChecker {
   registerSubscription(connId: number, sid: number, channel: string | null, tickers: readonly string[], mode: 'set' | 'add' | 'remove'): void {
     const st = this.state(connId, sid);
     if (channel !== null) st.channel = channel;
-    if (mode === 'set') st.markets.clear();
+    if (mode === 'set') {
+      st.markets.clear();
+      st.snapshotted.clear();
+    }
     for (const t of tickers) {
       if (mode === 'remove') {
         st.markets.delete(t);
         st.unsynced.delete(t);
+        st.snapshotted.delete(t);
       } else this.track(st, t);
     }
   }
@@ -235,12 +241,21 @@ export class SequenceChecker {
     return !st.unsynced.has(ticker);
   }
 
-  /** Records a snapshot (the market is synced again); returns its anchor (SidState.anchorTs). */
+  /**
+   * Records a snapshot (the market is synced again); returns its anchor (SidState.anchorTs). A
+   * market's first snapshot on the sid has none: none of its deltas came on this sid before it, so
+   * the sid's last delta (another market's) can be older than this market's own changes that the
+   * snapshot already holds, and a book rebuilt from it would count those twice (chaos seed 301: four
+   * markets of a creation burst, added to a quiet sid after they opened). Like a new sid's first
+   * snapshots, it is not used as an anchor; the market's next snapshot on the sid is.
+   */
   noteSnapshot(connId: number, sid: number, ticker: string): number | null {
     const st = this.state(connId, sid);
     this.track(st, ticker);
     st.unsynced.delete(ticker);
-    return st.anchorTs;
+    if (st.snapshotted.has(ticker)) return st.anchorTs;
+    if (st.snapshotted.size < this.limits.marketsPerSidMax) st.snapshotted.add(ticker);
+    return null;
   }
 
   isBookSynced(connId: number, sid: number, ticker: string): boolean {

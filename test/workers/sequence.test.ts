@@ -173,6 +173,22 @@ test('a snapshot is anchored at the last delta received on its sid (any market),
   assert.deepEqual(anchors, ['\\N', us(T3), '\\N']);
 });
 
+test('a market\'s first snapshot on a sid has no anchor (the sid\'s last delta is another market\'s, older than what the snapshot holds); its next one is anchored', () => {
+  const us = (iso: string): string => String(Date.parse(iso.slice(0, 23) + 'Z') * 1000 + Number(iso.slice(23, 26)));
+  const T1 = '2026-05-28T05:35:09.000100Z';
+  const T2 = '2026-05-28T05:35:09.000200Z';
+  const c = new Capture();
+  c.feed(snapshot(1, 1, 'M-1'));
+  c.feed(delta(1, 2, 'M-1', '0.5000', '10.00', T1));
+  // M-9 is added to the sid (add_markets) after it opened and changed elsewhere: its first snapshot.
+  c.control(FrameKind.subscription, 1, { sid: 1, channel: 'orderbook_delta', tickers: ['M-9'], mode: 'add' });
+  c.feed(snapshot(1, 3, 'M-9'));
+  c.feed(delta(1, 4, 'M-9', '0.3000', '2.00', T2));
+  c.feed(snapshot(1, 5, 'M-9')); // a later snapshot of M-9 on the sid is anchored as usual
+  const anchors = c.lines('orderbook_snapshots').map((l) => col(l, 5));
+  assert.deepEqual(anchors, ['\\N', '\\N', us(T2)]);
+});
+
 const trade = (sid: number, seq: number | undefined, n: number, tsMs = 1_779_946_509_000 + n) => ({
   type: 'trade', sid, ...(seq === undefined ? {} : { seq }),
   msg: { trade_id: `00000000-0000-0000-0000-${String(n).padStart(12, '0')}`, market_ticker: 'M-1', yes_price_dollars: '0.1000', no_price_dollars: '0.9000', count_fp: '1.00', ts: Math.floor(tsMs / 1000), ts_ms: tsMs },
