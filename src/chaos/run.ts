@@ -4,6 +4,7 @@
 // (nemesis.ts) injects its seeded schedule, then stops the exchange, lets everything recover and
 // merge, and runs the checker (checker.ts). Exit code 0 only when every run had no violation.
 import { Client } from 'pg';
+import { KdpError } from '../core/errors';
 import { withClient } from '../core/pgclient';
 import { Stack } from '../demo/stack';
 import { getJson } from '../ops/scrape';
@@ -162,7 +163,7 @@ export async function waitMergeSettled(stack: Stack): Promise<string> {
     } else if (Date.now() - quietSince >= MERGE_QUIET_MS && !state.startsWith('error') && state.endsWith('ledgers-synced')) {
       break;
     }
-    if (Date.now() > deadline) throw new Error(`production did not settle within ${MERGE_WAIT_MS} ms (last state: ${state})`);
+    if (Date.now() > deadline) throw new KdpError('KDP_ERR_VERIFY_FAILED', `production did not settle within ${MERGE_WAIT_MS} ms (last state: ${state})`);
     await new Promise((r) => setTimeout(r, 500));
   }
   await stack.dedup?.stop(30_000);

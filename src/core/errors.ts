@@ -43,7 +43,6 @@ export const ERROR_CODES = {
   KDP_ERR_FRAME_TRUNCATED: { retryable: false, summary: 'A bus frame ended before its declared length.' },
   KDP_ERR_FRAME_TOO_LARGE: { retryable: false, summary: 'A frame or message exceeds the configured size limit.' },
   KDP_ERR_FRAME_DECODE: { retryable: false, summary: 'A bus frame is not valid msgpack of the expected shape.' },
-  KDP_ERR_RING_FULL: { retryable: true, summary: 'A ring has no room for the frame (backpressure).' },
   KDP_ERR_RING_CORRUPT: { retryable: false, summary: 'A ring index invariant is broken; the process must stop.' },
   KDP_ERR_MSG_JSON: { retryable: false, summary: 'A WebSocket message is not valid JSON.' },
   KDP_ERR_MSG_SHAPE: {
@@ -73,6 +72,10 @@ export const ERROR_CODES = {
   KDP_ERR_AUTH_KEY: { retryable: false, summary: 'The API private key cannot be read or used to sign.' },
   // services
   KDP_ERR_ADMIN_UNAUTHORIZED: { retryable: false, summary: 'An admin request lacked the right token.' },
+  KDP_ERR_NOT_READY: {
+    retryable: true,
+    summary: 'A service did not become ready (every market subscribed) within its start-up bound.',
+  },
   KDP_ERR_SHUTDOWN: { retryable: false, summary: 'The operation was abandoned because the service is stopping.' },
   KDP_ERR_INTERNAL: { retryable: false, summary: 'An unexpected internal failure (a bug).' },
   KDP_ERR_VERIFY_FAILED: { retryable: false, summary: 'An integrity check found a problem.' },

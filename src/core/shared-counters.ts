@@ -3,6 +3,8 @@
 // reads them at scrape time. prom-client registries are per thread, so this is how worker
 // metrics reach the gatherer's /metrics. The slot list is the layout: both sides build it from
 // the same list of names.
+import { invariant } from './errors';
+
 export class SharedCounters<Name extends string> {
   readonly buffer: SharedArrayBuffer;
   private readonly values: Float64Array;
@@ -10,7 +12,7 @@ export class SharedCounters<Name extends string> {
 
   constructor(readonly names: readonly Name[], buffer?: SharedArrayBuffer) {
     this.buffer = buffer ?? new SharedArrayBuffer(names.length * Float64Array.BYTES_PER_ELEMENT);
-    if (this.buffer.byteLength !== names.length * 8) throw new Error('shared counter layout mismatch');
+    invariant(this.buffer.byteLength === names.length * 8, 'shared counter layout mismatch');
     this.values = new Float64Array(this.buffer);
     this.index = new Map(names.map((n, i) => [n, i]));
   }
@@ -18,7 +20,7 @@ export class SharedCounters<Name extends string> {
   /** Slot of a name, resolved once at setup so the hot path indexes directly. */
   slot(name: Name): number {
     const i = this.index.get(name);
-    if (i === undefined) throw new Error(`unknown counter ${name}`);
+    invariant(i !== undefined, `unknown counter ${name}`);
     return i;
   }
 

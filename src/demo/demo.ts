@@ -2,6 +2,7 @@
 // faults, a graceful stop, and an exact verification of production against the simulator's
 // ground truth. Exit code 0 only when the verification passed.
 import { Client } from 'pg';
+import { KdpError } from '../core/errors';
 import { withClient } from '../core/pgclient';
 import { formatTruthComparison, verifyAgainstTruth, type TruthComparison } from '../ops/truth';
 import { readTruthExpectation } from '../ops/truth-file';
@@ -35,7 +36,7 @@ export function splitFaults(spec: string): { demo: DemoFault[]; sim: string } {
       continue;
     }
     const m = /^kill-gatherer(?::every=(\d+)(ms|s|m))?$/.exec(item);
-    if (!m) throw new Error(`bad demo fault "${item}" (expected kill-gatherer:every=20s)`);
+    if (!m) throw new KdpError('KDP_ERR_USAGE', `bad demo fault "${item}" (expected kill-gatherer:every=20s)`);
     const n = Number(m[1] ?? 20);
     const unit = m[2] ?? 's';
     demo.push({ kind: 'kill-gatherer', everyMs: unit === 'ms' ? n : unit === 's' ? n * 1000 : n * 60_000 });

@@ -4,6 +4,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { KdpError } from '../core/errors';
 import { withClient } from '../core/pgclient';
 import { stringify } from 'yaml';
 import { freePort, PgCluster } from '../core/pgcluster';
@@ -152,7 +153,7 @@ export class Stack {
         return b?.subscribed === true && (b.markets ?? 0) >= this.opts.markets;
       });
       if (ready) return;
-      if (Date.now() > deadline) throw new Error('gatherers did not subscribe every market in time (see the logs directory)');
+      if (Date.now() > deadline) throw new KdpError('KDP_ERR_NOT_READY', 'gatherers did not subscribe every market in time (see the logs directory)');
       await new Promise((r) => setTimeout(r, 250));
     }
   }

@@ -3,6 +3,7 @@
 // resyncs after breaks. It runs on the ingest thread and never parses data frames: every frame
 // goes to the frame sink (the ring router) untouched; workers report replies back (ExchangeReply, src/workers/protocol.ts).
 import WebSocket from 'ws';
+import type { ErrorCode } from '../core/errors';
 import type { Logger } from '../core/log';
 import { Backoff } from '../core/backoff';
 import type { FrameSink } from '../ingest/router';
@@ -362,6 +363,8 @@ export class ConnectionManager {
 
   private onExchangeError(conn: Conn, reply: Extract<ExchangeReply, { type: 'error' }>, pending: PendingCommand | undefined): void {
     this.events.error(`exchange_${reply.code}`, { connId: conn.id, id: reply.id, sid: reply.sid, msg: reply.msg });
+    // Not thrown: every refusal is handled below (split, move, retry after backoff, or a resync).
+    this.log.warn({ connId: conn.id, code: 'KDP_ERR_WS_PROTOCOL' satisfies ErrorCode, exchangeCode: reply.code, id: reply.id, sid: reply.sid, msg: reply.msg }, 'exchange refused a command');
     if (reply.code === WS_ERROR_MARKET_LIMIT && pending?.kind === 'subscribe' && pending.shard) {
       this.finish(conn, reply.id!, false);
       this.splitShard(pending.shard);
@@ -621,7 +624,8 @@ export class ConnectionManager {
     for (const c of this.conns) {
       if (c.socket?.readyState === WebSocket.OPEN && !c.paused && c.lastFrameUs < limit) {
         this.events.error('stale', { connId: c.id });
-        this.log.warn({ connId: c.id }, 'connection silent too long; terminating');
+        // Not thrown: the socket is terminated and reconnected; the code names the condition in the log.
+        this.log.warn({ connId: c.id, code: 'KDP_ERR_WS_STALE' satisfies ErrorCode }, 'connection silent too long; terminating');
         c.socket.terminate();
       }
     }

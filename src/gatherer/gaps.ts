@@ -9,7 +9,7 @@
 //   backfill of the window, so trades stay complete even when every connection dropped together.
 import type { Pool } from 'pg';
 import { backoffDelayMs, type BackoffPolicy } from '../core/backoff';
-import { classifyDbError } from '../core/errors';
+import { KdpError, classifyDbError } from '../core/errors';
 import { withClient } from '../core/pgclient';
 import type { Logger } from '../core/log';
 import type { GATHERER_METRICS, MetricSet } from '../core/metrics';
@@ -353,7 +353,7 @@ export class GapTracker {
   private async waitAllSubscribed(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!this.stopping && !this.manager.allSubscribed()) {
-      if (Date.now() > deadline) throw new Error(`markets not all subscribed within ${timeoutMs} ms of start-up`);
+      if (Date.now() > deadline) throw new KdpError('KDP_ERR_NOT_READY', `markets not all subscribed within ${timeoutMs} ms of start-up`);
       await new Promise((r) => setTimeout(r, 250));
     }
   }

@@ -11,7 +11,7 @@
 import { pipeline } from 'node:stream/promises';
 import { Client } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { classifyDbError } from '../core/errors';
+import { classifyDbError, invariant } from '../core/errors';
 import { redactUrl } from '../core/log';
 import { resolveOptions, type Resolved, type Spec } from '../config/validate';
 import { TIME_SERIES_TABLES, quoteIdent, type TimeSeriesTable } from '../schema/tables';
@@ -215,7 +215,7 @@ const inWindow = (t: TimeSeriesTable): string =>
 function keyColumns(t: TimeSeriesTable) {
   return t.productionKey.map((name) => {
     const c = t.columns.find((x) => x.name === name);
-    if (!c) throw new Error(`${t.name}: key column ${name} is not a column`);
+    invariant(c, `${t.name}: key column ${name} is not a column`);
     return c;
   });
 }

@@ -3,6 +3,7 @@
 // Units: every *_ts / *_at column is BIGINT microseconds since the Unix epoch; prices are
 // NUMERIC dollars (exact, up to 6 decimals), sizes NUMERIC contracts (exact, 2 decimals).
 // See docs/semantics.md for what each column means and why the keys are what they are.
+import { invariant } from '../core/errors';
 
 export type PgType =
   | 'text'
@@ -170,7 +171,7 @@ export const TIME_SERIES_TABLES: readonly TimeSeriesTable[] = [
 
 export function tableByName(name: TimeSeriesTableName): TimeSeriesTable {
   const t = TIME_SERIES_TABLES.find((x) => x.name === name);
-  if (!t) throw new Error(`unknown table ${name}`);
+  invariant(t, `unknown table ${name}`);
   return t;
 }
 

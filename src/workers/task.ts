@@ -6,7 +6,7 @@
 // this thread dies, what it held is lost to this gatherer (never written twice); the ingest thread
 // records the loss as a gap for the worker's connections and resyncs them.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { ErrorCode } from '../core/errors';
+import { KdpError, type ErrorCode } from '../core/errors';
 import { createLogger } from '../core/log';
 import { SharedCounters } from '../core/shared-counters';
 import type { BatchCommitted, WriterErrorType, WriterStatsSink } from '../copy/stats';
@@ -78,7 +78,7 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerReport>
   const post = (m: WorkerMessage): void => port.postMessage(m);
   port.on('message', (m: IngestMessage) => {
     // Fault injection: an uncaught exception kills this thread the way a bug would.
-    if (m.t === 'crash') setTimeout(() => { throw new Error('injected worker crash'); }, 0);
+    if (m.t === 'crash') setTimeout(() => { throw new KdpError('KDP_ERR_INTERNAL', 'injected worker crash'); }, 0);
   });
 
   const stats = statsSink(counters, post);
