@@ -3,7 +3,7 @@
 // endpoint, 429s, finished markets unsubscribed, and a graceful stop under load.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { compareWithTruth, formatTruthComparison, loadProductionSet } from '../../src/ops/truth';
+import { compareWithTruth, formatTruthComparison, loadProductionSet, loadUnrecoverableWindows } from '../../src/ops/truth';
 import { readTruth, type FaultRec } from '../../src/sim/truth';
 import { expectedFrom, gathererOptions, migratedGathererDb, recordWindow, runSpan, startPausedSimulator, startTestGatherer, waitFor } from '../harness/gatherer';
 import { startPg, withClient, type TestPg } from '../harness/pg';
@@ -35,7 +35,7 @@ test('every connection stalled silent for a window: reconnects, resubscribes, le
     assert.equal(stalls.length, 2, 'both connections stalled');
     assert.ok((await gatherer.metrics.reconnects_total.get()).values[0]!.value >= 2, 'reconnected');
     await withClient(dbUrl, async (db) => {
-      const c = compareWithTruth(expectedFrom(rec.window), await loadProductionSet(db, runSpan(rec.window)));
+      const c = compareWithTruth(expectedFrom(rec.window), await loadProductionSet(db, runSpan(rec.window)), await loadUnrecoverableWindows(db));
       assert.equal(c.trades.counts.lost + c.trades.counts.duplicated + c.trades.counts.invented + c.trades.counts.mismatched, 0, formatTruthComparison(c));
       assert.equal(c.deltas.counts.duplicated + c.deltas.counts.invented, 0, 'deltas never duplicated or invented');
       const rest = await db.query(`SELECT count(*)::int AS n FROM trades WHERE source = 'rest'`);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client } from 'pg';
 import { parseScaled, formatScaled } from '../../src/ops/decimal';
-import { compareWithTruth, formatTruthComparison, loadProductionSet } from '../../src/ops/truth';
+import { compareWithTruth, formatTruthComparison, loadProductionSet, loadUnrecoverableWindows } from '../../src/ops/truth';
 import { readTruthExpectation } from '../../src/ops/truth-file';
 import type { BookRec, DeltaRec } from '../../src/sim/truth';
 import { expectedFrom, gathererOptions, runSpan, migratedGathererDb, recordWindow, startPausedSimulator, startTestGatherer } from '../harness/gatherer';
@@ -50,7 +50,7 @@ test('the gatherer records every trade once with exact values, every delta in or
       const expected = expectedFrom(window);
       const fileTrades = new Set(truth.expected.trades.map((t) => t.tradeId));
       assert.ok(expected.trades.every((t) => fileTrades.has(t.tradeId)), 'every trade of the run is in the truth file');
-      const comparison = compareWithTruth(expected, await loadProductionSet(db, span));
+      const comparison = compareWithTruth(expected, await loadProductionSet(db, span), await loadUnrecoverableWindows(db));
       assert.ok(comparison.ok, formatTruthComparison(comparison));
       assert.ok(expected.trades.length > 50 && expected.deltas.length > 3000, `enough data: ${expected.trades.length} trades, ${expected.deltas.length} deltas`);
 

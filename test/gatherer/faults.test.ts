@@ -2,7 +2,7 @@
 // a worker thread killed mid-stream. Checked against the simulator's ground truth and the ledger.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { compareWithTruth, formatTruthComparison, loadProductionSet } from '../../src/ops/truth';
+import { compareWithTruth, formatTruthComparison, loadProductionSet, loadUnrecoverableWindows } from '../../src/ops/truth';
 import { readTruth, type FaultRec } from '../../src/sim/truth';
 import { expectedFrom, gathererOptions, runSpan, migratedGathererDb, recordWindow, startPausedSimulator, startTestGatherer } from '../harness/gatherer';
 import { startPg, withClient, type TestPg } from '../harness/pg';
@@ -36,7 +36,7 @@ test('seq gaps, duplicated and malformed frames: every gap in the ledger and rec
     await withClient(dbUrl, async (db) => {
       const expected = expectedFrom(rec.window);
       const span = runSpan(rec.window);
-      const comparison = compareWithTruth(expected, await loadProductionSet(db, span));
+      const comparison = compareWithTruth(expected, await loadProductionSet(db, span), await loadUnrecoverableWindows(db));
       assert.ok(comparison.ok, formatTruthComparison(comparison));
       const ledger = await db.query(
         `SELECT conn_id, sid, expected_seq::int AS exp, got_seq::int AS got, recovered, recovery_method, recovered_at::float8 AS rec_us FROM gap_ledger WHERE kind = 'seq_gap'`,
@@ -80,7 +80,7 @@ test('a worker thread killed mid-stream is restarted; the loss is a recovered le
     await withClient(dbUrl, async (db) => {
       const expected = expectedFrom(rec.window);
       const span = runSpan(rec.window);
-      const c = compareWithTruth(expected, await loadProductionSet(db, span));
+      const c = compareWithTruth(expected, await loadProductionSet(db, span), await loadUnrecoverableWindows(db));
       assert.equal(c.trades.counts.lost, 0, `trades complete after backfill\n${formatTruthComparison(c)}`);
       assert.equal(c.trades.counts.duplicated + c.deltas.counts.duplicated, 0, 'nothing duplicated');
       assert.equal(c.trades.counts.invented + c.deltas.counts.invented + c.trades.counts.mismatched, 0, 'nothing invented');
@@ -119,7 +119,7 @@ test('an oversized frame is refused and counted; the ring-drop gaps it leaves on
       const channels = new Set(gaps.rows.map((g) => g.channel));
       for (const c of ['orderbook_delta', 'ticker', 'trade', 'market_lifecycle_v2']) assert.ok(channels.has(c), `a ring_drop gap on the ${c} sid (got ${[...channels].join(', ')})`);
       for (const g of gaps.rows) assert.equal(g.recovered, true, `${g.channel} ring-drop gap recovered (${JSON.stringify(g)})`);
-      const comparison = compareWithTruth(expectedFrom(rec.window), await loadProductionSet(db, runSpan(rec.window)));
+      const comparison = compareWithTruth(expectedFrom(rec.window), await loadProductionSet(db, runSpan(rec.window)), await loadUnrecoverableWindows(db));
       assert.equal(comparison.trades.counts.lost + comparison.trades.counts.duplicated, 0, formatTruthComparison(comparison));
     });
   } catch (err) {
