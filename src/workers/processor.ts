@@ -290,7 +290,7 @@ export class FrameProcessor {
       this.badBookBody(err, sid, seq);
     }
     row.snapshot_ts = this.receivedUs;
-    row.last_delta_ts = this.seq.noteSnapshot(this.connId, sid, row.ticker);
+    row.last_delta_ts = this.seq.noteSnapshot(this.connId, sid, row.ticker, row.yes_levels === '[]' && row.no_levels === '[]');
     this.provenance(row, sid, seq);
     this.emitRow('orderbook_snapshots', this.encoders.orderbook_snapshots(row));
   }

@@ -247,15 +247,18 @@ export class SequenceChecker {
    * the sid's last delta (another market's) can be older than this market's own changes that the
    * snapshot already holds, and a book rebuilt from it would count those twice (chaos seed 301: four
    * markets of a creation burst, added to a quiet sid after they opened). Like a new sid's first
-   * snapshots, it is not used as an anchor; the market's next snapshot on the sid is.
+   * snapshots, it is not used as an anchor; the market's next snapshot on the sid is. Except an
+   * empty one: a market subscribed ahead of its open (the usual case, rest.subscribeLeadMs) has no
+   * book before it, so no change can be counted twice (without it, chaos runs with creation bursts
+   * had few books left to judge).
    */
-  noteSnapshot(connId: number, sid: number, ticker: string): number | null {
+  noteSnapshot(connId: number, sid: number, ticker: string, empty = false): number | null {
     const st = this.state(connId, sid);
     this.track(st, ticker);
     st.unsynced.delete(ticker);
     if (st.snapshotted.has(ticker)) return st.anchorTs;
     if (st.snapshotted.size < this.limits.marketsPerSidMax) st.snapshotted.add(ticker);
-    return null;
+    return empty ? st.anchorTs : null;
   }
 
   isBookSynced(connId: number, sid: number, ticker: string): boolean {

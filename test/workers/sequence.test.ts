@@ -173,7 +173,7 @@ test('a snapshot is anchored at the last delta received on its sid (any market),
   assert.deepEqual(anchors, ['\\N', us(T3), '\\N']);
 });
 
-test('a market\'s first snapshot on a sid has no anchor (the sid\'s last delta is another market\'s, older than what the snapshot holds); its next one is anchored', () => {
+test('a market\'s first snapshot on a sid has no anchor (the sid\'s last delta is another market\'s, older than what the snapshot holds) unless it is empty; its next one is anchored', () => {
   const us = (iso: string): string => String(Date.parse(iso.slice(0, 23) + 'Z') * 1000 + Number(iso.slice(23, 26)));
   const T1 = '2026-05-28T05:35:09.000100Z';
   const T2 = '2026-05-28T05:35:09.000200Z';
@@ -185,8 +185,10 @@ test('a market\'s first snapshot on a sid has no anchor (the sid\'s last delta i
   c.feed(snapshot(1, 3, 'M-9'));
   c.feed(delta(1, 4, 'M-9', '0.3000', '2.00', T2));
   c.feed(snapshot(1, 5, 'M-9')); // a later snapshot of M-9 on the sid is anchored as usual
+  // M-8, added ahead of its open: an empty first snapshot holds no change, so it can be an anchor.
+  c.feed({ type: 'orderbook_snapshot', sid: 1, seq: 6, msg: { market_ticker: 'M-8' } });
   const anchors = c.lines('orderbook_snapshots').map((l) => col(l, 5));
-  assert.deepEqual(anchors, ['\\N', '\\N', us(T2)]);
+  assert.deepEqual(anchors, ['\\N', '\\N', us(T2), us(T2)]);
 });
 
 const trade = (sid: number, seq: number | undefined, n: number, tsMs = 1_779_946_509_000 + n) => ({
