@@ -29,7 +29,7 @@ const BENCHES = [
   ['copy-throughput', ['30000', '10000'], ['200000', '20000'], 300],
   ['sim-throughput', ['--seconds', '2', '--reps', '1'], ['--seconds', '5', '--reps', '3'], 300],
   ['gatherer-e2e', ['--seconds', '2', '--reps', '1', '--latency-seconds', '2'], ['--seconds', '8', '--reps', '3', '--latency-seconds', '10'], 900],
-  ['overload', ['--seconds', '2', '--settle-seconds', '5', '--slack-seconds', '20'], ['--seconds', '20', '--settle-seconds', '60'], 600],
+  ['overload', ['--seconds', '2', '--settle-seconds', '20', '--slack-seconds', '20'], ['--seconds', '20', '--settle-seconds', '60'], 600],
   ['dedup', ['--rows', '30000', '--out', join(resultsDir, `dedup-${stamp}.json`)], ['--rows', '1000000', '--out', join(resultsDir, `dedup-${stamp}.json`)], 600],
 ].filter(([name]) => existsSync(join(dist, `${name}.js`)) && (!only || only.has(name)));
 
