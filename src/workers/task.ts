@@ -170,7 +170,11 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerReport>
   }
   // The ring is closed and empty: commit everything still held within what is left of the drain
   // bound, then report what was not committed (the gatherer's stop must not call that clean).
-  const closeWithinMs = Math.max(0, (drainDeadline ?? Date.now()) - Date.now());
+  // The loop can see the ring closed and empty in the same turn it first sees it closed (the stop
+  // landed between the two checks): the whole bound is then still ahead, not zero (a zero bound
+  // aborted the in-flight COPY and left its rows uncommitted: the CI failure of 2026-12-03).
+  drainDeadline ??= Date.now() + options.drainTimeoutMs;
+  const closeWithinMs = Math.max(0, drainDeadline - Date.now());
   const results = await Promise.all([...writers.values()].map((w) => w.close(closeWithinMs)));
   const unflushedRows = results.reduce((s, r) => s + r.unflushedRows, 0);
   counters.set(slots.pending, unflushedRows);

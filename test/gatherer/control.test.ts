@@ -132,13 +132,15 @@ test('REST: snapshots stored with source rest, the admin endpoint refuses a miss
 test('a graceful stop under load commits every frame that reached a ring', async () => {
   const dbUrl = await migratedGathererDb(pg);
   const run = await startPausedSimulator({ markets: MARKETS, rate: 6000, seed: 34, pingIntervalMs: 1000 });
-  const { gatherer } = await startTestGatherer(gathererOptions(dbUrl, run.sim));
+  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim));
   await waitFor('subscribed', () => gatherer.manager.allSubscribed());
   run.sim.resume();
-  await new Promise((r) => setTimeout(r, 2500));
+  await waitFor('frames flowing', () => gatherer.router.stats.framesRouted > 8000, 60_000, 20);
   // Stop while the exchange is still sending.
-  assert.equal(await gatherer.stop(), true, 'drained within the bound');
+  const drained = await gatherer.stop();
   await run.sim.stop();
+  if (!drained) process.stderr.write(logLines.join(''));
+  assert.equal(drained, true, 'drained within the bound');
   const p = gatherer.pipeline;
   assert.ok(gatherer.router.stats.framesRouted > 5000);
   assert.equal(p.total('messages'), gatherer.router.stats.framesRouted, 'every data frame routed into a ring was processed');
