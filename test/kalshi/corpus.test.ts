@@ -1,79 +1,78 @@
 // Conformance corpus: every frame in test/kalshi/corpus/*.json goes through the real worker
-// parser (FrameProcessor via the bus frame codec) and must produce exactly the normalised row
-// its file states. Each file states where its frames came from (captured / unverified /
-// doc-example / hand-made); only `captured` frames count as captured.
+// parser (FrameProcessor via the bus frame codec) and must produce exactly the normalised row (or
+// the command reply) its file states; every REST body goes through the REST client's shape parser
+// and row encoder. Each file states where its frames came from (captured / unverified /
+// doc-example / hand-made); only `captured` frames count as captured, and each of them names the
+// repository, commit, path and a locator (line or a unique anchor string) of its source.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Capture, referenceFnv } from '../workers/harness';
-import { tableByName, type TimeSeriesTableName } from '../../src/schema/tables';
+import { TICKERS } from '../../src/schema/tables';
 import { parseOrderbookFp, parseTrade } from '../../src/gatherer/shapes';
+import { tradeRowLine } from '../../src/gatherer/rows';
 import { MESSAGE_CHANNEL } from '../../src/kalshi/protocol';
+import { loadCorpus, decodeRow, CORPUS_RECEIVED_US, type CorpusControl, type CorpusRowExpect } from './corpus';
 
-interface CorpusFrame {
-  readonly frame: string;
-  readonly path?: string;
-  readonly line?: number;
-  readonly evidence?: string;
-  readonly expect: { readonly table: TimeSeriesTableName; readonly row: Record<string, string | null> };
-  readonly counted?: string;
-}
-interface CorpusRest {
-  readonly route: 'orderbook' | 'trades';
-  readonly body: string;
-  readonly expect: Record<string, unknown>;
-}
-interface CorpusFile {
-  readonly provenance: 'captured' | 'unverified' | 'doc-example' | 'hand-made';
-  readonly source: { readonly repository: string; readonly commit?: string; readonly note: string };
-  readonly frames: readonly CorpusFrame[];
-  readonly rest?: readonly CorpusRest[];
+const corpus = loadCorpus();
+
+function isRowExpect(e: CorpusRowExpect | { control: CorpusControl }): e is CorpusRowExpect {
+  return 'table' in e;
 }
 
-const DIR = join(__dirname, '..', '..', '..', 'test', 'kalshi', 'corpus');
-const corpus = readdirSync(DIR)
-  .filter((f) => f.endsWith('.json'))
-  .map((f) => ({ file: f, body: JSON.parse(readFileSync(join(DIR, f), 'utf8')) as CorpusFile }));
-
-/** A COPY row line as {column: text | null} (batch_id, which the writer appends, excluded). */
-function decodeRow(table: TimeSeriesTableName, line: string): Record<string, string | null> {
-  const names = tableByName(table).columns.map((c) => c.name).filter((n) => n !== 'batch_id');
-  const values = line.split('\t');
-  assert.equal(values.length, names.length, `${table} row has ${values.length} columns`);
-  return Object.fromEntries(names.map((n, i) => [n, values[i] === '\\N' ? null : values[i]!]));
-}
-
-test('every corpus file says where its frames came from; captured ones cite repository, commit, path and line', () => {
+test('every corpus file says where its frames came from; captured ones cite repository, commit, path, locator and evidence', () => {
   for (const { file, body } of corpus) {
     assert.ok(['captured', 'unverified', 'doc-example', 'hand-made'].includes(body.provenance), file);
     assert.ok(body.source.note.length > 0, file);
     if (body.provenance !== 'captured' && body.provenance !== 'unverified') continue;
-    assert.match(body.source.commit ?? '', /^[0-9a-f]{40}$/, file);
-    for (const f of body.frames) assert.ok(f.path && f.line && f.evidence, `${file}: ${f.frame.slice(0, 60)}`);
+    assert.match(body.source.repository, /^[\w.-]+\/[\w.-]+$/, file);
+    for (const f of [...body.frames, ...(body.rest ?? [])]) {
+      const where = `${file}: ${(f as { frame?: string }).frame?.slice(0, 60) ?? (f as { body: string }).body.slice(0, 60)}`;
+      assert.match(f.commit ?? body.source.commit ?? '', /^[0-9a-f]{40}$/, where);
+      assert.ok(f.path && (f.line || f.anchor) && f.evidence, where);
+    }
   }
 });
 
 for (const { file, body } of corpus) {
   body.frames.forEach((f, i) => {
-    test(`${file} #${i} (${body.provenance}) -> the stated ${f.expect.table} row, nothing rejected`, () => {
+    const e = f.expect;
+    const what = isRowExpect(e) ? `the stated ${e.table} row` : `the stated ${e.control.kind} reply`;
+    test(`${file} #${i} (${body.provenance}) -> ${what}, nothing rejected`, () => {
       const c = new Capture();
-      c.feed(f.frame);
+      c.feed(f.frame, 1, CORPUS_RECEIVED_US);
       assert.deepEqual(c.rejects, [], 'no frame of the corpus is rejected');
-      const lines = c.lines(f.expect.table);
-      assert.equal(lines.length, 1, `one ${f.expect.table} row`);
-      const row = decodeRow(f.expect.table, lines[0]!);
-      for (const [col, want] of Object.entries(f.expect.row)) assert.equal(row[col], want, `${col}`);
-      if (f.expect.table === 'lifecycle_events') assert.equal(row.fingerprint, referenceFnv(row.payload!));
+      if (!isRowExpect(e)) {
+        assert.equal(c.rows.length, 0, 'a command reply makes no row');
+        assert.equal(c.controls.length, 1, 'one reply event');
+        const { connId: _c, receivedUs: _r, ...got } = c.controls[0]!;
+        assert.deepEqual(got, e.control);
+        return;
+      }
+      const lines = c.lines(e.table);
+      assert.equal(lines.length, 1, `one ${e.table} row`);
+      assert.equal(c.rows.length, 1, 'and no other row');
+      const row = decodeRow(e.table, lines[0]!);
+      for (const [col, want] of Object.entries(e.row)) assert.equal(row[col], want, `${col}`);
+      if (e.table === 'lifecycle_events') assert.equal(row.fingerprint, referenceFnv(row.payload!));
+      if (e.table === 'tickers') {
+        // docs/semantics.md: FNV-1a 64 over the content columns in table order, U+001F between, NULL as U+0000.
+        const content = TICKERS.columns.slice(0, TICKERS.columns.findIndex((col) => col.name === 'fingerprint')).map((col) => row[col.name] ?? '\u0000');
+        assert.equal(row.fingerprint, referenceFnv(content.join('\u001f')), 'ticker fingerprint as documented');
+      }
       if (f.counted) assert.equal(c.processor.counters.rejects[f.counted as 'KDP_ERR_MSG_UNKNOWN_TYPE'], 1);
     });
   });
   (body.rest ?? []).forEach((r, i) => {
-    test(`${file} REST #${i} (${r.route}) -> the stated parsed value`, () => {
+    test(`${file} REST #${i} (${r.route}, ${body.provenance}) -> the stated parsed value`, () => {
       const json = JSON.parse(r.body) as Record<string, unknown>;
       if (r.route === 'orderbook') {
         const book = parseOrderbookFp(json.orderbook_fp, 'orderbook_fp');
         assert.deepEqual({ yes: book.yes, no: book.no }, r.expect);
+      } else if (r.route === 'trade') {
+        // One item of GET /markets/trades, through the parser and the REST row encoder.
+        const expect = r.expect as unknown as CorpusRowExpect;
+        const row = decodeRow(expect.table, tradeRowLine(parseTrade(json, 'trade'), CORPUS_RECEIVED_US, 'g1'));
+        for (const [col, want] of Object.entries(expect.row)) assert.equal(row[col], want, col);
       } else {
         const trade = parseTrade((json.trades as unknown[])[0], 'trades[0]');
         for (const [k, v] of Object.entries(r.expect)) assert.equal(trade[k as keyof typeof trade], v, k);
@@ -84,14 +83,19 @@ for (const { file, body } of corpus) {
 
 test('corpus coverage per provenance and channel is reported', (t) => {
   const counts: Record<string, Record<string, number>> = {};
+  const add = (provenance: string, key: string) => {
+    const byChannel = (counts[provenance] ??= {});
+    byChannel[key] = (byChannel[key] ?? 0) + 1;
+  };
   for (const { body } of corpus) {
     for (const f of body.frames) {
       const type = (JSON.parse(f.frame) as { type: string }).type;
-      const channel = MESSAGE_CHANNEL[type] ?? `unknown:${type}`;
-      const byChannel = (counts[body.provenance] ??= {});
-      byChannel[channel] = (byChannel[channel] ?? 0) + 1;
+      add(body.provenance, MESSAGE_CHANNEL[type] ?? (isRowExpect(f.expect) ? `unknown:${type}` : `control:${type}`));
     }
+    for (const r of body.rest ?? []) add(body.provenance, `rest:${r.route}`);
   }
   t.diagnostic(JSON.stringify(counts));
-  assert.ok((counts.captured?.ticker ?? 0) >= 1 && (counts.captured?.market_lifecycle_v2 ?? 0) >= 1);
+  const captured = counts.captured ?? {};
+  for (const key of ['orderbook_delta', 'ticker', 'market_lifecycle_v2', 'control:subscribed', 'control:ok', 'control:error', 'rest:trade'])
+    assert.ok((captured[key] ?? 0) >= 1, `at least one captured ${key} frame`);
 });
