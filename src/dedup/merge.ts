@@ -259,17 +259,15 @@ export async function mergeOnce(
   return mergePlan(ctx, gatherer, production, plan, base, mergedBatchIdBefore);
 }
 
-async function mergePlan(
+/** Streams each table's batches of the plan from the gatherer into production staging (the stream gate held). */
+async function streamPlan(
   ctx: MergeContext,
   gatherer: Client,
   production: Client,
   plan: CyclePlan,
-  base: { instanceId: string; horizon: bigint; cursorBefore: bigint; ledgerUpdatedAt: bigint },
-  mergedBatchIdBefore: bigint,
-): Promise<MergeResult> {
+): Promise<{ tables: Map<string, TableCounts>; unknownTables: string[] }> {
   const tables = new Map<string, TableCounts>();
   const unknownTables: string[] = [];
-  const t0 = performance.now();
   let first = true;
   const release = await ctx.streamGate?.acquire();
   try {
@@ -285,6 +283,30 @@ async function mergePlan(
   } finally {
     release?.();
   }
+  return { tables, unknownTables };
+}
+
+/** Merges every staged table into its keyed table, filling in the counts. */
+async function mergeStaged(production: Client, tables: Map<string, TableCounts>, mergedAt: number, fastPathSpanMaxUs: number): Promise<void> {
+  for (const [table, counts] of tables) {
+    if (counts.read === 0) continue;
+    const { merged, path } = await mergeTable(production, TABLE_STATEMENTS.get(table)!, mergedAt, fastPathSpanMaxUs);
+    counts.merged = merged;
+    counts.duplicates = counts.read - merged;
+    counts.path = path;
+  }
+}
+
+async function mergePlan(
+  ctx: MergeContext,
+  gatherer: Client,
+  production: Client,
+  plan: CyclePlan,
+  base: { instanceId: string; horizon: bigint; cursorBefore: bigint; ledgerUpdatedAt: bigint },
+  mergedBatchIdBefore: bigint,
+): Promise<MergeResult> {
+  const t0 = performance.now();
+  const { tables, unknownTables } = await streamPlan(ctx, gatherer, production, plan);
   const markets = ctx.trackMarkets
     ? await onSide('production', () => marketsSeen(production, tables.keys()))
     : new Map<string, number>();
@@ -292,20 +314,7 @@ async function mergePlan(
   // merged_at is taken under the merge lock, so it grows in commit order across gatherers.
   await onSide('production', () => production.query(LOCK_MERGE));
   const mergedAt = ctx.nowUs();
-  await onSide('production', async () => {
-    for (const [table, counts] of tables) {
-      if (counts.read === 0) continue;
-      const { merged, path } = await mergeTable(
-        production,
-        TABLE_STATEMENTS.get(table)!,
-        mergedAt,
-        ctx.fastPathSpanMaxUs,
-      );
-      counts.merged = merged;
-      counts.duplicates = counts.read - merged;
-      counts.path = path;
-    }
-  });
+  await onSide('production', () => mergeStaged(production, tables, mergedAt, ctx.fastPathSpanMaxUs));
   const t2 = performance.now();
   failpoint('dedup.after_merge_before_commit');
   if (ctx.beforeCommit) await ctx.beforeCommit(ctx.name);

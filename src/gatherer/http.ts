@@ -86,47 +86,55 @@ function bearerMatches(req: HttpRequest, token: string | undefined): boolean {
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
-export async function startGathererHttp(o: GathererOptions, d: GathererHttpDeps): Promise<GathererHttp> {
-  let dbOk = true;
-  let dbCheckedAt = Date.now();
-  const probe = setInterval(() => {
-    d.pool.query('SELECT 1').then(
-      () => ((dbOk = true), (dbCheckedAt = Date.now())),
-      () => ((dbOk = false), (dbCheckedAt = Date.now())),
+/** The database as a periodic `SELECT 1` last found it. */
+interface DbProbe {
+  ok: boolean;
+  checkedAt: number;
+  stop(): void;
+}
+
+function startDbProbe(pool: GathererHttpDeps['pool']): DbProbe {
+  const probe: DbProbe = { ok: true, checkedAt: Date.now(), stop: () => clearInterval(timer) };
+  const timer = setInterval(() => {
+    pool.query('SELECT 1').then(
+      () => ((probe.ok = true), (probe.checkedAt = Date.now())),
+      () => ((probe.ok = false), (probe.checkedAt = Date.now())),
     );
   }, DB_PROBE_INTERVAL_MS);
-  probe.unref();
-  const started = Date.now();
-  const health = (): { status: number; body: Record<string, unknown> } => {
-    const wanted = d.manager.connectionIds().length;
-    const open = d.manager.openConnections();
-    const healthy = d.manager.healthyConnections();
-    const status = !dbOk || open === 0 ? 'unhealthy' : healthy < wanted ? 'degraded' : 'healthy';
-    return {
-      status: status === 'unhealthy' ? 503 : 200,
-      body: {
-        status,
-        ws_connections: open,
-        ws_connections_healthy: healthy,
-        ws_connections_wanted: wanted,
-        db: dbOk ? 'connected' : 'unreachable',
-        db_checked_ms_ago: Date.now() - dbCheckedAt,
-        gatherer: o.gathererId,
-        markets: d.manager.marketCount(),
-        subscribed: d.manager.allSubscribed(),
-        subscriptions: d.manager.subscriptionCount(),
-        workers: d.pipeline.slots.length,
-        worker_restarts: d.pipeline.restarts(),
-        gaps_recorded: d.gaps.stats.recorded,
-        gaps_recovered: d.gaps.stats.recovered,
-        uptime_s: Math.round((Date.now() - started) / 1000),
-      },
-    };
+  timer.unref();
+  return probe;
+}
+
+function healthOf(o: GathererOptions, d: GathererHttpDeps, db: DbProbe, startedMs: number): { status: number; body: Record<string, unknown> } {
+  const wanted = d.manager.connectionIds().length;
+  const open = d.manager.openConnections();
+  const healthy = d.manager.healthyConnections();
+  const status = !db.ok || open === 0 ? 'unhealthy' : healthy < wanted ? 'degraded' : 'healthy';
+  return {
+    status: status === 'unhealthy' ? 503 : 200,
+    body: {
+      status,
+      ws_connections: open,
+      ws_connections_healthy: healthy,
+      ws_connections_wanted: wanted,
+      db: db.ok ? 'connected' : 'unreachable',
+      db_checked_ms_ago: Date.now() - db.checkedAt,
+      gatherer: o.gathererId,
+      markets: d.manager.marketCount(),
+      subscribed: d.manager.allSubscribed(),
+      subscriptions: d.manager.subscriptionCount(),
+      workers: d.pipeline.slots.length,
+      worker_restarts: d.pipeline.restarts(),
+      gaps_recorded: d.gaps.stats.recorded,
+      gaps_recovered: d.gaps.stats.recovered,
+      uptime_s: Math.round((Date.now() - startedMs) / 1000),
+    },
   };
-  const counters = new CounterSync();
+}
+
+function adminPollRoute(o: GathererOptions, d: GathererHttpDeps): Route {
   const loopbackOnly = isLoopback(o.http.adminHost);
-  const healthRoute: Route = { method: 'GET', path: '/health', handler: () => { const h = health(); return json(h.status, h.body); } };
-  const adminRoute: Route = {
+  return {
     method: 'POST',
     path: '/admin/poll-market',
     handler: async (req) => {
@@ -145,6 +153,14 @@ export async function startGathererHttp(o: GathererOptions, d: GathererHttpDeps)
       }
     },
   };
+}
+
+export async function startGathererHttp(o: GathererOptions, d: GathererHttpDeps): Promise<GathererHttp> {
+  const db = startDbProbe(d.pool);
+  const started = Date.now();
+  const health = (): { status: number; body: Record<string, unknown> } => healthOf(o, d, db, started);
+  const counters = new CounterSync();
+  const healthRoute: Route = { method: 'GET', path: '/health', handler: () => { const h = health(); return json(h.status, h.body); } };
   const metricsServer = await startHttpServer(o.http.host, o.http.metricsPort, [
     {
       method: 'GET',
@@ -155,13 +171,13 @@ export async function startGathererHttp(o: GathererOptions, d: GathererHttpDeps)
       },
     },
   ]);
-  const healthServer = await startHttpServer(o.http.host, o.http.healthPort, [healthRoute, adminRoute]);
+  const healthServer = await startHttpServer(o.http.host, o.http.healthPort, [healthRoute, adminPollRoute(o, d)]);
   return {
     healthPort: healthServer.port,
     metricsPort: metricsServer.port,
     health,
     close() {
-      clearInterval(probe);
+      db.stop();
       metricsServer.close();
       healthServer.close();
     },

@@ -59,21 +59,18 @@ async function checkDatabase(pool: Pool): Promise<void> {
   await withClient(pool, (client) => requireSchema(client, 'gatherer'));
 }
 
+/** The pipeline, router, connection manager and gap tracker call one another; built in turn, bound late. */
+interface Parts {
+  manager: ConnectionManager;
+  router: RingRouter;
+  gaps: GapTracker;
+}
+
 export async function startGatherer(o: GathererOptions, log: Logger): Promise<Gatherer> {
   // Options resolved without loadGathererConfig get the same cross-field checks: a config the
   // workers would refuse fails here, before the database is opened or a worker starts.
   checkGathererOptions(o);
-  const pool = new Pool({
-    connectionString: o.database.url,
-    max: o.database.poolSize,
-    connectionTimeoutMillis: o.database.connectTimeoutMs,
-    statement_timeout: o.database.statementTimeoutMs,
-  });
-  pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection failed'));
-  // pg-pool listens for errors only on idle clients: a checked-out client whose server goes away
-  // emits 'error' with no listener and would crash the process (found by the chaos run stopping the
-  // gatherer's PostgreSQL). The query in flight fails with its own error, which its caller retries.
-  pool.on('connect', (client) => client.on('error', (err) => log.warn({ err: err.message }, 'database connection failed while in use')));
+  const pool = openPool(o, log);
   await checkDatabase(pool);
   let failedWith: (err: KdpError) => void = () => undefined;
   const failed = new Promise<KdpError>((resolve) => (failedWith = resolve));
@@ -84,123 +81,14 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
     await withClient(pool, (client) => writeRowsOnce(client, table, rowLines, `${o.gathererId}/rest/${table}`));
   };
   const controlPlane = createRestControlPlane(o.rest, { db: pool, writeRows, gatherer: o.gathererId, metrics, log: log.child({ part: 'rest' }) });
-
-  const pipeline = new Pipeline(
-    {
-      workers: o.pipeline.workers,
-      ringBytes: o.pipeline.ringBytes,
-      frameBytesMax: o.pipeline.frameBytesMax,
-      task: {
-        gathererId: o.gathererId,
-        databaseUrl: o.database.url,
-        frameBytesMax: o.pipeline.frameBytesMax,
-        writer: o.writer,
-        recentTradeIdsMax: o.pipeline.recentTradeIdsMax,
-        logLevel: o.log.level,
-        drainTimeoutMs: o.pipeline.drainTimeoutMs,
-      },
-      restart: {
-        backoffInitialMs: o.pipeline.workerRestartBackoffInitialMs,
-        backoffMaxMs: o.pipeline.workerRestartBackoffMaxMs,
-        restartsMax: o.pipeline.workerRestartsMax,
-        stableMs: o.pipeline.workerStableMs,
-      },
-    },
-    {
-      reply: (r) => manager.onReply(r),
-      gap: (g) => gaps.onWorkerGap(g),
-      lifecycle: (_channel, envelope) => void controlPlane.registry.applyLifecycle(envelope),
-      workerRestarted: (index) => {
-        metrics.worker_restarts_total.inc();
-        // The dead worker may have held frames received well before its connections' last frame;
-        // the trade backfill after the reconnect looks back this far to cover them.
-        const lossSinceUs = Date.now() * 1000 - WORKER_LOSS_LOOKBACK_US;
-        for (const connId of manager.connectionIds()) {
-          if (router.ringOf(connId) === index) manager.forceReconnect(connId, 'worker_restart', lossSinceUs);
-        }
-      },
-      workerFailed: (_index, err) => {
-        metrics.worker_failures_total.inc();
-        failedWith(err);
-      },
-      flush: (table, rows, seconds, minReceivedUs) => {
-        metrics.writer_flush_duration_seconds.observe({ table }, seconds);
-        if (rows > 0) metrics.frame_to_commit_seconds.observe(Math.max(0, Date.now() * 1000 - minReceivedUs) / 1e6);
-      },
-    },
-    log.child({ part: 'pipeline' }),
-  );
-  const codec = new FrameCodec(o.pipeline.frameBytesMax);
-  const router = new RingRouter(
-    pipeline.rings,
-    frameEncoder(codec),
-    {
-      onRingFull: o.pipeline.onRingFull as 'pause' | 'drop',
-      frameBytesMax: codec.payloadBytesMax(),
-      drainPollMs: 2,
-      noticeBacklogMax: 4096,
-      // What `ws` delivers after socket.pause() is at most the chunk it had read (<= 64 KiB) plus
-      // one message (<= frameBytesMax) per connection; half a ring covers every connection of a
-      // ring with a wide margin (ringBytes >= 4 x frameBytesMax is validated).
-      heldBytesMax: o.pipeline.ringBytes / 2,
-    },
-  );
-  const signer = controlPlane.signer;
-  const userAgent = `kdp-gatherer/${o.gathererId}`;
-  const manager = new ConnectionManager(
-    {
-      wsUrl: o.exchange.wsUrl,
-      connections: o.connections.count,
-      marketsPerSubscription: o.connections.marketsPerSubscription,
-      marketsPerSubscriptionMin: o.connections.marketsPerSubscriptionMin,
-      silenceTimeoutMs: o.connections.silenceTimeoutMs,
-      backoffInitialMs: o.connections.backoffInitialMs,
-      backoffMaxMs: o.connections.backoffMaxMs,
-      startJitterMs: o.connections.startJitterMs,
-      handshakeTimeoutMs: o.connections.handshakeTimeoutMs,
-      commandTimeoutMs: o.connections.commandTimeoutMs,
-      wsMaxPayloadBytes: o.connections.wsMaxPayloadBytes,
-      // Trades and tickers on all-markets subscriptions: a market's first trade arrives before its
-      // book shard is subscribed (at 40,000 markets per-shard trade subscriptions lost 1.5 % of
-      // trades, all of new markets' first seconds).
-      marketChannels: ['orderbook_delta'],
-      // event_lifecycle messages arrive on the market_lifecycle_v2 subscription (no channel of their own).
-      globalChannels: ['market_lifecycle_v2', 'ticker', 'trade'],
-      useYesPrice: o.connections.useYesPrice,
-    },
-    router,
-    {
-      disconnected: (connId, tickers, sinceUs, reason) => gaps.onDisconnected(connId, tickers, sinceUs, reason),
-      marketsSubscribed: (connId, tickers) => {
-        const now = Date.now();
-        // New markets whose book was subscribed after they opened: their deltas before the
-        // subscription's snapshot are lost (no API returns them). One ledger row per ack.
-        const late: string[] = [];
-        let openedMs = now;
-        for (const t of tickers) {
-          const created = controlPlane.registry.takeCreatedAt(t);
-          if (created === undefined) continue;
-          metrics.market_created_to_subscribed_seconds.observe((now - created) / 1000);
-          const open = controlPlane.registry.market(t)?.openTimeMs;
-          if (open === null || open === undefined || open >= now) continue;
-          late.push(t);
-          openedMs = Math.min(openedMs, open);
-        }
-        if (late.length > 0) gaps.onLateSubscription(connId, late, openedMs * 1000, now * 1000);
-      },
-      resubscribed: (connId, tickers, sinceUs) => gaps.onResubscribed(connId, tickers, sinceUs),
-      error: (type) => metrics.ws_client_errors_total.inc({ type }),
-      reconnect: () => metrics.reconnects_total.inc(),
-    },
-    // The user agent names the gatherer, so the exchange side (and the chaos checker reading the
-    // simulator's truth) can tell which gatherer held a connection.
-    () => ({ 'user-agent': userAgent, ...(signer ? signer.wsHeaders() : {}) }),
-    log.child({ part: 'connections' }),
-  );
+  const parts = {} as Parts;
+  const pipeline = createPipeline(o, parts, controlPlane, metrics, failedWith, log);
+  const router = createRouter(o, pipeline);
+  const manager = createManager(o, router, parts, controlPlane, metrics, log);
   const gaps = new GapTracker(o.gathererId, pool, manager, controlPlane.backfill, metrics, log.child({ part: 'gaps' }), () =>
     controlPlane.registry.reconcile(),
   );
-
+  Object.assign(parts, { manager, router, gaps });
   controlPlane.registry.on('marketsAdded', (tickers) => manager.addMarkets(tickers));
   controlPlane.registry.on('marketsRemoved', (tickers) => manager.removeMarkets(tickers));
 
@@ -235,6 +123,160 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
       return drained;
     })());
   return { options: o, pipeline, manager, controlPlane, router, gaps, http, metrics, failed, stop };
+}
+
+function openPool(o: GathererOptions, log: Logger): Pool {
+  const pool = new Pool({
+    connectionString: o.database.url,
+    max: o.database.poolSize,
+    connectionTimeoutMillis: o.database.connectTimeoutMs,
+    statement_timeout: o.database.statementTimeoutMs,
+  });
+  pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection failed'));
+  // pg-pool listens for errors only on idle clients: a checked-out client whose server goes away
+  // emits 'error' with no listener and would crash the process (found by the chaos run stopping the
+  // gatherer's PostgreSQL). The query in flight fails with its own error, which its caller retries.
+  pool.on('connect', (client) => client.on('error', (err) => log.warn({ err: err.message }, 'database connection failed while in use')));
+  return pool;
+}
+
+function createPipeline(
+  o: GathererOptions,
+  parts: Parts,
+  controlPlane: RestControlPlane,
+  metrics: MetricSet<typeof GATHERER_METRICS>,
+  failedWith: (err: KdpError) => void,
+  log: Logger,
+): Pipeline {
+  const task = {
+    gathererId: o.gathererId,
+    databaseUrl: o.database.url,
+    frameBytesMax: o.pipeline.frameBytesMax,
+    writer: o.writer,
+    recentTradeIdsMax: o.pipeline.recentTradeIdsMax,
+    logLevel: o.log.level,
+    drainTimeoutMs: o.pipeline.drainTimeoutMs,
+  };
+  const restart = {
+    backoffInitialMs: o.pipeline.workerRestartBackoffInitialMs,
+    backoffMaxMs: o.pipeline.workerRestartBackoffMaxMs,
+    restartsMax: o.pipeline.workerRestartsMax,
+    stableMs: o.pipeline.workerStableMs,
+  };
+  const p = o.pipeline;
+  return new Pipeline(
+    { workers: p.workers, ringBytes: p.ringBytes, frameBytesMax: p.frameBytesMax, task, restart },
+    {
+      reply: (r) => parts.manager.onReply(r),
+      gap: (g) => parts.gaps.onWorkerGap(g),
+      lifecycle: (_channel, envelope) => void controlPlane.registry.applyLifecycle(envelope),
+      workerRestarted: (index) => {
+        metrics.worker_restarts_total.inc();
+        // The dead worker may have held frames received well before its connections' last frame;
+        // the trade backfill after the reconnect looks back this far to cover them.
+        const lossSinceUs = Date.now() * 1000 - WORKER_LOSS_LOOKBACK_US;
+        for (const connId of parts.manager.connectionIds()) {
+          if (parts.router.ringOf(connId) === index) parts.manager.forceReconnect(connId, 'worker_restart', lossSinceUs);
+        }
+      },
+      workerFailed: (_index, err) => {
+        metrics.worker_failures_total.inc();
+        failedWith(err);
+      },
+      flush: (table, rows, seconds, minReceivedUs) => {
+        metrics.writer_flush_duration_seconds.observe({ table }, seconds);
+        if (rows > 0) metrics.frame_to_commit_seconds.observe(Math.max(0, Date.now() * 1000 - minReceivedUs) / 1e6);
+      },
+    },
+    log.child({ part: 'pipeline' }),
+  );
+}
+
+function createRouter(o: GathererOptions, pipeline: Pipeline): RingRouter {
+  const codec = new FrameCodec(o.pipeline.frameBytesMax);
+  return new RingRouter(pipeline.rings, frameEncoder(codec), {
+    onRingFull: o.pipeline.onRingFull as 'pause' | 'drop',
+    frameBytesMax: codec.payloadBytesMax(),
+    drainPollMs: 2,
+    noticeBacklogMax: 4096,
+    // What `ws` delivers after socket.pause() is at most the chunk it had read (<= 64 KiB) plus
+    // one message (<= frameBytesMax) per connection; half a ring covers every connection of a
+    // ring with a wide margin (ringBytes >= 4 x frameBytesMax is validated).
+    heldBytesMax: o.pipeline.ringBytes / 2,
+  });
+}
+
+function createManager(
+  o: GathererOptions,
+  router: RingRouter,
+  parts: Parts,
+  controlPlane: RestControlPlane,
+  metrics: MetricSet<typeof GATHERER_METRICS>,
+  log: Logger,
+): ConnectionManager {
+  const c = o.connections;
+  const signer = controlPlane.signer;
+  const userAgent = `kdp-gatherer/${o.gathererId}`;
+  return new ConnectionManager(
+    {
+      wsUrl: o.exchange.wsUrl,
+      connections: c.count,
+      marketsPerSubscription: c.marketsPerSubscription,
+      marketsPerSubscriptionMin: c.marketsPerSubscriptionMin,
+      silenceTimeoutMs: c.silenceTimeoutMs,
+      backoffInitialMs: c.backoffInitialMs,
+      backoffMaxMs: c.backoffMaxMs,
+      startJitterMs: c.startJitterMs,
+      handshakeTimeoutMs: c.handshakeTimeoutMs,
+      commandTimeoutMs: c.commandTimeoutMs,
+      wsMaxPayloadBytes: c.wsMaxPayloadBytes,
+      // Trades and tickers on all-markets subscriptions: a market's first trade arrives before its
+      // book shard is subscribed (at 40,000 markets per-shard trade subscriptions lost 1.5 % of
+      // trades, all of new markets' first seconds).
+      marketChannels: ['orderbook_delta'],
+      // event_lifecycle messages arrive on the market_lifecycle_v2 subscription (no channel of their own).
+      globalChannels: ['market_lifecycle_v2', 'ticker', 'trade'],
+      useYesPrice: c.useYesPrice,
+    },
+    router,
+    {
+      disconnected: (connId, tickers, sinceUs, reason) => parts.gaps.onDisconnected(connId, tickers, sinceUs, reason),
+      marketsSubscribed: (connId, tickers) => ledgerLateSubscriptions(connId, tickers, controlPlane, metrics, parts.gaps),
+      resubscribed: (connId, tickers, sinceUs) => parts.gaps.onResubscribed(connId, tickers, sinceUs),
+      error: (type) => metrics.ws_client_errors_total.inc({ type }),
+      reconnect: () => metrics.reconnects_total.inc(),
+    },
+    // The user agent names the gatherer, so the exchange side (and the chaos checker reading the
+    // simulator's truth) can tell which gatherer held a connection.
+    () => ({ 'user-agent': userAgent, ...(signer ? signer.wsHeaders() : {}) }),
+    log.child({ part: 'connections' }),
+  );
+}
+
+/**
+ * New markets whose book was subscribed after they opened: their deltas before the subscription's
+ * snapshot are lost (no API returns them). One ledger row per ack.
+ */
+function ledgerLateSubscriptions(
+  connId: number,
+  tickers: readonly string[],
+  controlPlane: RestControlPlane,
+  metrics: MetricSet<typeof GATHERER_METRICS>,
+  gaps: GapTracker,
+): void {
+  const now = Date.now();
+  const late: string[] = [];
+  let openedMs = now;
+  for (const t of tickers) {
+    const created = controlPlane.registry.takeCreatedAt(t);
+    if (created === undefined) continue;
+    metrics.market_created_to_subscribed_seconds.observe((now - created) / 1000);
+    const open = controlPlane.registry.market(t)?.openTimeMs;
+    if (open === null || open === undefined || open >= now) continue;
+    late.push(t);
+    openedMs = Math.min(openedMs, open);
+  }
+  if (late.length > 0) gaps.onLateSubscription(connId, late, openedMs * 1000, now * 1000);
 }
 
 /** Market discovery must succeed before subscribing; retried with capped backoff until it does. */

@@ -286,6 +286,25 @@ export class RingConsumer extends RingEnd {
     return (Atomics.load(this.header, I_WRITE) >>> 0) !== this.readIndex;
   }
 
+  /**
+   * Blocking consume loop for a thread with nothing else to do (Atomics.wait, worker threads only):
+   * hands each frame (a view of `scratch`, valid until the callback returns) to onFrame until the
+   * producer closed the ring and every frame was read. Returns the number of frames read.
+   */
+  consumeUntilDrained(scratch: Uint8Array, onFrame: (frame: Uint8Array) => void, waitMs = 100): number {
+    let frames = 0;
+    for (;;) {
+      const len = this.readInto(scratch);
+      if (len < 0) {
+        if (this.isDrained()) return frames;
+        this.waitForData(waitMs);
+        continue;
+      }
+      frames++;
+      onFrame(scratch.subarray(0, len));
+    }
+  }
+
   /** Non-blocking variant for a thread with an event loop: resolves like waitForData. */
   async waitForDataAsync(timeoutMs: number): Promise<boolean> {
     const writeIndex = Atomics.load(this.header, I_WRITE);

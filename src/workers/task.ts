@@ -71,6 +71,10 @@ function controlToMessage(e: ControlEvent): WorkerMessage | undefined {
   }
 }
 
+type Writers = Map<TimeSeriesTableName, CopyWriter>;
+/** Rows a writer at its pending-rows cap refused; handed back before the next frame is taken. */
+type Refused = { table: TimeSeriesTableName; line: string; receivedUs: number }[];
+
 export default async function runWorker(task: WorkerTask): Promise<WorkerReport> {
   const { options, port } = task;
   const log = createLogger('worker', { level: options.logLevel }).child({ worker: task.workerIndex });
@@ -80,21 +84,33 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerReport>
     // Fault injection: an uncaught exception kills this thread the way a bug would.
     if (m.t === 'crash') setTimeout(() => { throw new KdpError('KDP_ERR_INTERNAL', 'injected worker crash'); }, 0);
   });
-
   const stats = statsSink(counters, post);
-  const writers = new Map<TimeSeriesTableName, CopyWriter>();
+  const writers: Writers = new Map();
   for (const t of TIME_SERIES_TABLES) {
     writers.set(t.name, CopyWriter.create(copyWriterOptionsOf(options, task.workerIndex, t.name), { stats, log }));
   }
+  // The processor stops after the frame that got a refusal, so at most one frame's rows wait here.
+  const refused: Refused = [];
+  const processor = newProcessor(options, writers, refused, counters, post);
+  const { frames, drainDeadline } = await consumeRing(new RingConsumer(task.ringBuffer), processor, writers, refused, counters, options.drainTimeoutMs);
+  // The ring is closed and empty: commit everything still held within what is left of the drain
+  // bound, then report what was not committed (the gatherer's stop must not call that clean).
+  const closeWithinMs = Math.max(0, drainDeadline - Date.now());
+  const results = await Promise.all([...writers.values()].map((w) => w.close(closeWithinMs)));
+  const unflushedRows = results.reduce((s, r) => s + r.unflushedRows, 0);
+  counters.set(counters.slot('pending_rows'), unflushedRows);
+  if (unflushedRows > 0) log.error({ unflushed: unflushedRows }, 'rows not committed at shutdown');
+  port.close();
+  return { frames, unflushedRows };
+}
+
+/** The frame processor of this worker, its rows going to the writers and its events to the ingest thread. */
+function newProcessor(options: WorkerTask['options'], writers: Writers, refused: Refused, counters: Counters, post: (m: WorkerMessage) => void): FrameProcessor {
   const rejectSlots = new Map<string, number>();
   for (const name of WORKER_COUNTERS) if (name.startsWith('rejected:')) rejectSlots.set(name.slice(9), counters.slot(name));
   const gapSlot = counters.slot('seq_gaps');
   const terminalSlot = counters.slot('terminal_errors');
-
-  // A writer at its pending-rows cap refuses a row; the processor stops after the frame that got
-  // the refusal, so at most one frame's rows wait here before the loop hands them back.
-  const refused: { table: TimeSeriesTableName; line: string; receivedUs: number }[] = [];
-  const processor = new FrameProcessor(
+  return new FrameProcessor(
     { gathererId: options.gathererId, frameBytesMax: options.frameBytesMax, recentTradeIdsMax: Math.max(1, options.recentTradeIdsMax) },
     {
       rows: {
@@ -121,8 +137,21 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerReport>
       },
     },
   );
+}
 
-  const ring = new RingConsumer(task.ringBuffer);
+/**
+ * Takes frames off the ring until the producer closed it and it is empty, publishing the counters
+ * each turn. Returns the frames read and the drain deadline (the bound runs from the moment this
+ * worker first sees its ring closed: the gatherer's stop).
+ */
+async function consumeRing(
+  ring: RingConsumer,
+  processor: FrameProcessor,
+  writers: Writers,
+  refused: Refused,
+  counters: Counters,
+  drainTimeoutMs: number,
+): Promise<{ frames: number; drainDeadline: number }> {
   const frame = new Uint8Array(ring.frameBytesMax);
   const slots = {
     frames: counters.slot('frames'),
@@ -134,22 +163,14 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerReport>
   let frames = 0;
   let drainDeadline: number | undefined;
   for (;;) {
-    // The drain bound runs from the moment this worker sees its ring closed (the gatherer's stop).
-    if (drainDeadline === undefined && ring.isProducerClosed()) drainDeadline = Date.now() + options.drainTimeoutMs;
+    if (drainDeadline === undefined && ring.isProducerClosed()) drainDeadline = Date.now() + drainTimeoutMs;
     let n = 0;
     let len: number;
     while (n < FRAMES_PER_TURN && (len = ring.readInto(frame)) >= 0) {
       n++;
-      if (!processor.processBytes(frame.subarray(0, len))) {
-        // A writer is at its pending-rows cap: stop taking frames until the refused rows are in.
-        // The ring fills and the ingest thread pauses the socket: backpressure up to the exchange.
-        while (refused.length > 0) {
-          const r = refused[0]!;
-          const w = writers.get(r.table)!;
-          if (w.append(r.line, r.receivedUs)) refused.shift();
-          else await w.whenWritable();
-        }
-      }
+      // A writer at its pending-rows cap: stop taking frames until the refused rows are in. The
+      // ring fills and the ingest thread pauses the socket: backpressure up to the exchange.
+      if (!processor.processBytes(frame.subarray(0, len))) await handBack(refused, writers);
     }
     frames += n;
     const c = processor.counters;
@@ -160,25 +181,21 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerReport>
     let pending = 0;
     for (const w of writers.values()) pending += w.pendingRows;
     counters.set(slots.pending, pending);
-    if (n === FRAMES_PER_TURN) {
-      await yieldToLoop();
-    } else if (ring.isDrained()) {
-      break;
-    } else if (n === 0) {
-      await ring.waitForDataAsync(IDLE_WAIT_MS);
-    }
+    if (n === FRAMES_PER_TURN) await yieldToLoop();
+    else if (ring.isDrained()) break;
+    else if (n === 0) await ring.waitForDataAsync(IDLE_WAIT_MS);
   }
-  // The ring is closed and empty: commit everything still held within what is left of the drain
-  // bound, then report what was not committed (the gatherer's stop must not call that clean).
   // The loop can see the ring closed and empty in the same turn it first sees it closed (the stop
   // landed between the two checks): the whole bound is then still ahead, not zero (a zero bound
   // aborted the in-flight COPY and left its rows uncommitted: the CI failure of 2026-12-03).
-  drainDeadline ??= Date.now() + options.drainTimeoutMs;
-  const closeWithinMs = Math.max(0, drainDeadline - Date.now());
-  const results = await Promise.all([...writers.values()].map((w) => w.close(closeWithinMs)));
-  const unflushedRows = results.reduce((s, r) => s + r.unflushedRows, 0);
-  counters.set(slots.pending, unflushedRows);
-  if (unflushedRows > 0) log.error({ unflushed: unflushedRows }, 'rows not committed at shutdown');
-  port.close();
-  return { frames, unflushedRows };
+  return { frames, drainDeadline: drainDeadline ?? Date.now() + drainTimeoutMs };
+}
+
+async function handBack(refused: Refused, writers: Writers): Promise<void> {
+  while (refused.length > 0) {
+    const r = refused[0]!;
+    const w = writers.get(r.table)!;
+    if (w.append(r.line, r.receivedUs)) refused.shift();
+    else await w.whenWritable();
+  }
 }

@@ -18,13 +18,5 @@ const processor = new FrameProcessor(
     lifecycle: (channel) => events.push(`lifecycle:${channel}`),
   },
 );
-for (;;) {
-  const len = ring.readInto(scratch);
-  if (len < 0) {
-    if (ring.isDrained()) break;
-    ring.waitForData(100);
-    continue;
-  }
-  processor.processBytes(scratch.subarray(0, len));
-}
+ring.consumeUntilDrained(scratch, (frame) => processor.processBytes(frame));
 parentPort!.postMessage({ rows, events, counters: processor.counters });
