@@ -3,8 +3,9 @@
 // this project follows. The gatherer (worker parser, REST client, registry) and the simulator
 // (its encoders and REST server) import these facts instead of restating them, so one protocol
 // fact lives in one place. Source of the facts: /work/shared/kalshi-protocol.md, Kalshi's
-// OpenAPI description (test/kalshi/fixtures/openapi-subset.json) and the captured-frame corpus
-// (test/kalshi/corpus/). Differences we know of between this model and the docs: docs/kalshi.md.
+// OpenAPI description (an excerpt in test/kalshi/fixtures/openapi-excerpt.yaml, which
+// test/kalshi/openapi.test.ts checks the REST client's requests against) and the captured-frame
+// corpus (test/kalshi/corpus/). Known differences between this model and the docs: docs/kalshi.md.
 
 /** Channels a market-data recorder subscribes to. */
 export const CHANNELS = {
@@ -100,7 +101,10 @@ export interface RouteSpec {
   readonly path: string;
   /** Query parameters the client may send, and how arrays are encoded. */
   readonly params: Readonly<Record<string, ParamStyle>>;
-  /** The OpenAPI description lists a 401 response / security for this read. */
+  /**
+   * The OpenAPI operation lists `security` (signed requests only). A 401 among its responses does
+   * not count: most public reads list one. The client signs every request when keys are configured.
+   */
   readonly authRequired: boolean;
 }
 
@@ -120,7 +124,9 @@ export const REST_ROUTES = {
   },
   market: { path: '/markets/{ticker}', params: {}, authRequired: false },
   orderbook: { path: '/markets/{ticker}/orderbook', params: { depth: 'scalar' }, authRequired: false },
-  orderbooks: { path: '/markets/orderbooks', params: { tickers: 'repeated' }, authRequired: true },
+  // OpenAPI 3.31.0 lists no `security` on GetMarketOrderbooks, though kalshi-protocol.md says it
+  // requires auth: configure keys so the poller's batch requests are signed (docs/kalshi.md).
+  orderbooks: { path: '/markets/orderbooks', params: { tickers: 'repeated' }, authRequired: false },
   trades: {
     path: '/markets/trades',
     params: { ticker: 'scalar', min_ts: 'scalar', max_ts: 'scalar', limit: 'scalar', cursor: 'scalar' },
