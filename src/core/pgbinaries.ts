@@ -4,7 +4,9 @@
 // directory only its owner can enter (a 0700 `mktemp -d`, /root) hides node_modules from it, so
 // then the platform package's native directory (bin/, lib/, share/) is copied once, atomically, to
 // a cache under os.tmpdir() that every user can enter, keyed by the package's version. Where no
-// such place exists, a coded error says what to do. Used only by src/core/pgcluster.ts.
+// such place exists, a coded error says what to do. A server installed on the machine (binDir,
+// e.g. Debian's /usr/lib/postgresql/15/bin with TimescaleDB beside it) is run where it is, by the
+// same user rules. Used only by src/core/pgcluster.ts.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
@@ -45,6 +47,12 @@ export interface PgBinariesOptions {
   readonly nativeDir?: string;
   /** Where a copy the server's user can reach is made when needed; os.tmpdir() when absent (tests). */
   readonly cacheRoot?: string;
+  /**
+   * The bin directory of a PostgreSQL installed on the machine (e.g. Debian's
+   * /usr/lib/postgresql/15/bin): its initdb and postgres are run in place, with the extensions
+   * installed beside them (TimescaleDB), instead of the embedded package's.
+   */
+  readonly binDir?: string;
 }
 
 interface PlatformPackage {
@@ -75,6 +83,7 @@ let installed: Promise<PgBinaries> | undefined;
 
 /** The binaries to run and as whom; the installed package's are resolved once per process. */
 export function pgBinaries(opts: PgBinariesOptions = {}): Promise<PgBinaries> {
+  if (opts.binDir !== undefined) return Promise.resolve(installedBinaries(opts.binDir));
   if (opts.nativeDir !== undefined || opts.cacheRoot !== undefined) return resolveBinaries(opts);
   installed ??= resolveBinaries(opts).catch((err: unknown) => {
     installed = undefined; // a failure (e.g. TMPDIR fixed meanwhile) is not remembered
@@ -103,6 +112,21 @@ async function resolveBinaries(opts: PgBinariesOptions): Promise<PgBinaries> {
       `(e.g. mode 0700). Set TMPDIR to a directory every user can enter (e.g. TMPDIR=/tmp), or clone ` +
       `the repository into such a directory, or run as a non-root user.`,
     { nativeDir, copy, user: SERVER_USER },
+  );
+}
+
+/** A system installation's binaries, run in place: as root, the server's user must be able to. */
+function installedBinaries(binDir: string): PgBinaries {
+  const bin = { initdb: join(binDir, 'initdb'), postgres: join(binDir, 'postgres') };
+  if (process.getuid?.() !== 0) return { ...bin, runAs: undefined };
+  const runAs = serverUser();
+  if (canRun(bin, runAs)) return { ...bin, runAs };
+  throw new KdpError(
+    'KDP_ERR_PG_BINARIES_ACCESS',
+    `running as root, PostgreSQL runs as the "${SERVER_USER}" user, which cannot execute ` +
+      `${bin.postgres} (or ${bin.initdb}): a directory on the path is closed to it, or they are ` +
+      `missing. Open the path to it (chmod o+x DIR), or run as a non-root user.`,
+    { binDir, user: SERVER_USER },
   );
 }
 

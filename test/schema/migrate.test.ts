@@ -156,30 +156,3 @@ describe('partition maintenance', () => {
     });
   });
 });
-
-describe('timescale engine', () => {
-  const url = process.env.KDP_TEST_TIMESCALE_URL;
-  test('creates hypertables with integer_now, compression and retention policies', { skip: url ? false : 'KDP_TEST_TIMESCALE_URL is not set' }, async () => {
-    const ts = await startPg({ external: url });
-    try {
-      for (const kind of ['gatherer', 'production'] as const) {
-        const dbUrl = await ts.newDatabase();
-        await withClient(dbUrl, async (c) => {
-          const res = await migrate(c, { kind, engine: 'timescale' });
-          assert.equal(res.engine, 'timescale');
-          const hts = await c.query(`SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1`);
-          const expected = TIME_SERIES_TABLES.filter((t) => !(kind === 'production' && t.name === 'lifecycle_events')).map((t) => t.name).sort();
-          assert.deepEqual(hts.rows.map((r) => r.hypertable_name), expected);
-          const jobs = await c.query(`SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL`);
-          const procs = jobs.rows.map((r) => r.proc_name);
-          assert.ok(procs.includes('policy_compression'));
-          assert.equal(procs.includes('policy_retention'), kind === 'gatherer');
-          const again = await migrate(c, { kind, engine: 'auto' });
-          assert.deepEqual(again.applied, []);
-        });
-      }
-    } finally {
-      await ts.close();
-    }
-  });
-});
