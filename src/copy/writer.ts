@@ -59,6 +59,9 @@ interface Batch {
 
 const SUFFIX_BYTES_APPROX = 12; // "\t<batch id>\n"
 const SETTLE_WAIT_MS = 5_000;
+// After a close gave up: how long settling a batch whose COMMIT was sent may take (a new session
+// plus terminating the old backend), inside the gatherer's stop grace (pipeline.ts, 8 s).
+const SETTLE_AT_CLOSE_MS = 3_000;
 
 const newBatch = (): Batch => ({
   rows: [],
@@ -172,7 +175,10 @@ export class CopyWriter {
     });
     const clean = await Promise.race([drained, timedOut]);
     clearTimeout(deadline);
-    if (!clean) await this.abort();
+    if (!clean) {
+      await this.abort();
+      await this.settleAbandoned();
+    }
     const session = this.session;
     this.session = undefined;
     if (session) await endGracefully(session);
@@ -193,6 +199,47 @@ export class CopyWriter {
     const limit = Date.now() + this.options.attemptTimeoutMs + this.options.connectTimeoutMs;
     while (this.pumping && Date.now() < limit) await new Promise((r) => setTimeout(r, 5));
     for (const w of this.flushWaiters.splice(0)) w.reject(this.abortError());
+  }
+
+  /**
+   * A batch abandoned after its COMMIT was sent may still commit: its backend, waiting (on a lock,
+   * say) when the socket was dropped, does not notice the client is gone and commits when the wait
+   * ends. Terminate that backend, then look the batch up, so the close reports only rows that are
+   * really not committed. If the database does not answer within SETTLE_AT_CLOSE_MS the rows stay
+   * counted as not committed (the report errs toward loss, which the ledger and backfill cover).
+   */
+  private async settleAbandoned(): Promise<void> {
+    const ambiguous = this.queue.filter((b) => b.ambiguousBackend !== undefined);
+    if (ambiguous.length === 0) return;
+    const o = this.options;
+    let session: Session | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = (async (): Promise<void> => {
+      session = await openSession(
+        { url: o.url, applicationName: o.writerName.slice(0, 63), statementTimeoutMs: SETTLE_AT_CLOSE_MS, connectTimeoutMs: SETTLE_AT_CLOSE_MS },
+        this.plan,
+      );
+      for (const batch of ambiguous) {
+        const result = await this.resolveAmbiguity(session, batch);
+        if (result === undefined) continue;
+        this.queue.splice(this.queue.indexOf(batch), 1);
+        this.pending -= batch.rows.length;
+        this.report(batch, result, 0, true);
+      }
+    })();
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new KdpError('KDP_ERR_DB_TIMEOUT', `settling abandoned batches took over ${SETTLE_AT_CLOSE_MS} ms`)), SETTLE_AT_CLOSE_MS);
+    });
+    try {
+      await Promise.race([settle, late]);
+    } catch (err) {
+      const coded = classifyDbError(err);
+      this.log.warn({ table: this.plan.table.name, code: coded.code, err: coded.message }, 'could not settle batches whose COMMIT was sent; counted as not committed');
+    } finally {
+      clearTimeout(timer);
+      settle.catch(() => undefined);
+      if (session) dropClient(session.client);
+    }
   }
 
   private abortError(): KdpError {

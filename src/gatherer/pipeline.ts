@@ -76,9 +76,10 @@ interface WorkerSlot {
 }
 
 const WORKER_FILE = join(__dirname, '..', 'workers', 'task.js');
-// Workers' writers give up at the drain bound; this is their time to drop their connections (a
-// session end waits up to 2 s) and report what they left, before the threads are destroyed.
-const STOP_REPORT_GRACE_MS = 5_000;
+// Workers' writers give up at the drain bound; this is their time to settle a batch whose COMMIT
+// was sent (up to 3 s, copy/writer.ts), drop their connections (a session end waits up to 2 s) and
+// report what they left, before the threads are destroyed.
+const STOP_REPORT_GRACE_MS = 8_000;
 
 export class Pipeline {
   readonly slots: WorkerSlot[] = [];

@@ -16,7 +16,7 @@ import type { BatchPhase } from '../../src/copy/batch';
 import { WriterCounters } from '../../src/copy/stats';
 import { CopyWriter } from '../../src/copy/writer';
 import { startPg, withClient, type TestPg } from '../harness/pg';
-import { count, delta, deltaLine, gathererDb, waitUntil } from './helpers';
+import { count, delta, deltaLine, gathererDb, NOW_US, tradeId, tradeLine, waitUntil } from './helpers';
 
 let pg: TestPg;
 before(async () => {
@@ -219,6 +219,29 @@ describe('CopyWriter under failures', () => {
     });
     await assertExactlyOnce(url, 20);
     await w.close();
+  });
+
+  test('close() that gives up while the COMMIT waits on a lock ends that backend: the rows it reports as not committed never commit later', { timeout: 60_000 }, async () => {
+    const url = await gathererDb(pg);
+    const writerName = 'g1/w0/trades-settle';
+    // trades is staged: the rows reach the table in the batch's last round trip (INSERT ...; COMMIT),
+    // so a lock on trades holds that round trip after the COMMIT was sent.
+    const w = CopyWriter.create({ url, table: 'trades', writerName, attemptTimeoutMs: 60_000, ...FAST_RETRY }, { log: silent });
+    await withClient(url, async (locker) => {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE trades IN EXCLUSIVE MODE');
+      for (let i = 0; i < 5; i++) w.append(tradeLine(tradeId(i), NOW_US + i, 'ws'));
+      void w.flush().catch(() => undefined);
+      await waitUntil(async () => (await count(locker, `SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'trades'::regclass`)) > 0, 'the COMMIT round trip to wait on the lock');
+      assert.deepEqual(await w.close(200), { unflushedRows: 5 });
+      await locker.query('COMMIT');
+    });
+    await withClient(url, async (c) => {
+      // Before the fix the dropped backend went on waiting, got the lock and committed the batch.
+      await waitUntil(async () => (await count(c, `SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1`, [writerName])) === 0, 'the writer backends to be gone');
+      assert.equal(await count(c, 'SELECT count(*) AS n FROM trades'), 0);
+      assert.equal(await count(c, 'SELECT count(*) AS n FROM ingest_batches'), 0);
+    });
   });
 
   test('close() gives up after closeTimeoutMs when the server stays down and reports the unflushed rows', { timeout: 30_000 }, async () => {
