@@ -61,6 +61,35 @@ function psql(url: string, command: string): void {
   });
 }
 
+/** Runs deduplicator cycles until nothing is left; the merged and duplicate counts and the time. */
+async function mergeAll(options: ReturnType<typeof resolveDedupOptions>): Promise<{ merged: number; duplicates: number; cycles: number; seconds: number }> {
+  const d = await startDeduplicator({ options, loop: false, http: false });
+  const start = process.hrtime.bigint();
+  let merged = 0;
+  let duplicates = 0;
+  let cycles = 0;
+  for (;;) {
+    const r = await d.runOnce();
+    cycles++;
+    merged += r.merged;
+    duplicates += r.duplicates;
+    if (!r.more) break;
+  }
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  await d.stop();
+  return { merged, duplicates, cycles, seconds };
+}
+
+/** Baseline: psql \copy of the same unique rows into the same keyed table (empty), same server. */
+function psqlCopySeconds(sourceUrl: string, baseUrl: string, dir: string): number {
+  const file = join(dir, 'deltas.copy');
+  psql(sourceUrl, `\\copy (SELECT ${COLS}, 0 FROM orderbook_deltas) TO '${file}'`);
+  psql(baseUrl, 'CHECKPOINT');
+  const b0 = process.hrtime.bigint();
+  psql(baseUrl, `\\copy orderbook_deltas (${COLS}, merged_at) FROM '${file}'`);
+  return Number(process.hrtime.bigint() - b0) / 1e9;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -96,31 +125,12 @@ async function main(): Promise<void> {
       frozenFeed: { enabled: process.env.KDP_BENCH_FROZEN !== '0' },
       sync: { parallelGatherers: process.env.KDP_BENCH_PARALLEL !== '0' },
     });
-    const d = await startDeduplicator({ options, loop: false, http: false });
-    const start = process.hrtime.bigint();
-    let merged = 0;
-    let duplicates = 0;
-    let cycles = 0;
-    for (;;) {
-      const r = await d.runOnce();
-      cycles++;
-      merged += r.merged;
-      duplicates += r.duplicates;
-      if (!r.more) break;
-    }
-    const dedupS = Number(process.hrtime.bigint() - start) / 1e9;
-    await d.stop();
+    const { merged, duplicates, cycles, seconds: dedupS } = await mergeAll(options);
     if (merged !== rows) throw new Error(`merged ${merged} unique rows, expected ${rows}`);
     if (duplicates !== 2 * rows)
       throw new Error(`counted ${duplicates} duplicates, expected ${2 * rows}`);
 
-    // Baseline: psql \copy of the same unique rows into the same keyed table (empty), same server.
-    const file = join(dir, 'deltas.copy');
-    psql(gatherers[0]!.url, `\\copy (SELECT ${COLS}, 0 FROM orderbook_deltas) TO '${file}'`);
-    await withClient(baseUrl, (c) => c.query('CHECKPOINT'));
-    const b0 = process.hrtime.bigint();
-    psql(baseUrl, `\\copy orderbook_deltas (${COLS}, merged_at) FROM '${file}'`);
-    const psqlS = Number(process.hrtime.bigint() - b0) / 1e9;
+    const psqlS = psqlCopySeconds(gatherers[0]!.url, baseUrl, dir);
 
     const result = {
       bench: 'dedup',
