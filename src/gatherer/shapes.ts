@@ -2,7 +2,7 @@
 // coded KDP_ERR_MSG_SHAPE / _DECIMAL / _TIMESTAMP error naming the field, never a crash later.
 // Prices and sizes stay the exchange's decimal strings (validated, never turned into floats).
 import { KdpError } from '../core/errors';
-import { tradeKeyTimeUs } from '../kalshi/protocol';
+import { tradeCountFp, tradeKeyTimeUs } from '../kalshi/protocol';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -214,7 +214,7 @@ export function parseTrade(v: unknown, where: string): RestTrade {
     ticker: reqString(o, 'ticker', where),
     yesPrice: checkPrice(o.yes_price_dollars, `${where}.yes_price_dollars`),
     noPrice: checkPrice(o.no_price_dollars, `${where}.no_price_dollars`),
-    count: checkSize(o.count_fp, `${where}.count_fp`),
+    count: checkSize(tradeCountFp(o), `${where}.count_fp`),
     takerSide: optString(o, 'taker_side', where),
     takerOutcomeSide: optString(o, 'taker_outcome_side', where),
     takerBookSide: optString(o, 'taker_book_side', where),

@@ -8,7 +8,7 @@ import { KdpError, type ErrorCode } from '../core/errors';
 import type { DeltaRow, LifecycleRow, SnapshotRow, TickerRow, TradeRow } from '../workers/encoders';
 import { fnv1a64Signed } from '../workers/fnv';
 import { isPrice, isSignedSize, isSize, isTicker, isUuid, parseRfc3339Us, unitsToUs } from '../workers/scalars';
-import { IMPLIED_EVENT_TYPE, tradeKeyTimeUs } from './protocol';
+import { IMPLIED_EVENT_TYPE, tradeCountFp, tradeKeyTimeUs } from './protocol';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
@@ -35,7 +35,10 @@ function price(msg: JsonObject, field: string): string {
 }
 
 function size(msg: JsonObject, field: string, signed: boolean): string {
-  const v = msg[field];
+  return sizeValue(msg[field], field, signed);
+}
+
+function sizeValue(v: unknown, field: string, signed: boolean): string {
   if (typeof v !== 'string') fail('KDP_ERR_MSG_SHAPE', `${field} missing or not a string`);
   if (!(signed ? isSignedSize(v) : isSize(v))) fail('KDP_ERR_MSG_DECIMAL', `${field} is not a size decimal`);
   return v;
@@ -148,7 +151,8 @@ export function readTrade(msg: JsonObject, row: TradeRow): void {
   row.ticker = ticker(msg);
   row.yes_price = price(msg, 'yes_price_dollars');
   row.no_price = price(msg, 'no_price_dollars');
-  row.count = size(msg, 'count_fp', false);
+  // count_fp, or the integer `count` of trades from before the fixed-point migration.
+  row.count = sizeValue(tradeCountFp(msg), 'count_fp', false);
   row.taker_side = optionalEnum(msg, 'taker_side', SIDES);
   row.taker_outcome_side = optionalEnum(msg, 'taker_outcome_side', SIDES);
   row.taker_book_side = optionalEnum(msg, 'taker_book_side', ['bid', 'ask']);

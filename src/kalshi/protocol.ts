@@ -187,6 +187,19 @@ export function tradeKeyTimeUs(us: number): number {
   return us - (us % 1_000);
 }
 
+/**
+ * The contract count of a trade: `count_fp` (2-decimal string) since the fixed-point migration of
+ * early 2026; before it trades carried only `count`, an integer of whole contracts (GET
+ * /markets/trades items recorded from production on 2026-01-12, test/kalshi/corpus). Returns the
+ * count_fp value as given (the caller validates it), else the legacy integer as "N.00", else
+ * undefined.
+ */
+export function tradeCountFp(msg: Readonly<Record<string, unknown>>): unknown {
+  if (msg.count_fp !== undefined && msg.count_fp !== null) return msg.count_fp;
+  const legacy = msg.count;
+  return typeof legacy === 'number' && Number.isSafeInteger(legacy) && legacy >= 0 ? `${legacy}.00` : undefined;
+}
+
 /** The 429 body Kalshi has been seen to send: `{"error":{"code":"too_many_requests","message":...}}`. */
 export function parseRestError(body: unknown): { code: string; message: string } | null {
   if (typeof body !== 'object' || body === null) return null;

@@ -8,10 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Capture, referenceFnv } from '../workers/harness';
 import { TICKERS } from '../../src/schema/tables';
-import { parseOrderbookFp, parseTrade } from '../../src/gatherer/shapes';
+import { parseEvent, parseExchangeStatus, parseMarket, parseOrderbookFp, parseTrade } from '../../src/gatherer/shapes';
+import { isKdpError } from '../../src/core/errors';
 import { tradeRowLine } from '../../src/gatherer/rows';
 import { MESSAGE_CHANNEL } from '../../src/kalshi/protocol';
-import { loadCorpus, decodeRow, CORPUS_RECEIVED_US, type CorpusControl, type CorpusRowExpect } from './corpus';
+import { loadCorpus, decodeRow, CORPUS_RECEIVED_US, type CorpusControl, type CorpusRest, type CorpusRowExpect } from './corpus';
 
 const corpus = loadCorpus();
 
@@ -65,20 +66,41 @@ for (const { file, body } of corpus) {
   (body.rest ?? []).forEach((r, i) => {
     test(`${file} REST #${i} (${r.route}, ${body.provenance}) -> the stated parsed value`, () => {
       const json = JSON.parse(r.body) as Record<string, unknown>;
-      if (r.route === 'orderbook') {
-        const book = parseOrderbookFp(json.orderbook_fp, 'orderbook_fp');
-        assert.deepEqual({ yes: book.yes, no: book.no }, r.expect);
-      } else if (r.route === 'trade') {
+      if ('rejected' in r.expect) {
+        assert.throws(() => parseRest(r.route, json), (err: unknown) => isKdpError(err) && err.code === r.expect.rejected);
+        return;
+      }
+      if (r.route === 'trade') {
         // One item of GET /markets/trades, through the parser and the REST row encoder.
         const expect = r.expect as unknown as CorpusRowExpect;
         const row = decodeRow(expect.table, tradeRowLine(parseTrade(json, 'trade'), CORPUS_RECEIVED_US, 'g1'));
         for (const [col, want] of Object.entries(expect.row)) assert.equal(row[col], want, col);
-      } else {
-        const trade = parseTrade((json.trades as unknown[])[0], 'trades[0]');
-        for (const [k, v] of Object.entries(r.expect)) assert.equal(trade[k as keyof typeof trade], v, k);
+        return;
       }
+      const parsed = parseRest(r.route, json) as Record<string, unknown>;
+      for (const [k, v] of Object.entries(r.expect)) assert.deepEqual(parsed[k], v, k);
     });
   });
+}
+
+/** The REST client's parse of one captured body (src/gatherer/shapes.ts), raw copies left out. */
+function parseRest(route: CorpusRest['route'], json: Record<string, unknown>): unknown {
+  switch (route) {
+    case 'orderbook': {
+      const book = parseOrderbookFp(json.orderbook_fp, 'orderbook_fp');
+      return { yes: book.yes, no: book.no };
+    }
+    case 'trades':
+      return parseTrade((json.trades as unknown[])[0], 'trades[0]');
+    case 'trade':
+      return parseTrade(json, 'trade');
+    case 'market':
+      return parseMarket(json, 'market');
+    case 'event':
+      return parseEvent(json, 'event');
+    case 'exchange_status':
+      return parseExchangeStatus(json, 'exchange status');
+  }
 }
 
 test('corpus coverage per provenance and channel is reported', (t) => {
@@ -96,6 +118,6 @@ test('corpus coverage per provenance and channel is reported', (t) => {
   }
   t.diagnostic(JSON.stringify(counts));
   const captured = counts.captured ?? {};
-  for (const key of ['orderbook_delta', 'ticker', 'market_lifecycle_v2', 'control:subscribed', 'control:ok', 'control:error', 'rest:trade'])
+  for (const key of ['orderbook_delta', 'ticker', 'market_lifecycle_v2', 'control:subscribed', 'control:ok', 'control:error', 'rest:trade', 'rest:market', 'rest:event', 'rest:exchange_status', 'rest:orderbook'])
     assert.ok((captured[key] ?? 0) >= 1, `at least one captured ${key} frame`);
 });

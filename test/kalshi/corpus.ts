@@ -35,8 +35,12 @@ export interface CorpusFrame extends CorpusLocator {
 }
 
 export interface CorpusRest extends CorpusLocator {
-  /** `orderbook`: a GET /markets/{ticker}/orderbook body; `trades`: a GET /markets/trades page; `trade`: one item of it. */
-  readonly route: 'orderbook' | 'trades' | 'trade';
+  /**
+   * `orderbook`: a GET /markets/{ticker}/orderbook body; `trades`: a GET /markets/trades page;
+   * `trade`, `market`, `event`: one item of GET /markets/trades, /markets, /events;
+   * `exchange_status`: a GET /exchange/status body. `expect: {rejected: code}` = the parser refuses it.
+   */
+  readonly route: 'orderbook' | 'trades' | 'trade' | 'market' | 'event' | 'exchange_status';
   readonly body: string;
   readonly expect: Record<string, unknown>;
 }
