@@ -15,6 +15,9 @@
 // all-markets channels every frame of the channel. `update_subscription` add_markets answers `ok`
 // (consuming a seq, as on Kalshi) and plays the added markets' book frames; `unsubscribe` answers
 // `unsubscribed`; `list_subscriptions` lists them. Pings every `pingIntervalMs`.
+// REST: GET /markets (status, tickers, event_ticker, mve_filter), /markets/{ticker}, /events,
+// /series (empty), /markets/trades (ticker, min_ts, max_ts), the order book routes and
+// /exchange/status, each answered in one page from the fixed bodies given.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -31,8 +34,10 @@ export interface ReplayFrame {
 
 export interface ReplayExchangeOptions {
   readonly frames: readonly ReplayFrame[];
-  /** GET /markets items (filtered by status, tickers, event_ticker; one page). */
+  /** GET /markets items (filtered by status, tickers, event_ticker, mve_filter; one page). */
   readonly markets: readonly Json[];
+  /** GET /events items (filtered by status open/unopened on nothing: every call gets them all; one page). */
+  readonly events?: readonly Json[];
   /** GET /markets/trades items (filtered by ticker and [min_ts, max_ts] on created_time). */
   readonly trades?: readonly Json[];
   /** GET /markets/{ticker}/orderbook and /markets/orderbooks bodies, by ticker: {yes_dollars, no_dollars}. */
@@ -187,7 +192,10 @@ export class ReplayExchange {
         (m) =>
           (!status || (STATUS_FILTER[status] ?? []).includes(String(m.status))) &&
           (!tickers || tickers.includes(String(m.ticker))) &&
-          (!q.get('event_ticker') || m.event_ticker === q.get('event_ticker')),
+          (!q.get('event_ticker') || m.event_ticker === q.get('event_ticker')) &&
+          // mve_filter=exclude leaves out multivariate (combo) markets, =only keeps only them.
+          (q.get('mve_filter') !== 'exclude' || !m.mve_collection_ticker) &&
+          (q.get('mve_filter') !== 'only' || !!m.mve_collection_ticker),
       );
       return reply(200, { markets: list, cursor: '' });
     }
@@ -202,7 +210,7 @@ export class ReplayExchange {
     }
     if (path === '/markets/orderbooks')
       return reply(200, { orderbooks: q.getAll('tickers').filter((t) => books.has(t)).map((t) => ({ ticker: t, orderbook_fp: books.get(t) })) });
-    if (path === '/events') return reply(200, { events: [], cursor: '' });
+    if (path === '/events') return reply(200, { events: this.opts.events ?? [], cursor: '' });
     if (path === '/series') return reply(200, { series: [] });
     if (path === '/exchange/status') return reply(200, { exchange_active: true, trading_active: true, exchange_estimated_resume_time: null });
     const book = /^\/markets\/([^/]+)\/orderbook$/.exec(path);
