@@ -3,7 +3,6 @@
 // Reports unique rows/s and the ratio to `psql \copy` of the same unique rows into the same keyed
 // production table, measured in the same run. Usage:
 //   node dist/bench/dedup.js [--rows 300000] [--batch-rows 5000] [--markets 500] [--out bench/dedup-results.json]
-import { execFileSync } from 'node:child_process';
 import { cpus, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,9 +13,8 @@ import { startDeduplicator } from '../src/dedup/service';
 import { migrate } from '../src/schema/migrate';
 import { ORDERBOOK_DELTAS, columnNames, quoteIdent } from '../src/schema/tables';
 import { withClient } from '../src/core/pgclient';
-import { emitResult, environment } from './common';
+import { emitResult, environment, psql } from './common';
 
-const PSQL = '/usr/bin/psql';
 const COLS = columnNames(ORDERBOOK_DELTAS).map(quoteIdent).join(', ');
 
 /** One gatherer's full copy, written as the gatherer writers do: rows + ingest_batches row per transaction. */
@@ -52,12 +50,6 @@ async function fillGatherer(
     }
     await c.query('VACUUM ANALYZE orderbook_deltas');
     await c.query('VACUUM ANALYZE ingest_batches');
-  });
-}
-
-function psql(url: string, command: string): void {
-  execFileSync(PSQL, [url, '-v', 'ON_ERROR_STOP=1', '-q', '-c', command], {
-    stdio: ['ignore', 'ignore', 'inherit'],
   });
 }
 

@@ -350,6 +350,7 @@ async function latencyRun(pg: PgCluster): Promise<Record<string, unknown>> {
       gathererCpuUsPerMsg: +((cpu.user + cpu.system) / messages).toFixed(2),
       frameToCommit: latencySummary(samples),
       verified,
+      window: { fromUs: truth.fromUs, toUs: truth.toUs },
       truth: summarize(comparison),
     };
   } finally {
@@ -363,6 +364,8 @@ function summarize(c: TruthComparison): Record<string, unknown> {
     ok: c.ok,
     trades: { expected: c.trades.expected, actual: c.trades.actual, ...c.trades.counts },
     deltas: { expected: c.deltas.expected, actual: c.deltas.actual, ...c.deltas.counts },
+    // What a failed check found, to tell a window-edge artefact from a recording defect.
+    ...(c.ok ? {} : { samples: { trades: { lost: c.trades.lost.slice(0, 3), invented: c.trades.invented.slice(0, 3) }, deltas: { lost: c.deltas.lost.slice(0, 3), invented: c.deltas.invented.slice(0, 5) } } }),
   };
 }
 
