@@ -20,7 +20,7 @@ export interface CorpusLocator {
 
 export interface CorpusRowExpect {
   readonly table: TimeSeriesTableName;
-  /** Columns the row must have (text as COPY writes it; null = SQL NULL). Unlisted columns are not checked. */
+  /** Columns the row must have (the stored text value, COPY escapes undone; null = SQL NULL). Unlisted columns are not checked. */
   readonly row: Record<string, string | null>;
 }
 
@@ -64,10 +64,18 @@ export function loadCorpus(): { file: string; body: CorpusFile }[] {
     .map((f) => ({ file: f, body: JSON.parse(readFileSync(join(DIR, f), 'utf8')) as CorpusFile }));
 }
 
-/** A COPY row line as {column: text | null} (batch_id, which the writer appends, excluded). */
+/** A COPY row line as {column: value | null}: COPY text escapes (\\, \t, \n, \r) undone, so a value
+ * is what PostgreSQL stores (batch_id, which the writer appends, excluded). */
 export function decodeRow(table: TimeSeriesTableName, line: string): Record<string, string | null> {
   const names = tableByName(table).columns.map((c) => c.name).filter((n) => n !== 'batch_id');
   const values = line.split('\t');
   assert.equal(values.length, names.length, `${table} row has ${values.length} columns`);
-  return Object.fromEntries(names.map((n, i) => [n, values[i] === '\\N' ? null : values[i]!]));
+  return Object.fromEntries(names.map((n, i) => [n, values[i] === '\\N' ? null : unescapeCopyText(values[i]!)]));
+}
+
+const COPY_UNESCAPES: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r' };
+
+/** The inverse of copyText (src/copy/text.ts). */
+function unescapeCopyText(value: string): string {
+  return value.replace(/\\(.)/g, (_m, c: string) => COPY_UNESCAPES[c] ?? c);
 }
