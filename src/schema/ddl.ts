@@ -2,7 +2,7 @@
 // Plain PostgreSQL: native RANGE partitioning by day on the BIGINT µs time column, plus a DEFAULT
 // partition so a row with an unexpected time never fails a COPY (partition maintenance moves
 // such rows out; see partitions.ts). TimescaleDB: hypertables on the same column with
-// integer_now, compression and retention policies.
+// integer_now, compression policies, and on gatherers a guarded retention job (guardedRetentionDdl).
 import {
   DAY_US,
   PRODUCTION_EXTRA_COLUMNS,
@@ -63,8 +63,8 @@ function timescalePolicies(t: TimeSeriesTable, kind: SchemaKind): string[] {
     `ALTER TABLE ${t.name} SET (timescaledb.compress${segmentBy ? `, timescaledb.compress_segmentby = '${segmentBy}'` : ''}, timescaledb.compress_orderby = '${t.timeColumn}')`,
     `SELECT add_compression_policy('${t.name}', compress_after => ${2 * DAY_US}::bigint)`,
   ];
-  // Retention only on gatherers, and the gatherer's retention job (partitions.ts) refuses to drop
-  // chunks the deduplicator has not merged, so the Timescale policy here is the outer bound.
+  // Retention only on gatherers. This blind policy (it dropped chunks whether merged or not) is
+  // replaced by migration 2's guarded job (guardedRetentionDdl); version 1 stays as released.
   if (kind === 'gatherer' && t.gathererRetentionDays > 0) {
     out.push(`SELECT add_retention_policy('${t.name}', drop_after => ${(t.gathererRetentionDays + 7) * DAY_US}::bigint)`);
   }
@@ -213,6 +213,74 @@ export function initialDdl(kind: SchemaKind, engine: Engine): string[] {
   out.push(...(kind === 'gatherer' ? GATHERER_ONLY : PRODUCTION_ONLY));
   for (const t of TIME_SERIES_TABLES) out.push(...timeSeriesDdl(t, kind, engine));
   if (engine === 'timescale') for (const t of TIME_SERIES_TABLES) out.push(...timescalePolicies(t, kind));
+  return out;
+}
+
+/**
+ * Gatherer retention on TimescaleDB that never drops unmerged rows, as dropExpiredPartitions
+ * (partitions.ts) does on plain PostgreSQL: a job per table drops a chunk only when it lies
+ * wholly before now - retention AND none of its rows belongs to a batch at or above the
+ * deduplicator's merged horizon (dedup_watermark.merged_xid); without a watermark it drops
+ * nothing. The chunk is locked against writers before the check, so a COPY committing meanwhile
+ * is seen by it; each chunk's check and drop commit on their own. Replaces add_retention_policy,
+ * which dropped chunks 7 days after retention whether merged or not. Run by the TimescaleDB
+ * scheduler hourly; by hand: CALL run_job(job_id) (timescaledb_information.jobs, proc_name
+ * kdp_drop_merged_chunks).
+ */
+export function guardedRetentionDdl(kind: SchemaKind, engine: Engine): string[] {
+  if (kind !== 'gatherer' || engine !== 'timescale') return [];
+  const out = [
+    `CREATE OR REPLACE PROCEDURE kdp_drop_merged_chunks(job_id integer, config jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+  rel regclass := (config->>'hypertable')::regclass;
+  time_column text := config->>'time_column';
+  cutoff bigint := kdp_now_us() - (config->>'drop_after')::bigint;
+  horizon xid8;
+  unmerged boolean;
+  ch record;
+BEGIN
+  FOR ch IN
+    SELECT c.chunk_schema, c.chunk_name, c.range_start_integer AS lo, c.range_end_integer AS hi
+    FROM timescaledb_information.chunks c
+    JOIN pg_class k ON k.oid = rel
+    JOIN pg_namespace n ON n.oid = k.relnamespace
+    WHERE c.hypertable_schema = n.nspname AND c.hypertable_name = k.relname
+      AND c.range_end_integer <= cutoff
+    ORDER BY c.range_start_integer
+  LOOP
+    EXECUTE format('LOCK TABLE %I.%I IN SHARE ROW EXCLUSIVE MODE', ch.chunk_schema, ch.chunk_name);
+    SELECT merged_xid INTO horizon FROM dedup_watermark;
+    IF horizon IS NULL THEN
+      RAISE LOG 'kdp retention: % keeps every chunk: no dedup_watermark yet', rel;
+      RETURN;
+    END IF;
+    EXECUTE format(
+      'SELECT EXISTS (SELECT 1 FROM %s r JOIN ingest_batches b USING (batch_id)
+        WHERE r.%I >= $1 AND r.%I < $2 AND b.xid >= $3)', rel, time_column, time_column)
+      INTO unmerged USING ch.lo, ch.hi, horizon;
+    IF unmerged THEN
+      RAISE LOG 'kdp retention: kept %.% of %: rows the deduplicator has not merged', ch.chunk_schema, ch.chunk_name, rel;
+    ELSE
+      PERFORM drop_chunks(rel, older_than => ch.hi, newer_than => ch.lo);
+      RAISE LOG 'kdp retention: dropped %.% of %', ch.chunk_schema, ch.chunk_name, rel;
+    END IF;
+    COMMIT;
+  END LOOP;
+END $$`,
+  ];
+  for (const t of TIME_SERIES_TABLES) {
+    if (!isPartitioned(t, kind) || t.gathererRetentionDays <= 0) continue;
+    const config = JSON.stringify({
+      hypertable: t.name,
+      time_column: t.timeColumn,
+      drop_after: t.gathererRetentionDays * DAY_US,
+    });
+    out.push(
+      `SELECT remove_retention_policy('${t.name}', if_exists => true)`,
+      `SELECT add_job('kdp_drop_merged_chunks', '1 hour', config => '${config}'::jsonb)`,
+    );
+  }
   return out;
 }
 

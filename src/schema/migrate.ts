@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ClientBase } from 'pg';
 import { KdpError } from '../core/errors';
-import { COMMON_META, initialDdl, type Engine, type SchemaKind } from './ddl';
+import { COMMON_META, guardedRetentionDdl, initialDdl, type Engine, type SchemaKind } from './ddl';
 import { ensurePartitions } from './partitions';
 import { ensureRoles } from './roles';
 
@@ -15,7 +15,10 @@ export interface Migration {
 }
 
 /** Ordered; append only. A released migration is never edited. */
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', statements: initialDdl }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', statements: initialDdl },
+  { version: 2, name: 'guarded TimescaleDB retention', statements: guardedRetentionDdl },
+];
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
 // Arbitrary constant: the advisory lock key that serialises concurrent `kdp migrate` runs.
