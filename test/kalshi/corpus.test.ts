@@ -118,6 +118,6 @@ test('corpus coverage per provenance and channel is reported', (t) => {
   }
   t.diagnostic(JSON.stringify(counts));
   const captured = counts.captured ?? {};
-  for (const key of ['orderbook_delta', 'ticker', 'market_lifecycle_v2', 'control:subscribed', 'control:ok', 'control:error', 'rest:trade', 'rest:market', 'rest:event', 'rest:exchange_status', 'rest:orderbook'])
+  for (const key of ['orderbook_delta', 'ticker', 'trade', 'market_lifecycle_v2', 'control:subscribed', 'control:ok', 'control:error', 'rest:trade', 'rest:market', 'rest:event', 'rest:exchange_status', 'rest:orderbook'])
     assert.ok((captured[key] ?? 0) >= 1, `at least one captured ${key} frame`);
 });

@@ -75,7 +75,7 @@ async function countMatching(db: import('pg').ClientBase, table: TimeSeriesTable
 test('a real gatherer fed every captured frame and REST item by a plain replay exchange stores each exactly as recorded, and nothing else', async () => {
   const data = capturedDataFrames();
   const channels = new Set(data.map((d) => MESSAGE_CHANNEL[String(d.frame.message.type)]));
-  for (const ch of ['orderbook_delta', 'ticker', 'market_lifecycle_v2']) assert.ok(channels.has(ch as never), `captured frames of ${ch} are replayed`);
+  for (const ch of ['orderbook_delta', 'ticker', 'trade', 'market_lifecycle_v2']) assert.ok(channels.has(ch as never), `captured frames of ${ch} are replayed`);
   const bookTickers = [
     ...new Set(
       data
