@@ -55,6 +55,8 @@ interface Batch {
   /** Backend that may hold this batch's in-flight COMMIT (set after an ambiguous failure). */
   ambiguousBackend: BackendIdentity | undefined;
   rejectedBeforeCommit: number;
+  /** Wall-clock ms when the batch was sealed (for a merged batch: its first part's). */
+  sealedAtMs: number;
 }
 
 const SUFFIX_BYTES_APPROX = 12; // "\t<batch id>\n"
@@ -72,6 +74,7 @@ const newBatch = (): Batch => ({
   attempts: 0,
   ambiguousBackend: undefined,
   rejectedBeforeCommit: 0,
+  sealedAtMs: 0,
 });
 
 export class CopyWriter {
@@ -82,6 +85,7 @@ export class CopyWriter {
   private readonly phaseHook: PhaseHook | undefined;
   private open: Batch = newBatch();
   private readonly queue: Batch[] = [];
+  private inFlight: Batch | undefined;
   private pending = 0;
   private sealedSeq = 0;
   private committedSeq = 0;
@@ -134,6 +138,14 @@ export class CopyWriter {
       this.kick();
     }
     return true;
+  }
+
+  /**
+   * When the oldest batch still waiting to commit was sealed (0 when none waits). Healthy writes
+   * keep it within a flush interval plus a commit; a writer whose every attempt fails lets it age.
+   */
+  get oldestUncommittedAtMs(): number {
+    return this.inFlight?.sealedAtMs ?? this.queue[0]?.sealedAtMs ?? 0;
   }
 
   /** Resolves when append() would take a row again. */
@@ -259,6 +271,7 @@ export class CopyWriter {
     this.timer = undefined;
     if (this.open.rows.length === 0) return;
     this.open.seq = ++this.sealedSeq;
+    this.open.sealedAtMs = Date.now();
     this.queue.push(this.open);
     this.open = newBatch();
   }
@@ -275,7 +288,9 @@ export class CopyWriter {
     try {
       while (this.queue.length > 0 && !this.aborted) {
         const batch = this.takeNext();
+        this.inFlight = batch;
         const done = await this.commitUntilDone(batch);
+        this.inFlight = undefined;
         if (!done) {
           this.queue.unshift(batch);
           break;
@@ -285,6 +300,7 @@ export class CopyWriter {
         this.notify();
       }
     } finally {
+      this.inFlight = undefined;
       this.pumping = false;
     }
   }

@@ -46,6 +46,10 @@ export const GATHERER_METRICS = {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
   },
   writer_pending_rows: { type: 'gauge', help: 'Rows parsed but not yet committed' },
+  writer_oldest_uncommitted_seconds: {
+    type: 'gauge',
+    help: 'Age of the oldest batch a writer still has to commit (0 when none waits); grows while every attempt fails',
+  },
   worker_restarts_total: { type: 'counter', help: 'Worker threads that died and were restarted' },
   worker_failures_total: {
     type: 'counter',

@@ -45,6 +45,12 @@ export const PIPELINE_SPEC = {
     default: 100_000,
     min: 0,
   },
+  commitStallMs: {
+    kind: 'int',
+    doc: 'a batch waiting longer than this to commit makes /health unhealthy (writes failing: disk full, a table missing)',
+    default: 30_000,
+    min: 1_000,
+  },
   drainTimeoutMs: {
     kind: 'int',
     doc: 'graceful-stop bound for draining rings and committing the writers\' rows; rows left after it make the stop report failure (exit 1)',

@@ -8,6 +8,7 @@ import type { GATHERER_METRICS, MetricSet } from '../core/metrics';
 import { json, startHttpServer, type HttpRequest, type Route } from '../http/server';
 import type { RingRouter } from '../ingest/router';
 import { TIME_SERIES_TABLES } from '../schema/tables';
+import { WRITER_ERROR_TYPES } from '../copy/stats';
 import { REJECT_CODES, type WorkerCounterName } from '../workers/protocol';
 import type { GathererOptions } from './config';
 import type { ConnectionManager } from './connections';
@@ -56,7 +57,7 @@ function syncMetrics(d: GathererHttpDeps, counters: CounterSync): void {
     counters.sync(`rows:${t.name}`, total(`rows:${t.name}`), (by) => m.writer_inserts_total.inc({ table: t.name }, by));
     counters.sync(`batches:${t.name}`, total(`batches:${t.name}`), (by) => m.writer_batches_total.inc({ table: t.name }, by));
   }
-  for (const type of ['connection', 'constraint', 'timeout'] as const) {
+  for (const type of WRITER_ERROR_TYPES) {
     counters.sync(`err:${type}`, total(`writer_errors:${type}`), (by) => m.writer_errors_total.inc({ type }, by));
   }
   for (const code of REJECT_CODES) {
@@ -68,6 +69,8 @@ function syncMetrics(d: GathererHttpDeps, counters: CounterSync): void {
   counters.sync('held', r.framesHeld, (by) => m.router_frames_held_total.inc(by));
   for (const slot of p.slots) m.router_ring_used_bytes.set({ worker: String(slot.index) }, slot.ring.usedBytes());
   m.writer_pending_rows.set(total('pending_rows'));
+  const oldest = p.oldestUncommittedAtMs();
+  m.writer_oldest_uncommitted_seconds.set(oldest === 0 ? 0 : Math.max(0, Date.now() - oldest) / 1000);
   m.ws_client_connected.set(d.manager.openConnections());
   m.conn_manager_connections.set(d.manager.connectionIds().length);
   m.conn_manager_connections_healthy.set(d.manager.healthyConnections());
@@ -109,7 +112,12 @@ function healthOf(o: GathererOptions, d: GathererHttpDeps, db: DbProbe, startedM
   const wanted = d.manager.connectionIds().length;
   const open = d.manager.openConnections();
   const healthy = d.manager.healthyConnections();
-  const status = !db.ok || open === 0 ? 'unhealthy' : healthy < wanted ? 'degraded' : 'healthy';
+  // SELECT 1 passing says nothing about writes: a batch waiting longer than pipeline.commitStallMs
+  // to commit (disk full, a table missing, every attempt failing) is a gatherer that records nothing.
+  const oldest = d.pipeline.oldestUncommittedAtMs();
+  const uncommittedMs = oldest === 0 ? 0 : Math.max(0, Date.now() - oldest);
+  const writerStalled = uncommittedMs > o.pipeline.commitStallMs;
+  const status = !db.ok || open === 0 || writerStalled ? 'unhealthy' : healthy < wanted ? 'degraded' : 'healthy';
   return {
     status: status === 'unhealthy' ? 503 : 200,
     body: {
@@ -119,6 +127,9 @@ function healthOf(o: GathererOptions, d: GathererHttpDeps, db: DbProbe, startedM
       ws_connections_wanted: wanted,
       db: db.ok ? 'connected' : 'unreachable',
       db_checked_ms_ago: Date.now() - db.checkedAt,
+      writer: writerStalled ? 'stalled' : 'committing',
+      writer_pending_rows: d.pipeline.total('pending_rows'),
+      writer_oldest_uncommitted_ms: uncommittedMs,
       gatherer: o.gathererId,
       markets: d.manager.marketCount(),
       subscribed: d.manager.allSubscribed(),

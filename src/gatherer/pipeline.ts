@@ -231,6 +231,16 @@ export class Pipeline {
     return this.slots.reduce((n, s) => n + s.restarts, 0);
   }
 
+  /** Epoch ms of the oldest batch any worker still has to commit; 0 when none waits. */
+  oldestUncommittedAtMs(): number {
+    let oldest = 0;
+    for (const slot of this.slots) {
+      const at = slot.counters.get('oldest_uncommitted_at_ms');
+      if (at > 0 && (oldest === 0 || at < oldest)) oldest = at;
+    }
+    return oldest;
+  }
+
   /** Test hook and fault injection: makes one worker thread crash. */
   crashWorker(index: number): void {
     this.slots[index]?.port?.postMessage({ t: 'crash' });

@@ -102,9 +102,12 @@ export const WORKER_COUNTERS = [
   'terminal_errors',
   'duplicate_trades_dropped',
   'pending_rows',
+  // Epoch ms of this worker's oldest batch not yet committed, 0 when none (a timestamp, not a sum).
+  'oldest_uncommitted_at_ms',
   'writer_errors:connection',
   'writer_errors:constraint',
   'writer_errors:timeout',
+  'writer_errors:query',
   ...perTable('rows'),
   ...perTable('batches'),
   ...REJECT_CODES.map((c) => `rejected:${c}` as const),

@@ -33,11 +33,13 @@ type Counters = SharedCounters<WorkerCounterName>;
 function statsSink(counters: Counters, post: (m: WorkerMessage) => void): WriterStatsSink {
   const rowSlots = new Map(TIME_SERIES_TABLES.map((t) => [t.name, counters.slot(`rows:${t.name}`)]));
   const batchSlots = new Map(TIME_SERIES_TABLES.map((t) => [t.name, counters.slot(`batches:${t.name}`)]));
-  const errorSlots: Record<WriterErrorType, number | undefined> = {
+  const errorSlots: Record<WriterErrorType, number> = {
     connection: counters.slot('writer_errors:connection'),
     constraint: counters.slot('writer_errors:constraint'),
     timeout: counters.slot('writer_errors:timeout'),
-    query: undefined,
+    // Any other failure (disk full 53100, table or column missing 42P01/42703, ...): a writer that
+    // can never commit must show in writer_errors_total, or HighWriterErrorRate cannot fire.
+    query: counters.slot('writer_errors:query'),
   };
   return {
     batchCommitted(e: BatchCommitted) {
@@ -47,8 +49,7 @@ function statsSink(counters: Counters, post: (m: WorkerMessage) => void): Writer
       post({ t: 'flush', table, rows: e.rows, seconds: e.flushSeconds, minReceivedUs: e.minReceivedAtUs ?? e.committedAtUs });
     },
     error(type: WriterErrorType) {
-      const slot = errorSlots[type];
-      if (slot !== undefined) counters.add(slot);
+      counters.add(errorSlots[type]);
     },
   };
 }
@@ -159,6 +160,7 @@ async function consumeRing(
     seqDup: counters.slot('seq_duplicates'),
     tradeDup: counters.slot('duplicate_trades_dropped'),
     pending: counters.slot('pending_rows'),
+    oldest: counters.slot('oldest_uncommitted_at_ms'),
   };
   let frames = 0;
   let drainDeadline: number | undefined;
@@ -179,8 +181,14 @@ async function consumeRing(
     counters.set(slots.seqDup, c.duplicateSeqDropped);
     counters.set(slots.tradeDup, c.duplicateTradesDropped);
     let pending = 0;
-    for (const w of writers.values()) pending += w.pendingRows;
+    let oldest = 0;
+    for (const w of writers.values()) {
+      pending += w.pendingRows;
+      const at = w.oldestUncommittedAtMs;
+      if (at > 0 && (oldest === 0 || at < oldest)) oldest = at;
+    }
     counters.set(slots.pending, pending);
+    counters.set(slots.oldest, oldest);
     if (n === FRAMES_PER_TURN) await yieldToLoop();
     else if (ring.isDrained()) break;
     else if (n === 0) await ring.waitForDataAsync(IDLE_WAIT_MS);

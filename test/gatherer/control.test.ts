@@ -154,6 +154,42 @@ test('a graceful stop under load commits every frame that reached a ring', async
   });
 });
 
+test('writes failing with a non-connection error (a table missing) are counted as query errors; /health is 503 with the writer stalled until batches commit again', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: 20, rate: 500, seed: 35 });
+  const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { pipeline: { commitStallMs: 1000 } }));
+  const health = async (): Promise<{ status: number; body: { writer: string } }> => {
+    const r = await fetch(`http://127.0.0.1:${gatherer.http.healthPort}/health`);
+    return { status: r.status, body: (await r.json()) as { writer: string } };
+  };
+  try {
+    await waitFor('subscribed', () => gatherer.manager.allSubscribed());
+    run.sim.resume();
+    await waitFor('deltas committed', () => gatherer.pipeline.total('rows:orderbook_deltas') > 0);
+    assert.equal((await health()).body.writer, 'committing');
+    await withClient(dbUrl, (db) => db.query('ALTER TABLE orderbook_deltas RENAME TO orderbook_deltas_away'));
+    await waitFor('/health reports the stalled writer', async () => {
+      const h = await health();
+      return h.status === 503 && h.body.writer === 'stalled';
+    }, 30_000, 100);
+    const metrics = await (await fetch(`http://127.0.0.1:${gatherer.http.metricsPort}/metrics`)).text();
+    assert.match(metrics, /^writer_errors_total\{[^}]*type="query"[^}]*\} [1-9]/m, 'the failures are counted');
+    assert.match(metrics, /^writer_oldest_uncommitted_seconds(\{[^}]*\})? [1-9]/m, 'the stall is exported');
+    const before = gatherer.pipeline.total('rows:orderbook_deltas');
+    await withClient(dbUrl, (db) => db.query('ALTER TABLE orderbook_deltas_away RENAME TO orderbook_deltas'));
+    await waitFor('batches commit again and /health recovers', async () => {
+      const h = await health();
+      return h.status === 200 && h.body.writer === 'committing' && gatherer.pipeline.total('rows:orderbook_deltas') > before;
+    }, 60_000, 100);
+  } catch (err) {
+    process.stderr.write(logLines.slice(-20).join(''));
+    throw err;
+  } finally {
+    await gatherer.stop();
+    await run.sim.stop();
+  }
+});
+
 test('the first markets are spread over every connection (each connection feeds one worker), not packed into one subscription', async () => {
   const dbUrl = await migratedGathererDb(pg);
   const run = await startPausedSimulator({ markets: 60, rate: 500, seed: 33 });
