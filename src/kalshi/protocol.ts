@@ -60,34 +60,37 @@ export const IMPLIED_EVENT_TYPE: Readonly<Record<string, string>> = {
 export const CONTROL_TYPES = ['subscribed', 'ok', 'unsubscribed', 'error'] as const;
 
 /**
- * WebSocket error codes (`{"type":"error","msg":{"code":N,"msg":"..."}}`). 6 ("already
- * subscribed") is listed as retired; 23/24/28/29 exist in the docs' table but are not relied on.
+ * WebSocket error codes and the text the exchange sends with each
+ * (`{"type":"error","msg":{"code":N,"msg":"..."}}`); the simulator answers with these texts. 6
+ * ("already subscribed") is listed as retired; 23/24/28/29 are in the docs' table but not relied
+ * on here (their texts are not given). 10, 17 and 25 end a sid (TERMINAL_WS_ERROR_CODES).
  */
 export const WS_ERROR_CODES: Readonly<Record<number, string>> = {
-  1: 'unable to process message',
-  2: 'params required',
-  3: 'channels required',
-  4: 'sids required',
-  5: 'unknown command',
-  6: 'already subscribed (retired)',
-  7: 'unknown sid',
-  8: 'unknown channel',
-  9: 'authentication required',
-  10: 'channel error (terminal)',
-  11: 'invalid parameter',
-  12: 'exactly one sid required',
-  13: 'unsupported action',
-  14: 'market ticker required',
-  16: 'market not found',
-  17: 'internal error (terminal)',
-  18: 'command timeout',
-  23: 'documented, not used by this platform',
-  24: 'documented, not used by this platform',
-  25: 'subscription buffer overflow (terminal)',
-  26: 'subscription market limit exceeded',
-  27: 'too many requests',
-  28: 'documented, not used by this platform',
-  29: 'documented, not used by this platform',
+  1: 'Unable to process message',
+  2: 'Params required',
+  3: 'Channels required',
+  4: 'Subscription IDs required',
+  5: 'Unknown command',
+  6: 'Already subscribed',
+  7: 'Unknown subscription ID',
+  8: 'Unknown channel name',
+  9: 'Authentication required',
+  10: 'Channel error',
+  11: 'Invalid parameter',
+  12: 'Exactly one subscription ID is required',
+  13: 'Unsupported action',
+  14: 'Market ticker required',
+  15: 'Action required',
+  16: 'Market not found',
+  17: 'Internal error',
+  18: 'Command timeout',
+  23: 'Error 23',
+  24: 'Error 24',
+  25: 'Subscription buffer overflow',
+  26: 'Subscription market limit exceeded',
+  27: 'Too many requests',
+  28: 'Error 28',
+  29: 'Error 29',
 };
 /** Error 26: the subscription holds too many markets (the connection manager halves its shards). */
 export const WS_ERROR_MARKET_LIMIT = 26;

@@ -6,7 +6,7 @@ import { statusLine } from '../http/server';
 import { REST_PREFIX } from './auth';
 import { formatPrice, PRICE_ONE } from './fixed';
 import { yesAsk, type ExchangeState, type MarketState } from './state';
-import { isoMicros } from './wire';
+import { isoMicros } from '../kalshi/encode';
 import { decodeListParam, ORDERBOOKS_TICKERS_MAX, REST_ROUTES } from '../kalshi/protocol';
 import type { MarketStatus } from './truth';
 

@@ -3,7 +3,7 @@
 // applying the truth's deltas all compute the same books.
 import { KdpError } from '../core/errors';
 import { formatPrice, formatSize, parsePrice, parseSize, PRICE_ONE } from './fixed';
-import { marketPrefix } from './wire';
+import { marketPrefix } from '../kalshi/encode';
 import { TradeRing } from './trades';
 import type {
   EventDef, ExchangeRecord, Level, MarketDef, MarketStatus, SeriesDef, Side, TickerRec, TradeRec,

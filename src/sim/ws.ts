@@ -7,7 +7,8 @@ import { formatPrice, parsePrice, PRICE_ONE, Rng } from './fixed';
 import { checkHandshake, WS_PATH } from './auth';
 import type { ExchangeState } from './state';
 import type { ExchangeRecord, FaultRec, ClientRec } from './truth';
-import { deltaMsg, snapshotMsg, tickerMsg, tradeMsg } from './wire';
+import { dataFrame, deltaMsg, errorFrame, replyFrame, snapshotMsg, subscribedFrame, tickerMsg, tradeMsg, type WireLevel } from '../kalshi/encode';
+import { WS_ERROR_CODES } from '../kalshi/protocol';
 import type { RateKind } from './faults';
 
 export const SEQUENCED = 'orderbook_delta';
@@ -16,13 +17,6 @@ const GLOBAL_CHANNELS = new Set(['market_lifecycle_v2', 'multivariate_market_lif
 /** Channels that need an authenticated connection; the simulator has no orders, so they stay silent. */
 const PRIVATE_CHANNELS = new Set(['fill', 'market_positions', 'communications', 'order_group_updates', 'user_orders']);
 
-export const WS_ERRORS: Readonly<Record<number, string>> = {
-  1: 'Unable to process message', 2: 'Params required', 3: 'Channels required', 4: 'Subscription IDs required',
-  5: 'Unknown command', 7: 'Unknown subscription ID', 8: 'Unknown channel name', 9: 'Authentication required',
-  11: 'Invalid parameter', 12: 'Exactly one subscription ID is required', 13: 'Unsupported action',
-  14: 'Market ticker required', 15: 'Action required', 16: 'Market not found',
-  17: 'Internal error', 25: 'Subscription buffer overflow', 26: 'Subscription market limit exceeded', 27: 'Too many requests',
-};
 
 export interface WsOptions {
   pingIntervalMs: number;
@@ -203,14 +197,14 @@ export class WsHub {
   }
 
   private sendOne(sub: Sub, type: string, msg: string, sequenced: boolean): void {
-    if (!sequenced) return this.push(sub.conn, `{"type":"${type}","sid":${sub.sid},"msg":${msg}}`);
+    if (!sequenced) return this.push(sub.conn, dataFrame(type, sub.sid, undefined, msg));
     const seq = ++sub.seq;
     if (sub.nextFault === 'lose') {
       // A frame lost on the way (the exchange's buffer, a proxy): its seq is consumed, nothing sent.
       sub.nextFault = null;
       return this.fault({ kind: 'lose', conn: sub.conn.id, sid: sub.sid, seq });
     }
-    this.push(sub.conn, `{"type":"${type}","sid":${sub.sid},"seq":${seq},"msg":${msg}}`);
+    this.push(sub.conn, dataFrame(type, sub.sid, seq, msg));
   }
 
   private sendSeq(sub: Sub, type: string, body: string, id = 0): void {
@@ -220,7 +214,7 @@ export class WsHub {
       this.fault({ kind: 'skipseq', conn: sub.conn.id, sid: sub.sid, seq: sub.seq });
     }
     const seq = ++sub.seq;
-    const frame = id > 0 ? `{"id":${id},"sid":${sub.sid},"seq":${seq},"type":"${type}","msg":${body}}` : `{"type":"${type}","sid":${sub.sid},"seq":${seq},"msg":${body}}`;
+    const frame = id > 0 ? replyFrame(id, type, sub.sid, seq, body) : dataFrame(type, sub.sid, seq, body);
     if (rates.malformed > 0 && this.faultRng.next() < rates.malformed) {
       this.push(sub.conn, frame.slice(0, frame.length >> 1));
       this.fault({ kind: 'malformed', conn: sub.conn.id, sid: sub.sid, seq });
@@ -282,7 +276,7 @@ export class WsHub {
   private killSub(sub: Sub): void {
     const ws = sub.conn.ws;
     this.dropSub(sub);
-    if (ws) ws.send(`{"type":"error","sid":${sub.sid},"msg":{"code":25,"msg":"${WS_ERRORS[25]}"}}`, false);
+    if (ws) ws.send(errorFrame(25, WS_ERROR_CODES[25]!, 0, sub.sid), false);
   }
 
   private fault(f: Omit<FaultRec, 'k' | 't' | 'wall_ms'>): void {
@@ -317,13 +311,14 @@ export class WsHub {
 
   private snapshot(sub: Sub, ticker: string): void {
     const m = this.state.market(ticker);
-    this.sendSeq(sub, 'orderbook_snapshot', snapshotMsg(ticker, m.def.market_id, m.book, sub.useYesPrice));
+    // use_yes_price: the NO side priced as its YES complement (1 - price), best first.
+    const no = sub.useYesPrice ? m.book.levels('no').map(([p, size]): WireLevel => [formatPrice(PRICE_ONE - parsePrice(p)), size]).reverse() : m.book.levels('no');
+    this.sendSeq(sub, 'orderbook_snapshot', snapshotMsg(ticker, m.def.market_id, m.book.levels('yes'), no));
   }
 
   // ---------------- commands ----------------
   private error(conn: Conn, id: number, code: number, detail = ''): void {
-    const msg = JSON.stringify({ code, msg: detail ? `${WS_ERRORS[code]}: ${detail}` : WS_ERRORS[code] });
-    this.push(conn, id > 0 ? `{"id":${id},"type":"error","msg":${msg}}` : `{"type":"error","msg":${msg}}`);
+    this.push(conn, errorFrame(code, detail ? `${WS_ERROR_CODES[code]}: ${detail}` : WS_ERROR_CODES[code]!, id));
   }
 
   private takeToken(conn: Conn): boolean {
@@ -419,11 +414,11 @@ export class WsHub {
     if (useTickers === null) {
       // An all-markets subscription already there: subscribing again is a no-op.
       const existing = same.find((s) => s.tickers === null);
-      if (existing) return this.push(conn, `{"id":${c.id},"type":"subscribed","msg":{"channel":"${channel}","sid":${existing.sid}}}`);
+      if (existing) return this.push(conn, subscribedFrame(c.id, channel, existing.sid));
     }
     const fresh = useTickers ? useTickers.filter((t) => !same.some((s) => s.tickers === null || s.tickers.has(t))) : null;
     if (fresh && fresh.length === 0) {
-      return this.push(conn, `{"id":${c.id},"type":"subscribed","msg":{"channel":"${channel}","sid":${same[0]!.sid}}}`);
+      return this.push(conn, subscribedFrame(c.id, channel, same[0]!.sid));
     }
     if (fresh && fresh.length > this.o.marketsPerSubMax) return this.error(conn, c.id, 26, `${fresh.length} > ${this.o.marketsPerSubMax}`);
     const sub: Sub = { conn, sid: conn.nextSid++, channel, tickers: fresh ? new Set(fresh) : null, useYesPrice, seq: 0, alive: true, nextFault: null };
@@ -432,7 +427,7 @@ export class WsHub {
     else if (channel === 'ticker') this.tickerAll.add(sub);
     else if (channel === 'trade') this.tradeAll.add(sub);
     else if (GLOBAL_CHANNELS.has(channel) && channel === 'market_lifecycle_v2') this.lifecycleSubs.add(sub);
-    this.push(conn, `{"id":${c.id},"type":"subscribed","msg":{"channel":"${channel}","sid":${sub.sid}}}`);
+    this.push(conn, subscribedFrame(c.id, channel, sub.sid));
     if (channel === SEQUENCED) for (const t of sub.tickers!) this.snapshot(sub, t);
   }
 
@@ -447,7 +442,7 @@ export class WsHub {
       }
       const seq = ++sub.seq;
       this.dropSub(sub);
-      this.push(conn, `{"id":${c.id},"sid":${sub.sid},"seq":${seq},"type":"unsubscribed"}`);
+      this.push(conn, replyFrame(c.id, 'unsubscribed', sub.sid, seq, undefined));
     }
   }
 
@@ -492,7 +487,7 @@ export class WsHub {
 
   private ack(conn: Conn, c: Cmd, sub: Sub): void {
     const seq = ++sub.seq;
-    this.push(conn, `{"id":${c.id},"sid":${sub.sid},"seq":${seq},"type":"ok","msg":${JSON.stringify({ market_tickers: [...sub.tickers!] })}}`);
+    this.push(conn, replyFrame(c.id, 'ok', sub.sid, seq, JSON.stringify({ market_tickers: [...sub.tickers!] })));
   }
 
   // ---------------- injected connection faults ----------------

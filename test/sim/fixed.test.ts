@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { formatPrice, formatSize, parsePrice, parseSize, parseScaled, rfc3339Micros, parseRfc3339Micros, Rng } from '../../src/sim/fixed';
-import { isoMicros } from '../../src/sim/wire';
+import { isoMicros } from '../../src/kalshi/encode';
 import { TradeRing } from '../../src/sim/trades';
 import { isKdpError } from '../../src/core/errors';
 
