@@ -220,12 +220,14 @@ export function initialDdl(kind: SchemaKind, engine: Engine): string[] {
  * Gatherer retention on TimescaleDB that never drops unmerged rows, as dropExpiredPartitions
  * (partitions.ts) does on plain PostgreSQL: a job per table drops a chunk only when it lies
  * wholly before now - retention AND none of its rows belongs to a batch at or above the
- * deduplicator's merged horizon (dedup_watermark.merged_xid); without a watermark it drops
- * nothing. The chunk is locked against writers before the check, so a COPY committing meanwhile
- * is seen by it; each chunk's check and drop commit on their own. Replaces add_retention_policy,
- * which dropped chunks 7 days after retention whether merged or not. Run by the TimescaleDB
- * scheduler hourly; by hand: CALL run_job(job_id) (timescaledb_information.jobs, proc_name
- * kdp_drop_merged_chunks).
+ * deduplicator's merged horizon (dedup_watermark.merged_xid; checked as in partitions.ts: no row
+ * at or above the first unmerged batch id); without a watermark it drops nothing. The chunk (not
+ * the hypertable: writes to other chunks go on) is locked against writers before the check: a
+ * late COPY of old rows (a replay) in flight commits first and its rows keep the chunk; one
+ * arriving later waits, then lands in a new chunk. Each chunk commits on its own. Replaces
+ * add_retention_policy, which dropped chunks 7 days after retention whether merged or not. Run by
+ * the TimescaleDB scheduler hourly; by hand: CALL run_job(job_id) (timescaledb_information.jobs,
+ * proc_name kdp_drop_merged_chunks).
  */
 export function guardedRetentionDdl(kind: SchemaKind, engine: Engine): string[] {
   if (kind !== 'gatherer' || engine !== 'timescale') return [];
@@ -237,6 +239,7 @@ DECLARE
   time_column text := config->>'time_column';
   cutoff bigint := kdp_now_us() - (config->>'drop_after')::bigint;
   horizon xid8;
+  first_unmerged bigint;
   unmerged boolean;
   ch record;
 BEGIN
@@ -255,10 +258,15 @@ BEGIN
       RAISE LOG 'kdp retention: % keeps every chunk: no dedup_watermark yet', rel;
       RETURN;
     END IF;
-    EXECUTE format(
-      'SELECT EXISTS (SELECT 1 FROM %s r JOIN ingest_batches b USING (batch_id)
-        WHERE r.%I >= $1 AND r.%I < $2 AND b.xid >= $3)', rel, time_column, time_column)
-      INTO unmerged USING ch.lo, ch.hi, horizon;
+    -- Conservative, as on plain PostgreSQL (partitions.ts): kept while any row is at or above the
+    -- first unmerged batch id; nothing unmerged anywhere needs no scan of the chunk at all.
+    SELECT min(batch_id) INTO first_unmerged FROM ingest_batches WHERE xid >= horizon;
+    unmerged := false;
+    IF first_unmerged IS NOT NULL THEN
+      EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I >= $1 AND %I < $2 AND batch_id >= $3)',
+        rel, time_column, time_column)
+        INTO unmerged USING ch.lo, ch.hi, first_unmerged;
+    END IF;
     IF unmerged THEN
       RAISE LOG 'kdp retention: kept %.% of %: rows the deduplicator has not merged', ch.chunk_schema, ch.chunk_name, rel;
     ELSE

@@ -28,6 +28,19 @@ async function existingPartitions(client: ClientBase, table: string): Promise<Se
   return new Set(r.rows.map((x: { relname: string }) => x.relname));
 }
 
+/** Runs fn in one transaction on client: committed when it returns, rolled back when it throws. */
+async function inTransaction<T>(client: ClientBase, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const out = await fn();
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
 /** Creates one day partition, moving any rows of that day out of the DEFAULT partition. */
 async function createDayPartition(client: ClientBase, t: TimeSeriesTable, day: number): Promise<void> {
   const name = partitionName(t.name, day);
@@ -36,8 +49,7 @@ async function createDayPartition(client: ClientBase, t: TimeSeriesTable, day: n
     day,
     day + DAY_US,
   ]);
-  await client.query('BEGIN');
-  try {
+  await inTransaction(client, async () => {
     if ((moved.rowCount ?? 0) === 0) {
       await client.query(`CREATE TABLE IF NOT EXISTS ${name} PARTITION OF ${t.name} FOR VALUES FROM (${day}) TO (${day + DAY_US})`);
     } else {
@@ -52,11 +64,7 @@ async function createDayPartition(client: ClientBase, t: TimeSeriesTable, day: n
       );
       await client.query(`ALTER TABLE ${t.name} ATTACH PARTITION ${t.name}_default DEFAULT`);
     }
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 /** Ensures day partitions cover [fromUs, toUs) for every partitioned table. Returns names created. */
@@ -100,7 +108,14 @@ export interface RetentionResult {
 /**
  * Gatherer retention: drops day partitions older than each table's retention, but only those whose
  * every row belongs to a batch the deduplicator has merged (dedup_watermark). Without a watermark
- * nothing is dropped: unmerged rows are never lost to retention.
+ * nothing is dropped: unmerged rows are never lost to retention. The check runs in the transaction
+ * that drops, after locking the table against writers (the parent, which writers lock first and
+ * DROP needs anyway, so no lock-order deadlock with a COPY): a late COPY of old rows (a replay) in
+ * flight commits first and its rows keep the partition; one after waits, then lands in DEFAULT.
+ * Writers wait only for the check, which reads the batch_id BRIN index: a partition is kept while
+ * it has a row at or above the first unmerged batch id (conservative: batch ids and commit order
+ * may differ, never the other way). TimescaleDB's chunks get the same guard from the
+ * kdp_drop_merged_chunks job (ddl.ts guardedRetentionDdl).
  */
 export async function dropExpiredPartitions(client: ClientBase, nowUs: number): Promise<RetentionResult> {
   const result: RetentionResult = { dropped: [], keptUnmerged: [] };
@@ -114,16 +129,17 @@ export async function dropExpiredPartitions(client: ClientBase, nowUs: number): 
       if (!m) continue;
       const start = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) * 1000;
       if (start + DAY_US > cutoff) continue;
-      const unmerged = await client.query(
-        `SELECT 1 FROM ${name} r JOIN ingest_batches b USING (batch_id)
-         WHERE b.xid >= (SELECT merged_xid FROM dedup_watermark) LIMIT 1`,
-      );
-      if ((unmerged.rowCount ?? 0) > 0) {
-        result.keptUnmerged.push(name);
-        continue;
-      }
-      await client.query(`DROP TABLE ${name}`);
-      result.dropped.push(name);
+      const dropped = await inTransaction(client, async () => {
+        await client.query(`LOCK TABLE ${t.name} IN SHARE ROW EXCLUSIVE MODE`);
+        const unmerged = await client.query(
+          `SELECT 1 FROM ${name} WHERE batch_id >= (SELECT min(batch_id) FROM ingest_batches
+             WHERE xid >= (SELECT merged_xid FROM dedup_watermark)) LIMIT 1`,
+        );
+        if ((unmerged.rowCount ?? 0) > 0) return false;
+        await client.query(`DROP TABLE ${name}`);
+        return true;
+      });
+      (dropped ? result.dropped : result.keptUnmerged).push(name);
     }
   }
   return result;

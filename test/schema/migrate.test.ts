@@ -4,6 +4,7 @@ import { isKdpError } from '../../src/core/errors';
 import { migrate, readSchemaInfo, SCHEMA_VERSION } from '../../src/schema/migrate';
 import { dropExpiredPartitions, drainDefaultPartitions, ensurePartitions, partitionName } from '../../src/schema/partitions';
 import { DAY_US, TIME_SERIES_TABLES } from '../../src/schema/tables';
+import { backendPid, untilWaitingForLock } from '../harness/locks';
 import { startPg, withClient, type TestPg } from '../harness/pg';
 
 let pg: TestPg;
@@ -153,6 +154,32 @@ describe('partition maintenance', () => {
       await c.query(`UPDATE dedup_watermark SET merged_xid = pg_current_xact_id()`);
       r = await dropExpiredPartitions(c, NOW_US);
       assert.ok(r.dropped.includes(name), 'merged: dropped');
+    });
+  });
+
+  test('a write into an expired partition that commits while retention checks it is seen, not dropped', async () => {
+    const url = await pg.newDatabase();
+    await withClient(url, async (c) => {
+      const old = NOW_US - 10 * DAY_US;
+      await migrate(c, { kind: 'gatherer', engine: 'postgres', nowUs: old, partitionDaysBack: 0, partitionDaysAhead: 1 });
+      await c.query(`INSERT INTO dedup_watermark (merged_xid, merged_batch_id, updated_at) VALUES (pg_current_xact_id(), 0, 0)`);
+      const name = partitionName('tickers', Math.floor(old / DAY_US) * DAY_US);
+      const retentionPid = await backendPid(c);
+      await withClient(url, async (writer) => {
+        // A late COPY of old rows (a replay) is in flight when retention starts.
+        await writer.query('BEGIN');
+        await writer.query(`INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES (1, 'w', 'tickers', 1)`);
+        await writer.query(
+          `INSERT INTO tickers (ticker, exchange_ts, fingerprint, occurrence, received_at, gatherer, conn_id, sid, batch_id)
+           VALUES ('T', ${old}, 42, 0, ${old}, 'g1', 1, 3, 1)`,
+        );
+        const retention = dropExpiredPartitions(c, NOW_US);
+        await untilWaitingForLock(url, retentionPid, 'retention waits for the writer');
+        await writer.query('COMMIT');
+        const r = await retention;
+        assert.ok(r.keptUnmerged.includes(name) && !r.dropped.includes(name));
+      });
+      assert.equal((await c.query(`SELECT count(*)::int AS n FROM ${name}`)).rows[0].n, 1);
     });
   });
 });

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import type { ClientBase } from 'pg';
 import { migrate } from '../../src/schema/migrate';
 import { DAY_US, TIME_SERIES_TABLES } from '../../src/schema/tables';
-import { waitFor } from '../harness/gatherer';
+import { backendPid, untilWaitingForLock } from '../harness/locks';
 import { startTimescale, timescaleSkip, withClient, type TestPg } from '../harness/pg';
 
 const skip = timescaleSkip();
@@ -126,21 +126,13 @@ describe('timescale engine', { skip }, () => {
     await withClient(dbUrl, async (c) => {
       const oldDay = await mergedExpiredChunk(c);
       const job = await retentionJob(c);
-      const jobPid = (await c.query(`SELECT pg_backend_pid() AS pid`)).rows[0].pid as number;
+      const jobPid = await backendPid(c);
       await withClient(dbUrl, async (writer) => {
         // A late COPY of old rows (a replay) is in flight when the job starts.
         await writer.query('BEGIN');
         await insertTicker(writer, 2, oldDay + 1);
         const run = c.query(`CALL run_job(${job})`);
-        await withClient(dbUrl, (monitor) =>
-          waitFor('the retention job waits for the writer', async () => {
-            const r = await monitor.query(
-              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`,
-              [jobPid],
-            );
-            return r.rows[0].n > 0;
-          }),
-        );
+        await untilWaitingForLock(dbUrl, jobPid, 'the retention job waits for the writer');
         await writer.query('COMMIT');
         await run;
       });
