@@ -10,6 +10,7 @@ import type { Logger } from '../core/log';
 import { createMetrics, createRegistry, GATHERER_METRICS, type MetricSet } from '../core/metrics';
 import { writeRowsOnce } from '../copy/once';
 import { FrameCodec, FrameKind } from '../ingest/frame';
+import { CHANNELS } from '../kalshi/protocol';
 import { RingRouter, type ConnectionNotice, type FrameEncoder } from '../ingest/router';
 import { requireSchema } from '../schema/migrate';
 import type { TimeSeriesTableName } from '../schema/tables';
@@ -233,9 +234,15 @@ function createManager(
       // Trades and tickers on all-markets subscriptions: a market's first trade arrives before its
       // book shard is subscribed (at 40,000 markets per-shard trade subscriptions lost 1.5 % of
       // trades, all of new markets' first seconds).
-      marketChannels: ['orderbook_delta'],
-      // event_lifecycle messages arrive on the market_lifecycle_v2 subscription (no channel of their own).
-      globalChannels: ['market_lifecycle_v2', 'ticker', 'trade'],
+      marketChannels: [CHANNELS.orderbook],
+      // event_lifecycle messages arrive on the market_lifecycle_v2 subscription (no channel of their
+      // own); multivariate (KXMVE*) markets' lifecycle has its own channel, needed when they are recorded.
+      globalChannels: [
+        CHANNELS.lifecycle,
+        CHANNELS.ticker,
+        CHANNELS.trade,
+        ...(o.rest.includeMultivariate ? [CHANNELS.multivariateLifecycle] : []),
+      ],
       useYesPrice: c.useYesPrice,
     },
     router,

@@ -190,6 +190,20 @@ test('writes failing with a non-connection error (a table missing) are counted a
   }
 });
 
+test('with multivariate markets recorded, the gatherer also holds an all-markets multivariate_market_lifecycle subscription (their lifecycle has its own channel)', async () => {
+  const dbUrl = await migratedGathererDb(pg);
+  const run = await startPausedSimulator({ markets: 10, rate: 200, seed: 36 });
+  const { gatherer } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { rest: { includeMultivariate: true } }));
+  try {
+    const globalChannels = (): string[] => run.sim.connections().flatMap((c) => c.subs.filter((s) => s.markets === null).map((s) => s.channel)).sort();
+    await waitFor('every all-markets channel subscribed', () => gatherer.manager.allSubscribed() && globalChannels().length === 4);
+    assert.deepEqual(globalChannels(), ['market_lifecycle_v2', 'multivariate_market_lifecycle', 'ticker', 'trade']);
+  } finally {
+    await gatherer.stop();
+    await run.sim.stop();
+  }
+});
+
 test('the first markets are spread over every connection (each connection feeds one worker), not packed into one subscription', async () => {
   const dbUrl = await migratedGathererDb(pg);
   const run = await startPausedSimulator({ markets: 60, rate: 500, seed: 33 });
