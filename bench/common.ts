@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../src/core/log';
+import type { Gatherer } from '../src/gatherer/service';
 import type { PgCluster } from '../src/core/pgcluster';
 import { withClient } from '../src/core/pgclient';
 import { migrate } from '../src/schema/migrate';
@@ -148,4 +149,21 @@ export async function truthWindow(file: string, afterN: number, throughN: number
   }
   // Trades are stored on the millisecond: the span starts on the millisecond of the first record.
   return { trades, deltas, tradeIdsBefore: before, deltaCount, tickerCount, fromUs: Math.floor(fromUs / 1000) * 1000, toUs };
+}
+
+/**
+ * Waits (bounded) until the gatherer holds every market its registry lists as active. Not "the
+ * simulator's market count": markets close and new ones open, so with the exchange clock paused
+ * fewer than that many may be open, and an unbounded wait for them hung a bench run for good.
+ */
+export async function waitSubscribed(g: Gatherer, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const done = (): boolean => {
+    const listed = g.controlPlane.registry.activeTickers().length;
+    return listed > 0 && g.manager.allSubscribed() && g.manager.marketCount() >= listed;
+  };
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`gatherer did not subscribe every listed market within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -38,6 +38,7 @@ import {
   sleep,
   spread,
   truthWindow,
+  waitSubscribed,
 } from './common';
 import { withClient } from '../src/core/pgclient';
 
@@ -151,7 +152,7 @@ async function benchGatherer(dbUrl: string, sim: SpawnedSimulator): Promise<Gath
     }),
   );
   const g = await startGatherer(options, quietLogger());
-  while (!g.manager.allSubscribed() || g.manager.marketCount() < MARKETS) await sleep(100);
+  await waitSubscribed(g);
   return g;
 }
 

@@ -21,7 +21,7 @@ import { checkGathererOptions, GATHERER_SPEC, type GathererOptions } from '../sr
 import { startGatherer, type Gatherer } from '../src/gatherer/service';
 import { compareTrades, type TruthTrade } from '../src/ops/truth';
 import { spawnSimulator, type SpawnedSimulator } from '../src/sim/spawn';
-import { RESULT_MARKER, emitResult, environment, rssBytes, migratedGathererDb, peakRssBytes, quietLogger, resetPeakRss, sampleRss, sleep, truthWindow } from './common';
+import { RESULT_MARKER, emitResult, environment, rssBytes, migratedGathererDb, peakRssBytes, quietLogger, resetPeakRss, sampleRss, sleep, truthWindow, waitSubscribed } from './common';
 import { withClient } from '../src/core/pgclient';
 
 const { values: args } = parseArgs({
@@ -143,7 +143,7 @@ async function overloadRun(dbUrl: string, mode: 'drop' | 'pause', dir: string): 
     const options = overloadOptions(dbUrl, sim, mode);
     const g = await startGatherer(options, quietLogger());
     current = g;
-    while (!g.manager.allSubscribed() || g.manager.marketCount() < MARKETS) await sleep(100);
+    await waitSubscribed(g);
     progress(`${mode}: gatherer subscribed`);
     await sleep(1500);
     resetPeakRss();
