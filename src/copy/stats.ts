@@ -4,9 +4,12 @@
 // writer_errors_total{type}, writer_flush_duration_seconds, writer_pending_rows,
 // frame_to_commit_seconds).
 
-/** Labels of writer_errors_total. `query` = any other statement failure (e.g. schema missing). */
-export type WriterErrorType = 'connection' | 'constraint' | 'timeout' | 'query';
-export const WRITER_ERROR_TYPES: readonly WriterErrorType[] = ['connection', 'constraint', 'timeout', 'query'];
+/**
+ * Labels of writer_errors_total (bounded): the database went away, a row broke a constraint, an
+ * attempt timed out, the disk is full, the schema does not match this build, anything else.
+ */
+export const WRITER_ERROR_TYPES = ['connection', 'constraint', 'timeout', 'disk_full', 'schema', 'other'] as const;
+export type WriterErrorType = (typeof WRITER_ERROR_TYPES)[number];
 
 export interface BatchCommitted {
   readonly table: string;
@@ -47,7 +50,7 @@ export class WriterCounters implements WriterStatsSink {
   readonly batchesCommitted = new Map<string, number>();
   readonly rowsRejected = new Map<string, number>();
   readonly duplicates = new Map<string, number>();
-  readonly errors: Record<WriterErrorType, number> = { connection: 0, constraint: 0, timeout: 0, query: 0 };
+  readonly errors = Object.fromEntries(WRITER_ERROR_TYPES.map((t) => [t, 0])) as Record<WriterErrorType, number>;
   ambiguousCommitsConfirmed = 0;
   private flushSeconds: number[] = [];
   private frameToCommitSeconds: number[] = [];

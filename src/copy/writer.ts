@@ -483,8 +483,12 @@ export function errorType(err: KdpError): WriterErrorType {
       return 'timeout';
     case 'KDP_ERR_DB_CONSTRAINT':
       return 'constraint';
+    case 'KDP_ERR_DB_DISK_FULL':
+      return 'disk_full';
+    case 'KDP_ERR_DB_SCHEMA':
+      return 'schema';
     default:
-      return 'query';
+      return 'other';
   }
 }
 

@@ -25,6 +25,15 @@ export const ERROR_CODES = {
   KDP_ERR_DB_CONNECTION: { retryable: true, summary: 'The database cannot be reached or dropped the connection.' },
   KDP_ERR_DB_TIMEOUT: { retryable: true, summary: 'A database statement or connection attempt timed out.' },
   KDP_ERR_DB_CONSTRAINT: { retryable: false, summary: 'A row violated a database constraint.' },
+  KDP_ERR_DB_DISK_FULL: {
+    retryable: true,
+    summary: 'The database could not write: its disk is full (SQLSTATE 53100). Writers keep their rows and retry until space is freed.',
+  },
+  KDP_ERR_DB_SCHEMA: {
+    retryable: true,
+    summary:
+      'A statement names a table, column, type or function the database does not have (SQLSTATE class 42 but 42501, or 3F000): the schema does not match this build. Writers keep their rows and retry until `kdp migrate` fixes it.',
+  },
   KDP_ERR_DB_QUERY: { retryable: false, summary: 'A database statement failed for a reason other than the above.' },
   KDP_ERR_TIMESCALE_UNAVAILABLE: {
     retryable: false,
@@ -85,6 +94,7 @@ export const ERROR_CODES = {
   },
   KDP_ERR_ARCHIVE_STORE: { retryable: true, summary: 'The archive object store failed a read or write.' },
   KDP_ERR_ARCHIVE_BUSY: { retryable: true, summary: 'Another archiver holds the production archive lock.' },
+  KDP_ERR_MAINTAIN_BUSY: { retryable: true, summary: 'Another kdp maintain holds the maintenance lock of the database.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -142,6 +152,13 @@ export function classifyDbError(err: unknown): KdpError {
     )
   ) {
     return new KdpError('KDP_ERR_DB_CONNECTION', message, { sqlState }, err);
+  }
+  if (sqlState === '53100') return new KdpError('KDP_ERR_DB_DISK_FULL', message, { sqlState }, err);
+  // Class 42 is "syntax error or access rule violation": for statements built from this build's
+  // own schema it means the database's schema differs (42P01 table, 42703 column, 42883 function).
+  // 42501 (a missing grant) is a deployment error, left as a query error.
+  if ((sqlState.startsWith('42') && sqlState !== '42501') || sqlState === '3F000') {
+    return new KdpError('KDP_ERR_DB_SCHEMA', message, { sqlState }, err);
   }
   return new KdpError('KDP_ERR_DB_QUERY', message, { sqlState }, err);
 }

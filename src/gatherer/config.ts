@@ -47,7 +47,7 @@ export const PIPELINE_SPEC = {
   },
   commitStallMs: {
     kind: 'int',
-    doc: 'a batch waiting longer than this to commit makes /health unhealthy (writes failing: disk full, a table missing)',
+    doc: 'a batch waiting longer than this to commit makes /health degraded (writes failing), unhealthy when the failures are schema errors',
     default: 30_000,
     min: 1_000,
   },

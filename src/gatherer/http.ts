@@ -108,16 +108,43 @@ function startDbProbe(pool: GathererHttpDeps['pool']): DbProbe {
   return probe;
 }
 
-function healthOf(o: GathererOptions, d: GathererHttpDeps, db: DbProbe, startedMs: number): { status: number; body: Record<string, unknown> } {
+type WriterState = 'committing' | 'stalled' | 'schema_mismatch';
+
+/**
+ * The writers as /health judges them. SELECT 1 passing says nothing about writes: a batch waiting
+ * longer than pipeline.commitStallMs to commit is a gatherer that records nothing (disk full,
+ * every attempt failing: degraded), and one whose failures since it last committed include
+ * schema errors (a table or column missing) will not recover without `kdp migrate` (unhealthy).
+ */
+class WriterWatch {
+  private schemaErrorsWhenCommitting: number;
+
+  constructor(
+    private readonly pipeline: Pipeline,
+    private readonly stallMs: number,
+  ) {
+    this.schemaErrorsWhenCommitting = pipeline.total('writer_errors:schema');
+  }
+
+  check(): { state: WriterState; uncommittedMs: number } {
+    const oldest = this.pipeline.oldestUncommittedAtMs();
+    const uncommittedMs = oldest === 0 ? 0 : Math.max(0, Date.now() - oldest);
+    const schemaErrors = this.pipeline.total('writer_errors:schema');
+    if (uncommittedMs <= this.stallMs) {
+      this.schemaErrorsWhenCommitting = schemaErrors;
+      return { state: 'committing', uncommittedMs };
+    }
+    return { state: schemaErrors > this.schemaErrorsWhenCommitting ? 'schema_mismatch' : 'stalled', uncommittedMs };
+  }
+}
+
+function healthOf(o: GathererOptions, d: GathererHttpDeps, db: DbProbe, writers: WriterWatch, startedMs: number): { status: number; body: Record<string, unknown> } {
   const wanted = d.manager.connectionIds().length;
   const open = d.manager.openConnections();
   const healthy = d.manager.healthyConnections();
-  // SELECT 1 passing says nothing about writes: a batch waiting longer than pipeline.commitStallMs
-  // to commit (disk full, a table missing, every attempt failing) is a gatherer that records nothing.
-  const oldest = d.pipeline.oldestUncommittedAtMs();
-  const uncommittedMs = oldest === 0 ? 0 : Math.max(0, Date.now() - oldest);
-  const writerStalled = uncommittedMs > o.pipeline.commitStallMs;
-  const status = !db.ok || open === 0 || writerStalled ? 'unhealthy' : healthy < wanted ? 'degraded' : 'healthy';
+  const writer = writers.check();
+  const unhealthy = !db.ok || open === 0 || writer.state === 'schema_mismatch';
+  const status = unhealthy ? 'unhealthy' : healthy < wanted || writer.state === 'stalled' ? 'degraded' : 'healthy';
   return {
     status: status === 'unhealthy' ? 503 : 200,
     body: {
@@ -127,9 +154,9 @@ function healthOf(o: GathererOptions, d: GathererHttpDeps, db: DbProbe, startedM
       ws_connections_wanted: wanted,
       db: db.ok ? 'connected' : 'unreachable',
       db_checked_ms_ago: Date.now() - db.checkedAt,
-      writer: writerStalled ? 'stalled' : 'committing',
+      writer: writer.state,
       writer_pending_rows: d.pipeline.total('pending_rows'),
-      writer_oldest_uncommitted_ms: uncommittedMs,
+      writer_oldest_uncommitted_ms: writer.uncommittedMs,
       gatherer: o.gathererId,
       markets: d.manager.marketCount(),
       subscribed: d.manager.allSubscribed(),
@@ -169,7 +196,8 @@ function adminPollRoute(o: GathererOptions, d: GathererHttpDeps): Route {
 export async function startGathererHttp(o: GathererOptions, d: GathererHttpDeps): Promise<GathererHttp> {
   const db = startDbProbe(d.pool);
   const started = Date.now();
-  const health = (): { status: number; body: Record<string, unknown> } => healthOf(o, d, db, started);
+  const writers = new WriterWatch(d.pipeline, o.pipeline.commitStallMs);
+  const health = (): { status: number; body: Record<string, unknown> } => healthOf(o, d, db, writers, started);
   const counters = new CounterSync();
   const healthRoute: Route = { method: 'GET', path: '/health', handler: () => { const h = health(); return json(h.status, h.body); } };
   const metricsServer = await startHttpServer(o.http.host, o.http.metricsPort, [

@@ -9,7 +9,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { KdpError, type ErrorCode } from '../core/errors';
 import { createLogger } from '../core/log';
 import { SharedCounters } from '../core/shared-counters';
-import type { BatchCommitted, WriterErrorType, WriterStatsSink } from '../copy/stats';
+import { WRITER_ERROR_TYPES, type BatchCommitted, type WriterErrorType, type WriterStatsSink } from '../copy/stats';
 import { CopyWriter } from '../copy/writer';
 import { RingConsumer } from '../ingest/ring';
 import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
@@ -33,14 +33,9 @@ type Counters = SharedCounters<WorkerCounterName>;
 function statsSink(counters: Counters, post: (m: WorkerMessage) => void): WriterStatsSink {
   const rowSlots = new Map(TIME_SERIES_TABLES.map((t) => [t.name, counters.slot(`rows:${t.name}`)]));
   const batchSlots = new Map(TIME_SERIES_TABLES.map((t) => [t.name, counters.slot(`batches:${t.name}`)]));
-  const errorSlots: Record<WriterErrorType, number> = {
-    connection: counters.slot('writer_errors:connection'),
-    constraint: counters.slot('writer_errors:constraint'),
-    timeout: counters.slot('writer_errors:timeout'),
-    // Any other failure (disk full 53100, table or column missing 42P01/42703, ...): a writer that
-    // can never commit must show in writer_errors_total, or HighWriterErrorRate cannot fire.
-    query: counters.slot('writer_errors:query'),
-  };
+  // Every class is counted: a writer that can never commit (disk full, schema mismatch) must show
+  // in writer_errors_total, or no alert can fire.
+  const errorSlots = Object.fromEntries(WRITER_ERROR_TYPES.map((type) => [type, counters.slot(`writer_errors:${type}`)])) as Record<WriterErrorType, number>;
   return {
     batchCommitted(e: BatchCommitted) {
       const table = e.table as TimeSeriesTableName;

@@ -59,3 +59,26 @@ test('a connection attempt the server never answers times out as a retryable dat
     silent.close();
   }
 });
+
+test('real server errors are classed: disk full (53100), schema mismatch (missing table, missing column), a missing grant is a plain query error', { timeout: 60_000 }, async () => {
+  const url = await pg.newDatabase();
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('CREATE TABLE t (a int)');
+    await client.query(`CREATE FUNCTION full_disk() RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$`);
+    const cases: [string, string][] = [
+      ['SELECT full_disk()', 'KDP_ERR_DB_DISK_FULL'],
+      ['SELECT * FROM no_such_table', 'KDP_ERR_DB_SCHEMA'],
+      ['SELECT no_such_column FROM t', 'KDP_ERR_DB_SCHEMA'],
+      ['SET ROLE pg_read_all_data; INSERT INTO t VALUES (1)', 'KDP_ERR_DB_QUERY'],
+    ];
+    for (const [sql, code] of cases) {
+      const coded = classifyDbError(await rejection(client.query(sql)));
+      assert.equal(coded.code, code, `${sql}: ${coded.message}`);
+      await client.query('RESET ROLE');
+    }
+  } finally {
+    await client.end();
+  }
+});

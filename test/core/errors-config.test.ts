@@ -38,7 +38,9 @@ test('database errors are classified by SQLSTATE and connection failures as retr
   assert.equal(classifyDbError({ code: '57014', message: 'canceling statement due to statement timeout' }).code, 'KDP_ERR_DB_TIMEOUT');
   assert.equal(classifyDbError({ code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' }).code, 'KDP_ERR_DB_CONNECTION');
   assert.equal(classifyDbError({ code: '57P01', message: 'terminating connection' }).retryable, true);
-  assert.equal(classifyDbError({ code: '42P01', message: 'no table' }).code, 'KDP_ERR_DB_QUERY');
+  assert.equal(classifyDbError({ code: '42P01', message: 'no table' }).code, 'KDP_ERR_DB_SCHEMA');
+  assert.equal(classifyDbError({ code: '53100', message: 'disk full' }).code, 'KDP_ERR_DB_DISK_FULL');
+  assert.equal(classifyDbError({ code: '22012', message: 'division by zero' }).code, 'KDP_ERR_DB_QUERY');
 });
 
 const SPEC = {

@@ -154,33 +154,48 @@ test('a graceful stop under load commits every frame that reached a ring', async
   });
 });
 
-test('writes failing with a non-connection error (a table missing) are counted as query errors; /health is 503 with the writer stalled until batches commit again', async () => {
+test('a database refusing writes is counted by class and shown: disk full (SQLSTATE 53100) makes /health degraded with the writer stalled, a dropped column makes it 503 with a schema mismatch; both recover when the database does', async () => {
   const dbUrl = await migratedGathererDb(pg);
   const run = await startPausedSimulator({ markets: 20, rate: 500, seed: 35 });
   const { gatherer, logLines } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { pipeline: { commitStallMs: 1000 } }));
-  const health = async (): Promise<{ status: number; body: { writer: string } }> => {
+  const health = async (): Promise<{ status: number; writer: string }> => {
     const r = await fetch(`http://127.0.0.1:${gatherer.http.healthPort}/health`);
-    return { status: r.status, body: (await r.json()) as { writer: string } };
+    return { status: r.status, writer: ((await r.json()) as { writer: string }).writer };
+  };
+  const metric = async (re: RegExp): Promise<boolean> => re.test(await (await fetch(`http://127.0.0.1:${gatherer.http.metricsPort}/metrics`)).text());
+  const recovered = async (): Promise<void> => {
+    const before = gatherer.pipeline.total('rows:orderbook_deltas');
+    await waitFor('batches commit again and /health recovers', async () => {
+      const h = await health();
+      return h.status === 200 && h.writer === 'committing' && gatherer.pipeline.total('rows:orderbook_deltas') > before;
+    }, 60_000, 100);
   };
   try {
     await waitFor('subscribed', () => gatherer.manager.allSubscribed());
     run.sim.resume();
     await waitFor('deltas committed', () => gatherer.pipeline.total('rows:orderbook_deltas') > 0);
-    assert.equal((await health()).body.writer, 'committing');
-    await withClient(dbUrl, (db) => db.query('ALTER TABLE orderbook_deltas RENAME TO orderbook_deltas_away'));
-    await waitFor('/health reports the stalled writer', async () => {
+    assert.deepEqual(await health(), { status: 200, writer: 'committing' });
+    await withClient(dbUrl, (db) =>
+      db.query(`CREATE FUNCTION kdp_test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$;
+                CREATE TRIGGER kdp_test_disk_full BEFORE INSERT ON orderbook_deltas FOR EACH STATEMENT EXECUTE FUNCTION kdp_test_disk_full()`),
+    );
+    await waitFor('/health degraded: the writer is stalled', async () => {
       const h = await health();
-      return h.status === 503 && h.body.writer === 'stalled';
+      return h.status === 200 && h.writer === 'stalled';
     }, 30_000, 100);
-    const metrics = await (await fetch(`http://127.0.0.1:${gatherer.http.metricsPort}/metrics`)).text();
-    assert.match(metrics, /^writer_errors_total\{[^}]*type="query"[^}]*\} [1-9]/m, 'the failures are counted');
-    assert.match(metrics, /^writer_oldest_uncommitted_seconds(\{[^}]*\})? [1-9]/m, 'the stall is exported');
-    const before = gatherer.pipeline.total('rows:orderbook_deltas');
-    await withClient(dbUrl, (db) => db.query('ALTER TABLE orderbook_deltas_away RENAME TO orderbook_deltas'));
-    await waitFor('batches commit again and /health recovers', async () => {
+    assert.ok(await metric(/^writer_errors_total\{[^}]*type="disk_full"[^}]*\} [1-9]/m), 'disk-full failures are counted as such');
+    assert.ok(await metric(/^writer_oldest_uncommitted_seconds(\{[^}]*\})? [1-9]/m), 'the stall is exported');
+    await withClient(dbUrl, (db) => db.query('DROP TRIGGER kdp_test_disk_full ON orderbook_deltas'));
+    await recovered();
+
+    await withClient(dbUrl, (db) => db.query('ALTER TABLE orderbook_deltas RENAME COLUMN delta TO delta_gone'));
+    await waitFor('/health 503: schema mismatch', async () => {
       const h = await health();
-      return h.status === 200 && h.body.writer === 'committing' && gatherer.pipeline.total('rows:orderbook_deltas') > before;
-    }, 60_000, 100);
+      return h.status === 503 && h.writer === 'schema_mismatch';
+    }, 30_000, 100);
+    assert.ok(await metric(/^writer_errors_total\{[^}]*type="schema"[^}]*\} [1-9]/m), 'schema failures are counted as such');
+    await withClient(dbUrl, (db) => db.query('ALTER TABLE orderbook_deltas RENAME COLUMN delta_gone TO delta'));
+    await recovered();
   } catch (err) {
     process.stderr.write(logLines.slice(-20).join(''));
     throw err;
