@@ -6,6 +6,7 @@ import type { Command } from './command';
 import { dedupCommand } from './dedup';
 import { demoCommand } from './demo';
 import { gathererCommand } from './gatherer';
+import { maintainCommand } from './maintain';
 import { migrateCommand } from './migrate';
 import { captureCommand, simCommand } from './sim';
 import { verifyCommand } from './verify';
@@ -18,6 +19,7 @@ export const COMMANDS: readonly Command[] = [
   gathererCommand,
   dedupCommand,
   archiveCommand,
+  maintainCommand,
   verifyCommand,
   bookCommand,
   chaosCommand,

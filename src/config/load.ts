@@ -56,9 +56,31 @@ export function readConfigFile(path: string): Record<string, unknown> {
   return doc as Record<string, unknown>;
 }
 
-/** File (optional) + environment overrides -> validated, frozen options. */
-export function loadConfig<S extends Spec>(spec: S, file: string | undefined, env: NodeJS.ProcessEnv = process.env): Resolved<S> {
+/** Sets every leaf of `from` that is not undefined into `into`, section by section. */
+function overlay(into: Record<string, unknown>, from: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(from)) {
+    if (value === undefined) continue;
+    const current = into[key];
+    if (typeof value === 'object' && value !== null && !Array.isArray(value) && typeof current === 'object' && current !== null) {
+      overlay(current as Record<string, unknown>, value as Record<string, unknown>);
+    } else {
+      into[key] = value;
+    }
+  }
+}
+
+/**
+ * File (optional) + environment overrides (+ command-line flags, which win; undefined leaves are
+ * not given) -> validated, frozen options.
+ */
+export function loadConfig<S extends Spec>(
+  spec: S,
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  flags: Record<string, unknown> = {},
+): Resolved<S> {
   const raw = file === undefined ? {} : structuredClone(readConfigFile(file));
   applyEnv(spec, raw, env);
+  overlay(raw, flags);
   return resolveOptions(spec, raw);
 }

@@ -99,6 +99,28 @@ export const ARCHIVE_METRICS = {
   archive_errors_total: { type: 'counter', help: 'Archiver errors by type', labels: ['type'] },
 } as const satisfies Record<string, Def>;
 
+export const MAINTAIN_METRICS = {
+  maintenance_runs_total: { type: 'counter', help: 'Maintenance cycles by outcome (ok, error, busy: another kdp maintain holds the database)', labels: ['outcome'] },
+  maintenance_last_success_timestamp_seconds: { type: 'gauge', help: 'Unix time of the last maintenance cycle that completed' },
+  maintenance_partitions_created_total: { type: 'counter', help: 'Day partitions created (ahead of time, or to drain DEFAULT)', labels: ['table'] },
+  maintenance_partitions_dropped_total: {
+    type: 'counter',
+    help: 'Gatherer day partitions or TimescaleDB chunks dropped past retention (all their rows merged)',
+    labels: ['table'],
+  },
+  maintenance_partitions_kept_unmerged: {
+    type: 'gauge',
+    help: 'Partitions or chunks past retention kept because the deduplicator has not merged all their rows (last cycle)',
+  },
+  maintenance_chunks_compressed_total: { type: 'counter', help: 'TimescaleDB chunks compressed by the compression jobs the loop ran', labels: ['table'] },
+  maintenance_jobs_run_total: { type: 'counter', help: 'TimescaleDB jobs run (CALL run_job) by procedure and outcome', labels: ['proc', 'outcome'] },
+  gatherer_oldest_unmerged_row_age_seconds: {
+    type: 'gauge',
+    help: 'Age of the oldest gatherer batch the deduplicator has not merged (0 when everything is merged)',
+  },
+  table_bytes: { type: 'gauge', help: 'On-disk bytes of a table with its partitions or chunks, indexes and TOAST', labels: ['table'] },
+} as const satisfies Record<string, Def>;
+
 type MetricOf<D extends Def> = D extends { type: 'counter' }
   ? Counter<string>
   : D extends { type: 'gauge' }

@@ -21,8 +21,9 @@ export const MIGRATIONS: readonly Migration[] = [
 ];
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
-// Arbitrary constant: the advisory lock key that serialises concurrent `kdp migrate` runs.
-const MIGRATE_LOCK_KEY = 0x6b6470; // "kdp"
+// Arbitrary constant: the advisory lock key that serialises `kdp migrate` runs, and `kdp maintain`
+// cycles with them and each other (both create partitions).
+export const SCHEMA_LOCK_KEY = 0x6b6470; // "kdp"
 
 export interface MigrateOptions {
   kind: SchemaKind;
@@ -73,11 +74,11 @@ async function chooseEngine(client: ClientBase, wanted: Engine | 'auto'): Promis
 }
 
 export async function migrate(client: ClientBase, opts: MigrateOptions): Promise<MigrateResult> {
-  await client.query('SELECT pg_advisory_lock($1)', [MIGRATE_LOCK_KEY]);
+  await client.query('SELECT pg_advisory_lock($1)', [SCHEMA_LOCK_KEY]);
   try {
     return await migrateLocked(client, opts);
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATE_LOCK_KEY]);
+    await client.query('SELECT pg_advisory_unlock($1)', [SCHEMA_LOCK_KEY]);
   }
 }
 
