@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { repoRoot } from './helpers';
 
 const DIR = join(repoRoot(), 'ops', 'systemd');
-const SERVICES = ['gatherer', 'dedup', 'archive'] as const;
+const SERVICES = ['gatherer', 'dedup', 'archive', 'maintain'] as const;
 
 /** section -> key -> values (a key may repeat). Comments and blank lines are ignored. */
 function parseUnit(text: string): Map<string, Map<string, string[]>> {
