@@ -69,6 +69,9 @@ export const simCommand: Command = {
       const m = msg as { inject?: FaultRequest; clock?: 'pause' | 'resume'; connections?: boolean; id?: number };
       let error: string | undefined;
       let connections: SimConnection[] | undefined;
+      // resume() emits the first batch at once: the reply's record number is the last one made
+      // before the clock moved again, so a window "after the resume" starts after it.
+      const recordsBefore = sim.stats().records;
       try {
         if (m.inject) sim.injectFault(m.inject);
         else if (m.connections) connections = sim.connections();
@@ -78,7 +81,8 @@ export const simCommand: Command = {
       } catch (err) {
         error = (err as Error).message;
       }
-      process.send?.({ id: m.id, error, nowUs: sim.nowUs(), records: sim.stats().records, connections });
+      const records = m.clock === 'resume' ? recordsBefore : sim.stats().records;
+      process.send?.({ id: m.id, error, nowUs: sim.nowUs(), records, connections });
     };
     if (process.send) process.on('message', onIpc);
     await new Promise<void>((resolve) => {
