@@ -111,6 +111,7 @@ export async function runDemo(o: DemoOptions, out: NodeJS.WriteStream = process.
     const started = await sim.clock('resume');
     say('every market subscribed by every gatherer: the exchange is running');
     await stack.startDedupAndArchive();
+    await stack.startMaintainers();
     const view = new LiveView(stack.endpoints(), out, () => header(o, started.nowUs, sim.wsUrl, events));
     const t0 = Date.now();
     const nextKill = faults.demo.map((f) => t0 + f.everyMs);
@@ -163,6 +164,7 @@ async function finish(stack: Stack, o: DemoOptions, afterN: number, say: (l: str
   const merged = await waitMerged(stack.productionUrl, 4000, 120_000);
   await stack.dedup?.stop(30_000);
   await stack.archive?.stop(30_000);
+  await Promise.all(stack.maintainers.map((m) => m.service.stop(30_000)));
   const truth = await readTruthExpectation(stack.truthFile, { afterN, throughN: end.records });
   const c = new Client({ connectionString: stack.productionUrl });
   await c.connect();

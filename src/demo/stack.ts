@@ -1,6 +1,6 @@
 // A whole local platform: one embedded PostgreSQL (a database per gatherer and one for
-// production), the exchange simulator, three gatherers, the deduplicator and the archiver, each
-// as its own process like in production. Used by `kdp demo`.
+// production), the exchange simulator, three gatherers, the deduplicator, the archiver and a
+// storage maintainer per database, each as its own process like in production. Used by `kdp demo`.
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,6 +48,8 @@ export class Stack {
   gatherers: GathererProc[] = [];
   dedup: Service | undefined;
   archive: Service | undefined;
+  /** One `kdp maintain` per database: g1, g2, ..., production. */
+  maintainers: { readonly name: string; readonly metricsPort: number; readonly service: Service }[] = [];
   productionUrl = '';
   readonly ports = { dedupHealth: 0, dedupMetrics: 0, archiveMetrics: 0 };
   readonly dir: string;
@@ -191,6 +193,27 @@ export class Stack {
     this.archive = this.service('archive', ['archive', '--config', archiveFile]);
   }
 
+  /** `kdp maintain` for every gatherer database and production (partitions ahead, retention). */
+  async startMaintainers(): Promise<void> {
+    const dbs = [
+      ...this.gatherers.map((g) => ({ name: g.name, kind: 'gatherer', url: g.dbUrl })),
+      { name: 'production', kind: 'production', url: this.productionUrl },
+    ];
+    for (const db of dbs) {
+      const metricsPort = await freePort();
+      const file = this.config(`maintain-${db.name}`, {
+        kind: db.kind,
+        database: { url: db.url },
+        intervalMs: 60_000,
+        metricsPort,
+        metricsHost: '127.0.0.1',
+        log: { level: 'info' },
+      });
+      const service = this.service(`maintain-${db.name}`, ['maintain', '--config', file]);
+      this.maintainers.push({ name: `maint-${db.name}`, metricsPort, service });
+    }
+  }
+
   endpoints(): Endpoint[] {
     return [
       ...this.gatherers.map((g) => ({
@@ -206,12 +229,18 @@ export class Stack {
         healthUrl: `http://127.0.0.1:${this.ports.dedupHealth}/health`,
       },
       { name: 'archive', kind: 'archive' as const, metricsUrl: `http://127.0.0.1:${this.ports.archiveMetrics}/metrics`, healthUrl: undefined },
+      ...this.maintainers.map((m) => ({
+        name: m.name,
+        kind: 'maintain' as const,
+        metricsUrl: `http://127.0.0.1:${m.metricsPort}/metrics`,
+        healthUrl: undefined,
+      })),
     ];
   }
 
   /** Stops everything still running and removes the data directory unless kept. */
   async destroy(): Promise<void> {
-    const services = [this.dedup, this.archive, ...this.gatherers.map((g) => g.service)];
+    const services = [this.dedup, this.archive, ...this.gatherers.map((g) => g.service), ...this.maintainers.map((m) => m.service)];
     await Promise.all(services.map((s) => s?.stop(10_000)));
     for (const s of services) s?.closeLog();
     await this.sim?.stop().catch(() => undefined);

@@ -4,7 +4,7 @@ import { scrape, sumOf, type Sample } from '../ops/scrape';
 
 export interface Endpoint {
   readonly name: string;
-  readonly kind: 'gatherer' | 'dedup' | 'archive';
+  readonly kind: 'gatherer' | 'dedup' | 'archive' | 'maintain';
   readonly metricsUrl: string;
   readonly healthUrl: string | undefined;
 }
@@ -34,10 +34,18 @@ const DEDUP_COLUMNS = {
   rds: 'dedup_rds_connected',
 } as const;
 const ARCHIVE_COLUMNS = { exported: 'archive_rows_exported_total', partitions: 'archive_partitions_exported_total' } as const;
+const MAINTAIN_COLUMNS = {
+  runs: 'maintenance_runs_total',
+  created: 'maintenance_partitions_created_total',
+  dropped: 'maintenance_partitions_dropped_total',
+} as const;
+const COLUMNS = { gatherer: GATHERER_COLUMNS, dedup: DEDUP_COLUMNS, archive: ARCHIVE_COLUMNS, maintain: MAINTAIN_COLUMNS } as const;
 
 function columnsOf(kind: Endpoint['kind']): Record<string, string> {
-  return kind === 'gatherer' ? GATHERER_COLUMNS : kind === 'dedup' ? DEDUP_COLUMNS : ARCHIVE_COLUMNS;
+  return COLUMNS[kind];
 }
+
+const sumValues = (rows: readonly ViewRow[], col: string): number => rows.reduce((n, r) => n + (r.values[col] ?? 0), 0);
 
 export class LiveView {
   private previous = new Map<string, { at: number; values: Record<string, number> }>();
@@ -104,6 +112,11 @@ export class LiveView {
     for (const r of rows.filter((x) => this.kindOf(x) === 'archive')) {
       lines.push(`archiver     ${r.up ? '' : 'DOWN '}exported ${f(r.values.exported)} rows in ${f(r.values.partitions)} partitions`);
     }
+    const maint = rows.filter((x) => this.kindOf(x) === 'maintain');
+    if (maint.length) {
+      const each = maint.map((r) => (r.up ? `${r.name.replace(/^maint-/, '')} ${f(r.values.runs)} cycles` : `${r.name} DOWN`));
+      lines.push(`maintenance  ${each.join(', ')}; partitions created ${f(sumValues(maint, 'created'))}, dropped ${f(sumValues(maint, 'dropped'))}`);
+    }
     lines.push('', 'endpoints:');
     for (const e of this.endpoints) lines.push(`  ${e.name.padEnd(9)} ${e.healthUrl ?? ''}  ${e.metricsUrl}`);
     lines.push('', 'Ctrl-C stops everything gracefully and prints the verification.');
@@ -111,13 +124,15 @@ export class LiveView {
   }
 
   line(rows: readonly ViewRow[]): string {
-    const parts = rows.map((r) => {
+    const maint = rows.filter((r) => this.kindOf(r) === 'maintain');
+    const parts = rows.filter((r) => this.kindOf(r) !== 'maintain').map((r) => {
       if (!r.up) return `${r.name}=DOWN`;
       const k = this.kindOf(r);
       if (k === 'gatherer') return `${r.name} ${Math.round(r.rates.msgs ?? 0)}msg/s rows=${r.values.rows ?? 0} gaps=${r.values.gaps ?? 0}`;
       if (k === 'dedup') return `dedup merged=${r.values.merged ?? 0} lag=${(r.values.lag ?? 0).toFixed(1)}s`;
       return `archive rows=${r.values.exported ?? 0}`;
     });
+    if (maint.length) parts.push(`maintain up=${maint.filter((r) => r.up).length}/${maint.length} cycles=${sumValues(maint, 'runs')}`);
     return `[${new Date().toISOString().slice(11, 19)}] ${parts.join(' | ')}`;
   }
 
