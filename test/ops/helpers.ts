@@ -1,7 +1,7 @@
 // Shared by the ops tests: where the repository is, and which metric names exist.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ARCHIVE_METRICS, DEDUP_METRICS, GATHERER_METRICS } from '../../src/core/metrics';
+import { ARCHIVE_METRICS, DEDUP_METRICS, GATHERER_METRICS, MAINTAIN_METRICS } from '../../src/core/metrics';
 
 /** The repository root (tests run from dist/test/..., the files they check live in the source tree). */
 export function repoRoot(): string {
@@ -20,7 +20,7 @@ export function repoRoot(): string {
 /** Every series name our services export (histograms expand to _bucket/_sum/_count). */
 export function ourMetricNames(): Set<string> {
   const names = new Set<string>();
-  for (const defs of [GATHERER_METRICS, DEDUP_METRICS, ARCHIVE_METRICS]) {
+  for (const defs of [GATHERER_METRICS, DEDUP_METRICS, ARCHIVE_METRICS, MAINTAIN_METRICS]) {
     for (const [name, def] of Object.entries(defs)) {
       if (def.type === 'histogram')
         for (const s of ['_bucket', '_sum', '_count']) names.add(name + s);
