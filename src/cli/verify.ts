@@ -19,7 +19,8 @@ Checks a window of recent data and prints PASS or FAIL with the problems found; 
   --settle-seconds N         leave out the newest N seconds, still being merged (default 60)
   --gap-age-minutes N        unrecovered gaps older than this fail the check (default 15)
   --min-snapshot-coverage X  share of open markets that need a REST snapshot in the window (default 0.9)
-  --max-stale-markets N      open markets allowed without deltas or tickers in the window (default 0)
+  --max-stale-markets N      open markets allowed with exchange activity in the window (a trade, REST
+                             snapshots that differ) but no order-book delta (default 0); quiet markets are not stale
   --json                     print the full report as JSON
   --truth FILE               exact comparison of production with the exchange simulator's ground
                              truth: trades lost/duplicated/invented/changed, deltas per market

@@ -146,43 +146,47 @@ describe('kdp verify', () => {
     }
   });
 
-  test('an open market with no deltas and no tickers in the window is stale', async () => {
-    await onProduction(
-      `INSERT INTO markets (ticker, status, market_status, open_time, raw, updated_at) VALUES ('KXSTALE-1', 'active', 'open', $1, '{}', $1)`,
-      [data.nowUs - 600 * 60_000_000],
-    );
-    await withClient(dbs.production, (c) =>
-      insertRows(
-        c,
-        'orderbook_snapshots',
-        [
-          {
-            ticker: 'KXSTALE-1',
-            yes_levels: [],
-            no_levels: [],
-            snapshot_ts: data.nowUs - 5 * 60_000_000,
-            source: 'rest',
-            received_at: data.nowUs - 5 * 60_000_000,
-            gatherer: 'g1',
-            conn_id: 0,
-            sid: 0,
-          },
-        ],
-        true,
-      ),
-    );
+  test('an open market the exchange was active in but with no delta is stale (a trade, REST snapshots that differ); a quiet market is not', async () => {
+    const MIN_US = 60_000_000;
+    const markets = ['KXQUIET-1', 'KXTRADED-1', 'KXMOVED-1'];
+    for (const m of markets) {
+      await onProduction(
+        `INSERT INTO markets (ticker, status, market_status, open_time, raw, updated_at) VALUES ($1, 'active', 'open', $2, '{}', $2)`,
+        [m, data.nowUs - 600 * MIN_US],
+      );
+    }
+    const snapshot = (ticker: string, minutesAgo: number, yes: [string, string][]) => ({
+      ticker,
+      yes_levels: yes,
+      no_levels: [],
+      snapshot_ts: data.nowUs - minutesAgo * MIN_US,
+      source: 'rest',
+      received_at: data.nowUs - minutesAgo * MIN_US,
+      gatherer: 'g1',
+      conn_id: 0,
+      sid: 0,
+    });
+    const book = (price: string): [string, string][] => [[price, '10.00']];
+    await withClient(dbs.production, async (c) => {
+      // Quiet for the whole window: the same book twice, no trade, no delta.
+      await insertRows(c, 'orderbook_snapshots', [snapshot('KXQUIET-1', 20, book('0.40')), snapshot('KXQUIET-1', 5, book('0.40'))], true);
+      await insertRows(c, 'orderbook_snapshots', [snapshot('KXTRADED-1', 5, book('0.40'))], true);
+      await insertRows(c, 'orderbook_snapshots', [snapshot('KXMOVED-1', 20, book('0.40')), snapshot('KXMOVED-1', 5, book('0.41'))], true);
+      const trade = data.trades[0]!;
+      await insertRows(c, 'trades', [{ ...trade, gatherer: 'g1', ticker: 'KXTRADED-1', trade_id: '00000000-0000-4000-8000-00000000beef', exchange_ts: data.nowUs - 10 * MIN_US }], true);
+    });
     try {
       const r = await verify();
       assert.deepEqual(kinds(r), ['stale_markets']);
-      assert.match(r.problems[0]!.message, /1 open markets have no order-book delta.*KXSTALE-1/);
-      assert.equal(
-        (await verify({ maxStaleMarkets: 1 })).verdict,
-        'PASS',
-        'the allowance is honoured',
-      );
+      assert.equal(r.staleMarkets.count, 2);
+      assert.deepEqual(r.staleMarkets.examples, ['KXMOVED-1 (book moved)', 'KXTRADED-1 (traded)']);
+      assert.equal((await verify({ maxStaleMarkets: 2 })).verdict, 'PASS', 'the allowance is honoured');
     } finally {
-      await onProduction(`DELETE FROM markets WHERE ticker = 'KXSTALE-1'`);
-      await onProduction(`DELETE FROM orderbook_snapshots WHERE ticker = 'KXSTALE-1'`);
+      for (const m of markets) {
+        await onProduction(`DELETE FROM markets WHERE ticker = $1`, [m]);
+        await onProduction(`DELETE FROM orderbook_snapshots WHERE ticker = $1`, [m]);
+        await onProduction(`DELETE FROM trades WHERE ticker = $1`, [m]);
+      }
     }
   });
 
