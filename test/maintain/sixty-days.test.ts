@@ -13,7 +13,7 @@ import type { ClientBase } from 'pg';
 import { createLogger } from '../../src/core/log';
 import { MAINTAIN_METRICS, createMetrics, createRegistry } from '../../src/core/metrics';
 import { resolveMaintainOptions } from '../../src/maintain/options';
-import { runMaintainer } from '../../src/maintain/service';
+import { maintainOnce, runMaintainer } from '../../src/maintain/service';
 import type { Engine } from '../../src/schema/ddl';
 import { migrate } from '../../src/schema/migrate';
 import { partitionName } from '../../src/schema/partitions';
@@ -183,6 +183,19 @@ describe('60 days of partition life through kdp maintain', () => {
     for (const msg of ['partitions created', 'expired partitions dropped (merged)', 'expired partitions kept']) {
       assert.ok(log.includes(msg), `logged: ${msg}`);
     }
+  });
+
+  test('TimescaleDB production: a cycle runs the compression policies and measures every table', { skip }, async () => {
+    const url = await ts!.newDatabase('kdp_maint_prod');
+    await withClient(url, (c) => migrate(c, { kind: 'production', engine: 'timescale' }));
+    const metrics = createMetrics(MAINTAIN_METRICS, createRegistry(false));
+    const opts = resolveMaintainOptions({ kind: 'production', database: { url } });
+    const r = await maintainOnce(opts, { log: createLogger('maintain', { level: 'silent' }), metrics, signal: new AbortController().signal });
+    assert.equal(r.engine, 'timescale');
+    assert.deepEqual(new Set(r.jobs.map((j) => j.proc)), new Set(['policy_compression']));
+    assert.equal(r.jobs.length, TIME_SERIES_TABLES.length - 1, 'every hypertable (production lifecycle_events is a plain table)');
+    assert.deepEqual(Object.keys(r.tableBytes).sort(), TIME_SERIES_TABLES.map((t) => t.name).sort());
+    assert.equal(r.oldestUnmergedAgeSeconds, undefined);
   });
 
   test('TimescaleDB: compression and the guarded retention job, nothing unmerged dropped, size bounded', { skip }, async () => {
