@@ -76,6 +76,8 @@ export const DEDUP_METRICS = {
   dedup_duplicate_rate: { type: 'gauge', help: 'Share of rows read from gatherers that were already in production (last cycle)' },
   dedup_gatherer_health: { type: 'gauge', help: '1 when the gatherer database is reachable, else 0', labels: ['gatherer'] },
   dedup_rds_connected: { type: 'gauge', help: '1 when production PostgreSQL is reachable, else 0' },
+  dedup_rds_connections: { type: 'gauge', help: "Backends on production PostgreSQL's server (pg_stat_activity), sampled by the deduplicator" },
+  dedup_rds_max_connections: { type: 'gauge', help: "Production PostgreSQL's max_connections" },
   dedup_rows_read_total: { type: 'counter', help: 'Rows streamed from gatherers', labels: ['gatherer', 'table'] },
   dedup_rows_merged_total: { type: 'counter', help: 'Rows inserted into production (new)', labels: ['table'] },
   dedup_rows_duplicate_total: { type: 'counter', help: 'Rows already present in production', labels: ['table'] },

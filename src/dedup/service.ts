@@ -97,6 +97,9 @@ export interface Deduplicator {
 
 // A production session that cannot roll back within this is discarded instead.
 const ROLLBACK_WAIT_MS = 2_000;
+// Connection counts move on the scale of minutes; a sample every 15 s costs one query and keeps
+// the alert's 5-minute window well covered.
+const CONNECTION_SAMPLE_INTERVAL_MS = 15_000;
 
 const IDLE = { batches: 0, read: 0, merged: 0, duplicates: 0, more: false } as const;
 
@@ -126,6 +129,7 @@ class DedupService implements Deduplicator {
   private rdsFailures = 0;
   private rdsError: string | undefined;
   private lastCycleAtMs: number | undefined;
+  private connectionsSampleDueMs = 0;
   private frozenNow = new Map<string, string[]>();
   private servers: HttpServer[] = [];
   private running: Promise<unknown> = Promise.resolve();
@@ -281,6 +285,7 @@ class DedupService implements Deduplicator {
       }
     }
     if (read > 0) this.m.dedup_duplicate_rate.set(duplicates / read);
+    await this.sampleProductionConnections();
     if (this.opts.frozenFeed.enabled) this.updateFrozen();
     this.refreshLag();
     this.lastCycleAtMs = Date.now();
@@ -490,6 +495,27 @@ class DedupService implements Deduplicator {
     if (Date.now() >= s.registryDueMs) {
       await syncRegistry(g, p, s.registryPos, this.opts.sync.pageRowsMax);
       s.registryDueMs = Date.now() + this.opts.sync.metadataIntervalMs;
+    }
+  }
+
+  /**
+   * Backends on production's server against max_connections (the seeds' "RDS connections above
+   * 80 % of max" alert): at most every CONNECTION_SAMPLE_INTERVAL_MS, on a link a cycle just used.
+   * A failed sample leaves the gauges as they were; the cycle's own errors already count it.
+   */
+  private async sampleProductionConnections(): Promise<void> {
+    if (this.rds !== 'connected' || Date.now() < this.connectionsSampleDueMs) return;
+    const link = this.states.map((s) => s.prod).find((l) => l !== undefined && !l.broken);
+    if (!link) return;
+    this.connectionsSampleDueMs = Date.now() + CONNECTION_SAMPLE_INTERVAL_MS;
+    try {
+      const r = await link.client.query<{ n: number; max: number }>(
+        `SELECT count(*)::int AS n, current_setting('max_connections')::int AS max FROM pg_stat_activity WHERE backend_type = 'client backend'`,
+      );
+      this.m.dedup_rds_connections.set(r.rows[0]!.n);
+      this.m.dedup_rds_max_connections.set(r.rows[0]!.max);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not sample production connections');
     }
   }
 

@@ -520,6 +520,9 @@ describe('gap ledger, registry and frozen feeds', () => {
       ]) {
         assert.ok(text.includes(name), `metrics include ${name}`);
       }
+      const connections = Number(/^dedup_rds_connections (\d+)$/m.exec(text)?.[1]);
+      const max = Number(/^dedup_rds_max_connections (\d+)$/m.exec(text)?.[1]);
+      assert.ok(connections >= 1 && connections <= max, `production backends sampled: ${connections} of ${max}`);
       const health = await fetch(`http://127.0.0.1:${d.healthPort}/health`);
       const body = (await health.json()) as {
         status: string;
