@@ -35,8 +35,49 @@ import { Progress } from './progress';
 
 export type ArchiveMetrics = MetricSet<typeof ARCHIVE_METRICS>;
 
+/**
+ * What the archiver's /health reports; runArchiver keeps it current. A failed cycle is retried
+ * (database, store or disk trouble): one failure is degraded, UNHEALTHY_FAILURES in a row mean
+ * the archive is not advancing and someone must look (503).
+ */
+export class ArchiverHealth {
+  private static readonly UNHEALTHY_FAILURES = 3;
+  readonly startedAtMs = Date.now();
+  lastCycleOkAtMs: number | undefined;
+  consecutiveFailures = 0;
+  lastErrorCode: string | undefined;
+
+  cycleOk(): void {
+    this.lastCycleOkAtMs = Date.now();
+    this.consecutiveFailures = 0;
+    this.lastErrorCode = undefined;
+  }
+
+  cycleFailed(code: string): void {
+    this.consecutiveFailures++;
+    this.lastErrorCode = code;
+  }
+
+  report(): { status: number; body: Record<string, unknown> } {
+    const failing = this.consecutiveFailures;
+    const status = failing >= ArchiverHealth.UNHEALTHY_FAILURES ? 'unhealthy' : failing > 0 ? 'degraded' : 'healthy';
+    return {
+      status: status === 'unhealthy' ? 503 : 200,
+      body: {
+        status,
+        last_cycle_ok_ms_ago: this.lastCycleOkAtMs === undefined ? null : Date.now() - this.lastCycleOkAtMs,
+        consecutive_failures: failing,
+        last_error_code: this.lastErrorCode ?? null,
+        uptime_s: Math.round((Date.now() - this.startedAtMs) / 1000),
+      },
+    };
+  }
+}
+
 export interface ArchiveDeps {
   readonly log?: Logger;
+  /** Kept current by runArchiver for the service's /health. */
+  readonly health?: ArchiverHealth;
   readonly metrics?: ArchiveMetrics;
   /** Receives plain progress lines while a backlog is exported. */
   readonly progress?: (line: string) => void;
@@ -312,6 +353,7 @@ export async function runArchiver(opts: ArchiveOptions, deps: ArchiveDeps = {}):
       const cycle = await exportCycle(session);
       addStats(total, cycle);
       failures = 0;
+      deps.health?.cycleOk();
       const { partitions, reexports, rows, bytes, elapsedMs, rowsPerSecond, dedupStalled } = cycle;
       log.info({ partitions, reexports, rows, bytes, elapsedMs, rowsPerSecond, dedupStalled }, 'archive cycle done');
     } catch (err) {
@@ -320,6 +362,7 @@ export async function runArchiver(opts: ArchiveOptions, deps: ArchiveDeps = {}):
       failures++;
       metrics.archive_errors_total.inc({ type: errorType(err) });
       const code = isKdpError(err) ? err.code : 'unclassified';
+      deps.health?.cycleFailed(code);
       log.error({ code, err: (err as Error).message, failures }, 'archive cycle failed; retrying next cycle');
       if (session) await closeSession(session);
       session = undefined;

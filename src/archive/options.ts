@@ -54,7 +54,7 @@ export const ARCHIVE_SPEC = {
   duckdbMemoryMb: { kind: 'int', doc: 'DuckDB memory limit (spills to workDir beyond it)', default: 1024, min: 64 },
   duckdbThreads: { kind: 'int', doc: 'DuckDB worker threads', default: 2, min: 1, max: 64 },
   progressIntervalMs: { kind: 'int', doc: 'progress line every this often while exporting a backlog', default: 5_000, min: 100 },
-  metricsPort: { kind: 'int', doc: 'port of /metrics (0 = any free port; unset = no HTTP server)', optional: true, min: 0, max: 65535 },
+  metricsPort: { kind: 'int', doc: 'port of /metrics and /health (0 = any free port; unset = no HTTP server)', optional: true, min: 0, max: 65535 },
   metricsHost: { kind: 'string', doc: 'address /metrics binds', default: '0.0.0.0' },
   log: { kind: 'object', doc: 'logging', fields: LOG_SPEC },
 } as const satisfies Spec;

@@ -2,8 +2,8 @@
 import { loadConfig } from '../config/load';
 import { createLogger } from '../core/log';
 import { ARCHIVE_METRICS, createMetrics, createRegistry } from '../core/metrics';
-import { startHttpServer, type HttpServer } from '../http/server';
-import { exportOnce, runArchiver, type ArchiveStats } from '../archive/archiver';
+import { json, startHttpServer, type HttpServer } from '../http/server';
+import { ArchiverHealth, exportOnce, runArchiver, type ArchiveStats } from '../archive/archiver';
 import { ARCHIVE_SPEC, checkArchiveOptions } from '../archive/options';
 import { KdpError } from '../core/errors';
 import { parseOptions, type Command } from './command';
@@ -38,6 +38,7 @@ Progress lines go to stderr, JSON logs to stdout. SIGTERM/SIGINT stop after the 
     const log = createLogger('archive', { level: opts.log.level });
     const registry = createRegistry(true);
     const metrics = createMetrics(ARCHIVE_METRICS, registry);
+    const health = new ArchiverHealth();
     const stop = new AbortController();
     const onSignal = (sig: string) => {
       log.info({ signal: sig }, 'stopping after the partition in flight');
@@ -49,10 +50,11 @@ Progress lines go to stderr, JSON logs to stdout. SIGTERM/SIGINT stop after the 
     if (opts.metricsPort !== undefined && !values.once) {
       http = await startHttpServer(opts.metricsHost, opts.metricsPort, [
         { method: 'GET', path: '/metrics', handler: async () => ({ status: 200, body: await registry.metrics(), contentType: registry.contentType }) },
+        { method: 'GET', path: '/health', handler: () => { const h = health.report(); return json(h.status, h.body); } },
       ]);
       log.info({ port: http.port }, 'metrics listening');
     }
-    const deps = { log, metrics, signal: stop.signal, progress: (line: string) => process.stderr.write(line + '\n') };
+    const deps = { log, metrics, health, signal: stop.signal, progress: (line: string) => process.stderr.write(line + '\n') };
     try {
       const stats = values.once ? await exportOnce(opts, deps) : await runArchiver(opts, deps);
       process.stderr.write(summary(stats) + '\n');

@@ -172,12 +172,13 @@ describe('crash safety', () => {
     assert.equal(await assertNoPartialFile(url, root), PARTITIONS);
   });
 
-  test('service mode serves /metrics with the archive metrics', async () => {
+  test('service mode serves /metrics with the archive metrics and /health on the same port', async () => {
     await withClient(url, (c) => c.query(`DELETE FROM export_cursors WHERE table_name = 'trades'`));
     const withMetrics = join(scratch, 'archive-metrics.yaml');
     writeFileSync(withMetrics, readFileSync(config, 'utf8') + 'metricsPort: 0\nmetricsHost: 127.0.0.1\n');
     let port = 0;
     let body = '';
+    let health: { status: number; body: Record<string, unknown> } | undefined;
     let done = false;
     const r = await runKdp(['archive', '--config', withMetrics], {}, (chunk, child) => {
       const entry = JSON.parse(chunk) as { msg?: string; port?: number };
@@ -187,6 +188,8 @@ describe('crash safety', () => {
         fetch(`http://127.0.0.1:${port}/metrics`)
           .then((res) => res.text())
           .then((text) => (body = text))
+          .then(() => fetch(`http://127.0.0.1:${port}/health`))
+          .then(async (res) => (health = { status: res.status, body: (await res.json()) as Record<string, unknown> }))
           .finally(() => child.kill('SIGTERM'));
       }
     });
@@ -194,5 +197,9 @@ describe('crash safety', () => {
     assert.match(body, new RegExp(`archive_rows_exported_total\\{table="trades"\\} ${HOURS * ROWS_PER_HOUR}`));
     assert.match(body, /archive_partitions_exported_total\{table="trades"\} 3/);
     assert.match(body, /archive_lag_seconds\{table="trades"\}/);
+    assert.equal(health?.status, 200);
+    assert.equal(health?.body.status, 'healthy');
+    assert.equal(health?.body.consecutive_failures, 0);
+    assert.equal(typeof health?.body.last_cycle_ok_ms_ago, 'number');
   });
 });
