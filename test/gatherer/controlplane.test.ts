@@ -11,6 +11,7 @@ import { GATHERER_METRICS, createMetrics, createRegistry } from '../../src/core/
 import { createRestControlPlane, loadSigner } from '../../src/gatherer/controlplane';
 import { GATHERER_REST_SPEC } from '../../src/gatherer/options';
 import { migrate } from '../../src/schema/migrate';
+import { waitFor } from '../harness/gatherer';
 import { startPg, withClient, type TestPg } from '../harness/pg';
 import { KalshiTestServer, market } from './fixtures/kalshi-test-server';
 import { pgWriteRows } from './fixtures/pg-writer';
@@ -89,8 +90,7 @@ test('the wired control plane discovers markets with signed requests, polls them
   cp.registry.on('marketsAdded', (t) => added.push(...t));
   await cp.start();
   assert.equal(added.length, 5);
-  for (let i = 0; i < 100 && cp.poller.stats.stored < 5; i++)
-    await new Promise((r) => setTimeout(r, 20));
+  await waitFor('the first snapshot batch stored', () => cp.poller.stats.stored >= 5, 30_000, 20);
   await cp.stop();
   assert.equal(cp.poller.stats.stored, 5, 'one batch of 5 at the start of the first cycle');
   assert.ok(

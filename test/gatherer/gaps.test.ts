@@ -114,7 +114,11 @@ test('seq gaps on a book sid while its get_snapshot is in flight join that resyn
     for (let i = 0; i < 200; i++) {
       gaps.onWorkerGap({ kind: 'gap', connId: 1, sid: 5, channel: 'orderbook_delta', expectedSeq: 10 + 2 * i, gotSeq: 11 + 2 * i, errorCode: null, tickers: ['M-1'], lastGoodUs: t + i, lastGoodExchangeUs: null, detectedUs: t + i + 1 });
     }
-    await waitFor('the gap recovered', async () => (await openGaps(pool)).n >= 1 && (await openGaps(pool)).open === 0);
+    await waitFor('the gap recovered', async () => {
+      // One read: two reads could see no row yet, then the row unrecovered.
+      const g = await openGaps(pool);
+      return g.n >= 1 && g.open === 0;
+    });
     const r = await pool.query(`SELECT kind, expected_seq::int AS expected, recovery_method FROM gap_ledger`);
     assert.deepEqual(r.rows, [{ kind: 'seq_gap', expected: 10, recovery_method: 'get_snapshot' }], 'one row, the first gap\'s');
     assert.equal(gaps.stats.coalesced, 199);
@@ -146,7 +150,11 @@ test('a gap on a sid the connection no longer holds (unsubscribed or replaced) w
   try {
     gaps.onWorkerGap(ringDrop(4, 'orderbook_delta', 0));
     gaps.onWorkerGap(ringDrop(6, 'orderbook_delta', 1));
-    await waitFor('both gaps recovered', async () => (await openGaps(pool)).open === 0 && (await openGaps(pool)).n === 2, 30_000);
+    await waitFor('both gaps recovered', async () => {
+      // One read: two reads could see no row yet, then the row unrecovered.
+      const g = await openGaps(pool);
+      return g.open === 0 && g.n === 2;
+    }, 30_000);
     const r = await pool.query(`SELECT sid, kind, recovery_method FROM gap_ledger ORDER BY sid`);
     assert.deepEqual(r.rows, [
       { sid: 4, kind: 'ring_drop', recovery_method: 'sid_retired' },
@@ -172,7 +180,11 @@ test('after a crash, the restarted gatherer takes over the gaps the dead process
     const gaps = await tracker(pool, backfill);
     try {
       gaps.onStarted(['M-1', 'M-2']);
-      await waitFor('both rows recovered', async () => (await openGaps(pool)).n === 2 && (await openGaps(pool)).open === 0);
+      await waitFor('both rows recovered', async () => {
+      // One read: two reads could see no row yet, then the row unrecovered.
+      const g = await openGaps(pool);
+      return g.n === 2 && g.open === 0;
+    });
       const rows = (await pool.query(`SELECT kind, window_start::float8 AS ws, recovery_method FROM gap_ledger ORDER BY gap_id`)).rows;
       assert.deepEqual(rows.map((r) => [r.kind, r.recovery_method]), [['disconnect', 'resubscribe'], ['gatherer_restart', 'resubscribe']]);
       assert.equal(rows[1].ws, oldStartUs, 'the restart row starts at the orphaned gap');

@@ -10,6 +10,7 @@ import { RestClient } from '../../src/gatherer/rest';
 import { startRestTestEnv, type RestTestEnv } from './fixtures/env';
 import { KalshiTestServer } from './fixtures/kalshi-test-server';
 import { pgWriteRows } from './fixtures/pg-writer';
+import { waitFor } from '../harness/gatherer';
 
 const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
 let pool: Pool;
@@ -178,7 +179,7 @@ describe('snapshot poller', () => {
       },
     );
     p.start();
-    for (let i = 0; i < 100 && !stopping; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor('the first cycle to stop the poller', () => stopping !== undefined, 30_000, 20);
     await stopping;
     assert.equal(cycles, 1);
     assert.equal(
