@@ -21,7 +21,20 @@ import { checkGathererOptions, GATHERER_SPEC, type GathererOptions } from '../sr
 import { startGatherer, type Gatherer } from '../src/gatherer/service';
 import { compareTrades, type TruthTrade } from '../src/ops/truth';
 import { spawnSimulator, type SpawnedSimulator } from '../src/sim/spawn';
-import { RESULT_MARKER, emitResult, environment, rssBytes, migratedGathererDb, peakRssBytes, quietLogger, resetPeakRss, sampleRss, sleep, truthWindow, waitSubscribed } from './common';
+import {
+  RESULT_MARKER,
+  emitResult,
+  environment,
+  rssBytes,
+  migratedGathererDb,
+  peakRssBytes,
+  quietLogger,
+  resetPeakRss,
+  sampleRss,
+  sleep,
+  truthWindow,
+  waitSubscribed,
+} from './common';
 import { withClient } from '../src/core/pgclient';
 
 const { values: args } = parseArgs({
@@ -104,7 +117,10 @@ async function settle(g: Gatherer, dbUrl: string): Promise<{ settled: boolean; m
     const idle = g.controlPlane.backfill.queuedWindows() === 0 && Date.now() - quietSince >= 2000;
     if (l.open === 0 && l.rows === g.gaps.stats.recorded && idle) return { settled: true, ms: Date.now() - t0 };
 
-    if ((Date.now() - t0) % 5000 < 250) progress(`settling: ledger ${l.rows} rows, ${l.open} open, recorded ${g.gaps.stats.recorded}; backfill queued ${g.controlPlane.backfill.queuedWindows()} ${JSON.stringify(s)}`);
+    if ((Date.now() - t0) % 5000 < 250)
+      progress(
+        `settling: ledger ${l.rows} rows, ${l.open} open, recorded ${g.gaps.stats.recorded}; backfill queued ${g.controlPlane.backfill.queuedWindows()} ${JSON.stringify(s)}`,
+      );
     await sleep(250);
   }
   return { settled: false, ms: Date.now() - t0 };
@@ -116,7 +132,15 @@ async function storedTrades(dbUrl: string, fromUs: number, toUs: number): Promis
       `SELECT trade_id::text, ticker, yes_price::text, no_price::text, count::text, exchange_ts::text, taker_side FROM trades WHERE exchange_ts BETWEEN $1 AND $2`,
       [fromUs, toUs],
     );
-    return r.rows.map((x) => ({ tradeId: x.trade_id, ticker: x.ticker, yesPrice: x.yes_price, noPrice: x.no_price, count: x.count, exchangeTs: Number(x.exchange_ts), takerSide: x.taker_side }));
+    return r.rows.map((x) => ({
+      tradeId: x.trade_id,
+      ticker: x.ticker,
+      yesPrice: x.yes_price,
+      noPrice: x.no_price,
+      count: x.count,
+      exchangeTs: Number(x.exchange_ts),
+      takerSide: x.taker_side,
+    }));
   });
 }
 
@@ -131,10 +155,95 @@ async function clock(sim: SpawnedSimulator, action: 'pause' | 'resume'): Promise
 
 let current: Gatherer | undefined;
 
+/** The stored trades and deltas of the window against the exchange's record of it. */
+async function judgeAgainstTruth(dbUrl: string, truthFile: string, afterN: number, throughN: number) {
+  const truth = await truthWindow(truthFile, afterN, throughN, false);
+  const actual = (await storedTrades(dbUrl, truth.fromUs, truth.toUs)).filter((t) => !truth.tradeIdsBefore.has(t.tradeId));
+  const trades = compareTrades(truth.trades, actual);
+  const deltasStored = await withClient(dbUrl, async (c) =>
+    Number((await c.query(`SELECT count(*)::bigint AS n FROM orderbook_deltas WHERE exchange_ts BETWEEN $1 AND $2`, [truth.fromUs, truth.toUs])).rows[0].n),
+  );
+  return { truth, actual, trades, deltasStored };
+}
+
+function capsOf(options: ReturnType<typeof overloadOptions>): Record<string, number> {
+  return {
+    workers: options.pipeline.workers,
+    ringBytes: RING_BYTES,
+    ringBytesTotal: RING_BYTES * options.pipeline.workers,
+    frameBytesMax: options.pipeline.frameBytesMax,
+    pendingRowsMaxPerTable: PENDING_ROWS,
+    rssCapMiB: RSS_CAP_MIB,
+  };
+}
+
+function rssReport(samples: readonly number[], maxMiB: number): Record<string, unknown> {
+  return {
+    maxMiB,
+    firstMiB: Math.round(samples[0]! / MiB),
+    lastMiB: Math.round(samples[samples.length - 1]! / MiB),
+    samples: samples.length,
+    seriesMiB: samples.map((x) => Math.round(x / MiB)),
+  };
+}
+
+/** What the run must show, whatever its speed: bounded memory, a clean stop, every trade once, every drop ledgered and recovered. */
+function overloadChecks(
+  mode: 'drop' | 'pause',
+  g: Gatherer,
+  r: {
+    maxRssMiB: number;
+    drained: boolean;
+    settled: boolean;
+    trades: { lost: number; duplicated: number; invented: number; mismatched: number };
+    dropped: number;
+    gapLedger: Awaited<ReturnType<typeof ledger>>;
+  },
+): Record<string, boolean> {
+  const ringDropRows = r.gapLedger.byKind.ring_drop?.rows ?? 0;
+  return {
+    rssUnderCap: r.maxRssMiB <= RSS_CAP_MIB,
+    drained: r.drained,
+    settled: r.settled,
+    tradesExactlyOnce: r.trades.lost + r.trades.duplicated + r.trades.invented + r.trades.mismatched === 0,
+    everyDropInLedger: r.dropped === 0 ? ringDropRows === 0 : ringDropRows > 0,
+    everyGapRecorded: g.gaps.stats.unrecorded === 0 && r.gapLedger.rows === g.gaps.stats.recorded,
+    everyGapRecovered: r.gapLedger.open === 0,
+    // pause mode: the gatherer itself never drops (the exchange may still cut a slow reader: error 25).
+    noDropsInPauseMode: mode === 'drop' || r.dropped === 0,
+  };
+}
+
+/** SECONDS of exchange load on a subscribed gatherer: what it received and processed, RSS sampled throughout. */
+async function measureWindow(g: Gatherer, sim: Awaited<ReturnType<typeof spawnSimulator>>) {
+  await sleep(1500);
+  resetPeakRss();
+  const rss = sampleRss(500);
+  const m0 = g.pipeline.total('messages');
+  const f0 = g.router.stats.framesRouted + g.router.stats.framesDropped;
+  const resumed = await clock(sim, 'resume'); // not paused: only reads the record count
+  const t0 = Date.now();
+  await sleep(SECONDS * 1000);
+  const stopped = await clock(sim, 'pause');
+  const dt = (Date.now() - t0) / 1000;
+  const received = g.router.stats.framesRouted + g.router.stats.framesDropped - f0;
+  const processed = g.pipeline.total('messages') - m0;
+  return { rss, resumed, stopped, dt, received, processed };
+}
+
 async function overloadRun(dbUrl: string, mode: 'drop' | 'pause', dir: string): Promise<Record<string, unknown>> {
   const load = environment().loadavg;
   const truthFile = join(dir, 'truth.ndjson');
-  const sim = await spawnSimulator({ markets: MARKETS, rate: RATE, pace: 'realtime', seed: 31, truthFile, tradesKeptMax: 5_000_000, restTokensPerSec: 1e6, restBurstTokens: 1e6 });
+  const sim = await spawnSimulator({
+    markets: MARKETS,
+    rate: RATE,
+    pace: 'realtime',
+    seed: 31,
+    truthFile,
+    tradesKeptMax: 5_000_000,
+    restTokensPerSec: 1e6,
+    restBurstTokens: 1e6,
+  });
   try {
     // The exchange clock is not paused while the gatherer subscribes: a pause would put exchange
     // time behind wall time, and gap windows (receipt times) would no longer cover the exchange
@@ -145,19 +254,8 @@ async function overloadRun(dbUrl: string, mode: 'drop' | 'pause', dir: string): 
     current = g;
     await waitSubscribed(g);
     progress(`${mode}: gatherer subscribed`);
-    await sleep(1500);
-    resetPeakRss();
-    const rss = sampleRss(500);
-    const m0 = g.pipeline.total('messages');
-    const f0 = g.router.stats.framesRouted + g.router.stats.framesDropped;
-    const resumed = await clock(sim, 'resume'); // not paused: only reads the record count
-    const t0 = Date.now();
-    await sleep(SECONDS * 1000);
-    const stopped = await clock(sim, 'pause');
-    const dt = (Date.now() - t0) / 1000;
+    const { rss, resumed, stopped, dt, received, processed } = await measureWindow(g, sim);
     progress(`${mode}: exchange paused; settling`);
-    const received = g.router.stats.framesRouted + g.router.stats.framesDropped - f0;
-    const processed = g.pipeline.total('messages') - m0;
     const settled = await settle(g, dbUrl);
     progress(`${mode}: settled=${settled.settled} in ${settled.ms} ms; stopping gatherer`);
     const drained = await g.stop();
@@ -167,24 +265,10 @@ async function overloadRun(dbUrl: string, mode: 'drop' | 'pause', dir: string): 
     await sim.stop();
     const gapLedger = await ledger(dbUrl);
     progress(`${mode}: reading truth`);
-    const truth = await truthWindow(truthFile, resumed.records, stopped.records, false);
-    const actual = (await storedTrades(dbUrl, truth.fromUs, truth.toUs)).filter((t) => !truth.tradeIdsBefore.has(t.tradeId));
-    const trades = compareTrades(truth.trades, actual);
-    const deltasStored = await withClient(dbUrl, async (c) => Number((await c.query(`SELECT count(*)::bigint AS n FROM orderbook_deltas WHERE exchange_ts BETWEEN $1 AND $2`, [truth.fromUs, truth.toUs])).rows[0].n));
+    const { truth, actual, trades, deltasStored } = await judgeAgainstTruth(dbUrl, truthFile, resumed.records, stopped.records);
     const dropped = g.router.stats.framesDropped;
-    const ringDropRows = gapLedger.byKind.ring_drop?.rows ?? 0;
     const maxRssMiB = Math.round(Math.max(rssSeries.maxBytes, peakRssBytes()) / MiB);
-    const checks = {
-      rssUnderCap: maxRssMiB <= RSS_CAP_MIB,
-      drained,
-      settled: settled.settled,
-      tradesExactlyOnce: trades.counts.lost + trades.counts.duplicated + trades.counts.invented + trades.counts.mismatched === 0,
-      everyDropInLedger: dropped === 0 ? ringDropRows === 0 : ringDropRows > 0,
-      everyGapRecorded: g.gaps.stats.unrecorded === 0 && gapLedger.rows === g.gaps.stats.recorded,
-      everyGapRecovered: gapLedger.open === 0,
-      // pause mode: the gatherer itself never drops (the exchange may still cut a slow reader: error 25).
-      noDropsInPauseMode: mode === 'drop' || dropped === 0,
-    };
+    const checks = overloadChecks(mode, g, { maxRssMiB, drained, settled: settled.settled, trades: trades.counts, dropped, gapLedger });
     const ok = Object.values(checks).every(Boolean);
     if (!ok) process.exitCode = 1;
     const b = g.controlPlane.backfill.stats;
@@ -193,7 +277,7 @@ async function overloadRun(dbUrl: string, mode: 'drop' | 'pause', dir: string): 
       loadavgAtStart: load,
       loadavgAtEnd: environment().loadavg,
       seconds: +dt.toFixed(2),
-      caps: { workers: options.pipeline.workers, ringBytes: RING_BYTES, ringBytesTotal: RING_BYTES * options.pipeline.workers, frameBytesMax: options.pipeline.frameBytesMax, pendingRowsMaxPerTable: PENDING_ROWS, rssCapMiB: RSS_CAP_MIB },
+      caps: capsOf(options),
       receivedMsgsPerSec: Math.round(received / dt),
       processedMsgsPerSec: Math.round(processed / dt),
       exchangeMsgsPerSec: Math.round((truth.deltaCount + truth.trades.length + truth.tickerCount) / dt),
@@ -206,7 +290,7 @@ async function overloadRun(dbUrl: string, mode: 'drop' | 'pause', dir: string): 
       gapsUnrecorded: g.gaps.stats.unrecorded,
       settleMs: settled.ms,
       backfill: { windowsFetched: b.windowsFetched, windowsFailed: b.windowsFailed, refused: b.refused, tradesFetched: b.trades, pages: b.pages },
-      rss: { maxMiB: maxRssMiB, firstMiB: Math.round(rssSeries.samples[0]! / MiB), lastMiB: Math.round(rssSeries.samples[rssSeries.samples.length - 1]! / MiB), samples: rssSeries.samples.length, seriesMiB: rssSeries.samples.map((x) => Math.round(x / MiB)) },
+      rss: rssReport(rssSeries.samples, maxRssMiB),
       trades: { expected: truth.trades.length, stored: actual.length, ...trades.counts },
       deltas: { expected: truth.deltaCount, stored: deltasStored, notStored: truth.deltaCount - deltasStored },
       checks,
@@ -218,8 +302,6 @@ async function overloadRun(dbUrl: string, mode: 'drop' | 'pause', dir: string): 
     await sim.stop();
   }
 }
-
-
 
 /** Child process: one mode against the database the parent made; prints its result line. */
 async function child(mode: 'drop' | 'pause', dbUrl: string, dir: string): Promise<void> {
@@ -242,7 +324,16 @@ async function runMode(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Record<st
   // The parent owns the truth file's directory: a killed child cannot clean up after itself.
   const dir = mkdtempSync(join(tmpdir(), 'kdp-bench-overload-'));
   const limitMs = (SECONDS * 2 + SETTLE_MS_MAX / 1000 + Number(args['slack-seconds'])) * 1000;
-  const argv = [__filename, ...process.argv.slice(2).filter((a, i, all) => !['--modes'].includes(a) && all[i - 1] !== '--modes'), '--child-mode', mode, '--db-url', dbUrl, '--work-dir', dir];
+  const argv = [
+    __filename,
+    ...process.argv.slice(2).filter((a, i, all) => !['--modes'].includes(a) && all[i - 1] !== '--modes'),
+    '--child-mode',
+    mode,
+    '--db-url',
+    dbUrl,
+    '--work-dir',
+    dir,
+  ];
   const p = spawn(process.execPath, argv, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let lastProgress = '';
@@ -278,7 +369,17 @@ async function runMode(pg: PgCluster, mode: 'drop' | 'pause'): Promise<Record<st
   for (const l of out.split('\n')) if (!l.startsWith(RESULT_MARKER) && l) process.stdout.write(`${l}\n`);
   const line = out.split('\n').find((l) => l.startsWith(RESULT_MARKER));
   if (line) return { ...(JSON.parse(line.slice(RESULT_MARKER.length)) as Record<string, unknown>), childRssMaxMiB };
-  return { mode, ok: false, timedOut, exitCode: code, limitMs, lastProgress, rssCapMiB: RSS_CAP_MIB, childRssMaxMiB, rssUnderCap: childRssMaxMiB <= RSS_CAP_MIB };
+  return {
+    mode,
+    ok: false,
+    timedOut,
+    exitCode: code,
+    limitMs,
+    lastProgress,
+    rssCapMiB: RSS_CAP_MIB,
+    childRssMaxMiB,
+    rssUnderCap: childRssMaxMiB <= RSS_CAP_MIB,
+  };
 }
 
 async function main(): Promise<void> {
