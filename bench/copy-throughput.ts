@@ -24,7 +24,8 @@ function rowLines(n: number): string[] {
   const out: string[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const ticker = copyText(`KXBTCD-26NOV2317-T${90000 + (i % 400) * 250}`);
-    out[i] = `${ticker}\t${i % 2 ? 'yes' : 'no'}\t0.${String(1000 + (i % 9000)).slice(-4)}\t${(i % 300) - 150}.00\t${NOW_US + i}\t0\t${NOW_US + i + 900}\tg1\t1\t${1 + (i % 16)}\t${i}`;
+    out[i] =
+      `${ticker}\t${i % 2 ? 'yes' : 'no'}\t0.${String(1000 + (i % 9000)).slice(-4)}\t${(i % 300) - 150}.00\t${NOW_US + i}\t0\t${NOW_US + i + 900}\tg1\t1\t${1 + (i % 16)}\t${i}`;
   }
   return out;
 }
@@ -94,7 +95,11 @@ async function main(): Promise<void> {
       rows: n,
       megabytes: +(bytes / 1e6).toFixed(1),
       batchRowsMax,
-      writer: { seconds: [writer1.seconds, writer2.seconds].map((s) => +s.toFixed(3)), rowsPerSec: [rate(writer1.seconds), rate(writer2.seconds)], batches: writer1.batches },
+      writer: {
+        seconds: [writer1.seconds, writer2.seconds].map((s) => +s.toFixed(3)),
+        rowsPerSec: [rate(writer1.seconds), rate(writer2.seconds)],
+        batches: writer1.batches,
+      },
       psqlCopy: { seconds: [psql1, psql2].map((s) => +s.toFixed(3)), rowsPerSec: [rate(psql1), rate(psql2)] },
     };
     console.log(JSON.stringify(result, null, 2));

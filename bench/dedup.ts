@@ -18,14 +18,7 @@ import { emitResult, environment, psql } from './common';
 const COLS = columnNames(ORDERBOOK_DELTAS).map(quoteIdent).join(', ');
 
 /** One gatherer's full copy, written as the gatherer writers do: rows + ingest_batches row per transaction. */
-async function fillGatherer(
-  url: string,
-  name: string,
-  rows: number,
-  batchRows: number,
-  markets: number,
-  baseUs: number,
-): Promise<void> {
+async function fillGatherer(url: string, name: string, rows: number, batchRows: number, markets: number, baseUs: number): Promise<void> {
   await withClient(url, async (c) => {
     await migrate(c, { kind: 'gatherer', engine: 'postgres' });
     for (let lo = 0; lo < rows; lo += batchRows) {
@@ -42,10 +35,7 @@ async function fillGatherer(
          FROM generate_series($6::bigint, $7::bigint) AS i`,
         [markets, baseUs, 700 + name.length * 100, name, id, lo, hi],
       );
-      await c.query(
-        `INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES ($1, 'bench', 'orderbook_deltas', $2)`,
-        [id, hi - lo + 1],
-      );
+      await c.query(`INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES ($1, 'bench', 'orderbook_deltas', $2)`, [id, hi - lo + 1]);
       await c.query('COMMIT');
     }
     await c.query('VACUUM ANALYZE orderbook_deltas');
@@ -99,15 +89,13 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kdp-bench-dedup-'));
   try {
     const gatherers = [];
-    for (const name of ['g1', 'g2', 'g3'])
-      gatherers.push({ name, url: await G.createDatabase(`bench_${name}`) });
+    for (const name of ['g1', 'g2', 'g3']) gatherers.push({ name, url: await G.createDatabase(`bench_${name}`) });
     const t0 = Date.now();
     for (const g of gatherers) await fillGatherer(g.url, g.name, rows, batchRows, markets, baseUs);
     const fillS = (Date.now() - t0) / 1000;
     const prodUrl = await P.createDatabase('bench_prod');
     const baseUrl = await P.createDatabase('bench_psql');
-    for (const u of [prodUrl, baseUrl])
-      await withClient(u, (c) => migrate(c, { kind: 'production', engine: 'postgres' }));
+    for (const u of [prodUrl, baseUrl]) await withClient(u, (c) => migrate(c, { kind: 'production', engine: 'postgres' }));
     await withClient(prodUrl, (c) => c.query('CHECKPOINT'));
 
     const options = resolveDedupOptions({
@@ -119,8 +107,7 @@ async function main(): Promise<void> {
     });
     const { merged, duplicates, cycles, seconds: dedupS } = await mergeAll(options);
     if (merged !== rows) throw new Error(`merged ${merged} unique rows, expected ${rows}`);
-    if (duplicates !== 2 * rows)
-      throw new Error(`counted ${duplicates} duplicates, expected ${2 * rows}`);
+    if (duplicates !== 2 * rows) throw new Error(`counted ${duplicates} duplicates, expected ${2 * rows}`);
 
     const psqlS = psqlCopySeconds(gatherers[0]!.url, baseUrl, dir);
 

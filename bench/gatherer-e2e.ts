@@ -235,7 +235,12 @@ async function gathererRun(sim: SpawnedSimulator, dbUrl: string, seconds: number
  * with `psql \copy` (one psql process, one \copy per table) into a freshly migrated database of the
  * same schema. Messages/s equivalent = messages the gatherer turned into those rows / seconds.
  */
-async function dbCeiling(pg: PgCluster, fromUrl: string, name: string, messages: number): Promise<{ rows: number; seconds: number; rowsPerSec: number; msgsPerSecEquivalent: number; megabytes: number }> {
+async function dbCeiling(
+  pg: PgCluster,
+  fromUrl: string,
+  name: string,
+  messages: number,
+): Promise<{ rows: number; seconds: number; rowsPerSec: number; msgsPerSecEquivalent: number; megabytes: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'kdp-bench-ceiling-'));
   try {
     const files = TIME_SERIES_TABLES.map((t) => ({ t, file: join(dir, `${t.name}.copy`), cols: columnNames(t).map(quoteIdent).join(', ') }));
@@ -258,7 +263,13 @@ async function dbCeiling(pg: PgCluster, fromUrl: string, name: string, messages:
     });
     if (loaded !== rows) throw new Error(`psql \\copy loaded ${loaded} rows, expected ${rows}`);
     await dropDatabase(pg, name);
-    return { rows, seconds: +seconds.toFixed(3), rowsPerSec: Math.round(rows / seconds), msgsPerSecEquivalent: Math.round(messages / seconds), megabytes: +(bytes / 1e6).toFixed(1) };
+    return {
+      rows,
+      seconds: +seconds.toFixed(3),
+      rowsPerSec: Math.round(rows / seconds),
+      msgsPerSecEquivalent: Math.round(messages / seconds),
+      megabytes: +(bytes / 1e6).toFixed(1),
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -366,7 +377,14 @@ function summarize(c: TruthComparison): Record<string, unknown> {
     trades: { expected: c.trades.expected, actual: c.trades.actual, ...c.trades.counts },
     deltas: { expected: c.deltas.expected, actual: c.deltas.actual, ...c.deltas.counts },
     // What a failed check found, to tell a window-edge artefact from a recording defect.
-    ...(c.ok ? {} : { samples: { trades: { lost: c.trades.lost.slice(0, 3), invented: c.trades.invented.slice(0, 3) }, deltas: { lost: c.deltas.lost.slice(0, 3), invented: c.deltas.invented.slice(0, 5) } } }),
+    ...(c.ok
+      ? {}
+      : {
+          samples: {
+            trades: { lost: c.trades.lost.slice(0, 3), invented: c.trades.invented.slice(0, 3) },
+            deltas: { lost: c.deltas.lost.slice(0, 3), invented: c.deltas.invented.slice(0, 5) },
+          },
+        }),
   };
 }
 
@@ -393,7 +411,16 @@ async function main(): Promise<void> {
       gathererPeakRssMiB: col(num('gathererPeakRssMiB')),
     };
     process.stdout.write(`summary: ${JSON.stringify(summary)}\n`);
-    emitResult('gatherer-e2e', { env, secondsPerContender: SECONDS, reps: REPS, markets: MARKETS, summary, repetitions: reps, latency, loadavgAtEnd: environment().loadavg });
+    emitResult('gatherer-e2e', {
+      env,
+      secondsPerContender: SECONDS,
+      reps: REPS,
+      markets: MARKETS,
+      summary,
+      repetitions: reps,
+      latency,
+      loadavgAtEnd: environment().loadavg,
+    });
   } finally {
     await pg.destroy();
   }

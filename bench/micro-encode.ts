@@ -9,11 +9,39 @@ const BATCH = 1000;
 
 export async function benchEncode(): Promise<MicroResult[]> {
   const enc = compileEncoders();
-  const delta: DeltaRow = { ticker: 'FED-23DEC-T3.00', side: 'yes', price: '0.9600', delta: '-54.00', exchange_ts: 1_779_946_509_623_423, occurrence: 0, received_at: 1_779_946_510_000_000, gatherer: 'g1', conn_id: 1, sid: 2, seq: 2 };
+  const delta: DeltaRow = {
+    ticker: 'FED-23DEC-T3.00',
+    side: 'yes',
+    price: '0.9600',
+    delta: '-54.00',
+    exchange_ts: 1_779_946_509_623_423,
+    occurrence: 0,
+    received_at: 1_779_946_510_000_000,
+    gatherer: 'g1',
+    conn_id: 1,
+    sid: 2,
+    seq: 2,
+  };
   const ticker: TickerRow = {
-    ticker: 'FED-23DEC-T3.00', price: '0.4800', yes_bid: '0.4500', yes_ask: '0.5300', yes_bid_size: '300.00', yes_ask_size: '150.00', last_trade_size: null,
-    volume: '33896.00', open_interest: '20422.00', dollar_volume: 16948, dollar_open_interest: null, exchange_ts: 1_669_149_841_123_456, fingerprint: '-1', occurrence: 0,
-    received_at: 1_779_946_510_000_000, gatherer: 'g1', conn_id: 1, sid: 3, seq: null,
+    ticker: 'FED-23DEC-T3.00',
+    price: '0.4800',
+    yes_bid: '0.4500',
+    yes_ask: '0.5300',
+    yes_bid_size: '300.00',
+    yes_ask_size: '150.00',
+    last_trade_size: null,
+    volume: '33896.00',
+    open_interest: '20422.00',
+    dollar_volume: 16948,
+    dollar_open_interest: null,
+    exchange_ts: 1_669_149_841_123_456,
+    fingerprint: '-1',
+    occurrence: 0,
+    received_at: 1_779_946_510_000_000,
+    gatherer: 'g1',
+    conn_id: 1,
+    sid: 3,
+    seq: null,
   };
   const content = tickerContent(ticker);
   let sink = 0;
@@ -32,7 +60,11 @@ export async function benchEncode(): Promise<MicroResult[]> {
     {
       name: 'encode tickers row',
       opsPerCall: BATCH,
-      check: () => assert.equal(enc.tickers(ticker), 'FED-23DEC-T3.00\t0.4800\t0.4500\t0.5300\t300.00\t150.00\t\\N\t33896.00\t20422.00\t16948\t\\N\t1669149841123456\t-1\t0\t1779946510000000\tg1\t1\t3\t\\N'),
+      check: () =>
+        assert.equal(
+          enc.tickers(ticker),
+          'FED-23DEC-T3.00\t0.4800\t0.4500\t0.5300\t300.00\t150.00\t\\N\t33896.00\t20422.00\t16948\t\\N\t1669149841123456\t-1\t0\t1779946510000000\tg1\t1\t3\t\\N',
+        ),
       fn: () => {
         for (let i = 0; i < BATCH; i++) sink += enc.tickers(ticker).length;
       },

@@ -55,25 +55,39 @@ async function measure(wsUrl: string, restUrl: string, seconds: number, simPid: 
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, reps: { type: 'string', default: '3' }, markets: { type: 'string', default: '200' } } });
+  const { values } = parseArgs({
+    options: { seconds: { type: 'string', default: '5' }, reps: { type: 'string', default: '3' }, markets: { type: 'string', default: '200' } },
+  });
   const seconds = Number(values.seconds);
   const reps = Number(values.reps);
   const rates: number[] = [];
   const env = environment();
   for (let i = 0; i < reps; i++) {
     // A fresh simulator per repetition; fast pace: it produces as fast as the reader takes frames.
-    const sim = await spawnSimulator({ markets: Number(values.markets), rate: 1_000_000, seed: 100 + i, pace: 'fast', slowConsumerBytes: 64 * 1024 * 1024, batchMax: Number(process.env.SIM_BATCH_MAX ?? 4096), tradesKeptMax: Number(process.env.SIM_TRADES_KEPT ?? 200_000) });
+    const sim = await spawnSimulator({
+      markets: Number(values.markets),
+      rate: 1_000_000,
+      seed: 100 + i,
+      pace: 'fast',
+      slowConsumerBytes: 64 * 1024 * 1024,
+      batchMax: Number(process.env.SIM_BATCH_MAX ?? 4096),
+      tradesKeptMax: Number(process.env.SIM_TRADES_KEPT ?? 200_000),
+    });
     try {
       const r = await measure(sim.wsUrl, sim.restUrl, seconds, sim.pid);
       const rate = r.messages / r.seconds;
       rates.push(rate);
-      process.stdout.write(`rep ${i + 1}: ${r.messages} messages in ${r.seconds.toFixed(2)} s = ${Math.round(rate)} msg/s, ${(r.bytes / r.seconds / 1e6).toFixed(1)} MB/s, ${Math.round(r.bytes / Math.max(1, r.messages))} B/msg; simulator used ${r.simCpuSeconds.toFixed(2)} CPU s = ${Math.round(r.messages / Math.max(0.01, r.simCpuSeconds))} msg per simulator CPU-second; reader used ${r.readerCpuSeconds.toFixed(2)} CPU s\n`);
+      process.stdout.write(
+        `rep ${i + 1}: ${r.messages} messages in ${r.seconds.toFixed(2)} s = ${Math.round(rate)} msg/s, ${(r.bytes / r.seconds / 1e6).toFixed(1)} MB/s, ${Math.round(r.bytes / Math.max(1, r.messages))} B/msg; simulator used ${r.simCpuSeconds.toFixed(2)} CPU s = ${Math.round(r.messages / Math.max(0.01, r.simCpuSeconds))} msg per simulator CPU-second; reader used ${r.readerCpuSeconds.toFixed(2)} CPU s\n`,
+      );
     } finally {
       await sim.stop();
     }
   }
   const sorted = [...rates].sort((a, b) => a - b);
-  process.stdout.write(`sim-throughput: median ${Math.round(sorted[Math.floor(sorted.length / 2)]!)} msg/s, min ${Math.round(sorted[0]!)}, max ${Math.round(sorted[sorted.length - 1]!)} (${reps} reps x ${seconds} s, one reader)\n`);
+  process.stdout.write(
+    `sim-throughput: median ${Math.round(sorted[Math.floor(sorted.length / 2)]!)} msg/s, min ${Math.round(sorted[0]!)}, max ${Math.round(sorted[sorted.length - 1]!)} (${reps} reps x ${seconds} s, one reader)\n`,
+  );
   emitResult('sim-throughput', { env, seconds, reps, msgsPerSec: spread(rates.map(Math.round)), loadavgAtEnd: environment().loadavg });
 }
 

@@ -30,7 +30,12 @@ const BENCHES = [
   ['sim-throughput', ['--seconds', '2', '--reps', '1'], ['--seconds', '5', '--reps', '3'], 300],
   ['gatherer-e2e', ['--seconds', '2', '--reps', '1', '--latency-seconds', '2'], ['--seconds', '8', '--reps', '3', '--latency-seconds', '10'], 900],
   ['overload', ['--seconds', '2', '--settle-seconds', '20', '--slack-seconds', '20'], ['--seconds', '20', '--settle-seconds', '60'], 600],
-  ['dedup', ['--rows', '30000', '--out', join(resultsDir, `dedup-${stamp}.json`)], ['--rows', '1000000', '--out', join(resultsDir, `dedup-${stamp}.json`)], 600],
+  [
+    'dedup',
+    ['--rows', '30000', '--out', join(resultsDir, `dedup-${stamp}.json`)],
+    ['--rows', '1000000', '--out', join(resultsDir, `dedup-${stamp}.json`)],
+    600,
+  ],
 ].filter(([name]) => existsSync(join(dist, `${name}.js`)) && (!only || only.has(name)));
 
 function parseResult(stdout) {
@@ -60,7 +65,11 @@ mkdirSync(resultsDir, { recursive: true });
 const results = [];
 for (const [name, quickArgs, fullArgs, limitS] of BENCHES) {
   const args = quick ? quickArgs : fullArgs;
-  process.stdout.write(`\n=== ${name} ${args.join(' ')}  (load ${loadavg().map((x) => x.toFixed(2)).join(' ')})\n`);
+  process.stdout.write(
+    `\n=== ${name} ${args.join(' ')}  (load ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')})\n`,
+  );
   const t0 = Date.now();
   const r = spawnSync(process.execPath, [join(dist, `${name}.js`), ...args], {
     encoding: 'utf8',
@@ -69,7 +78,12 @@ for (const [name, quickArgs, fullArgs, limitS] of BENCHES) {
     timeout: limitS * 1000,
     maxBuffer: 64 * 1024 * 1024,
   });
-  process.stdout.write((r.stdout ?? '').split('\n').filter((l) => !l.startsWith(MARKER)).join('\n'));
+  process.stdout.write(
+    (r.stdout ?? '')
+      .split('\n')
+      .filter((l) => !l.startsWith(MARKER))
+      .join('\n'),
+  );
   results.push({
     name,
     args,

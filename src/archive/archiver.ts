@@ -17,16 +17,7 @@ import { createLogger, type Logger } from '../core/log';
 import { ARCHIVE_METRICS, createMetrics, createRegistry, type MetricSet } from '../core/metrics';
 import { requireSchema } from '../schema/migrate';
 import { tableByName, type TimeSeriesTableName } from '../schema/tables';
-import {
-  dueEndUs,
-  exportFrontierUs,
-  hoursWithLateRows,
-  mergeWatermark,
-  nextHourWithRows,
-  productionNowUs,
-  recordExport,
-  tryArchiveLock,
-} from './cursors';
+import { dueEndUs, exportFrontierUs, hoursWithLateRows, mergeWatermark, nextHourWithRows, productionNowUs, recordExport, tryArchiveLock } from './cursors';
 import { HOUR_US, buildManifest, partitionPath, tableLayout, type TableLayout } from './layout';
 import type { ArchiveOptions } from './options';
 import { ParquetWriter } from './parquet';
@@ -202,12 +193,7 @@ async function copyHourToCsv(s: Session, layout: TableLayout, hourStartUs: numbe
 }
 
 /** Exports one partition; undefined when the hour holds no rows. */
-async function exportPartition(
-  s: Session,
-  layout: TableLayout,
-  hourStartUs: number,
-  reason: 'new' | 'late',
-): Promise<PartitionResult | undefined> {
+async function exportPartition(s: Session, layout: TableLayout, hourStartUs: number, reason: 'new' | 'late'): Promise<PartitionResult | undefined> {
   const table = layout.table.name;
   const csvPath = join(s.opts.workDir, `${table}-${hourStartUs}.csv`);
   const parquetPath = join(s.opts.workDir, `${table}-${hourStartUs}.parquet`);
@@ -322,7 +308,13 @@ export async function exportOnce(opts: ArchiveOptions, deps: ArchiveDeps = {}): 
 }
 
 const errorType = (err: unknown): string =>
-  isKdpError(err, 'KDP_ERR_ARCHIVE_STORE') ? 'store' : isKdpError(err) && err.code.startsWith('KDP_ERR_DB') ? 'db' : isKdpError(err, 'KDP_ERR_ARCHIVE_BUSY') ? 'busy' : 'other';
+  isKdpError(err, 'KDP_ERR_ARCHIVE_STORE')
+    ? 'store'
+    : isKdpError(err) && err.code.startsWith('KDP_ERR_DB')
+      ? 'db'
+      : isKdpError(err, 'KDP_ERR_ARCHIVE_BUSY')
+        ? 'busy'
+        : 'other';
 
 function addStats(total: ArchiveStats, cycle: ArchiveStats): void {
   total.partitions += cycle.partitions;

@@ -90,12 +90,7 @@ export async function hoursWithLateRows(client: ClientBase, t: TimeSeriesTable, 
   return r.rows.map((row: { h: string }) => Number(row.h));
 }
 
-export async function recordExport(
-  client: ClientBase,
-  table: string,
-  c: ExportCursor,
-  exportedAtUs: number,
-): Promise<void> {
+export async function recordExport(client: ClientBase, table: string, c: ExportCursor, exportedAtUs: number): Promise<void> {
   await client.query(
     `INSERT INTO export_cursors (table_name, hour_start, row_count, max_merged_at, object_key, checksum, exported_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7)

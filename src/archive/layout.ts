@@ -81,8 +81,7 @@ export function tableLayout(table: TimeSeriesTable): TableLayout {
     copyOutSql(hourStartUs: number): string {
       invariant(Number.isSafeInteger(hourStartUs) && hourStartUs % HOUR_US === 0, `bad hour start ${hourStartUs}`);
       return (
-        `COPY (SELECT ${selectList} FROM ${table.name} WHERE ${time} >= ${hourStartUs} AND ${time} < ${hourStartUs + HOUR_US}) ` +
-        `TO STDOUT (FORMAT csv)`
+        `COPY (SELECT ${selectList} FROM ${table.name} WHERE ${time} >= ${hourStartUs} AND ${time} < ${hourStartUs + HOUR_US}) ` + `TO STDOUT (FORMAT csv)`
       );
     },
   };

@@ -6,13 +6,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  GetObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { backoffDelayMs } from '../core/backoff';
 import { KdpError, invariant } from '../core/errors';
 import { failpoint } from '../core/failpoint';
@@ -203,9 +197,7 @@ export class S3Store implements ObjectStore {
       throw new KdpError('KDP_ERR_ARCHIVE_STORE', `${file} is ${size} bytes, above the single-PUT limit; lower the partition size`);
     }
     await withRetry(`s3 put ${key}`, this.policy, () =>
-      this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: createReadStream(file), ContentLength: size, ContentType: contentType }),
-      ),
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: createReadStream(file), ContentLength: size, ContentType: contentType })),
     );
   }
 

@@ -89,7 +89,8 @@ async function checkGathererTrades(input: ChaosCheckInput, truth: TruthExpectati
       const own = await loadProductionSet(c, truth.span);
       const lost = compareTrades(truth.expected.trades, own.trades);
       out[g.name] = lost.counts.lost;
-      for (const x of lost.lost) add({ check: 'gatherers', detail: `${g.name} lacks trade ${x.tradeId} ${x.ticker} at ${x.exchangeTs}, with no ledger row: lost silently` });
+      for (const x of lost.lost)
+        add({ check: 'gatherers', detail: `${g.name} lacks trade ${x.tradeId} ${x.ticker} at ${x.exchangeTs}, with no ledger row: lost silently` });
       if (lost.counts.lost > lost.lost.length) add({ check: 'gatherers', detail: `${g.name} lacks ${lost.counts.lost - lost.lost.length} more trades` });
     });
   }
@@ -101,7 +102,8 @@ function tradeAndDeltaViolations(c: TruthComparison, add: (v: Violation) => void
   for (const x of t.lost) add({ check: 'trades', detail: `lost trade ${x.tradeId} ${x.ticker} at ${x.exchangeTs}` });
   for (const x of t.duplicated) add({ check: 'trades', detail: `duplicated trade ${x.tradeId} ${x.ticker}` });
   for (const x of t.invented) add({ check: 'trades', detail: `invented trade ${x.tradeId} ${x.ticker}` });
-  for (const m of t.mismatched) add({ check: 'trades', detail: `trade ${m.expected.tradeId} differs: expected ${JSON.stringify(m.expected)}, production ${JSON.stringify(m.actual)}` });
+  for (const m of t.mismatched)
+    add({ check: 'trades', detail: `trade ${m.expected.tradeId} differs: expected ${JSON.stringify(m.expected)}, production ${JSON.stringify(m.actual)}` });
   const d = c.deltas;
   const show = (kind: string, x: { ticker: string; exchangeTs: number; side: string; price: string; delta: string }): string =>
     `${kind} delta ${x.ticker} ${x.side} ${x.price} ${x.delta} at ${x.exchangeTs}`;
@@ -207,10 +209,7 @@ async function checkLifecycle(
   // Production may also hold messages from before the window (the exchange ran while gatherers
   // subscribed): "invented" means unknown to the whole truth file.
   const whole = await readTruthExpectation(truthFile);
-  const known = new Set([
-    ...whole.lifecycle.map((r) => key('market_lifecycle_v2', r.msg)),
-    ...whole.eventLifecycle.map((r) => key('event_lifecycle', r.msg)),
-  ]);
+  const known = new Set([...whole.lifecycle.map((r) => key('market_lifecycle_v2', r.msg)), ...whole.eventLifecycle.map((r) => key('event_lifecycle', r.msg))]);
   const rows = await client.query<{ channel: string; payload: unknown }>(`SELECT channel, payload FROM lifecycle_events`);
   const production = new Set(rows.rows.map((r) => key(r.channel, r.payload)));
   let missing = 0;
@@ -296,7 +295,10 @@ async function checkGaps(
     else if (how === 'restart') gaps.coveredByRestart++;
     else {
       gaps.missing++;
-      add({ check: 'gaps', detail: `${f.kind} on conn ${f.conn}${f.sid !== undefined ? ` sid ${f.sid}` : ''}${f.seq !== undefined ? ` seq ${f.seq}` : ''} of ${f.client ?? 'an unknown client'} at ${new Date(f.wall_ms).toISOString()} has no ledger row` });
+      add({
+        check: 'gaps',
+        detail: `${f.kind} on conn ${f.conn}${f.sid !== undefined ? ` sid ${f.sid}` : ''}${f.seq !== undefined ? ` seq ${f.seq}` : ''} of ${f.client ?? 'an unknown client'} at ${new Date(f.wall_ms).toISOString()} has no ledger row`,
+      });
     }
   }
   const byKind: Record<string, number> = {};
@@ -316,8 +318,14 @@ export function formatChaosReport(r: ChaosCheckReport): string {
     `books   checkpoints=${r.books.checkpoints} rebuilt=${r.books.checked} equal=${r.books.checked - r.books.mismatched} mismatched=${r.books.mismatched} (not judged: ${r.books.unanchored} without an anchor, ${r.books.sameMicrosecond} in a delta's µs)`,
     `lifecycle expected=${r.lifecycle.expected} production=${r.lifecycle.production} missing=${r.lifecycle.missing} invented=${r.lifecycle.invented}`,
     `gaps    injected=${r.gaps.injected} in-ledger=${r.gaps.inLedger} covered-by-restart=${r.gaps.coveredByRestart} not-delivered=${r.gaps.notDelivered} missing=${r.gaps.missing}`,
-    `ledger  rows=${r.ledger.rows} unrecovered=${r.ledger.unrecovered} ${Object.entries(r.ledger.byKind).map(([k, n]) => `${k}=${n}`).join(' ')}`,
-    `gatherers trades missing from their own databases: ${Object.entries(r.gathererTrades).map(([g, n]) => `${g}=${n}`).join(' ') || 'not checked'}`,
+    `ledger  rows=${r.ledger.rows} unrecovered=${r.ledger.unrecovered} ${Object.entries(r.ledger.byKind)
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ')}`,
+    `gatherers trades missing from their own databases: ${
+      Object.entries(r.gathererTrades)
+        .map(([g, n]) => `${g}=${n}`)
+        .join(' ') || 'not checked'
+    }`,
   ];
   const byCheck = new Map<string, Violation[]>();
   for (const v of r.violations) byCheck.set(v.check, [...(byCheck.get(v.check) ?? []), v]);

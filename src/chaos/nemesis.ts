@@ -66,12 +66,7 @@ const WEIGHTS: ReadonlyArray<readonly [ChaosKind, number]> = [
   ['create-burst', 1],
 ];
 
-const FAILPOINTS: readonly (FailpointName | null)[] = [
-  null,
-  'dedup.mid_stream',
-  'dedup.after_merge_before_commit',
-  'dedup.after_commit_before_watermark',
-];
+const FAILPOINTS: readonly (FailpointName | null)[] = [null, 'dedup.mid_stream', 'dedup.after_merge_before_commit', 'dedup.after_commit_before_watermark'];
 
 /**
  * How long a fault can keep its gatherer from recording, measured from the fault (ms before, ms
@@ -151,7 +146,7 @@ export function planNemesis(o: NemesisOptions): ScheduledFault[] {
   const planned: ScheduledFault[] = [];
   const endMs = o.durationMs - o.quietEndMs;
   // Exponential gaps between faults (a Poisson process), at least 200 ms apart.
-  for (let t = o.quietStartMs; ; ) {
+  for (let t = o.quietStartMs; ;) {
     t += Math.max(200, Math.round(-Math.log(1 - rand()) * o.meanGapMs));
     if (t >= endMs) break;
     const target = Math.floor(rand() * o.gatherers);
@@ -179,9 +174,14 @@ export function planNemesis(o: NemesisOptions): ScheduledFault[] {
 export function describeAction(a: ChaosAction): string {
   const who = 'target' in a ? ` g${a.target + 1}` : '';
   const extra =
-    a.kind === 'rate-burst' ? ` x${a.x} for ${a.forMs} ms`
-    : a.kind === 'create-burst' ? ` of ${a.count} markets`
-    : 'forMs' in a ? ` for ${a.forMs} ms`
-    : a.kind === 'kill-dedup' && a.failpoint ? ` at ${a.failpoint}` : '';
+    a.kind === 'rate-burst'
+      ? ` x${a.x} for ${a.forMs} ms`
+      : a.kind === 'create-burst'
+        ? ` of ${a.count} markets`
+        : 'forMs' in a
+          ? ` for ${a.forMs} ms`
+          : a.kind === 'kill-dedup' && a.failpoint
+            ? ` at ${a.failpoint}`
+            : '';
   return `${a.kind}${who}${extra}`;
 }

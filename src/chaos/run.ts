@@ -176,7 +176,10 @@ async function waitLedgersRecovered(stack: Stack, timeoutMs: number): Promise<nu
   for (;;) {
     let open = 0;
     for (const g of stack.gatherers) {
-      open += await withClient(g.dbUrl, async (c) => (await c.query(`SELECT count(*)::int AS n FROM gap_ledger WHERE NOT recovered`)).rows[0].n as number).catch(
+      open += await withClient(
+        g.dbUrl,
+        async (c) => (await c.query(`SELECT count(*)::int AS n FROM gap_ledger WHERE NOT recovered`)).rows[0].n as number,
+      ).catch(
         () => 1, // unreachable right now: not known to be recovered
       );
     }

@@ -50,7 +50,14 @@ Progress lines go to stderr, JSON logs to stdout. SIGTERM/SIGINT stop after the 
     if (opts.metricsPort !== undefined && !values.once) {
       http = await startHttpServer(opts.metricsHost, opts.metricsPort, [
         { method: 'GET', path: '/metrics', handler: async () => ({ status: 200, body: await registry.metrics(), contentType: registry.contentType }) },
-        { method: 'GET', path: '/health', handler: () => { const h = health.report(); return json(h.status, h.body); } },
+        {
+          method: 'GET',
+          path: '/health',
+          handler: () => {
+            const h = health.report();
+            return json(h.status, h.body);
+          },
+        },
       ]);
       log.info({ port: http.port }, 'metrics listening');
     }

@@ -43,8 +43,7 @@ SIGTERM/SIGINT stop the loop after the cycle in flight.`,
     });
     const url = values.url ?? (values.config ? undefined : process.env.KDP_DATABASE_URL);
     if (!url && !values.config) throw new KdpError('KDP_ERR_USAGE', 'give --url, --config or KDP_DATABASE_URL');
-    const optional = (name: 'interval-ms' | 'days-ahead' | 'metrics-port') =>
-      values[name] === undefined ? undefined : intOption(values[name], name, 0);
+    const optional = (name: 'interval-ms' | 'days-ahead' | 'metrics-port') => (values[name] === undefined ? undefined : intOption(values[name], name, 0));
     const opts = loadConfig(MAINTAIN_SPEC, values.config, process.env, {
       kind: values.kind,
       database: { url },

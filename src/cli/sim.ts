@@ -116,8 +116,14 @@ the chosen markets and writes what it sees in the truth-file format (docs/simula
   --checkpoint-interval-ms MS  book checkpoints (default 5000)`,
   async run(argv) {
     const { values } = parseOptions(argv, {
-      truth: { type: 'string' }, 'ws-url': { type: 'string' }, 'rest-url': { type: 'string' }, 'key-id': { type: 'string' },
-      'private-key': { type: 'string' }, tickers: { type: 'string' }, markets: { type: 'string' }, seconds: { type: 'string' },
+      truth: { type: 'string' },
+      'ws-url': { type: 'string' },
+      'rest-url': { type: 'string' },
+      'key-id': { type: 'string' },
+      'private-key': { type: 'string' },
+      tickers: { type: 'string' },
+      markets: { type: 'string' },
+      seconds: { type: 'string' },
       'checkpoint-interval-ms': { type: 'string' },
     });
     if (!values.truth) throw new KdpError('KDP_ERR_USAGE', '--truth FILE is required');

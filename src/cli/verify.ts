@@ -8,8 +8,7 @@ import { parseOptions, type Command } from './command';
 
 export const verifyCommand: Command = {
   name: 'verify',
-  summary:
-    'integrity checks: gatherers vs production, duplicates, snapshot and market coverage, open gaps',
+  summary: 'integrity checks: gatherers vs production, duplicates, snapshot and market coverage, open gaps',
   help: `kdp verify --production URL [--gatherer NAME=URL ...] [options]
 
 Checks a window of recent data and prints PASS or FAIL with the problems found; exits 1 on FAIL.
@@ -49,11 +48,7 @@ Checks:
     if (values.truth !== undefined) return runTruth(values.truth, values.production, values['from-us'], values['to-us'], values.json ?? false);
     const gatherers = (values.gatherer ?? []).map((spec) => {
       const eq = spec.indexOf('=');
-      if (eq <= 0)
-        throw new KdpError(
-          'KDP_ERR_USAGE',
-          `--gatherer must be NAME=URL, got ${spec.replace(/:[^:@/]*@/, ':***@')}`,
-        );
+      if (eq <= 0) throw new KdpError('KDP_ERR_USAGE', `--gatherer must be NAME=URL, got ${spec.replace(/:[^:@/]*@/, ':***@')}`);
       return { name: spec.slice(0, eq), url: spec.slice(eq + 1) };
     });
     const raw: Record<string, unknown> = {
@@ -67,13 +62,9 @@ Checks:
       ['min-snapshot-coverage', 'minSnapshotCoverage'],
       ['max-stale-markets', 'maxStaleMarkets'],
     ];
-    for (const [flag, key] of numeric)
-      if (values[flag as keyof typeof values] !== undefined)
-        raw[key] = values[flag as keyof typeof values];
+    for (const [flag, key] of numeric) if (values[flag as keyof typeof values] !== undefined) raw[key] = values[flag as keyof typeof values];
     const report = await runVerify(resolveVerifyOptions(raw));
-    process.stdout.write(
-      (values.json ? JSON.stringify(report, null, 2) : formatVerifyReport(report)) + '\n',
-    );
+    process.stdout.write((values.json ? JSON.stringify(report, null, 2) : formatVerifyReport(report)) + '\n');
     return report.verdict === 'PASS' ? 0 : 1;
   },
 };

@@ -65,7 +65,13 @@ function resolveField(field: FieldSpec, raw: unknown, path: string): unknown {
       }
       return raw;
     case 'stringList': {
-      const list = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
+      const list =
+        typeof raw === 'string'
+          ? raw
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : raw;
       if (!Array.isArray(list) || !list.every((s) => typeof s === 'string')) fail('KDP_ERR_CONFIG_INVALID', path, 'expected a list of strings');
       return Object.freeze([...list]);
     }

@@ -134,14 +134,7 @@ async function bisect(
 }
 
 /** COPYs rows [from, to) completed with the batch id, as ONE pre-joined buffer (one stream write). */
-async function copySegment(
-  client: ClientBase,
-  plan: TablePlan,
-  attempt: BatchAttempt,
-  from: number,
-  to: number,
-  hook?: PhaseHook,
-): Promise<void> {
+async function copySegment(client: ClientBase, plan: TablePlan, attempt: BatchAttempt, from: number, to: number, hook?: PhaseHook): Promise<void> {
   const payload = buildPayload(attempt.rows, from, to, attempt.batchId);
   const copied = await copyIn(client, plan.copySql, payload, hook && (() => hook('copy', { client, batchId: attempt.batchId })));
   invariant(copied === to - from, `COPY reported ${copied} rows for ${to - from} row lines (a row line holds a raw newline?)`);

@@ -20,15 +20,7 @@ import { createLogger, type Logger } from '../core/log';
 import { runBatchTransaction, type BatchAttempt, type BatchResult, type PhaseHook } from './batch';
 import { resolveCopyWriterOptions, type CopyWriterOptions } from './options';
 import { tablePlan, type TablePlan } from './plan';
-import {
-  committedBatchRows,
-  dropClient,
-  fetchBatchIds,
-  openSession,
-  settlePreviousBackend,
-  type BackendIdentity,
-  type Session,
-} from './session';
+import { committedBatchRows, dropClient, fetchBatchIds, openSession, settlePreviousBackend, type BackendIdentity, type Session } from './session';
 import { NULL_STATS, type WriterErrorType, type WriterStatsSink } from './stats';
 
 export interface CopyWriterDeps {
@@ -246,7 +238,10 @@ export class CopyWriter {
       await Promise.race([settle, late]);
     } catch (err) {
       const coded = classifyDbError(err);
-      this.log.warn({ table: this.plan.table.name, code: coded.code, err: coded.message }, 'could not settle batches whose COMMIT was sent; counted as not committed');
+      this.log.warn(
+        { table: this.plan.table.name, code: coded.code, err: coded.message },
+        'could not settle batches whose COMMIT was sent; counted as not committed',
+      );
     } finally {
       clearTimeout(timer);
       settle.catch(() => undefined);
@@ -351,7 +346,14 @@ export class CopyWriter {
         const coded = classifyDbError(err);
         this.stats.error(errorType(coded), this.plan.table.name);
         this.log.warn(
-          { table: this.plan.table.name, batchId: batch.batchId, attempt: batch.attempts, code: coded.code, sqlState: coded.details?.sqlState, err: coded.message },
+          {
+            table: this.plan.table.name,
+            batchId: batch.batchId,
+            attempt: batch.attempts,
+            code: coded.code,
+            sqlState: coded.details?.sqlState,
+            err: coded.message,
+          },
           'batch attempt failed; retrying',
         );
         failuresInTry++;
@@ -410,7 +412,13 @@ export class CopyWriter {
         if (confirmed) return { result: confirmed, confirmed: true };
       }
       batch.batchId ??= await this.nextBatchId(session);
-      const attempt: BatchAttempt = { batchId: batch.batchId, writerName: this.options.writerName, rows: batch.rows, commitSent: false, rejectedBeforeCommit: 0 };
+      const attempt: BatchAttempt = {
+        batchId: batch.batchId,
+        writerName: this.options.writerName,
+        rows: batch.rows,
+        commitSent: false,
+        rejectedBeforeCommit: 0,
+      };
       try {
         return { result: await runBatchTransaction(session.client, this.plan, attempt, this.phaseHook), confirmed: false };
       } finally {
@@ -457,7 +465,10 @@ export class CopyWriter {
     const table = this.plan.table.name;
     if (result.rejected > 0) {
       for (let i = 0; i < result.rejected; i++) this.stats.error('constraint', table);
-      this.log.warn({ table, batchId: batch.batchId, rejected: result.rejected, sample: result.rejectedSample }, 'rows rejected by the database; rest of the batch committed');
+      this.log.warn(
+        { table, batchId: batch.batchId, rejected: result.rejected, sample: result.rejectedSample },
+        'rows rejected by the database; rest of the batch committed',
+      );
     }
     this.stats.batchCommitted({
       table,

@@ -131,8 +131,7 @@ const PG_CONNECTION_CLASSES = ['08', '57P01', '57P02', '57P03', '53300'];
 // - pg-pool, no client free within connectionTimeoutMillis: "timeout exceeded when trying to connect"
 // - pg-pool, a new client's connect ran past it: "Connection terminated due to connection timeout"
 // - pg Client's own connectionTimeoutMillis: "timeout expired"
-const DRIVER_CONNECT_TIMEOUT =
-  /^(timeout exceeded when trying to connect|Connection terminated due to connection timeout|timeout expired)$/;
+const DRIVER_CONNECT_TIMEOUT = /^(timeout exceeded when trying to connect|Connection terminated due to connection timeout|timeout expired)$/;
 
 /** Maps an error thrown by `pg` (or the network) onto a coded KdpError. */
 export function classifyDbError(err: unknown): KdpError {
@@ -147,9 +146,7 @@ export function classifyDbError(err: unknown): KdpError {
   if (
     PG_CONNECTION_CLASSES.some((c) => sqlState.startsWith(c)) ||
     ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH'].includes(sqlState) ||
-    /Connection terminated|connection.*(closed|ended)|not queryable|Client has encountered a connection error/i.test(
-      message,
-    )
+    /Connection terminated|connection.*(closed|ended)|not queryable|Client has encountered a connection error/i.test(message)
   ) {
     return new KdpError('KDP_ERR_DB_CONNECTION', message, { sqlState }, err);
   }

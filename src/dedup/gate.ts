@@ -17,10 +17,7 @@ export class StreamGate {
     const ahead = this.tail;
     this.tail = ahead.then(() => mine);
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      ahead.then(() => false),
-      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.waitMaxMs))),
-    ]);
+    const timedOut = await Promise.race([ahead.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.waitMaxMs)))]);
     clearTimeout(timer);
     if (timedOut) this.waitsTimedOut++;
     return release;

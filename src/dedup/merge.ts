@@ -7,14 +7,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Client } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { KdpError, classifyDbError } from '../core/errors';
-import {
-  batchesByTable,
-  planCycle,
-  planWholeXid,
-  type BatchRow,
-  type CyclePlan,
-  type PlanLimits,
-} from './plan';
+import { batchesByTable, planCycle, planWholeXid, type BatchRow, type CyclePlan, type PlanLimits } from './plan';
 import { failpoint, failpointActive, midStreamKiller } from '../core/failpoint';
 import type { StreamGate } from './gate';
 import {
@@ -98,29 +91,15 @@ export async function onSide<T>(side: Side, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const toBatch = (r: {
-  batch_id: string;
-  table_name: string;
-  row_count: number;
-  xid: string;
-}): BatchRow => ({
+const toBatch = (r: { batch_id: string; table_name: string; row_count: number; xid: string }): BatchRow => ({
   batchId: BigInt(r.batch_id),
   table: r.table_name,
   rows: r.row_count,
   xid: BigInt(r.xid),
 });
 
-async function planBatches(
-  gatherer: Client,
-  cursor: bigint,
-  horizon: bigint,
-  limits: PlanLimits,
-): Promise<CyclePlan> {
-  const listed = await gatherer.query(LIST_BATCHES, [
-    cursor.toString(),
-    horizon.toString(),
-    limits.batchesMax + 1,
-  ]);
+async function planBatches(gatherer: Client, cursor: bigint, horizon: bigint, limits: PlanLimits): Promise<CyclePlan> {
+  const listed = await gatherer.query(LIST_BATCHES, [cursor.toString(), horizon.toString(), limits.batchesMax + 1]);
   const plan = planCycle(listed.rows.map(toBatch), horizon, limits);
   if (plan.needWholeXid === undefined) return plan;
   const group = await gatherer.query(LIST_BATCHES_OF_XID, [plan.needWholeXid.toString()]);
@@ -128,13 +107,7 @@ async function planBatches(
 }
 
 /** Streams one table's rows of the given batches into its production staging table. */
-async function streamTable(
-  gatherer: Client,
-  production: Client,
-  table: string,
-  ids: bigint[],
-  first: boolean,
-): Promise<number> {
+async function streamTable(gatherer: Client, production: Client, table: string, ids: bigint[], first: boolean): Promise<number> {
   const stmt = TABLE_STATEMENTS.get(table)!;
   let failed: Side | undefined;
   const source: Readable = gatherer.query(copyTo(stmt.copyOut(ids)));
@@ -142,8 +115,7 @@ async function streamTable(
   source.once('error', () => (failed ??= 'gatherer'));
   (sink as Writable).once('error', () => (failed ??= 'production'));
   try {
-    if (first && failpointActive('dedup.mid_stream'))
-      await pipeline(source, midStreamKiller(), sink);
+    if (first && failpointActive('dedup.mid_stream')) await pipeline(source, midStreamKiller(), sink);
     else await pipeline(source, sink);
   } catch (err) {
     throw new SideError(failed ?? 'production', classifyDbError(err));
@@ -161,12 +133,7 @@ const SAVEPOINT = 'kdp_merge_fast';
  * savepoint and the ON CONFLICT statement does the same work row by row. Either way each key is
  * inserted at most once, and the count is the number of rows inserted.
  */
-async function mergeTable(
-  production: Client,
-  stmt: TableStatements,
-  mergedAt: number,
-  spanMaxUs: number,
-): Promise<{ merged: number; path: MergePath }> {
+async function mergeTable(production: Client, stmt: TableStatements, mergedAt: number, spanMaxUs: number): Promise<{ merged: number; path: MergePath }> {
   const rowByRow = async (): Promise<{ merged: number; path: MergePath }> => {
     const r = await production.query(stmt.merge, [mergedAt]);
     return { merged: r.rowCount ?? 0, path: 'conflict' };
@@ -190,10 +157,7 @@ async function mergeTable(
   return { merged: r.rowCount ?? 0, path: 'fallback' };
 }
 
-async function marketsSeen(
-  production: Client,
-  tables: Iterable<string>,
-): Promise<Map<string, number>> {
+async function marketsSeen(production: Client, tables: Iterable<string>): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const table of tables) {
     const sql = TABLE_STATEMENTS.get(table)?.tickersSeen;
@@ -211,33 +175,20 @@ async function marketsSeen(
  * One cycle for one gatherer. `production` must have the staging tables (setupProduction) and no
  * open transaction. On error the caller must discard both clients (their state is unknown).
  */
-export async function mergeOnce(
-  ctx: MergeContext,
-  gatherer: Client,
-  production: Client,
-): Promise<MergeResult> {
+export async function mergeOnce(ctx: MergeContext, gatherer: Client, production: Client): Promise<MergeResult> {
   const head = await onSide('gatherer', () => gatherer.query(READ_HORIZON));
   const horizon = BigInt(head.rows[0].horizon);
   const instanceId: string | null = head.rows[0].instance_id;
-  if (!instanceId)
-    throw new SideError(
-      'gatherer',
-      new KdpError('KDP_ERR_SCHEMA_KIND', 'gatherer database has no kdp_schema row'),
-    );
+  if (!instanceId) throw new SideError('gatherer', new KdpError('KDP_ERR_SCHEMA_KIND', 'gatherer database has no kdp_schema row'));
   await onSide('production', async () => {
     await production.query('BEGIN');
     await production.query(LOCK_GATHERER, [ctx.name]);
   });
-  const cur = await onSide('production', () =>
-    production.query(READ_CURSOR, [ctx.name, instanceId]),
-  );
+  const cur = await onSide('production', () => production.query(READ_CURSOR, [ctx.name, instanceId]));
   const cursorBefore = cur.rowCount ? BigInt(cur.rows[0].merged_xid) : 0n;
   const ledgerUpdatedAt = cur.rowCount ? BigInt(cur.rows[0].ledger_updated_at) : 0n;
   const mergedBatchIdBefore = cur.rowCount ? BigInt(cur.rows[0].merged_batch_id) : 0n;
-  const plan =
-    cursorBefore >= horizon
-      ? undefined
-      : await onSide('gatherer', () => planBatches(gatherer, cursorBefore, horizon, ctx.limits));
+  const plan = cursorBefore >= horizon ? undefined : await onSide('gatherer', () => planBatches(gatherer, cursorBefore, horizon, ctx.limits));
   const base = { instanceId, horizon, cursorBefore, ledgerUpdatedAt };
   if (!plan || plan.batches.length === 0) {
     // Nothing below the horizon: every batch there is merged. Leave the cursor (saves a write
@@ -307,9 +258,7 @@ async function mergePlan(
 ): Promise<MergeResult> {
   const t0 = performance.now();
   const { tables, unknownTables } = await streamPlan(ctx, gatherer, production, plan);
-  const markets = ctx.trackMarkets
-    ? await onSide('production', () => marketsSeen(production, tables.keys()))
-    : new Map<string, number>();
+  const markets = ctx.trackMarkets ? await onSide('production', () => marketsSeen(production, tables.keys())) : new Map<string, number>();
   const t1 = performance.now();
   // merged_at is taken under the merge lock, so it grows in commit order across gatherers.
   await onSide('production', () => production.query(LOCK_MERGE));
@@ -325,13 +274,7 @@ async function mergePlan(
     expectedRows += b.rows;
   }
   await onSide('production', async () => {
-    await production.query(UPSERT_CURSOR, [
-      ctx.name,
-      base.instanceId,
-      plan.nextCursor.toString(),
-      maxBatchId.toString(),
-      ctx.nowUs(),
-    ]);
+    await production.query(UPSERT_CURSOR, [ctx.name, base.instanceId, plan.nextCursor.toString(), maxBatchId.toString(), ctx.nowUs()]);
     await production.query('COMMIT');
   });
   const timingsMs = { stream: t1 - t0, merge: t2 - t1, commit: performance.now() - t2 };

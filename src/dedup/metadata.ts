@@ -48,31 +48,12 @@ const REGISTRY: readonly RegistrySync[] = [
   {
     table: 'events',
     key: 'event_ticker',
-    columns: [
-      'event_ticker',
-      'series_ticker',
-      'title',
-      'sub_title',
-      'mutually_exclusive',
-      'raw',
-      'updated_at',
-    ],
+    columns: ['event_ticker', 'series_ticker', 'title', 'sub_title', 'mutually_exclusive', 'raw', 'updated_at'],
   },
   {
     table: 'markets',
     key: 'ticker',
-    columns: [
-      'ticker',
-      'event_ticker',
-      'series_ticker',
-      'status',
-      'price_level_structure',
-      'open_time',
-      'close_time',
-      'result',
-      'raw',
-      'updated_at',
-    ],
+    columns: ['ticker', 'event_ticker', 'series_ticker', 'status', 'price_level_structure', 'open_time', 'close_time', 'result', 'raw', 'updated_at'],
     extra: { column: 'market_status', expr: statusCaseSql('r.status') },
   },
 ];
@@ -117,9 +98,7 @@ export async function syncRegistry(
   for (const p of PREPARED) {
     let pos = since.get(p.spec.table) ?? { updatedAt: -1n, key: '' };
     for (let page = 0; page < pagesMax; page++) {
-      const r = await onSide('gatherer', () =>
-        gatherer.query(p.read, [pos.updatedAt.toString(), pos.key, pageRowsMax]),
-      );
+      const r = await onSide('gatherer', () => gatherer.query(p.read, [pos.updatedAt.toString(), pos.key, pageRowsMax]));
       const row = r.rows[0] as {
         rows: string;
         n: number;
@@ -200,9 +179,7 @@ export async function syncGapLedger(
   let maxUpdatedAt = sinceUs;
   let rows = 0;
   for (let page = 0; page < pagesMax; page++) {
-    const r = await onSide('gatherer', () =>
-      gatherer.query(READ_LEDGER, [pos.at.toString(), pos.id.toString(), pageRowsMax]),
-    );
+    const r = await onSide('gatherer', () => gatherer.query(READ_LEDGER, [pos.at.toString(), pos.id.toString(), pageRowsMax]));
     const row = r.rows[0] as {
       rows: string;
       n: number;
@@ -211,9 +188,7 @@ export async function syncGapLedger(
       last_id: string | null;
     };
     if (row.n === 0 || row.last_at === null || row.last_id === null || row.max_at === null) break;
-    await onSide('production', () =>
-      production.query(UPSERT_LEDGER, [row.rows, who.name, who.instanceId.slice(0, 8)]),
-    );
+    await onSide('production', () => production.query(UPSERT_LEDGER, [row.rows, who.name, who.instanceId.slice(0, 8)]));
     rows += row.n;
     if (BigInt(row.max_at) > maxUpdatedAt) maxUpdatedAt = BigInt(row.max_at);
     pos = { at: BigInt(row.last_at), id: BigInt(row.last_id) };

@@ -151,13 +151,9 @@ export type GathererOptions = DedupOptions['gatherers'][number];
 /** Checks what the spec cannot express: 1..16 gatherers with distinct names. */
 export function checkDedupOptions(opts: DedupOptions): DedupOptions {
   if (opts.gatherers.length < 1 || opts.gatherers.length > 16) {
-    throw new KdpError(
-      'KDP_ERR_CONFIG_INVALID',
-      `config gatherers: expected 1 to 16 gatherers, got ${opts.gatherers.length}`,
-      {
-        key: 'gatherers',
-      },
-    );
+    throw new KdpError('KDP_ERR_CONFIG_INVALID', `config gatherers: expected 1 to 16 gatherers, got ${opts.gatherers.length}`, {
+      key: 'gatherers',
+    });
   }
   const names = new Set<string>();
   for (const g of opts.gatherers) {
@@ -168,11 +164,7 @@ export function checkDedupOptions(opts: DedupOptions): DedupOptions {
     names.add(g.name);
   }
   if (opts.sync.backoffMaxMs < opts.sync.backoffInitialMs) {
-    throw new KdpError(
-      'KDP_ERR_CONFIG_INVALID',
-      'config sync.backoffMaxMs: must be >= sync.backoffInitialMs',
-      { key: 'sync.backoffMaxMs' },
-    );
+    throw new KdpError('KDP_ERR_CONFIG_INVALID', 'config sync.backoffMaxMs: must be >= sync.backoffInitialMs', { key: 'sync.backoffMaxMs' });
   }
   return opts;
 }

@@ -27,11 +27,7 @@ export interface PlanLimits {
   readonly rowsMax: number;
 }
 
-export function planCycle(
-  listed: readonly BatchRow[],
-  horizon: bigint,
-  limits: PlanLimits,
-): CyclePlan {
+export function planCycle(listed: readonly BatchRow[], horizon: bigint, limits: PlanLimits): CyclePlan {
   const truncated = listed.length > limits.batchesMax;
   let rows = 0;
   let taken = 0;
@@ -51,8 +47,7 @@ export function planCycle(
     rows += b.rows;
     taken++;
   }
-  if (!truncated)
-    return { batches: listed, nextCursor: horizon, more: false, needWholeXid: undefined };
+  if (!truncated) return { batches: listed, nextCursor: horizon, more: false, needWholeXid: undefined };
   // The listing stopped inside a group. Cut before the last (possibly partial) group if an
   // earlier group exists; else the first group alone is larger than the limit: take all of it.
   const lastXid = listed[listed.length - 1]!.xid;

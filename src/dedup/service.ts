@@ -104,11 +104,7 @@ const CONNECTION_SAMPLE_INTERVAL_MS = 15_000;
 const IDLE = { batches: 0, read: 0, merged: 0, duplicates: 0, more: false } as const;
 
 const errText = (err: unknown): string =>
-  err instanceof SideError
-    ? `${err.cause.code}: ${err.cause.message}`
-    : isKdpError(err)
-      ? `${err.code}: ${err.message}`
-      : String(err);
+  err instanceof SideError ? `${err.cause.code}: ${err.cause.message}` : isKdpError(err) ? `${err.code}: ${err.message}` : String(err);
 
 export async function startDeduplicator(start: StartDeduplicatorOptions): Promise<Deduplicator> {
   const service = new DedupService(start);
@@ -146,12 +142,8 @@ class DedupService implements Deduplicator {
     this.registry = createRegistry(true);
     this.m = createMetrics(DEDUP_METRICS, this.registry);
     const turnMs = this.opts.sync.streamTurnWaitMaxMs;
-    this.streamGate =
-      this.opts.sync.parallelGatherers && turnMs > 0 ? new StreamGate(turnMs) : undefined;
-    this.frozen = new FrozenFeedTracker(
-      this.opts.frozenFeed.windowMs * 1000,
-      this.opts.frozenFeed.marketsTrackedMax,
-    );
+    this.streamGate = this.opts.sync.parallelGatherers && turnMs > 0 ? new StreamGate(turnMs) : undefined;
+    this.frozen = new FrozenFeedTracker(this.opts.frozenFeed.windowMs * 1000, this.opts.frozenFeed.marketsTrackedMax);
     this.states = this.opts.gatherers.map((g) => ({
       opts: g,
       link: undefined,
@@ -355,16 +347,9 @@ class DedupService implements Deduplicator {
       s.link = undefined;
       this.rdsFailures++;
       this.rdsError = text;
-      this.setRds(
-        err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT'
-          ? 'unreachable'
-          : 'error',
-      );
+      this.setRds(err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT' ? 'unreachable' : 'error');
       this.m.dedup_errors_total.inc({ type: 'production' });
-      this.log.warn(
-        { gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message },
-        'production failed; backing off',
-      );
+      this.log.warn({ gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message }, 'production failed; backing off');
       return { ...IDLE, status: s.status, error: text };
     }
     dropLink(s.link);
@@ -372,16 +357,10 @@ class DedupService implements Deduplicator {
     await this.abandonProductionTransaction(s);
     s.failures++;
     s.nextAttemptMs = Date.now() + this.backoffMs(s.failures);
-    const status: LinkStatus =
-      err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT'
-        ? 'unreachable'
-        : 'error';
+    const status: LinkStatus = err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT' ? 'unreachable' : 'error';
     this.setGatherer(s, status, text);
     this.m.dedup_errors_total.inc({ type: 'gatherer' });
-    this.log.warn(
-      { gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message },
-      'gatherer failed; skipping it with backoff',
-    );
+    this.log.warn({ gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message }, 'gatherer failed; skipping it with backoff');
     return { status, batches: 0, read: 0, merged: 0, duplicates: 0, more: false, error: text };
   }
 
@@ -405,11 +384,7 @@ class DedupService implements Deduplicator {
   private afterMerge(s: GathererState, r: MergeResult, startedMs: number): void {
     const name = s.opts.name;
     if (s.instanceId !== r.instanceId) {
-      if (s.instanceId !== undefined)
-        this.log.warn(
-          { gatherer: name, from: s.instanceId, to: r.instanceId },
-          'gatherer database was rebuilt: new cursor',
-        );
+      if (s.instanceId !== undefined) this.log.warn({ gatherer: name, from: s.instanceId, to: r.instanceId }, 'gatherer database was rebuilt: new cursor');
       s.instanceId = r.instanceId;
       s.registryPos = new Map();
       s.registryDueMs = 0;
@@ -432,10 +407,7 @@ class DedupService implements Deduplicator {
       // ingest_batches.row_count disagrees with the rows found: a writer bug or rows removed
       // under the cursor. Visible, counted; the merge itself stays correct for what exists.
       this.m.dedup_errors_total.inc({ type: 'row_count_mismatch' });
-      this.log.error(
-        { gatherer: name, expected: r.expectedRows, read },
-        'batch row counts disagree with rows read',
-      );
+      this.log.error({ gatherer: name, expected: r.expectedRows, read }, 'batch row counts disagree with rows read');
     }
     for (const t of r.unknownTables) {
       this.m.dedup_errors_total.inc({ type: 'unknown_table' });
@@ -463,33 +435,13 @@ class DedupService implements Deduplicator {
     const instanceId = s.instanceId!;
     failpoint('dedup.after_commit_before_watermark');
     if (s.publishedXid !== s.cursor && s.cursor > 0n) {
-      await onSide('gatherer', () =>
-        g.query(PUBLISH_WATERMARK, [
-          s.cursor.toString(),
-          s.maxBatchId.toString(),
-          Date.now() * 1000,
-        ]),
-      );
+      await onSide('gatherer', () => g.query(PUBLISH_WATERMARK, [s.cursor.toString(), s.maxBatchId.toString(), Date.now() * 1000]));
       s.publishedXid = s.cursor;
     }
     const since = s.ledgerSinceUs ?? 0n;
-    const ledger = await syncGapLedger(
-      g,
-      p,
-      { name, instanceId },
-      since,
-      BigInt(this.opts.sync.ledgerOverlapMs) * 1000n,
-      this.opts.sync.pageRowsMax,
-    );
+    const ledger = await syncGapLedger(g, p, { name, instanceId }, since, BigInt(this.opts.sync.ledgerOverlapMs) * 1000n, this.opts.sync.pageRowsMax);
     if (ledger.maxUpdatedAt > since) {
-      await onSide('production', () =>
-        p.query(UPSERT_LEDGER_CURSOR, [
-          name,
-          instanceId,
-          ledger.maxUpdatedAt.toString(),
-          Date.now() * 1000,
-        ]),
-      );
+      await onSide('production', () => p.query(UPSERT_LEDGER_CURSOR, [name, instanceId, ledger.maxUpdatedAt.toString(), Date.now() * 1000]));
       s.ledgerSinceUs = ledger.maxUpdatedAt;
     }
     if (Date.now() >= s.registryDueMs) {
@@ -543,11 +495,7 @@ class DedupService implements Deduplicator {
   private updateFrozen(): void {
     const up = this.states.filter((s) => s.status === 'connected').map((s) => s.opts.name);
     this.frozenNow = this.frozen.frozen(up);
-    for (const s of this.states)
-      this.m.dedup_frozen_feed_markets.set(
-        { gatherer: s.opts.name },
-        this.frozenNow.get(s.opts.name)?.length ?? 0,
-      );
+    for (const s of this.states) this.m.dedup_frozen_feed_markets.set({ gatherer: s.opts.name }, this.frozenNow.get(s.opts.name)?.length ?? 0);
   }
 
   private lagSeconds(s: GathererState): number {
@@ -555,8 +503,7 @@ class DedupService implements Deduplicator {
   }
 
   private refreshLag(): void {
-    for (const s of this.states)
-      this.m.dedup_sync_lag_seconds.set({ gatherer: s.opts.name }, this.lagSeconds(s));
+    for (const s of this.states) this.m.dedup_sync_lag_seconds.set({ gatherer: s.opts.name }, this.lagSeconds(s));
   }
 
   async metricsText(): Promise<string> {
@@ -587,9 +534,7 @@ class DedupService implements Deduplicator {
     const status: HealthReport['status'] =
       this.rds !== 'connected' || up.length === 0
         ? 'unhealthy'
-        : up.length < this.states.length ||
-            maxLag > this.opts.sync.lagDegradedSeconds ||
-            Object.values(frozenCount).some((x) => x > 0)
+        : up.length < this.states.length || maxLag > this.opts.sync.lagDegradedSeconds || Object.values(frozenCount).some((x) => x > 0)
           ? 'degraded'
           : 'healthy';
     return {

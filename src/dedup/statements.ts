@@ -1,12 +1,6 @@
 // SQL the deduplicator runs, prepared once from the row schemas in tables.ts (the one owner of
 // column lists and keys). Control plane prepares, data plane copies.
-import {
-  TIME_SERIES_TABLES,
-  columnNames,
-  quoteIdent,
-  type TimeSeriesTable,
-  type TimeSeriesTableName,
-} from '../schema/tables';
+import { TIME_SERIES_TABLES, columnNames, quoteIdent, type TimeSeriesTable, type TimeSeriesTableName } from '../schema/tables';
 
 export interface TableStatements {
   readonly table: TimeSeriesTable;
@@ -35,11 +29,7 @@ export interface TableStatements {
 }
 
 /** Anti-join fast path: only for keys that lead with the time column (the range bounds the scan). */
-function fastPathStatements(
-  t: TimeSeriesTable,
-  cols: string,
-  staging: string,
-): Pick<TableStatements, 'mergeFast' | 'timeBounds'> {
+function fastPathStatements(t: TimeSeriesTable, cols: string, staging: string): Pick<TableStatements, 'mergeFast' | 'timeBounds'> {
   if (t.productionKey[0] !== t.timeColumn) return { mergeFast: undefined, timeBounds: undefined };
   const time = quoteIdent(t.timeColumn);
   const keyEq = t.productionKey.map((k) => `p.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
@@ -83,23 +73,18 @@ function statementsFor(t: TimeSeriesTable): TableStatements {
         if (id > max) max = id;
       }
       return (
-        `COPY (SELECT ${cols} FROM ${t.name} WHERE batch_id BETWEEN ${min} AND ${max}` +
-        ` AND batch_id = ANY('{${batchIds.join(',')}}'::bigint[])) TO STDOUT`
+        `COPY (SELECT ${cols} FROM ${t.name} WHERE batch_id BETWEEN ${min} AND ${max}` + ` AND batch_id = ANY('{${batchIds.join(',')}}'::bigint[])) TO STDOUT`
       );
     },
   };
 }
 
 export const TABLE_STATEMENTS: ReadonlyMap<string, TableStatements> = new Map(
-  TIME_SERIES_TABLES.map(
-    (t) => [t.name, statementsFor(t)] as [TimeSeriesTableName, TableStatements],
-  ),
+  TIME_SERIES_TABLES.map((t) => [t.name, statementsFor(t)] as [TimeSeriesTableName, TableStatements]),
 );
 
 /** Production session setup: the staging tables (temp tables vanish with the session). */
-export const STAGING_SETUP: readonly string[] = [...TABLE_STATEMENTS.values()].map(
-  (s) => s.createStaging,
-);
+export const STAGING_SETUP: readonly string[] = [...TABLE_STATEMENTS.values()].map((s) => s.createStaging);
 
 // ---- cursor (production) ------------------------------------------------------------------
 export const LOCK_GATHERER = `SELECT pg_advisory_xact_lock(hashtext('kdp.dedup.' || $1))`;

@@ -30,7 +30,10 @@ interface DemoFault {
 export function splitFaults(spec: string): { demo: DemoFault[]; sim: string } {
   const demo: DemoFault[] = [];
   const sim: string[] = [];
-  for (const item of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     if (!item.startsWith('kill-gatherer')) {
       sim.push(item);
       continue;
@@ -146,7 +149,14 @@ function header(o: DemoOptions, startUs: number, wsUrl: string, events: readonly
 
 /** p50 / p99 of market_created_to_subscribed_seconds over every gatherer, as one line. */
 async function creationLatency(stack: Stack): Promise<string> {
-  const samples = (await Promise.all(stack.endpoints().filter((e) => e.kind === 'gatherer').map((e) => scrape(e.metricsUrl)))).flatMap((s) => s ?? []);
+  const samples = (
+    await Promise.all(
+      stack
+        .endpoints()
+        .filter((e) => e.kind === 'gatherer')
+        .map((e) => scrape(e.metricsUrl)),
+    )
+  ).flatMap((s) => s ?? []);
   const n = sumOf(samples, 'market_created_to_subscribed_seconds_count');
   if (n === 0) return 'no market was created during the run';
   const fmt = (q: number): string => `${(histogramQuantile(samples, 'market_created_to_subscribed_seconds', q) ?? 0).toFixed(2)} s`;
@@ -173,7 +183,9 @@ async function finish(stack: Stack, o: DemoOptions, afterN: number, say: (l: str
     comparison = await verifyAgainstTruth(c, truth.expected, truth.span);
     const gaps = await c.query(`SELECT count(*)::int AS n, count(*) FILTER (WHERE recovered)::int AS r FROM gap_ledger`);
     say('');
-    say(`summary: ${merged} rows in production; ${truth.expected.trades.length} trades and ${truth.expected.deltas.length} deltas made by the exchange in the run`);
+    say(
+      `summary: ${merged} rows in production; ${truth.expected.trades.length} trades and ${truth.expected.deltas.length} deltas made by the exchange in the run`,
+    );
     say(`gap ledger: ${gaps.rows[0].n} gaps recorded, ${gaps.rows[0].r} recovered`);
     say(`new markets, 'created' to book subscription acked: ${latency}`);
     for (const g of stack.gatherers) say(`${g.name}: started ${g.service.state().starts} time(s)`);
@@ -181,7 +193,7 @@ async function finish(stack: Stack, o: DemoOptions, afterN: number, say: (l: str
     await c.end();
   }
   say('');
-  say('verification against the simulator\'s ground truth (kdp verify --truth):');
+  say("verification against the simulator's ground truth (kdp verify --truth):");
   say(formatTruthComparison(comparison));
   void o;
   return comparison.ok ? 0 : 1;

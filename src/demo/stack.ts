@@ -91,9 +91,7 @@ export class Stack {
     const names = [...Array.from({ length: this.opts.gatherers }, (_, i) => `g${i + 1}`), 'production'];
     const settings = { max_connections: clusterPerDatabase ? '100' : '300' };
     if (clusterPerDatabase) {
-      const clusters = await Promise.all(
-        names.map((n) => PgCluster.start({ dataDir: join(this.dir, `pg-${n}`), keep: true, settings })),
-      );
+      const clusters = await Promise.all(names.map((n) => PgCluster.start({ dataDir: join(this.dir, `pg-${n}`), keep: true, settings })));
       names.forEach((n, i) => this.clusters.set(n, clusters[i]!));
     } else {
       this.pg = await PgCluster.start({ dataDir: join(this.dir, 'pg'), keep: true, settings });

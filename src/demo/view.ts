@@ -107,7 +107,10 @@ export class LiveView {
     }
     for (const r of rows.filter((x) => this.kindOf(x) === 'dedup')) {
       const v = r.values;
-      lines.push('', `deduplicator ${r.up ? '' : 'DOWN '}merged ${f(v.merged)} rows (${f(r.rates.merged)}/s), lag ${f(v.lag, 1)} s, duplicate rate ${f((v.dupRate ?? 0) * 100, 1)}%, production ${v.rds ? 'connected' : 'UNREACHABLE'}`);
+      lines.push(
+        '',
+        `deduplicator ${r.up ? '' : 'DOWN '}merged ${f(v.merged)} rows (${f(r.rates.merged)}/s), lag ${f(v.lag, 1)} s, duplicate rate ${f((v.dupRate ?? 0) * 100, 1)}%, production ${v.rds ? 'connected' : 'UNREACHABLE'}`,
+      );
     }
     for (const r of rows.filter((x) => this.kindOf(x) === 'archive')) {
       lines.push(`archiver     ${r.up ? '' : 'DOWN '}exported ${f(r.values.exported)} rows in ${f(r.values.partitions)} partitions`);
@@ -125,13 +128,15 @@ export class LiveView {
 
   line(rows: readonly ViewRow[]): string {
     const maint = rows.filter((r) => this.kindOf(r) === 'maintain');
-    const parts = rows.filter((r) => this.kindOf(r) !== 'maintain').map((r) => {
-      if (!r.up) return `${r.name}=DOWN`;
-      const k = this.kindOf(r);
-      if (k === 'gatherer') return `${r.name} ${Math.round(r.rates.msgs ?? 0)}msg/s rows=${r.values.rows ?? 0} gaps=${r.values.gaps ?? 0}`;
-      if (k === 'dedup') return `dedup merged=${r.values.merged ?? 0} lag=${(r.values.lag ?? 0).toFixed(1)}s`;
-      return `archive rows=${r.values.exported ?? 0}`;
-    });
+    const parts = rows
+      .filter((r) => this.kindOf(r) !== 'maintain')
+      .map((r) => {
+        if (!r.up) return `${r.name}=DOWN`;
+        const k = this.kindOf(r);
+        if (k === 'gatherer') return `${r.name} ${Math.round(r.rates.msgs ?? 0)}msg/s rows=${r.values.rows ?? 0} gaps=${r.values.gaps ?? 0}`;
+        if (k === 'dedup') return `dedup merged=${r.values.merged ?? 0} lag=${(r.values.lag ?? 0).toFixed(1)}s`;
+        return `archive rows=${r.values.exported ?? 0}`;
+      });
     if (maint.length) parts.push(`maintain up=${maint.filter((r) => r.up).length}/${maint.length} cycles=${sumValues(maint, 'runs')}`);
     return `[${new Date().toISOString().slice(11, 19)}] ${parts.join(' | ')}`;
   }

@@ -39,18 +39,10 @@ export class KalshiSigner {
     } catch (err) {
       // The crypto error text is not echoed: some OpenSSL messages quote input fragments.
       const code = (err as { code?: string }).code ?? 'invalid key';
-      throw new KdpError(
-        'KDP_ERR_AUTH_KEY',
-        `cannot parse the API private key from ${source} (${code})`,
-        { source },
-      );
+      throw new KdpError('KDP_ERR_AUTH_KEY', `cannot parse the API private key from ${source} (${code})`, { source });
     }
     if (key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'rsa-pss') {
-      throw new KdpError(
-        'KDP_ERR_AUTH_KEY',
-        `the API private key from ${source} is not an RSA key`,
-        { source },
-      );
+      throw new KdpError('KDP_ERR_AUTH_KEY', `the API private key from ${source} is not an RSA key`, { source });
     }
     return new KalshiSigner(keyId, key);
   }
@@ -62,11 +54,7 @@ export class KalshiSigner {
       pem = readFileSync(path);
     } catch (err) {
       const code = (err as { code?: string }).code ?? 'read error';
-      throw new KdpError(
-        'KDP_ERR_AUTH_KEY',
-        `cannot read the API private key file ${path} (${code})`,
-        { path },
-      );
+      throw new KdpError('KDP_ERR_AUTH_KEY', `cannot read the API private key file ${path} (${code})`, { path });
     }
     try {
       return KalshiSigner.fromPem(keyId, pem, path);

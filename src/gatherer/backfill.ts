@@ -103,16 +103,11 @@ export class TradeBackfill {
         refused++;
         continue;
       }
-      outcomes.push(
-        new Promise<WindowOutcome>((resolve) => this.enqueue(key, fromUs, toUs, resolve)),
-      );
+      outcomes.push(new Promise<WindowOutcome>((resolve) => this.enqueue(key, fromUs, toUs, resolve)));
     }
     if (refused > 0) {
       this.stats.refused += refused;
-      this.deps.log?.warn(
-        { refused, queued: this.pendingCount },
-        'backfill queue full: tickers refused',
-      );
+      this.deps.log?.warn({ refused, queued: this.pendingCount }, 'backfill queue full: tickers refused');
     }
     this.pump();
     return Promise.all(outcomes).then((list) => ({
@@ -132,12 +127,7 @@ export class TradeBackfill {
     return this.pendingCount;
   }
 
-  private enqueue(
-    key: string,
-    fromUs: number,
-    toUs: number,
-    waiter: (o: WindowOutcome) => void,
-  ): void {
+  private enqueue(key: string, fromUs: number, toUs: number, waiter: (o: WindowOutcome) => void): void {
     const list = this.pending.get(key) ?? [];
     let merged: Window = { fromUs, toUs, waiters: [waiter] };
     let keep: Window[] = list;

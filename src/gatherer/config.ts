@@ -53,7 +53,7 @@ export const PIPELINE_SPEC = {
   },
   drainTimeoutMs: {
     kind: 'int',
-    doc: 'graceful-stop bound for draining rings and committing the writers\' rows; rows left after it make the stop report failure (exit 1)',
+    doc: "graceful-stop bound for draining rings and committing the writers' rows; rows left after it make the stop report failure (exit 1)",
     default: 30_000,
     min: 100,
   },
@@ -87,8 +87,8 @@ export const EXCHANGE_SPEC = {
 } as const satisfies Spec;
 
 export const GATHERER_SPEC = {
-  gathererId: { kind: 'string', doc: 'this gatherer\'s name (provenance on every row)', pattern: /^[a-z0-9][a-z0-9_-]{0,31}$/ },
-  database: { kind: 'object', doc: 'the gatherer\'s own PostgreSQL', fields: DATABASE_SPEC },
+  gathererId: { kind: 'string', doc: "this gatherer's name (provenance on every row)", pattern: /^[a-z0-9][a-z0-9_-]{0,31}$/ },
+  database: { kind: 'object', doc: "the gatherer's own PostgreSQL", fields: DATABASE_SPEC },
   exchange: { kind: 'object', doc: 'exchange WebSocket endpoint', fields: EXCHANGE_SPEC },
   rest: { kind: 'object', doc: 'REST client, signing key, market registry, snapshot poller, trade backfill', fields: GATHERER_REST_SPEC },
   connections: { kind: 'object', doc: 'WebSocket connections', fields: CONNECTIONS_SPEC },

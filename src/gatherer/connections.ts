@@ -364,7 +364,10 @@ export class ConnectionManager {
   private onExchangeError(conn: Conn, reply: Extract<ExchangeReply, { type: 'error' }>, pending: PendingCommand | undefined): void {
     this.events.error(`exchange_${reply.code}`, { connId: conn.id, id: reply.id, sid: reply.sid, msg: reply.msg });
     // Not thrown: every refusal is handled below (split, move, retry after backoff, or a resync).
-    this.log.warn({ connId: conn.id, code: 'KDP_ERR_WS_PROTOCOL' satisfies ErrorCode, exchangeCode: reply.code, id: reply.id, sid: reply.sid, msg: reply.msg }, 'exchange refused a command');
+    this.log.warn(
+      { connId: conn.id, code: 'KDP_ERR_WS_PROTOCOL' satisfies ErrorCode, exchangeCode: reply.code, id: reply.id, sid: reply.sid, msg: reply.msg },
+      'exchange refused a command',
+    );
     if (reply.code === WS_ERROR_MARKET_LIMIT && pending?.kind === 'subscribe' && pending.shard) {
       this.finish(conn, reply.id!, false);
       this.splitShard(pending.shard);
@@ -427,7 +430,10 @@ export class ConnectionManager {
       this.shardOfTicker.delete(t);
     }
     this.shardSize = Math.max(this.opts.marketsPerSubscriptionMin, Math.min(this.shardSize, shard.tickers.size));
-    this.log.warn({ shard: shard.id, markets: refused.length, newSize: this.shardSize }, 'market limit (26) on add_markets: moving the markets to new subscriptions');
+    this.log.warn(
+      { shard: shard.id, markets: refused.length, newSize: this.shardSize },
+      'market limit (26) on add_markets: moving the markets to new subscriptions',
+    );
     if (this.shards.has(shard.id)) this.updateShard(shard, 'delete_markets', refused);
     this.addMarkets(refused);
   }
@@ -482,7 +488,8 @@ export class ConnectionManager {
     clearTimeout(p.timer);
     conn.pending.delete(id);
     if (ok && p.kind === 'subscribe' && p.shard !== undefined) this.addJoinedMeanwhile(p.shard, p.tickers);
-    if (ok && p.shard !== undefined && (p.kind === 'subscribe' || p.action === 'add_markets') && p.tickers.length > 0) this.events.marketsSubscribed?.(conn.id, p.tickers);
+    if (ok && p.shard !== undefined && (p.kind === 'subscribe' || p.action === 'add_markets') && p.tickers.length > 0)
+      this.events.marketsSubscribed?.(conn.id, p.tickers);
     if (notify) p.onDone?.(ok);
     if (ok) this.checkResubscribed(conn);
   }
@@ -524,7 +531,13 @@ export class ConnectionManager {
     for (const sid of shard.sids.values()) this.sendUpdate(shard, sid, action, tickers, undefined);
   }
 
-  private sendUpdate(shard: Shard, sid: number, action: 'add_markets' | 'delete_markets' | 'get_snapshot', tickers: readonly string[], onDone: ((ok: boolean) => void) | undefined): void {
+  private sendUpdate(
+    shard: Shard,
+    sid: number,
+    action: 'add_markets' | 'delete_markets' | 'get_snapshot',
+    tickers: readonly string[],
+    onDone: ((ok: boolean) => void) | undefined,
+  ): void {
     const conn = this.conns[shard.connId - 1]!;
     const sent = this.send(
       conn,
@@ -538,7 +551,12 @@ export class ConnectionManager {
   private unsubscribeShard(shard: Shard): void {
     const conn = this.conns[shard.connId - 1]!;
     if (shard.sids.size === 0) return;
-    this.send(conn, 'unsubscribe', { sids: [...shard.sids.values()] }, { kind: 'unsubscribe', shard: undefined, channels: new Set(), tickers: [], onDone: undefined });
+    this.send(
+      conn,
+      'unsubscribe',
+      { sids: [...shard.sids.values()] },
+      { kind: 'unsubscribe', shard: undefined, channels: new Set(), tickers: [], onDone: undefined },
+    );
     shard.sids.clear();
   }
 

@@ -39,9 +39,7 @@ export interface RestControlPlane {
 }
 
 /** Loads the signing key once when both keyId and privateKeyPath are set. */
-export function loadSigner(
-  opts: Pick<GathererRestOptions, 'keyId' | 'privateKeyPath'>,
-): KalshiSigner | undefined {
+export function loadSigner(opts: Pick<GathererRestOptions, 'keyId' | 'privateKeyPath'>): KalshiSigner | undefined {
   if (!opts.keyId && !opts.privateKeyPath) return undefined;
   if (!opts.keyId || !opts.privateKeyPath) {
     throw new KdpError('KDP_ERR_CONFIG_MISSING', 'keyId and privateKeyPath must be set together', {
@@ -51,10 +49,7 @@ export function loadSigner(
   return KalshiSigner.fromPemFile(opts.keyId, opts.privateKeyPath);
 }
 
-export function createRestControlPlane(
-  opts: GathererRestOptions,
-  deps: ControlPlaneDeps,
-): RestControlPlane {
+export function createRestControlPlane(opts: GathererRestOptions, deps: ControlPlaneDeps): RestControlPlane {
   const signer = loadSigner(opts);
   const common = { clock: deps.clock, log: deps.log };
   const rest = new RestClient(opts, { ...common, signer, metrics: deps.metrics });

@@ -124,20 +124,23 @@ export class GapTracker {
     const backfillFromUs = Math.min(windowStartUs, g.lastGoodExchangeUs ?? Infinity);
     const ringJoined = this.ringDropRow(g);
     const resyncJoined = ringJoined === undefined ? this.resyncRow(g) : undefined;
-    const gapId = ringJoined ?? resyncJoined ?? this.record({
-      gatherer: this.gatherer,
-      connId: g.connId,
-      sid: g.sid,
-      channel: g.channel,
-      kind,
-      tickers,
-      expectedSeq: g.expectedSeq,
-      gotSeq: g.gotSeq,
-      errorCode: g.errorCode,
-      windowStartUs,
-      windowEndUs: g.detectedUs,
-      detectedAtUs: g.detectedUs,
-    });
+    const gapId =
+      ringJoined ??
+      resyncJoined ??
+      this.record({
+        gatherer: this.gatherer,
+        connId: g.connId,
+        sid: g.sid,
+        channel: g.channel,
+        kind,
+        tickers,
+        expectedSeq: g.expectedSeq,
+        gotSeq: g.gotSeq,
+        errorCode: g.errorCode,
+        windowStartUs,
+        windowEndUs: g.detectedUs,
+        detectedAtUs: g.detectedUs,
+      });
     if (g.kind === 'ring-drop' && !this.openRingDrops.has(`${g.connId}:${g.sid}`)) {
       this.openRingDrops.set(`${g.connId}:${g.sid}`, { id: gapId, pending: 1 });
     }
@@ -199,7 +202,14 @@ export class GapTracker {
    * checked `checksLeft` times a second apart first (the manager may not have learnt a new sid's
    * reply yet); known by then, it is resynced as usual.
    */
-  private retiredSid(g: GapEvent, terminal: boolean, tickers: readonly string[], windowStartUs: number, ids: Promise<number | undefined>[], checksLeft: number): void {
+  private retiredSid(
+    g: GapEvent,
+    terminal: boolean,
+    tickers: readonly string[],
+    windowStartUs: number,
+    ids: Promise<number | undefined>[],
+    checksLeft: number,
+  ): void {
     const key = `${g.connId}:${g.sid}`;
     this.track(
       this.sleep(RETIRED_SID_CHECK_DELAY_MS).then(() => {
@@ -241,8 +251,18 @@ export class GapTracker {
    */
   onLateSubscription(connId: number, tickers: readonly string[], openedUs: number, ackUs: number): void {
     const id = this.record({
-      gatherer: this.gatherer, connId, sid: null, channel: 'orderbook_delta', kind: 'new_market', tickers,
-      expectedSeq: null, gotSeq: null, errorCode: null, windowStartUs: openedUs, windowEndUs: ackUs, detectedAtUs: ackUs,
+      gatherer: this.gatherer,
+      connId,
+      sid: null,
+      channel: 'orderbook_delta',
+      kind: 'new_market',
+      tickers,
+      expectedSeq: null,
+      gotSeq: null,
+      errorCode: null,
+      windowStartUs: openedUs,
+      windowEndUs: ackUs,
+      detectedAtUs: ackUs,
     });
     this.recover([id], 'subscribe_snapshot');
   }
@@ -341,9 +361,18 @@ export class GapTracker {
       if (last === null && openFrom === null) return; // a new database: nothing was missed
       const fromUs = Math.min(Number(last ?? Infinity), Number(lastExchange ?? Infinity), Number(openFrom ?? Infinity));
       const gapId = this.record({
-        gatherer: this.gatherer, connId: 0, sid: null, channel: null, kind: 'gatherer_restart', tickers,
-        expectedSeq: null, gotSeq: null, errorCode: null,
-        windowStartUs: fromUs, windowEndUs: startedUs, detectedAtUs: startedUs,
+        gatherer: this.gatherer,
+        connId: 0,
+        sid: null,
+        channel: null,
+        kind: 'gatherer_restart',
+        tickers,
+        expectedSeq: null,
+        gotSeq: null,
+        errorCode: null,
+        windowStartUs: fromUs,
+        windowEndUs: startedUs,
+        detectedAtUs: startedUs,
       });
       await this.waitAllSubscribed(RESTART_RECOVERY_WAIT_MS);
       const orphans = (openIds ?? []).map((id) => Promise.resolve(Number(id)));
@@ -460,11 +489,13 @@ export class GapTracker {
         // Many markets over a short window: one listing of every market's trades costs a few
         // pages where one request per market would cost hundreds (REST is rate-limited).
         const tickers = job.tickers.size > BACKFILL_PER_MARKET_MAX ? 'all' : [...job.tickers];
-        const ok = tickers.length === 0 || (await this.retry('trade backfill', async () => {
-          const r = await this.backfill.backfill({ tickers, fromUs: job.fromUs, toUs });
-          if (r.failed > 0 || r.refused > 0) this.log.warn({ failed: r.failed, refused: r.refused, fromUs: job.fromUs, toUs }, 'trade backfill incomplete');
-          return r.failed === 0 && r.refused === 0;
-        }));
+        const ok =
+          tickers.length === 0 ||
+          (await this.retry('trade backfill', async () => {
+            const r = await this.backfill.backfill({ tickers, fromUs: job.fromUs, toUs });
+            if (r.failed > 0 || r.refused > 0) this.log.warn({ failed: r.failed, refused: r.refused, fromUs: job.fromUs, toUs }, 'trade backfill incomplete');
+            return r.failed === 0 && r.refused === 0;
+          }));
         if (ok) for (const r of job.recoveries) this.recover(r.ids, r.method);
       }
     } finally {

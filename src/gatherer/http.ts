@@ -79,7 +79,13 @@ function syncMetrics(d: GathererHttpDeps, counters: CounterSync): void {
 }
 
 function isLoopback(address: string): boolean {
-  return address === 'localhost' || address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.') || /^0{0,4}(:0{0,4}){6}:0{0,3}1$/.test(address);
+  return (
+    address === 'localhost' ||
+    address === '::1' ||
+    address.startsWith('127.') ||
+    address.startsWith('::ffff:127.') ||
+    /^0{0,4}(:0{0,4}){6}:0{0,3}1$/.test(address)
+  );
 }
 
 function bearerMatches(req: HttpRequest, token: string | undefined): boolean {
@@ -138,7 +144,13 @@ class WriterWatch {
   }
 }
 
-function healthOf(o: GathererOptions, d: GathererHttpDeps, db: DbProbe, writers: WriterWatch, startedMs: number): { status: number; body: Record<string, unknown> } {
+function healthOf(
+  o: GathererOptions,
+  d: GathererHttpDeps,
+  db: DbProbe,
+  writers: WriterWatch,
+  startedMs: number,
+): { status: number; body: Record<string, unknown> } {
   const wanted = d.manager.connectionIds().length;
   const open = d.manager.openConnections();
   const healthy = d.manager.healthyConnections();
@@ -199,7 +211,14 @@ export async function startGathererHttp(o: GathererOptions, d: GathererHttpDeps)
   const writers = new WriterWatch(d.pipeline, o.pipeline.commitStallMs);
   const health = (): { status: number; body: Record<string, unknown> } => healthOf(o, d, db, writers, started);
   const counters = new CounterSync();
-  const healthRoute: Route = { method: 'GET', path: '/health', handler: () => { const h = health(); return json(h.status, h.body); } };
+  const healthRoute: Route = {
+    method: 'GET',
+    path: '/health',
+    handler: () => {
+      const h = health();
+      return json(h.status, h.body);
+    },
+  };
   const metricsServer = await startHttpServer(o.http.host, o.http.metricsPort, [
     {
       method: 'GET',

@@ -3,20 +3,9 @@
 //   {"type":"multivariate_market_lifecycle", ...same payload...}
 //   {"type":"event_lifecycle","sid":5,"msg":{"event_ticker":"E","series_ticker":"S","title":...}}
 // Timestamps (open_ts, close_ts, determination_ts, settled_ts) are seconds.
-import {
-  asObject,
-  optString,
-  parseEvent,
-  reqString,
-  shapeError,
-  type JsonObject,
-  type KalshiEvent,
-} from './shapes';
+import { asObject, optString, parseEvent, reqString, shapeError, type JsonObject, type KalshiEvent } from './shapes';
 
-export const MARKET_LIFECYCLE_CHANNELS = [
-  'market_lifecycle_v2',
-  'multivariate_market_lifecycle',
-] as const;
+export const MARKET_LIFECYCLE_CHANNELS = ['market_lifecycle_v2', 'multivariate_market_lifecycle'] as const;
 export type MarketLifecycleChannel = (typeof MARKET_LIFECYCLE_CHANNELS)[number];
 
 export const MARKET_EVENT_TYPES = [
@@ -54,8 +43,7 @@ export type Lifecycle = MarketLifecycle | EventLifecycle;
 function optSeconds(o: JsonObject, key: string, where: string): number | null {
   const v = o[key];
   if (v === undefined || v === null) return null;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > 32_503_680_000)
-    throw shapeError(`${where}.${key}`, 'expected epoch seconds');
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > 32_503_680_000) throw shapeError(`${where}.${key}`, 'expected epoch seconds');
   return v * 1000;
 }
 
@@ -64,14 +52,11 @@ export function parseLifecycle(envelope: unknown): Lifecycle {
   const env = asObject(envelope, 'lifecycle message');
   const type = reqString(env, 'type', 'lifecycle message');
   const msg = asObject(env.msg, `${type}.msg`);
-  if (type === 'event_lifecycle')
-    return { kind: 'event', event: parseEvent(msg, 'event_lifecycle.msg') };
-  if (type !== 'market_lifecycle_v2' && type !== 'multivariate_market_lifecycle')
-    throw shapeError('lifecycle message', `unexpected type ${type}`);
+  if (type === 'event_lifecycle') return { kind: 'event', event: parseEvent(msg, 'event_lifecycle.msg') };
+  if (type !== 'market_lifecycle_v2' && type !== 'multivariate_market_lifecycle') throw shapeError('lifecycle message', `unexpected type ${type}`);
   const where = `${type}.msg`;
   // Some feeds put event creation on the market channel: a payload with no market_ticker.
-  if (msg.market_ticker === undefined && typeof msg.event_ticker === 'string')
-    return { kind: 'event', event: parseEvent(msg, where) };
+  if (msg.market_ticker === undefined && typeof msg.event_ticker === 'string') return { kind: 'event', event: parseEvent(msg, where) };
   const deact = msg.is_deactivated;
   return {
     kind: 'market',

@@ -16,14 +16,7 @@ import { createRingBuffer, RingProducer } from '../ingest/ring';
 import { Backoff } from '../core/backoff';
 import type { ExchangeReply } from '../workers/protocol';
 import type { GapEvent } from '../workers/sequence';
-import {
-  WORKER_COUNTERS,
-  type WorkerCounterName,
-  type WorkerMessage,
-  type WorkerReport,
-  type WorkerTask,
-  type WorkerTaskOptions,
-} from '../workers/protocol';
+import { WORKER_COUNTERS, type WorkerCounterName, type WorkerMessage, type WorkerReport, type WorkerTask, type WorkerTaskOptions } from '../workers/protocol';
 
 export interface PipelineOptions {
   readonly workers: number;

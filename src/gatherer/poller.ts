@@ -62,8 +62,7 @@ export class SnapshotPoller {
   private loop: Promise<void> | undefined;
 
   constructor(
-    private readonly opts: PollerOptions &
-      Pick<RestClientOptions, 'restTokensPerSec' | 'restCostPerRequest'>,
+    private readonly opts: PollerOptions & Pick<RestClientOptions, 'restTokensPerSec' | 'restCostPerRequest'>,
     private readonly deps: PollerDeps,
   ) {
     this.clock = deps.clock ?? systemClock;
@@ -121,16 +120,12 @@ export class SnapshotPoller {
   async pollNow(ticker: string): Promise<PollNowResult> {
     const book = await this.deps.rest.getOrderbook(ticker, this.opts.pollDepth || undefined);
     const snapshotTs = this.clock.nowMs() * 1000;
-    await this.deps.writeRows('orderbook_snapshots', [
-      snapshotRowLine(ticker, book, snapshotTs, this.deps.gatherer),
-    ]);
+    await this.deps.writeRows('orderbook_snapshots', [snapshotRowLine(ticker, book, snapshotTs, this.deps.gatherer)]);
     this.countStored(1);
     return { ticker, snapshotTs, yesLevels: book.yes.length, noLevels: book.no.length };
   }
 
-  private async pollBatch(
-    batch: readonly string[],
-  ): Promise<{ stored: number; missing: number; failed: boolean }> {
+  private async pollBatch(batch: readonly string[]): Promise<{ stored: number; missing: number; failed: boolean }> {
     let books: Map<string, OrderbookLevels>;
     try {
       books = await this.fetchBooks(batch);
@@ -160,10 +155,7 @@ export class SnapshotPoller {
       await this.deps.writeRows('orderbook_snapshots', rows);
     } catch (err) {
       this.stats.failedWrites++;
-      this.deps.log?.error(
-        { rows: rows.length, err: (err as Error).message },
-        'snapshot write failed; next cycle retries',
-      );
+      this.deps.log?.error({ rows: rows.length, err: (err as Error).message }, 'snapshot write failed; next cycle retries');
       return { stored: 0, missing, failed: false };
     }
     this.countStored(rows.length);
@@ -173,10 +165,7 @@ export class SnapshotPoller {
   private async fetchBooks(batch: readonly string[]): Promise<Map<string, OrderbookLevels>> {
     if (this.opts.pollUseBatchEndpoint) return this.deps.rest.getOrderbooks(batch);
     const out = new Map<string, OrderbookLevels>();
-    out.set(
-      batch[0]!,
-      await this.deps.rest.getOrderbook(batch[0]!, this.opts.pollDepth || undefined),
-    );
+    out.set(batch[0]!, await this.deps.rest.getOrderbook(batch[0]!, this.opts.pollDepth || undefined));
     return out;
   }
 
@@ -192,13 +181,9 @@ export class SnapshotPoller {
   }
 
   private warnIfOverBudget(requests: number): void {
-    const tokensPerSec =
-      (requests * this.opts.restCostPerRequest) / (this.opts.pollIntervalMs / 1000);
+    const tokensPerSec = (requests * this.opts.restCostPerRequest) / (this.opts.pollIntervalMs / 1000);
     if (tokensPerSec > this.opts.restTokensPerSec / 2) {
-      this.deps.log?.warn(
-        { requests, tokensPerSec, budget: this.opts.restTokensPerSec },
-        'snapshot polling needs over half the REST token budget',
-      );
+      this.deps.log?.warn({ requests, tokensPerSec, budget: this.opts.restTokensPerSec }, 'snapshot polling needs over half the REST token budget');
     }
   }
 }

@@ -28,8 +28,7 @@ export class TokenBucket {
     private readonly opts: TokenBucketOptions,
     private readonly clock: Clock,
   ) {
-    if (!(opts.tokensPerSec > 0) || !(opts.burstTokens > 0))
-      throw new KdpError('KDP_ERR_CONFIG_INVALID', 'token bucket rate and burst must be > 0');
+    if (!(opts.tokensPerSec > 0) || !(opts.burstTokens > 0)) throw new KdpError('KDP_ERR_CONFIG_INVALID', 'token bucket rate and burst must be > 0');
     this.tokens = opts.burstTokens;
     this.lastRefillMs = clock.nowMs();
   }
@@ -38,11 +37,7 @@ export class TokenBucket {
   take(cost: number, signal?: AbortSignal): Promise<void> {
     if (this.waiters >= this.opts.maxWaiters) {
       return Promise.reject(
-        new KdpError(
-          'KDP_ERR_REST_RATE_LIMITED',
-          `client-side REST queue full (${this.opts.maxWaiters} waiting)`,
-          { queued: this.waiters },
-        ),
+        new KdpError('KDP_ERR_REST_RATE_LIMITED', `client-side REST queue full (${this.opts.maxWaiters} waiting)`, { queued: this.waiters }),
       );
     }
     this.waiters++;
@@ -83,10 +78,7 @@ export class TokenBucket {
     const now = this.clock.nowMs();
     const elapsed = now - this.lastRefillMs;
     if (elapsed > 0) {
-      this.tokens = Math.min(
-        this.opts.burstTokens,
-        this.tokens + (elapsed / 1000) * this.opts.tokensPerSec,
-      );
+      this.tokens = Math.min(this.opts.burstTokens, this.tokens + (elapsed / 1000) * this.opts.tokensPerSec);
       this.lastRefillMs = now;
     }
   }

@@ -69,8 +69,7 @@ UPDATE markets SET
   updated_at = $8
 WHERE ticker = $1`;
 
-const msToUs = (ms: number | null | undefined): number | null =>
-  ms === null || ms === undefined ? null : ms * 1000;
+const msToUs = (ms: number | null | undefined): number | null => (ms === null || ms === undefined ? null : ms * 1000);
 
 export class RegistryStore {
   constructor(

@@ -187,10 +187,7 @@ export class MarketRegistry extends EventEmitter {
   applyLifecycle(envelope: unknown): Promise<LifecycleOutcome> {
     if (this.queued >= this.opts.lifecycleQueueMax) {
       this.stats.lifecycleRejected++;
-      this.deps.log?.warn(
-        { queued: this.queued },
-        'lifecycle queue full: message refused, next reconcile repairs',
-      );
+      this.deps.log?.warn({ queued: this.queued }, 'lifecycle queue full: message refused, next reconcile repairs');
       return Promise.resolve('rejected');
     }
     let parsed;
@@ -198,10 +195,7 @@ export class MarketRegistry extends EventEmitter {
       parsed = parseLifecycle(envelope);
     } catch (err) {
       this.stats.lifecycleRejected++;
-      this.deps.log?.warn(
-        { code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
-        'lifecycle message rejected',
-      );
+      this.deps.log?.warn({ code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message }, 'lifecycle message rejected');
       return Promise.resolve('rejected');
     }
     this.queued++;
@@ -212,8 +206,7 @@ export class MarketRegistry extends EventEmitter {
     const work =
       parsed.kind === 'event'
         ? async (): Promise<LifecycleOutcome> => {
-            if (parsed.event.seriesTicker)
-              this.eventSeries.set(parsed.event.eventTicker, parsed.event.seriesTicker);
+            if (parsed.event.seriesTicker) this.eventSeries.set(parsed.event.eventTicker, parsed.event.seriesTicker);
             await this.persist(() => this.store.upsertEvents([parsed.event], this.nowUs()));
             return 'applied';
           }
@@ -316,12 +309,7 @@ export class MarketRegistry extends EventEmitter {
     return 'applied';
   }
 
-  private async applyPatch(
-    ticker: string,
-    patch: MarketPatch,
-    now: number,
-    refetch: boolean,
-  ): Promise<void> {
+  private async applyPatch(ticker: string, patch: MarketPatch, now: number, refetch: boolean): Promise<void> {
     const m = this.tracked.get(ticker);
     if (m) {
       if (patch.status) m.status = patch.status;
@@ -336,16 +324,11 @@ export class MarketRegistry extends EventEmitter {
     this.settle([ticker]);
     const rawPatch: Record<string, unknown> = { ...patch.rawPatch };
     if (patch.status) rawPatch.status = patch.status;
-    if (patch.closeTimeMs !== undefined)
-      rawPatch.close_time = new Date(patch.closeTimeMs).toISOString();
+    if (patch.closeTimeMs !== undefined) rawPatch.close_time = new Date(patch.closeTimeMs).toISOString();
     if (patch.result) rawPatch.result = patch.result;
     if (patch.priceLevelStructure) rawPatch.price_level_structure = patch.priceLevelStructure;
-    const exists = await this.persist(() =>
-      this.store.patchMarket(ticker, { ...patch, rawPatch }, now * 1000),
-    );
-    const revived =
-      !m &&
-      (patch.status === 'active' || patch.status === 'inactive' || (patch.closeTimeMs ?? 0) > now);
+    const exists = await this.persist(() => this.store.patchMarket(ticker, { ...patch, rawPatch }, now * 1000));
+    const revived = !m && (patch.status === 'active' || patch.status === 'inactive' || (patch.closeTimeMs ?? 0) > now);
     if (exists === false || revived || (m && refetch)) this.queueLookup(ticker, 1);
   }
 
@@ -382,7 +365,10 @@ export class MarketRegistry extends EventEmitter {
         found = await this.deps.rest.collect(this.deps.rest.listMarkets({ tickers: batch.map(([t]) => t), limit: LOOKUP_BATCH_MAX }));
       } catch (err) {
         this.stats.fetchFailures += batch.length;
-        this.deps.log?.warn({ markets: batch.length, code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message }, 'market look-up failed; reconcile will retry');
+        this.deps.log?.warn(
+          { markets: batch.length, code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
+          'market look-up failed; reconcile will retry',
+        );
         continue;
       }
       await this.serialize(() => this.applyListed(found, startedMs));
@@ -429,9 +415,7 @@ export class MarketRegistry extends EventEmitter {
       }
     }
     if (this.opts.recentlyClosedMs > 0) await this.persistRecentlyClosed(startedMs, mve_filter);
-    const vanished = [...this.tracked.values()]
-      .filter((m) => !seen.has(m.ticker) && m.changedAtMs <= startedMs)
-      .map((m) => m.ticker);
+    const vanished = [...this.tracked.values()].filter((m) => !seen.has(m.ticker) && m.changedAtMs <= startedMs).map((m) => m.ticker);
     await this.resolveVanished(vanished, startedMs);
     // Tombstones older than this listing can no longer be needed (one reconcile runs at a time).
     for (const [t, ms] of this.finishedAt) if (ms <= startedMs) this.finishedAt.delete(t);
@@ -441,10 +425,7 @@ export class MarketRegistry extends EventEmitter {
   }
 
   /** Markets that closed recently (e.g. while the gatherer was down): metadata for verify and backfill. */
-  private async persistRecentlyClosed(
-    startedMs: number,
-    mve_filter: 'exclude' | undefined,
-  ): Promise<void> {
+  private async persistRecentlyClosed(startedMs: number, mve_filter: 'exclude' | undefined): Promise<void> {
     const min_close_ts = Math.floor((startedMs - this.opts.recentlyClosedMs) / 1000);
     for await (const page of this.deps.rest.listMarkets({
       status: 'closed',
@@ -452,14 +433,7 @@ export class MarketRegistry extends EventEmitter {
       limit: this.opts.marketsPageLimit,
       mve_filter,
     })) {
-      await this.persist(() =>
-        this.store.upsertMarkets(
-          page,
-          (e) => (e ? (this.eventSeries.get(e) ?? null) : null),
-          this.nowUs(),
-          startedMs * 1000,
-        ),
-      );
+      await this.persist(() => this.store.upsertMarkets(page, (e) => (e ? (this.eventSeries.get(e) ?? null) : null), this.nowUs(), startedMs * 1000));
     }
   }
 
@@ -472,18 +446,14 @@ export class MarketRegistry extends EventEmitter {
           status,
           limit: this.opts.eventsPageLimit,
         })) {
-          for (const e of page)
-            if (e.seriesTicker) this.eventSeries.set(e.eventTicker, e.seriesTicker);
+          for (const e of page) if (e.seriesTicker) this.eventSeries.set(e.eventTicker, e.seriesTicker);
           await this.store.upsertEvents(page, this.nowUs());
         }
       }
     } catch (err) {
       // Metadata is descriptive; market discovery must not wait for it.
       this.stats.metadataErrors++;
-      this.deps.log?.warn(
-        { code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
-        'series/events sync failed',
-      );
+      this.deps.log?.warn({ code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message }, 'series/events sync failed');
     }
   }
 
@@ -524,14 +494,7 @@ export class MarketRegistry extends EventEmitter {
       this.pushDue(m);
     }
     this.settle(markets.map((m) => m.ticker));
-    await this.persist(() =>
-      this.store.upsertMarkets(
-        markets,
-        (e) => (e ? (this.eventSeries.get(e) ?? null) : null),
-        now * 1000,
-        asOfMs * 1000,
-      ),
-    );
+    await this.persist(() => this.store.upsertMarkets(markets, (e) => (e ? (this.eventSeries.get(e) ?? null) : null), now * 1000, asOfMs * 1000));
   }
 
   private scheduleReconcile(): void {
@@ -540,10 +503,7 @@ export class MarketRegistry extends EventEmitter {
       this.reconcile()
         .catch((err) => {
           this.stats.reconcileErrors++;
-          this.deps.log?.error(
-            { code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message },
-            'reconcile failed',
-          );
+          this.deps.log?.error({ code: isKdpError(err) ? err.code : 'unknown', err: (err as Error).message }, 'reconcile failed');
         })
         .finally(() => this.scheduleReconcile());
     }, this.opts.reconcileIntervalMs);
@@ -558,8 +518,7 @@ export class MarketRegistry extends EventEmitter {
       const subscribeAt = m.openTimeMs - this.opts.subscribeLeadMs;
       if (subscribeAt > now) this.due.push(subscribeAt, m.ticker);
     }
-    if (m.closeTimeMs !== null && m.closeTimeMs > now && UNFINISHED.has(m.status))
-      this.due.push(m.closeTimeMs, m.ticker);
+    if (m.closeTimeMs !== null && m.closeTimeMs > now && UNFINISHED.has(m.status)) this.due.push(m.closeTimeMs, m.ticker);
     if (this.due.size > 2 * this.tracked.size + 1024) this.compactDue();
     this.arm();
   }
@@ -614,10 +573,7 @@ export class MarketRegistry extends EventEmitter {
     }
     this.settle(tickers);
     this.updateGauge();
-    for (const [t, status] of changed)
-      await this.persist(() =>
-        this.store.patchMarket(t, { status, rawPatch: { status } }, now * 1000),
-      );
+    for (const [t, status] of changed) await this.persist(() => this.store.patchMarket(t, { status, rawPatch: { status } }, now * 1000));
   }
 
   // ---- plumbing --------------------------------------------------------------------------------

@@ -43,12 +43,8 @@ export const ROUTES = {
 } as const;
 export type Route = (typeof ROUTES)[keyof typeof ROUTES];
 
-export type RestOutcome =
-  'ok' | 'rate_limited' | 'server_error' | 'client_error' | 'network_error' | 'bad_response';
-export type RestMetrics = Pick<
-  MetricSet<typeof GATHERER_METRICS>,
-  'market_registry_rest_errors_total' | 'rest_requests_total'
->;
+export type RestOutcome = 'ok' | 'rate_limited' | 'server_error' | 'client_error' | 'network_error' | 'bad_response';
+export type RestMetrics = Pick<MetricSet<typeof GATHERER_METRICS>, 'market_registry_rest_errors_total' | 'rest_requests_total'>;
 
 export interface RestStats {
   /** Calls of request() (one per logical request, however many attempts). */
@@ -126,9 +122,7 @@ function routeSpec(route: Route): RouteSpec {
 
 /** The HTTP status of a REST error, when it has one. */
 export function restStatus(err: unknown): number | undefined {
-  return isKdpError(err) && typeof err.details?.status === 'number'
-    ? err.details.status
-    : undefined;
+  return isKdpError(err) && typeof err.details?.status === 'number' ? err.details.status : undefined;
 }
 
 class AttemptError extends Error {
@@ -187,9 +181,7 @@ export class RestClient {
 
   async getMarkets(q: MarketsQuery = {}): Promise<Page<KalshiMarket>> {
     const query: Query = { ...q };
-    return this.request(ROUTES.markets, {}, query, (body) =>
-      this.page(body, 'markets', ROUTES.markets, parseMarket),
-    );
+    return this.request(ROUTES.markets, {}, query, (body) => this.page(body, 'markets', ROUTES.markets, parseMarket));
   }
 
   /** Every market matching `q`, page by page (memory: one page at a time). */
@@ -198,9 +190,7 @@ export class RestClient {
   }
 
   async getMarket(ticker: string): Promise<KalshiMarket> {
-    return this.request(ROUTES.market, { ticker }, {}, (body) =>
-      parseMarket(asObject(body, 'market response').market, 'market'),
-    );
+    return this.request(ROUTES.market, { ticker }, {}, (body) => parseMarket(asObject(body, 'market response').market, 'market'));
   }
 
   async getOrderbook(ticker: string, depth?: number): Promise<OrderbookLevels> {
@@ -211,20 +201,14 @@ export class RestClient {
 
   /** Batch form, 1-100 tickers. Books come back keyed by ticker; a ticker may be missing. */
   async getOrderbooks(tickers: readonly string[]): Promise<Map<string, OrderbookLevels>> {
-    invariant(
-      tickers.length >= 1 && tickers.length <= MAX_BATCH_ORDERBOOK_TICKERS,
-      `getOrderbooks takes 1-100 tickers, got ${tickers.length}`,
-    );
+    invariant(tickers.length >= 1 && tickers.length <= MAX_BATCH_ORDERBOOK_TICKERS, `getOrderbooks takes 1-100 tickers, got ${tickers.length}`);
     return this.request(ROUTES.orderbooks, {}, { tickers }, (body) => {
       const list = asArray(asObject(body, 'orderbooks response').orderbooks, 'orderbooks');
       const out = new Map<string, OrderbookLevels>();
       list.forEach((item, i) => {
         try {
           const o = asObject(item, `orderbooks[${i}]`);
-          out.set(
-            reqString(o, 'ticker', `orderbooks[${i}]`),
-            parseOrderbookFp(o.orderbook_fp, `orderbooks[${i}].orderbook_fp`),
-          );
+          out.set(reqString(o, 'ticker', `orderbooks[${i}]`), parseOrderbookFp(o.orderbook_fp, `orderbooks[${i}].orderbook_fp`));
         } catch (err) {
           this.rejectItem(ROUTES.orderbooks, err);
         }
@@ -234,9 +218,7 @@ export class RestClient {
   }
 
   async getTrades(q: TradesQuery = {}): Promise<Page<RestTrade>> {
-    return this.request(ROUTES.trades, {}, { ...q }, (body) =>
-      this.page(body, 'trades', ROUTES.trades, parseTrade),
-    );
+    return this.request(ROUTES.trades, {}, { ...q }, (body) => this.page(body, 'trades', ROUTES.trades, parseTrade));
   }
 
   listTrades(q: Omit<TradesQuery, 'cursor'>): AsyncGenerator<RestTrade[]> {
@@ -244,9 +226,7 @@ export class RestClient {
   }
 
   async getEvents(q: EventsQuery = {}): Promise<Page<KalshiEvent>> {
-    return this.request(ROUTES.events, {}, { ...q }, (body) =>
-      this.page(body, 'events', ROUTES.events, parseEvent),
-    );
+    return this.request(ROUTES.events, {}, { ...q }, (body) => this.page(body, 'events', ROUTES.events, parseEvent));
   }
 
   listEvents(q: Omit<EventsQuery, 'cursor'> = {}): AsyncGenerator<KalshiEvent[]> {
@@ -254,9 +234,7 @@ export class RestClient {
   }
 
   async getSeries(q: SeriesQuery = {}): Promise<Page<KalshiSeries>> {
-    return this.request(ROUTES.series, {}, { ...q }, (body) =>
-      this.page(body, 'series', ROUTES.series, parseSeries),
-    );
+    return this.request(ROUTES.series, {}, { ...q }, (body) => this.page(body, 'series', ROUTES.series, parseSeries));
   }
 
   listSeries(q: Omit<SeriesQuery, 'cursor'> = {}): AsyncGenerator<KalshiSeries[]> {
@@ -264,9 +242,7 @@ export class RestClient {
   }
 
   async getExchangeStatus(): Promise<ExchangeStatus> {
-    return this.request(ROUTES.exchangeStatus, {}, {}, (body) =>
-      parseExchangeStatus(body, 'exchange status'),
-    );
+    return this.request(ROUTES.exchangeStatus, {}, {}, (body) => parseExchangeStatus(body, 'exchange status'));
   }
 
   // ---- pagination ---------------------------------------------------------------------------
@@ -275,27 +251,16 @@ export class RestClient {
    * Follows cursors until one is empty or null. Bounded: more than `restMaxPages` pages, or a
    * cursor seen before (a server loop), fails with KDP_ERR_REST_PAGE_LIMIT.
    */
-  async *pages<T>(
-    fetchPage: (cursor: string | undefined) => Promise<Page<T>>,
-  ): AsyncGenerator<T[]> {
+  async *pages<T>(fetchPage: (cursor: string | undefined) => Promise<Page<T>>): AsyncGenerator<T[]> {
     const seen = new Set<string>();
     let cursor: string | undefined;
     for (let n = 1; ; n++) {
       const page = await fetchPage(cursor);
       yield page.items;
       if (page.cursor === null) return;
-      if (seen.has(page.cursor))
-        throw new KdpError(
-          'KDP_ERR_REST_PAGE_LIMIT',
-          `pagination repeated a cursor after ${n} pages`,
-          { pages: n },
-        );
+      if (seen.has(page.cursor)) throw new KdpError('KDP_ERR_REST_PAGE_LIMIT', `pagination repeated a cursor after ${n} pages`, { pages: n });
       if (n >= this.opts.restMaxPages) {
-        throw new KdpError(
-          'KDP_ERR_REST_PAGE_LIMIT',
-          `pagination exceeded ${this.opts.restMaxPages} pages`,
-          { pages: n },
-        );
+        throw new KdpError('KDP_ERR_REST_PAGE_LIMIT', `pagination exceeded ${this.opts.restMaxPages} pages`, { pages: n });
       }
       seen.add(page.cursor);
       cursor = page.cursor;
@@ -309,12 +274,7 @@ export class RestClient {
     return out;
   }
 
-  private page<T>(
-    body: unknown,
-    key: string,
-    route: Route,
-    parse: (v: unknown, where: string) => T,
-  ): Page<T> {
+  private page<T>(body: unknown, key: string, route: Route, parse: (v: unknown, where: string) => T): Page<T> {
     const o = asObject(body, `${route} response`);
     const items: T[] = [];
     // `series` and `events` may be null on an empty listing.
@@ -332,21 +292,13 @@ export class RestClient {
   private rejectItem(route: Route, err: unknown): void {
     if (!isKdpError(err)) throw err;
     this.stats.rejectedItems++;
-    this.deps.log?.warn(
-      { endpoint: route, code: err.code, err: err.message },
-      'REST list item rejected',
-    );
+    this.deps.log?.warn({ endpoint: route, code: err.code, err: err.message }, 'REST list item rejected');
   }
 
   // ---- the request loop -----------------------------------------------------------------------
 
   /** One logical request: bucket, sign, fetch, classify, retry with backoff, parse. */
-  async request<T>(
-    route: Route,
-    pathParams: Record<string, string>,
-    query: Query,
-    parse: (body: unknown) => T,
-  ): Promise<T> {
+  async request<T>(route: Route, pathParams: Record<string, string>, query: Query, parse: (body: unknown) => T): Promise<T> {
     this.stats.requests++;
     const url = this.buildUrl(route, pathParams, query);
     for (let attempt = 0; ; attempt++) {
@@ -365,12 +317,14 @@ export class RestClient {
         if (!err.kdp.retryable || attempt >= this.opts.restRetryMax) throw err.kdp;
         if (err.outcome === 'rate_limited') this.bucket.drain();
         // Full jitter: three gatherers share one exchange and its 429s carry no Retry-After.
-        const waitMs = backoffDelayMs(attempt, { initialMs: this.opts.backoffInitialMs, maxMs: this.opts.backoffMaxMs, jitter: 'full', random: this.deps.random });
+        const waitMs = backoffDelayMs(attempt, {
+          initialMs: this.opts.backoffInitialMs,
+          maxMs: this.opts.backoffMaxMs,
+          jitter: 'full',
+          random: this.deps.random,
+        });
         this.stats.backoffsMs.push(waitMs);
-        this.deps.log?.debug(
-          { endpoint: route, attempt, waitMs, code: err.kdp.code },
-          'REST retry',
-        );
+        this.deps.log?.debug({ endpoint: route, attempt, waitMs, code: err.kdp.code }, 'REST retry');
         await this.clock.sleep(waitMs, this.stopper.signal);
       }
     }
@@ -379,10 +333,7 @@ export class RestClient {
   private buildUrl(route: Route, pathParams: Record<string, string>, query: Query): URL {
     const path = route.replace(/\{(\w+)\}/g, (_, name: string) => {
       const v = pathParams[name];
-      invariant(
-        typeof v === 'string' && v.length > 0,
-        `missing path parameter ${name} for ${route}`,
-      );
+      invariant(typeof v === 'string' && v.length > 0, `missing path parameter ${name} for ${route}`);
       return encodeURIComponent(v);
     });
     const url = new URL(this.base.toString());
@@ -394,13 +345,9 @@ export class RestClient {
 
   private async attempt(route: Route, url: URL): Promise<unknown> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.deps.signer && this.opts.signRestRequests)
-      Object.assign(headers, this.deps.signer.headers('GET', url.pathname, this.clock.nowMs()));
+    if (this.deps.signer && this.opts.signRestRequests) Object.assign(headers, this.deps.signer.headers('GET', url.pathname, this.clock.nowMs()));
     const timeout = AbortSignal.timeout(this.opts.restTimeoutMs);
-    const signal =
-      typeof AbortSignal.any === 'function'
-        ? AbortSignal.any([timeout, this.stopper.signal])
-        : timeout;
+    const signal = typeof AbortSignal.any === 'function' ? AbortSignal.any([timeout, this.stopper.signal]) : timeout;
     let res: Response;
     let text: string;
     try {
@@ -409,32 +356,23 @@ export class RestClient {
     } catch (err) {
       if (this.stopper.signal.aborted) throw shutdownError();
       if (err instanceof AttemptError) throw err;
-      const why = timeout.aborted
-        ? `timed out after ${this.opts.restTimeoutMs} ms`
-        : (err as Error).message;
+      const why = timeout.aborted ? `timed out after ${this.opts.restTimeoutMs} ms` : (err as Error).message;
       throw this.fail('KDP_ERR_REST_NETWORK', 'network_error', `GET ${route}: ${why}`, {
         endpoint: route,
       });
     }
     if (res.status === 429)
-      throw this.fail(
-        'KDP_ERR_REST_RATE_LIMITED',
-        'rate_limited',
-        `GET ${route}: 429 ${describeRestError(text) ?? 'too many requests'}`,
-        { endpoint: route, status: 429 },
-      );
+      throw this.fail('KDP_ERR_REST_RATE_LIMITED', 'rate_limited', `GET ${route}: 429 ${describeRestError(text) ?? 'too many requests'}`, {
+        endpoint: route,
+        status: 429,
+      });
     if (res.status >= 500)
       throw this.fail('KDP_ERR_REST_SERVER', 'server_error', `GET ${route}: HTTP ${res.status}`, {
         endpoint: route,
         status: res.status,
       });
     if (res.status < 200 || res.status >= 300) {
-      throw this.fail(
-        'KDP_ERR_REST_CLIENT',
-        'client_error',
-        `GET ${route}: HTTP ${res.status} ${text.slice(0, 200)}`,
-        { endpoint: route, status: res.status },
-      );
+      throw this.fail('KDP_ERR_REST_CLIENT', 'client_error', `GET ${route}: HTTP ${res.status} ${text.slice(0, 200)}`, { endpoint: route, status: res.status });
     }
     try {
       return JSON.parse(text) as unknown;
@@ -450,21 +388,11 @@ export class RestClient {
     const declared = Number(res.headers.get('content-length') ?? '0');
     if (declared > this.opts.restMaxResponseBytes) {
       await res.body?.cancel().catch(() => undefined);
-      throw this.fail(
-        'KDP_ERR_FRAME_TOO_LARGE',
-        'bad_response',
-        `response of ${declared} bytes exceeds ${this.opts.restMaxResponseBytes}`,
-        {},
-      );
+      throw this.fail('KDP_ERR_FRAME_TOO_LARGE', 'bad_response', `response of ${declared} bytes exceeds ${this.opts.restMaxResponseBytes}`, {});
     }
     const buf = await res.arrayBuffer();
     if (buf.byteLength > this.opts.restMaxResponseBytes) {
-      throw this.fail(
-        'KDP_ERR_FRAME_TOO_LARGE',
-        'bad_response',
-        `response of ${buf.byteLength} bytes exceeds ${this.opts.restMaxResponseBytes}`,
-        {},
-      );
+      throw this.fail('KDP_ERR_FRAME_TOO_LARGE', 'bad_response', `response of ${buf.byteLength} bytes exceeds ${this.opts.restMaxResponseBytes}`, {});
     }
     return Buffer.from(buf).toString('utf8');
   }
@@ -478,12 +406,7 @@ export class RestClient {
     }
   }
 
-  private fail(
-    code: ErrorCode,
-    outcome: RestOutcome,
-    message: string,
-    details: Record<string, unknown>,
-  ): AttemptError {
+  private fail(code: ErrorCode, outcome: RestOutcome, message: string, details: Record<string, unknown>): AttemptError {
     return new AttemptError(new KdpError(code, message, details), outcome);
   }
 

@@ -3,12 +3,7 @@
 // source 'rest', conn_id 0, sid 0 and seq NULL (docs/semantics.md).
 import { COPY_NULL, copyText } from '../copy/text';
 import { invariant } from '../core/errors';
-import {
-  ORDERBOOK_SNAPSHOTS,
-  TRADES,
-  columnNames,
-  type TimeSeriesTableName,
-} from '../schema/tables';
+import { ORDERBOOK_SNAPSHOTS, TRADES, columnNames, type TimeSeriesTableName } from '../schema/tables';
 import type { OrderbookLevels, RestTrade } from './shapes';
 
 /** The writer the caller injects: one transaction with its ingest_batches row per call. */
@@ -48,24 +43,13 @@ const TRADE_COLUMNS = [
   'seq',
   'batch_id',
 ];
-invariant(
-  columnNames(ORDERBOOK_SNAPSHOTS).join() === SNAPSHOT_COLUMNS.join(),
-  'orderbook_snapshots columns changed: update rows.ts',
-);
-invariant(
-  columnNames(TRADES).join() === TRADE_COLUMNS.join(),
-  'trades columns changed: update rows.ts',
-);
+invariant(columnNames(ORDERBOOK_SNAPSHOTS).join() === SNAPSHOT_COLUMNS.join(), 'orderbook_snapshots columns changed: update rows.ts');
+invariant(columnNames(TRADES).join() === TRADE_COLUMNS.join(), 'trades columns changed: update rows.ts');
 
 const REST_PROVENANCE_TAIL = '\t0\t0\t' + COPY_NULL; // conn_id, sid, seq
 
 /** One orderbook_snapshots row: levels as JSON [[price, size], ...], snapshot_ts = receive time µs. */
-export function snapshotRowLine(
-  ticker: string,
-  book: OrderbookLevels,
-  receivedUs: number,
-  gatherer: string,
-): string {
+export function snapshotRowLine(ticker: string, book: OrderbookLevels, receivedUs: number, gatherer: string): string {
   const us = String(receivedUs);
   return (
     `${copyText(ticker)}\t${copyText(JSON.stringify(book.yes))}\t${copyText(JSON.stringify(book.no))}\t${us}\trest\t${COPY_NULL}` +

@@ -237,12 +237,7 @@ function createManager(
       marketChannels: [CHANNELS.orderbook],
       // event_lifecycle messages arrive on the market_lifecycle_v2 subscription (no channel of their
       // own); multivariate (KXMVE*) markets' lifecycle has its own channel, needed when they are recorded.
-      globalChannels: [
-        CHANNELS.lifecycle,
-        CHANNELS.ticker,
-        CHANNELS.trade,
-        ...(o.rest.includeMultivariate ? [CHANNELS.multivariateLifecycle] : []),
-      ],
+      globalChannels: [CHANNELS.lifecycle, CHANNELS.ticker, CHANNELS.trade, ...(o.rest.includeMultivariate ? [CHANNELS.multivariateLifecycle] : [])],
       useYesPrice: c.useYesPrice,
     },
     router,

@@ -69,8 +69,7 @@ export function shapeError(where: string, why: string): KdpError {
 }
 
 export function asObject(v: unknown, where: string): JsonObject {
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw shapeError(where, 'expected an object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw shapeError(where, 'expected an object');
   return v as JsonObject;
 }
 
@@ -81,8 +80,7 @@ export function asArray(v: unknown, where: string): unknown[] {
 
 export function reqString(o: JsonObject, key: string, where: string): string {
   const v = o[key];
-  if (typeof v !== 'string' || v.length === 0)
-    throw shapeError(`${where}.${key}`, 'expected a non-empty string');
+  if (typeof v !== 'string' || v.length === 0) throw shapeError(`${where}.${key}`, 'expected a non-empty string');
   return v;
 }
 
@@ -113,14 +111,12 @@ const PRICE_RE = /^(0|[1-9]\d{0,5})(\.\d{1,6})?$/;
 const SIZE_RE = /^(0|[1-9]\d{0,17})(\.\d{1,2})?$/;
 
 export function checkPrice(v: unknown, where: string): string {
-  if (typeof v !== 'string' || !PRICE_RE.test(v))
-    throw new KdpError('KDP_ERR_MSG_DECIMAL', `${where}: not a price decimal string`, { where });
+  if (typeof v !== 'string' || !PRICE_RE.test(v)) throw new KdpError('KDP_ERR_MSG_DECIMAL', `${where}: not a price decimal string`, { where });
   return v;
 }
 
 export function checkSize(v: unknown, where: string): string {
-  if (typeof v !== 'string' || !SIZE_RE.test(v))
-    throw new KdpError('KDP_ERR_MSG_DECIMAL', `${where}: not a size decimal string`, { where });
+  if (typeof v !== 'string' || !SIZE_RE.test(v)) throw new KdpError('KDP_ERR_MSG_DECIMAL', `${where}: not a size decimal string`, { where });
   return v;
 }
 
@@ -130,8 +126,7 @@ const RFC3339_RE = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-
 export function parseRfc3339Ms(v: unknown, where: string): number {
   const m = typeof v === 'string' ? RFC3339_RE.exec(v) : null;
   const wholeMs = m ? Date.parse(`${m[1]}${m[3]}`) : NaN;
-  if (!m || !Number.isFinite(wholeMs))
-    throw new KdpError('KDP_ERR_MSG_TIMESTAMP', `${where}: not an RFC3339 time`, { where });
+  if (!m || !Number.isFinite(wholeMs)) throw new KdpError('KDP_ERR_MSG_TIMESTAMP', `${where}: not an RFC3339 time`, { where });
   const frac = (m[2] ?? '').padEnd(3, '0').slice(0, 3);
   return wholeMs + Number(frac);
 }
@@ -186,10 +181,7 @@ function parseLevels(v: unknown, where: string): Level[] {
   return asArray(v, where).map((lv, i) => {
     const pair = asArray(lv, `${where}[${i}]`);
     if (pair.length < 2) throw shapeError(`${where}[${i}]`, 'expected [price, size]');
-    return [
-      checkPrice(pair[0], `${where}[${i}][0]`),
-      checkSize(pair[1], `${where}[${i}][1]`),
-    ] as const;
+    return [checkPrice(pair[0], `${where}[${i}][0]`), checkSize(pair[1], `${where}[${i}][1]`)] as const;
   });
 }
 

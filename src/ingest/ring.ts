@@ -43,11 +43,25 @@ const LEN_BYTES = 4;
 
 export const RING_HEADER_BYTES = HEADER_BYTES;
 /** Int32 slot numbers of the header, for diagnostics and corruption tests; no one else writes them. */
-export const RING_SLOTS = Object.freeze({ write: I_WRITE, consumerWaiting: I_CWAIT, read: I_READ, producerWaiting: I_PWAIT, magic: I_MAGIC, capacity: I_CAPACITY, frameBytesMax: I_FRAME_MAX, flags: I_FLAGS });
+export const RING_SLOTS = Object.freeze({
+  write: I_WRITE,
+  consumerWaiting: I_CWAIT,
+  read: I_READ,
+  producerWaiting: I_PWAIT,
+  magic: I_MAGIC,
+  capacity: I_CAPACITY,
+  frameBytesMax: I_FRAME_MAX,
+  flags: I_FLAGS,
+});
 
 // Atomics.waitAsync exists in Node 20 (V8) but is typed only from lib es2024.
 interface AtomicsWithWaitAsync {
-  waitAsync(typedArray: Int32Array, index: number, value: number, timeoutMs?: number): { async: false; value: string } | { async: true; value: Promise<string> };
+  waitAsync(
+    typedArray: Int32Array,
+    index: number,
+    value: number,
+    timeoutMs?: number,
+  ): { async: false; value: string } | { async: true; value: Promise<string> };
 }
 
 export interface RingOptions {
@@ -149,7 +163,7 @@ export class RingProducer extends RingEnd {
     if (this.isProducerClosed()) throw new KdpError('KDP_ERR_INTERNAL', 'write to a closed ring');
     const readIndex = Atomics.load(this.header, I_READ) >>> 0;
     // The read index only moves forward, and never past what was written.
-    if (((readIndex - this.lastReadIndex) >>> 0) > ((this.writeIndex - this.lastReadIndex) >>> 0)) {
+    if ((readIndex - this.lastReadIndex) >>> 0 > (this.writeIndex - this.lastReadIndex) >>> 0) {
       corrupt('read index moved backwards or past the write index', { readIndex, lastReadIndex: this.lastReadIndex, writeIndex: this.writeIndex });
     }
     this.lastReadIndex = readIndex;
@@ -275,15 +289,15 @@ export class RingConsumer extends RingEnd {
    */
   waitForData(timeoutMs: number): boolean {
     const writeIndex = Atomics.load(this.header, I_WRITE);
-    if ((writeIndex >>> 0) !== this.readIndex) return true;
+    if (writeIndex >>> 0 !== this.readIndex) return true;
     if (this.isProducerClosed()) return false;
     Atomics.store(this.header, I_CWAIT, 1);
     // Re-check after announcing the wait: a write in between would otherwise go unnoticed.
-    if ((Atomics.load(this.header, I_WRITE) >>> 0) === this.readIndex && !this.isProducerClosed()) {
+    if (Atomics.load(this.header, I_WRITE) >>> 0 === this.readIndex && !this.isProducerClosed()) {
       Atomics.wait(this.header, I_WRITE, writeIndex, timeoutMs);
     }
     Atomics.store(this.header, I_CWAIT, 0);
-    return (Atomics.load(this.header, I_WRITE) >>> 0) !== this.readIndex;
+    return Atomics.load(this.header, I_WRITE) >>> 0 !== this.readIndex;
   }
 
   /**
@@ -308,14 +322,14 @@ export class RingConsumer extends RingEnd {
   /** Non-blocking variant for a thread with an event loop: resolves like waitForData. */
   async waitForDataAsync(timeoutMs: number): Promise<boolean> {
     const writeIndex = Atomics.load(this.header, I_WRITE);
-    if ((writeIndex >>> 0) !== this.readIndex) return true;
+    if (writeIndex >>> 0 !== this.readIndex) return true;
     if (this.isProducerClosed()) return false;
     Atomics.store(this.header, I_CWAIT, 1);
-    if ((Atomics.load(this.header, I_WRITE) >>> 0) === this.readIndex && !this.isProducerClosed()) {
+    if (Atomics.load(this.header, I_WRITE) >>> 0 === this.readIndex && !this.isProducerClosed()) {
       const waited = (Atomics as unknown as AtomicsWithWaitAsync).waitAsync(this.header, I_WRITE, writeIndex, timeoutMs);
       if (waited.async) await waited.value;
     }
     Atomics.store(this.header, I_CWAIT, 0);
-    return (Atomics.load(this.header, I_WRITE) >>> 0) !== this.readIndex;
+    return Atomics.load(this.header, I_WRITE) >>> 0 !== this.readIndex;
   }
 }

@@ -190,10 +190,29 @@ const orNul = (v: string | number | null): string => (v === null ? NUL : String(
  */
 export function tickerContent(row: TickerRow): string {
   return (
-    row.ticker + SEP + orNul(row.price) + SEP + orNul(row.yes_bid) + SEP + orNul(row.yes_ask) + SEP +
-    orNul(row.yes_bid_size) + SEP + orNul(row.yes_ask_size) + SEP + orNul(row.last_trade_size) + SEP +
-    orNul(row.volume) + SEP + orNul(row.open_interest) + SEP + orNul(row.dollar_volume) + SEP +
-    orNul(row.dollar_open_interest) + SEP + row.exchange_ts
+    row.ticker +
+    SEP +
+    orNul(row.price) +
+    SEP +
+    orNul(row.yes_bid) +
+    SEP +
+    orNul(row.yes_ask) +
+    SEP +
+    orNul(row.yes_bid_size) +
+    SEP +
+    orNul(row.yes_ask_size) +
+    SEP +
+    orNul(row.last_trade_size) +
+    SEP +
+    orNul(row.volume) +
+    SEP +
+    orNul(row.open_interest) +
+    SEP +
+    orNul(row.dollar_volume) +
+    SEP +
+    orNul(row.dollar_open_interest) +
+    SEP +
+    row.exchange_ts
   );
 }
 

@@ -41,11 +41,7 @@ export const LIFECYCLE_MESSAGE_TYPES: ReadonlySet<string> = new Set([
 ]);
 
 /** Lifecycle message types the market registry applies (a fee update changes no market or event row). */
-export const REGISTRY_MESSAGE_TYPES: ReadonlySet<string> = new Set([
-  'market_lifecycle_v2',
-  'multivariate_market_lifecycle',
-  'event_lifecycle',
-]);
+export const REGISTRY_MESSAGE_TYPES: ReadonlySet<string> = new Set(['market_lifecycle_v2', 'multivariate_market_lifecycle', 'event_lifecycle']);
 
 /**
  * event_type recorded for lifecycle messages that carry none: event_lifecycle is the exchange's
@@ -120,8 +116,15 @@ export const REST_ROUTES = {
   markets: {
     path: '/markets',
     params: {
-      limit: 'scalar', cursor: 'scalar', status: 'scalar', event_ticker: 'scalar', series_ticker: 'scalar',
-      tickers: 'comma', mve_filter: 'scalar', min_close_ts: 'scalar', max_close_ts: 'scalar',
+      limit: 'scalar',
+      cursor: 'scalar',
+      status: 'scalar',
+      event_ticker: 'scalar',
+      series_ticker: 'scalar',
+      tickers: 'comma',
+      mve_filter: 'scalar',
+      min_close_ts: 'scalar',
+      max_close_ts: 'scalar',
     },
     authRequired: false,
   },

@@ -50,11 +50,9 @@ type Side = Map<bigint, bigint>;
 
 function levelsFromJson(levels: unknown, what: string): Side {
   const side: Side = new Map();
-  if (!Array.isArray(levels))
-    throw new KdpError('KDP_ERR_MSG_SHAPE', `${what}: snapshot levels are not a list`);
+  if (!Array.isArray(levels)) throw new KdpError('KDP_ERR_MSG_SHAPE', `${what}: snapshot levels are not a list`);
   for (const level of levels) {
-    if (!Array.isArray(level) || level.length !== 2)
-      throw new KdpError('KDP_ERR_MSG_SHAPE', `${what}: level ${JSON.stringify(level)}`);
+    if (!Array.isArray(level) || level.length !== 2) throw new KdpError('KDP_ERR_MSG_SHAPE', `${what}: level ${JSON.stringify(level)}`);
     const price = parseScaled(String(level[0]));
     side.set(price, (side.get(price) ?? 0n) + parseScaled(String(level[1])));
   }
@@ -83,11 +81,7 @@ const DELTAS_SQL = `
    ORDER BY exchange_ts, occurrence`;
 
 /** Rebuilds the book of `ticker` at `atUs` (µs since the epoch) from a production database. */
-export async function reconstructBook(
-  client: ClientBase,
-  ticker: string,
-  atUs: number,
-): Promise<Book> {
+export async function reconstructBook(client: ClientBase, ticker: string, atUs: number): Promise<Book> {
   const snap = await client.query(SNAPSHOT_SQL, [ticker, atUs]);
   if (snap.rowCount === 0) {
     throw new KdpError(
@@ -105,18 +99,13 @@ export async function reconstructBook(
   const deltas = await client.query(DELTAS_SQL, [ticker, lastDeltaTs, atUs]);
   for (const d of deltas.rows) {
     const side = sides[d.side];
-    if (!side)
-      throw new KdpError(
-        'KDP_ERR_MSG_SHAPE',
-        `${ticker}: delta on unknown side ${JSON.stringify(d.side)}`,
-      );
+    if (!side) throw new KdpError('KDP_ERR_MSG_SHAPE', `${ticker}: delta on unknown side ${JSON.stringify(d.side)}`);
     const price = parseScaled(d.price);
     side.set(price, (side.get(price) ?? 0n) + parseScaled(d.delta));
   }
   const yes = ladder(sides.yes!);
   const no = ladder(sides.no!);
-  const impliedAsk = (otherBids: BookLevel[]) =>
-    otherBids[0] ? formatScaled(ONE - parseScaled(otherBids[0].price)) : null;
+  const impliedAsk = (otherBids: BookLevel[]) => (otherBids[0] ? formatScaled(ONE - parseScaled(otherBids[0].price)) : null);
   return {
     ticker,
     atUs,
@@ -148,36 +137,24 @@ export function formatBook(book: Book): string {
   for (let i = 0; i < rows; i++) {
     const y = book.yes[i];
     const n = book.no[i];
-    lines.push(
-      `${(y?.price ?? '').padStart(10)} ${(y?.size ?? '').padStart(14)} | ${(n?.price ?? '').padStart(10)} ${(n?.size ?? '').padStart(14)}`,
-    );
+    lines.push(`${(y?.price ?? '').padStart(10)} ${(y?.size ?? '').padStart(14)} | ${(n?.price ?? '').padStart(10)} ${(n?.size ?? '').padStart(14)}`);
   }
   if (rows === 0) lines.push('(empty book)');
-  lines.push(
-    '',
-    `best YES ask (1 - best NO bid): ${book.yesAsk ?? '-'}`,
-    `best NO ask (1 - best YES bid): ${book.noAsk ?? '-'}`,
-  );
+  lines.push('', `best YES ask (1 - best NO bid): ${book.yesAsk ?? '-'}`, `best NO ask (1 - best YES bid): ${book.noAsk ?? '-'}`);
   return lines.join('\n');
 }
 
-const RFC3339 =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /** TIME as µs since the epoch: an integer (µs) or RFC 3339 (fractions beyond µs are truncated). */
 export function parseTimeUs(text: string): number {
   if (/^\d+$/.test(text)) {
     const us = Number(text);
-    if (!Number.isSafeInteger(us))
-      throw new KdpError('KDP_ERR_USAGE', `time ${text} µs is out of range`);
+    if (!Number.isSafeInteger(us)) throw new KdpError('KDP_ERR_USAGE', `time ${text} µs is out of range`);
     return us;
   }
   const m = RFC3339.exec(text);
-  if (!m)
-    throw new KdpError(
-      'KDP_ERR_USAGE',
-      `time must be RFC 3339 (2026-11-23T12:00:00.123456Z) or integer µs, got ${text}`,
-    );
+  if (!m) throw new KdpError('KDP_ERR_USAGE', `time must be RFC 3339 (2026-11-23T12:00:00.123456Z) or integer µs, got ${text}`);
   const [, y, mo, d, h, mi, s, frac = '', zone] = m;
   const ms = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
   const check = new Date(ms);

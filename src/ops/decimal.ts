@@ -10,8 +10,7 @@ const DECIMAL_RE = /^(-?)(\d+)(?:\.(\d+))?$/;
 /** "0.3600" -> 360000n. Rejects anything that is not a plain decimal or needs more than 6 decimals. */
 export function parseScaled(text: string): bigint {
   const m = DECIMAL_RE.exec(text.trim());
-  if (!m)
-    throw new KdpError('KDP_ERR_MSG_DECIMAL', `not a decimal number: ${JSON.stringify(text)}`);
+  if (!m) throw new KdpError('KDP_ERR_MSG_DECIMAL', `not a decimal number: ${JSON.stringify(text)}`);
   const [, sign, whole, fracRaw = ''] = m;
   const significant = fracRaw.replace(/0+$/, '');
   if (significant.length > SCALE) {

@@ -102,10 +102,7 @@ function sameTrade(e: TruthTrade, a: TruthTrade): boolean {
   );
 }
 
-export function compareTrades(
-  expected: readonly TruthTrade[],
-  actual: readonly TruthTrade[],
-): Discrepancies<TruthTrade> {
+export function compareTrades(expected: readonly TruthTrade[], actual: readonly TruthTrade[]): Discrepancies<TruthTrade> {
   const d = emptyDiscrepancies<TruthTrade>();
   const byId = new Map<string, TruthTrade[]>();
   for (const a of actual) {
@@ -125,18 +122,15 @@ export function compareTrades(
     }
     const match = copies.find((a) => sameTrade(e, a));
     if (!match) noteMismatch(d, e, copies[0]!);
-    for (const extra of copies.filter((a) => a !== (match ?? copies[0])))
-      note(d, 'duplicated', extra);
+    for (const extra of copies.filter((a) => a !== (match ?? copies[0]))) note(d, 'duplicated', extra);
   }
-  for (const [id, copies] of byId)
-    if (!expectedIds.has(id)) for (const a of copies) note(d, 'invented', a);
+  for (const [id, copies] of byId) if (!expectedIds.has(id)) for (const a of copies) note(d, 'invented', a);
   return d;
 }
 
 const deltaKey = (x: TruthDelta): string =>
   `${x.ticker}\u0000${x.exchangeTs}\u0000${x.side}\u0000${canonicalDecimal(x.price)}\u0000${canonicalDecimal(x.delta)}`;
-const levelKey = (x: TruthDelta): string =>
-  `${x.ticker}\u0000${x.exchangeTs}\u0000${x.side}\u0000${canonicalDecimal(x.price)}`;
+const levelKey = (x: TruthDelta): string => `${x.ticker}\u0000${x.exchangeTs}\u0000${x.side}\u0000${canonicalDecimal(x.price)}`;
 
 export function compareDeltas(
   expected: readonly TruthDelta[],
@@ -191,8 +185,7 @@ function excuser(windows: readonly UnrecoverableWindow[], actual: readonly Truth
   const firstSeen = new Map<string, number>();
   for (const a of actual) if (a.exchangeTs < (firstSeen.get(a.ticker) ?? Infinity)) firstSeen.set(a.ticker, a.exchangeTs);
   return (e) =>
-    e.exchangeTs < (firstSeen.get(e.ticker) ?? Infinity) &&
-    (byTicker.get(e.ticker) ?? []).some((w) => e.exchangeTs >= w.fromUs && e.exchangeTs <= w.toUs);
+    e.exchangeTs < (firstSeen.get(e.ticker) ?? Infinity) && (byTicker.get(e.ticker) ?? []).some((w) => e.exchangeTs >= w.fromUs && e.exchangeTs <= w.toUs);
 }
 
 export function compareWithTruth(expected: TruthSet, actual: TruthSet, unrecoverable: readonly UnrecoverableWindow[] = []): TruthComparison {
@@ -201,8 +194,7 @@ export function compareWithTruth(expected: TruthSet, actual: TruthSet, unrecover
   const markets = new Set<string>();
   for (const x of [...deltas.lost, ...deltas.duplicated, ...deltas.invented]) markets.add(x.ticker);
   for (const x of deltas.mismatched) markets.add(x.expected.ticker);
-  const clean = (c: Discrepancies<unknown>['counts']) =>
-    c.lost + c.duplicated + c.invented + c.mismatched === 0;
+  const clean = (c: Discrepancies<unknown>['counts']) => c.lost + c.duplicated + c.invented + c.mismatched === 0;
   return {
     ok: clean(trades.counts) && clean(deltas.counts),
     trades: { ...trades, expected: expected.trades.length, actual: actual.trades.length },
@@ -262,11 +254,7 @@ export async function loadProductionSet(client: ClientBase, span: TruthSpan): Pr
 }
 
 /** Loads production over the span the expectation covers and compares. */
-export async function verifyAgainstTruth(
-  client: ClientBase,
-  expected: TruthSet,
-  span: TruthSpan,
-): Promise<TruthComparison> {
+export async function verifyAgainstTruth(client: ClientBase, expected: TruthSet, span: TruthSpan): Promise<TruthComparison> {
   return compareWithTruth(expected, await loadProductionSet(client, span), await loadUnrecoverableWindows(client));
 }
 
@@ -282,11 +270,7 @@ export async function loadUnrecoverableWindows(client: ClientBase): Promise<Unre
 export type TruthFileReader = (path: string) => Promise<{ expected: TruthSet; span: TruthSpan }>;
 
 /** `kdp verify --truth FILE`: read the expectation with `reader`, compare production over its span. */
-export async function runTruthCheck(
-  client: ClientBase,
-  file: string,
-  reader: TruthFileReader,
-): Promise<TruthComparison> {
+export async function runTruthCheck(client: ClientBase, file: string, reader: TruthFileReader): Promise<TruthComparison> {
   const { expected, span } = await reader(file);
   return verifyAgainstTruth(client, expected, span);
 }
@@ -296,23 +280,11 @@ export function formatTruthComparison(c: TruthComparison): string {
     `${what.padEnd(7)} expected=${d.expected} production=${d.actual} lost=${d.counts.lost} duplicated=${d.counts.duplicated} ` +
     `invented=${d.counts.invented} mismatched=${d.counts.mismatched}`;
   const examples = [
-    ...c.trades.lost
-      .slice(0, 3)
-      .map((t) => `  lost trade ${t.tradeId} ${t.ticker} at ${t.exchangeTs}`),
-    ...c.trades.duplicated
-      .slice(0, 3)
-      .map((t) => `  duplicated trade ${t.tradeId} ${t.ticker} at ${t.exchangeTs}`),
-    ...c.trades.invented
-      .slice(0, 3)
-      .map((t) => `  invented trade ${t.tradeId} ${t.ticker} at ${t.exchangeTs}`),
-    ...c.trades.mismatched
-      .slice(0, 3)
-      .map((m) => `  trade ${m.expected.tradeId} differs: ${JSON.stringify(m.actual)}`),
-    ...(c.deltas.marketsWithDifferences.length
-      ? [
-          `  markets with delta differences: ${c.deltas.marketsWithDifferences.slice(0, 10).join(', ')}`,
-        ]
-      : []),
+    ...c.trades.lost.slice(0, 3).map((t) => `  lost trade ${t.tradeId} ${t.ticker} at ${t.exchangeTs}`),
+    ...c.trades.duplicated.slice(0, 3).map((t) => `  duplicated trade ${t.tradeId} ${t.ticker} at ${t.exchangeTs}`),
+    ...c.trades.invented.slice(0, 3).map((t) => `  invented trade ${t.tradeId} ${t.ticker} at ${t.exchangeTs}`),
+    ...c.trades.mismatched.slice(0, 3).map((m) => `  trade ${m.expected.tradeId} differs: ${JSON.stringify(m.actual)}`),
+    ...(c.deltas.marketsWithDifferences.length ? [`  markets with delta differences: ${c.deltas.marketsWithDifferences.slice(0, 10).join(', ')}`] : []),
   ];
   return [
     line('trades', c.trades),

@@ -71,13 +71,7 @@ export const VERIFY_SPEC = {
 } as const satisfies Spec;
 export type VerifyOptions = Resolved<typeof VERIFY_SPEC>;
 
-export type ProblemKind =
-  | 'gatherer_unreachable'
-  | 'missing_rows'
-  | 'duplicate_trades'
-  | 'snapshot_coverage'
-  | 'stale_markets'
-  | 'open_gaps';
+export type ProblemKind = 'gatherer_unreachable' | 'missing_rows' | 'duplicate_trades' | 'snapshot_coverage' | 'stale_markets' | 'open_gaps';
 
 export interface Problem {
   readonly kind: ProblemKind;
@@ -138,14 +132,8 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyReport> {
     const snapshotCoverage = await checkSnapshotCoverage(prod, opts, w, problems);
     const staleMarkets = await checkStaleMarkets(prod, opts, w, problems);
     const openGaps = await checkOpenGaps(prod, opts, nowUs, problems);
-    const gathererRows = sum(
-      tables
-        .filter((t) => EXCHANGE_TIMED.has(t.table))
-        .flatMap((t) => t.gatherers.map((g) => g.rows)),
-    );
-    const productionRows = sum(
-      tables.filter((t) => EXCHANGE_TIMED.has(t.table)).map((t) => t.productionRows),
-    );
+    const gathererRows = sum(tables.filter((t) => EXCHANGE_TIMED.has(t.table)).flatMap((t) => t.gatherers.map((g) => g.rows)));
+    const productionRows = sum(tables.filter((t) => EXCHANGE_TIMED.has(t.table)).map((t) => t.productionRows));
     const rate = gathererRows > 0 ? Math.max(0, 1 - productionRows / gathererRows) : null;
     return {
       verdict: problems.length === 0 ? 'PASS' : 'FAIL',
@@ -166,18 +154,10 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyReport> {
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 type Window = { fromUs: number; toUs: number };
 
-async function checkCompleteness(
-  prod: Client,
-  opts: VerifyOptions,
-  w: Window,
-  problems: Problem[],
-): Promise<TableCheck[]> {
+async function checkCompleteness(prod: Client, opts: VerifyOptions, w: Window, problems: Problem[]): Promise<TableCheck[]> {
   const checks: TableCheck[] = [];
   for (const t of TIME_SERIES_TABLES) {
-    const r = await prod.query(`SELECT count(*)::bigint AS n FROM ${t.name} WHERE ${inWindow(t)}`, [
-      w.fromUs,
-      w.toUs,
-    ]);
+    const r = await prod.query(`SELECT count(*)::bigint AS n FROM ${t.name} WHERE ${inWindow(t)}`, [w.fromUs, w.toUs]);
     checks.push({ table: t.name, productionRows: Number(r.rows[0].n), gatherers: [] });
   }
   for (const g of opts.gatherers) {
@@ -211,8 +191,7 @@ async function checkCompleteness(
   return checks;
 }
 
-const inWindow = (t: TimeSeriesTable): string =>
-  `${quoteIdent(t.timeColumn)} > $1 AND ${quoteIdent(t.timeColumn)} <= $2`;
+const inWindow = (t: TimeSeriesTable): string => `${quoteIdent(t.timeColumn)} > $1 AND ${quoteIdent(t.timeColumn)} <= $2`;
 
 function keyColumns(t: TimeSeriesTable) {
   return t.productionKey.map((name) => {
@@ -227,35 +206,22 @@ async function compareTable(gc: Client, prod: Client, t: TimeSeriesTable, w: Win
   const keys = keyColumns(t);
   const list = keys.map((c) => quoteIdent(c.name)).join(', ');
   const temp = `kdp_verify_${t.name}`;
-  await prod.query(
-    `CREATE TEMP TABLE IF NOT EXISTS ${temp} (${keys.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`,
-  );
+  await prod.query(`CREATE TEMP TABLE IF NOT EXISTS ${temp} (${keys.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ')})`);
   await prod.query(`TRUNCATE ${temp}`);
   const window = inWindow(t)
     .replace('$1', String(Math.trunc(w.fromUs)))
     .replace('$2', String(Math.trunc(w.toUs)));
-  const source = gc.query(
-    copyTo(`COPY (SELECT DISTINCT ${list} FROM ${t.name} WHERE ${window}) TO STDOUT`),
-  );
+  const source = gc.query(copyTo(`COPY (SELECT DISTINCT ${list} FROM ${t.name} WHERE ${window}) TO STDOUT`));
   const sink = prod.query(copyFrom(`COPY ${temp} (${list}) FROM STDIN`));
   await pipeline(source, sink);
-  const rows = Number(
-    (
-      await gc.query(`SELECT count(*)::bigint AS n FROM ${t.name} WHERE ${inWindow(t)}`, [
-        w.fromUs,
-        w.toUs,
-      ])
-    ).rows[0].n,
-  );
+  const rows = Number((await gc.query(`SELECT count(*)::bigint AS n FROM ${t.name} WHERE ${inWindow(t)}`, [w.fromUs, w.toUs])).rows[0].n);
   const match = keys.map((c) => `p.${quoteIdent(c.name)} = k.${quoteIdent(c.name)}`).join(' AND ');
   const missing = await prod.query(
     `SELECT count(*) OVER ()::bigint AS missing, ${keys.map((c) => `k.${quoteIdent(c.name)}::text AS ${quoteIdent(c.name)}`).join(', ')}
        FROM ${temp} k WHERE NOT EXISTS (SELECT 1 FROM ${t.name} p WHERE ${match})
       LIMIT ${EXAMPLES}`,
   );
-  const distinct = Number(
-    (await prod.query(`SELECT count(*)::bigint AS n FROM ${temp}`)).rows[0].n,
-  );
+  const distinct = Number((await prod.query(`SELECT count(*)::bigint AS n FROM ${temp}`)).rows[0].n);
   const missingCount = missing.rowCount ? Number(missing.rows[0].missing) : 0;
   const examples = missing.rows.map((r) => keys.map((c) => `${c.name}=${r[c.name]}`).join(' '));
   return { rows, distinctKeys: distinct, missingInProduction: missingCount, examples };
@@ -289,12 +255,7 @@ async function checkDuplicateTrades(prod: Client, w: Window, problems: Problem[]
 // not have been polled or traded yet).
 const OPEN_MARKETS = `SELECT ticker FROM markets WHERE market_status = 'open' AND (open_time IS NULL OR open_time <= $1)`;
 
-async function checkSnapshotCoverage(
-  prod: Client,
-  opts: VerifyOptions,
-  w: Window,
-  problems: Problem[],
-) {
+async function checkSnapshotCoverage(prod: Client, opts: VerifyOptions, w: Window, problems: Problem[]) {
   const r = await prod.query(
     `SELECT o.ticker, EXISTS (SELECT 1 FROM orderbook_snapshots s WHERE s.ticker = o.ticker AND s.source = 'rest'
                                  AND s.snapshot_ts > $1 AND s.snapshot_ts <= $2) AS covered
@@ -322,12 +283,7 @@ async function checkSnapshotCoverage(
  * and two REST snapshots that differ mean the book moved; either with no delta in the window means
  * lost or frozen book data. No activity is not evidence of loss: a quiet market is not stale.
  */
-async function checkStaleMarkets(
-  prod: Client,
-  opts: VerifyOptions,
-  w: Window,
-  problems: Problem[],
-) {
+async function checkStaleMarkets(prod: Client, opts: VerifyOptions, w: Window, problems: Problem[]) {
   const r = await prod.query(
     `WITH traded AS (SELECT DISTINCT ticker FROM trades WHERE exchange_ts > $1 AND exchange_ts <= $2),
      moved AS (
@@ -357,21 +313,14 @@ async function checkStaleMarkets(
   return { count, examples };
 }
 
-async function checkOpenGaps(
-  prod: Client,
-  opts: VerifyOptions,
-  nowUs: number,
-  problems: Problem[],
-) {
+async function checkOpenGaps(prod: Client, opts: VerifyOptions, nowUs: number, problems: Problem[]) {
   const r = await prod.query(
     `SELECT count(*) OVER ()::bigint AS n, gatherer, gap_id, kind, array_to_string(tickers, ',') AS tickers, detected_at::text
        FROM gap_ledger WHERE NOT recovered AND detected_at < $1 ORDER BY detected_at LIMIT ${EXAMPLES}`,
     [nowUs - opts.gapAgeMinutes * 60_000_000],
   );
   const count = r.rowCount ? Number(r.rows[0].n) : 0;
-  const examples = r.rows.map(
-    (x) => `${x.gatherer}#${x.gap_id} ${x.kind} [${x.tickers}] detected_at=${x.detected_at}`,
-  );
+  const examples = r.rows.map((x) => `${x.gatherer}#${x.gap_id} ${x.kind} [${x.tickers}] detected_at=${x.detected_at}`);
   if (count > 0) {
     problems.push({
       kind: 'open_gaps',
@@ -385,13 +334,8 @@ export function formatVerifyReport(r: VerifyReport): string {
   const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)} %`);
   const lines = [`window: exchange/snapshot time in (${r.window.fromUs}, ${r.window.toUs}] µs`, ''];
   for (const t of r.tables) {
-    const per = t.gatherers.map(
-      (g) =>
-        `${g.name}=${g.distinctKeys}${g.missingInProduction ? ` (${g.missingInProduction} missing in production)` : ''}`,
-    );
-    lines.push(
-      `${t.table.padEnd(20)} production=${t.productionRows}${per.length ? '  ' + per.join('  ') : ''}`,
-    );
+    const per = t.gatherers.map((g) => `${g.name}=${g.distinctKeys}${g.missingInProduction ? ` (${g.missingInProduction} missing in production)` : ''}`);
+    lines.push(`${t.table.padEnd(20)} production=${t.productionRows}${per.length ? '  ' + per.join('  ') : ''}`);
   }
   lines.push(
     '',

@@ -3,14 +3,7 @@
 // partition so a row with an unexpected time never fails a COPY (partition maintenance moves
 // such rows out; see partitions.ts). TimescaleDB: hypertables on the same column with
 // integer_now, compression policies, and on gatherers a guarded retention job (guardedRetentionDdl).
-import {
-  DAY_US,
-  PRODUCTION_EXTRA_COLUMNS,
-  TIME_SERIES_TABLES,
-  quoteIdent,
-  type Column,
-  type TimeSeriesTable,
-} from './tables';
+import { DAY_US, PRODUCTION_EXTRA_COLUMNS, TIME_SERIES_TABLES, quoteIdent, type Column, type TimeSeriesTable } from './tables';
 
 export type SchemaKind = 'gatherer' | 'production';
 export type Engine = 'postgres' | 'timescale';

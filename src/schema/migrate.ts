@@ -89,11 +89,10 @@ async function migrateLocked(client: ClientBase, opts: MigrateOptions): Promise<
     throw new KdpError('KDP_ERR_SCHEMA_KIND', `database holds a ${current.kind} schema, not ${opts.kind}`, { ...current });
   }
   if (current && current.version > SCHEMA_VERSION) {
-    throw new KdpError(
-      'KDP_ERR_SCHEMA_TOO_NEW',
-      `database schema version ${current.version} is newer than this build's ${SCHEMA_VERSION}; upgrade kdp first`,
-      { ...current, supported: SCHEMA_VERSION },
-    );
+    throw new KdpError('KDP_ERR_SCHEMA_TOO_NEW', `database schema version ${current.version} is newer than this build's ${SCHEMA_VERSION}; upgrade kdp first`, {
+      ...current,
+      supported: SCHEMA_VERSION,
+    });
   }
   const engine = current ? current.engine : await chooseEngine(client, opts.engine);
   const fromVersion = current?.version ?? 0;

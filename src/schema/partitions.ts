@@ -45,10 +45,7 @@ async function inTransaction<T>(client: ClientBase, fn: () => Promise<T>): Promi
 async function createDayPartition(client: ClientBase, t: TimeSeriesTable, day: number): Promise<void> {
   const name = partitionName(t.name, day);
   const time = quoteIdent(t.timeColumn);
-  const moved = await client.query(`SELECT 1 FROM ${t.name}_default WHERE ${time} >= $1 AND ${time} < $2 LIMIT 1`, [
-    day,
-    day + DAY_US,
-  ]);
+  const moved = await client.query(`SELECT 1 FROM ${t.name}_default WHERE ${time} >= $1 AND ${time} < $2 LIMIT 1`, [day, day + DAY_US]);
   await inTransaction(client, async () => {
     if ((moved.rowCount ?? 0) === 0) {
       await client.query(`CREATE TABLE IF NOT EXISTS ${name} PARTITION OF ${t.name} FOR VALUES FROM (${day}) TO (${day + DAY_US})`);
@@ -89,9 +86,7 @@ export async function drainDefaultPartitions(client: ClientBase, kind: SchemaKin
   for (const t of TIME_SERIES_TABLES) {
     if (!isPartitioned(t, kind)) continue;
     const time = quoteIdent(t.timeColumn);
-    const days = await client.query(
-      `SELECT DISTINCT (${time} / ${DAY_US}) * ${DAY_US} AS day FROM ${t.name}_default ORDER BY 1 LIMIT 1000`,
-    );
+    const days = await client.query(`SELECT DISTINCT (${time} / ${DAY_US}) * ${DAY_US} AS day FROM ${t.name}_default ORDER BY 1 LIMIT 1000`);
     for (const row of days.rows as { day: string }[]) {
       await createDayPartition(client, t, Number(row.day));
       created.push(partitionName(t.name, Number(row.day)));

@@ -47,11 +47,7 @@ export const PRODUCTION_ROLES: readonly RoleGrant[] = [
   {
     role: 'kdp_dedup_writer',
     purpose: 'the deduplicator writing production: merge rows, registry, gap ledger and cursors',
-    grants: [
-      `SELECT, INSERT ON ${TS_TABLES}`,
-      `SELECT, INSERT, UPDATE ON ${REGISTRY}, gap_ledger, dedup_cursors`,
-      `SELECT ON kdp_schema, export_cursors`,
-    ],
+    grants: [`SELECT, INSERT ON ${TS_TABLES}`, `SELECT, INSERT, UPDATE ON ${REGISTRY}, gap_ledger, dedup_cursors`, `SELECT ON kdp_schema, export_cursors`],
   },
   {
     role: 'kdp_archiver',
@@ -65,8 +61,7 @@ export const PRODUCTION_ROLES: readonly RoleGrant[] = [
   },
 ];
 
-export const rolesFor = (kind: SchemaKind): readonly RoleGrant[] =>
-  kind === 'gatherer' ? GATHERER_ROLES : PRODUCTION_ROLES;
+export const rolesFor = (kind: SchemaKind): readonly RoleGrant[] => (kind === 'gatherer' ? GATHERER_ROLES : PRODUCTION_ROLES);
 
 // SQLSTATEs of a concurrent CREATE ROLE of the same name (another database of the same cluster
 // migrating at the same moment): the role exists, which is all we wanted.
@@ -83,10 +78,7 @@ async function ensureRole(client: ClientBase, role: string): Promise<void> {
 }
 
 /** Creates the roles of `kind` (if missing) and (re)applies their grants in the current database. */
-export async function ensureRoles(
-  client: ClientBase,
-  kind: SchemaKind,
-): Promise<readonly string[]> {
+export async function ensureRoles(client: ClientBase, kind: SchemaKind): Promise<readonly string[]> {
   const roles = rolesFor(kind);
   const db = (await client.query('SELECT current_database() AS db')).rows[0].db as string;
   for (const r of roles) await ensureRole(client, r.role);
@@ -100,12 +92,8 @@ export async function ensureRoles(
       for (const g of r.grants) await client.query(`GRANT ${g} TO ${role}`);
     }
     // Tables created later by the migrating user (new partitions, future migrations) stay readable.
-    const readers = roles
-      .filter((r) => r.grants.some((g) => g.startsWith('SELECT ON ALL TABLES')))
-      .map((r) => quoteIdent(r.role));
-    await client.query(
-      `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ${readers.join(', ')}`,
-    );
+    const readers = roles.filter((r) => r.grants.some((g) => g.startsWith('SELECT ON ALL TABLES'))).map((r) => quoteIdent(r.role));
+    await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ${readers.join(', ')}`);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

@@ -5,18 +5,7 @@
 // See docs/semantics.md for what each column means and why the keys are what they are.
 import { invariant } from '../core/errors';
 
-export type PgType =
-  | 'text'
-  | 'uuid'
-  | 'bigint'
-  | 'integer'
-  | 'smallint'
-  | 'boolean'
-  | 'jsonb'
-  | 'numeric(12,6)'
-  | 'numeric(20,2)'
-  | 'text[]'
-  | 'xid8';
+export type PgType = 'text' | 'uuid' | 'bigint' | 'integer' | 'smallint' | 'boolean' | 'jsonb' | 'numeric(12,6)' | 'numeric(20,2)' | 'text[]' | 'xid8';
 
 export interface Column {
   readonly name: string;
@@ -161,13 +150,7 @@ export const LIFECYCLE_EVENTS: TimeSeriesTable = {
   gathererRetentionDays: 30,
 };
 
-export const TIME_SERIES_TABLES: readonly TimeSeriesTable[] = [
-  TRADES,
-  ORDERBOOK_DELTAS,
-  ORDERBOOK_SNAPSHOTS,
-  TICKERS,
-  LIFECYCLE_EVENTS,
-];
+export const TIME_SERIES_TABLES: readonly TimeSeriesTable[] = [TRADES, ORDERBOOK_DELTAS, ORDERBOOK_SNAPSHOTS, TICKERS, LIFECYCLE_EVENTS];
 
 export function tableByName(name: TimeSeriesTableName): TimeSeriesTable {
   const t = TIME_SERIES_TABLES.find((x) => x.name === name);

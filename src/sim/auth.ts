@@ -25,11 +25,16 @@ export function signRequest(keyId: string, privateKeyPem: string | KeyObject, me
 
 export function verifySignature(publicKey: KeyObject, ts: string, method: string, path: string, signatureB64: string): boolean {
   try {
-    return verify('sha256', Buffer.from(ts + method + path), {
-      key: publicKey,
-      padding: constants.RSA_PKCS1_PSS_PADDING,
-      saltLength: 32,
-    }, Buffer.from(signatureB64, 'base64'));
+    return verify(
+      'sha256',
+      Buffer.from(ts + method + path),
+      {
+        key: publicKey,
+        padding: constants.RSA_PKCS1_PSS_PADDING,
+        saltLength: 32,
+      },
+      Buffer.from(signatureB64, 'base64'),
+    );
   } catch {
     return false;
   }

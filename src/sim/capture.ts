@@ -42,7 +42,10 @@ async function restGet(o: CaptureOptions, pathAndQuery: string): Promise<Json> {
     const res = await fetch(url, { headers });
     if (res.ok) return (await res.json()) as Json;
     if ((res.status !== 429 && res.status < 500) || attempt >= REST_TRIES_MAX) {
-      throw new KdpError(res.status === 429 ? 'KDP_ERR_REST_RATE_LIMITED' : res.status >= 500 ? 'KDP_ERR_REST_SERVER' : 'KDP_ERR_REST_CLIENT', `GET ${url.pathname}: HTTP ${res.status}`);
+      throw new KdpError(
+        res.status === 429 ? 'KDP_ERR_REST_RATE_LIMITED' : res.status >= 500 ? 'KDP_ERR_REST_SERVER' : 'KDP_ERR_REST_CLIENT',
+        `GET ${url.pathname}: HTTP ${res.status}`,
+      );
     }
     // Back off with equal jitter (Kalshi sends no Retry-After). Was 100 ms * 2^attempt * [0.5, 1.5);
     // now [1/2, 1] of 200 ms * 2^attempt: the same doubling and order of magnitude, one formula.
@@ -73,10 +76,18 @@ const secondsToUs = (iso: string | undefined): number => (iso ? Date.parse(iso) 
 
 function marketDef(m: Json, marketId: string): MarketDef {
   return {
-    ticker: m.ticker, event_ticker: m.event_ticker, series_ticker: String(m.event_ticker).split('-')[0]!, market_id: marketId,
-    title: m.title ?? '', yes_sub_title: m.yes_sub_title ?? '', floor_strike: Number(m.floor_strike ?? 0),
-    price_level_structure: (m.price_level_structure ?? 'linear_cent') as PriceStructure, status: (m.status ?? 'active') as MarketStatus,
-    created_us: secondsToUs(m.created_time), open_us: secondsToUs(m.open_time), close_us: secondsToUs(m.close_time),
+    ticker: m.ticker,
+    event_ticker: m.event_ticker,
+    series_ticker: String(m.event_ticker).split('-')[0]!,
+    market_id: marketId,
+    title: m.title ?? '',
+    yes_sub_title: m.yes_sub_title ?? '',
+    floor_strike: Number(m.floor_strike ?? 0),
+    price_level_structure: (m.price_level_structure ?? 'linear_cent') as PriceStructure,
+    status: (m.status ?? 'active') as MarketStatus,
+    created_us: secondsToUs(m.created_time),
+    open_us: secondsToUs(m.open_time),
+    close_us: secondsToUs(m.close_time),
   };
 }
 
@@ -137,7 +148,12 @@ class CaptureSession {
   private readonly pendingBooks = new Map<number, string[]>();
   private nextId = 0;
 
-  constructor(private readonly ws: WebSocket, private readonly rec: Recorder, markets: Json[], private readonly marketsPerSub: number) {
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly rec: Recorder,
+    markets: Json[],
+    private readonly marketsPerSub: number,
+  ) {
     this.byTicker = new Map(markets.map((m) => [m.ticker as string, m]));
     this.stats = { records: 0, gaps: 0, errors: 0, markets: markets.length };
   }
@@ -173,7 +189,17 @@ class CaptureSession {
     const m = this.byTicker.get(ticker)!;
     if (!this.seenEvents.has(m.event_ticker)) {
       this.seenEvents.add(m.event_ticker);
-      this.rec.emit({ k: 'event', event: { event_ticker: m.event_ticker, series_ticker: String(m.event_ticker).split('-')[0]!, title: '', sub_title: '', strike_date_us: 0, created_us: 0 } });
+      this.rec.emit({
+        k: 'event',
+        event: {
+          event_ticker: m.event_ticker,
+          series_ticker: String(m.event_ticker).split('-')[0]!,
+          title: '',
+          sub_title: '',
+          strike_date_us: 0,
+          created_us: 0,
+        },
+      });
     }
     this.rec.books.set(ticker, new Book());
     this.rec.emit({ k: 'market', market: marketDef(m, marketId) });
@@ -218,18 +244,39 @@ class CaptureSession {
         return;
       case 'trade':
         if (!known) return;
-        return this.rec.emit({
-          k: 'trade', m: msg.market_ticker, trade_id: msg.trade_id, yes_price_dollars: msg.yes_price_dollars, no_price_dollars: msg.no_price_dollars,
-          count_fp: msg.count_fp, taker_side: msg.taker_side, taker_outcome_side: msg.taker_outcome_side ?? msg.taker_side,
-          taker_book_side: msg.taker_book_side ?? (msg.taker_side === 'yes' ? 'bid' : 'ask'),
-        }, msg.ts_ms * 1000);
+        return this.rec.emit(
+          {
+            k: 'trade',
+            m: msg.market_ticker,
+            trade_id: msg.trade_id,
+            yes_price_dollars: msg.yes_price_dollars,
+            no_price_dollars: msg.no_price_dollars,
+            count_fp: msg.count_fp,
+            taker_side: msg.taker_side,
+            taker_outcome_side: msg.taker_outcome_side ?? msg.taker_side,
+            taker_book_side: msg.taker_book_side ?? (msg.taker_side === 'yes' ? 'bid' : 'ask'),
+          },
+          msg.ts_ms * 1000,
+        );
       case 'ticker':
         if (!known) return;
-        return this.rec.emit({
-          k: 'ticker', m: msg.market_ticker, price_dollars: msg.price_dollars ?? '', yes_bid_dollars: msg.yes_bid_dollars, yes_ask_dollars: msg.yes_ask_dollars,
-          yes_bid_size_fp: msg.yes_bid_size_fp, yes_ask_size_fp: msg.yes_ask_size_fp, last_trade_size_fp: msg.last_trade_size_fp ?? '0.00',
-          volume_fp: msg.volume_fp, open_interest_fp: msg.open_interest_fp, dollar_volume: msg.dollar_volume ?? 0, dollar_open_interest: msg.dollar_open_interest ?? 0,
-        }, msg.time ? parseRfc3339Micros(msg.time) : (msg.ts_ms ?? msg.ts * 1000) * 1000);
+        return this.rec.emit(
+          {
+            k: 'ticker',
+            m: msg.market_ticker,
+            price_dollars: msg.price_dollars ?? '',
+            yes_bid_dollars: msg.yes_bid_dollars,
+            yes_ask_dollars: msg.yes_ask_dollars,
+            yes_bid_size_fp: msg.yes_bid_size_fp,
+            yes_ask_size_fp: msg.yes_ask_size_fp,
+            last_trade_size_fp: msg.last_trade_size_fp ?? '0.00',
+            volume_fp: msg.volume_fp,
+            open_interest_fp: msg.open_interest_fp,
+            dollar_volume: msg.dollar_volume ?? 0,
+            dollar_open_interest: msg.dollar_open_interest ?? 0,
+          },
+          msg.time ? parseRfc3339Micros(msg.time) : (msg.ts_ms ?? msg.ts * 1000) * 1000,
+        );
       case 'market_lifecycle_v2':
         return this.onLifecycle(msg);
       case 'event_lifecycle':

@@ -91,7 +91,11 @@ function parseItem(item: string, plan: FaultPlan): void {
 
 export function parseFaultSpec(spec: string): FaultPlan {
   const plan: FaultPlan = { periodic: [], rates: { skipseq: 0, dup: 0, malformed: 0 } };
-  for (const item of spec.split(',').map((s) => s.trim()).filter(Boolean)) parseItem(item, plan);
+  for (const item of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean))
+    parseItem(item, plan);
   return plan;
 }
 
@@ -101,7 +105,10 @@ export class FiringClock {
   private atPending: boolean;
   /** The last time it fired (for windows: rest429, rest5xx). */
   lastUs = -Infinity;
-  constructor(readonly f: PeriodicFault, private readonly startUs: number) {
+  constructor(
+    readonly f: PeriodicFault,
+    private readonly startUs: number,
+  ) {
     this.atPending = f.atUs > 0;
   }
   peek(): number {
@@ -208,10 +215,11 @@ export class CreationSchedule {
       n += this.injected[i]!.count;
       this.injected.splice(i, 1);
     }
-    for (const c of this.clocks) while (c.peek() <= t) {
-      c.pop();
-      n += c.f.count;
-    }
+    for (const c of this.clocks)
+      while (c.peek() <= t) {
+        c.pop();
+        n += c.f.count;
+      }
     return n;
   }
 }

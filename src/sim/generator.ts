@@ -69,7 +69,11 @@ export class Generator {
   private readonly meanGapUs: number;
   nowUs: number;
 
-  constructor(private readonly o: GeneratorOptions, private readonly state: ExchangeState, private readonly emit: Emit) {
+  constructor(
+    private readonly o: GeneratorOptions,
+    private readonly state: ExchangeState,
+    private readonly emit: Emit,
+  ) {
     this.rng = new Rng(o.seed);
     this.nowUs = o.startUs;
     // ~2.1 messages per action on average (measured), so the message rate matches `rate`.
@@ -95,7 +99,14 @@ export class Generator {
   advanceTo(targetUs: number, maxDrafts: number): number {
     let emitted = 0;
     while (emitted < maxDrafts) {
-      const t = Math.min(this.nextActionUs, this.nextCheckpointUs, this.nextCreateUs, this.jobs[0]?.t ?? Infinity, this.nextWindowEdge(), this.o.creations?.nextUs() ?? Infinity);
+      const t = Math.min(
+        this.nextActionUs,
+        this.nextCheckpointUs,
+        this.nextCreateUs,
+        this.jobs[0]?.t ?? Infinity,
+        this.nextWindowEdge(),
+        this.o.creations?.nextUs() ?? Infinity,
+      );
       if (t > targetUs) break;
       this.nowUs = t;
       emitted += this.step(t);
@@ -276,10 +287,21 @@ export class Generator {
     this.eventFill = 0;
     this.emit({ k: 'event', event: ev }, t);
     if (announce) {
-      this.emit({
-        k: 'event_lifecycle', e: ev.event_ticker,
-        msg: { event_ticker: ev.event_ticker, title: ev.title, subtitle: ev.sub_title, collateral_return_type: 'MECNET', series_ticker: ev.series_ticker, strike_date: Math.floor(ev.strike_date_us / 1e6) },
-      }, t);
+      this.emit(
+        {
+          k: 'event_lifecycle',
+          e: ev.event_ticker,
+          msg: {
+            event_ticker: ev.event_ticker,
+            title: ev.title,
+            subtitle: ev.sub_title,
+            collateral_return_type: 'MECNET',
+            series_ticker: ev.series_ticker,
+            strike_date: Math.floor(ev.strike_date_us / 1e6),
+          },
+        },
+        t,
+      );
     }
     return ev;
   }
@@ -309,8 +331,14 @@ export class Generator {
     };
     this.emit({ k: 'market', market: def }, t);
     this.dyn.set(def.ticker, {
-      fair: 500 + this.rng.int(9000), tick: def.price_level_structure === 'deci_cent' ? 10 : 100,
-      volume: 0, openInterest: 0, dollarVolumeMicro: 0, lastTradeSize: 0, lastBid: -2, lastAsk: -2,
+      fair: 500 + this.rng.int(9000),
+      tick: def.price_level_structure === 'deci_cent' ? 10 : 100,
+      volume: 0,
+      openInterest: 0,
+      dollarVolumeMicro: 0,
+      lastTradeSize: 0,
+      lastBid: -2,
+      lastAsk: -2,
     });
     if (announce) this.announceCreated(def, t);
     if (status === 'initialized') this.schedule(openUs, 'open', def.ticker);
@@ -322,9 +350,17 @@ export class Generator {
       open_ts: Math.floor(def.open_us / 1e6),
       close_ts: Math.floor(def.close_us / 1e6),
       additional_metadata: {
-        name: def.title, title: def.title, yes_sub_title: def.yes_sub_title, no_sub_title: def.yes_sub_title,
-        rules_primary: `Resolves Yes if the value is above ${def.floor_strike}.`, rules_secondary: '', can_close_early: true,
-        event_ticker: def.event_ticker, expected_expiration_ts: Math.floor(def.close_us / 1e6), strike_type: 'greater', floor_strike: def.floor_strike,
+        name: def.title,
+        title: def.title,
+        yes_sub_title: def.yes_sub_title,
+        no_sub_title: def.yes_sub_title,
+        rules_primary: `Resolves Yes if the value is above ${def.floor_strike}.`,
+        rules_secondary: '',
+        can_close_early: true,
+        event_ticker: def.event_ticker,
+        expected_expiration_ts: Math.floor(def.close_us / 1e6),
+        strike_type: 'greater',
+        floor_strike: def.floor_strike,
       },
     });
   }
@@ -443,11 +479,22 @@ export class Generator {
     d.dollarVolumeMicro += unit * yesPrice;
     d.lastTradeSize = unit;
     d.fair = clamp(yesPrice - (yesPrice % d.tick), d.tick, PRICE_ONE - d.tick);
-    this.emit({
-      k: 'trade', n: 0, t: 0, m: m.def.ticker, trade_id: this.rng.uuid(),
-      yes_price_dollars: formatPrice(yesPrice), no_price_dollars: formatPrice(PRICE_ONE - yesPrice), count_fp: formatSize(unit),
-      taker_side: takerSide, taker_outcome_side: takerSide, taker_book_side: takerSide === 'yes' ? 'bid' : 'ask',
-    }, t);
+    this.emit(
+      {
+        k: 'trade',
+        n: 0,
+        t: 0,
+        m: m.def.ticker,
+        trade_id: this.rng.uuid(),
+        yes_price_dollars: formatPrice(yesPrice),
+        no_price_dollars: formatPrice(PRICE_ONE - yesPrice),
+        count_fp: formatSize(unit),
+        taker_side: takerSide,
+        taker_outcome_side: takerSide,
+        taker_book_side: takerSide === 'yes' ? 'bid' : 'ask',
+      },
+      t,
+    );
   }
 
   /** Emits a ticker when the top of book moved or a trade printed. */
@@ -459,19 +506,25 @@ export class Generator {
     d.lastBid = bid;
     d.lastAsk = ask;
     const oiDollars = Math.floor((d.openInterest * (m.lastTradeUnits < 0 ? 0 : m.lastTradeUnits)) / 1e6);
-    this.emit({
-      k: 'ticker', n: 0, t: 0, m: m.def.ticker,
-      price_dollars: m.lastTradeUnits < 0 ? '' : formatPrice(m.lastTradeUnits),
-      yes_bid_dollars: formatPrice(bid < 0 ? 0 : bid),
-      yes_ask_dollars: formatPrice(ask < 0 ? PRICE_ONE : ask),
-      yes_bid_size_fp: formatSize(bid < 0 ? 0 : m.book.size('yes', bid)),
-      yes_ask_size_fp: formatSize(ask < 0 ? 0 : m.book.size('no', PRICE_ONE - ask)),
-      last_trade_size_fp: formatSize(d.lastTradeSize),
-      volume_fp: formatSize(d.volume),
-      open_interest_fp: formatSize(d.openInterest),
-      dollar_volume: Math.floor(d.dollarVolumeMicro / 1e6),
-      dollar_open_interest: oiDollars,
-    }, t);
+    this.emit(
+      {
+        k: 'ticker',
+        n: 0,
+        t: 0,
+        m: m.def.ticker,
+        price_dollars: m.lastTradeUnits < 0 ? '' : formatPrice(m.lastTradeUnits),
+        yes_bid_dollars: formatPrice(bid < 0 ? 0 : bid),
+        yes_ask_dollars: formatPrice(ask < 0 ? PRICE_ONE : ask),
+        yes_bid_size_fp: formatSize(bid < 0 ? 0 : m.book.size('yes', bid)),
+        yes_ask_size_fp: formatSize(ask < 0 ? 0 : m.book.size('no', PRICE_ONE - ask)),
+        last_trade_size_fp: formatSize(d.lastTradeSize),
+        volume_fp: formatSize(d.volume),
+        open_interest_fp: formatSize(d.openInterest),
+        dollar_volume: Math.floor(d.dollarVolumeMicro / 1e6),
+        dollar_open_interest: oiDollars,
+      },
+      t,
+    );
   }
 }
 

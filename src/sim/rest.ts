@@ -58,20 +58,33 @@ export function marketJson(m: MarketState): Record<string, unknown> {
   const bestNo = m.book.best('no');
   const t = m.ticker;
   return {
-    ticker: m.def.ticker, event_ticker: m.def.event_ticker, market_type: 'binary',
-    title: m.def.title, yes_sub_title: m.def.yes_sub_title, no_sub_title: m.def.yes_sub_title,
+    ticker: m.def.ticker,
+    event_ticker: m.def.event_ticker,
+    market_type: 'binary',
+    title: m.def.title,
+    yes_sub_title: m.def.yes_sub_title,
+    no_sub_title: m.def.yes_sub_title,
     created_time: isoMicros(m.def.created_us).replace(/\.\d+Z$/, 'Z'),
     open_time: new Date(Math.floor(m.def.open_us / 1000)).toISOString().replace('.000Z', 'Z'),
     close_time: new Date(Math.floor(m.closeUs / 1000)).toISOString().replace('.000Z', 'Z'),
     expected_expiration_time: new Date(Math.floor(m.closeUs / 1000)).toISOString().replace('.000Z', 'Z'),
-    status: m.status, result: m.result, can_close_early: true,
-    yes_bid_dollars: formatPrice(bid < 0 ? 0 : bid), yes_ask_dollars: formatPrice(ask < 0 ? PRICE_ONE : ask),
-    no_bid_dollars: formatPrice(bestNo < 0 ? 0 : bestNo), no_ask_dollars: formatPrice(bid < 0 ? PRICE_ONE : PRICE_ONE - bid),
+    status: m.status,
+    result: m.result,
+    can_close_early: true,
+    yes_bid_dollars: formatPrice(bid < 0 ? 0 : bid),
+    yes_ask_dollars: formatPrice(ask < 0 ? PRICE_ONE : ask),
+    no_bid_dollars: formatPrice(bestNo < 0 ? 0 : bestNo),
+    no_ask_dollars: formatPrice(bid < 0 ? PRICE_ONE : PRICE_ONE - bid),
     last_price_dollars: m.lastTradeUnits < 0 ? '0.0000' : formatPrice(m.lastTradeUnits),
-    volume_fp: t?.volume_fp ?? '0.00', volume_24h_fp: t?.volume_fp ?? '0.00', open_interest_fp: t?.open_interest_fp ?? '0.00',
-    notional_value_dollars: '1.0000', price_level_structure: m.def.price_level_structure,
+    volume_fp: t?.volume_fp ?? '0.00',
+    volume_24h_fp: t?.volume_fp ?? '0.00',
+    open_interest_fp: t?.open_interest_fp ?? '0.00',
+    notional_value_dollars: '1.0000',
+    price_level_structure: m.def.price_level_structure,
     price_ranges: [{ start: '0.0000', end: '1.0000', step: m.def.price_level_structure === 'deci_cent' ? '0.0010' : '0.0100' }],
-    strike_type: 'greater', floor_strike: m.def.floor_strike, rules_primary: `Resolves Yes if the value is above ${m.def.floor_strike}.`,
+    strike_type: 'greater',
+    floor_strike: m.def.floor_strike,
+    rules_primary: `Resolves Yes if the value is above ${m.def.floor_strike}.`,
   };
 }
 
@@ -82,7 +95,10 @@ export class RestApi {
   requests = 0;
   limited = 0;
 
-  constructor(private readonly state: ExchangeState, private readonly o: RestOptions) {}
+  constructor(
+    private readonly state: ExchangeState,
+    private readonly o: RestOptions,
+  ) {}
 
   attach(app: uWS.TemplatedApp): void {
     const P = REST_PREFIX;
@@ -98,14 +114,19 @@ export class RestApi {
     this.get(app, `${P}/events`, (q) => this.events(q));
     this.get(app, `${P}/events/:ticker`, (_q, p) => {
       const e = this.state.events.get(p[0]!);
-      return e ? [200, { event: this.eventJson(e.event_ticker), markets: this.state.marketList.filter((m) => m.def.event_ticker === e.event_ticker).map(marketJson) }] : notFound(`event ${p[0]} not found`);
+      return e
+        ? [200, { event: this.eventJson(e.event_ticker), markets: this.state.marketList.filter((m) => m.def.event_ticker === e.event_ticker).map(marketJson) }]
+        : notFound(`event ${p[0]} not found`);
     });
     this.get(app, `${P}/series`, () => [200, { series: [...this.state.series.values()].map((s) => ({ ...s })) }]);
     this.get(app, `${P}/series/:ticker`, (_q, p) => {
       const s = this.state.series.get(p[0]!);
       return s ? [200, { series: { ...s } }] : notFound(`series ${p[0]} not found`);
     });
-    this.get(app, `${P}/exchange/status`, () => [200, { exchange_active: this.state.exchangeActive, trading_active: this.state.tradingActive, exchange_estimated_resume_time: null }]);
+    this.get(app, `${P}/exchange/status`, () => [
+      200,
+      { exchange_active: this.state.exchangeActive, trading_active: this.state.tradingActive, exchange_estimated_resume_time: null },
+    ]);
   }
 
   private get(app: uWS.TemplatedApp, path: string, handler: Handler): void {
@@ -234,8 +255,13 @@ export class RestApi {
     const e = this.state.events.get(ticker)!;
     const s = this.state.series.get(e.series_ticker);
     return {
-      event_ticker: e.event_ticker, series_ticker: e.series_ticker, title: e.title, sub_title: e.sub_title,
-      mutually_exclusive: false, category: s?.category ?? '', strike_date: new Date(Math.floor(e.strike_date_us / 1000)).toISOString(),
+      event_ticker: e.event_ticker,
+      series_ticker: e.series_ticker,
+      title: e.title,
+      sub_title: e.sub_title,
+      mutually_exclusive: false,
+      category: s?.category ?? '',
+      strike_date: new Date(Math.floor(e.strike_date_us / 1000)).toISOString(),
     };
   }
 

@@ -10,8 +10,16 @@ import { Generator } from './generator';
 import { RestApi } from './rest';
 import { ExchangeState } from './state';
 import {
-  isExchangeRecord, readTruth, TRUTH_VERSION, TruthWriter,
-  type ClientRec, type Draft, type ExchangeRecord, type FaultRec, type Level, type MetaRec,
+  isExchangeRecord,
+  readTruth,
+  TRUTH_VERSION,
+  TruthWriter,
+  type ClientRec,
+  type Draft,
+  type ExchangeRecord,
+  type FaultRec,
+  type Level,
+  type MetaRec,
 } from './truth';
 import { WsHub, type Conn } from './ws';
 
@@ -23,7 +31,12 @@ export const SIM_SPEC = {
   rate: { kind: 'number', doc: 'target exchange messages per second (deltas + trades + tickers)', default: 2000, min: 0.01, max: 1e8 },
   startUs: { kind: 'number', doc: 'exchange clock at start, µs since epoch (default: now, truncated to the second)', optional: true },
   durationS: { kind: 'number', doc: 'stop the exchange clock after this many exchange seconds (default: run until stopped)', optional: true, min: 0 },
-  pace: { kind: 'enum', doc: 'realtime: exchange time tracks wall time x speed; fast: as fast as readers take it', values: ['realtime', 'fast'], default: 'realtime' },
+  pace: {
+    kind: 'enum',
+    doc: 'realtime: exchange time tracks wall time x speed; fast: as fast as readers take it',
+    values: ['realtime', 'fast'],
+    default: 'realtime',
+  },
   speed: { kind: 'number', doc: 'exchange seconds per wall second when pace = realtime', default: 1, min: 0.001, max: 1e6 },
   marketLifetimeS: { kind: 'number', doc: 'mean market life from open to close, exchange seconds', default: 600, min: 1 },
   activitySkew: {
@@ -156,20 +169,41 @@ class SimCore {
   private finish!: () => void;
   readonly finished = new Promise<void>((resolve) => (this.finish = resolve));
 
-  constructor(readonly cfg: SimConfig, private readonly plan: FaultPlan, keys: ReturnType<typeof loadPublicKeys>) {
+  constructor(
+    readonly cfg: SimConfig,
+    private readonly plan: FaultPlan,
+    keys: ReturnType<typeof loadPublicKeys>,
+  ) {
     this.state = new ExchangeState({ tradesKeptMax: cfg.tradesKeptMax });
     this.startUs = cfg.startUs ?? defaultStartUs();
     if (cfg.fromFile) this.loadReplay(cfg.fromFile);
     this.endUs = cfg.durationS !== undefined ? this.startUs + cfg.durationS * 1e6 : Infinity;
-    this.ws = new WsHub(this.state, {
-      pingIntervalMs: cfg.pingIntervalMs, marketsPerSubMax: cfg.marketsPerSubMax, slowConsumerBytes: cfg.slowConsumerBytes,
-      commandsPerSecMax: cfg.commandsPerSecMax, requireAuth: cfg.requireAuth, publicKeys: keys, rates: plan.rates,
-      faultSeed: (cfg.seed ^ 0x5eed5eed) >>> 0, tickerTsMsMissingRate: cfg.tickerTsMsMissingRate,
-    }, (rec) => this.writeClient(rec));
+    this.ws = new WsHub(
+      this.state,
+      {
+        pingIntervalMs: cfg.pingIntervalMs,
+        marketsPerSubMax: cfg.marketsPerSubMax,
+        slowConsumerBytes: cfg.slowConsumerBytes,
+        commandsPerSecMax: cfg.commandsPerSecMax,
+        requireAuth: cfg.requireAuth,
+        publicKeys: keys,
+        rates: plan.rates,
+        faultSeed: (cfg.seed ^ 0x5eed5eed) >>> 0,
+        tickerTsMsMissingRate: cfg.tickerTsMsMissingRate,
+      },
+      (rec) => this.writeClient(rec),
+    );
     this.rest = new RestApi(this.state, cfg);
     this.rest.faultStatus = () => this.restFault();
     this.truth = cfg.truthFile ? new TruthWriter(cfg.truthFile) : null;
-    const meta: MetaRec = { k: 'meta', version: TRUTH_VERSION, source: cfg.fromFile ? 'replay' : 'sim', seed: cfg.seed, start_us: this.startUs, options: { ...cfg } };
+    const meta: MetaRec = {
+      k: 'meta',
+      version: TRUTH_VERSION,
+      source: cfg.fromFile ? 'replay' : 'sim',
+      seed: cfg.seed,
+      start_us: this.startUs,
+      options: { ...cfg },
+    };
     this.truth?.write(meta);
   }
 
@@ -186,7 +220,9 @@ class SimCore {
     this.ws.attach(app);
     this.rest.attach(app);
     app.any('/*', (res) => {
-      res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end('{"error":{"code":"not_found","message":"not found"}}'));
+      res.cork(() =>
+        res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end('{"error":{"code":"not_found","message":"not found"}}'),
+      );
     });
     return new Promise((resolve, reject) => {
       app.listen(this.cfg.host, this.cfg.port, (token) => {
@@ -203,14 +239,23 @@ class SimCore {
     this.bursts = new BurstSchedule(this.plan, this.startUs);
     this.creations = new CreationSchedule(this.plan, this.startUs);
     if (!this.replay) {
-      this.generator = new Generator({
-        seed: this.cfg.seed, startUs: this.startUs, markets: this.cfg.markets, rate: this.cfg.rate, marketLifetimeS: this.cfg.marketLifetimeS,
-        checkpointIntervalMs: this.cfg.checkpointIntervalMs, deciCentShare: this.cfg.deciCentShare,
-        inactive: new InactiveSchedule(this.plan, this.startUs),
-        bursts: this.bursts,
-        creations: this.creations,
-        activitySkew: this.cfg.activitySkew,
-      }, this.state, (d, t) => this.commit(d, t));
+      this.generator = new Generator(
+        {
+          seed: this.cfg.seed,
+          startUs: this.startUs,
+          markets: this.cfg.markets,
+          rate: this.cfg.rate,
+          marketLifetimeS: this.cfg.marketLifetimeS,
+          checkpointIntervalMs: this.cfg.checkpointIntervalMs,
+          deciCentShare: this.cfg.deciCentShare,
+          inactive: new InactiveSchedule(this.plan, this.startUs),
+          bursts: this.bursts,
+          creations: this.creations,
+          activitySkew: this.cfg.activitySkew,
+        },
+        this.state,
+        (d, t) => this.commit(d, t),
+      );
       this.generator.seed();
     }
     this.state.nowUs = Math.max(this.state.nowUs, this.startUs);
@@ -370,7 +415,13 @@ class SimCore {
         const at = this.clockUs() + 1;
         if (f.kind === 'burst') this.bursts.inject(at, f.forMs * 1000, f.x);
         else this.creations.inject(at, f.count);
-        return this.writeClient({ k: 'fault', t: this.state.nowUs, wall_ms: Date.now(), kind: f.kind, detail: f.kind === 'burst' ? `x${f.x} for ${f.forMs} ms` : `${f.count} markets` });
+        return this.writeClient({
+          k: 'fault',
+          t: this.state.nowUs,
+          wall_ms: Date.now(),
+          kind: f.kind,
+          detail: f.kind === 'burst' ? `x${f.x} for ${f.forMs} ms` : `${f.count} markets`,
+        });
       }
       case 'lose': {
         const sub = this.ws.conns.get(f.conn)?.subs.get(f.sid);
@@ -383,7 +434,16 @@ class SimCore {
         if (!sub) throw new KdpError('KDP_ERR_USAGE', `no sid ${f.sid} on connection ${f.conn}`);
         sub.seq++;
         const client = this.ws.conns.get(f.conn)?.client;
-        return this.writeClient({ k: 'fault', t: this.state.nowUs, wall_ms: Date.now(), kind: 'skipseq', conn: f.conn, sid: f.sid, seq: sub.seq, ...(client ? { client } : {}) });
+        return this.writeClient({
+          k: 'fault',
+          t: this.state.nowUs,
+          wall_ms: Date.now(),
+          kind: 'skipseq',
+          conn: f.conn,
+          sid: f.sid,
+          seq: sub.seq,
+          ...(client ? { client } : {}),
+        });
       }
       case 'stall':
         return this.fire('stall', f.conn, f.forMs * 1000, 0);
@@ -416,7 +476,11 @@ class SimCore {
     const host = this.cfg.host;
     const hostForUrl = host === '0.0.0.0' ? '127.0.0.1' : host;
     return {
-      host, port: this.port, config: this.cfg, state: this.state, finished: this.finished,
+      host,
+      port: this.port,
+      config: this.cfg,
+      state: this.state,
+      finished: this.finished,
       wsUrl: `ws://${hostForUrl}:${this.port}${WS_PATH}`,
       restUrl: `http://${hostForUrl}:${this.port}${REST_PREFIX}`,
       nowUs: () => this.state.nowUs,
@@ -449,7 +513,13 @@ class SimCore {
         this.loop();
       },
       onRecord: (cb) => this.listeners.push(cb),
-      stats: () => ({ records: this.n, framesDropped: this.ws.framesDropped, restRequests: this.rest.requests, restLimited: this.rest.limited, connections: this.ws.conns.size }),
+      stats: () => ({
+        records: this.n,
+        framesDropped: this.ws.framesDropped,
+        restRequests: this.rest.requests,
+        restLimited: this.rest.limited,
+        connections: this.ws.conns.size,
+      }),
       stop: () => this.stop(),
     };
   }

@@ -5,9 +5,7 @@ import { KdpError } from '../core/errors';
 import { formatPrice, formatSize, parsePrice, parseSize, PRICE_ONE } from './fixed';
 import { marketPrefix } from '../kalshi/encode';
 import { TradeRing } from './trades';
-import type {
-  EventDef, ExchangeRecord, Level, MarketDef, MarketStatus, SeriesDef, Side, TickerRec, TradeRec,
-} from './truth';
+import type { EventDef, ExchangeRecord, Level, MarketDef, MarketStatus, SeriesDef, Side, TickerRec, TradeRec } from './truth';
 
 /** One side of a book: price units -> size units (only positive sizes are kept). */
 export type BookSide = Map<number, number>;
@@ -158,7 +156,14 @@ export class ExchangeState {
   private addMarket(def: MarketDef): void {
     if (this.markets.has(def.ticker)) throw new KdpError('KDP_ERR_INTERNAL', `market ${def.ticker} created twice`);
     const m: MarketState = {
-      def, status: def.status, closeUs: def.close_us, result: '', book: new Book(), ticker: null, lastTradeUnits: -1, idx: this.marketList.length,
+      def,
+      status: def.status,
+      closeUs: def.close_us,
+      result: '',
+      book: new Book(),
+      ticker: null,
+      lastTradeUnits: -1,
+      idx: this.marketList.length,
       wirePrefix: marketPrefix(def.ticker, def.market_id),
     };
     this.markets.set(def.ticker, m);

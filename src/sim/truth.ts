@@ -159,23 +159,23 @@ export interface ClientRec {
 }
 
 export type ExchangeRecord =
-  | SeriesRec
-  | EventRec
-  | MarketRec
-  | DeltaRec
-  | TradeRec
-  | TickerRec
-  | LifecycleRec
-  | EventLifecycleRec
-  | StatusRec
-  | ExchangeRec
-  | BookRec;
+  SeriesRec | EventRec | MarketRec | DeltaRec | TradeRec | TickerRec | LifecycleRec | EventLifecycleRec | StatusRec | ExchangeRec | BookRec;
 export type TruthRecord = MetaRec | ExchangeRecord | FaultRec | ClientRec;
 /** Exchange records without their order/time header, as the generator produces them. */
 export type Draft = ExchangeRecord extends infer R ? (R extends ExchangeRecord ? Omit<R, 'n' | 't'> & { n?: number; t?: number } : never) : never;
 
 export const EXCHANGE_KINDS: ReadonlySet<string> = new Set([
-  'series', 'event', 'market', 'delta', 'trade', 'ticker', 'lifecycle', 'event_lifecycle', 'status', 'exchange', 'book',
+  'series',
+  'event',
+  'market',
+  'delta',
+  'trade',
+  'ticker',
+  'lifecycle',
+  'event_lifecycle',
+  'status',
+  'exchange',
+  'book',
 ]);
 export const isExchangeRecord = (r: TruthRecord): r is ExchangeRecord => EXCHANGE_KINDS.has(r.k);
 

@@ -17,7 +17,6 @@ const GLOBAL_CHANNELS = new Set(['market_lifecycle_v2', 'multivariate_market_lif
 /** Channels that need an authenticated connection; the simulator has no orders, so they stay silent. */
 const PRIVATE_CHANNELS = new Set(['fill', 'market_positions', 'communications', 'order_group_updates', 'user_orders']);
 
-
 export interface WsOptions {
   pingIntervalMs: number;
   marketsPerSubMax: number;
@@ -124,12 +123,24 @@ export class WsHub {
     const extensions = req.getHeader('sec-websocket-extensions');
     const verdict = checkHandshake((n) => req.getHeader(n), this.o.publicKeys, this.o.requireAuth);
     if (!verdict.ok) {
-      res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json').end(JSON.stringify({ error: 'authentication failed' }));
+      res
+        .writeStatus('401 Unauthorized')
+        .writeHeader('content-type', 'application/json')
+        .end(JSON.stringify({ error: 'authentication failed' }));
       return;
     }
     const conn: Conn = {
-      id: this.nextConnId++, ws: null, authed: verdict.keyId !== null, client: req.getHeader('user-agent'), subs: new Map(), nextSid: 1, out: [],
-      stalledUntilUs: 0, tokens: this.o.commandsPerSecMax, tokensAtMs: Date.now(), framesSent: 0,
+      id: this.nextConnId++,
+      ws: null,
+      authed: verdict.keyId !== null,
+      client: req.getHeader('user-agent'),
+      subs: new Map(),
+      nextSid: 1,
+      out: [],
+      stalledUntilUs: 0,
+      tokens: this.o.commandsPerSecMax,
+      tokensAtMs: Date.now(),
+      framesSent: 0,
     };
     res.upgrade<ConnData>({ conn }, key, protocol, extensions, context);
   }
@@ -173,7 +184,9 @@ export class WsHub {
       case 'trade':
         return this.fanAll(this.tradeAll, this.tradeIdx.get(rec.m), 'trade', () => tradeMsg(rec), true);
       case 'ticker':
-        return this.fanAll(this.tickerAll, this.tickerIdx.get(rec.m), 'ticker', () => tickerMsg(rec, this.state.market(rec.m).wirePrefix, !omitTsMs(rec.n, this.o.tickerTsMsMissingRate)));
+        return this.fanAll(this.tickerAll, this.tickerIdx.get(rec.m), 'ticker', () =>
+          tickerMsg(rec, this.state.market(rec.m).wirePrefix, !omitTsMs(rec.n, this.o.tickerTsMsMissingRate)),
+        );
       case 'lifecycle':
         return this.fanAll(this.lifecycleSubs, undefined, 'market_lifecycle_v2', () => JSON.stringify(rec.msg), true);
       case 'event_lifecycle':
@@ -312,7 +325,12 @@ export class WsHub {
   private snapshot(sub: Sub, ticker: string): void {
     const m = this.state.market(ticker);
     // use_yes_price: the NO side priced as its YES complement (1 - price), best first.
-    const no = sub.useYesPrice ? m.book.levels('no').map(([p, size]): WireLevel => [formatPrice(PRICE_ONE - parsePrice(p)), size]).reverse() : m.book.levels('no');
+    const no = sub.useYesPrice
+      ? m.book
+          .levels('no')
+          .map(([p, size]): WireLevel => [formatPrice(PRICE_ONE - parsePrice(p)), size])
+          .reverse()
+      : m.book.levels('no');
     this.sendSeq(sub, 'orderbook_snapshot', snapshotMsg(ticker, m.def.market_id, m.book.levels('yes'), no));
   }
 

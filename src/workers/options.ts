@@ -6,7 +6,7 @@ import type { TimeSeriesTableName } from '../schema/tables';
 import type { WorkerTaskOptions, WorkerWriterOptions } from './protocol';
 
 export const PROCESSOR_SPEC = {
-  gathererId: { kind: 'string', doc: 'this gatherer\'s id, written to every row', pattern: /^[A-Za-z0-9_.-]{1,64}$/ },
+  gathererId: { kind: 'string', doc: "this gatherer's id, written to every row", pattern: /^[A-Za-z0-9_.-]{1,64}$/ },
   frameBytesMax: { kind: 'int', doc: 'largest bus frame accepted (bytes)', default: 1 << 20, min: 1024, max: 1 << 28 },
   recentTradeIdsMax: { kind: 'int', doc: 'trade ids remembered to drop duplicate trade frames', default: 100_000, min: 1, max: 10_000_000 },
   marketsTrackedMax: { kind: 'int', doc: 'markets with occurrence state kept per worker', default: 200_000, min: 1, max: 10_000_000 },

@@ -27,11 +27,47 @@ export interface RowSink {
 }
 
 export type ControlEvent =
-  | { readonly kind: 'subscribed'; readonly connId: number; readonly id: number | null; readonly sid: number; readonly channel: string; readonly receivedUs: number }
-  | { readonly kind: 'ok'; readonly connId: number; readonly id: number | null; readonly sid: number | null; readonly seq: number | null; readonly tickers: readonly string[] | null; readonly receivedUs: number }
-  | { readonly kind: 'list_subscriptions'; readonly connId: number; readonly id: number | null; readonly subscriptions: readonly { readonly channel: string; readonly sid: number }[]; readonly receivedUs: number }
-  | { readonly kind: 'unsubscribed'; readonly connId: number; readonly id: number | null; readonly sid: number; readonly seq: number | null; readonly receivedUs: number }
-  | { readonly kind: 'error'; readonly connId: number; readonly id: number | null; readonly sid: number | null; readonly code: number; readonly message: string; readonly receivedUs: number }
+  | {
+      readonly kind: 'subscribed';
+      readonly connId: number;
+      readonly id: number | null;
+      readonly sid: number;
+      readonly channel: string;
+      readonly receivedUs: number;
+    }
+  | {
+      readonly kind: 'ok';
+      readonly connId: number;
+      readonly id: number | null;
+      readonly sid: number | null;
+      readonly seq: number | null;
+      readonly tickers: readonly string[] | null;
+      readonly receivedUs: number;
+    }
+  | {
+      readonly kind: 'list_subscriptions';
+      readonly connId: number;
+      readonly id: number | null;
+      readonly subscriptions: readonly { readonly channel: string; readonly sid: number }[];
+      readonly receivedUs: number;
+    }
+  | {
+      readonly kind: 'unsubscribed';
+      readonly connId: number;
+      readonly id: number | null;
+      readonly sid: number;
+      readonly seq: number | null;
+      readonly receivedUs: number;
+    }
+  | {
+      readonly kind: 'error';
+      readonly connId: number;
+      readonly id: number | null;
+      readonly sid: number | null;
+      readonly code: number;
+      readonly message: string;
+      readonly receivedUs: number;
+    }
   | { readonly kind: 'connection-opened' | 'connection-closed'; readonly connId: number; readonly receivedUs: number }
   | { readonly kind: 'resync-requested'; readonly connId: number; readonly sid: number; readonly tickers: readonly string[]; readonly receivedUs: number };
 
@@ -91,7 +127,10 @@ export class FrameProcessor {
   private receivedUs = 0;
   private keepFeeding = true;
 
-  constructor(rawOptions: unknown, private readonly sinks: ProcessorSinks) {
+  constructor(
+    rawOptions: unknown,
+    private readonly sinks: ProcessorSinks,
+  ) {
     this.options = resolveProcessorOptions(rawOptions);
     const o = this.options;
     this.codec = new FrameCodec(o.frameBytesMax);
@@ -100,21 +139,51 @@ export class FrameProcessor {
     this.tickerOccurrences = new OccurrenceCounter(o.marketsTrackedMax);
     this.recentTrades = new RecentIds(o.recentTradeIdsMax);
     this.counters = {
-      frames: 0, messages: 0, rejects: {}, duplicateSeqDropped: 0, duplicateTradesDropped: 0, deltasWhileUnsynced: 0,
-      backpressureSignals: 0, controlEvents: 0, gapEvents: 0, framesDroppedUpstream: 0,
+      frames: 0,
+      messages: 0,
+      rejects: {},
+      duplicateSeqDropped: 0,
+      duplicateTradesDropped: 0,
+      deltasWhileUnsynced: 0,
+      backpressureSignals: 0,
+      controlEvents: 0,
+      gapEvents: 0,
+      framesDroppedUpstream: 0,
       rows: { trades: 0, orderbook_deltas: 0, orderbook_snapshots: 0, tickers: 0, lifecycle_events: 0 },
     };
     const p = { received_at: 0, gatherer: o.gathererId, conn_id: 0, sid: 0, seq: null };
     this.deltaRow = { ticker: '', side: '', price: '', delta: '', exchange_ts: 0, occurrence: 0, ...p };
     this.snapshotRow = { ticker: '', yes_levels: '', no_levels: '', snapshot_ts: 0, source: 'ws', last_delta_ts: null, ...p };
     this.tradeRow = {
-      trade_id: '', ticker: '', yes_price: '', no_price: '', count: '', taker_side: null, taker_outcome_side: null,
-      taker_book_side: null, is_block_trade: null, exchange_ts: 0, source: 'ws', ...p,
+      trade_id: '',
+      ticker: '',
+      yes_price: '',
+      no_price: '',
+      count: '',
+      taker_side: null,
+      taker_outcome_side: null,
+      taker_book_side: null,
+      is_block_trade: null,
+      exchange_ts: 0,
+      source: 'ws',
+      ...p,
     };
     this.tickerRow = {
-      ticker: '', price: null, yes_bid: null, yes_ask: null, yes_bid_size: null, yes_ask_size: null, last_trade_size: null,
-      volume: null, open_interest: null, dollar_volume: null, dollar_open_interest: null, exchange_ts: 0, fingerprint: '0',
-      occurrence: 0, ...p,
+      ticker: '',
+      price: null,
+      yes_bid: null,
+      yes_ask: null,
+      yes_bid_size: null,
+      yes_ask_size: null,
+      last_trade_size: null,
+      volume: null,
+      open_interest: null,
+      dollar_volume: null,
+      dollar_open_interest: null,
+      exchange_ts: 0,
+      fingerprint: '0',
+      occurrence: 0,
+      ...p,
     };
     this.lifecycleRow = { channel: '', ticker: null, event_ticker: null, event_type: '', payload: '', fingerprint: '0', ...p };
   }
@@ -179,7 +248,8 @@ export class FrameProcessor {
       case FrameKind.connectionClosed: {
         // Where a closed stream ended in exchange time: the trade backfill of the outage starts there
         // (a reader lagging the exchange received its last frame long after the exchange sent it).
-        if (frame.kind === FrameKind.connectionClosed) this.sinks.gap(this.seq.closeConnection(connId, frame.receivedUs)); // not a gap: no gapEvents count
+        if (frame.kind === FrameKind.connectionClosed)
+          this.sinks.gap(this.seq.closeConnection(connId, frame.receivedUs)); // not a gap: no gapEvents count
         else this.seq.resetConnection(connId);
         this.emitControl({ kind: frame.kind === FrameKind.connectionOpened ? 'connection-opened' : 'connection-closed', connId, receivedUs: frame.receivedUs });
         return;

@@ -108,7 +108,7 @@ export function parseRfc3339Us(s: unknown): number {
   }
   const rest = s.length - i;
   if (!((rest === 1 && (s.charCodeAt(i) | 0x20) === 0x7a) || (rest === 6 && s.endsWith('+00:00')))) return -1;
-  const us = ((daysFromCivil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second) * 1_000_000) + micros;
+  const us = (daysFromCivil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second) * 1_000_000 + micros;
   return us >= TS_US_MIN && us < TS_US_MAX ? us : -1;
 }
 

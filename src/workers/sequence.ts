@@ -143,7 +143,19 @@ export class SequenceChecker {
       if (st.lastGoodUs !== null && (lastGoodUs === null || st.lastGoodUs > lastGoodUs)) lastGoodUs = st.lastGoodUs;
     }
     this.resetConnection(connId);
-    return { kind: 'closed', connId, sid: 0, channel: null, expectedSeq: null, gotSeq: null, errorCode: null, tickers: [], lastGoodUs, lastGoodExchangeUs: exchangeUs, detectedUs: receivedUs };
+    return {
+      kind: 'closed',
+      connId,
+      sid: 0,
+      channel: null,
+      expectedSeq: null,
+      gotSeq: null,
+      errorCode: null,
+      tickers: [],
+      lastGoodUs,
+      lastGoodExchangeUs: exchangeUs,
+      detectedUs: receivedUs,
+    };
   }
 
   /** The subscription ended (unsubscribed): forget it. */
@@ -199,10 +211,31 @@ export class SequenceChecker {
     return channel !== null && channel !== 'orderbook_delta';
   }
 
-  private invalidate(st: SidState, kind: GapKind, connId: number, sid: number, expectedSeq: number | null, gotSeq: number | null, errorCode: number | null, detectedUs: number): GapEvent {
+  private invalidate(
+    st: SidState,
+    kind: GapKind,
+    connId: number,
+    sid: number,
+    expectedSeq: number | null,
+    gotSeq: number | null,
+    errorCode: number | null,
+    detectedUs: number,
+  ): GapEvent {
     for (const t of st.markets) st.unsynced.add(t);
     st.anchorTs = null;
-    return { kind, connId, sid, channel: st.channel, expectedSeq, gotSeq, errorCode, tickers: [...st.markets], lastGoodUs: st.lastGoodUs, lastGoodExchangeUs: st.lastGoodExchangeUs, detectedUs };
+    return {
+      kind,
+      connId,
+      sid,
+      channel: st.channel,
+      expectedSeq,
+      gotSeq,
+      errorCode,
+      tickers: [...st.markets],
+      lastGoodUs: st.lastGoodUs,
+      lastGoodExchangeUs: st.lastGoodExchangeUs,
+      detectedUs,
+    };
   }
 
   /** An error 10/17/25 on a live sid: the subscription is dead; every book on it is invalid. */

@@ -15,14 +15,7 @@ import { RingConsumer } from '../ingest/ring';
 import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
 import { copyWriterOptionsOf } from './options';
 import { FrameProcessor, type ControlEvent, type GapEvent } from './processor';
-import {
-  WORKER_COUNTERS,
-  type IngestMessage,
-  type WorkerCounterName,
-  type WorkerMessage,
-  type WorkerReport,
-  type WorkerTask,
-} from './protocol';
+import { WORKER_COUNTERS, type IngestMessage, type WorkerCounterName, type WorkerMessage, type WorkerReport, type WorkerTask } from './protocol';
 
 // Frames handled before yielding to the event loop so the writers' socket I/O keeps flowing.
 const FRAMES_PER_TURN = 2048;
@@ -78,7 +71,10 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerReport>
   const post = (m: WorkerMessage): void => port.postMessage(m);
   port.on('message', (m: IngestMessage) => {
     // Fault injection: an uncaught exception kills this thread the way a bug would.
-    if (m.t === 'crash') setTimeout(() => { throw new KdpError('KDP_ERR_INTERNAL', 'injected worker crash'); }, 0);
+    if (m.t === 'crash')
+      setTimeout(() => {
+        throw new KdpError('KDP_ERR_INTERNAL', 'injected worker crash');
+      }, 0);
   });
   const stats = statsSink(counters, post);
   const writers: Writers = new Map();
@@ -101,7 +97,13 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerReport>
 }
 
 /** The frame processor of this worker, its rows going to the writers and its events to the ingest thread. */
-function newProcessor(options: WorkerTask['options'], writers: Writers, refused: Refused, counters: Counters, post: (m: WorkerMessage) => void): FrameProcessor {
+function newProcessor(
+  options: WorkerTask['options'],
+  writers: Writers,
+  refused: Refused,
+  counters: Counters,
+  post: (m: WorkerMessage) => void,
+): FrameProcessor {
   const rejectSlots = new Map<string, number>();
   for (const name of WORKER_COUNTERS) if (name.startsWith('rejected:')) rejectSlots.set(name.slice(9), counters.slot(name));
   const gapSlot = counters.slot('seq_gaps');

@@ -79,7 +79,9 @@ function assertManifestsMatch(root: string): void {
   const files = filesUnder(root).filter((f) => f.endsWith('.parquet'));
   for (const f of files) {
     const manifest = JSON.parse(readFileSync(join(root, f.replace(/part-00000\.parquet$/, '_manifest.json')), 'utf8')) as Manifest;
-    const sha = createHash('sha256').update(readFileSync(join(root, f))).digest('hex');
+    const sha = createHash('sha256')
+      .update(readFileSync(join(root, f)))
+      .digest('hex');
     assert.equal(manifest.sha256, sha, `${f}: manifest checksum is the file's`);
     assert.equal(manifest.object, f);
   }
@@ -115,7 +117,12 @@ describe('export to a local directory', () => {
 
   test('column types keep exact values: DECIMAL prices and sizes, INT64 times, never a float', async () => {
     const files = filesUnder(root).filter((f) => f.endsWith('.parquet'));
-    const trades = await parquetSchema(join(root, files.find((f) => f.startsWith('raw/trades/'))!));
+    const trades = await parquetSchema(
+      join(
+        root,
+        files.find((f) => f.startsWith('raw/trades/'))!,
+      ),
+    );
     assert.match(trades.get('yes_price')!.logical!, /DecimalType\(scale=6, precision=12\)/);
     assert.match(trades.get('count')!.logical!, /DecimalType\(scale=2, precision=20\)/);
     assert.equal(trades.get('exchange_ts')!.type, 'INT64');
@@ -151,7 +158,10 @@ describe('export to a local directory', () => {
     const t = tableByName('trades');
     await withClient(url, (c) => insertRows(c, t, [makeRow(t.name, rng(7), FIRST_HOUR + 99, 1, 0)]));
     const stats = await exportOnce(localOptions(url, root), quiet);
-    assert.deepEqual(stats.exported.map((p) => [p.table, p.hourStartUs, p.reason]), [['trades', FIRST_HOUR, 'late']]);
+    assert.deepEqual(
+      stats.exported.map((p) => [p.table, p.hourStartUs, p.reason]),
+      [['trades', FIRST_HOUR, 'late']],
+    );
     await assertArchiveEqualsProduction(url, root);
   });
 
@@ -160,7 +170,9 @@ describe('export to a local directory', () => {
       const r = await c.query(`SELECT table_name, hour_start::text AS h, row_count::int AS n, object_key, checksum FROM export_cursors`);
       assert.equal(r.rowCount, HOURS * TIME_SERIES_TABLES.length);
       for (const row of r.rows) {
-        const sha = createHash('sha256').update(readFileSync(join(root, row.object_key))).digest('hex');
+        const sha = createHash('sha256')
+          .update(readFileSync(join(root, row.object_key)))
+          .digest('hex');
         assert.equal(row.checksum, sha);
       }
     });
@@ -240,7 +252,10 @@ describe('export to S3 (s3rver on loopback)', () => {
       const t = tableByName('trades');
       await withClient(url, (c) => insertRows(c, t, [makeRow(t.name, rng(5), FIRST_HOUR + 2 * HOUR_US + 5, Date.now() * 1000, 0)]));
       const late = await exportOnce(opts, quiet);
-      assert.deepEqual(late.exported.map((p) => [p.table, p.hourStartUs, p.reason]), [['trades', FIRST_HOUR + 2 * HOUR_US, 'late']]);
+      assert.deepEqual(
+        late.exported.map((p) => [p.table, p.hourStartUs, p.reason]),
+        [['trades', FIRST_HOUR + 2 * HOUR_US, 'late']],
+      );
       const relisted = await sdk.send(new ListObjectsV2Command({ Bucket: 'kdp-archive', Prefix: 'raw/' }));
       assert.deepEqual((relisted.Contents ?? []).map((o) => o.Key!).sort(), keys);
       const key = late.exported[0]!.objectKey;
@@ -310,7 +325,9 @@ describe('exactness over generated values (fast-check)', () => {
     const stats = await exportOnce(localOptions(url, root, { tables: ['tickers'] }), quiet);
     assert.equal(stats.rows, rows.length);
     await withClient(url, async (c) => {
-      const parts = filesUnder(root).filter((f) => f.endsWith('.parquet')).map((f) => join(root, f));
+      const parts = filesUnder(root)
+        .filter((f) => f.endsWith('.parquet'))
+        .map((f) => join(root, f));
       assert.deepEqual(await parquetRows(parts, t), await productionRows(c, t));
     });
   });

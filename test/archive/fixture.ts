@@ -21,8 +21,7 @@ export function rng(seed: number): () => number {
 }
 
 const TICKERS = ['KXBTCD-26NOV23-T95000', 'KXHIGHNY-26NOV23-B45', 'PRES-2028-DEM', "O'NEIL-Q"];
-const uuid = (r: () => number): string =>
-  [8, 4, 4, 4, 12].map((n) => Array.from({ length: n }, () => Math.floor(r() * 16).toString(16)).join('')).join('-');
+const uuid = (r: () => number): string => [8, 4, 4, 4, 12].map((n) => Array.from({ length: n }, () => Math.floor(r() * 16).toString(16)).join('')).join('-');
 const price = (r: () => number): string => (Math.floor(r() * 99) + 1) / 100 + (r() < 0.5 ? '00' : '') + '';
 const size = (r: () => number): string => (r() < 0.3 ? '136.50' : r() < 0.5 ? '0.01' : String(Math.floor(r() * 5000)) + '.00');
 
@@ -33,44 +32,107 @@ interface Row {
 function tradeRow(r: () => number, ts: number, mergedAt: number): Row {
   const yes = (Math.floor(r() * 98) + 1) / 100;
   return {
-    trade_id: uuid(r), ticker: TICKERS[Math.floor(r() * TICKERS.length)]!, yes_price: r() < 0.2 ? '0.9600' : yes.toFixed(4),
-    no_price: (1 - yes).toFixed(4), count: size(r), taker_side: r() < 0.5 ? 'yes' : 'no', taker_outcome_side: null,
-    taker_book_side: r() < 0.5 ? 'bid' : null, is_block_trade: r() < 0.1 ? true : r() < 0.5 ? false : null,
-    exchange_ts: ts - (ts % 1000), source: 'ws', received_at: ts + 1234, gatherer: 'g1', conn_id: 1, sid: 2,
-    seq: Math.floor(r() * 1e9), batch_id: 7, merged_at: mergedAt,
+    trade_id: uuid(r),
+    ticker: TICKERS[Math.floor(r() * TICKERS.length)]!,
+    yes_price: r() < 0.2 ? '0.9600' : yes.toFixed(4),
+    no_price: (1 - yes).toFixed(4),
+    count: size(r),
+    taker_side: r() < 0.5 ? 'yes' : 'no',
+    taker_outcome_side: null,
+    taker_book_side: r() < 0.5 ? 'bid' : null,
+    is_block_trade: r() < 0.1 ? true : r() < 0.5 ? false : null,
+    exchange_ts: ts - (ts % 1000),
+    source: 'ws',
+    received_at: ts + 1234,
+    gatherer: 'g1',
+    conn_id: 1,
+    sid: 2,
+    seq: Math.floor(r() * 1e9),
+    batch_id: 7,
+    merged_at: mergedAt,
   };
 }
 
 function deltaRow(r: () => number, ts: number, mergedAt: number, occurrence: number): Row {
   return {
-    ticker: TICKERS[Math.floor(r() * TICKERS.length)]!, side: r() < 0.5 ? 'yes' : 'no', price: price(r),
-    delta: (r() < 0.5 ? '-' : '') + size(r), exchange_ts: ts, occurrence, received_at: ts + 800, gatherer: r() < 0.5 ? 'g1' : 'g2',
-    conn_id: 3, sid: 4, seq: Math.floor(r() * 1e9), batch_id: 9, merged_at: mergedAt,
+    ticker: TICKERS[Math.floor(r() * TICKERS.length)]!,
+    side: r() < 0.5 ? 'yes' : 'no',
+    price: price(r),
+    delta: (r() < 0.5 ? '-' : '') + size(r),
+    exchange_ts: ts,
+    occurrence,
+    received_at: ts + 800,
+    gatherer: r() < 0.5 ? 'g1' : 'g2',
+    conn_id: 3,
+    sid: 4,
+    seq: Math.floor(r() * 1e9),
+    batch_id: 9,
+    merged_at: mergedAt,
   };
 }
 
 function tickerRow(r: () => number, ts: number, mergedAt: number): Row {
   return {
-    ticker: TICKERS[Math.floor(r() * TICKERS.length)]!, price: r() < 0.1 ? null : '0.9600', yes_bid: '0.95', yes_ask: '0.970000',
-    yes_bid_size: '136.50', yes_ask_size: '10.00', last_trade_size: null, volume: '123456789012345678.25', open_interest: '42.00',
-    dollar_volume: 9007199254740993, dollar_open_interest: null, exchange_ts: ts, fingerprint: -1234567890123 - Math.floor(r() * 1e6),
-    occurrence: 0, received_at: ts + 50, gatherer: 'g3', conn_id: 1, sid: 1, seq: null, batch_id: 11, merged_at: mergedAt,
+    ticker: TICKERS[Math.floor(r() * TICKERS.length)]!,
+    price: r() < 0.1 ? null : '0.9600',
+    yes_bid: '0.95',
+    yes_ask: '0.970000',
+    yes_bid_size: '136.50',
+    yes_ask_size: '10.00',
+    last_trade_size: null,
+    volume: '123456789012345678.25',
+    open_interest: '42.00',
+    dollar_volume: 9007199254740993,
+    dollar_open_interest: null,
+    exchange_ts: ts,
+    fingerprint: -1234567890123 - Math.floor(r() * 1e6),
+    occurrence: 0,
+    received_at: ts + 50,
+    gatherer: 'g3',
+    conn_id: 1,
+    sid: 1,
+    seq: null,
+    batch_id: 11,
+    merged_at: mergedAt,
   };
 }
 
 function snapshotRow(r: () => number, ts: number, mergedAt: number): Row {
   return {
-    ticker: TICKERS[Math.floor(r() * TICKERS.length)]!, yes_levels: JSON.stringify([['0.0100', '136.50'], ['0.9600', '5.00']]),
-    no_levels: '[]', snapshot_ts: ts, source: r() < 0.5 ? 'ws' : 'rest', last_delta_ts: r() < 0.5 ? null : ts - 5,
-    received_at: ts, gatherer: 'g2', conn_id: 0, sid: 0, seq: null, batch_id: 12, merged_at: mergedAt,
+    ticker: TICKERS[Math.floor(r() * TICKERS.length)]!,
+    yes_levels: JSON.stringify([
+      ['0.0100', '136.50'],
+      ['0.9600', '5.00'],
+    ]),
+    no_levels: '[]',
+    snapshot_ts: ts,
+    source: r() < 0.5 ? 'ws' : 'rest',
+    last_delta_ts: r() < 0.5 ? null : ts - 5,
+    received_at: ts,
+    gatherer: 'g2',
+    conn_id: 0,
+    sid: 0,
+    seq: null,
+    batch_id: 12,
+    merged_at: mergedAt,
   };
 }
 
 function lifecycleRow(r: () => number, ts: number, mergedAt: number): Row {
   return {
-    channel: 'market_lifecycle_v2', ticker: r() < 0.8 ? TICKERS[0]! : null, event_ticker: 'KXBTCD-26NOV23', event_type: 'activated',
-    payload: JSON.stringify({ note: 'comma, "quote" and ünïcode', empty: '' }), fingerprint: Math.floor(r() * 1e15),
-    received_at: ts, gatherer: 'g1', conn_id: 1, sid: 9, seq: 5, batch_id: 13, merged_at: mergedAt,
+    channel: 'market_lifecycle_v2',
+    ticker: r() < 0.8 ? TICKERS[0]! : null,
+    event_ticker: 'KXBTCD-26NOV23',
+    event_type: 'activated',
+    payload: JSON.stringify({ note: 'comma, "quote" and ünïcode', empty: '' }),
+    fingerprint: Math.floor(r() * 1e15),
+    received_at: ts,
+    gatherer: 'g1',
+    conn_id: 1,
+    sid: 9,
+    seq: 5,
+    batch_id: 13,
+    merged_at: mergedAt,
   };
 }
 
@@ -79,7 +141,15 @@ export async function insertRows(client: ClientBase, t: TimeSeriesTable, rows: r
   for (let i = 0; i < rows.length; i += 500) {
     const chunk = rows.slice(i, i + 500);
     const params: unknown[] = [];
-    const tuples = chunk.map((row) => `(${cols.map((c) => { params.push(row[c] ?? null); return `$${params.length}`; }).join(', ')})`);
+    const tuples = chunk.map(
+      (row) =>
+        `(${cols
+          .map((c) => {
+            params.push(row[c] ?? null);
+            return `$${params.length}`;
+          })
+          .join(', ')})`,
+    );
     await client.query(`INSERT INTO ${t.name} (${cols.map(quoteIdent).join(', ')}) VALUES ${tuples.join(', ')}`, params);
   }
 }
@@ -102,11 +172,16 @@ export async function seedProduction(client: ClientBase, firstHourUs: number, ho
 
 export function makeRow(table: string, r: () => number, ts: number, mergedAt: number, i: number): Row {
   switch (table) {
-    case 'trades': return tradeRow(r, ts, mergedAt);
-    case 'orderbook_deltas': return deltaRow(r, ts, mergedAt, i % 3);
-    case 'tickers': return { ...tickerRow(r, ts, mergedAt), occurrence: i % 5 };
-    case 'orderbook_snapshots': return { ...snapshotRow(r, ts, mergedAt), conn_id: i };
-    default: return { ...lifecycleRow(r, ts, mergedAt), fingerprint: i * 1000 + Math.floor(r() * 1000) };
+    case 'trades':
+      return tradeRow(r, ts, mergedAt);
+    case 'orderbook_deltas':
+      return deltaRow(r, ts, mergedAt, i % 3);
+    case 'tickers':
+      return { ...tickerRow(r, ts, mergedAt), occurrence: i % 5 };
+    case 'orderbook_snapshots':
+      return { ...snapshotRow(r, ts, mergedAt), conn_id: i };
+    default:
+      return { ...lifecycleRow(r, ts, mergedAt), fingerprint: i * 1000 + Math.floor(r() * 1000) };
   }
 }
 
@@ -124,9 +199,14 @@ export async function parquetRows(files: readonly string[], t: TimeSeriesTable):
   const c = await inst.connect();
   try {
     const list = files.map((f) => `'${f.replace(/'/g, "''")}'`).join(', ');
-    const cols = allColumns(t).map((col) => `"${col.name}"::VARCHAR`).join(', ');
+    const cols = allColumns(t)
+      .map((col) => `"${col.name}"::VARCHAR`)
+      .join(', ');
     const reader = await c.runAndReadAll(`SELECT ${cols} FROM read_parquet([${list}])`);
-    return reader.getRows().map((row) => JSON.stringify(row.map((v) => (v === null ? null : String(v))))).sort();
+    return reader
+      .getRows()
+      .map((row) => JSON.stringify(row.map((v) => (v === null ? null : String(v)))))
+      .sort();
   } finally {
     c.closeSync();
     inst.closeSync();

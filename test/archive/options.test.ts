@@ -32,7 +32,11 @@ describe('archive options', () => {
       [{}, 'KDP_ERR_CONFIG_MISSING', 'production.url'],
     ];
     for (const [raw, code, key] of cases) {
-      assert.throws(() => resolveArchiveOptions(raw), (e: unknown) => isKdpError(e) && e.code === code && e.details?.key === key, `${code} ${key}`);
+      assert.throws(
+        () => resolveArchiveOptions(raw),
+        (e: unknown) => isKdpError(e) && e.code === code && e.details?.key === key,
+        `${code} ${key}`,
+      );
     }
   });
 });

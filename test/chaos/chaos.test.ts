@@ -71,10 +71,11 @@ async function mergeWithSkippingCursors(stack: Stack): Promise<string> {
       try {
         const id = (await gc.query(`SELECT instance_id::text AS id FROM kdp_schema`)).rows[0].id;
         const cut = await gc.query(`SELECT xid::text AS xid FROM ingest_batches ORDER BY xid OFFSET (SELECT count(*) / 3 FROM ingest_batches) LIMIT 1`);
-        await prod.query(
-          `INSERT INTO dedup_cursors (gatherer, instance_id, merged_xid, merged_batch_id, updated_at) VALUES ($1, $2, $3::xid8, 0, 0)`,
-          [g.name, id, cut.rows[0].xid],
-        );
+        await prod.query(`INSERT INTO dedup_cursors (gatherer, instance_id, merged_xid, merged_batch_id, updated_at) VALUES ($1, $2, $3::xid8, 0, 0)`, [
+          g.name,
+          id,
+          cut.rows[0].xid,
+        ]);
       } finally {
         await gc.end();
       }
@@ -88,54 +89,64 @@ async function mergeWithSkippingCursors(stack: Stack): Promise<string> {
   return url;
 }
 
-test('the checker catches planted defects in a real run: dropped, duplicated and changed rows, a missing ledger row, a skipping cursor, a trade dropped before one gatherer\'s ring', { timeout: 300_000 }, async () => {
-  lines.length = 0;
-  const r = await runOnce(13, { ...SHORT, seed: 13 }, say, async (stack, report, input) => {
-    const productionUrl = stack.productionUrl; // the skipping-cursor check below points the stack elsewhere
-    assert.ok(report.ok, `the unplanted run passes:\n${lines.slice(-40).join('\n')}`);
-    assert.ok(report.books.checked > 0 && report.lifecycle.expected > 0, 'books and lifecycle were compared');
-    const c = new Client({ connectionString: stack.productionUrl });
-    await c.connect();
-    try {
-      await expectCaught(c, input, [`DELETE FROM trades WHERE trade_id = ${MIDDLE_TRADE}`], 'trades', /^lost trade/);
-      await expectCaught(c, input, [`DELETE FROM orderbook_deltas WHERE ctid = ${MIDDLE_DELTA}`], 'deltas', /^lost delta/);
-      await expectCaught(c, input, duplicateOf('trades', 'exchange_ts', 'exchange_ts = exchange_ts + 1000'), 'trades', /^duplicated trade/);
-      await expectCaught(c, input, duplicateOf('orderbook_deltas', 'exchange_ts', 'occurrence = occurrence + 100'), 'deltas', /^duplicated delta/);
-      await expectCaught(c, input, [`UPDATE trades SET yes_price = yes_price + 0.01 WHERE trade_id = ${MIDDLE_TRADE}`], 'trades', /differs/);
-      await expectCaught(c, input, [`UPDATE orderbook_deltas SET delta = delta + 1 WHERE ctid = ${MIDDLE_DELTA}`], 'deltas', /^changed delta/);
-      await expectCaught(c, input, [`UPDATE orderbook_snapshots SET yes_levels = '[["0.5000","1.00"]]' WHERE source = 'ws'`], 'books', /book at/);
-      await expectCaught(c, input, [`DELETE FROM lifecycle_events`], 'lifecycle', /^missing/);
-      if (report.gaps.inLedger > 0) await expectCaught(c, input, [`DELETE FROM gap_ledger`], 'gaps', /has no ledger row/);
-      if (report.ledger.rows > 0) await expectCaught(c, input, [`UPDATE gap_ledger SET recovered = false`], 'ledger', /is not recovered/);
-    } finally {
-      await c.end();
-    }
-    const skipped = new Client({ connectionString: await mergeWithSkippingCursors(stack) });
-    await skipped.connect();
-    try {
-      const s = await checkChaosRun(skipped, input);
-      assert.equal(s.ok, false, 'a production merged with skipping cursors fails the check');
-      assert.ok(s.truth.trades.counts.lost > 0 && s.truth.deltas.counts.lost > 0, `lost: ${JSON.stringify(s.truth.trades.counts)} ${JSON.stringify(s.truth.deltas.counts)}`);
-    } finally {
-      await skipped.end();
-    }
-    // A trade dropped before one gatherer's ring with no count or ledger row (the old pause-mode
-    // hole): production stays whole from the other gatherers' copies, but that gatherer's own
-    // database lacks it. Planted last: it is committed in g1's database.
-    const g1 = new Client({ connectionString: input.gatherers![0]!.url });
-    await g1.connect();
-    const prod = new Client({ connectionString: productionUrl });
-    await prod.connect();
-    try {
-      const gone = await g1.query(`DELETE FROM trades WHERE trade_id = ${MIDDLE_TRADE} RETURNING trade_id::text`);
-      assert.equal(gone.rowCount, 1);
-      const r2 = await checkChaosRun(prod, input);
-      assert.equal(r2.truth.trades.counts.lost, 0, 'production is still whole');
-      assert.ok(r2.violations.some((v) => v.check === 'gatherers' && v.detail.includes(gone.rows[0].trade_id)), `the silent drop is caught: ${JSON.stringify(r2.violations.slice(0, 5))}`);
-    } finally {
-      await g1.end();
-      await prod.end();
-    }
-  });
-  assert.equal(r.error, undefined, failureText(r));
-});
+test(
+  "the checker catches planted defects in a real run: dropped, duplicated and changed rows, a missing ledger row, a skipping cursor, a trade dropped before one gatherer's ring",
+  { timeout: 300_000 },
+  async () => {
+    lines.length = 0;
+    const r = await runOnce(13, { ...SHORT, seed: 13 }, say, async (stack, report, input) => {
+      const productionUrl = stack.productionUrl; // the skipping-cursor check below points the stack elsewhere
+      assert.ok(report.ok, `the unplanted run passes:\n${lines.slice(-40).join('\n')}`);
+      assert.ok(report.books.checked > 0 && report.lifecycle.expected > 0, 'books and lifecycle were compared');
+      const c = new Client({ connectionString: stack.productionUrl });
+      await c.connect();
+      try {
+        await expectCaught(c, input, [`DELETE FROM trades WHERE trade_id = ${MIDDLE_TRADE}`], 'trades', /^lost trade/);
+        await expectCaught(c, input, [`DELETE FROM orderbook_deltas WHERE ctid = ${MIDDLE_DELTA}`], 'deltas', /^lost delta/);
+        await expectCaught(c, input, duplicateOf('trades', 'exchange_ts', 'exchange_ts = exchange_ts + 1000'), 'trades', /^duplicated trade/);
+        await expectCaught(c, input, duplicateOf('orderbook_deltas', 'exchange_ts', 'occurrence = occurrence + 100'), 'deltas', /^duplicated delta/);
+        await expectCaught(c, input, [`UPDATE trades SET yes_price = yes_price + 0.01 WHERE trade_id = ${MIDDLE_TRADE}`], 'trades', /differs/);
+        await expectCaught(c, input, [`UPDATE orderbook_deltas SET delta = delta + 1 WHERE ctid = ${MIDDLE_DELTA}`], 'deltas', /^changed delta/);
+        await expectCaught(c, input, [`UPDATE orderbook_snapshots SET yes_levels = '[["0.5000","1.00"]]' WHERE source = 'ws'`], 'books', /book at/);
+        await expectCaught(c, input, [`DELETE FROM lifecycle_events`], 'lifecycle', /^missing/);
+        if (report.gaps.inLedger > 0) await expectCaught(c, input, [`DELETE FROM gap_ledger`], 'gaps', /has no ledger row/);
+        if (report.ledger.rows > 0) await expectCaught(c, input, [`UPDATE gap_ledger SET recovered = false`], 'ledger', /is not recovered/);
+      } finally {
+        await c.end();
+      }
+      const skipped = new Client({ connectionString: await mergeWithSkippingCursors(stack) });
+      await skipped.connect();
+      try {
+        const s = await checkChaosRun(skipped, input);
+        assert.equal(s.ok, false, 'a production merged with skipping cursors fails the check');
+        assert.ok(
+          s.truth.trades.counts.lost > 0 && s.truth.deltas.counts.lost > 0,
+          `lost: ${JSON.stringify(s.truth.trades.counts)} ${JSON.stringify(s.truth.deltas.counts)}`,
+        );
+      } finally {
+        await skipped.end();
+      }
+      // A trade dropped before one gatherer's ring with no count or ledger row (the old pause-mode
+      // hole): production stays whole from the other gatherers' copies, but that gatherer's own
+      // database lacks it. Planted last: it is committed in g1's database.
+      const g1 = new Client({ connectionString: input.gatherers![0]!.url });
+      await g1.connect();
+      const prod = new Client({ connectionString: productionUrl });
+      await prod.connect();
+      try {
+        const gone = await g1.query(`DELETE FROM trades WHERE trade_id = ${MIDDLE_TRADE} RETURNING trade_id::text`);
+        assert.equal(gone.rowCount, 1);
+        const r2 = await checkChaosRun(prod, input);
+        assert.equal(r2.truth.trades.counts.lost, 0, 'production is still whole');
+        assert.ok(
+          r2.violations.some((v) => v.check === 'gatherers' && v.detail.includes(gone.rows[0].trade_id)),
+          `the silent drop is caught: ${JSON.stringify(r2.violations.slice(0, 5))}`,
+        );
+      } finally {
+        await g1.end();
+        await prod.end();
+      }
+    });
+    assert.equal(r.error, undefined, failureText(r));
+  },
+);

@@ -31,19 +31,24 @@ test('a seed gives the same schedule every time, and another seed a different on
 
 test('at every instant of any schedule at least one gatherer is unimpaired; faults stay inside the run', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 0, max: 2 ** 31 }), fc.integer({ min: 20_000, max: 300_000 }), fc.integer({ min: 300, max: 5_000 }), (seed, durationMs, gap) => {
-      const schedule = planNemesis(options(seed, durationMs, gap));
-      for (let i = 1; i < schedule.length; i++) assert.ok(schedule[i]!.atMs > schedule[i - 1]!.atMs, 'faults in time order');
-      for (const f of schedule) {
-        assert.ok(f.atMs > 2_000 && f.atMs < durationMs - 15_000, `fault at ${f.atMs} ms is inside the run`);
-      }
-      // Impairment only changes at window edges: checking every edge checks every instant.
-      const edges = schedule.flatMap((f) => {
-        const w = impairment(f.action);
-        return w ? [f.atMs - w.beforeMs, f.atMs + w.afterMs] : [];
-      });
-      for (const t of edges) assert.ok(impairedAt(schedule, t).size < 3, `at ${t} ms every gatherer is impaired`);
-    }),
+    fc.property(
+      fc.integer({ min: 0, max: 2 ** 31 }),
+      fc.integer({ min: 20_000, max: 300_000 }),
+      fc.integer({ min: 300, max: 5_000 }),
+      (seed, durationMs, gap) => {
+        const schedule = planNemesis(options(seed, durationMs, gap));
+        for (let i = 1; i < schedule.length; i++) assert.ok(schedule[i]!.atMs > schedule[i - 1]!.atMs, 'faults in time order');
+        for (const f of schedule) {
+          assert.ok(f.atMs > 2_000 && f.atMs < durationMs - 15_000, `fault at ${f.atMs} ms is inside the run`);
+        }
+        // Impairment only changes at window edges: checking every edge checks every instant.
+        const edges = schedule.flatMap((f) => {
+          const w = impairment(f.action);
+          return w ? [f.atMs - w.beforeMs, f.atMs + w.afterMs] : [];
+        });
+        for (const t of edges) assert.ok(impairedAt(schedule, t).size < 3, `at ${t} ms every gatherer is impaired`);
+      },
+    ),
     { numRuns: 200 },
   );
 });

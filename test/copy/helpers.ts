@@ -49,7 +49,9 @@ export function delta(i: number, over: Partial<DeltaRow> = {}): DeltaRow {
 
 export function tradeLine(tradeId: string, exchangeTs: number, source: 'ws' | 'rest', count = '10.00'): string {
   const connSid = source === 'rest' ? ['0', '0', '\\N'] : ['1', '2', '99'];
-  return [tradeId, 'KX-T', '0.360000', '0.640000', count, 'yes', '\\N', '\\N', 'f', String(exchangeTs), source, String(exchangeTs + 5), 'g1', ...connSid].join('\t');
+  return [tradeId, 'KX-T', '0.360000', '0.640000', count, 'yes', '\\N', '\\N', 'f', String(exchangeTs), source, String(exchangeTs + 5), 'g1', ...connSid].join(
+    '\t',
+  );
 }
 
 export function tradeId(n: number): string {

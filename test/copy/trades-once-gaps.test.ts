@@ -24,16 +24,18 @@ describe('trades: staging + ON CONFLICT DO NOTHING', () => {
     const url = await gathererDb(pg);
     // REST backfill first: trades 1..5.
     const backfill = await withClient(url, (c) =>
-      writeRowsOnce(c, 'trades', [1, 2, 3, 4, 5].map((n) => tradeLine(tradeId(n), NOW_US + n * 1000, 'rest')), 'g1/backfill'),
+      writeRowsOnce(
+        c,
+        'trades',
+        [1, 2, 3, 4, 5].map((n) => tradeLine(tradeId(n), NOW_US + n * 1000, 'rest')),
+        'g1/backfill',
+      ),
     );
     assert.ok(backfill);
     assert.deepEqual([backfill.rows, backfill.duplicates, backfill.alreadyCommitted], [5, 0, false]);
 
     const stats = new WriterCounters();
-    const w = CopyWriter.create(
-      { url, table: 'trades', writerName: 'g1/w0/trades', flushIntervalMs: 60_000, batchRowsMax: 100 },
-      { stats, log: silent },
-    );
+    const w = CopyWriter.create({ url, table: 'trades', writerName: 'g1/w0/trades', flushIntervalMs: 60_000, batchRowsMax: 100 }, { stats, log: silent });
     // Live: 4..8 (4 and 5 already backfilled) plus a second copy of 8 inside the same batch.
     for (const n of [4, 5, 6, 7, 8, 8]) assert.ok(w.append(tradeLine(tradeId(n), NOW_US + n * 1000, 'ws')));
     await w.flush();

@@ -82,7 +82,10 @@ async function assertExactlyOnce(url: string, rows: number): Promise<void> {
        WHERE b.row_count <> (SELECT count(*) FROM orderbook_deltas d WHERE d.batch_id = b.batch_id)`,
     );
     assert.equal(mismatched, 0, 'each ingest_batches row counts exactly its rows');
-    assert.equal(await count(c, `SELECT count(*) AS n FROM orderbook_deltas d WHERE NOT EXISTS (SELECT 1 FROM ingest_batches b WHERE b.batch_id = d.batch_id)`), 0);
+    assert.equal(
+      await count(c, `SELECT count(*) AS n FROM orderbook_deltas d WHERE NOT EXISTS (SELECT 1 FROM ingest_batches b WHERE b.batch_id = d.batch_id)`),
+      0,
+    );
   });
 }
 
@@ -91,7 +94,10 @@ describe('CopyWriter under failures', () => {
     const url = await gathererDb(pg);
     const stats = new WriterCounters();
     const killer = killOnceAt(url, 'copy');
-    const w = CopyWriter.create({ url, table: 'orderbook_deltas', writerName: 'g1/w0/deltas', batchRowsMax: 500, ...FAST_RETRY }, { stats, log: silent, phaseHook: killer.hook });
+    const w = CopyWriter.create(
+      { url, table: 'orderbook_deltas', writerName: 'g1/w0/deltas', batchRowsMax: 500, ...FAST_RETRY },
+      { stats, log: silent, phaseHook: killer.hook },
+    );
     for (let i = 0; i < 1200; i++) assert.ok(w.append(deltaLine(delta(i))));
     await w.flush();
     assert.equal(killer.fired(), 1);
@@ -106,7 +112,10 @@ describe('CopyWriter under failures', () => {
     const url = await gathererDb(pg);
     const stats = new WriterCounters();
     const killer = killOnceAt(url, 'commit');
-    const w = CopyWriter.create({ url, table: 'orderbook_deltas', writerName: 'g1/w0/deltas', batchRowsMax: 300, ...FAST_RETRY }, { stats, log: silent, phaseHook: killer.hook });
+    const w = CopyWriter.create(
+      { url, table: 'orderbook_deltas', writerName: 'g1/w0/deltas', batchRowsMax: 300, ...FAST_RETRY },
+      { stats, log: silent, phaseHook: killer.hook },
+    );
     for (let i = 0; i < 600; i++) w.append(deltaLine(delta(i)));
     await w.flush();
     assert.equal(killer.fired(), 1);
@@ -133,7 +142,10 @@ describe('CopyWriter under failures', () => {
         await c.query(`SELECT pg_terminate_backend($1, 5000)`, [pid]);
       });
     };
-    const w = CopyWriter.create({ url, table: 'orderbook_deltas', writerName: 'g1/w0/deltas', batchRowsMax: 250, ...FAST_RETRY }, { stats, log: silent, phaseHook: hook });
+    const w = CopyWriter.create(
+      { url, table: 'orderbook_deltas', writerName: 'g1/w0/deltas', batchRowsMax: 250, ...FAST_RETRY },
+      { stats, log: silent, phaseHook: hook },
+    );
     for (let i = 0; i < 500; i++) w.append(deltaLine(delta(i)));
     await w.flush();
     await killerDone;
@@ -153,7 +165,10 @@ describe('CopyWriter under failures', () => {
     const pid = backendPid(first);
     await first.query(`SET synchronous_commit = on`); // this session's COMMITs wait for the ghost standby
     const killer = withClient(url, async (c) => {
-      await waitUntil(async () => (await c.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'`, [pid])).rows.length > 0, 'SyncRep wait');
+      await waitUntil(
+        async () => (await c.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'`, [pid])).rows.length > 0,
+        'SyncRep wait',
+      );
       await c.query(`SELECT pg_terminate_backend($1, 5000)`, [pid]);
     });
     const err = await writeRowsOnce(first, 'orderbook_deltas', lines, 'g1/snapshots').then(
@@ -204,10 +219,7 @@ describe('CopyWriter under failures', () => {
   test('an attempt stuck on a lock is abandoned after attemptTimeoutMs, counted as timeout, and retried', { timeout: 30_000 }, async () => {
     const url = await gathererDb(pg);
     const stats = new WriterCounters();
-    const w = CopyWriter.create(
-      { url, table: 'orderbook_deltas', writerName: 'g1/w0/deltas', attemptTimeoutMs: 300, ...FAST_RETRY },
-      { stats, log: silent },
-    );
+    const w = CopyWriter.create({ url, table: 'orderbook_deltas', writerName: 'g1/w0/deltas', attemptTimeoutMs: 300, ...FAST_RETRY }, { stats, log: silent });
     await withClient(url, async (locker) => {
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE orderbook_deltas IN ACCESS EXCLUSIVE MODE');
@@ -221,28 +233,38 @@ describe('CopyWriter under failures', () => {
     await w.close();
   });
 
-  test('close() that gives up while the COMMIT waits on a lock ends that backend: the rows it reports as not committed never commit later', { timeout: 60_000 }, async () => {
-    const url = await gathererDb(pg);
-    const writerName = 'g1/w0/trades-settle';
-    // trades is staged: the rows reach the table in the batch's last round trip (INSERT ...; COMMIT),
-    // so a lock on trades holds that round trip after the COMMIT was sent.
-    const w = CopyWriter.create({ url, table: 'trades', writerName, attemptTimeoutMs: 60_000, ...FAST_RETRY }, { log: silent });
-    await withClient(url, async (locker) => {
-      await locker.query('BEGIN');
-      await locker.query('LOCK TABLE trades IN EXCLUSIVE MODE');
-      for (let i = 0; i < 5; i++) w.append(tradeLine(tradeId(i), NOW_US + i, 'ws'));
-      void w.flush().catch(() => undefined);
-      await waitUntil(async () => (await count(locker, `SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'trades'::regclass`)) > 0, 'the COMMIT round trip to wait on the lock');
-      assert.deepEqual(await w.close(200), { unflushedRows: 5 });
-      await locker.query('COMMIT');
-    });
-    await withClient(url, async (c) => {
-      // Before the fix the dropped backend went on waiting, got the lock and committed the batch.
-      await waitUntil(async () => (await count(c, `SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1`, [writerName])) === 0, 'the writer backends to be gone');
-      assert.equal(await count(c, 'SELECT count(*) AS n FROM trades'), 0);
-      assert.equal(await count(c, 'SELECT count(*) AS n FROM ingest_batches'), 0);
-    });
-  });
+  test(
+    'close() that gives up while the COMMIT waits on a lock ends that backend: the rows it reports as not committed never commit later',
+    { timeout: 60_000 },
+    async () => {
+      const url = await gathererDb(pg);
+      const writerName = 'g1/w0/trades-settle';
+      // trades is staged: the rows reach the table in the batch's last round trip (INSERT ...; COMMIT),
+      // so a lock on trades holds that round trip after the COMMIT was sent.
+      const w = CopyWriter.create({ url, table: 'trades', writerName, attemptTimeoutMs: 60_000, ...FAST_RETRY }, { log: silent });
+      await withClient(url, async (locker) => {
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE trades IN EXCLUSIVE MODE');
+        for (let i = 0; i < 5; i++) w.append(tradeLine(tradeId(i), NOW_US + i, 'ws'));
+        void w.flush().catch(() => undefined);
+        await waitUntil(
+          async () => (await count(locker, `SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'trades'::regclass`)) > 0,
+          'the COMMIT round trip to wait on the lock',
+        );
+        assert.deepEqual(await w.close(200), { unflushedRows: 5 });
+        await locker.query('COMMIT');
+      });
+      await withClient(url, async (c) => {
+        // Before the fix the dropped backend went on waiting, got the lock and committed the batch.
+        await waitUntil(
+          async () => (await count(c, `SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1`, [writerName])) === 0,
+          'the writer backends to be gone',
+        );
+        assert.equal(await count(c, 'SELECT count(*) AS n FROM trades'), 0);
+        assert.equal(await count(c, 'SELECT count(*) AS n FROM ingest_batches'), 0);
+      });
+    },
+  );
 
   test('close() gives up after closeTimeoutMs when the server stays down and reports the unflushed rows', { timeout: 30_000 }, async () => {
     const cluster = pg.cluster;

@@ -84,19 +84,25 @@ describe('CopyWriter: values and batches', () => {
     const w = writer(url, { batchRowsMax: 1000 });
     let base = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.string({ unit: 'binary', maxLength: 40 }).filter((s) => !s.includes('\0')), { minLength: 1, maxLength: 60 }), async (tickers) => {
-        const from = base;
-        tickers.forEach((t, i) => assert.ok(w.append(deltaLine(delta(from + i, { ticker: t })))));
-        base += tickers.length;
-        await w.flush();
-        const got = await withClient(url, (c) =>
-          c.query(`SELECT ticker FROM orderbook_deltas WHERE exchange_ts >= $1 AND exchange_ts < $2 ORDER BY exchange_ts`, [NOW_US + from, NOW_US + base]),
-        );
-        assert.deepEqual(
-          got.rows.map((r) => r.ticker),
-          tickers,
-        );
-      }),
+      fc.asyncProperty(
+        fc.array(
+          fc.string({ unit: 'binary', maxLength: 40 }).filter((s) => !s.includes('\0')),
+          { minLength: 1, maxLength: 60 },
+        ),
+        async (tickers) => {
+          const from = base;
+          tickers.forEach((t, i) => assert.ok(w.append(deltaLine(delta(from + i, { ticker: t })))));
+          base += tickers.length;
+          await w.flush();
+          const got = await withClient(url, (c) =>
+            c.query(`SELECT ticker FROM orderbook_deltas WHERE exchange_ts >= $1 AND exchange_ts < $2 ORDER BY exchange_ts`, [NOW_US + from, NOW_US + base]),
+          );
+          assert.deepEqual(
+            got.rows.map((r) => r.ticker),
+            tickers,
+          );
+        },
+      ),
       { numRuns: 15 },
     );
     await w.close();
@@ -109,7 +115,10 @@ describe('CopyWriter: values and batches', () => {
     await withClient(url, async (c) => {
       await waitUntil(async () => (await count(c, `SELECT count(*) AS n FROM orderbook_deltas`)) === 20, 'two full batches');
       assert.equal(bySize.pendingRows, 5, 'the partial batch waits for its interval');
-      assert.deepEqual((await c.query(`SELECT row_count FROM ingest_batches`)).rows.map((r) => r.row_count), [10, 10]);
+      assert.deepEqual(
+        (await c.query(`SELECT row_count FROM ingest_batches`)).rows.map((r) => r.row_count),
+        [10, 10],
+      );
     });
     await bySize.close();
     const byTime = writer(url, { batchRowsMax: 1000, flushIntervalMs: 30 });
@@ -154,7 +163,10 @@ describe('CopyWriter: values and batches', () => {
         `SELECT g FROM generate_series(0, 99) g WHERE NOT EXISTS (SELECT 1 FROM orderbook_deltas WHERE exchange_ts = $1::bigint + g) ORDER BY g`,
         [NOW_US],
       );
-      assert.deepEqual(missing.rows.map((r) => r.g), [37, 80, 81]);
+      assert.deepEqual(
+        missing.rows.map((r) => r.g),
+        [37, 80, 81],
+      );
       assert.deepEqual((await c.query(`SELECT row_count FROM ingest_batches`)).rows, [{ row_count: 97 }]);
     });
     assert.equal(stats.errors.constraint, 3);
@@ -203,9 +215,18 @@ describe('CopyWriter: values and batches', () => {
       () => resolveCopyWriterOptions({ ...base, batchRows: 5 }),
       (e) => isKdpError(e, 'KDP_ERR_CONFIG_UNKNOWN_KEY') && /batchRows/.test(e.message),
     );
-    assert.throws(() => resolveCopyWriterOptions({ ...base, batchRowsMax: 10, pendingRowsMax: 5 }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'));
-    assert.throws(() => resolveCopyWriterOptions({ ...base, writerName: "w'; DROP" }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'));
-    assert.throws(() => resolveCopyWriterOptions({ ...base, table: 'markets' }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'));
+    assert.throws(
+      () => resolveCopyWriterOptions({ ...base, batchRowsMax: 10, pendingRowsMax: 5 }),
+      (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'),
+    );
+    assert.throws(
+      () => resolveCopyWriterOptions({ ...base, writerName: "w'; DROP" }),
+      (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'),
+    );
+    assert.throws(
+      () => resolveCopyWriterOptions({ ...base, table: 'markets' }),
+      (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'),
+    );
     const o = resolveCopyWriterOptions(base);
     assert.equal(o.batchRowsMax, 5000);
     assert.equal(o.flushIntervalMs, 200);
@@ -215,6 +236,9 @@ describe('CopyWriter: values and batches', () => {
     const url = await gathererDb(pg);
     const w = writer(url);
     await w.close();
-    assert.throws(() => w.append(deltaLine(delta(1))), (e) => isKdpError(e, 'KDP_ERR_SHUTDOWN'));
+    assert.throws(
+      () => w.append(deltaLine(delta(1))),
+      (e) => isKdpError(e, 'KDP_ERR_SHUTDOWN'),
+    );
   });
 });

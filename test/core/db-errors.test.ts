@@ -39,46 +39,56 @@ test('a pool starved past connectionTimeoutMillis is a retryable database timeou
   }
 });
 
-test('a connection attempt the server never answers times out as a retryable database timeout, from a Client and from a Pool', { timeout: 60_000 }, async () => {
-  // A listener that accepts and never speaks: the driver's own connection timeout fires.
-  const silent: Server = createServer(() => undefined);
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  const port = (silent.address() as { port: number }).port;
-  const target = { host: '127.0.0.1', port, user: 'kdp', database: 'kdp', connectionTimeoutMillis: 200 };
-  try {
-    const client = new Client(target);
-    const fromClient = classifyDbError(await rejection(client.connect()));
-    assert.equal(fromClient.code, 'KDP_ERR_DB_TIMEOUT', fromClient.message);
-    assert.equal(fromClient.retryable, true);
-    const pool = new Pool(target);
-    const fromPool = classifyDbError(await rejection(pool.connect()));
-    await pool.end();
-    assert.equal(fromPool.code, 'KDP_ERR_DB_TIMEOUT', fromPool.message);
-    assert.equal(fromPool.retryable, true);
-  } finally {
-    silent.close();
-  }
-});
-
-test('real server errors are classed: disk full (53100), schema mismatch (missing table, missing column), a missing grant is a plain query error', { timeout: 60_000 }, async () => {
-  const url = await pg.newDatabase();
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query('CREATE TABLE t (a int)');
-    await client.query(`CREATE FUNCTION full_disk() RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$`);
-    const cases: [string, string][] = [
-      ['SELECT full_disk()', 'KDP_ERR_DB_DISK_FULL'],
-      ['SELECT * FROM no_such_table', 'KDP_ERR_DB_SCHEMA'],
-      ['SELECT no_such_column FROM t', 'KDP_ERR_DB_SCHEMA'],
-      ['SET ROLE pg_read_all_data; INSERT INTO t VALUES (1)', 'KDP_ERR_DB_QUERY'],
-    ];
-    for (const [sql, code] of cases) {
-      const coded = classifyDbError(await rejection(client.query(sql)));
-      assert.equal(coded.code, code, `${sql}: ${coded.message}`);
-      await client.query('RESET ROLE');
+test(
+  'a connection attempt the server never answers times out as a retryable database timeout, from a Client and from a Pool',
+  { timeout: 60_000 },
+  async () => {
+    // A listener that accepts and never speaks: the driver's own connection timeout fires.
+    const silent: Server = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as { port: number }).port;
+    const target = { host: '127.0.0.1', port, user: 'kdp', database: 'kdp', connectionTimeoutMillis: 200 };
+    try {
+      const client = new Client(target);
+      const fromClient = classifyDbError(await rejection(client.connect()));
+      assert.equal(fromClient.code, 'KDP_ERR_DB_TIMEOUT', fromClient.message);
+      assert.equal(fromClient.retryable, true);
+      const pool = new Pool(target);
+      const fromPool = classifyDbError(await rejection(pool.connect()));
+      await pool.end();
+      assert.equal(fromPool.code, 'KDP_ERR_DB_TIMEOUT', fromPool.message);
+      assert.equal(fromPool.retryable, true);
+    } finally {
+      silent.close();
     }
-  } finally {
-    await client.end();
-  }
-});
+  },
+);
+
+test(
+  'real server errors are classed: disk full (53100), schema mismatch (missing table, missing column), a missing grant is a plain query error',
+  { timeout: 60_000 },
+  async () => {
+    const url = await pg.newDatabase();
+    const client = new Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query('CREATE TABLE t (a int)');
+      await client.query(
+        `CREATE FUNCTION full_disk() RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$`,
+      );
+      const cases: [string, string][] = [
+        ['SELECT full_disk()', 'KDP_ERR_DB_DISK_FULL'],
+        ['SELECT * FROM no_such_table', 'KDP_ERR_DB_SCHEMA'],
+        ['SELECT no_such_column FROM t', 'KDP_ERR_DB_SCHEMA'],
+        ['SET ROLE pg_read_all_data; INSERT INTO t VALUES (1)', 'KDP_ERR_DB_QUERY'],
+      ];
+      for (const [sql, code] of cases) {
+        const coded = classifyDbError(await rejection(client.query(sql)));
+        assert.equal(coded.code, code, `${sql}: ${coded.message}`);
+        await client.query('RESET ROLE');
+      }
+    } finally {
+      await client.end();
+    }
+  },
+);

@@ -59,9 +59,18 @@ test('options resolve with defaults and reject unknown keys naming the full key'
     () => resolveOptions(SPEC, { name: 'g1', db: { url: 'u', urll: 'typo' } }),
     (e) => isKdpError(e, 'KDP_ERR_CONFIG_UNKNOWN_KEY') && /db\.urll/.test(e.message),
   );
-  assert.throws(() => resolveOptions(SPEC, { name: 'g1', db: { url: 'u' }, flushIntervalMs: 0 }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID') && /flushIntervalMs/.test(e.message));
-  assert.throws(() => resolveOptions(SPEC, { name: 'g1', db: { url: 'u' }, mode: 'fast' }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'));
-  assert.throws(() => resolveOptions(SPEC, { db: { url: 'u' } }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_MISSING') && /name/.test(e.message));
+  assert.throws(
+    () => resolveOptions(SPEC, { name: 'g1', db: { url: 'u' }, flushIntervalMs: 0 }),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID') && /flushIntervalMs/.test(e.message),
+  );
+  assert.throws(
+    () => resolveOptions(SPEC, { name: 'g1', db: { url: 'u' }, mode: 'fast' }),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'),
+  );
+  assert.throws(
+    () => resolveOptions(SPEC, { db: { url: 'u' } }),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_MISSING') && /name/.test(e.message),
+  );
 });
 
 test('environment overrides beat the YAML file and unknown variables are refused', () => {
@@ -71,14 +80,25 @@ test('environment overrides beat the YAML file and unknown variables are refused
   const r = loadConfig(SPEC, file, { KDP__FLUSH_INTERVAL_MS: '75', KDP__DB__URL: 'postgres://env' });
   assert.equal(r.flushIntervalMs, 75);
   assert.equal(r.db.url, 'postgres://env');
-  assert.throws(() => loadConfig(SPEC, file, { KDP__NOPE: '1' }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_UNKNOWN_KEY') && /KDP__NOPE/.test(e.message));
+  assert.throws(
+    () => loadConfig(SPEC, file, { KDP__NOPE: '1' }),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_UNKNOWN_KEY') && /KDP__NOPE/.test(e.message),
+  );
   writeFileSync(file, 'name: [unclosed\n');
-  assert.throws(() => loadConfig(SPEC, file, {}), (e) => isKdpError(e, 'KDP_ERR_CONFIG_FILE'));
+  assert.throws(
+    () => loadConfig(SPEC, file, {}),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_FILE'),
+  );
 });
 
 test('log lines are JSON with the component, and secrets are redacted', () => {
   const lines: string[] = [];
-  const sink = new Writable({ write(chunk, _enc, cb) { lines.push(String(chunk)); cb(); } });
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
   const log = createLogger('gatherer', { destination: sink });
   log.info({ db: { url: 'postgres://u:hunter2@h/db', password: 'hunter2' }, adminToken: 's3cret' }, 'started');
   const line = JSON.parse(lines[0]!);

@@ -11,18 +11,7 @@ import type { Client } from 'pg';
 import { stringify } from 'yaml';
 import { startDeduplicator } from '../../src/dedup/service';
 import { startPg, type TestPg } from '../harness/pg';
-import {
-  connect,
-  copyFor,
-  countOf,
-  dedupOptions,
-  diffKeys,
-  makeWorld,
-  migrated,
-  unionOf,
-  writeCopy,
-  writeTruth,
-} from './fixtures';
+import { connect, copyFor, countOf, dedupOptions, diffKeys, makeWorld, migrated, unionOf, writeCopy, writeTruth } from './fixtures';
 
 const KDP = join(__dirname, '..', '..', '..', 'bin', 'kdp.js');
 let G: TestPg;
@@ -48,11 +37,7 @@ async function setup(seed: number): Promise<Setup> {
   const world = makeWorld(seed, 1500);
   const MS = 1_000;
   const base = Date.UTC(2026, 10, 23, 12) * 1000;
-  const gaps: [number, number][][] = [
-    [[base + 100 * MS, base + 300 * MS]],
-    [[base + 250 * MS, base + 900 * MS]],
-    [],
-  ];
+  const gaps: [number, number][][] = [[[base + 100 * MS, base + 300 * MS]], [[base + 250 * MS, base + 900 * MS]], []];
   const copies = gaps.map((g, i) => copyFor(world, `g${i + 1}`, g, 800 + 150 * i));
   const gatherers: Setup['gatherers'] = [];
   for (let i = 0; i < 3; i++) {
@@ -105,9 +90,7 @@ function runChild(
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
   return {
-    exited: new Promise((resolve) =>
-      child.on('exit', (code, signal) => resolve({ code, signal, stderr })),
-    ),
+    exited: new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stderr }))),
     kill: (sig) => child.kill(sig),
   };
 }
@@ -148,11 +131,7 @@ async function killedThenResumed(seed: number, failpoint: string): Promise<void>
   try {
     const config = configFile(s);
     const crashed = await runChild(config, { KDP_FAILPOINT: failpoint }).exited;
-    assert.equal(
-      crashed.signal,
-      'SIGKILL',
-      `the failpoint killed the process (stderr: ${crashed.stderr})`,
-    );
+    assert.equal(crashed.signal, 'SIGKILL', `the failpoint killed the process (stderr: ${crashed.stderr})`);
     // The killed transaction left nothing behind: no rows, no cursor.
     assert.equal(await countOf(prod, 'dedup_cursors'), 0);
     assert.equal(await countOf(prod, 'orderbook_deltas'), 0);
@@ -194,9 +173,7 @@ describe('deduplicator crashes', () => {
       const g1 = await connect(s.gatherers[0]!.url);
       const wm = await g1.query(`SELECT merged_xid::text AS x FROM dedup_watermark`);
       await g1.end();
-      const cur = await prod.query(
-        `SELECT merged_xid::text AS x FROM dedup_cursors WHERE gatherer = 'g1'`,
-      );
+      const cur = await prod.query(`SELECT merged_xid::text AS x FROM dedup_cursors WHERE gatherer = 'g1'`);
       assert.equal(wm.rows[0]?.x, cur.rows[0].x);
     } finally {
       await prod.end();
@@ -230,10 +207,7 @@ describe('production outage', () => {
       const res = await fetch(`http://127.0.0.1:${d.healthPort}/health`);
       assert.equal(res.status, 503);
       assert.equal(((await res.json()) as { rds: string }).rds, 'unreachable');
-      assert.match(
-        await (await fetch(`http://127.0.0.1:${d.metricsPort}/metrics`)).text(),
-        /dedup_rds_connected 0/,
-      );
+      assert.match(await (await fetch(`http://127.0.0.1:${d.metricsPort}/metrics`)).text(), /dedup_rds_connected 0/);
       const stillDown = await d.runOnce();
       assert.equal(stillDown.rds, 'unreachable');
       await P.cluster!.startServer();
@@ -242,8 +216,7 @@ describe('production outage', () => {
       const prod = await connect(s.prodUrl);
       try {
         const diff = await diffKeys(prod, s.truth);
-        for (const [table, x] of Object.entries(diff))
-          assert.ok(x.equal, `${table}: ${x.production} vs ${x.truth}`);
+        for (const [table, x] of Object.entries(diff)) assert.ok(x.equal, `${table}: ${x.production} vs ${x.truth}`);
       } finally {
         await prod.end();
       }

@@ -9,20 +9,7 @@ import type { Client } from 'pg';
 import { dropLink, openGatherer, openProduction, type Link } from '../../src/dedup/connect';
 import { mergeOnce, type MergeContext, type MergeResult } from '../../src/dedup/merge';
 import { startPg, type TestPg } from '../harness/pg';
-import {
-  NOW_US,
-  connect,
-  copyFor,
-  dedupOptions,
-  diffKeys,
-  makeWorld,
-  migrated,
-  unionOf,
-  writeCopy,
-  writeRows,
-  writeTruth,
-  type Row,
-} from './fixtures';
+import { NOW_US, connect, copyFor, dedupOptions, diffKeys, makeWorld, migrated, unionOf, writeCopy, writeRows, writeTruth, type Row } from './fixtures';
 
 let PG: TestPg;
 const clients: Client[] = [];
@@ -52,12 +39,7 @@ const ctxFor = (name: string, fastPathSpanMaxUs: number): MergeContext => ({
 });
 
 /** mergeOnce with fresh deduplicator sessions (staging tables created as the service does). */
-async function mergeWith(
-  name: string,
-  gathererUrl: string,
-  productionUrl: string,
-  spanMaxUs = 3_600_000_000,
-): Promise<MergeResult> {
+async function mergeWith(name: string, gathererUrl: string, productionUrl: string, spanMaxUs = 3_600_000_000): Promise<MergeResult> {
   const opts = dedupOptions([{ name, url: gathererUrl }], productionUrl);
   const g = await openGatherer(opts.gatherers[0]!);
   links.push(g);
@@ -66,16 +48,12 @@ async function mergeWith(
   return mergeOnce(ctxFor(name, spanMaxUs), g.client, p.client);
 }
 
-const pathsOf = (r: MergeResult): Record<string, string | undefined> =>
-  Object.fromEntries([...r.tables].map(([t, c]) => [t, c.path]));
+const pathsOf = (r: MergeResult): Record<string, string | undefined> => Object.fromEntries([...r.tables].map(([t, c]) => [t, c.path]));
 
 describe('merge INSERT paths', () => {
   test('overlapping copies take the fast path; production is their union, duplicates counted', async () => {
     const world = makeWorld(21, 120);
-    const copies = [
-      copyFor(world, 'g1', [[NOW_US + 20_000, NOW_US + 50_000]]),
-      copyFor(world, 'g2', [[NOW_US + 70_000, NOW_US + 100_000]]),
-    ];
+    const copies = [copyFor(world, 'g1', [[NOW_US + 20_000, NOW_US + 50_000]]), copyFor(world, 'g2', [[NOW_US + 70_000, NOW_US + 100_000]])];
     const prod = await db('production');
     const truth = await db('production');
     await writeTruth(truth.c, unionOf(copies));
@@ -99,8 +77,7 @@ describe('merge INSERT paths', () => {
       }
     }
     const diff = await diffKeys(prod.c, truth.c);
-    for (const [table, d] of Object.entries(diff))
-      assert.ok(d.equal, `${table}: ${JSON.stringify(d)}`);
+    for (const [table, d] of Object.entries(diff)) assert.ok(d.equal, `${table}: ${JSON.stringify(d)}`);
     const expected = Object.values(diff).reduce((n, d) => n + d.truth, 0);
     assert.equal(merged, expected);
     assert.ok(read > merged, 'the copies overlap');
@@ -136,9 +113,7 @@ describe('merge INSERT paths', () => {
     assert.equal(c.read, deltas.length + again.length);
     assert.equal(c.merged, deltas.length);
     assert.equal(c.duplicates, again.length);
-    const n = await prod.c.query(
-      `SELECT count(*)::int AS n, count(DISTINCT merged_at)::int AS m FROM orderbook_deltas`,
-    );
+    const n = await prod.c.query(`SELECT count(*)::int AS n, count(DISTINCT merged_at)::int AS m FROM orderbook_deltas`);
     assert.deepEqual(n.rows[0], { n: deltas.length, m: 1 });
     const next = await mergeWith('g1', g.url, prod.url);
     assert.equal(next.batches, 0, 'the cursor advanced with the fallback merge');
@@ -180,8 +155,7 @@ describe('merge INSERT paths', () => {
     const pathsSeen = new Set<string | undefined>();
     await fc.assert(
       fc.asyncProperty(arb, async ({ events, steps, preexisting, spanMaxUs }) => {
-        for (const c of [prod.c, truth.c])
-          await c.query('TRUNCATE orderbook_deltas, dedup_cursors');
+        for (const c of [prod.c, truth.c]) await c.query('TRUNCATE orderbook_deltas, dedup_cursors');
         const row = (e: (typeof events)[number], conn: number): Row => ({
           ticker: e.ticker,
           side: e.side,
@@ -230,9 +204,6 @@ describe('merge INSERT paths', () => {
       }),
       { numRuns: 15 },
     );
-    assert.ok(
-      pathsSeen.has('fast') && pathsSeen.has('fallback') && pathsSeen.has('conflict'),
-      `paths exercised: ${[...pathsSeen]}`,
-    );
+    assert.ok(pathsSeen.has('fast') && pathsSeen.has('fallback') && pathsSeen.has('conflict'), `paths exercised: ${[...pathsSeen]}`);
   });
 });

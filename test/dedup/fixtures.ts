@@ -2,13 +2,7 @@
 // writers write: every batch's rows plus its ingest_batches row in ONE transaction.
 import { Client } from 'pg';
 import { migrate } from '../../src/schema/migrate';
-import {
-  TIME_SERIES_TABLES,
-  columnNames,
-  quoteIdent,
-  tableByName,
-  type TimeSeriesTableName,
-} from '../../src/schema/tables';
+import { TIME_SERIES_TABLES, columnNames, quoteIdent, tableByName, type TimeSeriesTableName } from '../../src/schema/tables';
 import type { DedupOptions } from '../../src/dedup/options';
 import { resolveDedupOptions } from '../../src/dedup/options';
 
@@ -33,32 +27,17 @@ export async function connect(url: string): Promise<Client> {
 }
 
 /** Inserts rows (all columns but batch_id) and their ingest_batches row; commit is up to `commit`. */
-export async function writeBatchOpen(
-  c: Client,
-  table: TimeSeriesTableName,
-  rows: readonly Row[],
-): Promise<string> {
+export async function writeBatchOpen(c: Client, table: TimeSeriesTableName, rows: readonly Row[]): Promise<string> {
   const t = tableByName(table);
   const cols = columnNames(t).map(quoteIdent).join(', ');
-  const id = (await c.query(`SELECT nextval('ingest_batch_id_seq')::text AS id`)).rows[0]
-    .id as string;
+  const id = (await c.query(`SELECT nextval('ingest_batch_id_seq')::text AS id`)).rows[0].id as string;
   const withBatch = rows.map((r) => ({ ...r, batch_id: id }));
-  await c.query(
-    `INSERT INTO ${t.name} (${cols}) SELECT ${cols} FROM json_populate_recordset(NULL::${t.name}, $1::json)`,
-    [JSON.stringify(withBatch)],
-  );
-  await c.query(
-    `INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES ($1, 'test-writer', $2, $3)`,
-    [id, table, rows.length],
-  );
+  await c.query(`INSERT INTO ${t.name} (${cols}) SELECT ${cols} FROM json_populate_recordset(NULL::${t.name}, $1::json)`, [JSON.stringify(withBatch)]);
+  await c.query(`INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES ($1, 'test-writer', $2, $3)`, [id, table, rows.length]);
   return id;
 }
 
-export async function writeBatch(
-  c: Client,
-  table: TimeSeriesTableName,
-  rows: readonly Row[],
-): Promise<string> {
+export async function writeBatch(c: Client, table: TimeSeriesTableName, rows: readonly Row[]): Promise<string> {
   await c.query('BEGIN');
   try {
     const id = await writeBatchOpen(c, table, rows);
@@ -71,14 +50,8 @@ export async function writeBatch(
 }
 
 /** Writes rows in batches of `perBatch`, one transaction each. */
-export async function writeRows(
-  c: Client,
-  table: TimeSeriesTableName,
-  rows: readonly Row[],
-  perBatch = 40,
-): Promise<void> {
-  for (let i = 0; i < rows.length; i += perBatch)
-    await writeBatch(c, table, rows.slice(i, i + perBatch));
+export async function writeRows(c: Client, table: TimeSeriesTableName, rows: readonly Row[], perBatch = 40): Promise<void> {
+  for (let i = 0; i < rows.length; i += perBatch) await writeBatch(c, table, rows.slice(i, i + perBatch));
 }
 
 /** Deterministic PRNG (mulberry32). */
@@ -93,12 +66,7 @@ export function prng(seed: number): () => number {
   };
 }
 
-const MARKETS = [
-  'KXBTCD-26NOV2312-T97499.99',
-  'KXETHD-26NOV2312-T3599.99',
-  'KXNBAGAME-26NOV23LALBOS-LAL',
-  'KXHIGHNY-26NOV23-B48.5',
-];
+const MARKETS = ['KXBTCD-26NOV2312-T97499.99', 'KXETHD-26NOV2312-T3599.99', 'KXNBAGAME-26NOV23LALBOS-LAL', 'KXHIGHNY-26NOV23-B48.5'];
 
 /** Exchange events without provenance: what every gatherer with a continuous feed sees alike. */
 export interface World {
@@ -186,12 +154,7 @@ export function makeWorld(seed: number, n: number, startUs = NOW_US, stepUs = 1_
 }
 
 /** A gatherer's copy: the world minus events in its gaps, with its own provenance. */
-export function copyFor(
-  world: World,
-  gatherer: string,
-  gaps: readonly [number, number][],
-  latencyUs = 2_000,
-): Record<string, Row[]> {
+export function copyFor(world: World, gatherer: string, gaps: readonly [number, number][], latencyUs = 2_000): Record<string, Row[]> {
   const inGap = (ts: number): boolean => gaps.some(([a, b]) => ts >= a && ts < b);
   let seq = 1000 + gatherer.length * 17;
   const prov = (ts: number, sid: number, sequenced = true): Row => ({
@@ -229,18 +192,12 @@ export function copyFor(
       snapshot_ts: NOW_US + i * 1_000 + latencyUs,
       source: i % 2 ? 'rest' : 'ws',
       last_delta_ts: i % 2 ? null : NOW_US,
-      ...(i % 2
-        ? { received_at: NOW_US + i * 1_000 + latencyUs, gatherer, conn_id: 0, sid: 0, seq: null }
-        : prov(NOW_US + i * 1_000, 1)),
+      ...(i % 2 ? { received_at: NOW_US + i * 1_000 + latencyUs, gatherer, conn_id: 0, sid: 0, seq: null } : prov(NOW_US + i * 1_000, 1)),
     })),
   };
 }
 
-export async function writeCopy(
-  c: Client,
-  copy: Record<string, Row[]>,
-  perBatch = 40,
-): Promise<void> {
+export async function writeCopy(c: Client, copy: Record<string, Row[]>, perBatch = 40): Promise<void> {
   for (const t of TIME_SERIES_TABLES) await writeRows(c, t.name, copy[t.name] ?? [], perBatch);
 }
 
@@ -252,16 +209,10 @@ export async function keysOf(c: Client, table: TimeSeriesTableName): Promise<str
 }
 
 export async function countOf(c: Client, table: string, where = 'true'): Promise<number> {
-  return Number(
-    (await c.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`)).rows[0].n,
-  );
+  return Number((await c.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`)).rows[0].n);
 }
 
-export function dedupOptions(
-  gatherers: { name: string; url: string }[],
-  productionUrl: string,
-  extra: Record<string, unknown> = {},
-): DedupOptions {
+export function dedupOptions(gatherers: { name: string; url: string }[], productionUrl: string, extra: Record<string, unknown> = {}): DedupOptions {
   return resolveDedupOptions({
     gatherers,
     production: { url: productionUrl, connectTimeoutMs: 2_000 },
@@ -299,19 +250,15 @@ export async function writeTruth(c: Client, expected: Record<string, Row[]>): Pr
     const rows = (expected[t.name] ?? []).map((r) => ({ ...r, batch_id: 0, merged_at: 0 }));
     const cols = [...columnNames(t), 'merged_at'].map(quoteIdent).join(', ');
     for (let i = 0; i < rows.length; i += 2000) {
-      await c.query(
-        `INSERT INTO ${t.name} (${cols}) SELECT ${cols} FROM json_populate_recordset(NULL::${t.name}, $1::json)`,
-        [JSON.stringify(rows.slice(i, i + 2000))],
-      );
+      await c.query(`INSERT INTO ${t.name} (${cols}) SELECT ${cols} FROM json_populate_recordset(NULL::${t.name}, $1::json)`, [
+        JSON.stringify(rows.slice(i, i + 2000)),
+      ]);
     }
   }
 }
 
 /** Asserts production holds exactly the truth's keys for every table; returns row counts. */
-export async function diffKeys(
-  production: Client,
-  truth: Client,
-): Promise<Record<string, { production: number; truth: number; equal: boolean }>> {
+export async function diffKeys(production: Client, truth: Client): Promise<Record<string, { production: number; truth: number; equal: boolean }>> {
   const out: Record<string, { production: number; truth: number; equal: boolean }> = {};
   for (const t of TIME_SERIES_TABLES) {
     const a = await keysOf(production, t.name);

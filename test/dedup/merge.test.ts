@@ -35,10 +35,7 @@ after(async () => {
   await Promise.all([G?.close(), H?.close(), P?.close()]);
 });
 
-async function db(
-  pg: TestPg,
-  kind: 'gatherer' | 'production',
-): Promise<{ url: string; c: Client }> {
+async function db(pg: TestPg, kind: 'gatherer' | 'production'): Promise<{ url: string; c: Client }> {
   const url = await migrated(await pg.newDatabase(kind === 'gatherer' ? 'g' : 'prod'), kind);
   const c = await connect(url);
   open.push(c);
@@ -46,10 +43,7 @@ async function db(
 }
 
 /** Runs cycles until one reports nothing more to do (bounded). */
-async function drain(
-  d: Deduplicator,
-  cyclesMax = 500,
-): Promise<{ cycles: number; merged: number; duplicates: number }> {
+async function drain(d: Deduplicator, cyclesMax = 500): Promise<{ cycles: number; merged: number; duplicates: number }> {
   let merged = 0;
   let duplicates = 0;
   for (let i = 1; i <= cyclesMax; i++) {
@@ -77,9 +71,7 @@ describe('merge of three gatherers', () => {
         [NOW_US + 300 * MS, NOW_US + 392 * MS],
       ],
     };
-    const copies = Object.entries(gaps).map(([g, gap], i) =>
-      copyFor(world, g, gap, 1_000 + i * 700),
-    );
+    const copies = Object.entries(gaps).map(([g, gap], i) => copyFor(world, g, gap, 1_000 + i * 700));
     const dbs = await Promise.all(['g1', 'g2', 'g3'].map(() => db(G, 'gatherer')));
     for (let i = 0; i < 3; i++) await writeCopy(dbs[i]!.c, copies[i]!, 23 + i * 10);
     const prod = await db(P, 'production');
@@ -101,58 +93,33 @@ describe('merge of three gatherers', () => {
       const run = await drain(d);
       assert.ok(run.cycles > 3, 'the limits forced several cycles');
       const diff = await diffKeys(prod.c, truth.c);
-      for (const [table, x] of Object.entries(diff))
-        assert.ok(x.equal, `${table}: production ${x.production} rows, expected ${x.truth}`);
+      for (const [table, x] of Object.entries(diff)) assert.ok(x.equal, `${table}: production ${x.production} rows, expected ${x.truth}`);
       // The window 380-390 ms is missing in g2 and g3: g1 alone filled it.
-      assert.ok(
-        (await countOf(
-          prod.c,
-          'trades',
-          `exchange_ts >= ${NOW_US + 380 * MS} AND exchange_ts < ${NOW_US + 390 * MS}`,
-        )) > 0,
-      );
+      assert.ok((await countOf(prod.c, 'trades', `exchange_ts >= ${NOW_US + 380 * MS} AND exchange_ts < ${NOW_US + 390 * MS}`)) > 0);
       // Identical deltas in one microsecond survive as occurrence 0 and 1.
       const twins = await countOf(prod.c, 'orderbook_deltas', 'occurrence = 1');
       assert.equal(twins, expected.orderbook_deltas!.filter((r) => r.occurrence === 1).length);
       assert.ok(twins > 0);
       // Distinct ticker updates of one market in one microsecond are not merged.
-      const sameUs = await prod.c.query(
-        `SELECT count(*)::int AS n FROM (SELECT ticker, exchange_ts FROM tickers GROUP BY 1, 2 HAVING count(*) > 1) x`,
-      );
+      const sameUs = await prod.c.query(`SELECT count(*)::int AS n FROM (SELECT ticker, exchange_ts FROM tickers GROUP BY 1, 2 HAVING count(*) > 1) x`);
       assert.ok(sameUs.rows[0].n > 0);
       // Snapshots are kept per gatherer, with provenance.
-      assert.deepEqual(
-        (
-          await prod.c.query(
-            `SELECT gatherer, count(*)::int AS n FROM orderbook_snapshots GROUP BY 1 ORDER BY 1`,
-          )
-        ).rows,
-        [
-          { gatherer: 'g1', n: 4 },
-          { gatherer: 'g2', n: 4 },
-          { gatherer: 'g3', n: 4 },
-        ],
-      );
-      const readTotal = copies.reduce(
-        (s, c) => s + Object.values(c).reduce((a, rows) => a + rows.length, 0),
-        0,
-      );
+      assert.deepEqual((await prod.c.query(`SELECT gatherer, count(*)::int AS n FROM orderbook_snapshots GROUP BY 1 ORDER BY 1`)).rows, [
+        { gatherer: 'g1', n: 4 },
+        { gatherer: 'g2', n: 4 },
+        { gatherer: 'g3', n: 4 },
+      ]);
+      const readTotal = copies.reduce((s, c) => s + Object.values(c).reduce((a, rows) => a + rows.length, 0), 0);
       const unionTotal = Object.values(expected).reduce((a, rows) => a + rows.length, 0);
       assert.equal(run.merged, unionTotal);
       assert.equal(run.merged + run.duplicates, readTotal);
       // Cursors in production, watermarks published to each gatherer, both at the same xid.
-      const cursors = await prod.c.query(
-        `SELECT gatherer, instance_id::text, merged_xid::text FROM dedup_cursors ORDER BY 1`,
-      );
+      const cursors = await prod.c.query(`SELECT gatherer, instance_id::text, merged_xid::text FROM dedup_cursors ORDER BY 1`);
       assert.equal(cursors.rowCount, 3);
       for (let i = 0; i < 3; i++) {
-        const wm = await dbs[i]!.c.query(
-          `SELECT merged_xid::text, merged_batch_id::text FROM dedup_watermark`,
-        );
+        const wm = await dbs[i]!.c.query(`SELECT merged_xid::text, merged_batch_id::text FROM dedup_watermark`);
         assert.equal(wm.rows[0].merged_xid, cursors.rows[i].merged_xid);
-        const maxBatch = await dbs[i]!.c.query(
-          `SELECT max(batch_id)::text AS m FROM ingest_batches`,
-        );
+        const maxBatch = await dbs[i]!.c.query(`SELECT max(batch_id)::text AS m FROM ingest_batches`);
         assert.equal(wm.rows[0].merged_batch_id, maxBatch.rows[0].m);
       }
       // Nothing new: a further cycle merges nothing and changes nothing.
@@ -185,21 +152,13 @@ describe('merge of three gatherers', () => {
     });
     try {
       await drain(d);
-      const cursor = BigInt(
-        (await prod.c.query(`SELECT merged_xid::text AS x FROM dedup_cursors`)).rows[0].x,
-      );
+      const cursor = BigInt((await prod.c.query(`SELECT merged_xid::text AS x FROM dedup_cursors`)).rows[0].x);
       assert.ok(cursor <= xidA, 'the cursor stops at the oldest transaction still running');
-      assert.equal(
-        await countOf(prod.c, 'trades'),
-        10,
-        "B waits: its xid is above A's, which may still commit",
-      );
+      assert.equal(await countOf(prod.c, 'trades'), 10, "B waits: its xid is above A's, which may still commit");
       await a.query('COMMIT');
       await drain(d);
       assert.equal(await countOf(prod.c, 'trades'), 30, 'A and B both merged');
-      const ids = (
-        await prod.c.query(`SELECT trade_id::text AS id FROM trades ORDER BY 1`)
-      ).rows.map((r) => r.id);
+      const ids = (await prod.c.query(`SELECT trade_id::text AS id FROM trades ORDER BY 1`)).rows.map((r) => r.id);
       assert.deepEqual(ids, trades.map((t) => t.trade_id as string).sort());
     } finally {
       await d.stop();
@@ -228,9 +187,7 @@ describe('merge of three gatherers', () => {
       loop: false,
     });
     try {
-      const phase1 = ['g1', 'g2', 'g3'].map((n, i) =>
-        copyFor(world, n, part(0, 100), 900 + i * 100),
-      );
+      const phase1 = ['g1', 'g2', 'g3'].map((n, i) => copyFor(world, n, part(0, 100), 900 + i * 100));
       for (const [i, g] of [g1, g2, g3].entries())
         await writeCopy(g.c, {
           trades: phase1[i]!.trades!,
@@ -253,14 +210,9 @@ describe('merge of three gatherers', () => {
       assert.deepEqual(h.gatherers, { g1: 'connected', g2: 'unreachable', g3: 'unreachable' });
       const res = await fetch(`http://127.0.0.1:${d.healthPort}/health`);
       assert.equal(res.status, 200);
-      assert.equal(
-        ((await res.json()) as { gatherers: Record<string, string> }).gatherers.g2,
-        'unreachable',
-      );
+      assert.equal(((await res.json()) as { gatherers: Record<string, string> }).gatherers.g2, 'unreachable');
       await H.cluster!.startServer();
-      const phase3 = ['g1', 'g2', 'g3'].map((n, i) =>
-        copyFor(world, n, part(200, 300), 900 + i * 100),
-      );
+      const phase3 = ['g1', 'g2', 'g3'].map((n, i) => copyFor(world, n, part(200, 300), 900 + i * 100));
       const g2b = await connect(g2.url);
       const g3b = await connect(g3.url);
       open.push(g2b, g3b);
@@ -308,21 +260,14 @@ describe('merge of three gatherers', () => {
     });
     await drain(d1);
     await d1.stop();
-    const oldCursor = BigInt(
-      (await prod.c.query(`SELECT merged_xid::text AS x FROM dedup_cursors`)).rows[0].x,
-    );
+    const oldCursor = BigInt((await prod.c.query(`SELECT merged_xid::text AS x FROM dedup_cursors`)).rows[0].x);
     // The rebuilt gatherer: a new database on another server, same name in the config.
     const rebuilt = await db(H, 'gatherer');
     const second = copyFor(world, 'g1', [[NOW_US, NOW_US + 40 * MS]]);
     await writeCopy(rebuilt.c, { trades: second.trades! });
     await ledgerRow(rebuilt.c, NOW_US + 7_000_000); // gap_id 1 again, a different gap
-    const maxXid = BigInt(
-      (await rebuilt.c.query(`SELECT max(xid)::text AS x FROM ingest_batches`)).rows[0].x,
-    );
-    assert.ok(
-      maxXid < oldCursor,
-      `precondition: rebuilt xids (${maxXid}) below the old cursor (${oldCursor})`,
-    );
+    const maxXid = BigInt((await rebuilt.c.query(`SELECT max(xid)::text AS x FROM ingest_batches`)).rows[0].x);
+    assert.ok(maxXid < oldCursor, `precondition: rebuilt xids (${maxXid}) below the old cursor (${oldCursor})`);
     const d2 = await startDeduplicator({
       options: dedupOptions([{ name: 'g1', url: rebuilt.url }], prod.url),
       loop: false,
@@ -330,29 +275,17 @@ describe('merge of three gatherers', () => {
     });
     try {
       await drain(d2);
-      assert.equal(
-        await countOf(prod.c, 'trades'),
-        120,
-        'old copy 0-60 ms + rebuilt copy 40-120 ms = everything once',
-      );
-      const cursors = await prod.c.query(
-        `SELECT instance_id::text FROM dedup_cursors WHERE gatherer = 'g1'`,
-      );
+      assert.equal(await countOf(prod.c, 'trades'), 120, 'old copy 0-60 ms + rebuilt copy 40-120 ms = everything once');
+      const cursors = await prod.c.query(`SELECT instance_id::text FROM dedup_cursors WHERE gatherer = 'g1'`);
       assert.equal(cursors.rowCount, 2, 'one cursor per gatherer database instance');
       // The rebuilt database's gap_id 1 does not overwrite the old gap 1.
-      const inst = (await rebuilt.c.query(`SELECT instance_id::text AS i FROM kdp_schema`)).rows[0]
-        .i as string;
-      const ledger = await prod.c.query(
-        `SELECT gatherer, gap_id::int, detected_at::text FROM gap_ledger ORDER BY detected_at`,
-      );
+      const inst = (await rebuilt.c.query(`SELECT instance_id::text AS i FROM kdp_schema`)).rows[0].i as string;
+      const ledger = await prod.c.query(`SELECT gatherer, gap_id::int, detected_at::text FROM gap_ledger ORDER BY detected_at`);
       assert.deepEqual(ledger.rows, [
         { gatherer: 'g1', gap_id: 1, detected_at: String(NOW_US) },
         { gatherer: `g1@${inst.slice(0, 8)}`, gap_id: 1, detected_at: String(NOW_US + 7_000_000) },
       ]);
-      assert.equal(
-        d2.health().cursors.g1!.instance_id,
-        (await rebuilt.c.query(`SELECT instance_id::text AS i FROM kdp_schema`)).rows[0].i,
-      );
+      assert.equal(d2.health().cursors.g1!.instance_id, (await rebuilt.c.query(`SELECT instance_id::text AS i FROM kdp_schema`)).rows[0].i);
     } finally {
       await d2.stop();
     }
@@ -373,11 +306,7 @@ describe('merge of three gatherers', () => {
       const failed = await d.runOnce();
       assert.equal(failed.gatherers.g1!.status, 'error');
       assert.equal(failed.rds, 'connected');
-      assert.equal(
-        await countOf(prod.c, 'trades'),
-        0,
-        'the trades streamed before the failure were rolled back',
-      );
+      assert.equal(await countOf(prod.c, 'trades'), 0, 'the trades streamed before the failure were rolled back');
       assert.equal(await countOf(prod.c, 'dedup_cursors'), 0);
       await g.c.query('ALTER TABLE orderbook_deltas_broken RENAME TO orderbook_deltas');
       await drain(d);
@@ -402,12 +331,7 @@ describe('gap ledger, registry and frozen feeds', () => {
       );
     await gap(g1.c, 'g1', NOW_US);
     await gap(g2.c, 'g2', NOW_US + 5);
-    const market = (
-      c: Client,
-      status: string,
-      updatedAt: number,
-      title = 'BTC above 97,500',
-    ): Promise<unknown> =>
+    const market = (c: Client, status: string, updatedAt: number, title = 'BTC above 97,500'): Promise<unknown> =>
       c.query(
         `INSERT INTO markets (ticker, event_ticker, series_ticker, status, open_time, close_time, raw, updated_at)
          VALUES ('KXBTCD-26NOV2312-T97499.99', 'KXBTCD-26NOV2312', 'KXBTCD', $1, $2, $3, $4, $5)
@@ -440,35 +364,22 @@ describe('gap ledger, registry and frozen feeds', () => {
       await drain(d);
       assert.equal(await countOf(prod.c, 'gap_ledger'), 2);
       const m = await prod.c.query(`SELECT status, market_status FROM markets`);
-      assert.deepEqual(
-        m.rows,
-        [{ status: 'active', market_status: 'open' }],
-        'g2 had an older row: g1 wins',
-      );
+      assert.deepEqual(m.rows, [{ status: 'active', market_status: 'open' }], 'g2 had an older row: g1 wins');
       assert.equal(await countOf(prod.c, 'series'), 1);
       assert.equal(await countOf(prod.c, 'events'), 1);
       // Recovery marks the gap later; the market closes on g2 (newer than g1's row).
       const later = Date.now() * 1000;
-      await g1.c.query(
-        `UPDATE gap_ledger SET recovered = true, recovered_at = $1, recovery_method = 'get_snapshot', updated_at = $1`,
-        [later],
-      );
+      await g1.c.query(`UPDATE gap_ledger SET recovered = true, recovered_at = $1, recovery_method = 'get_snapshot', updated_at = $1`, [later]);
       await market(g2.c, 'closed', NOW_US + 20);
       await new Promise((r) => setTimeout(r, 20));
       await drain(d);
-      const g = await prod.c.query(
-        `SELECT gatherer, recovered, recovery_method FROM gap_ledger ORDER BY gatherer`,
-      );
+      const g = await prod.c.query(`SELECT gatherer, recovered, recovery_method FROM gap_ledger ORDER BY gatherer`);
       assert.deepEqual(g.rows, [
         { gatherer: 'g1', recovered: true, recovery_method: 'get_snapshot' },
         { gatherer: 'g2', recovered: false, recovery_method: null },
       ]);
-      assert.deepEqual((await prod.c.query(`SELECT market_status FROM markets`)).rows, [
-        { market_status: 'closed' },
-      ]);
-      const lc = await prod.c.query(
-        `SELECT ledger_updated_at::text AS l FROM dedup_cursors WHERE gatherer = 'g1'`,
-      );
+      assert.deepEqual((await prod.c.query(`SELECT market_status FROM markets`)).rows, [{ market_status: 'closed' }]);
+      const lc = await prod.c.query(`SELECT ledger_updated_at::text AS l FROM dedup_cursors WHERE gatherer = 'g1'`);
       assert.equal(lc.rows[0].l, String(later));
     } finally {
       await d.stop();
@@ -484,11 +395,7 @@ describe('gap ledger, registry and frozen feeds', () => {
       const copy = copyFor(world, `g${i + 1}`, []);
       // g3's feed of one market froze after 1 s (its connection stayed up).
       const deltas =
-        i === 2
-          ? copy.orderbook_deltas!.filter(
-              (r: Row) => r.ticker !== frozenTicker || Number(r.exchange_ts) < NOW_US + 1_000 * MS,
-            )
-          : copy.orderbook_deltas!;
+        i === 2 ? copy.orderbook_deltas!.filter((r: Row) => r.ticker !== frozenTicker || Number(r.exchange_ts) < NOW_US + 1_000 * MS) : copy.orderbook_deltas!;
       await writeCopy(g.c, { orderbook_deltas: deltas });
     }
     const d = await startDeduplicator({

@@ -12,26 +12,16 @@ import { DEDUP_SPEC, checkDedupOptions, resolveDedupOptions } from '../../src/de
 import { planCycle, planWholeXid, type BatchRow } from '../../src/dedup/plan';
 
 /** Batches sorted by (xid, batch_id); several may share one xid (one transaction, many tables). */
-const batchesArb = fc
-  .array(
-    fc.record({ gap: fc.integer({ min: 0, max: 3 }), rows: fc.integer({ min: 0, max: 500 }) }),
-    { maxLength: 60 },
-  )
-  .map((xs) => {
-    let xid = 100n;
-    return xs.map((x, i): BatchRow => {
-      xid += BigInt(x.gap);
-      return { batchId: BigInt(i + 1), table: 'orderbook_deltas', rows: x.rows, xid };
-    });
+const batchesArb = fc.array(fc.record({ gap: fc.integer({ min: 0, max: 3 }), rows: fc.integer({ min: 0, max: 500 }) }), { maxLength: 60 }).map((xs) => {
+  let xid = 100n;
+  return xs.map((x, i): BatchRow => {
+    xid += BigInt(x.gap);
+    return { batchId: BigInt(i + 1), table: 'orderbook_deltas', rows: x.rows, xid };
   });
+});
 
 /** Simulates the merge loop over the planner: list (with LIMIT), plan, advance; returns what got merged. */
-function simulate(
-  all: readonly BatchRow[],
-  horizon: bigint,
-  batchesMax: number,
-  rowsMax: number,
-): { merged: BatchRow[]; cycles: number } {
+function simulate(all: readonly BatchRow[], horizon: bigint, batchesMax: number, rowsMax: number): { merged: BatchRow[]; cycles: number } {
   let cursor = 0n;
   const merged: BatchRow[] = [];
   for (let cycles = 1; cycles < 10_000; cycles++) {
@@ -47,15 +37,9 @@ function simulate(
     }
     // Nothing in [cursor, next) is left out.
     const window = all.filter((b) => b.xid >= cursor && b.xid < plan.nextCursor);
-    assert.deepEqual(
-      new Set(window.map((b) => b.batchId)),
-      new Set(plan.batches.map((b) => b.batchId)),
-    );
+    assert.deepEqual(new Set(window.map((b) => b.batchId)), new Set(plan.batches.map((b) => b.batchId)));
     assert.ok(plan.nextCursor <= horizon, 'never past the horizon');
-    assert.ok(
-      plan.nextCursor > cursor || (listed.length === 0 && plan.nextCursor >= cursor),
-      'progress',
-    );
+    assert.ok(plan.nextCursor > cursor || (listed.length === 0 && plan.nextCursor >= cursor), 'progress');
     merged.push(...plan.batches);
     cursor = plan.nextCursor;
     if (!plan.more) return { merged, cycles };
@@ -65,49 +49,34 @@ function simulate(
 
 test('planner: any limits merge every batch below the horizon exactly once, none above it', () => {
   fc.assert(
-    fc.property(
-      batchesArb,
-      fc.integer({ min: 0, max: 40 }),
-      fc.integer({ min: 1, max: 8 }),
-      fc.integer({ min: 1, max: 2_000 }),
-      (all, cut, bMax, rMax) => {
-        const horizon = all.length
-          ? all[Math.min(cut, all.length - 1)]!.xid + BigInt(cut % 2)
-          : 50n;
-        const { merged } = simulate(all, horizon, bMax, rMax);
-        const expected = all.filter((b) => b.xid < horizon).map((b) => b.batchId);
-        assert.deepEqual(
-          merged.map((b) => b.batchId).sort((a, b) => (a < b ? -1 : 1)),
-          expected,
-        );
-      },
-    ),
+    fc.property(batchesArb, fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 2_000 }), (all, cut, bMax, rMax) => {
+      const horizon = all.length ? all[Math.min(cut, all.length - 1)]!.xid + BigInt(cut % 2) : 50n;
+      const { merged } = simulate(all, horizon, bMax, rMax);
+      const expected = all.filter((b) => b.xid < horizon).map((b) => b.batchId);
+      assert.deepEqual(
+        merged.map((b) => b.batchId).sort((a, b) => (a < b ? -1 : 1)),
+        expected,
+      );
+    }),
     { numRuns: 300 },
   );
 });
 
 test('planner: a cycle respects its limits unless one transaction alone exceeds them', () => {
   fc.assert(
-    fc.property(
-      batchesArb,
-      fc.integer({ min: 1, max: 8 }),
-      fc.integer({ min: 1, max: 2_000 }),
-      (all, bMax, rMax) => {
-        const horizon = 1_000n;
-        const listed = all.slice(0, bMax + 1);
-        const plan = planCycle(listed, horizon, { batchesMax: bMax, rowsMax: rMax });
-        const xids = new Set(plan.batches.map((b) => b.xid));
-        if (xids.size > 1) {
-          assert.ok(plan.batches.length <= bMax);
-          // Rows may exceed only by the last group (a group is never split).
-          const lastXid = plan.batches[plan.batches.length - 1]!.xid;
-          const beforeLast = plan.batches
-            .filter((b) => b.xid !== lastXid)
-            .reduce((s, b) => s + b.rows, 0);
-          assert.ok(beforeLast <= rMax);
-        }
-      },
-    ),
+    fc.property(batchesArb, fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 2_000 }), (all, bMax, rMax) => {
+      const horizon = 1_000n;
+      const listed = all.slice(0, bMax + 1);
+      const plan = planCycle(listed, horizon, { batchesMax: bMax, rowsMax: rMax });
+      const xids = new Set(plan.batches.map((b) => b.xid));
+      if (xids.size > 1) {
+        assert.ok(plan.batches.length <= bMax);
+        // Rows may exceed only by the last group (a group is never split).
+        const lastXid = plan.batches[plan.batches.length - 1]!.xid;
+        const beforeLast = plan.batches.filter((b) => b.xid !== lastXid).reduce((s, b) => s + b.rows, 0);
+        assert.ok(beforeLast <= rMax);
+      }
+    }),
     { numRuns: 300 },
   );
 });
@@ -117,8 +86,7 @@ test('market_status maps every Kalshi status; unknown ones are visible as unknow
   assert.equal(marketStatusOf('active'), 'open');
   assert.equal(marketStatusOf('inactive'), 'paused');
   assert.equal(marketStatusOf('closed'), 'closed');
-  for (const s of ['determined', 'disputed', 'amended'])
-    assert.equal(marketStatusOf(s), 'determined');
+  for (const s of ['determined', 'disputed', 'amended']) assert.equal(marketStatusOf(s), 'determined');
   assert.equal(marketStatusOf('finalized'), 'settled');
   assert.equal(marketStatusOf('something_new'), 'unknown');
 });
@@ -188,9 +156,7 @@ test('options: unknown keys, duplicate names and bad values are refused with cod
 });
 
 test('config/dedup.example.yaml is a valid config', () => {
-  const opts = checkDedupOptions(
-    loadConfig(DEDUP_SPEC, join(__dirname, '..', '..', '..', 'config', 'dedup.example.yaml'), {}),
-  );
+  const opts = checkDedupOptions(loadConfig(DEDUP_SPEC, join(__dirname, '..', '..', '..', 'config', 'dedup.example.yaml'), {}));
   assert.deepEqual(
     opts.gatherers.map((g) => g.name),
     ['g1', 'g2', 'g3'],

@@ -30,24 +30,14 @@ test('a REST signature verifies as RSA-PSS SHA-256 salt 32 over ts + METHOD + pa
   const again = signer.signature(1_700_000_000_123, 'GET', '/trade-api/v2/markets');
   assert.notEqual(again, h['KALSHI-ACCESS-SIGNATURE']);
   assert.ok(verifies('1700000000123GET/trade-api/v2/markets', again));
-  assert.ok(
-    !verifies('1700000000124GET/trade-api/v2/markets', again),
-    'a different timestamp does not verify',
-  );
+  assert.ok(!verifies('1700000000124GET/trade-api/v2/markets', again), 'a different timestamp does not verify');
 });
 
 test('the signed path excludes query string, fragment and host', () => {
   assert.equal(signingPath('/trade-api/v2/markets?status=open&limit=5'), '/trade-api/v2/markets');
-  assert.equal(
-    signingPath('https://external-api.kalshi.com/trade-api/v2/markets/trades?ticker=X#f'),
-    '/trade-api/v2/markets/trades',
-  );
+  assert.equal(signingPath('https://external-api.kalshi.com/trade-api/v2/markets/trades?ticker=X#f'), '/trade-api/v2/markets/trades');
   const signer = KalshiSigner.fromPem('k', PEM);
-  const sig = signer.signature(
-    5,
-    'GET',
-    'http://127.0.0.1:1234/trade-api/v2/markets/ABC/orderbook?depth=3',
-  );
+  const sig = signer.signature(5, 'GET', 'http://127.0.0.1:1234/trade-api/v2/markets/ABC/orderbook?depth=3');
   assert.ok(verifies('5GET/trade-api/v2/markets/ABC/orderbook', sig));
 });
 
@@ -72,10 +62,7 @@ test('key loading fails with KDP_ERR_AUTH_KEY and never echoes key material', ()
   writeFileSync(bad, broken);
   assert.throws(
     () => KalshiSigner.fromPemFile('k', bad),
-    (e) =>
-      isKdpError(e, 'KDP_ERR_AUTH_KEY') &&
-      !e.message.includes('MII') &&
-      !JSON.stringify(e.details).includes('MII'),
+    (e) => isKdpError(e, 'KDP_ERR_AUTH_KEY') && !e.message.includes('MII') && !JSON.stringify(e.details).includes('MII'),
   );
   const { privateKey: ec } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   assert.throws(

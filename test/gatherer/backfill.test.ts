@@ -95,36 +95,19 @@ describe('trade backfill', () => {
       toUs: TO_US,
     });
     assert.deepEqual(result, { completed: 2, failed: 0, refused: 0, trades: 151 });
-    const rows = (
-      await pool.query(
-        `SELECT trade_id::text, source, conn_id, sid, seq, exchange_ts, count::text, yes_price::text FROM trades`,
-      )
-    ).rows;
+    const rows = (await pool.query(`SELECT trade_id::text, source, conn_id, sid, seq, exchange_ts, count::text, yes_price::text FROM trades`)).rows;
     assert.equal(rows.length, 151, '130 + 20 + the margin trade, each once');
     assert.equal(new Set(rows.map((r) => r.trade_id)).size, 151);
-    const bySource = rows.reduce<Record<string, number>>(
-      (m, r) => ((m[r.source] = (m[r.source] ?? 0) + 1), m),
-      {},
-    );
-    assert.deepEqual(
-      bySource,
-      { ws: 3, rest: 148 },
-      'the live copies stay; REST adds only what was missing',
-    );
+    const bySource = rows.reduce<Record<string, number>>((m, r) => ((m[r.source] = (m[r.source] ?? 0) + 1), m), {});
+    assert.deepEqual(bySource, { ws: 3, rest: 148 }, 'the live copies stay; REST adds only what was missing');
     const firstA = rows.find((r) => r.trade_id === a[1]!.trade_id)!;
-    assert.equal(
-      Number(firstA.exchange_ts),
-      tradeKeyTimeUs((T0 + 400) * 1000),
-      'created_time .456 µs-part truncated to the millisecond (the trade key time)',
-    );
+    assert.equal(Number(firstA.exchange_ts), tradeKeyTimeUs((T0 + 400) * 1000), 'created_time .456 µs-part truncated to the millisecond (the trade key time)');
     assert.equal(firstA.count, '136.57');
     assert.equal(firstA.yes_price, '0.365000');
     assert.equal(firstA.conn_id, 0);
     assert.equal(firstA.sid, 0);
     assert.equal(firstA.seq, null);
-    assert.ok(
-      !rows.some((r) => r.trade_id === outside.trade_id || r.trade_id === otherMarket.trade_id),
-    );
+    assert.ok(!rows.some((r) => r.trade_id === outside.trade_id || r.trade_id === otherMarket.trade_id));
     const aCalls = server.requests.filter((r) => r.query.get('ticker') === 'KXT-A-1');
     assert.equal(aCalls.length, 3, '131 trades in pages of 50');
     assert.equal(aCalls[0]!.query.get('min_ts'), String((T0 - 5000) / 1000));
@@ -136,11 +119,7 @@ describe('trade backfill', () => {
       toUs: TO_US,
     });
     assert.equal(again.trades, 151);
-    assert.equal(
-      (await pool.query(`SELECT count(*)::int AS n FROM trades`)).rows[0].n,
-      151,
-      'a second backfill adds nothing',
-    );
+    assert.equal((await pool.query(`SELECT count(*)::int AS n FROM trades`)).rows[0].n, 151, 'a second backfill adds nothing');
   });
 
   test('overlapping windows of one ticker queued together merge into one fetch; the others wait their turn', async () => {
@@ -165,11 +144,7 @@ describe('trade backfill', () => {
   });
 
   test("'all' backfills every market in one listing; 429s are retried; a full queue refuses and reports", async () => {
-    server.trades.push(
-      trade('KXT-A-1', 1000),
-      trade('KXT-B-1', 2000),
-      trade('KXT-C-1', 3000, { is_block_trade: true }),
-    );
+    server.trades.push(trade('KXT-A-1', 1000), trade('KXT-B-1', 2000), trade('KXT-C-1', 3000, { is_block_trade: true }));
     server.rateLimitNext = 2;
     const bf = backfiller();
     const r = await bf.backfill({ tickers: 'all', fromUs: FROM_US, toUs: TO_US });
@@ -177,11 +152,7 @@ describe('trade backfill', () => {
     const calls = server.requests.filter((x) => x.path.endsWith('/markets/trades'));
     assert.equal(calls.length, 3);
     assert.ok(calls.every((c) => c.query.get('ticker') === null));
-    assert.equal(
-      (await pool.query(`SELECT is_block_trade FROM trades WHERE ticker = 'KXT-C-1'`)).rows[0]
-        .is_block_trade,
-      true,
-    );
+    assert.equal((await pool.query(`SELECT is_block_trade FROM trades WHERE ticker = 'KXT-C-1'`)).rows[0].is_block_trade, true);
 
     const small = backfiller({ backfillMaxQueuedWindows: 2, backfillConcurrency: 1 });
     const many = await small.backfill({

@@ -64,7 +64,13 @@ async function runAgainstFullRing(onRingFull: 'pause' | 'drop'): Promise<{ recei
   const encoder = {
     data: (connId: number, t: number, payload: Buffer) => codec.encode(FrameKind.data, connId, t, payload),
     notice: (connId: number, t: number, n: ConnectionNotice) =>
-      codec.encode({ opened: FrameKind.connectionOpened, closed: FrameKind.connectionClosed, 'ring-drop': FrameKind.ringDrop }[n.kind], connId, t, new Uint8Array(0), n.kind === 'ring-drop' ? n.count : 0),
+      codec.encode(
+        { opened: FrameKind.connectionOpened, closed: FrameKind.connectionClosed, 'ring-drop': FrameKind.ringDrop }[n.kind],
+        connId,
+        t,
+        new Uint8Array(0),
+        n.kind === 'ring-drop' ? n.count : 0,
+      ),
   };
   const router = new RingRouter([new RingProducer(sab)], encoder, {
     onRingFull,
@@ -75,9 +81,20 @@ async function runAgainstFullRing(onRingFull: 'pause' | 'drop'): Promise<{ recei
   });
   const manager = new ConnectionManager(
     {
-      wsUrl: url, connections: 1, marketsPerSubscription: 100, marketsPerSubscriptionMin: 1, silenceTimeoutMs: 60_000,
-      backoffInitialMs: 100, backoffMaxMs: 1000, startJitterMs: 0, handshakeTimeoutMs: 5000, commandTimeoutMs: 5000,
-      wsMaxPayloadBytes: 1024 * 1024, marketChannels: [], globalChannels: [], useYesPrice: true,
+      wsUrl: url,
+      connections: 1,
+      marketsPerSubscription: 100,
+      marketsPerSubscriptionMin: 1,
+      silenceTimeoutMs: 60_000,
+      backoffInitialMs: 100,
+      backoffMaxMs: 1000,
+      startJitterMs: 0,
+      handshakeTimeoutMs: 5000,
+      commandTimeoutMs: 5000,
+      wsMaxPayloadBytes: 1024 * 1024,
+      marketChannels: [],
+      globalChannels: [],
+      useYesPrice: true,
     },
     router,
     { disconnected: () => undefined, resubscribed: () => undefined, error: () => undefined, reconnect: () => undefined },
@@ -89,10 +106,15 @@ async function runAgainstFullRing(onRingFull: 'pause' | 'drop'): Promise<{ recei
   manager.start();
   try {
     const accounted = (): number => received.numbers.length + received.dropNotices.reduce((a, b) => a + b, 0);
-    await waitFor(`all ${FRAMES} frames delivered or accounted for as drops`, () => {
-      router.flushNotices(); // the gatherer's periodic flush (src/gatherer/service.ts)
-      return accounted() >= FRAMES;
-    }, 120_000, 20);
+    await waitFor(
+      `all ${FRAMES} frames delivered or accounted for as drops`,
+      () => {
+        router.flushNotices(); // the gatherer's periodic flush (src/gatherer/service.ts)
+        return accounted() >= FRAMES;
+      },
+      120_000,
+      20,
+    );
   } finally {
     await manager.stop();
     clearInterval(timer);
@@ -107,7 +129,8 @@ test('pause mode: a ring kept full by a fast WebSocket delivers every frame to t
   assert.equal(router.stats.framesDropped, 0, 'nothing dropped');
   assert.deepEqual(received.dropNotices, []);
   assert.equal(received.numbers.length, FRAMES);
-  for (let i = 0; i < FRAMES; i++) if (received.numbers[i] !== i + 1) assert.fail(`frame ${i + 1} out of order or missing: got ${received.numbers[i]} at position ${i}`);
+  for (let i = 0; i < FRAMES; i++)
+    if (received.numbers[i] !== i + 1) assert.fail(`frame ${i + 1} out of order or missing: got ${received.numbers[i]} at position ${i}`);
 });
 
 test('drop mode: every frame is either delivered in order or counted in a ring-drop notice', async () => {

@@ -58,11 +58,23 @@ test('writer.pendingRowsMax below writer.batchRowsMax fails gatherer start-up wi
 
 test('writer retry ceilings and limits a worker would refuse are refused when the gatherer config is loaded', async () => {
   const load = async (over: Record<string, Record<string, unknown>>) => loadGathererConfig(configFile(await rawConfig(over)), {});
-  await assert.rejects(load({ writer: { retryBackoffInitialMs: 500, retryBackoffMaxMs: 100 } }), namesBoth('writer.retryBackoffMaxMs', 'writer.retryBackoffInitialMs'));
+  await assert.rejects(
+    load({ writer: { retryBackoffInitialMs: 500, retryBackoffMaxMs: 100 } }),
+    namesBoth('writer.retryBackoffMaxMs', 'writer.retryBackoffInitialMs'),
+  );
   // Beyond what a worker's COPY writer or frame processor accepts.
-  await assert.rejects(load({ writer: { batchRowsMax: 2_000_000, pendingRowsMax: 4_000_000 } }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID') && /writer\.batchRowsMax/.test(e.message));
-  await assert.rejects(load({ pipeline: { recentTradeIdsMax: 50_000_000 } }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID') && /pipeline\.recentTradeIdsMax/.test(e.message));
-  await assert.rejects(load({ writer: { flushIntervalMs: 120_000 } }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID') && /writer\.flushIntervalMs/.test(e.message));
+  await assert.rejects(
+    load({ writer: { batchRowsMax: 2_000_000, pendingRowsMax: 4_000_000 } }),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID') && /writer\.batchRowsMax/.test(e.message),
+  );
+  await assert.rejects(
+    load({ pipeline: { recentTradeIdsMax: 50_000_000 } }),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID') && /pipeline\.recentTradeIdsMax/.test(e.message),
+  );
+  await assert.rejects(
+    load({ writer: { flushIntervalMs: 120_000 } }),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID') && /writer\.flushIntervalMs/.test(e.message),
+  );
   // The defaults start.
   const o = await load({});
   assert.ok(o.writer.pendingRowsMax >= o.writer.batchRowsMax);

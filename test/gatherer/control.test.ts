@@ -5,7 +5,16 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { compareWithTruth, formatTruthComparison, loadProductionSet, loadUnrecoverableWindows } from '../../src/ops/truth';
 import { readTruth, type FaultRec } from '../../src/sim/truth';
-import { expectedFrom, gathererOptions, migratedGathererDb, recordWindow, runSpan, startPausedSimulator, startTestGatherer, waitFor } from '../harness/gatherer';
+import {
+  expectedFrom,
+  gathererOptions,
+  migratedGathererDb,
+  recordWindow,
+  runSpan,
+  startPausedSimulator,
+  startTestGatherer,
+  waitFor,
+} from '../harness/gatherer';
 import { startPg, withClient, type TestPg } from '../harness/pg';
 
 let pg: TestPg;
@@ -63,7 +72,10 @@ test('error 25 on a subscription: ledgered as error_25 and recovered by a new su
       }
     });
     const errs = (await gatherer.metrics.ws_client_errors_total.get()).values;
-    assert.ok(errs.some((v) => v.labels.type === 'exchange_26' && v.value > 0), 'the market cap was hit');
+    assert.ok(
+      errs.some((v) => v.labels.type === 'exchange_26' && v.value > 0),
+      'the market cap was hit',
+    );
     await withClient(dbUrl, async (db) => {
       const g = await db.query(`SELECT kind, error_code, recovered, recovery_method FROM gap_ledger WHERE kind = 'error_25'`);
       assert.equal(g.rowCount, 1, 'error 25 ledgered once');
@@ -83,7 +95,15 @@ test('REST: snapshots stored with source rest, the admin endpoint refuses a miss
   const { gatherer, logLines } = await startTestGatherer(
     gathererOptions(dbUrl, run.sim, {
       connections: FAST_RECONNECT,
-      rest: { restBaseUrl: run.sim.restUrl, pollEnabled: true, pollIntervalMs: 2000, restTokensPerSec: 10_000, restBurstTokens: 10_000, backoffInitialMs: 50, backoffMaxMs: 200 },
+      rest: {
+        restBaseUrl: run.sim.restUrl,
+        pollEnabled: true,
+        pollIntervalMs: 2000,
+        restTokensPerSec: 10_000,
+        restBurstTokens: 10_000,
+        backoffInitialMs: 50,
+        backoffMaxMs: 200,
+      },
       http: { host: '127.0.0.1', healthPort: 0, metricsPort: 0, adminToken: 's3cret-token' },
     }),
   );
@@ -109,17 +129,25 @@ test('REST: snapshots stored with source rest, the admin endpoint refuses a miss
     };
     await waitFor('markets close (no WS event) and are unsubscribed', closedAndGone, 20_000, 100);
     await withClient(dbUrl, async (db) => {
-      await waitFor('a REST snapshot of every live market', async () => {
-        const r = await db.query(`SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots WHERE source = 'rest'`);
-        return r.rows[0].n >= 20;
-      }, 20_000, 200);
+      await waitFor(
+        'a REST snapshot of every live market',
+        async () => {
+          const r = await db.query(`SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots WHERE source = 'rest'`);
+          return r.rows[0].n >= 20;
+        },
+        20_000,
+        200,
+      );
       const r = await db.query(`SELECT conn_id, sid, seq, last_delta_ts FROM orderbook_snapshots WHERE source = 'rest' LIMIT 1`);
       assert.deepEqual(r.rows[0], { conn_id: 0, sid: 0, seq: null, last_delta_ts: null });
       const admin = await db.query(`SELECT count(*)::int AS n FROM orderbook_snapshots WHERE source = 'rest' AND ticker = $1`, [ticker]);
       assert.ok(admin.rows[0].n >= 1, 'the admin poll stored a snapshot');
     });
     const outcomes = (await gatherer.metrics.rest_requests_total.get()).values;
-    assert.ok(outcomes.some((v) => v.labels.outcome === 'rate_limited' && v.value > 0), '429s were seen and counted');
+    assert.ok(
+      outcomes.some((v) => v.labels.outcome === 'rate_limited' && v.value > 0),
+      '429s were seen and counted',
+    );
   } catch (err) {
     process.stderr.write(logLines.slice(-20).join(''));
     throw err;
@@ -165,10 +193,15 @@ test('a database refusing writes is counted by class and shown: disk full (SQLST
   const metric = async (re: RegExp): Promise<boolean> => re.test(await (await fetch(`http://127.0.0.1:${gatherer.http.metricsPort}/metrics`)).text());
   const recovered = async (): Promise<void> => {
     const before = gatherer.pipeline.total('rows:orderbook_deltas');
-    await waitFor('batches commit again and /health recovers', async () => {
-      const h = await health();
-      return h.status === 200 && h.writer === 'committing' && gatherer.pipeline.total('rows:orderbook_deltas') > before;
-    }, 60_000, 100);
+    await waitFor(
+      'batches commit again and /health recovers',
+      async () => {
+        const h = await health();
+        return h.status === 200 && h.writer === 'committing' && gatherer.pipeline.total('rows:orderbook_deltas') > before;
+      },
+      60_000,
+      100,
+    );
   };
   try {
     await waitFor('subscribed', () => gatherer.manager.allSubscribed());
@@ -179,20 +212,30 @@ test('a database refusing writes is counted by class and shown: disk full (SQLST
       db.query(`CREATE FUNCTION kdp_test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$;
                 CREATE TRIGGER kdp_test_disk_full BEFORE INSERT ON orderbook_deltas FOR EACH STATEMENT EXECUTE FUNCTION kdp_test_disk_full()`),
     );
-    await waitFor('/health degraded: the writer is stalled', async () => {
-      const h = await health();
-      return h.status === 200 && h.writer === 'stalled';
-    }, 30_000, 100);
+    await waitFor(
+      '/health degraded: the writer is stalled',
+      async () => {
+        const h = await health();
+        return h.status === 200 && h.writer === 'stalled';
+      },
+      30_000,
+      100,
+    );
     assert.ok(await metric(/^writer_errors_total\{[^}]*type="disk_full"[^}]*\} [1-9]/m), 'disk-full failures are counted as such');
     assert.ok(await metric(/^writer_oldest_uncommitted_seconds(\{[^}]*\})? [1-9]/m), 'the stall is exported');
     await withClient(dbUrl, (db) => db.query('DROP TRIGGER kdp_test_disk_full ON orderbook_deltas'));
     await recovered();
 
     await withClient(dbUrl, (db) => db.query('ALTER TABLE orderbook_deltas RENAME COLUMN delta TO delta_gone'));
-    await waitFor('/health 503: schema mismatch', async () => {
-      const h = await health();
-      return h.status === 503 && h.writer === 'schema_mismatch';
-    }, 30_000, 100);
+    await waitFor(
+      '/health 503: schema mismatch',
+      async () => {
+        const h = await health();
+        return h.status === 503 && h.writer === 'schema_mismatch';
+      },
+      30_000,
+      100,
+    );
     assert.ok(await metric(/^writer_errors_total\{[^}]*type="schema"[^}]*\} [1-9]/m), 'schema failures are counted as such');
     await withClient(dbUrl, (db) => db.query('ALTER TABLE orderbook_deltas RENAME COLUMN delta_gone TO delta'));
     await recovered();
@@ -210,7 +253,11 @@ test('with multivariate markets recorded, the gatherer also holds an all-markets
   const run = await startPausedSimulator({ markets: 10, rate: 200, seed: 36 });
   const { gatherer } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { rest: { includeMultivariate: true } }));
   try {
-    const globalChannels = (): string[] => run.sim.connections().flatMap((c) => c.subs.filter((s) => s.markets === null).map((s) => s.channel)).sort();
+    const globalChannels = (): string[] =>
+      run.sim
+        .connections()
+        .flatMap((c) => c.subs.filter((s) => s.markets === null).map((s) => s.channel))
+        .sort();
     await waitFor('every all-markets channel subscribed', () => gatherer.manager.allSubscribed() && globalChannels().length === 4);
     assert.deepEqual(globalChannels(), ['market_lifecycle_v2', 'multivariate_market_lifecycle', 'ticker', 'trade']);
   } finally {
@@ -263,7 +310,8 @@ test('add_markets refused with error 26 moves the markets to a new subscription:
     });
     const allMarkets = run.sim.connections().flatMap((c) => c.subs.filter((s) => s.markets === null).map((s) => s.channel));
     assert.deepEqual(allMarkets.sort(), ['market_lifecycle_v2', 'ticker', 'trade'], 'one all-markets subscription per global channel');
-    for (const c of run.sim.connections()) for (const s of c.subs) if (s.markets !== null) assert.ok(s.markets <= 15, `sid ${s.sid} holds ${s.markets} markets`);
+    for (const c of run.sim.connections())
+      for (const s of c.subs) if (s.markets !== null) assert.ok(s.markets <= 15, `sid ${s.sid} holds ${s.markets} markets`);
   } finally {
     await gatherer.stop();
     await run.sim.stop();
@@ -276,7 +324,8 @@ test('a burst of markets added one at a time is subscribed in a few coalesced co
   // registry adds each created market on its own) draws error 27 at once.
   const run = await startPausedSimulator({ markets: 60, rate: 300, seed: 35, commandsPerSecMax: 3 });
   const { gatherer } = await startTestGatherer(gathererOptions(dbUrl, run.sim, { connections: { count: 2, marketsPerSubscription: 100 } }));
-  const held = (): number => run.sim.connections().reduce((n, c) => n + c.subs.filter((s) => s.channel === 'orderbook_delta').reduce((m, s) => m + (s.markets ?? 0), 0), 0);
+  const held = (): number =>
+    run.sim.connections().reduce((n, c) => n + c.subs.filter((s) => s.channel === 'orderbook_delta').reduce((m, s) => m + (s.markets ?? 0), 0), 0);
   try {
     await waitFor('every market subscribed', () => gatherer.manager.allSubscribed() && gatherer.manager.marketCount() >= 60);
     const total = gatherer.manager.marketCount();

@@ -97,14 +97,7 @@ test('the wired control plane discovers markets with signed requests, polls them
     server.requests.every((r) => r.headers['kalshi-access-key'] === 'kid'),
     'every request signed',
   );
-  assert.equal(
-    (
-      await pool.query(
-        `SELECT count(*)::int AS n FROM orderbook_snapshots WHERE source = 'rest' AND gatherer = 'g3'`,
-      )
-    ).rows[0].n,
-    5,
-  );
+  assert.equal((await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots WHERE source = 'rest' AND gatherer = 'g3'`)).rows[0].n, 5);
   const snapshots = await promRegistry.getSingleMetric('snapshot_poller_snapshots_total')!.get();
   assert.equal(snapshots.values[0]!.value, 5);
 });

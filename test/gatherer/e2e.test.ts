@@ -29,7 +29,11 @@ function applyLevels(book: { yes: Levels; no: Levels }, side: string, price: str
   else levels.set(key, size);
 }
 const levelsOf = (pairs: [string, string][]): Levels => new Map(pairs.map(([p, s]) => [formatScaled(parseScaled(p)), parseScaled(s)]));
-const render = (l: Levels): string => [...l.entries()].sort(([a], [b]) => (parseScaled(a) < parseScaled(b) ? -1 : 1)).map(([p, s]) => `${p}x${formatScaled(s)}`).join(' ');
+const render = (l: Levels): string =>
+  [...l.entries()]
+    .sort(([a], [b]) => (parseScaled(a) < parseScaled(b) ? -1 : 1))
+    .map(([p, s]) => `${p}x${formatScaled(s)}`)
+    .join(' ');
 
 test('the gatherer records every trade once with exact values, every delta in order, tickers, lifecycle, and books equal to the truth', async () => {
   const dbUrl = await migratedGathererDb(pg);
@@ -49,13 +53,21 @@ test('the gatherer records every trade once with exact values, every delta in or
       const truth = await readTruthExpectation(run.truthFile, span);
       const expected = expectedFrom(window);
       const fileTrades = new Set(truth.expected.trades.map((t) => t.tradeId));
-      assert.ok(expected.trades.every((t) => fileTrades.has(t.tradeId)), 'every trade of the run is in the truth file');
+      assert.ok(
+        expected.trades.every((t) => fileTrades.has(t.tradeId)),
+        'every trade of the run is in the truth file',
+      );
       const comparison = compareWithTruth(expected, await loadProductionSet(db, span), await loadUnrecoverableWindows(db));
       assert.ok(comparison.ok, formatTruthComparison(comparison));
-      assert.ok(expected.trades.length > 50 && expected.deltas.length > 3000, `enough data: ${expected.trades.length} trades, ${expected.deltas.length} deltas`);
+      assert.ok(
+        expected.trades.length > 50 && expected.deltas.length > 3000,
+        `enough data: ${expected.trades.length} trades, ${expected.deltas.length} deltas`,
+      );
 
       // Order: each market's deltas in stream (seq) order equal the exchange's order.
-      const ordered = await db.query(`SELECT ticker, exchange_ts::text AS ts, side, price::text AS price, delta::text AS delta FROM orderbook_deltas ORDER BY ticker, conn_id, sid, seq`);
+      const ordered = await db.query(
+        `SELECT ticker, exchange_ts::text AS ts, side, price::text AS price, delta::text AS delta FROM orderbook_deltas ORDER BY ticker, conn_id, sid, seq`,
+      );
       const gotByMarket = new Map<string, string[]>();
       for (const r of ordered.rows) {
         const list = gotByMarket.get(r.ticker) ?? [];
@@ -92,7 +104,9 @@ test('the gatherer records every trade once with exact values, every delta in or
       }
 
       // Books: the subscription snapshot plus the recorded deltas equal every truth checkpoint.
-      const snaps = await db.query(`SELECT DISTINCT ON (ticker) ticker, yes_levels, no_levels FROM orderbook_snapshots WHERE source = 'ws' ORDER BY ticker, snapshot_ts`);
+      const snaps = await db.query(
+        `SELECT DISTINCT ON (ticker) ticker, yes_levels, no_levels FROM orderbook_snapshots WHERE source = 'ws' ORDER BY ticker, snapshot_ts`,
+      );
       const base = new Map(snaps.rows.map((r) => [r.ticker as string, { yes: r.yes_levels as [string, string][], no: r.no_levels as [string, string][] }]));
       let checked = 0;
       for (const cp of window.filter((r): r is BookRec => r.k === 'book')) {

@@ -86,7 +86,10 @@ test('a worker thread killed mid-stream is restarted; the loss is a recovered le
       assert.equal(c.trades.counts.invented + c.deltas.counts.invented + c.trades.counts.mismatched, 0, 'nothing invented');
       const gaps = await db.query(`SELECT kind, recovered, recovery_method FROM gap_ledger WHERE kind = 'worker_restart'`);
       assert.ok(gaps.rowCount! >= 1, 'the worker restart is in the gap ledger');
-      assert.ok(gaps.rows.every((g) => g.recovered && g.recovery_method === 'resubscribe'), JSON.stringify(gaps.rows));
+      assert.ok(
+        gaps.rows.every((g) => g.recovered && g.recovery_method === 'resubscribe'),
+        JSON.stringify(gaps.rows),
+      );
     });
   } catch (err) {
     process.stderr.write(logLines.slice(-20).join(''));
@@ -117,7 +120,8 @@ test('an oversized frame is refused and counted; the ring-drop gaps it leaves on
     await withClient(dbUrl, async (db) => {
       const gaps = await db.query(`SELECT channel, recovered, recovery_method FROM gap_ledger WHERE kind = 'ring_drop'`);
       const channels = new Set(gaps.rows.map((g) => g.channel));
-      for (const c of ['orderbook_delta', 'ticker', 'trade', 'market_lifecycle_v2']) assert.ok(channels.has(c), `a ring_drop gap on the ${c} sid (got ${[...channels].join(', ')})`);
+      for (const c of ['orderbook_delta', 'ticker', 'trade', 'market_lifecycle_v2'])
+        assert.ok(channels.has(c), `a ring_drop gap on the ${c} sid (got ${[...channels].join(', ')})`);
       for (const g of gaps.rows) assert.equal(g.recovered, true, `${g.channel} ring-drop gap recovered (${JSON.stringify(g)})`);
       const comparison = compareWithTruth(expectedFrom(rec.window), await loadProductionSet(db, runSpan(rec.window)), await loadUnrecoverableWindows(db));
       assert.equal(comparison.trades.counts.lost + comparison.trades.counts.duplicated, 0, formatTruthComparison(comparison));

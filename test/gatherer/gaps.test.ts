@@ -46,7 +46,19 @@ const manager = {
 
 function ringDrop(sid: number, channel: string, i: number): GapEvent {
   const t = Date.now() * 1000;
-  return { kind: 'ring-drop', connId: 1, sid, channel, expectedSeq: null, gotSeq: null, errorCode: null, tickers: [`M-${i % 7}`], lastGoodUs: t - 1000, lastGoodExchangeUs: null, detectedUs: t };
+  return {
+    kind: 'ring-drop',
+    connId: 1,
+    sid,
+    channel,
+    expectedSeq: null,
+    gotSeq: null,
+    errorCode: null,
+    tickers: [`M-${i % 7}`],
+    lastGoodUs: t - 1000,
+    lastGoodExchangeUs: null,
+    detectedUs: t,
+  };
 }
 
 async function tracker(pool: Pool, backfill: TradeBackfill, mgr: ConnectionManager = manager): Promise<GapTracker> {
@@ -97,7 +109,7 @@ test('a trade backfill that fails twice (a REST 5xx burst) is repeated and its g
   }
 });
 
-test('seq gaps on a book sid while its get_snapshot is in flight join that resync\'s row: 200 gaps, one row, recovered by the snapshot', async () => {
+test("seq gaps on a book sid while its get_snapshot is in flight join that resync's row: 200 gaps, one row, recovered by the snapshot", async () => {
   const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
   const { backfill } = fakeBackfill(0);
   let resyncs = 0;
@@ -112,7 +124,19 @@ test('seq gaps on a book sid while its get_snapshot is in flight join that resyn
   try {
     const t = Date.now() * 1000;
     for (let i = 0; i < 200; i++) {
-      gaps.onWorkerGap({ kind: 'gap', connId: 1, sid: 5, channel: 'orderbook_delta', expectedSeq: 10 + 2 * i, gotSeq: 11 + 2 * i, errorCode: null, tickers: ['M-1'], lastGoodUs: t + i, lastGoodExchangeUs: null, detectedUs: t + i + 1 });
+      gaps.onWorkerGap({
+        kind: 'gap',
+        connId: 1,
+        sid: 5,
+        channel: 'orderbook_delta',
+        expectedSeq: 10 + 2 * i,
+        gotSeq: 11 + 2 * i,
+        errorCode: null,
+        tickers: ['M-1'],
+        lastGoodUs: t + i,
+        lastGoodExchangeUs: null,
+        detectedUs: t + i + 1,
+      });
     }
     await waitFor('the gap recovered', async () => {
       // One read: two reads could see no row yet, then the row unrecovered.
@@ -120,7 +144,7 @@ test('seq gaps on a book sid while its get_snapshot is in flight join that resyn
       return g.n >= 1 && g.open === 0;
     });
     const r = await pool.query(`SELECT kind, expected_seq::int AS expected, recovery_method FROM gap_ledger`);
-    assert.deepEqual(r.rows, [{ kind: 'seq_gap', expected: 10, recovery_method: 'get_snapshot' }], 'one row, the first gap\'s');
+    assert.deepEqual(r.rows, [{ kind: 'seq_gap', expected: 10, recovery_method: 'get_snapshot' }], "one row, the first gap's");
     assert.equal(gaps.stats.coalesced, 199);
     assert.equal(resyncs, 1, 'one get_snapshot');
   } finally {
@@ -150,11 +174,15 @@ test('a gap on a sid the connection no longer holds (unsubscribed or replaced) w
   try {
     gaps.onWorkerGap(ringDrop(4, 'orderbook_delta', 0));
     gaps.onWorkerGap(ringDrop(6, 'orderbook_delta', 1));
-    await waitFor('both gaps recovered', async () => {
-      // One read: two reads could see no row yet, then the row unrecovered.
-      const g = await openGaps(pool);
-      return g.open === 0 && g.n === 2;
-    }, 30_000);
+    await waitFor(
+      'both gaps recovered',
+      async () => {
+        // One read: two reads could see no row yet, then the row unrecovered.
+        const g = await openGaps(pool);
+        return g.open === 0 && g.n === 2;
+      },
+      30_000,
+    );
     const r = await pool.query(`SELECT sid, kind, recovery_method FROM gap_ledger ORDER BY sid`);
     assert.deepEqual(r.rows, [
       { sid: 4, kind: 'ring_drop', recovery_method: 'sid_retired' },
@@ -173,20 +201,26 @@ test('after a crash, the restarted gatherer takes over the gaps the dead process
   const { backfill, calls } = fakeBackfill(0);
   try {
     const oldStartUs = Date.now() * 1000 - 30_000_000;
-    await pool.query(
-      `INSERT INTO gap_ledger (gatherer, conn_id, kind, tickers, window_start, detected_at) VALUES ('g1', 1, 'disconnect', '{M-1}', $1, $2)`,
-      [oldStartUs, oldStartUs + 1000],
-    );
+    await pool.query(`INSERT INTO gap_ledger (gatherer, conn_id, kind, tickers, window_start, detected_at) VALUES ('g1', 1, 'disconnect', '{M-1}', $1, $2)`, [
+      oldStartUs,
+      oldStartUs + 1000,
+    ]);
     const gaps = await tracker(pool, backfill);
     try {
       gaps.onStarted(['M-1', 'M-2']);
       await waitFor('both rows recovered', async () => {
-      // One read: two reads could see no row yet, then the row unrecovered.
-      const g = await openGaps(pool);
-      return g.n === 2 && g.open === 0;
-    });
+        // One read: two reads could see no row yet, then the row unrecovered.
+        const g = await openGaps(pool);
+        return g.n === 2 && g.open === 0;
+      });
       const rows = (await pool.query(`SELECT kind, window_start::float8 AS ws, recovery_method FROM gap_ledger ORDER BY gap_id`)).rows;
-      assert.deepEqual(rows.map((r) => [r.kind, r.recovery_method]), [['disconnect', 'resubscribe'], ['gatherer_restart', 'resubscribe']]);
+      assert.deepEqual(
+        rows.map((r) => [r.kind, r.recovery_method]),
+        [
+          ['disconnect', 'resubscribe'],
+          ['gatherer_restart', 'resubscribe'],
+        ],
+      );
       assert.equal(rows[1].ws, oldStartUs, 'the restart row starts at the orphaned gap');
       assert.equal(calls.length, 1);
       assert.ok(calls[0]!.fromUs <= oldStartUs, 'the trades of the whole window are fetched');

@@ -71,38 +71,49 @@ function recordingEvents(): { events: PipelineEvents; seen: Seen } {
   return { events, seen };
 }
 
-test('a worker that dies at every start is relaunched after growing backoff delays, at most workerRestartsMax times, then the pipeline gives up with a coded, logged error', { timeout: 120_000 }, async () => {
-  const { log, lines } = memoryLog();
-  const { events, seen } = recordingEvents();
-  // pendingRowsMax below batchRowsMax: the gatherer refuses this config at start-up, so only a
-  // Pipeline built directly can hand it to a worker, whose COPY writers then refuse it at every start.
-  const opts: PipelineOptions = {
-    workers: 1,
-    ringBytes: 64 * 1024,
-    frameBytesMax: 1024,
-    task: taskOptions('postgres://kdp@127.0.0.1:1/kdp', { batchRowsMax: 100, pendingRowsMax: 10 }),
-    // The top of each jitter range, so each delay is its ceiling: 9, 19, 39, 79 ms.
-    restart: { backoffInitialMs: 10, backoffMaxMs: 10_000, restartsMax: 4, stableMs: 600_000, random: () => 0.999 },
-  };
-  const pipeline = new Pipeline(opts, events, log);
-  pipeline.start();
-  let drained: boolean | undefined;
-  try {
-    await waitUntil(() => seen.failed.length > 0 || seen.restarts.length > 4, 'the pipeline to give up on the worker, or to relaunch it past the limit', 60_000);
-    assert.equal(seen.restarts.length, 4, `relaunches: ${JSON.stringify(seen.restarts)}`);
-    assert.match(seen.restarts[0]!.error, /pendingRowsMax/);
-    const delays = seen.restarts.map((r) => r.delayMs);
-    assert.deepEqual(delays, [9, 19, 39, 79]);
-    assert.equal(seen.failed.length, 1);
-    assert.equal(seen.failed[0]!.worker, 0);
-    assert.equal(seen.failed[0]!.err.code, 'KDP_ERR_WORKER_FAILED');
-    assert.ok(lines.some((l) => l.includes('KDP_ERR_WORKER_FAILED') && JSON.parse(l).level === 50), 'an error log line carries the code');
-  } finally {
-    drained = await pipeline.stop();
-  }
-  assert.equal(drained, false, 'a pipeline that gave up on a worker cannot say its rings were drained');
-  assert.equal(pipeline.restarts(), 4, 'nothing was relaunched after giving up');
-});
+test(
+  'a worker that dies at every start is relaunched after growing backoff delays, at most workerRestartsMax times, then the pipeline gives up with a coded, logged error',
+  { timeout: 120_000 },
+  async () => {
+    const { log, lines } = memoryLog();
+    const { events, seen } = recordingEvents();
+    // pendingRowsMax below batchRowsMax: the gatherer refuses this config at start-up, so only a
+    // Pipeline built directly can hand it to a worker, whose COPY writers then refuse it at every start.
+    const opts: PipelineOptions = {
+      workers: 1,
+      ringBytes: 64 * 1024,
+      frameBytesMax: 1024,
+      task: taskOptions('postgres://kdp@127.0.0.1:1/kdp', { batchRowsMax: 100, pendingRowsMax: 10 }),
+      // The top of each jitter range, so each delay is its ceiling: 9, 19, 39, 79 ms.
+      restart: { backoffInitialMs: 10, backoffMaxMs: 10_000, restartsMax: 4, stableMs: 600_000, random: () => 0.999 },
+    };
+    const pipeline = new Pipeline(opts, events, log);
+    pipeline.start();
+    let drained: boolean | undefined;
+    try {
+      await waitUntil(
+        () => seen.failed.length > 0 || seen.restarts.length > 4,
+        'the pipeline to give up on the worker, or to relaunch it past the limit',
+        60_000,
+      );
+      assert.equal(seen.restarts.length, 4, `relaunches: ${JSON.stringify(seen.restarts)}`);
+      assert.match(seen.restarts[0]!.error, /pendingRowsMax/);
+      const delays = seen.restarts.map((r) => r.delayMs);
+      assert.deepEqual(delays, [9, 19, 39, 79]);
+      assert.equal(seen.failed.length, 1);
+      assert.equal(seen.failed[0]!.worker, 0);
+      assert.equal(seen.failed[0]!.err.code, 'KDP_ERR_WORKER_FAILED');
+      assert.ok(
+        lines.some((l) => l.includes('KDP_ERR_WORKER_FAILED') && JSON.parse(l).level === 50),
+        'an error log line carries the code',
+      );
+    } finally {
+      drained = await pipeline.stop();
+    }
+    assert.equal(drained, false, 'a pipeline that gave up on a worker cannot say its rings were drained');
+    assert.equal(pipeline.restarts(), 4, 'nothing was relaunched after giving up');
+  },
+);
 
 function tradeFrame(codec: FrameCodec, i: number, nowMs: number): Uint8Array {
   const trade = {
@@ -121,55 +132,59 @@ function tradeFrame(codec: FrameCodec, i: number, nowMs: number): Uint8Array {
   return codec.encode(FrameKind.data, 1, nowMs * 1000 + i, Buffer.from(JSON.stringify(trade)));
 }
 
-test('a graceful stop whose database never takes the pending rows reports false and logs how many rows were left, after the drain timeout rather than the writer\'s own', { timeout: 120_000 }, async () => {
-  const url = await pg.newDatabase('kdp_g');
-  await withClient(url, (c) => migrate(c, { kind: 'gatherer', engine: 'postgres' }));
-  // Another session holds the trades table against writes (reads, such as the writer's session
-  // set-up, still pass): the writer's INSERT blocks, nothing commits.
-  const holder = new Client({ connectionString: url });
-  await holder.connect();
-  await holder.query('BEGIN');
-  await holder.query('LOCK TABLE trades IN EXCLUSIVE MODE');
-  const { log, lines } = memoryLog();
-  const { events, seen } = recordingEvents();
-  const pipeline = new Pipeline(
-    {
-      workers: 1,
-      ringBytes: 64 * 1024,
-      frameBytesMax: 4096,
-      // Longer than the COPY writer's own 10 s close default, which used to end the drain early and clean.
-      task: { ...taskOptions(url), frameBytesMax: 4096, drainTimeoutMs: 12_000 },
-      restart: { backoffInitialMs: 10, backoffMaxMs: 100, restartsMax: 0, stableMs: 1 },
-    },
-    events,
-    log,
-  );
-  pipeline.start();
-  const codec = new FrameCodec(4096);
-  const ring = pipeline.rings[0]!;
-  const nowMs = Date.now();
-  assert.ok(ring.tryWrite(codec.encode(FrameKind.connectionOpened, 1, nowMs * 1000, new Uint8Array(0))));
-  for (let i = 0; i < 5; i++) assert.ok(ring.tryWrite(tradeFrame(codec, i, nowMs)));
-  let drained: boolean | undefined;
-  try {
-    await waitUntil(() => pipeline.total('pending_rows') === 5, 'the worker to hold the 5 trade rows', 30_000);
-    await waitUntil(
-      async () => (await count(holder, `SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'trades'::regclass`)) > 0,
-      'the writer to wait on the lock',
-      30_000,
+test(
+  "a graceful stop whose database never takes the pending rows reports false and logs how many rows were left, after the drain timeout rather than the writer's own",
+  { timeout: 120_000 },
+  async () => {
+    const url = await pg.newDatabase('kdp_g');
+    await withClient(url, (c) => migrate(c, { kind: 'gatherer', engine: 'postgres' }));
+    // Another session holds the trades table against writes (reads, such as the writer's session
+    // set-up, still pass): the writer's INSERT blocks, nothing commits.
+    const holder = new Client({ connectionString: url });
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE trades IN EXCLUSIVE MODE');
+    const { log, lines } = memoryLog();
+    const { events, seen } = recordingEvents();
+    const pipeline = new Pipeline(
+      {
+        workers: 1,
+        ringBytes: 64 * 1024,
+        frameBytesMax: 4096,
+        // Longer than the COPY writer's own 10 s close default, which used to end the drain early and clean.
+        task: { ...taskOptions(url), frameBytesMax: 4096, drainTimeoutMs: 12_000 },
+        restart: { backoffInitialMs: 10, backoffMaxMs: 100, restartsMax: 0, stableMs: 1 },
+      },
+      events,
+      log,
     );
-    drained = await pipeline.stop();
-  } finally {
-    if (drained === undefined) await pipeline.stop();
-    await holder.query('ROLLBACK');
-  }
-  try {
-    assert.equal(drained, false);
-    const left = lines.map((l) => JSON.parse(l) as { msg: string; unflushedRows?: number }).find((l) => l.msg === 'rows left uncommitted at stop');
-    assert.equal(left?.unflushedRows, 5, `log: ${lines.join('')}`);
-    assert.equal(await count(holder, 'SELECT count(*) AS n FROM trades'), 0);
-    assert.deepEqual(seen.restarts, []);
-  } finally {
-    await holder.end();
-  }
-});
+    pipeline.start();
+    const codec = new FrameCodec(4096);
+    const ring = pipeline.rings[0]!;
+    const nowMs = Date.now();
+    assert.ok(ring.tryWrite(codec.encode(FrameKind.connectionOpened, 1, nowMs * 1000, new Uint8Array(0))));
+    for (let i = 0; i < 5; i++) assert.ok(ring.tryWrite(tradeFrame(codec, i, nowMs)));
+    let drained: boolean | undefined;
+    try {
+      await waitUntil(() => pipeline.total('pending_rows') === 5, 'the worker to hold the 5 trade rows', 30_000);
+      await waitUntil(
+        async () => (await count(holder, `SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'trades'::regclass`)) > 0,
+        'the writer to wait on the lock',
+        30_000,
+      );
+      drained = await pipeline.stop();
+    } finally {
+      if (drained === undefined) await pipeline.stop();
+      await holder.query('ROLLBACK');
+    }
+    try {
+      assert.equal(drained, false);
+      const left = lines.map((l) => JSON.parse(l) as { msg: string; unflushedRows?: number }).find((l) => l.msg === 'rows left uncommitted at stop');
+      assert.equal(left?.unflushedRows, 5, `log: ${lines.join('')}`);
+      assert.equal(await count(holder, 'SELECT count(*) AS n FROM trades'), 0);
+      assert.deepEqual(seen.restarts, []);
+    } finally {
+      await holder.end();
+    }
+  },
+);

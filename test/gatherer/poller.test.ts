@@ -41,11 +41,7 @@ beforeEach(async () => {
   await pool.query('TRUNCATE orderbook_snapshots, ingest_batches');
 });
 
-function poller(
-  clock: ManualClock | typeof systemClock,
-  over: Record<string, unknown> = {},
-  deps: Partial<PollerDeps> = {},
-): SnapshotPoller {
+function poller(clock: ManualClock | typeof systemClock, over: Record<string, unknown> = {}, deps: Partial<PollerDeps> = {}): SnapshotPoller {
   const restOpts = resolveOptions(REST_CLIENT_SPEC, {
     restBaseUrl: baseUrl,
     backoffInitialMs: 100,
@@ -87,14 +83,9 @@ describe('snapshot poller', () => {
       [100, 100, 50],
     );
     assert.deepEqual(clock.sleeps, [300_000, 300_000], '15 min / 3 batches');
-    const rows = (
-      await pool.query(`SELECT * FROM orderbook_snapshots ORDER BY snapshot_ts, ticker`)
-    ).rows;
+    const rows = (await pool.query(`SELECT * FROM orderbook_snapshots ORDER BY snapshot_ts, ticker`)).rows;
     assert.equal(rows.length, 249);
-    assert.deepEqual(
-      [...new Set(rows.map((r) => Number(r.snapshot_ts)))],
-      [T0 * 1000, (T0 + 300_000) * 1000, (T0 + 600_000) * 1000],
-    );
+    assert.deepEqual([...new Set(rows.map((r) => Number(r.snapshot_ts)))], [T0 * 1000, (T0 + 300_000) * 1000, (T0 + 600_000) * 1000]);
     for (const r of rows) {
       assert.equal(r.source, 'rest');
       assert.equal(r.conn_id, 0);
@@ -111,9 +102,7 @@ describe('snapshot poller', () => {
     ]);
     assert.deepEqual(t3.no_levels, [['0.3000', '1.00']]);
     assert.ok(!rows.some((r) => r.ticker === 'KXP-E1-T7'));
-    const batches = (
-      await pool.query(`SELECT table_name, row_count FROM ingest_batches ORDER BY batch_id`)
-    ).rows;
+    const batches = (await pool.query(`SELECT table_name, row_count FROM ingest_batches ORDER BY batch_id`)).rows;
     assert.deepEqual(
       batches.map((b) => b.row_count),
       [99, 100, 50],
@@ -130,11 +119,7 @@ describe('snapshot poller', () => {
     assert.equal(result.stored, 249);
     assert.equal(result.failedRequests, 0);
     assert.equal(server.requests.length, 6, '3 batches + 3 retried attempts');
-    assert.equal(
-      (await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots WHERE source = 'rest'`))
-        .rows[0].n,
-      249,
-    );
+    assert.equal((await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots WHERE source = 'rest'`)).rows[0].n, 249);
   });
 
   test('a request that keeps failing is counted and skipped; the rest of the cycle still runs', async () => {
@@ -182,9 +167,6 @@ describe('snapshot poller', () => {
     await waitFor('the first cycle to stop the poller', () => stopping !== undefined, 30_000, 20);
     await stopping;
     assert.equal(cycles, 1);
-    assert.equal(
-      (await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots`)).rows[0].n,
-      149,
-    );
+    assert.equal((await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots`)).rows[0].n, 149);
   });
 });

@@ -45,10 +45,7 @@ before(async () => {
       close_time: iso(T0 + 3 * HOUR),
     }),
   );
-  server.markets.set(
-    'KXA-E2-M3',
-    market('KXA-E2-M3', 'inactive', { event_ticker: 'KXA-E2', ...open }),
-  );
+  server.markets.set('KXA-E2-M3', market('KXA-E2-M3', 'inactive', { event_ticker: 'KXA-E2', ...open }));
   server.markets.set(
     'KXA-E3-M4',
     market('KXA-E3-M4', 'closed', {
@@ -57,15 +54,8 @@ before(async () => {
       close_time: iso(T0 - HOUR),
     }),
   );
-  server.markets.set(
-    'KXMVECROSS-X-1',
-    market('KXMVECROSS-X-1', 'active', { mve_collection_ticker: 'KXMVECROSS', ...open }),
-  );
-  for (let i = 0; i < 230; i++)
-    server.markets.set(
-      `KXB-E5-N${i}`,
-      market(`KXB-E5-N${i}`, 'active', { event_ticker: 'KXB-E5', ...open }),
-    );
+  server.markets.set('KXMVECROSS-X-1', market('KXMVECROSS-X-1', 'active', { mve_collection_ticker: 'KXMVECROSS', ...open }));
+  for (let i = 0; i < 230; i++) server.markets.set(`KXB-E5-N${i}`, market(`KXB-E5-N${i}`, 'active', { event_ticker: 'KXB-E5', ...open }));
   server.series.set('KXA', {
     ticker: 'KXA',
     title: 'Series A',
@@ -119,12 +109,7 @@ after(async () => {
 async function row(ticker: string): Promise<Record<string, unknown> | undefined> {
   return (await pool.query('SELECT * FROM markets WHERE ticker = $1', [ticker])).rows[0];
 }
-function lifecycle(
-  event_type: string,
-  market_ticker: string,
-  extra: Record<string, unknown> = {},
-  type = 'market_lifecycle_v2',
-): unknown {
+function lifecycle(event_type: string, market_ticker: string, extra: Record<string, unknown> = {}, type = 'market_lifecycle_v2'): unknown {
   return { type, sid: 13, msg: { market_ticker, event_type, ...extra } };
 }
 const sec = (ms: number): number => Math.floor(ms / 1000);
@@ -134,41 +119,17 @@ describe('market registry', () => {
     const result = await registry.start();
     assert.equal(result.listed, 233);
     const live = new Set(registry.activeTickers());
-    assert.equal(
-      live.size,
-      232,
-      'open and paused markets are live; the unopened one waits for open_time',
-    );
-    assert.ok(
-      live.has('KXA-E1-M1') &&
-        live.has('KXA-E2-M3') &&
-        !live.has('KXA-E1-M2') &&
-        !live.has('KXMVECROSS-X-1'),
-    );
+    assert.equal(live.size, 232, 'open and paused markets are live; the unopened one waits for open_time');
+    assert.ok(live.has('KXA-E1-M1') && live.has('KXA-E2-M3') && !live.has('KXA-E1-M2') && !live.has('KXMVECROSS-X-1'));
     assert.equal(added.length, 232);
     const marketCalls = server.requests.filter((r) => r.path.endsWith('/markets'));
     assert.ok(marketCalls.every((r) => r.query.get('mve_filter') === 'exclude'));
-    assert.deepEqual(
-      [...new Set(marketCalls.map((r) => r.query.get('status')))],
-      ['unopened', 'open', 'paused', 'closed'],
-    );
+    assert.deepEqual([...new Set(marketCalls.map((r) => r.query.get('status')))], ['unopened', 'open', 'paused', 'closed']);
     const closedCall = marketCalls.find((r) => r.query.get('status') === 'closed')!;
-    assert.equal(
-      closedCall.query.get('min_close_ts'),
-      String((T0 - 24 * HOUR) / 1000),
-      'recently closed: the last 24 h',
-    );
-    assert.equal(
-      (await row('KXA-E3-M4'))?.status,
-      'closed',
-      'recently closed markets are persisted, not tracked',
-    );
+    assert.equal(closedCall.query.get('min_close_ts'), String((T0 - 24 * HOUR) / 1000), 'recently closed: the last 24 h');
+    assert.equal((await row('KXA-E3-M4'))?.status, 'closed', 'recently closed markets are persisted, not tracked');
     assert.equal(registry.market('KXA-E3-M4'), undefined);
-    assert.equal(
-      marketCalls.filter((r) => r.query.get('status') === 'open').length,
-      3,
-      '231 open markets in pages of 100',
-    );
+    assert.equal(marketCalls.filter((r) => r.query.get('status') === 'open').length, 3, '231 open markets in pages of 100');
     const m1 = await row('KXA-E1-M1');
     assert.equal(m1?.status, 'active');
     assert.equal(m1?.series_ticker, 'KXA');
@@ -176,15 +137,8 @@ describe('market registry', () => {
     assert.equal((m1?.raw as Record<string, unknown>).market_type, 'binary');
     assert.equal(Number(m1?.updated_at), T0 * 1000);
     assert.equal((await pool.query('SELECT count(*)::int AS n FROM markets')).rows[0].n, 234);
-    assert.equal(
-      (await pool.query(`SELECT title FROM series WHERE series_ticker = 'KXA'`)).rows[0].title,
-      'Series A',
-    );
-    assert.equal(
-      (await pool.query(`SELECT series_ticker FROM events WHERE event_ticker = 'KXB-E5'`)).rows[0]
-        .series_ticker,
-      'KXB',
-    );
+    assert.equal((await pool.query(`SELECT title FROM series WHERE series_ticker = 'KXA'`)).rows[0].title, 'Series A');
+    assert.equal((await pool.query(`SELECT series_ticker FROM events WHERE event_ticker = 'KXB-E5'`)).rows[0].series_ticker, 'KXB');
     const gauge = await promRegistry.getSingleMetric('market_registry_markets')!.get();
     assert.deepEqual(Object.fromEntries(gauge.values.map((v) => [v.labels.status, v.value])), {
       active: 231,
@@ -196,10 +150,7 @@ describe('market registry', () => {
   test('open and close times fire from one armed timer: the market is subscribed subscribeLeadMs before open_time, opens at open_time, goes away at close_time', async () => {
     added.length = 0;
     removed.length = 0;
-    assert.ok(
-      clock.pendingTimers() <= 2,
-      'one due-time timer plus the reconcile timer, not one per market',
-    );
+    assert.ok(clock.pendingTimers() <= 2, 'one due-time timer plus the reconcile timer, not one per market');
     clock.advance(HOUR - LEAD_MS - 1);
     await registry.whenIdle();
     assert.deepEqual(added, []);
@@ -254,12 +205,7 @@ describe('market registry', () => {
     added.length = 0;
     removed.length = 0;
     clock.advance(1000);
-    assert.equal(
-      await registry.applyLifecycle(
-        lifecycle('deactivated', 'KXA-E2-M3', { is_deactivated: true }),
-      ),
-      'applied',
-    );
+    assert.equal(await registry.applyLifecycle(lifecycle('deactivated', 'KXA-E2-M3', { is_deactivated: true })), 'applied');
     assert.equal((await row('KXA-E2-M3'))?.status, 'inactive');
     assert.equal(await registry.applyLifecycle(lifecycle('activated', 'KXA-E2-M3')), 'applied');
     assert.equal((await row('KXA-E2-M3'))?.status, 'active');
@@ -271,31 +217,20 @@ describe('market registry', () => {
     ] as const) {
       server.markets.set(t, { ...server.markets.get(t)!, status });
     }
-    await registry.applyLifecycle(
-      lifecycle('determined', 'KXB-E5-N0', { result: 'yes', determination_ts: sec(clock.nowMs()) }),
-    );
-    await registry.applyLifecycle(
-      lifecycle('close_date_updated', 'KXB-E5-N1', { close_ts: sec(clock.nowMs()) - 5 }),
-    );
+    await registry.applyLifecycle(lifecycle('determined', 'KXB-E5-N0', { result: 'yes', determination_ts: sec(clock.nowMs()) }));
+    await registry.applyLifecycle(lifecycle('close_date_updated', 'KXB-E5-N1', { close_ts: sec(clock.nowMs()) - 5 }));
     await registry.applyLifecycle(
       lifecycle('price_level_structure_updated', 'KXB-E5-N2', {
         price_level_structure: 'tapered_deci_cent',
       }),
     );
-    await registry.applyLifecycle(
-      lifecycle('settled', 'KXA-E3-M4', { settled_ts: sec(clock.nowMs()) }),
-    );
+    await registry.applyLifecycle(lifecycle('settled', 'KXA-E3-M4', { settled_ts: sec(clock.nowMs()) }));
     await registry.applyLifecycle({
       type: 'event_lifecycle',
       sid: 5,
       msg: { event_ticker: 'KXC-E7', series_ticker: 'KXC', title: 'Seven', sub_title: 's' },
     });
-    assert.equal(
-      await registry.applyLifecycle(
-        lifecycle('created', 'KXMVECROSS-Y-2', {}, 'multivariate_market_lifecycle'),
-      ),
-      'ignored',
-    );
+    assert.equal(await registry.applyLifecycle(lifecycle('created', 'KXMVECROSS-Y-2', {}, 'multivariate_market_lifecycle')), 'ignored');
     assert.equal(
       await registry.applyLifecycle({
         type: 'market_lifecycle_v2',
@@ -311,21 +246,11 @@ describe('market registry', () => {
     assert.equal(n0?.result, 'yes');
     assert.equal((await row('KXB-E5-N2'))?.price_level_structure, 'tapered_deci_cent');
     assert.equal((await row('KXA-E3-M4'))?.status, 'finalized');
-    assert.equal(
-      (await pool.query(`SELECT title FROM events WHERE event_ticker = 'KXC-E7'`)).rows[0].title,
-      'Seven',
-    );
+    assert.equal((await pool.query(`SELECT title FROM events WHERE event_ticker = 'KXC-E7'`)).rows[0].title, 'Seven');
     assert.equal(registry.stats.lifecycleRejected, 2);
     assert.equal(registry.stats.lifecycleIgnored, 1);
-    assert.ok(
-      registry.activeTickers().includes('KXA-E2-M3') &&
-        registry.activeTickers().includes('KXB-E5-N2'),
-    );
-    assert.equal(
-      (await pool.query(`SELECT count(*)::int AS n FROM markets WHERE ticker LIKE 'KXMVE%'`))
-        .rows[0].n,
-      0,
-    );
+    assert.ok(registry.activeTickers().includes('KXA-E2-M3') && registry.activeTickers().includes('KXB-E5-N2'));
+    assert.equal((await pool.query(`SELECT count(*)::int AS n FROM markets WHERE ticker LIKE 'KXMVE%'`)).rows[0].n, 0);
   });
 
   test('reconcile finds new markets, drops vanished ones, and never undoes a lifecycle change made while it ran', async () => {
@@ -333,10 +258,7 @@ describe('market registry', () => {
     removed.length = 0;
     clock.advance(1000);
     const now = clock.nowMs();
-    server.markets.set(
-      'KXA-E9-R1',
-      market('KXA-E9-R1', 'active', { open_time: iso(now - HOUR), close_time: iso(now + HOUR) }),
-    );
+    server.markets.set('KXA-E9-R1', market('KXA-E9-R1', 'active', { open_time: iso(now - HOUR), close_time: iso(now + HOUR) }));
     server.markets.set('KXB-E5-N3', { ...server.markets.get('KXB-E5-N3')!, status: 'finalized' });
     const running = registry.reconcile();
     clock.advance(1); // the lifecycle change below is newer than the listing's start
@@ -348,11 +270,7 @@ describe('market registry', () => {
     assert.deepEqual(removed.sort(), ['KXB-E5-N3', 'KXB-E5-N4']);
     assert.equal((await row('KXB-E5-N3'))?.status, 'finalized');
     const n4 = await row('KXB-E5-N4');
-    assert.equal(
-      n4?.status,
-      'determined',
-      'the stale listing did not overwrite the newer lifecycle state',
-    );
+    assert.equal(n4?.status, 'determined', 'the stale listing did not overwrite the newer lifecycle state');
     assert.ok(!registry.activeTickers().includes('KXB-E5-N4'));
     assert.equal(registry.stats.dbErrors, 0);
   });

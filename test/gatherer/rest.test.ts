@@ -49,12 +49,9 @@ function client(over: Record<string, unknown> = {}, deps: RestClientDeps = {}): 
 
 describe('pagination', () => {
   test('collects every page until the cursor is empty', async () => {
-    for (let i = 0; i < 250; i++)
-      server.markets.set(`M-${i}`, market(`KX-E${i % 7}-M${i}`, 'active'));
+    for (let i = 0; i < 250; i++) server.markets.set(`M-${i}`, market(`KX-E${i % 7}-M${i}`, 'active'));
     const rest = client();
-    const all = await rest.collect(
-      rest.listMarkets({ status: 'open', limit: 100, mve_filter: 'exclude' }),
-    );
+    const all = await rest.collect(rest.listMarkets({ status: 'open', limit: 100, mve_filter: 'exclude' }));
     assert.equal(all.length, 250);
     assert.equal(new Set(all.map((m) => m.ticker)).size, 250);
     const calls = server.requests.filter((r) => r.path.endsWith('/markets'));
@@ -72,9 +69,7 @@ describe('pagination', () => {
       body: { markets: [market('A-B-C', 'active')], cursor: 'same' },
     });
     const rest = client();
-    await assert.rejects(rest.collect(rest.listMarkets()), (e) =>
-      isKdpError(e, 'KDP_ERR_REST_PAGE_LIMIT'),
-    );
+    await assert.rejects(rest.collect(rest.listMarkets()), (e) => isKdpError(e, 'KDP_ERR_REST_PAGE_LIMIT'));
     assert.equal(server.count('/trade-api/v2/markets'), 2);
     let n = 0;
     server.overrides.set('/markets', { status: 200, body: { markets: [], cursor: 'x' } });
@@ -117,10 +112,7 @@ describe('retries and rate limits', () => {
   test('retries are bounded: persistent 429 ends in KDP_ERR_REST_RATE_LIMITED, 5xx in KDP_ERR_REST_SERVER', async () => {
     server.rateLimitNext = 100;
     const rest = client({ restRetryMax: 2 });
-    await assert.rejects(
-      rest.getExchangeStatus(),
-      (e) => isKdpError(e, 'KDP_ERR_REST_RATE_LIMITED') && restStatus(e) === 429,
-    );
+    await assert.rejects(rest.getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_REST_RATE_LIMITED') && restStatus(e) === 429);
     assert.equal(server.requests.length, 3);
     server.rateLimitNext = 0;
     server.serverErrorNext = 2;
@@ -132,27 +124,18 @@ describe('retries and rate limits', () => {
     });
     assert.equal(ok.stats.byOutcome.server_error, 2);
     server.serverErrorNext = 5;
-    await assert.rejects(
-      client({ restRetryMax: 1 }).getExchangeStatus(),
-      (e) => isKdpError(e, 'KDP_ERR_REST_SERVER') && restStatus(e) === 503,
-    );
+    await assert.rejects(client({ restRetryMax: 1 }).getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_REST_SERVER') && restStatus(e) === 503);
   });
 
   test('4xx fails at once with KDP_ERR_REST_CLIENT and its status; network failures are KDP_ERR_REST_NETWORK', async () => {
     const rest = client();
-    await assert.rejects(
-      rest.getMarket('NOPE-1'),
-      (e) => isKdpError(e, 'KDP_ERR_REST_CLIENT') && restStatus(e) === 404,
-    );
+    await assert.rejects(rest.getMarket('NOPE-1'), (e) => isKdpError(e, 'KDP_ERR_REST_CLIENT') && restStatus(e) === 404);
     assert.equal(server.requests.length, 1, 'no retry on 404');
     const port = await freePort();
-    const dead = new RestClient(
-      opts({ restBaseUrl: `http://127.0.0.1:${port}/trade-api/v2`, restRetryMax: 2 }),
-      {
-        clock: new ManualClock(0),
-        random: () => 0,
-      },
-    );
+    const dead = new RestClient(opts({ restBaseUrl: `http://127.0.0.1:${port}/trade-api/v2`, restRetryMax: 2 }), {
+      clock: new ManualClock(0),
+      random: () => 0,
+    });
     await assert.rejects(dead.getExchangeStatus(), (e) => isKdpError(e, 'KDP_ERR_REST_NETWORK'));
     assert.equal(dead.stats.byOutcome.network_error, 3);
   });
@@ -200,22 +183,14 @@ describe('retries and rate limits', () => {
   });
 
   test('the token bucket paces requests: burst first, then one per cost/rate, FIFO', async () => {
-    for (let i = 0; i < 12; i++)
-      server.orderbooks.set(`B-${i}`, { yes_dollars: [['0.5000', '1.00']] });
+    for (let i = 0; i < 12; i++) server.orderbooks.set(`B-${i}`, { yes_dollars: [['0.5000', '1.00']] });
     const clock = new ManualClock(1_700_000_000_000);
     // 100 tokens/s, burst 20, cost 10: two requests at once, then one per 100 ms.
-    const rest = client(
-      { restTokensPerSec: 100, restBurstTokens: 20, restCostPerRequest: 10 },
-      { clock },
-    );
+    const rest = client({ restTokensPerSec: 100, restBurstTokens: 20, restCostPerRequest: 10 }, { clock });
     await Promise.all(Array.from({ length: 12 }, (_, i) => rest.getOrderbook(`B-${i}`)));
     assert.equal(rest.bucket.throttled, 10);
     assert.deepEqual(clock.sleeps, Array(10).fill(100));
-    assert.equal(
-      clock.nowMs() - 1_700_000_000_000,
-      1000,
-      'virtual time advanced exactly by the deficit',
-    );
+    assert.equal(clock.nowMs() - 1_700_000_000_000, 1000, 'virtual time advanced exactly by the deficit');
     assert.deepEqual(
       server.requests.map((r) => decodeURIComponent(r.path.split('/')[4]!)),
       Array.from({ length: 12 }, (_, i) => `B-${i}`),
@@ -234,11 +209,7 @@ describe('retries and rate limits', () => {
       },
       { clock },
     );
-    const results = await Promise.allSettled([
-      rest.getExchangeStatus(),
-      rest.getExchangeStatus(),
-      rest.getExchangeStatus(),
-    ]);
+    const results = await Promise.allSettled([rest.getExchangeStatus(), rest.getExchangeStatus(), rest.getExchangeStatus()]);
     assert.deepEqual(
       results.map((r) => r.status),
       ['fulfilled', 'fulfilled', 'rejected'],
@@ -254,13 +225,16 @@ describe('retries and rate limits', () => {
       [0, 1, 2, 3, 4, 40].map((a) => backoffDelayMs(a, { ...o, random: () => 0.999999 })),
       [99, 199, 399, 799, 999, 999],
     );
-    assert.equal(
-      backoffDelayMs(3, { ...o, random: () => 0 }),
-      0,
-    );
+    assert.equal(backoffDelayMs(3, { ...o, random: () => 0 }), 0);
     // Equal jitter keeps half the ceiling as a floor; none is the ceiling itself.
-    assert.deepEqual([0, 0.5, 0.999999].map((r) => backoffDelayMs(3, { ...o, jitter: 'equal', random: () => r })), [400, 600, 800]);
-    assert.deepEqual([0, 3, 40].map((a) => backoffDelayMs(a, { ...o, jitter: 'none' })), [100, 800, 1000]);
+    assert.deepEqual(
+      [0, 0.5, 0.999999].map((r) => backoffDelayMs(3, { ...o, jitter: 'equal', random: () => r })),
+      [400, 600, 800],
+    );
+    assert.deepEqual(
+      [0, 3, 40].map((a) => backoffDelayMs(a, { ...o, jitter: 'none' })),
+      [100, 800, 1000],
+    );
   });
 });
 
@@ -273,9 +247,6 @@ describe('signing', () => {
     const signed = client({}, { signer });
     assert.equal((await signed.getMarkets({ status: 'open', limit: 5 })).items.length, 1);
     assert.equal(server.requests[0]!.headers['kalshi-access-key'], 'kid');
-    await assert.rejects(
-      client().getMarkets(),
-      (e) => isKdpError(e, 'KDP_ERR_REST_CLIENT') && restStatus(e) === 401,
-    );
+    await assert.rejects(client().getMarkets(), (e) => isKdpError(e, 'KDP_ERR_REST_CLIENT') && restStatus(e) === 401);
   });
 });

@@ -55,12 +55,17 @@ test('a trade frame lost on the way, while the gatherer lags the exchange by 70 
     const lose = readTruth(run.truthFile).find((r): r is FaultRec => r.k === 'fault' && r.kind === 'lose');
     assert.ok(lose, 'the simulator lost a trade frame');
     await withClient(dbUrl, async (db) => {
-      const rows = await db.query(`SELECT kind, channel, expected_seq::int AS exp, got_seq::int AS got, recovered, recovery_method FROM gap_ledger ORDER BY gap_id`);
+      const rows = await db.query(
+        `SELECT kind, channel, expected_seq::int AS exp, got_seq::int AS got, recovered, recovery_method FROM gap_ledger ORDER BY gap_id`,
+      );
       const gap = rows.rows.find((g) => g.kind === 'seq_gap' && g.channel === 'trade');
       assert.ok(gap, `a seq_gap row on the trade sid (ledger: ${JSON.stringify(rows.rows)})`);
-      assert.equal(gap.exp, lose.seq, 'the gap starts at the lost frame\'s seq');
+      assert.equal(gap.exp, lose.seq, "the gap starts at the lost frame's seq");
       assert.deepEqual([gap.recovered, gap.recovery_method], [true, 'rest_backfill']);
-      assert.ok(rows.rows.some((g) => g.kind === 'disconnect' && g.recovered), 'the outage is ledgered and recovered');
+      assert.ok(
+        rows.rows.some((g) => g.kind === 'disconnect' && g.recovered),
+        'the outage is ledgered and recovered',
+      );
       const c = compareWithTruth(expectedFrom(rec.window), await loadProductionSet(db, runSpan(rec.window)), await loadUnrecoverableWindows(db));
       assert.equal(c.trades.counts.lost + c.trades.counts.duplicated + c.trades.counts.mismatched, 0, formatTruthComparison(c));
     });
@@ -70,7 +75,7 @@ test('a trade frame lost on the way, while the gatherer lags the exchange by 70 
   }
 });
 
-test('a lifecycle frame lost on the way: a ledgered seq gap on the lifecycle sid, recovered by a registry reconcile; new markets\' trades complete', async () => {
+test("a lifecycle frame lost on the way: a ledgered seq gap on the lifecycle sid, recovered by a registry reconcile; new markets' trades complete", async () => {
   const dbUrl = await migratedGathererDb(pg);
   // Short-lived markets: lifecycle messages (created, determined, settled, ...) every second or so.
   const run = await startPausedSimulator({ markets: MARKETS, rate: 1500, seed: 42, pingIntervalMs: 1000, marketLifetimeS: 20 });

@@ -11,31 +11,20 @@ const MAX_MS = Date.UTC(2100, 0, 1);
 
 test('RFC3339 times parse to the millisecond, sub-millisecond digits truncated, offsets honoured', () => {
   fc.assert(
-    fc.property(
-      fc.integer({ min: MIN_MS, max: MAX_MS }),
-      fc.stringMatching(/^\d{0,6}$/),
-      (ms, extra) => {
-        const base = new Date(Math.floor(ms / 1000) * 1000).toISOString().slice(0, 19);
-        const frac = String(ms % 1000).padStart(3, '0') + extra;
-        assert.equal(parseRfc3339Ms(`${base}.${frac}Z`, 't'), ms);
-      },
-    ),
+    fc.property(fc.integer({ min: MIN_MS, max: MAX_MS }), fc.stringMatching(/^\d{0,6}$/), (ms, extra) => {
+      const base = new Date(Math.floor(ms / 1000) * 1000).toISOString().slice(0, 19);
+      const frac = String(ms % 1000).padStart(3, '0') + extra;
+      assert.equal(parseRfc3339Ms(`${base}.${frac}Z`, 't'), ms);
+    }),
   );
   assert.equal(parseRfc3339Ms('2026-11-23T12:00:00+01:00', 't'), Date.UTC(2026, 10, 23, 11));
-  assert.equal(
-    parseRfc3339Ms('2026-11-23T12:00:00.999999Z', 't'),
-    Date.UTC(2026, 10, 23, 12) + 999,
-  );
+  assert.equal(parseRfc3339Ms('2026-11-23T12:00:00.999999Z', 't'), Date.UTC(2026, 10, 23, 12) + 999);
 });
 
 test('hostile strings never crash the parsers: a coded error or a valid value', () => {
   fc.assert(
     fc.property(fc.string({ maxLength: 40 }), (s) => {
-      for (const fn of [
-        () => parseRfc3339Ms(s, 't'),
-        () => checkPrice(s, 'p'),
-        () => checkSize(s, 's'),
-      ]) {
+      for (const fn of [() => parseRfc3339Ms(s, 't'), () => checkPrice(s, 'p'), () => checkSize(s, 's')]) {
         try {
           fn();
         } catch (err) {
@@ -46,11 +35,7 @@ test('hostile strings never crash the parsers: a coded error or a valid value', 
   );
   fc.assert(
     fc.property(fc.jsonValue({ maxDepth: 3 }), (v) => {
-      for (const fn of [
-        () => parseTrade(v, 'x'),
-        () => parseLifecycle(v),
-        () => parseLifecycle({ type: 'market_lifecycle_v2', msg: v }),
-      ]) {
+      for (const fn of [() => parseTrade(v, 'x'), () => parseLifecycle(v), () => parseLifecycle({ type: 'market_lifecycle_v2', msg: v })]) {
         try {
           fn();
         } catch (err) {

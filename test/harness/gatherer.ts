@@ -115,7 +115,10 @@ export async function recordWindow(
     const db = new Client({ connectionString: dbUrl });
     await db.connect();
     try {
-      await waitFor('initial snapshots committed', async () => (await db.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n >= markets);
+      await waitFor(
+        'initial snapshots committed',
+        async () => (await db.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n >= markets,
+      );
     } finally {
       await db.end();
     }

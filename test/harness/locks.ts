@@ -8,10 +8,7 @@ import { withClient } from './pg';
 export async function untilWaitingForLock(url: string, pid: number, what: string): Promise<void> {
   await withClient(url, (monitor) =>
     waitFor(what, async () => {
-      const r = await monitor.query(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`,
-        [pid],
-      );
+      const r = await monitor.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, [pid]);
       return r.rows[0].n > 0;
     }),
   );

@@ -36,9 +36,7 @@ process.on('exit', () => {
   }
 });
 
-export async function startPg(
-  opts: { external?: string | undefined } & Pick<PgClusterOptions, 'settings' | 'binaries'> = {},
-): Promise<TestPg> {
+export async function startPg(opts: { external?: string | undefined } & Pick<PgClusterOptions, 'settings' | 'binaries'> = {}): Promise<TestPg> {
   const externalUrl = 'external' in opts ? opts.external : process.env.KDP_TEST_PG_URL;
   const { settings, binaries } = opts;
   const cluster = externalUrl

@@ -145,7 +145,11 @@ export class ReplayExchange {
           subs.set(sid, { channel, tickers, seq: 0 });
           send({ type: 'subscribed', id, msg: { channel, sid } });
           if (channel === BOOK_CHANNEL) play(sid, bookFrames(tickers ?? new Set()));
-          else play(sid, this.opts.frames.filter((f) => MESSAGE_CHANNEL[String(f.message.type)] === channel));
+          else
+            play(
+              sid,
+              this.opts.frames.filter((f) => MESSAGE_CHANNEL[String(f.message.type)] === channel),
+            );
         }
       } else if (cmd.cmd === 'update_subscription') {
         const sid = Number(params.sid ?? (params.sids as number[] | undefined)?.[0]);
@@ -209,7 +213,12 @@ export class ReplayExchange {
       return reply(200, { trades, cursor: '' });
     }
     if (path === '/markets/orderbooks')
-      return reply(200, { orderbooks: q.getAll('tickers').filter((t) => books.has(t)).map((t) => ({ ticker: t, orderbook_fp: books.get(t) })) });
+      return reply(200, {
+        orderbooks: q
+          .getAll('tickers')
+          .filter((t) => books.has(t))
+          .map((t) => ({ ticker: t, orderbook_fp: books.get(t) })),
+      });
     if (path === '/events') return reply(200, { events: this.opts.events ?? [], cursor: '' });
     if (path === '/series') return reply(200, { series: [] });
     if (path === '/exchange/status') return reply(200, { exchange_active: true, trading_active: true, exchange_estimated_resume_time: null });

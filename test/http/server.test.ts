@@ -23,7 +23,10 @@ test('the uWS adapter serves JSON health, Prometheus metrics, POST bodies and 40
     const samples = parsePrometheusText(await (await fetch(`${base}/metrics`)).text());
     assert.equal(sumOf(samples, 'writer_inserts_total', { table: 'trades' }), 3);
     assert.equal(sumOf(samples, 'writer_errors_total', { type: 'connection' }), 1);
-    assert.ok(samples.some((s) => s.name === 'process_resident_memory_bytes'), 'process metrics present');
+    assert.ok(
+      samples.some((s) => s.name === 'process_resident_memory_bytes'),
+      'process metrics present',
+    );
     const echo = await fetch(`${base}/echo?ticker=KX-1`, { method: 'POST', body: 'hello' });
     assert.deepEqual(await echo.json(), { got: 'hello', q: 'KX-1' });
     assert.equal((await fetch(`${base}/nope`)).status, 404);

@@ -108,6 +108,9 @@ test('wrong shapes and types are KDP_ERR_FRAME_DECODE; oversize is KDP_ERR_FRAME
   for (const value of bad) assert.equal(decodeOrCode(packr.pack(value)), 'KDP_ERR_FRAME_DECODE', JSON.stringify(value));
   assert.equal(decodeOrCode(new Uint8Array(64 * 1024 + 1)), 'KDP_ERR_FRAME_TOO_LARGE');
   assert.equal(decodeOrCode(new Uint8Array(0)), 'KDP_ERR_FRAME_TRUNCATED');
-  assert.throws(() => codec.encode(FrameKind.data, 1, 1, new Uint8Array(64 * 1024)), (e) => isKdpError(e, 'KDP_ERR_FRAME_TOO_LARGE'));
+  assert.throws(
+    () => codec.encode(FrameKind.data, 1, 1, new Uint8Array(64 * 1024)),
+    (e) => isKdpError(e, 'KDP_ERR_FRAME_TOO_LARGE'),
+  );
   assert.ok(codec.encode(FrameKind.data, 0x7fffffff, Number.MAX_SAFE_INTEGER, new Uint8Array(codec.payloadBytesMax()), 0xffffffff));
 });

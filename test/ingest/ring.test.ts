@@ -97,21 +97,39 @@ test('full ring refuses writes without overwriting, and accepts them again after
 
 test('oversized frames and bad options are coded errors', () => {
   const { producer } = pair();
-  assert.throws(() => producer.tryWrite(new Uint8Array(FRAME_MAX + 1)), (e) => isKdpError(e, 'KDP_ERR_FRAME_TOO_LARGE'));
-  assert.throws(() => createRingBuffer({ ringBytes: 5000, frameBytesMax: 10 }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'));
-  assert.throws(() => createRingBuffer({ ringBytes: 4096, frameBytesMax: 2045 }), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'));
-  assert.throws(() => new RingConsumer(new SharedArrayBuffer(RING_HEADER_BYTES + 4096)), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
+  assert.throws(
+    () => producer.tryWrite(new Uint8Array(FRAME_MAX + 1)),
+    (e) => isKdpError(e, 'KDP_ERR_FRAME_TOO_LARGE'),
+  );
+  assert.throws(
+    () => createRingBuffer({ ringBytes: 5000, frameBytesMax: 10 }),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'),
+  );
+  assert.throws(
+    () => createRingBuffer({ ringBytes: 4096, frameBytesMax: 2045 }),
+    (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'),
+  );
+  assert.throws(
+    () => new RingConsumer(new SharedArrayBuffer(RING_HEADER_BYTES + 4096)),
+    (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'),
+  );
 });
 
 test('a corrupted record length is detected as KDP_ERR_RING_CORRUPT', () => {
   const { sab, producer, consumer } = pair();
   producer.tryWrite(frameOf(10, 1));
   new DataView(sab, RING_HEADER_BYTES).setUint32(0, 3000, true); // beyond frameBytesMax
-  assert.throws(() => consumer.read(), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
+  assert.throws(
+    () => consumer.read(),
+    (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'),
+  );
   const second = pair();
   second.producer.tryWrite(frameOf(10, 1));
   new DataView(second.sab, RING_HEADER_BYTES).setUint32(0, 100, true); // longer than what was written
-  assert.throws(() => second.consumer.read(), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
+  assert.throws(
+    () => second.consumer.read(),
+    (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'),
+  );
 });
 
 test('index invariants: a read index moving backwards or a write index running away is corruption', () => {
@@ -121,15 +139,24 @@ test('index invariants: a read index moving backwards or a write index running a
   a.consumer.read();
   a.producer.tryWrite(frameOf(10, 3));
   new Int32Array(a.sab)[RING_SLOTS.read] = 0; // back to the start
-  assert.throws(() => a.producer.tryWrite(frameOf(10, 4)), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
+  assert.throws(
+    () => a.producer.tryWrite(frameOf(10, 4)),
+    (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'),
+  );
   const b = pair();
   b.producer.tryWrite(frameOf(10, 1));
   new Int32Array(b.sab)[RING_SLOTS.write] = CAPACITY + 64;
-  assert.throws(() => b.consumer.read(), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
+  assert.throws(
+    () => b.consumer.read(),
+    (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'),
+  );
   const c = pair();
   c.producer.tryWrite(frameOf(10, 1));
   new Int32Array(c.sab)[RING_SLOTS.write] = 6; // not 4-aligned
-  assert.throws(() => c.consumer.read(), (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'));
+  assert.throws(
+    () => c.consumer.read(),
+    (e) => isKdpError(e, 'KDP_ERR_RING_CORRUPT'),
+  );
 });
 
 test('close: the consumer drains what is left, then sees the end; waits time out when empty', async () => {

@@ -57,7 +57,12 @@ for (const { file, body } of corpus) {
       if (e.table === 'lifecycle_events') assert.equal(row.fingerprint, referenceFnv(row.payload!));
       if (e.table === 'tickers') {
         // docs/semantics.md: FNV-1a 64 over the content columns in table order, U+001F between, NULL as U+0000.
-        const content = TICKERS.columns.slice(0, TICKERS.columns.findIndex((col) => col.name === 'fingerprint')).map((col) => row[col.name] ?? '\u0000');
+        const content = TICKERS.columns
+          .slice(
+            0,
+            TICKERS.columns.findIndex((col) => col.name === 'fingerprint'),
+          )
+          .map((col) => row[col.name] ?? '\u0000');
         assert.equal(row.fingerprint, referenceFnv(content.join('\u001f')), 'ticker fingerprint as documented');
       }
       if (f.counted) assert.equal(c.processor.counters.rejects[f.counted as 'KDP_ERR_MSG_UNKNOWN_TYPE'], 1);
@@ -67,7 +72,10 @@ for (const { file, body } of corpus) {
     test(`${file} REST #${i} (${r.route}, ${body.provenance}) -> the stated parsed value`, () => {
       const json = JSON.parse(r.body) as Record<string, unknown>;
       if ('rejected' in r.expect) {
-        assert.throws(() => parseRest(r.route, json), (err: unknown) => isKdpError(err) && err.code === r.expect.rejected);
+        assert.throws(
+          () => parseRest(r.route, json),
+          (err: unknown) => isKdpError(err) && err.code === r.expect.rejected,
+        );
         return;
       }
       if (r.route === 'trade') {
@@ -118,6 +126,19 @@ test('corpus coverage per provenance and channel is reported', (t) => {
   }
   t.diagnostic(JSON.stringify(counts));
   const captured = counts.captured ?? {};
-  for (const key of ['orderbook_delta', 'ticker', 'trade', 'market_lifecycle_v2', 'control:subscribed', 'control:ok', 'control:error', 'rest:trade', 'rest:market', 'rest:event', 'rest:exchange_status', 'rest:orderbook'])
+  for (const key of [
+    'orderbook_delta',
+    'ticker',
+    'trade',
+    'market_lifecycle_v2',
+    'control:subscribed',
+    'control:ok',
+    'control:error',
+    'rest:trade',
+    'rest:market',
+    'rest:event',
+    'rest:exchange_status',
+    'rest:orderbook',
+  ])
     assert.ok((captured[key] ?? 0) >= 1, `at least one captured ${key} frame`);
 });

@@ -67,7 +67,9 @@ export function loadCorpus(): { file: string; body: CorpusFile }[] {
 /** A COPY row line as {column: value | null}: COPY text escapes (\\, \t, \n, \r) undone, so a value
  * is what PostgreSQL stores (batch_id, which the writer appends, excluded). */
 export function decodeRow(table: TimeSeriesTableName, line: string): Record<string, string | null> {
-  const names = tableByName(table).columns.map((c) => c.name).filter((n) => n !== 'batch_id');
+  const names = tableByName(table)
+    .columns.map((c) => c.name)
+    .filter((n) => n !== 'batch_id');
   const values = line.split('\t');
   assert.equal(values.length, names.length, `${table} row has ${values.length} columns`);
   return Object.fromEntries(names.map((n, i) => [n, values[i] === '\\N' ? null : unescapeCopyText(values[i]!)]));

@@ -84,8 +84,7 @@ function violations(path: string, query: URLSearchParams, headers: Record<string
   const { template, pathParams } = templateOf(path);
   const op = operation(template);
   const declared = params(op);
-  for (const p of declared.filter((x) => x.in === 'path'))
-    if (!pathParams[p.name]) out.push(`${template}: path parameter ${p.name} is empty`);
+  for (const p of declared.filter((x) => x.in === 'path')) if (!pathParams[p.name]) out.push(`${template}: path parameter ${p.name} is empty`);
   const keys = new Set(query.keys());
   for (const key of keys) {
     const p = declared.find((x) => x.in === 'query' && x.name === key);
@@ -96,10 +95,13 @@ function violations(path: string, query: URLSearchParams, headers: Record<string
     const values = query.getAll(key);
     if (p.schema.type === 'array') {
       if (!isExplodedFormArray(p)) out.push(`${template}: ${key} is an array the client cannot encode (style ${p.style}, explode ${p.explode})`);
-      if (p.schema.minItems !== undefined && values.length < p.schema.minItems) out.push(`${template}: ${key} has ${values.length} < ${p.schema.minItems} items`);
-      if (p.schema.maxItems !== undefined && values.length > p.schema.maxItems) out.push(`${template}: ${key} has ${values.length} > ${p.schema.maxItems} items`);
+      if (p.schema.minItems !== undefined && values.length < p.schema.minItems)
+        out.push(`${template}: ${key} has ${values.length} < ${p.schema.minItems} items`);
+      if (p.schema.maxItems !== undefined && values.length > p.schema.maxItems)
+        out.push(`${template}: ${key} has ${values.length} > ${p.schema.maxItems} items`);
       // Exploded: one item per key. A comma inside a value is a joined list (no ticker has a comma).
-      for (const item of values) if (item.includes(',')) out.push(`${template}: ${key}=${item} joins items with commas (form, explode expects ${key}=A&${key}=B)`);
+      for (const item of values)
+        if (item.includes(',')) out.push(`${template}: ${key}=${item} joins items with commas (form, explode expects ${key}=A&${key}=B)`);
       continue;
     }
     if (values.length !== 1) out.push(`${template}: scalar ${key} sent ${values.length} times (${values.join(' | ')})`);
@@ -196,7 +198,13 @@ test('every request the REST client puts on the wire conforms to its OpenAPI ope
       assert.equal(typeof r.headers['kalshi-access-signature'] === 'string', signed, `${path}: signed only when keys are configured`);
     }
     assert.deepEqual(problems, [], problems.join('\n'));
-    assert.deepEqual([...templates].sort(), Object.values(REST_ROUTES).map((r) => r.path).sort(), 'every route of the wire model was exercised');
+    assert.deepEqual(
+      [...templates].sort(),
+      Object.values(REST_ROUTES)
+        .map((r) => r.path)
+        .sort(),
+      'every route of the wire model was exercised',
+    );
   }
   server.verifyKey = undefined;
 });
@@ -211,6 +219,9 @@ test('the validator rejects what Kalshi would: comma-joined orderbooks tickers, 
   assert.ok(v('/markets/trades', 'min_ts=1.5').some((s) => s.includes('not an integer')));
   assert.ok(v('/markets', 'limit=1001').some((s) => s.includes('outside')));
   assert.ok(v('/markets', 'status=active').some((s) => s.includes('not one of')));
-  assert.ok(v('/series', 'cursor=x').some((s) => s.includes('cursor is not declared')), 'GET /series takes no cursor');
+  assert.ok(
+    v('/series', 'cursor=x').some((s) => s.includes('cursor is not declared')),
+    'GET /series takes no cursor',
+  );
   assert.ok(v('/markets/orderbooks', Array.from({ length: 101 }, (_, i) => `tickers=T${i}`).join('&')).some((s) => s.includes('> 100')));
 });

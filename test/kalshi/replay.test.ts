@@ -34,7 +34,9 @@ interface Expected {
 function capturedRest(route: 'market' | 'event' | 'trade'): Record<string, unknown>[] {
   return loadCorpus()
     .filter(({ body }) => body.provenance === 'captured')
-    .flatMap(({ body }) => (body.rest ?? []).filter((r) => r.route === route && !('rejected' in r.expect)).map((r) => JSON.parse(r.body) as Record<string, unknown>));
+    .flatMap(({ body }) =>
+      (body.rest ?? []).filter((r) => r.route === route && !('rejected' in r.expect)).map((r) => JSON.parse(r.body) as Record<string, unknown>),
+    );
 }
 
 /** Every captured frame that makes a row (command replies are answered by the server itself). */
@@ -68,7 +70,10 @@ async function countMatching(db: import('pg').ClientBase, table: TimeSeriesTable
   const columns = tableByName(table).columns;
   const names = Object.keys(row);
   const where = names.map((n, i) => `${n} IS NOT DISTINCT FROM $${i + 1}::${columns.find((c) => c.name === n)!.type}`).join(' AND ');
-  const r = await db.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, names.map((n) => row[n]));
+  const r = await db.query(
+    `SELECT count(*)::int AS n FROM ${table} WHERE ${where}`,
+    names.map((n) => row[n]),
+  );
   return r.rows[0].n as number;
 }
 
@@ -130,11 +135,19 @@ test('a real gatherer fed every captured frame and REST item by a plain replay e
       });
       for (const x of capturedMarkets) {
         const r = await db.query('SELECT event_ticker, status, price_level_structure, raw FROM markets WHERE ticker = $1', [x.ticker]);
-        assert.deepEqual(r.rows[0], { event_ticker: x.event_ticker, status: x.status, price_level_structure: x.price_level_structure, raw: x }, `market ${String(x.ticker)}`);
+        assert.deepEqual(
+          r.rows[0],
+          { event_ticker: x.event_ticker, status: x.status, price_level_structure: x.price_level_structure, raw: x },
+          `market ${String(x.ticker)}`,
+        );
       }
       for (const x of capturedEvents) {
         const r = await db.query('SELECT series_ticker, title, sub_title, mutually_exclusive, raw FROM events WHERE event_ticker = $1', [x.event_ticker]);
-        assert.deepEqual(r.rows[0], { series_ticker: x.series_ticker, title: x.title, sub_title: x.sub_title || null, mutually_exclusive: x.mutually_exclusive, raw: x }, `event ${String(x.event_ticker)}`);
+        assert.deepEqual(
+          r.rows[0],
+          { series_ticker: x.series_ticker, title: x.title, sub_title: x.sub_title || null, mutually_exclusive: x.mutually_exclusive, raw: x },
+          `event ${String(x.event_ticker)}`,
+        );
       }
       const gaps = await db.query(`SELECT kind FROM gap_ledger WHERE kind NOT IN ('new_market')`);
       assert.deepEqual(gaps.rows, [], 'the replay (its seq rewritten per sid) shows no gap');

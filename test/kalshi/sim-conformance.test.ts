@@ -25,8 +25,12 @@ test('every frame the simulator sends on every recorded channel parses with the 
     const count = (type: string): number => c.ofType(type).length;
     await c.until(
       () =>
-        count('orderbook_delta') > 200 && count('trade') > 20 && count('ticker') > 20 && count('error') > 0 &&
-        c.ofType('market_lifecycle_v2').some((m) => m.msg.event_type === 'created') && count('event_lifecycle') > 0,
+        count('orderbook_delta') > 200 &&
+        count('trade') > 20 &&
+        count('ticker') > 20 &&
+        count('error') > 0 &&
+        c.ofType('market_lifecycle_v2').some((m) => m.msg.event_type === 'created') &&
+        count('event_lifecycle') > 0,
       30_000,
     );
     const capture = new Capture();

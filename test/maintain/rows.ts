@@ -49,7 +49,10 @@ async function writeBatch(c: ClientBase, t: TimeSeriesTable, dayUs: number, rows
     const marks = t.columns.map((_, i) => `$${i + 1}`).join(', ');
     for (let i = 0; i < rows; i++) {
       const atUs = dayUs + 3_600_000_000 * (i + 1);
-      await c.query(`INSERT INTO ${t.name} (${names}) VALUES (${marks})`, t.columns.map((col) => valueOf(col, t, atUs, id)));
+      await c.query(
+        `INSERT INTO ${t.name} (${names}) VALUES (${marks})`,
+        t.columns.map((col) => valueOf(col, t, atUs, id)),
+      );
     }
     await c.query(`INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES ($1, 'test', $2, $3)`, [id, t.name, rows]);
     await c.query('COMMIT');

@@ -32,7 +32,10 @@ class World {
   day = 0;
   mergedBatchId = 0;
   readonly batches: WrittenBatch[] = [];
-  constructor(readonly url: string, readonly engine: Engine) {}
+  constructor(
+    readonly url: string,
+    readonly engine: Engine,
+  ) {}
 
   get nowUs(): number {
     return START_US + this.day * DAY_US + DAY_US / 2;

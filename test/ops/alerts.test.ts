@@ -32,10 +32,7 @@ interface Rule {
   labels: Record<string, string>;
   annotations: Record<string, string>;
 }
-const rules = (): Rule[] =>
-  (
-    parse(readFileSync(join(PROM_DIR, 'alerts.yml'), 'utf8')) as { groups: { rules: Rule[] }[] }
-  ).groups.flatMap((g) => g.rules);
+const rules = (): Rule[] => (parse(readFileSync(join(PROM_DIR, 'alerts.yml'), 'utf8')) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
 const testFiles = (): string[] =>
   readdirSync(join(PROM_DIR, 'tests'))
     .filter((f) => f.endsWith('.yml'))
@@ -79,42 +76,22 @@ describe('prometheus rules', () => {
         `alert ${name} is missing`,
       );
     for (const r of all) {
-      assert.ok(
-        ['warning', 'critical'].includes(r.labels?.severity ?? ''),
-        `${r.alert}: severity warning|critical`,
-      );
+      assert.ok(['warning', 'critical'].includes(r.labels?.severity ?? ''), `${r.alert}: severity warning|critical`);
       assert.ok(r.annotations?.summary, `${r.alert}: summary`);
       const m = /^docs\/runbooks\.md#([a-z0-9-]+)$/.exec(r.annotations?.runbook ?? '');
       assert.ok(m, `${r.alert}: runbook annotation docs/runbooks.md#section`);
-      assert.ok(
-        anchors.has(m[1]!),
-        `${r.alert}: runbook section #${m[1]} not found in docs/runbooks.md`,
-      );
+      assert.ok(anchors.has(m[1]!), `${r.alert}: runbook section #${m[1]} not found in docs/runbooks.md`);
     }
   });
 
   test('the required thresholds: sync lag warns above 30 s, pages above 300 s; RDS and frozen feed', () => {
     const stalled = rules().filter((r) => r.alert === 'DeduplicatorSyncStalled');
-    assert.deepEqual(
-      stalled
-        .map((r) => [
-          r.labels.severity,
-          /dedup_sync_lag_seconds.*> (\d+)\s*$/.exec(r.expr.trim())?.[1],
-        ])
-        .sort(),
-      [
-        ['critical', '300'],
-        ['warning', '30'],
-      ],
-    );
-    assert.match(
-      rules().find((r) => r.alert === 'ProductionRDSUnreachable')!.expr,
-      /dedup_rds_connected\{[^}]*\}\) == 0/,
-    );
-    assert.match(
-      rules().find((r) => r.alert === 'FrozenFeed')!.expr,
-      /dedup_frozen_feed_markets\{[^}]*\}\) > 0/,
-    );
+    assert.deepEqual(stalled.map((r) => [r.labels.severity, /dedup_sync_lag_seconds.*> (\d+)\s*$/.exec(r.expr.trim())?.[1]]).sort(), [
+      ['critical', '300'],
+      ['warning', '30'],
+    ]);
+    assert.match(rules().find((r) => r.alert === 'ProductionRDSUnreachable')!.expr, /dedup_rds_connected\{[^}]*\}\) == 0/);
+    assert.match(rules().find((r) => r.alert === 'FrozenFeed')!.expr, /dedup_frozen_feed_markets\{[^}]*\}\) > 0/);
   });
 
   test('every metric the rules read is exported by our services or is a standard one', () => {
@@ -122,17 +99,14 @@ describe('prometheus rules', () => {
     for (const r of rules()) {
       const names = bareMetricNames(r.expr);
       assert.ok(names.length > 0, `${r.alert}: no metric found in ${r.expr}`);
-      for (const n of names)
-        assert.ok(ours.has(n) || isStandardMetric(n), `${r.alert}: unknown metric ${n}`);
+      for (const n of names) assert.ok(ours.has(n) || isStandardMetric(n), `${r.alert}: unknown metric ${n}`);
     }
   });
 
   test('every alert has a unit test where it fires and one where it does not', () => {
     type Case = { alertname: string; exp_alerts?: unknown[] };
     const cases: Case[] = testFiles().flatMap((f) =>
-      (
-        parse(readFileSync(join(PROM_DIR, f), 'utf8')) as { tests: { alert_rule_test?: Case[] }[] }
-      ).tests.flatMap((t) => t.alert_rule_test ?? []),
+      (parse(readFileSync(join(PROM_DIR, f), 'utf8')) as { tests: { alert_rule_test?: Case[] }[] }).tests.flatMap((t) => t.alert_rule_test ?? []),
     );
     for (const name of new Set(rules().map((r) => r.alert))) {
       const mine = cases.filter((c) => c.alertname === name);

@@ -8,19 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import type { Client } from 'pg';
-import {
-  formatBook,
-  formatTimeUs,
-  parseTimeUs,
-  reconstructBook,
-  type Book,
-} from '../../src/ops/book';
-import {
-  formatTruthComparison,
-  loadProductionSet,
-  runTruthCheck,
-  type TruthFileReader,
-} from '../../src/ops/truth';
+import { formatBook, formatTimeUs, parseTimeUs, reconstructBook, type Book } from '../../src/ops/book';
+import { formatTruthComparison, loadProductionSet, runTruthCheck, type TruthFileReader } from '../../src/ops/truth';
 import { migrate } from '../../src/schema/migrate';
 import { startPg, withClient, type TestPg } from '../harness/pg';
 import { insertRows, type Row } from './fixture';
@@ -50,9 +39,7 @@ const units = (s: string): number => Math.round(Number(s) * 10_000);
 const text = (u: number): string => (u / 10_000).toFixed(4);
 function replay(deltas: readonly D[], upTo: number): Record<'yes' | 'no', Map<number, number>> {
   const book = { yes: new Map<number, number>(), no: new Map<number, number>() };
-  for (const d of deltas)
-    if (d.ts <= upTo)
-      book[d.side].set(units(d.price), (book[d.side].get(units(d.price)) ?? 0) + units(d.delta));
+  for (const d of deltas) if (d.ts <= upTo) book[d.side].set(units(d.price), (book[d.side].get(units(d.price)) ?? 0) + units(d.delta));
   return book;
 }
 const ladder = (side: Map<number, number>): [string, string][] =>
@@ -60,16 +47,10 @@ const ladder = (side: Map<number, number>): [string, string][] =>
     .filter(([, s]) => s > 0)
     .sort((a, b) => b[0] - a[0])
     .map(([p, s]) => [text(p), text(s)]);
-const bookLadder = (levels: Book['yes']): [string, string][] =>
-  levels.map((l) => [text(units(l.price)), text(units(l.size))]);
+const bookLadder = (levels: Book['yes']): [string, string][] => levels.map((l) => [text(units(l.price)), text(units(l.size))]);
 
 /** Rows for production: deltas with occurrence numbering, and the snapshot a gatherer took after `anchorTs`. */
-async function store(
-  c: Client,
-  ticker: string,
-  deltas: readonly D[],
-  anchorTs: number,
-): Promise<void> {
+async function store(c: Client, ticker: string, deltas: readonly D[], anchorTs: number): Promise<void> {
   const seen = new Map<string, number>();
   const rows: Row[] = deltas.map((d) => {
     const k = `${d.ts}|${d.side}|${d.price}|${units(d.delta)}`;
@@ -210,11 +191,7 @@ describe('kdp book', () => {
   test('later times use the later snapshot; a level removed entirely leaves the side empty', async () => {
     const book = await withClient(prod, (c) => reconstructBook(c, T, BASE + 40));
     assert.equal(book.anchor.snapshotTs, BASE + 36);
-    assert.deepEqual(
-      book.no,
-      [],
-      'the anchoring snapshot of g1 lists no NO levels and nothing is added after it',
-    );
+    assert.deepEqual(book.no, [], 'the anchoring snapshot of g1 lists no NO levels and nothing is added after it');
     assert.equal(book.yesAsk, null);
   });
 
@@ -269,9 +246,7 @@ describe('kdp book', () => {
   });
 
   test('loadProductionSet reads deltas back in the truth shape', async () => {
-    const set = await withClient(prod, (c) =>
-      loadProductionSet(c, { fromUs: BASE, toUs: BASE + 100, tickers: [T] }),
-    );
+    const set = await withClient(prod, (c) => loadProductionSet(c, { fromUs: BASE, toUs: BASE + 100, tickers: [T] }));
     assert.equal(set.deltas.length, deltas.length);
     assert.deepEqual(
       set.deltas.filter((d) => d.exchangeTs === BASE + 30).map((d) => d.delta),
@@ -295,24 +270,15 @@ describe('kdp book', () => {
       });
     const same = await withClient(prod, (c) => runTruthCheck(c, 'unused', reader(expectedDeltas)));
     assert.equal(same.ok, true, formatTruthComparison(same));
-    const fewer = await withClient(prod, (c) =>
-      runTruthCheck(c, 'unused', reader(expectedDeltas.slice(1))),
-    );
+    const fewer = await withClient(prod, (c) => runTruthCheck(c, 'unused', reader(expectedDeltas.slice(1))));
     assert.deepEqual(fewer.deltas.counts, { lost: 0, duplicated: 0, invented: 1, mismatched: 0 });
-    assert.match(
-      formatTruthComparison(fewer),
-      /deltas +expected=7 production=8 lost=0 duplicated=0 invented=1[\s\S]*TRUTH: FAIL/,
-    );
+    assert.match(formatTruthComparison(fewer), /deltas +expected=7 production=8 lost=0 duplicated=0 invented=1[\s\S]*TRUTH: FAIL/);
   });
 
   test('TIME parsing: RFC 3339 with fraction and offset, integer µs, rejects nonsense', () => {
     assert.equal(parseTimeUs('2026-11-23T12:00:00.000035Z'), BASE + 35);
     assert.equal(parseTimeUs('2026-11-23T13:30:00.000035+01:30'), BASE + 35);
-    assert.equal(
-      parseTimeUs('2026-11-23T12:00:00.0000351234Z'),
-      BASE + 35,
-      'sub-µs digits truncated',
-    );
+    assert.equal(parseTimeUs('2026-11-23T12:00:00.0000351234Z'), BASE + 35, 'sub-µs digits truncated');
     assert.equal(parseTimeUs(String(BASE + 35)), BASE + 35);
     assert.equal(formatTimeUs(BASE + 35), '2026-11-23T12:00:00.000035Z');
     for (const bad of ['yesterday', '2026-02-30T00:00:00Z', '2026-11-23 12:00', '1.5']) {
@@ -327,17 +293,12 @@ describe('kdp book', () => {
     const table = await run(process.execPath, [...base, '--at', '2026-11-23T12:00:00.000035Z']);
     assert.match(table.stdout, /KXBOOK-1 at 2026-11-23T12:00:00\.000035Z/);
     assert.match(table.stdout, /best NO ask \(1 - best YES bid\): 0\.65/);
-    const json = JSON.parse(
-      (await run(process.execPath, [...base, '--at', String(BASE + 35), '--json'])).stdout,
-    ) as Book;
+    const json = JSON.parse((await run(process.execPath, [...base, '--at', String(BASE + 35), '--json'])).stdout) as Book;
     assert.deepEqual(json.yes, [{ price: '0.35', size: '6.00' }]);
-    await assert.rejects(
-      run(process.execPath, [...base, '--at', String(BASE + 1)]),
-      (err: { code?: number; stderr?: string }) => {
-        assert.equal(err.code, 1);
-        assert.match(err.stderr ?? '', /KDP_ERR_BOOK_NO_ANCHOR/);
-        return true;
-      },
-    );
+    await assert.rejects(run(process.execPath, [...base, '--at', String(BASE + 1)]), (err: { code?: number; stderr?: string }) => {
+      assert.equal(err.code, 1);
+      assert.match(err.stderr ?? '', /KDP_ERR_BOOK_NO_ANCHOR/);
+      return true;
+    });
   });
 });

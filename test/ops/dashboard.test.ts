@@ -12,20 +12,15 @@ interface Panel {
   title: string;
   targets?: { expr: string }[];
 }
-const dashboard = JSON.parse(
-  readFileSync(join(repoRoot(), 'ops', 'grafana', 'kdp-pipeline.json'), 'utf8'),
-) as { panels: Panel[]; uid: string };
-const exprs = dashboard.panels.flatMap((p) =>
-  (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })),
-);
+const dashboard = JSON.parse(readFileSync(join(repoRoot(), 'ops', 'grafana', 'kdp-pipeline.json'), 'utf8')) as { panels: Panel[]; uid: string };
+const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })));
 
 describe('grafana dashboard', () => {
   test('has a uid, unique panel ids and a query on every graph', () => {
     assert.equal(dashboard.uid, 'kdp-pipeline');
     const ids = dashboard.panels.map((p) => p.id);
     assert.equal(new Set(ids).size, ids.length);
-    for (const p of dashboard.panels)
-      if (p.type !== 'row') assert.ok((p.targets ?? []).length > 0, `${p.title} has no query`);
+    for (const p of dashboard.panels) if (p.type !== 'row') assert.ok((p.targets ?? []).length > 0, `${p.title} has no query`);
   });
 
   test('covers throughput, gaps, lag, errors, connections and writer flush latency', () => {
@@ -55,15 +50,12 @@ describe('grafana dashboard', () => {
     for (const { panel, expr } of exprs) {
       const names = bareMetricNames(expr);
       assert.ok(names.length > 0, `${panel}: no metric in ${expr}`);
-      for (const n of names)
-        assert.ok(ours.has(n) || isStandardMetric(n), `${panel}: unknown metric ${n} in ${expr}`);
+      for (const n of names) assert.ok(ours.has(n) || isStandardMetric(n), `${panel}: unknown metric ${n} in ${expr}`);
     }
   });
 
   test('the name check itself catches a misspelt metric', () => {
-    const names = bareMetricNames(
-      'sum by (gatherer) (rate(writer_insert_total{job="gatherer"}[5m]))',
-    );
+    const names = bareMetricNames('sum by (gatherer) (rate(writer_insert_total{job="gatherer"}[5m]))');
     assert.deepEqual(names, ['writer_insert_total']);
     assert.equal(ourMetricNames().has('writer_insert_total'), false);
   });

@@ -13,10 +13,7 @@ export interface OpsDbs {
   readonly gatherers: { name: string; url: string }[];
 }
 
-export async function createOpsDbs(
-  pg: TestPg,
-  names: readonly string[] = ['g1', 'g2', 'g3'],
-): Promise<OpsDbs> {
+export async function createOpsDbs(pg: TestPg, names: readonly string[] = ['g1', 'g2', 'g3']): Promise<OpsDbs> {
   const production = await pg.newDatabase('kdp_prod');
   await withClient(production, (c) => migrate(c, { kind: 'production', engine: 'postgres' }));
   const gatherers: { name: string; url: string }[] = [];
@@ -29,12 +26,7 @@ export async function createOpsDbs(
 }
 
 /** Inserts rows into a time-series table; provenance defaults filled in. Production adds merged_at. */
-export async function insertRows(
-  c: ClientBase,
-  table: TimeSeriesTableName,
-  rows: readonly Row[],
-  production: boolean,
-): Promise<void> {
+export async function insertRows(c: ClientBase, table: TimeSeriesTableName, rows: readonly Row[], production: boolean): Promise<void> {
   if (rows.length === 0) return;
   const t = TIME_SERIES_TABLES.find((x) => x.name === table)!;
   const cols = t.columns.map((x) => x.name).concat(production ? ['merged_at'] : []);
@@ -57,10 +49,7 @@ export async function insertRows(
       .join(', ')})`;
   });
   const conflict = production ? ' ON CONFLICT DO NOTHING' : '';
-  await c.query(
-    `INSERT INTO ${table} (${cols.map(quoteIdent).join(', ')}) VALUES ${tuples.join(', ')}${conflict}`,
-    params,
-  );
+  await c.query(`INSERT INTO ${table} (${cols.map(quoteIdent).join(', ')}) VALUES ${tuples.join(', ')}${conflict}`, params);
 }
 
 export const OPEN_MARKETS = ['KXA-26NOV23', 'KXB-26NOV23', 'KXC-26NOV23'];
@@ -175,24 +164,12 @@ export function healthyDataset(nowUs: number): Dataset {
   return { nowUs, trades, deltas, tickers, snapshots };
 }
 
-const withGatherer = (rows: readonly Row[], gatherer: string): Row[] =>
-  rows.map((r) => ({ ...r, gatherer }));
+const withGatherer = (rows: readonly Row[], gatherer: string): Row[] => rows.map((r) => ({ ...r, gatherer }));
 
 async function insertRegistry(c: ClientBase, nowUs: number, production: boolean): Promise<void> {
   const statusCol = production ? ', market_status' : '';
-  for (const [ticker, status, coarse] of [
-    ...OPEN_MARKETS.map((t) => [t, 'active', 'open'] as const),
-    [CLOSED_MARKET, 'closed', 'closed'] as const,
-  ]) {
-    const params = [
-      ticker,
-      ticker.split('-')[0],
-      status,
-      nowUs - 180 * MIN,
-      nowUs + 600 * MIN,
-      nowUs,
-      ...(production ? [coarse] : []),
-    ];
+  for (const [ticker, status, coarse] of [...OPEN_MARKETS.map((t) => [t, 'active', 'open'] as const), [CLOSED_MARKET, 'closed', 'closed'] as const]) {
+    const params = [ticker, ticker.split('-')[0], status, nowUs - 180 * MIN, nowUs + 600 * MIN, nowUs, ...(production ? [coarse] : [])];
     await c.query(
       `INSERT INTO markets (ticker, event_ticker, status, open_time, close_time, raw, updated_at${statusCol})
        VALUES ($1, $2, $3, $4, $5, '{}'::jsonb, $6${production ? ', $7' : ''}) ON CONFLICT DO NOTHING`,
@@ -202,12 +179,7 @@ async function insertRegistry(c: ClientBase, nowUs: number, production: boolean)
 }
 
 /** A recovered gap (old) and an unrecovered recent one, in both ledgers. */
-async function insertGaps(
-  c: ClientBase,
-  nowUs: number,
-  gatherer: string,
-  production: boolean,
-): Promise<void> {
+async function insertGaps(c: ClientBase, nowUs: number, gatherer: string, production: boolean): Promise<void> {
   const gaps = [
     { id: 1, recovered: true, detected: nowUs - 50 * MIN, method: 'get_snapshot' },
     { id: 2, recovered: false, detected: nowUs - 2 * MIN, method: null },
@@ -231,10 +203,7 @@ async function insertGaps(
       g.method,
       g.detected,
     ];
-    await c.query(
-      `INSERT INTO gap_ledger (${cols}) VALUES (${values.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT DO NOTHING`,
-      values,
-    );
+    await c.query(`INSERT INTO gap_ledger (${cols}) VALUES (${values.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT DO NOTHING`, values);
   }
 }
 

@@ -6,10 +6,7 @@ import { ARCHIVE_METRICS, DEDUP_METRICS, GATHERER_METRICS, MAINTAIN_METRICS } fr
 /** The repository root (tests run from dist/test/..., the files they check live in the source tree). */
 export function repoRoot(): string {
   let dir = __dirname;
-  while (
-    !existsSync(join(dir, 'package.json')) ||
-    existsSync(join(dir, 'tsconfig.json')) === false
-  ) {
+  while (!existsSync(join(dir, 'package.json')) || existsSync(join(dir, 'tsconfig.json')) === false) {
     const up = dirname(dir);
     if (up === dir) throw new Error(`no package.json above ${__dirname}`);
     dir = up;
@@ -22,8 +19,7 @@ export function ourMetricNames(): Set<string> {
   const names = new Set<string>();
   for (const defs of [GATHERER_METRICS, DEDUP_METRICS, ARCHIVE_METRICS, MAINTAIN_METRICS]) {
     for (const [name, def] of Object.entries(defs)) {
-      if (def.type === 'histogram')
-        for (const s of ['_bucket', '_sum', '_count']) names.add(name + s);
+      if (def.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(name + s);
       else names.add(name);
     }
   }
@@ -43,10 +39,7 @@ export function selectorNames(expr: string): string[] {
 /** Bare identifiers in PromQL that are neither functions, keywords nor labels inside by/without/braces. */
 export function bareMetricNames(expr: string): string[] {
   const withoutStrings = expr.replace(/"[^"]*"/g, '""');
-  const withoutGroupings = withoutStrings.replace(
-    /\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g,
-    ' ',
-  );
+  const withoutGroupings = withoutStrings.replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
   const withoutBraces = withoutGroupings.replace(/\{[^}]*\}/g, '{}').replace(/\[[^\]]*\]/g, '[]');
   const out: string[] = [];
   for (const m of withoutBraces.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?/g)) {

@@ -51,10 +51,7 @@ async function privileges(url: string, role: string, table: string): Promise<str
   return withClient(url, async (c) => {
     const out: string[] = [];
     for (const p of ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) {
-      if (
-        (await c.query(`SELECT has_table_privilege($1, $2, $3) AS ok`, [role, table, p])).rows[0].ok
-      )
-        out.push(p);
+      if ((await c.query(`SELECT has_table_privilege($1, $2, $3) AS ok`, [role, table, p])).rows[0].ok) out.push(p);
     }
     return out;
   });
@@ -68,11 +65,7 @@ const trade = (ts: number) =>
 describe('roles', () => {
   test('every role exists as a NOLOGIN group', async () => {
     const names = [...new Set([...GATHERER_ROLES, ...PRODUCTION_ROLES].map((r) => r.role))];
-    const r = await withClient(gathererUrl, (c) =>
-      c.query(`SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1`, [
-        names,
-      ]),
-    );
+    const r = await withClient(gathererUrl, (c) => c.query(`SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1`, [names]));
     assert.deepEqual(
       r.rows,
       names.sort().map((rolname) => ({ rolname, rolcanlogin: false })),
@@ -80,68 +73,27 @@ describe('roles', () => {
   });
 
   test('gatherer grants', async () => {
-    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'trades'), [
-      'SELECT',
-      'INSERT',
-    ]);
-    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'orderbook_deltas'), [
-      'SELECT',
-      'INSERT',
-    ]);
-    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'ingest_batches'), [
-      'SELECT',
-      'INSERT',
-    ]);
-    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'gap_ledger'), [
-      'SELECT',
-      'INSERT',
-      'UPDATE',
-    ]);
-    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'markets'), [
-      'SELECT',
-      'INSERT',
-      'UPDATE',
-    ]);
-    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'dedup_watermark'), [
-      'SELECT',
-    ]);
+    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'trades'), ['SELECT', 'INSERT']);
+    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'orderbook_deltas'), ['SELECT', 'INSERT']);
+    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'ingest_batches'), ['SELECT', 'INSERT']);
+    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'gap_ledger'), ['SELECT', 'INSERT', 'UPDATE']);
+    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'markets'), ['SELECT', 'INSERT', 'UPDATE']);
+    assert.deepEqual(await privileges(gathererUrl, 'kdp_gatherer_writer', 'dedup_watermark'), ['SELECT']);
     assert.deepEqual(await privileges(gathererUrl, 'kdp_dedup_reader', 'trades'), ['SELECT']);
-    assert.deepEqual(await privileges(gathererUrl, 'kdp_dedup_reader', 'dedup_watermark'), [
-      'SELECT',
-      'INSERT',
-      'UPDATE',
-    ]);
+    assert.deepEqual(await privileges(gathererUrl, 'kdp_dedup_reader', 'dedup_watermark'), ['SELECT', 'INSERT', 'UPDATE']);
     assert.deepEqual(await privileges(gathererUrl, 'kdp_readonly', 'gap_ledger'), ['SELECT']);
-    const seq = await withClient(gathererUrl, (c) =>
-      c.query(
-        `SELECT has_sequence_privilege('kdp_gatherer_writer', 'ingest_batch_id_seq', 'USAGE') AS ok`,
-      ),
-    );
+    const seq = await withClient(gathererUrl, (c) => c.query(`SELECT has_sequence_privilege('kdp_gatherer_writer', 'ingest_batch_id_seq', 'USAGE') AS ok`));
     assert.equal(seq.rows[0].ok, true);
   });
 
   test('production grants', async () => {
-    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'trades'), [
-      'SELECT',
-      'INSERT',
-    ]);
+    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'trades'), ['SELECT', 'INSERT']);
     for (const t of ['markets', 'events', 'series', 'gap_ledger', 'dedup_cursors']) {
-      assert.deepEqual(
-        await privileges(productionUrl, 'kdp_dedup_writer', t),
-        ['SELECT', 'INSERT', 'UPDATE'],
-        t,
-      );
+      assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', t), ['SELECT', 'INSERT', 'UPDATE'], t);
     }
-    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'export_cursors'), [
-      'SELECT',
-    ]);
+    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'export_cursors'), ['SELECT']);
     assert.deepEqual(await privileges(productionUrl, 'kdp_archiver', 'trades'), ['SELECT']);
-    assert.deepEqual(await privileges(productionUrl, 'kdp_archiver', 'export_cursors'), [
-      'SELECT',
-      'INSERT',
-      'UPDATE',
-      'DELETE',
-    ]);
+    assert.deepEqual(await privileges(productionUrl, 'kdp_archiver', 'export_cursors'), ['SELECT', 'INSERT', 'UPDATE', 'DELETE']);
     assert.deepEqual(await privileges(productionUrl, 'kdp_readonly', 'dedup_cursors'), ['SELECT']);
     // Grants are per database: the gatherer-only role has nothing on production's tables.
     assert.deepEqual(await privileges(productionUrl, 'kdp_gatherer_writer', 'trades'), []);
@@ -162,22 +114,13 @@ describe('roles', () => {
 
   test('the gatherer writer writes rows and batches but cannot delete; the dedup writer cannot touch export cursors', async () => {
     await withClient(as(gathererUrl, 'gw'), async (c) => {
-      await c.query(
-        `INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES (nextval('ingest_batch_id_seq'), 'w1', 'trades', 1)`,
-      );
+      await c.query(`INSERT INTO ingest_batches (batch_id, writer, table_name, row_count) VALUES (nextval('ingest_batch_id_seq'), 'w1', 'trades', 1)`);
       await c.query(trade(1_795_435_200_000_001));
       await assert.rejects(c.query(`DELETE FROM trades`), denied);
-      await assert.rejects(
-        c.query(
-          `INSERT INTO dedup_watermark (merged_xid, merged_batch_id, updated_at) VALUES ('1', 1, 1)`,
-        ),
-        denied,
-      );
+      await assert.rejects(c.query(`INSERT INTO dedup_watermark (merged_xid, merged_batch_id, updated_at) VALUES ('1', 1, 1)`), denied);
     });
     await withClient(as(gathererUrl, 'dr'), async (c) => {
-      await c.query(
-        `INSERT INTO dedup_watermark (merged_xid, merged_batch_id, updated_at) VALUES ('1', 1, 1)`,
-      );
+      await c.query(`INSERT INTO dedup_watermark (merged_xid, merged_batch_id, updated_at) VALUES ('1', 1, 1)`);
       await assert.rejects(c.query(trade(1_795_435_200_000_002)), denied);
     });
     await withClient(as(productionUrl, 'dw'), async (c) => {
@@ -192,14 +135,9 @@ describe('roles', () => {
   });
 
   test('migrate again keeps the roles and grants (idempotent)', async () => {
-    const r = await withClient(productionUrl, (c) =>
-      migrate(c, { kind: 'production', engine: 'postgres' }),
-    );
+    const r = await withClient(productionUrl, (c) => migrate(c, { kind: 'production', engine: 'postgres' }));
     assert.deepEqual(r.applied, []);
-    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'trades'), [
-      'SELECT',
-      'INSERT',
-    ]);
+    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'trades'), ['SELECT', 'INSERT']);
     assert.deepEqual(await privileges(productionUrl, 'kdp_readonly', 'trades'), ['SELECT']);
   });
 });

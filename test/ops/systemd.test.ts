@@ -39,17 +39,11 @@ describe('systemd units', () => {
       const get = (section: string, key: string) => unit.get(section)?.get(key)?.at(-1);
       assert.equal(get('Service', 'Restart'), 'always');
       assert.equal(get('Service', 'RestartSec'), '10');
-      assert.ok(
-        Number(get('Unit', 'StartLimitIntervalSec')) > 0,
-        'StartLimitIntervalSec in [Unit]',
-      );
+      assert.ok(Number(get('Unit', 'StartLimitIntervalSec')) > 0, 'StartLimitIntervalSec in [Unit]');
       assert.ok(Number(get('Unit', 'StartLimitBurst')) > 0, 'StartLimitBurst in [Unit]');
       assert.equal(get('Service', 'User'), 'kdp');
       assert.equal(get('Service', 'EnvironmentFile'), `/etc/kdp/${svc}.env`);
-      assert.equal(
-        get('Service', 'ExecStart'),
-        `/usr/bin/env kdp ${svc} --config /etc/kdp/${svc}.yaml`,
-      );
+      assert.equal(get('Service', 'ExecStart'), `/usr/bin/env kdp ${svc} --config /etc/kdp/${svc}.yaml`);
       assert.equal(get('Service', 'KillSignal'), 'SIGTERM');
       assert.ok(Number(get('Service', 'TimeoutStopSec')) >= 30, 'time to drain');
       assert.equal(get('Service', 'NoNewPrivileges'), 'true');
@@ -57,11 +51,7 @@ describe('systemd units', () => {
       assert.equal(get('Service', 'PrivateTmp'), 'true');
       assert.ok(get('Service', 'ReadWritePaths')?.startsWith('/var/lib/kdp/'), 'ReadWritePaths');
       assert.equal(get('Install', 'WantedBy'), 'multi-user.target');
-      assert.equal(
-        unit.get('Service')?.has('Environment'),
-        false,
-        'secrets belong in the EnvironmentFile, not the unit',
-      );
+      assert.equal(unit.get('Service')?.has('Environment'), false, 'secrets belong in the EnvironmentFile, not the unit');
     });
   }
 
@@ -81,10 +71,6 @@ describe('systemd units', () => {
       return;
     }
     assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
-    assert.doesNotMatch(
-      `${r.stdout}${r.stderr}`,
-      /kdp-\w+\.service:\d+: /,
-      'no warnings about unit lines',
-    );
+    assert.doesNotMatch(`${r.stdout}${r.stderr}`, /kdp-\w+\.service:\d+: /, 'no warnings about unit lines');
   });
 });

@@ -51,10 +51,7 @@ describe('compareWithTruth', () => {
       deltas: [delta(5, '0.35', '2'), delta(5, '0.35', '2'), delta(6, '0.40', '-1')],
     };
     const actual = {
-      trades: [
-        trade('B', { exchangeTs: 2_000_000, yesPrice: '0.360000', count: '10.00' }),
-        trade('a'),
-      ],
+      trades: [trade('B', { exchangeTs: 2_000_000, yesPrice: '0.360000', count: '10.00' }), trade('a')],
       deltas: [delta(6, '0.400000', '-1.00'), delta(5, '0.35', '2.00'), delta(5, '0.3500', '2')],
     };
     const r = compareWithTruth(expected, actual);
@@ -64,24 +61,14 @@ describe('compareWithTruth', () => {
   test('trades: lost, duplicated under another exchange_ts, invented and value mismatches are each counted', () => {
     const expected = { trades: [trade('t1'), trade('t2'), trade('t3'), trade('t4')], deltas: [] };
     const actual = {
-      trades: [
-        trade('t1'),
-        trade('t3'),
-        trade('t3', { exchangeTs: 1_001_000 }),
-        trade('t4', { count: '10.01' }),
-        trade('t5'),
-      ],
+      trades: [trade('t1'), trade('t3'), trade('t3', { exchangeTs: 1_001_000 }), trade('t4', { count: '10.01' }), trade('t5')],
       deltas: [],
     };
     const r = compareWithTruth(expected, actual);
     assert.equal(r.ok, false);
     assert.deepEqual(r.trades.counts, { lost: 1, duplicated: 1, invented: 1, mismatched: 1 });
     assert.equal(r.trades.lost[0]!.tradeId, 't2');
-    assert.equal(
-      r.trades.duplicated[0]!.exchangeTs,
-      1_001_000,
-      'the copy that does not match is the duplicate',
-    );
+    assert.equal(r.trades.duplicated[0]!.exchangeTs, 1_001_000, 'the copy that does not match is the duplicate');
     assert.equal(r.trades.invented[0]!.tradeId, 't5');
     assert.equal(r.trades.mismatched[0]!.actual.count, '10.01');
   });
@@ -89,13 +76,7 @@ describe('compareWithTruth', () => {
   test('deltas: one of two identical changes in one µs lost, a surplus copy, an unknown change, a wrong size', () => {
     const expected = {
       trades: [],
-      deltas: [
-        delta(5, '0.35', '2'),
-        delta(5, '0.35', '2'),
-        delta(6, '0.40', '-1'),
-        delta(7, '0.41', '3', 'KXB', 'no'),
-        delta(8, '0.42', '1', 'KXC'),
-      ],
+      deltas: [delta(5, '0.35', '2'), delta(5, '0.35', '2'), delta(6, '0.40', '-1'), delta(7, '0.41', '3', 'KXB', 'no'), delta(8, '0.42', '1', 'KXC')],
     };
     const actual = {
       trades: [],
@@ -124,45 +105,46 @@ describe('compareWithTruth', () => {
       delta: fc.constantFrom('1', '-1', '2.50'),
     });
     fc.assert(
-      fc.property(
-        fc.array(arbDelta, { minLength: 1, maxLength: 40 }),
-        fc.nat(),
-        fc.integer({ min: 0, max: 2 }),
-        (list, pick, mode) => {
-          const expected = { trades: [], deltas: list };
-          const shuffled = [...list].reverse();
-          assert.equal(compareWithTruth(expected, { trades: [], deltas: shuffled }).ok, true);
-          const i = pick % list.length;
-          const victim = list[i]!;
-          const rest = list.filter((_, j) => j !== i);
-          if (mode === 0)
-            assert.deepEqual(
-              compareWithTruth(expected, { trades: [], deltas: rest }).deltas.counts,
-              { lost: 1, duplicated: 0, invented: 0, mismatched: 0 },
-            );
-          if (mode === 1)
-            assert.deepEqual(
-              compareWithTruth(expected, { trades: [], deltas: [...list, victim] }).deltas.counts,
-              { lost: 0, duplicated: 1, invented: 0, mismatched: 0 },
-            );
-          if (mode === 2) {
-            const altered = { ...victim, delta: '777' };
-            assert.deepEqual(
-              compareWithTruth(expected, { trades: [], deltas: [...rest, altered] }).deltas.counts,
-              { lost: 0, duplicated: 0, invented: 0, mismatched: 1 },
-            );
-          }
-        },
-      ),
+      fc.property(fc.array(arbDelta, { minLength: 1, maxLength: 40 }), fc.nat(), fc.integer({ min: 0, max: 2 }), (list, pick, mode) => {
+        const expected = { trades: [], deltas: list };
+        const shuffled = [...list].reverse();
+        assert.equal(compareWithTruth(expected, { trades: [], deltas: shuffled }).ok, true);
+        const i = pick % list.length;
+        const victim = list[i]!;
+        const rest = list.filter((_, j) => j !== i);
+        if (mode === 0)
+          assert.deepEqual(compareWithTruth(expected, { trades: [], deltas: rest }).deltas.counts, { lost: 1, duplicated: 0, invented: 0, mismatched: 0 });
+        if (mode === 1)
+          assert.deepEqual(compareWithTruth(expected, { trades: [], deltas: [...list, victim] }).deltas.counts, {
+            lost: 0,
+            duplicated: 1,
+            invented: 0,
+            mismatched: 0,
+          });
+        if (mode === 2) {
+          const altered = { ...victim, delta: '777' };
+          assert.deepEqual(compareWithTruth(expected, { trades: [], deltas: [...rest, altered] }).deltas.counts, {
+            lost: 0,
+            duplicated: 0,
+            invented: 0,
+            mismatched: 1,
+          });
+        }
+      }),
       { numRuns: 200 },
     );
   });
 });
 
 describe('unrecoverable windows (new_market ledger rows)', () => {
-  const expected = { trades: [], deltas: [delta(10, '0.30', '5', 'NEW'), delta(20, '0.31', '5', 'NEW'), delta(40, '0.32', '5', 'NEW'), delta(10, '0.30', '5', 'OLD')] };
+  const expected = {
+    trades: [],
+    deltas: [delta(10, '0.30', '5', 'NEW'), delta(20, '0.31', '5', 'NEW'), delta(40, '0.32', '5', 'NEW'), delta(10, '0.30', '5', 'OLD')],
+  };
   test('a missing change of a ledgered market inside its window and before its first stored change is unrecoverable, not lost', () => {
-    const r = compareWithTruth(expected, { trades: [], deltas: [delta(40, '0.32', '5', 'NEW'), delta(10, '0.30', '5', 'OLD')] }, [{ ticker: 'NEW', fromUs: 5, toUs: 30 }]);
+    const r = compareWithTruth(expected, { trades: [], deltas: [delta(40, '0.32', '5', 'NEW'), delta(10, '0.30', '5', 'OLD')] }, [
+      { ticker: 'NEW', fromUs: 5, toUs: 30 },
+    ]);
     assert.equal(r.ok, true);
     assert.equal(r.deltas.unrecoverable, 2);
     assert.equal(r.deltas.counts.lost, 0);
@@ -173,7 +155,11 @@ describe('unrecoverable windows (new_market ledger rows)', () => {
     const r1 = compareWithTruth(expected, { trades: [], deltas: [delta(20, '0.31', '5', 'NEW'), delta(40, '0.32', '5', 'NEW')] }, windows);
     assert.deepEqual([r1.ok, r1.deltas.counts.lost, r1.deltas.unrecoverable], [false, 2, 0]);
     // ts 20 is inside the window but after a stored change at ts 10: a hole in the middle, lost.
-    const r2 = compareWithTruth(expected, { trades: [], deltas: [delta(10, '0.30', '5', 'NEW'), delta(40, '0.32', '5', 'NEW'), delta(10, '0.30', '5', 'OLD')] }, [{ ticker: 'NEW', fromUs: 5, toUs: 30 }]);
+    const r2 = compareWithTruth(
+      expected,
+      { trades: [], deltas: [delta(10, '0.30', '5', 'NEW'), delta(40, '0.32', '5', 'NEW'), delta(10, '0.30', '5', 'OLD')] },
+      [{ ticker: 'NEW', fromUs: 5, toUs: 30 }],
+    );
     assert.deepEqual([r2.ok, r2.deltas.counts.lost, r2.deltas.unrecoverable], [false, 1, 0]);
   });
 });

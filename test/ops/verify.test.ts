@@ -9,15 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { resolveVerifyOptions, runVerify, type VerifyReport } from '../../src/ops/verify';
 import { startPg, withClient, type TestPg } from '../harness/pg';
-import {
-  createOpsDbs,
-  healthyDataset,
-  insertRows,
-  loadHealthy,
-  OPEN_MARKETS,
-  type Dataset,
-  type OpsDbs,
-} from './fixture';
+import { createOpsDbs, healthyDataset, insertRows, loadHealthy, OPEN_MARKETS, type Dataset, type OpsDbs } from './fixture';
 import { repoRoot } from './helpers';
 
 let pg: TestPg;
@@ -42,8 +34,7 @@ const verify = (extra: Record<string, unknown> = {}): Promise<VerifyReport> =>
       ...extra,
     }),
   );
-const onProduction = (sql: string, params: unknown[] = []) =>
-  withClient(dbs.production, (c) => c.query(sql, params));
+const onProduction = (sql: string, params: unknown[] = []) => withClient(dbs.production, (c) => c.query(sql, params));
 const kinds = (r: VerifyReport) => r.problems.map((p) => p.kind).sort();
 
 describe('kdp verify', () => {
@@ -52,11 +43,7 @@ describe('kdp verify', () => {
     assert.deepEqual(r.problems, []);
     assert.equal(r.verdict, 'PASS');
     const trades = r.tables.find((t) => t.table === 'trades')!;
-    assert.equal(
-      trades.productionRows,
-      6,
-      'two trades per market are inside the window (the newest is settling)',
-    );
+    assert.equal(trades.productionRows, 6, 'two trades per market are inside the window (the newest is settling)');
     assert.deepEqual(
       trades.gatherers.map((g) => [g.name, g.distinctKeys, g.missingInProduction]),
       [
@@ -67,10 +54,7 @@ describe('kdp verify', () => {
     );
     const deltas = r.tables.find((t) => t.table === 'orderbook_deltas')!;
     assert.equal(deltas.productionRows, 12, 'identical deltas in one µs are both kept');
-    assert.ok(
-      Math.abs(r.duplicateRate.rate! - 2 / 3) < 1e-9,
-      `duplicate rate ${r.duplicateRate.rate}`,
-    );
+    assert.ok(Math.abs(r.duplicateRate.rate! - 2 / 3) < 1e-9, `duplicate rate ${r.duplicateRate.rate}`);
     assert.deepEqual(r.snapshotCoverage, { openMarkets: 3, covered: 3, share: 1, uncovered: [] });
     assert.equal(r.openGaps.count, 0, 'the unrecovered gap is only 2 minutes old');
   });
@@ -88,9 +72,7 @@ describe('kdp verify', () => {
         assert.ok(p.message.includes(`trade_id=${victim.trade_id}`), p.message);
       }
     } finally {
-      await withClient(dbs.production, (c) =>
-        insertRows(c, 'trades', [{ ...victim, gatherer: 'g1' }], true),
-      );
+      await withClient(dbs.production, (c) => insertRows(c, 'trades', [{ ...victim, gatherer: 'g1' }], true));
     }
     assert.equal((await verify()).verdict, 'PASS');
   });
@@ -106,43 +88,26 @@ describe('kdp verify', () => {
       received_at: data.nowUs - 12 * 60_000_000,
       gatherer: 'g2',
     };
-    await withClient(dbs.gatherers[1]!.url, (c) =>
-      insertRows(c, 'orderbook_deltas', [extra], false),
-    );
+    await withClient(dbs.gatherers[1]!.url, (c) => insertRows(c, 'orderbook_deltas', [extra], false));
     try {
       const r = await verify();
       assert.deepEqual(kinds(r), ['missing_rows']);
       assert.match(r.problems[0]!.message, /lacks 1 of gatherer g2's 13 orderbook_deltas keys/);
       assert.match(r.problems[0]!.message, /price=0\.610000/);
     } finally {
-      await withClient(dbs.gatherers[1]!.url, (c) =>
-        c.query(`DELETE FROM orderbook_deltas WHERE price = 0.61`),
-      );
+      await withClient(dbs.gatherers[1]!.url, (c) => c.query(`DELETE FROM orderbook_deltas WHERE price = 0.61`));
     }
   });
 
   test('the same trade twice under different exchange_ts fails as duplicate_trades', async () => {
     const t = data.trades[1]!;
-    await withClient(dbs.production, (c) =>
-      insertRows(
-        c,
-        'trades',
-        [{ ...t, exchange_ts: (t.exchange_ts as number) + 1000, gatherer: 'g3' }],
-        true,
-      ),
-    );
+    await withClient(dbs.production, (c) => insertRows(c, 'trades', [{ ...t, exchange_ts: (t.exchange_ts as number) + 1000, gatherer: 'g3' }], true));
     try {
       const r = await verify();
       assert.deepEqual(kinds(r), ['duplicate_trades']);
-      assert.ok(
-        r.problems[0]!.message.includes(`trade_id=${t.trade_id} x2`),
-        r.problems[0]!.message,
-      );
+      assert.ok(r.problems[0]!.message.includes(`trade_id=${t.trade_id} x2`), r.problems[0]!.message);
     } finally {
-      await onProduction(`DELETE FROM trades WHERE trade_id = $1 AND exchange_ts = $2`, [
-        t.trade_id,
-        (t.exchange_ts as number) + 1000,
-      ]);
+      await onProduction(`DELETE FROM trades WHERE trade_id = $1 AND exchange_ts = $2`, [t.trade_id, (t.exchange_ts as number) + 1000]);
     }
   });
 
@@ -150,10 +115,10 @@ describe('kdp verify', () => {
     const MIN_US = 60_000_000;
     const markets = ['KXQUIET-1', 'KXTRADED-1', 'KXMOVED-1'];
     for (const m of markets) {
-      await onProduction(
-        `INSERT INTO markets (ticker, status, market_status, open_time, raw, updated_at) VALUES ($1, 'active', 'open', $2, '{}', $2)`,
-        [m, data.nowUs - 600 * MIN_US],
-      );
+      await onProduction(`INSERT INTO markets (ticker, status, market_status, open_time, raw, updated_at) VALUES ($1, 'active', 'open', $2, '{}', $2)`, [
+        m,
+        data.nowUs - 600 * MIN_US,
+      ]);
     }
     const snapshot = (ticker: string, minutesAgo: number, yes: [string, string][]) => ({
       ticker,
@@ -173,7 +138,12 @@ describe('kdp verify', () => {
       await insertRows(c, 'orderbook_snapshots', [snapshot('KXTRADED-1', 5, book('0.40'))], true);
       await insertRows(c, 'orderbook_snapshots', [snapshot('KXMOVED-1', 20, book('0.40')), snapshot('KXMOVED-1', 5, book('0.41'))], true);
       const trade = data.trades[0]!;
-      await insertRows(c, 'trades', [{ ...trade, gatherer: 'g1', ticker: 'KXTRADED-1', trade_id: '00000000-0000-4000-8000-00000000beef', exchange_ts: data.nowUs - 10 * MIN_US }], true);
+      await insertRows(
+        c,
+        'trades',
+        [{ ...trade, gatherer: 'g1', ticker: 'KXTRADED-1', trade_id: '00000000-0000-4000-8000-00000000beef', exchange_ts: data.nowUs - 10 * MIN_US }],
+        true,
+      );
     });
     try {
       const r = await verify();
@@ -199,10 +169,7 @@ describe('kdp verify', () => {
     try {
       const r = await verify();
       assert.deepEqual(kinds(r), ['open_gaps']);
-      assert.match(
-        r.problems[0]!.message,
-        /1 gaps are unrecovered after more than 15 minutes \(e\.g\. g2#77 seq_gap \[KXB-26NOV23\]/,
-      );
+      assert.match(r.problems[0]!.message, /1 gaps are unrecovered after more than 15 minutes \(e\.g\. g2#77 seq_gap \[KXB-26NOV23\]/);
       assert.equal((await verify({ gapAgeMinutes: 60 })).verdict, 'PASS');
     } finally {
       await onProduction(`DELETE FROM gap_ledger WHERE gap_id = 77`);
@@ -210,23 +177,14 @@ describe('kdp verify', () => {
   });
 
   test('open markets without a REST snapshot in the window fail snapshot coverage', async () => {
-    await onProduction(
-      `UPDATE orderbook_snapshots SET snapshot_ts = snapshot_ts - 7200000000 WHERE ticker = $1 AND source = 'rest'`,
-      [OPEN_MARKETS[2]],
-    );
+    await onProduction(`UPDATE orderbook_snapshots SET snapshot_ts = snapshot_ts - 7200000000 WHERE ticker = $1 AND source = 'rest'`, [OPEN_MARKETS[2]]);
     try {
       // Production alone (the moved rows would otherwise also count as missing from the gatherers).
       const r = await verify({ gatherers: [] });
       assert.deepEqual(kinds(r), ['snapshot_coverage']);
-      assert.match(
-        r.problems[0]!.message,
-        /only 2 of 3 open markets \(66\.7 %\) have a REST snapshot.*KXC-26NOV23/,
-      );
+      assert.match(r.problems[0]!.message, /only 2 of 3 open markets \(66\.7 %\) have a REST snapshot.*KXC-26NOV23/);
     } finally {
-      await onProduction(
-        `UPDATE orderbook_snapshots SET snapshot_ts = snapshot_ts + 7200000000 WHERE ticker = $1 AND source = 'rest'`,
-        [OPEN_MARKETS[2]],
-      );
+      await onProduction(`UPDATE orderbook_snapshots SET snapshot_ts = snapshot_ts + 7200000000 WHERE ticker = $1 AND source = 'rest'`, [OPEN_MARKETS[2]]);
     }
   });
 
@@ -234,67 +192,38 @@ describe('kdp verify', () => {
     const dead = { name: 'g9', url: 'postgres://postgres:x@127.0.0.1:1/nothing' };
     const r = await verify({ gatherers: [...dbs.gatherers, dead] });
     assert.deepEqual(kinds(r), ['gatherer_unreachable']);
-    assert.ok(
-      r.problems[0]!.message.startsWith(
-        'gatherer g9 (postgres://postgres:***@127.0.0.1:1/nothing)',
-      ),
-      r.problems[0]!.message,
-    );
+    assert.ok(r.problems[0]!.message.startsWith('gatherer g9 (postgres://postgres:***@127.0.0.1:1/nothing)'), r.problems[0]!.message);
     assert.equal(r.tables[0]!.gatherers.length, 3);
   });
 
   test('the CLI prints the verdict and exits 0 on PASS, 1 on FAIL; bad options are usage errors', async () => {
     const run = promisify(execFile);
     const bin = join(repoRoot(), 'bin', 'kdp.js');
-    const args = [
-      bin,
-      'verify',
-      '--production',
-      dbs.production,
-      ...dbs.gatherers.flatMap((g) => ['--gatherer', `${g.name}=${g.url}`]),
-    ];
+    const args = [bin, 'verify', '--production', dbs.production, ...dbs.gatherers.flatMap((g) => ['--gatherer', `${g.name}=${g.url}`])];
     const ok = await run(process.execPath, args);
     assert.match(ok.stdout, /VERDICT: PASS/);
     assert.match(ok.stdout, /duplicate rate: 66\.7 %/);
-    const json = JSON.parse(
-      (await run(process.execPath, [...args, '--json', '--window-minutes', '30'])).stdout,
-    ) as VerifyReport;
+    const json = JSON.parse((await run(process.execPath, [...args, '--json', '--window-minutes', '30'])).stdout) as VerifyReport;
     assert.equal(json.verdict, 'PASS');
     assert.equal(json.window.toUs - json.window.fromUs, 30 * 60_000_000);
-    await onProduction(
-      `UPDATE gap_ledger SET detected_at = detected_at - 3600000000 WHERE NOT recovered AND gatherer = 'g1'`,
-    );
+    await onProduction(`UPDATE gap_ledger SET detected_at = detected_at - 3600000000 WHERE NOT recovered AND gatherer = 'g1'`);
     try {
-      await assert.rejects(
-        run(process.execPath, args),
-        (err: { code?: number; stdout?: string }) => {
-          assert.equal(err.code, 1);
-          assert.match(err.stdout ?? '', /VERDICT: FAIL\n {2}- \[open_gaps\]/);
-          return true;
-        },
-      );
+      await assert.rejects(run(process.execPath, args), (err: { code?: number; stdout?: string }) => {
+        assert.equal(err.code, 1);
+        assert.match(err.stdout ?? '', /VERDICT: FAIL\n {2}- \[open_gaps\]/);
+        return true;
+      });
     } finally {
-      await onProduction(
-        `UPDATE gap_ledger SET detected_at = detected_at + 3600000000 WHERE NOT recovered AND gatherer = 'g1'`,
-      );
+      await onProduction(`UPDATE gap_ledger SET detected_at = detected_at + 3600000000 WHERE NOT recovered AND gatherer = 'g1'`);
     }
-    await assert.rejects(
-      run(process.execPath, [...args, '--gatherer', 'no-equals-sign']),
-      (err: { code?: number; stderr?: string }) => {
-        assert.equal(err.code, 2);
-        assert.match(err.stderr ?? '', /KDP_ERR_USAGE: --gatherer must be NAME=URL/);
-        return true;
-      },
-    );
-    await assert.rejects(
-      run(process.execPath, [...args, '--window-minutes', '0']),
-      (err: { code?: number; stderr?: string }) => {
-        assert.match(
-          err.stderr ?? '',
-          /KDP_ERR_CONFIG_INVALID: config verify.windowMinutes: must be >= 1/,
-        );
-        return true;
-      },
-    );
+    await assert.rejects(run(process.execPath, [...args, '--gatherer', 'no-equals-sign']), (err: { code?: number; stderr?: string }) => {
+      assert.equal(err.code, 2);
+      assert.match(err.stderr ?? '', /KDP_ERR_USAGE: --gatherer must be NAME=URL/);
+      return true;
+    });
+    await assert.rejects(run(process.execPath, [...args, '--window-minutes', '0']), (err: { code?: number; stderr?: string }) => {
+      assert.match(err.stderr ?? '', /KDP_ERR_CONFIG_INVALID: config verify.windowMinutes: must be >= 1/);
+      return true;
+    });
   });
 });

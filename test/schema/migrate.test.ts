@@ -18,9 +18,7 @@ after(async () => {
 const NOW_US = Date.UTC(2026, 10, 23, 12) * 1000;
 
 async function tablesOf(url: string): Promise<string[]> {
-  return withClient(url, async (c) =>
-    (await c.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)).rows.map((r) => r.tablename),
-  );
+  return withClient(url, async (c) => (await c.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)).rows.map((r) => r.tablename));
 }
 
 describe('gatherer schema', () => {

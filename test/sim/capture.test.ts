@@ -19,12 +19,22 @@ test('capture of the simulator equals its truth; the capture replays to the same
   const simTruth = join(dir, 'sim.ndjson');
   const capFile = join(dir, 'cap.ndjson');
   const sim = await startSimulator({
-    markets: 6, rate: 3000, seed: 8, truthFile: simTruth, requireAuth: true, restBurstTokens: 1e6,
+    markets: 6,
+    rate: 3000,
+    seed: 8,
+    truthFile: simTruth,
+    requireAuth: true,
+    restBurstTokens: 1e6,
     publicKeys: { cap: publicKey.export({ type: 'spki', format: 'pem' }).toString() },
   });
   const cap = await startCapture({
-    wsUrl: sim.wsUrl, restUrl: sim.restUrl, keyId: 'cap', privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    truthFile: capFile, marketsMax: 4, checkpointIntervalMs: 300,
+    wsUrl: sim.wsUrl,
+    restUrl: sim.restUrl,
+    keyId: 'cap',
+    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    truthFile: capFile,
+    marketsMax: 4,
+    checkpointIntervalMs: 300,
   });
   await sleep(1500);
   sim.pause();

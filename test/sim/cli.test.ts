@@ -14,7 +14,23 @@ const kdp = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], {
 
 test('kdp sim prints its URLs, runs for --duration-s and replays its truth with --from', () => {
   const truth = join(dir, 'a.ndjson');
-  const run = kdp('sim', '--markets', '5', '--rate', '3000', '--seed', '9', '--duration-s', '2', '--speed', '4', '--start-us', '1790000000000000', '--truth', truth);
+  const run = kdp(
+    'sim',
+    '--markets',
+    '5',
+    '--rate',
+    '3000',
+    '--seed',
+    '9',
+    '--duration-s',
+    '2',
+    '--speed',
+    '4',
+    '--start-us',
+    '1790000000000000',
+    '--truth',
+    truth,
+  );
   assert.equal(run.status, 0, run.stderr);
   assert.match(run.stdout, /ws +ws:\/\/127\.0\.0\.1:\d+\/trade-api\/ws\/v2/);
   assert.match(run.stdout, /rest +http:\/\/127\.0\.0\.1:\d+\/trade-api\/v2/);

@@ -23,9 +23,26 @@ test('fault spec grammar', () => {
   assert.deepEqual(plan.rates, { skipseq: 0.001, dup: 0.001, malformed: 0.0005 });
   assert.equal(plan.periodic.find((f) => f.kind === 'stall')!.forUs, 35e6);
   assert.equal(plan.periodic[plan.periodic.length - 1]!.atUs, 500_000);
-  assert.deepEqual(inactiveWindows(plan, 0, 700e6), [[300e6, 310e6], [600e6, 610e6]]);
-  for (const bad of ['boom:every=1s', 'stall:every=10s', 'disconnect', 'skipseq:rate=2', 'dup:every=1s', 'disconnect:every=1h', 'stall:every=5s:for=6s', 'err25:every=1s:x=1', 'disconnect:every']) {
-    assert.throws(() => parseFaultSpec(bad), (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'), bad);
+  assert.deepEqual(inactiveWindows(plan, 0, 700e6), [
+    [300e6, 310e6],
+    [600e6, 610e6],
+  ]);
+  for (const bad of [
+    'boom:every=1s',
+    'stall:every=10s',
+    'disconnect',
+    'skipseq:rate=2',
+    'dup:every=1s',
+    'disconnect:every=1h',
+    'stall:every=5s:for=6s',
+    'err25:every=1s:x=1',
+    'disconnect:every',
+  ]) {
+    assert.throws(
+      () => parseFaultSpec(bad),
+      (e) => isKdpError(e, 'KDP_ERR_CONFIG_INVALID'),
+      bad,
+    );
   }
   assert.deepEqual(parseFaultSpec('').periodic, []);
 });
@@ -60,8 +77,13 @@ test('rate faults: skipped seqs, duplicated and malformed frames are seen by the
 test('periodic faults: disconnect, stall, oversized, err25, REST 429 and 5xx windows', async () => {
   const truth = join(dir, 'periodic.ndjson');
   const sim = await startSimulator({
-    markets: 4, rate: 2000, seed: 3, truthFile: truth, pingIntervalMs: 50,
-    faults: 'stall:at=200ms:for=400ms,oversized:at=700ms:bytes=300000,err25:at=900ms,rest429:at=1100ms:for=300ms,rest5xx:at=1500ms:for=300ms,disconnect:at=1900ms',
+    markets: 4,
+    rate: 2000,
+    seed: 3,
+    truthFile: truth,
+    pingIntervalMs: 50,
+    faults:
+      'stall:at=200ms:for=400ms,oversized:at=700ms:bytes=300000,err25:at=900ms,rest429:at=1100ms:for=300ms,rest5xx:at=1500ms:for=300ms,disconnect:at=1900ms',
   });
   const c = await TestClient.open(sim.wsUrl);
   const tickers = sim.state.marketList.filter((m) => m.status === 'active').map((m) => m.def.ticker);
@@ -76,12 +98,18 @@ test('periodic faults: disconnect, stall, oversized, err25, REST 429 and 5xx win
   const dropped = sim.stats().framesDropped;
   await sim.stop();
   assert.ok(dropped > 0, 'frames are withheld from a stalled connection');
-  assert.ok(c.frames.some((f) => f.raw.length === 300_000), 'oversized frame');
+  assert.ok(
+    c.frames.some((f) => f.raw.length === 300_000),
+    'oversized frame',
+  );
   const e25 = c.ofType('error').find((e) => e.msg.code === 25);
   assert.ok(e25 && typeof e25.sid === 'number', 'error 25 on a sid');
   assert.ok(statuses.has(429) && statuses.has(503) && statuses.has(200), [...statuses].join(','));
   const faults = readTruth(truth).filter((r): r is FaultRec => r.k === 'fault');
-  assert.deepEqual(faults.map((f) => f.kind), ['stall', 'oversized', 'err25', 'rest429', 'rest5xx', 'disconnect']);
+  assert.deepEqual(
+    faults.map((f) => f.kind),
+    ['stall', 'oversized', 'err25', 'rest429', 'rest5xx', 'disconnect'],
+  );
   assert.equal(faults.find((f) => f.kind === 'err25')!.sid, e25.sid);
   // A stalled connection sends no frames at all (no pings either) until the stall ends.
   const stall = faults.find((f) => f.kind === 'stall')!;

@@ -67,9 +67,16 @@ test('the trade ring keeps the newest trades and gives back exactly what went in
   for (let n = 1; n <= 120; n++) {
     const yes = rng.range(1, 9999);
     const rec = {
-      k: 'trade' as const, n, t: 1_790_000_000_000_000 + n * 7, m: 'X', trade_id: n % 17 === 0 ? `odd-${n}` : rng.uuid(),
-      yes_price_dollars: formatPrice(yes), no_price_dollars: formatPrice(10_000 - yes), count_fp: formatSize(rng.range(1, 1_000_000)),
-      taker_side: (rng.chance(0.5) ? 'yes' : 'no') as 'yes' | 'no', taker_outcome_side: (rng.chance(0.5) ? 'yes' : 'no') as 'yes' | 'no',
+      k: 'trade' as const,
+      n,
+      t: 1_790_000_000_000_000 + n * 7,
+      m: 'X',
+      trade_id: n % 17 === 0 ? `odd-${n}` : rng.uuid(),
+      yes_price_dollars: formatPrice(yes),
+      no_price_dollars: formatPrice(10_000 - yes),
+      count_fp: formatSize(rng.range(1, 1_000_000)),
+      taker_side: (rng.chance(0.5) ? 'yes' : 'no') as 'yes' | 'no',
+      taker_outcome_side: (rng.chance(0.5) ? 'yes' : 'no') as 'yes' | 'no',
       taker_book_side: (rng.chance(0.5) ? 'bid' : 'ask') as 'bid' | 'ask',
     };
     ring.push(rec, 0);

@@ -16,7 +16,17 @@ const START_US = 1_790_000_000_000_000;
 
 async function run(name: string, opts: SimulatorOptions): Promise<ExchangeRecord[]> {
   const file = join(dir, name);
-  const sim = await startSimulator({ markets: 400, rate: 20_000, pace: 'fast', durationS: 6, startUs: START_US, marketLifetimeS: 3600, seed: 9, ...opts, truthFile: file });
+  const sim = await startSimulator({
+    markets: 400,
+    rate: 20_000,
+    pace: 'fast',
+    durationS: 6,
+    startUs: START_US,
+    marketLifetimeS: 3600,
+    seed: 9,
+    ...opts,
+    truthFile: file,
+  });
   await sim.finished;
   await sim.stop();
   return readTruth(file).filter(isExchangeRecord);
@@ -50,7 +60,8 @@ test('a creation burst creates count markets in one exchange instant, each annou
 
 test('a rate burst multiplies the message rate by x for its window', async () => {
   const recs = await run('burst.ndjson', { rate: 5000, faults: 'burst:at=2s:for=2s:x=5' });
-  const inWindow = (from: number, to: number): number => recs.filter((r) => (r.k === 'delta' || r.k === 'trade' || r.k === 'ticker') && r.t >= START_US + from * 1e6 && r.t < START_US + to * 1e6).length;
+  const inWindow = (from: number, to: number): number =>
+    recs.filter((r) => (r.k === 'delta' || r.k === 'trade' || r.k === 'ticker') && r.t >= START_US + from * 1e6 && r.t < START_US + to * 1e6).length;
   const before = inWindow(0, 2);
   const during = inWindow(2, 4);
   const after = inWindow(4, 6);

@@ -18,7 +18,10 @@ async function getJson(url: string): Promise<any> {
 }
 
 function activeTickers(sim: Simulator, n: number): string[] {
-  return sim.state.marketList.filter((m) => m.status === 'active').slice(0, n).map((m) => m.def.ticker);
+  return sim.state.marketList
+    .filter((m) => m.status === 'active')
+    .slice(0, n)
+    .map((m) => m.def.ticker);
 }
 
 async function withSim(opts: Parameters<typeof startSimulator>[0], body: (sim: Simulator) => Promise<void>): Promise<void> {
@@ -36,7 +39,10 @@ test('message shapes and field formats', async () => {
     const tickers = activeTickers(sim, 4);
     const id = c.send('subscribe', { channels: ['orderbook_delta', 'ticker', 'trade'], market_tickers: tickers });
     const subs = await c.reply(id, 3);
-    assert.deepEqual(subs.map((s) => s.msg.channel), ['orderbook_delta', 'ticker', 'trade']);
+    assert.deepEqual(
+      subs.map((s) => s.msg.channel),
+      ['orderbook_delta', 'ticker', 'trade'],
+    );
     assert.equal(new Set(subs.map((s) => s.msg.sid)).size, 3, 'one sid per channel');
     await c.until(() => c.ofType('trade').length >= 5 && c.ofType('ticker').length >= 5 && c.pings.length >= 2);
     for (const s of c.ofType('orderbook_snapshot')) {
@@ -67,7 +73,12 @@ test('message shapes and field formats', async () => {
       assert.equal(typeof t.seq, 'number');
       tradeSeqs.set(t.sid, [...(tradeSeqs.get(t.sid) ?? []), t.seq]);
     }
-    for (const seqs of tradeSeqs.values()) assert.deepEqual(seqs, seqs.map((_, i) => seqs[0]! + i), 'trade seqs contiguous per sid');
+    for (const seqs of tradeSeqs.values())
+      assert.deepEqual(
+        seqs,
+        seqs.map((_, i) => seqs[0]! + i),
+        'trade seqs contiguous per sid',
+      );
     for (const t of c.ofType('ticker')) {
       assert.ok(t.msg.price_dollars === '' || PRICE.test(t.msg.price_dollars));
       for (const f of ['yes_bid_dollars', 'yes_ask_dollars']) assert.match(t.msg[f], PRICE);
@@ -76,7 +87,10 @@ test('message shapes and field formats', async () => {
       assert.equal(t.msg.ts_ms, Math.floor(parseRfc3339Micros(t.msg.time) / 1000));
       assert.equal(t.msg.ts, Math.floor(t.msg.ts_ms / 1000));
     }
-    assert.ok(c.pings.every((p) => p === 'heartbeat'), 'Ping control frames with body heartbeat');
+    assert.ok(
+      c.pings.every((p) => p === 'heartbeat'),
+      'Ping control frames with body heartbeat',
+    );
     c.close();
   });
   const tickersWithoutTsMs = await (async () => {
@@ -124,7 +138,10 @@ test('seq is contiguous per sid across snapshots, deltas and acks', async () => 
     assert.equal(snapsOfA.length, 2, 'get_snapshot sends a fresh snapshot');
     const after = c.frames.length;
     await sleep(100);
-    assert.ok(c.frames.slice(after).every((f) => f.json?.sid !== sid), 'nothing after unsubscribed');
+    assert.ok(
+      c.frames.slice(after).every((f) => f.json?.sid !== sid),
+      'nothing after unsubscribed',
+    );
     c.close();
   });
 });
@@ -166,7 +183,14 @@ test('every command error a client can provoke', async () => {
     assert.equal(await code(c.send('update_subscription', { sid, action: 'add_markets', market_tickers: ['NO-SUCH'] })), 16);
     assert.equal(await code(c.send('update_subscription', { sid, action: 'add_markets', market_tickers: [t[2], t[3]] })), 26);
     const list = (await c.reply(c.send('list_subscriptions')))[0]!;
-    assert.deepEqual(list, { id: list.id, type: 'ok', msg: [{ channel: 'orderbook_delta', sid }, { channel: 'ticker', sid: tsid }] });
+    assert.deepEqual(list, {
+      id: list.id,
+      type: 'ok',
+      msg: [
+        { channel: 'orderbook_delta', sid },
+        { channel: 'ticker', sid: tsid },
+      ],
+    });
     c.close();
   });
 });
@@ -184,7 +208,11 @@ test('command flood answers error 27; slow consumer gets error 25 and its sid is
     await slow.until(() => slow.ofType('error').some((e) => e.msg.code === 25), 15_000);
     const e25 = slow.ofType('error').find((e) => e.msg.code === 25)!;
     assert.equal(e25.sid, sid);
-    assert.equal(sim.connections().find((x) => x.sids.includes(sid) && x.id > 1), undefined, 'sid dropped');
+    assert.equal(
+      sim.connections().find((x) => x.sids.includes(sid) && x.id > 1),
+      undefined,
+      'sid dropped',
+    );
     c.close();
     slow.close();
   });
@@ -229,7 +257,10 @@ test('REST pagination, status filter, books equal to the WebSocket books, trades
     }
     // An array parameter on Kalshi: repeated keys (form, explode), as the OpenAPI description says.
     const batch = (await getJson(`${sim.restUrl}/markets/orderbooks?${tickers.map((t) => `tickers=${encodeURIComponent(t)}`).join('&')}`)).orderbooks;
-    assert.deepEqual(batch.map((b: any) => b.ticker), tickers);
+    assert.deepEqual(
+      batch.map((b: any) => b.ticker),
+      tickers,
+    );
     const wsTrades = new Map(c.ofType('trade').map((t) => [t.msg.trade_id, t.msg]));
     const restTrades: any[] = [];
     cursor = '';
@@ -312,7 +343,10 @@ test('use_yes_price prices the NO side as 1 - NO price; a non-boolean is error 1
     a.forEach((s, i) => {
       assert.deepEqual(b[i]!.msg.yes_dollars_fp, s.msg.yes_dollars_fp);
       const mapped = (s.msg.no_dollars_fp ?? []).map(([p, q]: [string, string]) => [flip(p), q]).sort((x: [number], y: [number]) => x[0] - y[0]);
-      assert.deepEqual((b[i]!.msg.no_dollars_fp ?? []).map(([p, q]: [string, string]) => [parsePrice(p), q]), mapped);
+      assert.deepEqual(
+        (b[i]!.msg.no_dollars_fp ?? []).map(([p, q]: [string, string]) => [parsePrice(p), q]),
+        mapped,
+      );
     });
     const da = plain.ofType('orderbook_delta');
     const db = yes.ofType('orderbook_delta');
@@ -337,7 +371,7 @@ test('a newly created market is announced on market_lifecycle_v2 and 404s on RES
     assert.equal(typeof created.msg.open_ts, 'number');
     assert.equal(typeof created.msg.close_ts, 'number');
     assert.ok(created.msg.open_ts < 1e11, 'open_ts is seconds');
-    assert.equal(typeof created.seq, 'number', 'lifecycle messages carry the sid\'s seq (required in Kalshi\'s 2026 docs)');
+    assert.equal(typeof created.seq, 'number', "lifecycle messages carry the sid's seq (required in Kalshi's 2026 docs)");
     assert.equal((await fetch(`${sim.restUrl}/markets/${created.msg.market_ticker}`)).status, 404);
     const listed = (await getJson(`${sim.restUrl}/markets?tickers=${created.msg.market_ticker}`)).markets;
     assert.equal(listed.length, 1);

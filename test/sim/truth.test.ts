@@ -14,8 +14,14 @@ const dir = mkdtempSync(join(tmpdir(), 'kdp-sim-truth-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 const BASE: SimulatorOptions = {
-  markets: 12, rate: 20_000, pace: 'fast', durationS: 4, startUs: 1_790_000_000_000_000, marketLifetimeS: 2,
-  checkpointIntervalMs: 500, faults: 'inactive:every=1500ms:for=300ms',
+  markets: 12,
+  rate: 20_000,
+  pace: 'fast',
+  durationS: 4,
+  startUs: 1_790_000_000_000_000,
+  marketLifetimeS: 2,
+  checkpointIntervalMs: 500,
+  faults: 'inactive:every=1500ms:for=300ms',
 };
 
 async function run(name: string, opts: SimulatorOptions): Promise<TruthRecord[]> {
@@ -72,7 +78,10 @@ test('stream invariants: order, identical deltas in one timestamp, no trading wh
     if (prev && prev.k === 'delta' && prev.t === d.t && prev.m === d.m && prev.p === d.p && prev.d === d.d) repeats++;
   }
   assert.ok(repeats >= 20, `identical same-ts deltas occur often (${repeats})`);
-  assert.ok(recs.some((r) => r.k === 'delta' && !r.d.endsWith('.00')), 'fractional sizes');
+  assert.ok(
+    recs.some((r) => r.k === 'delta' && !r.d.endsWith('.00')),
+    'fractional sizes',
+  );
   const deci = recs.some((r) => r.k === 'market' && r.market.price_level_structure === 'deci_cent');
   const lin = recs.some((r) => r.k === 'market' && r.market.price_level_structure === 'linear_cent');
   assert.ok(deci && lin);
@@ -84,7 +93,12 @@ test('stream invariants: order, identical deltas in one timestamp, no trading wh
   // No lifecycle message when a market opens or closes at its scheduled time.
   const silent = recs.filter((r) => r.k === 'status' && (r.status === 'closed' || r.status === 'active'));
   assert.ok(silent.length > 0);
-  for (const s of silent) assert.ok(!recs.some((r) => r.k === 'lifecycle' && r.t === s.t && r.m === (s as { m: string }).m && r.event_type !== 'close_date_updated' && r.event_type !== 'activated'));
+  for (const s of silent)
+    assert.ok(
+      !recs.some(
+        (r) => r.k === 'lifecycle' && r.t === s.t && r.m === (s as { m: string }).m && r.event_type !== 'close_date_updated' && r.event_type !== 'activated',
+      ),
+    );
 });
 
 test('book checkpoints equal the books obtained by applying the deltas', async () => {

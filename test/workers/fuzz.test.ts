@@ -8,15 +8,62 @@ import { tableByName } from '../../src/schema/tables';
 import { Capture } from './harness';
 
 const REJECT_CODES: ReadonlySet<ErrorCode> = new Set([
-  'KDP_ERR_MSG_JSON', 'KDP_ERR_MSG_SHAPE', 'KDP_ERR_MSG_DECIMAL', 'KDP_ERR_MSG_TIMESTAMP', 'KDP_ERR_MSG_UNKNOWN_TYPE',
-  'KDP_ERR_FRAME_TOO_LARGE', 'KDP_ERR_FRAME_DECODE', 'KDP_ERR_FRAME_TRUNCATED',
+  'KDP_ERR_MSG_JSON',
+  'KDP_ERR_MSG_SHAPE',
+  'KDP_ERR_MSG_DECIMAL',
+  'KDP_ERR_MSG_TIMESTAMP',
+  'KDP_ERR_MSG_UNKNOWN_TYPE',
+  'KDP_ERR_FRAME_TOO_LARGE',
+  'KDP_ERR_FRAME_DECODE',
+  'KDP_ERR_FRAME_TRUNCATED',
 ]);
 
 const VALID: Record<string, unknown>[] = [
-  { type: 'orderbook_snapshot', sid: 2, seq: 1, msg: { market_ticker: 'FED-23DEC-T3.00', yes_dollars_fp: [['0.0800', '300.00']], no_dollars_fp: [['0.5400', '20.00']] } },
-  { type: 'orderbook_delta', sid: 2, seq: 2, msg: { market_ticker: 'FED-23DEC-T3.00', price_dollars: '0.9600', delta_fp: '-54.00', side: 'yes', ts: '2026-05-28T05:35:09.623423Z', ts_ms: 1779946509623 } },
-  { type: 'trade', sid: 11, msg: { trade_id: 'd91bc706-ee49-470d-82d8-11418bda6fed', market_ticker: 'HIGHNY-22DEC23-B53.5', yes_price_dollars: '0.3600', no_price_dollars: '0.6400', count_fp: '136.00', taker_side: 'no', ts: 1669149841, ts_ms: 1669149841000 } },
-  { type: 'ticker', sid: 3, msg: { market_ticker: 'FED-23DEC-T3.00', price_dollars: '0.4800', volume_fp: '33896.00', dollar_volume: 16948, ts_ms: 1669149841000, time: '2022-11-22T20:44:01.123456Z' } },
+  {
+    type: 'orderbook_snapshot',
+    sid: 2,
+    seq: 1,
+    msg: { market_ticker: 'FED-23DEC-T3.00', yes_dollars_fp: [['0.0800', '300.00']], no_dollars_fp: [['0.5400', '20.00']] },
+  },
+  {
+    type: 'orderbook_delta',
+    sid: 2,
+    seq: 2,
+    msg: {
+      market_ticker: 'FED-23DEC-T3.00',
+      price_dollars: '0.9600',
+      delta_fp: '-54.00',
+      side: 'yes',
+      ts: '2026-05-28T05:35:09.623423Z',
+      ts_ms: 1779946509623,
+    },
+  },
+  {
+    type: 'trade',
+    sid: 11,
+    msg: {
+      trade_id: 'd91bc706-ee49-470d-82d8-11418bda6fed',
+      market_ticker: 'HIGHNY-22DEC23-B53.5',
+      yes_price_dollars: '0.3600',
+      no_price_dollars: '0.6400',
+      count_fp: '136.00',
+      taker_side: 'no',
+      ts: 1669149841,
+      ts_ms: 1669149841000,
+    },
+  },
+  {
+    type: 'ticker',
+    sid: 3,
+    msg: {
+      market_ticker: 'FED-23DEC-T3.00',
+      price_dollars: '0.4800',
+      volume_fp: '33896.00',
+      dollar_volume: 16948,
+      ts_ms: 1669149841000,
+      time: '2022-11-22T20:44:01.123456Z',
+    },
+  },
   { type: 'market_lifecycle_v2', sid: 5, msg: { market_ticker: 'KXBTC-26-T1', event_type: 'settled', settled_ts: 1669149841 } },
   { type: 'event_lifecycle', sid: 5, msg: { event_ticker: 'KXBTC-26' } },
   { id: 1, type: 'subscribed', msg: { channel: 'ticker', sid: 3 } },
@@ -75,7 +122,9 @@ test('arbitrary JSON, arbitrary text and arbitrary bytes give coded rejects only
     fc.property(
       fc.oneof(
         fc.jsonValue().map((v) => JSON.stringify(v)),
-        fc.record({ type: fc.constantFrom(...VALID.map((m) => m.type as string), 'fill', 'x'), sid: fc.jsonValue(), seq: fc.jsonValue(), msg: fc.jsonValue() }).map((v) => JSON.stringify(v)),
+        fc
+          .record({ type: fc.constantFrom(...VALID.map((m) => m.type as string), 'fill', 'x'), sid: fc.jsonValue(), seq: fc.jsonValue(), msg: fc.jsonValue() })
+          .map((v) => JSON.stringify(v)),
         fc.string({ unit: 'binary', maxLength: 200 }),
         fc.uint8Array({ maxLength: 200 }),
         fc.constantFrom(...VALID).chain((m) => fc.nat(JSON.stringify(m).length).map((cut) => JSON.stringify(m).slice(0, cut))),
@@ -107,11 +156,17 @@ test('pathological payloads: deep nesting, huge numbers, 1 MB strings', () => {
   for (const m of cases) c.feed(m);
   checkOutcome(c);
   assert.equal(c.rejects.length, cases.length - 1, 'all but the lifecycle note are rejected');
-  assert.ok(c.rejects.every((r) => r.sample.length <= 512), 'samples are bounded');
+  assert.ok(
+    c.rejects.every((r) => r.sample.length <= 512),
+    'samples are bounded',
+  );
   assert.ok(c.processor.rejectSamples().length <= 32);
   const tooBig = new Capture();
   tooBig.feed(Buffer.alloc((1 << 20) - 26, 0x20));
-  assert.deepEqual(tooBig.rejects.map((r) => r.code), ['KDP_ERR_MSG_JSON']);
+  assert.deepEqual(
+    tooBig.rejects.map((r) => r.code),
+    ['KDP_ERR_MSG_JSON'],
+  );
 });
 
 test('garbage bus frames are counted as frame errors and the next good frame still flows', () => {
@@ -120,7 +175,10 @@ test('garbage bus frames are counted as frame errors and the next good frame sti
     assert.equal(c.processor.processBytes(bytes), true);
   }
   c.feed(VALID[2]);
-  assert.deepEqual(c.rejects.map((r) => r.code), ['KDP_ERR_FRAME_TRUNCATED', 'KDP_ERR_FRAME_TRUNCATED', 'KDP_ERR_FRAME_DECODE', 'KDP_ERR_FRAME_TOO_LARGE']);
+  assert.deepEqual(
+    c.rejects.map((r) => r.code),
+    ['KDP_ERR_FRAME_TRUNCATED', 'KDP_ERR_FRAME_TRUNCATED', 'KDP_ERR_FRAME_DECODE', 'KDP_ERR_FRAME_TOO_LARGE'],
+  );
   assert.equal(c.lines('trades').length, 1);
   assert.deepEqual(c.processor.counters.rejects, { KDP_ERR_FRAME_TRUNCATED: 2, KDP_ERR_FRAME_DECODE: 1, KDP_ERR_FRAME_TOO_LARGE: 1 });
 });

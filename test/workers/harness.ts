@@ -31,8 +31,7 @@ export class Capture {
 
   /** Feeds one WebSocket message (object -> JSON, string or bytes as-is) as a data frame. */
   feed(message: unknown, connId = 1, receivedUs = 1_779_946_510_000_000): boolean {
-    const payload =
-      message instanceof Uint8Array ? message : Buffer.from(typeof message === 'string' ? message : JSON.stringify(message));
+    const payload = message instanceof Uint8Array ? message : Buffer.from(typeof message === 'string' ? message : JSON.stringify(message));
     return this.processor.processBytes(this.codec.encode(FrameKind.data, connId, receivedUs, payload));
   }
 

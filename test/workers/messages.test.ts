@@ -10,20 +10,69 @@ const N = '\\N';
 const row = (...cols: (string | number)[]): string => cols.join('\t');
 
 const SNAPSHOT = {
-  type: 'orderbook_snapshot', sid: 2, seq: 1,
-  msg: { market_ticker: 'FED-23DEC-T3.00', market_id: '9b0f6b43-5b0e-4c4c-9a0e-000000000001', yes_dollars_fp: [['0.0800', '300.00'], ['0.2200', '333.00']], no_dollars_fp: [['0.5400', '20.00']] },
+  type: 'orderbook_snapshot',
+  sid: 2,
+  seq: 1,
+  msg: {
+    market_ticker: 'FED-23DEC-T3.00',
+    market_id: '9b0f6b43-5b0e-4c4c-9a0e-000000000001',
+    yes_dollars_fp: [
+      ['0.0800', '300.00'],
+      ['0.2200', '333.00'],
+    ],
+    no_dollars_fp: [['0.5400', '20.00']],
+  },
 };
 const DELTA = {
-  type: 'orderbook_delta', sid: 2, seq: 2,
-  msg: { market_ticker: 'FED-23DEC-T3.00', market_id: '9b0f6b43-5b0e-4c4c-9a0e-000000000001', price_dollars: '0.9600', delta_fp: '-54.00', side: 'yes', ts: '2026-05-28T05:35:09.623423Z', ts_ms: 1779946509623 },
+  type: 'orderbook_delta',
+  sid: 2,
+  seq: 2,
+  msg: {
+    market_ticker: 'FED-23DEC-T3.00',
+    market_id: '9b0f6b43-5b0e-4c4c-9a0e-000000000001',
+    price_dollars: '0.9600',
+    delta_fp: '-54.00',
+    side: 'yes',
+    ts: '2026-05-28T05:35:09.623423Z',
+    ts_ms: 1779946509623,
+  },
 };
 const TRADE = {
-  type: 'trade', sid: 11,
-  msg: { trade_id: 'd91bc706-ee49-470d-82d8-11418bda6fed', market_ticker: 'HIGHNY-22DEC23-B53.5', yes_price_dollars: '0.3600', no_price_dollars: '0.6400', count_fp: '136.00', taker_side: 'no', taker_outcome_side: 'no', taker_book_side: 'ask', ts: 1669149841, ts_ms: 1669149841000 },
+  type: 'trade',
+  sid: 11,
+  msg: {
+    trade_id: 'd91bc706-ee49-470d-82d8-11418bda6fed',
+    market_ticker: 'HIGHNY-22DEC23-B53.5',
+    yes_price_dollars: '0.3600',
+    no_price_dollars: '0.6400',
+    count_fp: '136.00',
+    taker_side: 'no',
+    taker_outcome_side: 'no',
+    taker_book_side: 'ask',
+    ts: 1669149841,
+    ts_ms: 1669149841000,
+  },
 };
 const TICKER = {
-  type: 'ticker', sid: 3,
-  msg: { market_ticker: 'FED-23DEC-T3.00', market_id: '9b0f', price_dollars: '0.4800', yes_bid_dollars: '0.4500', yes_ask_dollars: '0.5300', yes_bid_size_fp: '300.00', yes_ask_size_fp: '150.00', last_trade_size_fp: '25.00', volume_fp: '33896.00', open_interest_fp: '20422.00', dollar_volume: 16948, dollar_open_interest: 10211, ts: 1669149841, ts_ms: 1669149841000, time: '2022-11-22T20:44:01.123456Z' },
+  type: 'ticker',
+  sid: 3,
+  msg: {
+    market_ticker: 'FED-23DEC-T3.00',
+    market_id: '9b0f',
+    price_dollars: '0.4800',
+    yes_bid_dollars: '0.4500',
+    yes_ask_dollars: '0.5300',
+    yes_bid_size_fp: '300.00',
+    yes_ask_size_fp: '150.00',
+    last_trade_size_fp: '25.00',
+    volume_fp: '33896.00',
+    open_interest_fp: '20422.00',
+    dollar_volume: 16948,
+    dollar_open_interest: 10211,
+    ts: 1669149841,
+    ts_ms: 1669149841000,
+    time: '2022-11-22T20:44:01.123456Z',
+  },
 };
 
 test('each encoder writes the columns of tables.ts minus batch_id, in order', () => {
@@ -39,7 +88,11 @@ test('each encoder writes the columns of tables.ts minus batch_id, in order', ()
     assert.deepEqual(line.split('\t'), expected, table.name);
     const nulls = Object.fromEntries(cols.map((c) => [c.name, null]));
     const nullLine = encoders[table.name]!({ ...probe, ...nulls });
-    assert.deepEqual(nullLine.split('\t').map((v, i) => (v === N) === cols[i]!.nullable), cols.map(() => true), `${table.name} NULLs`);
+    assert.deepEqual(
+      nullLine.split('\t').map((v, i) => (v === N) === cols[i]!.nullable),
+      cols.map(() => true),
+      `${table.name} NULLs`,
+    );
   }
 });
 
@@ -53,7 +106,10 @@ test('orderbook_snapshot then orderbook_delta (sheet examples) -> exact rows', (
   assert.deepEqual(c.lines('orderbook_deltas'), [row('FED-23DEC-T3.00', 'yes', '0.9600', '-54.00', 1_779_946_509_623_423, 0, RECV + 5, 'g1', 4, 2, 2)]);
   // A later snapshot on the same sid is anchored at the last delta's exchange time; an empty side is [].
   c.feed({ ...SNAPSHOT, seq: 3, msg: { market_ticker: 'FED-23DEC-T3.00', no_dollars_fp: [['0.5400', '20.00']] } }, 4, RECV + 9);
-  assert.equal(c.lines('orderbook_snapshots')[1], row('FED-23DEC-T3.00', '[]', '[["0.5400","20.00"]]', RECV + 9, 'ws', 1_779_946_509_623_423, RECV + 9, 'g1', 4, 2, 3));
+  assert.equal(
+    c.lines('orderbook_snapshots')[1],
+    row('FED-23DEC-T3.00', '[]', '[["0.5400","20.00"]]', RECV + 9, 'ws', 1_779_946_509_623_423, RECV + 9, 'g1', 4, 2, 3),
+  );
   assert.deepEqual(c.rejects, []);
   assert.deepEqual(c.gaps, []);
 });
@@ -69,7 +125,24 @@ test('trade (sheet example) -> exact row; exchange_ts = ts_ms x 1000 (the millis
   const c = new Capture();
   c.feed(TRADE, 2, RECV);
   c.feed(TRADE, 3, RECV + 1); // the same trade on another connection
-  const expected = row('d91bc706-ee49-470d-82d8-11418bda6fed', 'HIGHNY-22DEC23-B53.5', '0.3600', '0.6400', '136.00', 'no', 'no', 'ask', N, 1_669_149_841_000_000, 'ws', RECV, 'g1', 2, 11, N);
+  const expected = row(
+    'd91bc706-ee49-470d-82d8-11418bda6fed',
+    'HIGHNY-22DEC23-B53.5',
+    '0.3600',
+    '0.6400',
+    '136.00',
+    'no',
+    'no',
+    'ask',
+    N,
+    1_669_149_841_000_000,
+    'ws',
+    RECV,
+    'g1',
+    2,
+    11,
+    N,
+  );
   assert.deepEqual(c.lines('trades'), [expected]);
   assert.equal(c.processor.counters.duplicateTradesDropped, 1);
   c.feed({ ...TRADE, msg: { ...TRADE.msg, trade_id: 'D91BC706-EE49-470D-82D8-11418BDA6FEE', is_block_trade: true, ts_ms: 1669149841999 } }, 2, RECV);
@@ -82,10 +155,43 @@ test('trade (sheet example) -> exact row; exchange_ts = ts_ms x 1000 (the millis
 test('ticker (sheet example) -> exact row with µs time, fingerprint and occurrence', () => {
   const c = new Capture();
   c.feed(TICKER, 1, RECV);
-  const content = ['FED-23DEC-T3.00', '0.4800', '0.4500', '0.5300', '300.00', '150.00', '25.00', '33896.00', '20422.00', '16948', '10211', '1669149841123456'].join('\x1f');
+  const content = [
+    'FED-23DEC-T3.00',
+    '0.4800',
+    '0.4500',
+    '0.5300',
+    '300.00',
+    '150.00',
+    '25.00',
+    '33896.00',
+    '20422.00',
+    '16948',
+    '10211',
+    '1669149841123456',
+  ].join('\x1f');
   const fp = referenceFnv(content);
   assert.deepEqual(c.lines('tickers'), [
-    row('FED-23DEC-T3.00', '0.4800', '0.4500', '0.5300', '300.00', '150.00', '25.00', '33896.00', '20422.00', 16948, 10211, 1_669_149_841_123_456, fp, 0, RECV, 'g1', 1, 3, N),
+    row(
+      'FED-23DEC-T3.00',
+      '0.4800',
+      '0.4500',
+      '0.5300',
+      '300.00',
+      '150.00',
+      '25.00',
+      '33896.00',
+      '20422.00',
+      16948,
+      10211,
+      1_669_149_841_123_456,
+      fp,
+      0,
+      RECV,
+      'g1',
+      1,
+      3,
+      N,
+    ),
   ]);
   // Same content again at the same µs: occurrence 1, same fingerprint. Different content: own fingerprint, occurrence 0.
   c.feed(TICKER, 1, RECV + 1);
@@ -116,7 +222,9 @@ test('lifecycle channels -> canonical payload (sorted keys), fingerprint over it
   const msg = { market_ticker: 'KXBTC-26-T1', result: 'yes', event_type: 'determined', determination_ts: 1669149841, settlement_value: '1.0000' };
   c.feed({ type: 'market_lifecycle_v2', sid: 5, msg }, 1, RECV);
   const payload = '{"determination_ts":1669149841,"event_type":"determined","market_ticker":"KXBTC-26-T1","result":"yes","settlement_value":"1.0000"}';
-  assert.deepEqual(c.lines('lifecycle_events'), [row('market_lifecycle_v2', 'KXBTC-26-T1', N, 'determined', payload, referenceFnv(payload), RECV, 'g1', 1, 5, N)]);
+  assert.deepEqual(c.lines('lifecycle_events'), [
+    row('market_lifecycle_v2', 'KXBTC-26-T1', N, 'determined', payload, referenceFnv(payload), RECV, 'g1', 1, 5, N),
+  ]);
   // Key order does not change the payload or fingerprint.
   c.feed({ type: 'market_lifecycle_v2', sid: 5, msg: Object.fromEntries(Object.entries(msg).reverse()) }, 1, RECV);
   assert.equal(c.lines('lifecycle_events')[1], c.lines('lifecycle_events')[0]);
@@ -132,13 +240,33 @@ test('lifecycle channels -> canonical payload (sorted keys), fingerprint over it
 test('control messages become typed control events', () => {
   const c = new Capture();
   c.feed({ id: 1, type: 'subscribed', msg: { channel: 'orderbook_delta', sid: 1 } }, 7, RECV);
-  c.feed({ id: 3, type: 'ok', msg: [{ channel: 'ticker', sid: 2 }, { channel: 'orderbook_delta', sid: 1 }] }, 7, RECV);
+  c.feed(
+    {
+      id: 3,
+      type: 'ok',
+      msg: [
+        { channel: 'ticker', sid: 2 },
+        { channel: 'orderbook_delta', sid: 1 },
+      ],
+    },
+    7,
+    RECV,
+  );
   c.feed({ id: 5, sid: 1, seq: 1, type: 'ok', msg: { market_tickers: ['A-1', 'B-2'] } }, 7, RECV);
   c.feed({ id: 2, sid: 1, seq: 2, type: 'unsubscribed' }, 7, RECV);
   c.feed({ id: 9, type: 'error', msg: { code: 6, msg: 'bad' } }, 7, RECV);
   assert.deepEqual(c.controls, [
     { kind: 'subscribed', connId: 7, id: 1, sid: 1, channel: 'orderbook_delta', receivedUs: RECV },
-    { kind: 'list_subscriptions', connId: 7, id: 3, subscriptions: [{ channel: 'ticker', sid: 2 }, { channel: 'orderbook_delta', sid: 1 }], receivedUs: RECV },
+    {
+      kind: 'list_subscriptions',
+      connId: 7,
+      id: 3,
+      subscriptions: [
+        { channel: 'ticker', sid: 2 },
+        { channel: 'orderbook_delta', sid: 1 },
+      ],
+      receivedUs: RECV,
+    },
     { kind: 'ok', connId: 7, id: 5, sid: 1, seq: 1, tickers: ['A-1', 'B-2'], receivedUs: RECV },
     { kind: 'unsubscribed', connId: 7, id: 2, sid: 1, seq: 2, receivedUs: RECV },
     { kind: 'error', connId: 7, id: 9, sid: null, code: 6, message: 'bad', receivedUs: RECV },
@@ -151,6 +279,12 @@ test('decimals pass through byte-for-byte (no float round trip)', () => {
   const c = new Capture();
   const odd = ['0.100000', '000.5', '999999.999999', '0'];
   odd.forEach((p, i) => c.feed({ ...DELTA, seq: i + 1, msg: { ...DELTA.msg, price_dollars: p, delta_fp: i % 2 ? '-0.01' : '123456789012345678.99' } }));
-  assert.deepEqual(c.lines('orderbook_deltas').map((l) => l.split('\t')[2]), odd);
-  assert.deepEqual(c.lines('orderbook_deltas').map((l) => l.split('\t')[3]), ['123456789012345678.99', '-0.01', '123456789012345678.99', '-0.01']);
+  assert.deepEqual(
+    c.lines('orderbook_deltas').map((l) => l.split('\t')[2]),
+    odd,
+  );
+  assert.deepEqual(
+    c.lines('orderbook_deltas').map((l) => l.split('\t')[3]),
+    ['123456789012345678.99', '-0.01', '123456789012345678.99', '-0.01'],
+  );
 });

@@ -10,9 +10,15 @@ test('decimal check agrees with a reference regex on arbitrary strings', () => {
     new RegExp(`^${signed ? '-?' : ''}[0-9]{1,${intMax}}(\\.[0-9]{1,${scaleMax}})?$`).test(s);
   const decimalish = fc.stringMatching(/^-?[0-9]{0,20}(\.[0-9]{0,8})?$/);
   fc.assert(
-    fc.property(fc.oneof(decimalish, fc.string()), fc.boolean(), fc.integer({ min: 1, max: 18 }), fc.integer({ min: 1, max: 6 }), (s, signed, intMax, scaleMax) => {
-      assert.equal(isDecimal(s, signed, intMax, scaleMax), reference(s, signed, intMax, scaleMax), JSON.stringify(s));
-    }),
+    fc.property(
+      fc.oneof(decimalish, fc.string()),
+      fc.boolean(),
+      fc.integer({ min: 1, max: 18 }),
+      fc.integer({ min: 1, max: 6 }),
+      (s, signed, intMax, scaleMax) => {
+        assert.equal(isDecimal(s, signed, intMax, scaleMax), reference(s, signed, intMax, scaleMax), JSON.stringify(s));
+      },
+    ),
     { numRuns: 3000 },
   );
 });
@@ -44,16 +50,34 @@ test('RFC3339 parser matches Date.parse to the millisecond and keeps microsecond
 
 test('RFC3339 parser rejects malformed, impossible, zoned and out-of-range times', () => {
   const bad = [
-    '', '2026-05-28', '2026-05-28T05:35:09', '2026-13-01T00:00:00Z', '2026-02-29T00:00:00Z', '2026-04-31T00:00:00Z',
-    '2026-05-28T24:00:00Z', '2026-05-28T05:60:00Z', '2026-05-28T05:35:60Z', '2026-05-28T05:35:09.Z',
-    '2026-05-28T05:35:09.1234567890Z', '2026-05-28T05:35:09.623423+01:00', '2026-05-28 05:35:09Z', '1969-12-31T23:59:59Z',
-    '2300-01-01T00:00:00Z', '２026-05-28T05:35:09Z', '2026-05-28T05:35:09.62342aZ', 20260528, null,
+    '',
+    '2026-05-28',
+    '2026-05-28T05:35:09',
+    '2026-13-01T00:00:00Z',
+    '2026-02-29T00:00:00Z',
+    '2026-04-31T00:00:00Z',
+    '2026-05-28T24:00:00Z',
+    '2026-05-28T05:60:00Z',
+    '2026-05-28T05:35:60Z',
+    '2026-05-28T05:35:09.Z',
+    '2026-05-28T05:35:09.1234567890Z',
+    '2026-05-28T05:35:09.623423+01:00',
+    '2026-05-28 05:35:09Z',
+    '1969-12-31T23:59:59Z',
+    '2300-01-01T00:00:00Z',
+    '２026-05-28T05:35:09Z',
+    '2026-05-28T05:35:09.62342aZ',
+    20260528,
+    null,
   ];
   for (const s of bad) assert.equal(parseRfc3339Us(s), -1, String(s));
-  fc.assert(fc.property(fc.string({ maxLength: 40 }), (s) => {
-    const us = parseRfc3339Us(s);
-    assert.ok(us === -1 || (us >= TS_US_MIN && us < TS_US_MAX));
-  }), { numRuns: 3000 });
+  fc.assert(
+    fc.property(fc.string({ maxLength: 40 }), (s) => {
+      const us = parseRfc3339Us(s);
+      assert.ok(us === -1 || (us >= TS_US_MIN && us < TS_US_MAX));
+    }),
+    { numRuns: 3000 },
+  );
 });
 
 test('unit timestamps: safe integers in range only', () => {
@@ -65,6 +89,14 @@ test('unit timestamps: safe integers in range only', () => {
 test('FNV-1a 64 equals a BigInt reference over UTF-8 for any string (including lone surrogates)', () => {
   assert.equal(fnv1a64Signed(''), BigInt.asIntN(64, 0xcbf29ce484222325n).toString());
   assert.equal(fnv1a64Signed('a'), BigInt.asIntN(64, 0xaf63dc4c8601ec8cn).toString()); // published test vector
-  fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (s) => assert.equal(fnv1a64Signed(s), referenceFnv(s))), { numRuns: 2000 });
-  fc.assert(fc.property(fc.string({ unit: fc.constantFrom('\ud800', '\udc00', 'a', '\u00e9', '\ud83d\ude00'), maxLength: 20 }), (s) => assert.equal(fnv1a64Signed(s), referenceFnv(s))), { numRuns: 1000 });
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (s) => assert.equal(fnv1a64Signed(s), referenceFnv(s))),
+    { numRuns: 2000 },
+  );
+  fc.assert(
+    fc.property(fc.string({ unit: fc.constantFrom('\ud800', '\udc00', 'a', '\u00e9', '\ud83d\ude00'), maxLength: 20 }), (s) =>
+      assert.equal(fnv1a64Signed(s), referenceFnv(s)),
+    ),
+    { numRuns: 1000 },
+  );
 });

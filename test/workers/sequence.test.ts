@@ -7,10 +7,16 @@ import { Capture } from './harness';
 
 const TS = '2026-05-28T05:35:09.623423Z'; // = 1_779_946_509_623_423 µs
 const delta = (sid: number, seq: number, ticker = 'M-1', price = '0.5000', d = '10.00', ts = TS) => ({
-  type: 'orderbook_delta', sid, seq, msg: { market_ticker: ticker, price_dollars: price, delta_fp: d, side: 'yes', ts },
+  type: 'orderbook_delta',
+  sid,
+  seq,
+  msg: { market_ticker: ticker, price_dollars: price, delta_fp: d, side: 'yes', ts },
 });
 const snapshot = (sid: number, seq: number, ticker = 'M-1') => ({
-  type: 'orderbook_snapshot', sid, seq, msg: { market_ticker: ticker, yes_dollars_fp: [['0.5000', '10.00']] },
+  type: 'orderbook_snapshot',
+  sid,
+  seq,
+  msg: { market_ticker: ticker, yes_dollars_fp: [['0.5000', '10.00']] },
 });
 const col = (line: string, i: number): string => line.split('\t')[i]!;
 
@@ -23,7 +29,10 @@ test('identical deltas in one microsecond are numbered 0, 1, 2; numbering restar
   c.feed(delta(1, 5, 'M-2')); // other market, same µs
   c.feed(delta(1, 6, 'M-1', '0.5000', '10.00', '2026-05-28T05:35:09.623424Z'));
   c.feed(delta(1, 7, 'M-1', '0.5000', '10.00', TS)); // back to the old µs: state was reset
-  assert.deepEqual(c.lines('orderbook_deltas').map((l) => col(l, 5)), ['0', '1', '0', '2', '0', '0', '0']);
+  assert.deepEqual(
+    c.lines('orderbook_deltas').map((l) => col(l, 5)),
+    ['0', '1', '0', '2', '0', '0', '0'],
+  );
 });
 
 test('occurrence numbering is a pure function of the stream: any split of a µs into identical deltas numbers 0..n-1', () => {
@@ -40,7 +49,10 @@ test('occurrence numbering is a pure function of the stream: any split of a µs 
         seen.set(String(e.key), n + 1);
         return String(n);
       });
-      assert.deepEqual(c.lines('orderbook_deltas').map((l) => col(l, 5)), expected);
+      assert.deepEqual(
+        c.lines('orderbook_deltas').map((l) => col(l, 5)),
+        expected,
+      );
     }),
     { numRuns: 200 },
   );
@@ -54,10 +66,22 @@ test('a seq gap yields one gap event with the sid markets; rows keep flowing, bo
   c.feed(delta(4, 5, 'M-2'), 1, 2000); // 3 and 4 lost
   assert.equal(c.gaps.length, 1);
   const gap = c.gaps[0]!;
-  assert.deepEqual({ ...gap, tickers: [...gap.tickers].sort() }, {
-    kind: 'gap', connId: 1, sid: 4, channel: 'orderbook_delta', expectedSeq: 3, gotSeq: 5, errorCode: null,
-    tickers: ['M-1', 'M-2', 'M-3'], lastGoodUs: 1001, lastGoodExchangeUs: 1_779_946_509_623_423, detectedUs: 2000,
-  });
+  assert.deepEqual(
+    { ...gap, tickers: [...gap.tickers].sort() },
+    {
+      kind: 'gap',
+      connId: 1,
+      sid: 4,
+      channel: 'orderbook_delta',
+      expectedSeq: 3,
+      gotSeq: 5,
+      errorCode: null,
+      tickers: ['M-1', 'M-2', 'M-3'],
+      lastGoodUs: 1001,
+      lastGoodExchangeUs: 1_779_946_509_623_423,
+      detectedUs: 2000,
+    },
+  );
   assert.equal(c.lines('orderbook_deltas').length, 2, 'the delta that revealed the gap is still recorded');
   assert.equal(c.processor.isBookSynced(1, 4, 'M-2'), false);
   c.feed(delta(4, 6, 'M-1'), 1, 2001);
@@ -104,8 +128,17 @@ test('error 10 / 17 / 25 on a sid is a terminal-error gap and the sid is forgott
     c.feed({ type: 'error', sid: 3, msg: { code, msg: 'subscription buffer overflow' } }, 1, 555);
     assert.equal(c.gaps.length, 1);
     assert.deepEqual(c.gaps[0], {
-      kind: 'terminal-error', connId: 1, sid: 3, channel: 'orderbook_delta', expectedSeq: 2, gotSeq: null, errorCode: code,
-      tickers: ['M-7'], lastGoodUs: 1_779_946_510_000_000, lastGoodExchangeUs: null, detectedUs: 555,
+      kind: 'terminal-error',
+      connId: 1,
+      sid: 3,
+      channel: 'orderbook_delta',
+      expectedSeq: 2,
+      gotSeq: null,
+      errorCode: code,
+      tickers: ['M-7'],
+      lastGoodUs: 1_779_946_510_000_000,
+      lastGoodExchangeUs: null,
+      detectedUs: 555,
     });
     // The sid is dead: a ring drop right after it must not report it (its gap could never be
     // resynced; the markets come back under the resubscription's new sid).
@@ -118,7 +151,7 @@ test('error 10 / 17 / 25 on a sid is a terminal-error gap and the sid is forgott
   assert.equal(c.controls.length, 1);
 });
 
-test('reconnect (connection-opened) resets the connection\'s sids; ring-drop marks every sid of the connection', () => {
+test("reconnect (connection-opened) resets the connection's sids; ring-drop marks every sid of the connection", () => {
   const c = new Capture();
   c.feed(snapshot(1, 1), 1);
   c.feed(delta(1, 2), 1);
@@ -126,10 +159,27 @@ test('reconnect (connection-opened) resets the connection\'s sids; ring-drop mar
   c.feed(snapshot(1, 1), 1); // the new connection's sid 1 starts again at 1
   assert.equal(c.gaps.length, 0);
   assert.equal(c.controls[0]!.kind, 'connection-opened');
-  c.feed({ type: 'trade', sid: 9, msg: { trade_id: '00000000-0000-0000-0000-000000000001', market_ticker: 'M-1', yes_price_dollars: '0.1', no_price_dollars: '0.9', count_fp: '1.00', ts_ms: 1669149841000 } }, 1);
+  c.feed(
+    {
+      type: 'trade',
+      sid: 9,
+      msg: {
+        trade_id: '00000000-0000-0000-0000-000000000001',
+        market_ticker: 'M-1',
+        yes_price_dollars: '0.1',
+        no_price_dollars: '0.9',
+        count_fp: '1.00',
+        ts_ms: 1669149841000,
+      },
+    },
+    1,
+  );
   c.control(FrameKind.ringDrop, 1, null, 17, 999);
   assert.equal(c.processor.counters.framesDroppedUpstream, 17);
-  assert.deepEqual(c.gaps.map((g) => [g.kind, g.sid, g.detectedUs]), [['ring-drop', 1, 999]]);
+  assert.deepEqual(
+    c.gaps.map((g) => [g.kind, g.sid, g.detectedUs]),
+    [['ring-drop', 1, 999]],
+  );
   assert.equal(c.processor.isBookSynced(1, 1, 'M-1'), false);
   c.control(FrameKind.resyncMarker, 1, { sid: 1, tickers: ['M-1'] });
   assert.deepEqual(c.controls.at(-1), { kind: 'resync-requested', connId: 1, sid: 1, tickers: ['M-1'], receivedUs: 1_779_946_510_000_000 });
@@ -139,7 +189,10 @@ test('a malformed body on a seq-bearing book message is rejected and marks the s
   const c = new Capture();
   c.feed(snapshot(1, 1), 1);
   c.feed({ ...delta(1, 2), msg: { ...delta(1, 2).msg, price_dollars: '0.5e1' } }, 1);
-  assert.deepEqual(c.rejects.map((r) => r.code), ['KDP_ERR_MSG_DECIMAL']);
+  assert.deepEqual(
+    c.rejects.map((r) => r.code),
+    ['KDP_ERR_MSG_DECIMAL'],
+  );
   assert.equal(c.gaps[0]!.kind, 'bad-message');
   assert.equal(c.processor.isBookSynced(1, 1, 'M-1'), false);
   c.feed(delta(1, 3), 1); // the seq advanced past the bad message: no extra gap
@@ -173,7 +226,7 @@ test('a snapshot is anchored at the last delta received on its sid (any market),
   assert.deepEqual(anchors, ['\\N', us(T3), '\\N']);
 });
 
-test('a market\'s first snapshot on a sid has no anchor (the sid\'s last delta is another market\'s, older than what the snapshot holds) unless it is empty; its next one is anchored', () => {
+test("a market's first snapshot on a sid has no anchor (the sid's last delta is another market's, older than what the snapshot holds) unless it is empty; its next one is anchored", () => {
   const us = (iso: string): string => String(Date.parse(iso.slice(0, 23) + 'Z') * 1000 + Number(iso.slice(23, 26)));
   const T1 = '2026-05-28T05:35:09.000100Z';
   const T2 = '2026-05-28T05:35:09.000200Z';
@@ -192,14 +245,27 @@ test('a market\'s first snapshot on a sid has no anchor (the sid\'s last delta i
 });
 
 const trade = (sid: number, seq: number | undefined, n: number, tsMs = 1_779_946_509_000 + n) => ({
-  type: 'trade', sid, ...(seq === undefined ? {} : { seq }),
-  msg: { trade_id: `00000000-0000-0000-0000-${String(n).padStart(12, '0')}`, market_ticker: 'M-1', yes_price_dollars: '0.1000', no_price_dollars: '0.9000', count_fp: '1.00', ts: Math.floor(tsMs / 1000), ts_ms: tsMs },
+  type: 'trade',
+  sid,
+  ...(seq === undefined ? {} : { seq }),
+  msg: {
+    trade_id: `00000000-0000-0000-0000-${String(n).padStart(12, '0')}`,
+    market_ticker: 'M-1',
+    yes_price_dollars: '0.1000',
+    no_price_dollars: '0.9000',
+    count_fp: '1.00',
+    ts: Math.floor(tsMs / 1000),
+    ts_ms: tsMs,
+  },
 });
 const lifecycle = (sid: number, seq: number) => ({
-  type: 'market_lifecycle_v2', sid, seq, msg: { market_ticker: 'M-1', event_type: 'activated' },
+  type: 'market_lifecycle_v2',
+  sid,
+  seq,
+  msg: { market_ticker: 'M-1', event_type: 'activated' },
 });
 
-test('a seq jump on a trade sid is a gap on that sid carrying the last good trade\'s exchange time; trades keep flowing', () => {
+test("a seq jump on a trade sid is a gap on that sid carrying the last good trade's exchange time; trades keep flowing", () => {
   const c = new Capture();
   c.feed({ id: 1, type: 'subscribed', msg: { channel: 'trade', sid: 2 } });
   c.feed(trade(2, 1, 1), 1, 5000);
@@ -227,10 +293,13 @@ test('a seq jump on a lifecycle sid is a gap on that sid', () => {
   c.feed({ id: 1, type: 'subscribed', msg: { channel: 'market_lifecycle_v2', sid: 1 } });
   c.feed(lifecycle(1, 1));
   c.feed(lifecycle(1, 3));
-  assert.deepEqual(c.gaps.map((g) => [g.kind, g.channel, g.expectedSeq, g.gotSeq]), [['gap', 'market_lifecycle_v2', 2, 3]]);
+  assert.deepEqual(
+    c.gaps.map((g) => [g.kind, g.channel, g.expectedSeq, g.gotSeq]),
+    [['gap', 'market_lifecycle_v2', 2, 3]],
+  );
 });
 
-test('acks on a trade sid cause no false gap, whether or not they share the data\'s seq counter', () => {
+test("acks on a trade sid cause no false gap, whether or not they share the data's seq counter", () => {
   // Shared counter: trade 1, ack 2, trade 3.
   const shared = new Capture();
   shared.feed({ id: 1, type: 'subscribed', msg: { channel: 'trade', sid: 2 } });
@@ -238,7 +307,10 @@ test('acks on a trade sid cause no false gap, whether or not they share the data
   shared.feed({ id: 2, sid: 2, seq: 2, type: 'ok', msg: { market_tickers: ['M-1'] } });
   shared.feed(trade(2, 3, 3));
   assert.equal(shared.gaps.length, 0);
-  assert.ok(shared.controls.some((e) => e.kind === 'ok'), 'the ack reaches the connection manager');
+  assert.ok(
+    shared.controls.some((e) => e.kind === 'ok'),
+    'the ack reaches the connection manager',
+  );
   // Separate counter: trade 1, ack 7, trade 2, trade 3.
   const separate = new Capture();
   separate.feed({ id: 1, type: 'subscribed', msg: { channel: 'trade', sid: 2 } });
@@ -250,7 +322,10 @@ test('acks on a trade sid cause no false gap, whether or not they share the data
   assert.equal(separate.lines('trades').length, 3);
   // A real loss after an ack is still a gap.
   separate.feed(trade(2, 5, 5));
-  assert.deepEqual(separate.gaps.map((g) => [g.expectedSeq, g.gotSeq]), [[4, 5]]);
+  assert.deepEqual(
+    separate.gaps.map((g) => [g.expectedSeq, g.gotSeq]),
+    [[4, 5]],
+  );
 });
 
 test('a closed connection reports where its stream ended in exchange time', () => {
@@ -259,6 +334,9 @@ test('a closed connection reports where its stream ended in exchange time', () =
   c.feed(trade(2, 1, 1, 1_779_946_400_000), 3, 7000);
   c.feed(delta(1, 1), 3, 8000);
   c.control(FrameKind.connectionClosed, 3, null, 0, 9000);
-  assert.deepEqual(c.gaps.map((g) => [g.kind, g.connId, g.lastGoodUs, g.lastGoodExchangeUs, g.detectedUs]), [['closed', 3, 8000, 1_779_946_509_623_423, 9000]]);
+  assert.deepEqual(
+    c.gaps.map((g) => [g.kind, g.connId, g.lastGoodUs, g.lastGoodExchangeUs, g.detectedUs]),
+    [['closed', 3, 8000, 1_779_946_509_623_423, 9000]],
+  );
   assert.equal(c.processor.counters.gapEvents, 0, 'not counted as a gap');
 });
