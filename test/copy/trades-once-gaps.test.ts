@@ -100,7 +100,7 @@ describe('writeRowsOnce', () => {
         () => undefined,
         (e: unknown) => e,
       );
-      assert.ok(isKdpError(err, 'KDP_ERR_DB_QUERY'));
+      assert.ok(isKdpError(err, 'KDP_ERR_DB_SCHEMA'), 'a missing table is a schema mismatch');
       assert.equal(typeof err.details?.batchId, 'number');
       assert.equal(err.details?.ambiguous, false);
       await c.query(`ALTER TABLE od_away RENAME TO orderbook_deltas`);

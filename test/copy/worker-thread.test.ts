@@ -29,7 +29,7 @@ test('writers run inside a real worker thread and report their counters to the p
   await once(worker, 'exit');
   assert.deepEqual(report.closed, [{ unflushedRows: 0 }, { unflushedRows: 0 }]);
   assert.deepEqual(report.rowsCommitted, { orderbook_deltas: 5_000, trades: 500 });
-  assert.deepEqual(report.errors, { connection: 0, constraint: 0, timeout: 0, query: 0 });
+  assert.deepEqual(report.errors, { connection: 0, constraint: 0, timeout: 0, disk_full: 0, schema: 0, other: 0 });
   const batches = report.batches.orderbook_deltas! + report.batches.trades!;
   assert.equal(report.samples.flushSeconds.length, batches);
   assert.equal(report.samples.frameToCommitSeconds.length, batches);
