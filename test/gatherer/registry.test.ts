@@ -7,6 +7,7 @@ import { ManualClock } from '../../src/gatherer/clock';
 import { REGISTRY_SPEC, REST_CLIENT_SPEC } from '../../src/gatherer/options';
 import { MarketRegistry } from '../../src/gatherer/registry';
 import { RestClient } from '../../src/gatherer/rest';
+import { waitFor } from '../harness/gatherer';
 import { startRestTestEnv, type RestTestEnv } from './fixtures/env';
 import { KalshiTestServer, market } from './fixtures/kalshi-test-server';
 
@@ -278,10 +279,9 @@ describe('market registry', () => {
   test('the periodic reconcile runs from its timer', async () => {
     const before = registry.stats.reconciles;
     clock.advance(24 * HOUR);
-    // Bounded by a condition, not by a count of short sleeps: on a busy machine the reconcile the
-    // timer starts took longer than the old 1 s budget (failed in 1 of 5 runs under load).
-    const deadline = Date.now() + 30_000;
-    while (registry.stats.reconciles === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // A condition wait (the harness's waitFor), not a count of short sleeps: on a busy machine the
+    // reconcile the timer starts took longer than the old 1 s budget (failed in 1 of 5 runs under load).
+    await waitFor('the timer to start a reconcile', () => registry.stats.reconciles !== before, 30_000, 20);
     assert.equal(registry.stats.reconciles, before + 1);
     await registry.whenIdle();
   });
