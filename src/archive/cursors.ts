@@ -70,9 +70,11 @@ export async function nextHourWithRows(client: ClientBase, t: TimeSeriesTable, f
 /**
  * Hours in [fromUs, toUs) whose production rows differ from what was exported: never exported
  * although they hold rows (they were empty when the frontier passed them), more rows than
- * exported, or a merged_at above the exported maximum. Production never deletes rows, so
- * "more rows" catches a late row even when its merged_at is not above the recorded maximum
- * (the deduplicator's clock is not a commit order).
+ * exported, or a merged_at above the exported maximum. Production deletes no row without putting
+ * one in its place, so "more rows" catches a late row even when its merged_at is not above the
+ * recorded maximum (the deduplicator's clock is not a commit order). The one replacement, a
+ * whole-second trade copy by its finer copy (src/dedup/statements.ts TRADE_PRECISION, same hour),
+ * keeps the count and is caught by its merged_at, taken later under the merge lock.
  */
 export async function hoursWithLateRows(client: ClientBase, t: TimeSeriesTable, fromUs: number, toUs: number): Promise<number[]> {
   if (!(fromUs < toUs)) return [];

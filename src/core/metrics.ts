@@ -81,6 +81,10 @@ export const DEDUP_METRICS = {
   dedup_rows_read_total: { type: 'counter', help: 'Rows streamed from gatherers', labels: ['gatherer', 'table'] },
   dedup_rows_merged_total: { type: 'counter', help: 'Rows inserted into production (new)', labels: ['table'] },
   dedup_rows_duplicate_total: { type: 'counter', help: 'Rows already present in production', labels: ['table'] },
+  dedup_trades_refined_total: {
+    type: 'counter',
+    help: 'Trades whose whole-second copy (a WS trade with only ts, early 2026) in production was replaced by a copy with the finer time',
+  },
   dedup_cycle_duration_seconds: {
     type: 'histogram',
     help: 'Duration of one sync cycle',

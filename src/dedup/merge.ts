@@ -7,6 +7,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Client } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { KdpError, classifyDbError } from '../core/errors';
+import { TRADE_COARSE_TIME_US } from '../kalshi/protocol';
 import { batchesByTable, planCycle, planWholeXid, type BatchRow, type CyclePlan, type PlanLimits } from './plan';
 import { failpoint, failpointActive, midStreamKiller } from '../core/failpoint';
 import type { StreamGate } from './gate';
@@ -18,6 +19,7 @@ import {
   READ_CURSOR,
   READ_HORIZON,
   TABLE_STATEMENTS,
+  TRADE_PRECISION,
   UPSERT_CURSOR,
   type TableStatements,
 } from './statements';
@@ -39,8 +41,11 @@ export type MergePath = 'fast' | 'conflict' | 'fallback';
 
 export interface TableCounts {
   read: number;
+  /** Rows inserted into production (some may replace a `refined` trade copy). */
   merged: number;
   duplicates: number;
+  /** Trades only: whole-second copies in production replaced by a copy with the finer time. */
+  refined?: number;
   path?: MergePath;
 }
 
@@ -237,14 +242,33 @@ async function streamPlan(
   return { tables, unknownTables };
 }
 
+/**
+ * Settles the staged trades' seconds-only copies against their finer copies (TRADE_PRECISION):
+ * drops staged whole-second copies of trades held finer, deletes production's whole-second copies
+ * of trades staged finer. Returns how many production rows were deleted (each is replaced by the
+ * insert that follows). Costs one probe per staged trade; trades are ~1 % of the rows.
+ */
+async function settleTradePrecision(production: Client): Promise<number> {
+  const bounds = await production.query(TABLE_STATEMENTS.get('trades')!.timeBounds!);
+  const { lo, hi } = bounds.rows[0] as { lo: string | null; hi: string | null };
+  if (lo === null || hi === null) return 0;
+  const range = [(BigInt(lo) - BigInt(TRADE_COARSE_TIME_US)).toString(), (BigInt(hi) + BigInt(TRADE_COARSE_TIME_US)).toString()];
+  await production.query(TRADE_PRECISION.dropCoarseStagedByStaged);
+  await production.query(TRADE_PRECISION.dropCoarseStagedByProduction, range);
+  const deleted = await production.query(TRADE_PRECISION.deleteCoarseProduction, range);
+  return deleted.rowCount ?? 0;
+}
+
 /** Merges every staged table into its keyed table, filling in the counts. */
 async function mergeStaged(production: Client, tables: Map<string, TableCounts>, mergedAt: number, fastPathSpanMaxUs: number): Promise<void> {
   for (const [table, counts] of tables) {
     if (counts.read === 0) continue;
+    const refined = table === 'trades' ? await settleTradePrecision(production) : 0;
     const { merged, path } = await mergeTable(production, TABLE_STATEMENTS.get(table)!, mergedAt, fastPathSpanMaxUs);
     counts.merged = merged;
     counts.duplicates = counts.read - merged;
     counts.path = path;
+    if (table === 'trades') counts.refined = refined;
   }
 }
 

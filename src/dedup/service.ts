@@ -400,6 +400,7 @@ class DedupService implements Deduplicator {
       this.m.dedup_rows_read_total.inc({ gatherer: name, table }, c.read);
       this.m.dedup_rows_merged_total.inc({ table }, c.merged);
       this.m.dedup_rows_duplicate_total.inc({ table }, c.duplicates);
+      if (c.refined) this.m.dedup_trades_refined_total.inc(c.refined);
     }
     let read = 0;
     for (const c of r.tables.values()) read += c.read;

@@ -1,6 +1,7 @@
 // SQL the deduplicator runs, prepared once from the row schemas in tables.ts (the one owner of
 // column lists and keys). Control plane prepares, data plane copies.
-import { TIME_SERIES_TABLES, columnNames, quoteIdent, type TimeSeriesTable, type TimeSeriesTableName } from '../schema/tables';
+import { TIME_SERIES_TABLES, TRADES, columnNames, quoteIdent, type TimeSeriesTable, type TimeSeriesTableName } from '../schema/tables';
+import { TRADE_COARSE_TIME_US } from '../kalshi/protocol';
 
 export interface TableStatements {
   readonly table: TimeSeriesTable;
@@ -82,6 +83,41 @@ function statementsFor(t: TimeSeriesTable): TableStatements {
 export const TABLE_STATEMENTS: ReadonlyMap<string, TableStatements> = new Map(
   TIME_SERIES_TABLES.map((t) => [t.name, statementsFor(t)] as [TimeSeriesTableName, TableStatements]),
 );
+
+/**
+ * Trades of the seconds-only era (divergence 7, docs/kalshi.md): a WS trade that carried only `ts`
+ * keys at its whole second, a REST copy of the same trade at its millisecond, so the key cannot
+ * collapse them. trade_id is the exchange's unique id: two rows with one trade_id whose times share
+ * a second, one exactly on it, are one trade, and the finer time is the better. Run before the
+ * insert, in the merge transaction; `$1`, `$2` = the staged time range widened by a second (prunes
+ * partitions, bounds the probes). The result does not depend on which copy merges first.
+ */
+export interface TradePrecisionStatements {
+  /** Staged whole-second copies with a finer staged copy of the same trade: removed from staging. */
+  readonly dropCoarseStagedByStaged: string;
+  /** Staged whole-second copies whose finer copy production holds: removed from staging. */
+  readonly dropCoarseStagedByProduction: string;
+  /** Production's whole-second copies of trades staged with their finer time: deleted (the staged row replaces them). */
+  readonly deleteCoarseProduction: string;
+}
+
+function tradePrecisionStatements(): TradePrecisionStatements {
+  const staging = TABLE_STATEMENTS.get(TRADES.name)!.staging;
+  const S = TRADE_COARSE_TIME_US;
+  // "b is a finer copy of a": same trade, b inside a's second and not on it, a on its second.
+  const finer = (a: string, b: string): string =>
+    `${a}.exchange_ts % ${S} = 0 AND ${b}.trade_id = ${a}.trade_id AND ${b}.exchange_ts > ${a}.exchange_ts AND ${b}.exchange_ts < ${a}.exchange_ts + ${S}`;
+  const bounded = 'p.exchange_ts BETWEEN $1::bigint AND $2::bigint';
+  return {
+    dropCoarseStagedByStaged: `DELETE FROM ${staging} s USING ${staging} q WHERE ${finer('s', 'q')}`,
+    dropCoarseStagedByProduction: `DELETE FROM ${staging} s USING ${TRADES.name} p WHERE ${finer('s', 'p')} AND ${bounded}`,
+    deleteCoarseProduction:
+      `DELETE FROM ${TRADES.name} p USING ${staging} s WHERE s.exchange_ts % ${S} <> 0 AND p.trade_id = s.trade_id` +
+      ` AND p.exchange_ts = s.exchange_ts - s.exchange_ts % ${S} AND ${bounded}`,
+  };
+}
+
+export const TRADE_PRECISION: TradePrecisionStatements = tradePrecisionStatements();
 
 /** Production session setup: the staging tables (temp tables vanish with the session). */
 export const STAGING_SETUP: readonly string[] = [...TABLE_STATEMENTS.values()].map((s) => s.createStaging);

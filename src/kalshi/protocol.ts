@@ -185,10 +185,17 @@ export function decodeListParam(route: RouteSpec, params: URLSearchParams, key: 
  * The time a trade is keyed by (µs): its exchange time truncated to the millisecond, the precision
  * of the WS `ts_ms` since 2025, so a live trade and its REST copy (`created_time`, µs) get the same
  * (exchange_ts, trade_id) and collapse. Early-2026 WS trades carried only `ts` (seconds): such a copy
- * keys at its second and does not collapse with a REST copy of the same trade whose time has a
- * fraction (an open difference, docs/kalshi.md). Truncating every copy to the second instead was
- * tried and reverted: it cost every trade its sub-second time and order for the sake of that era.
+ * keys at its whole second (TRADE_COARSE_TIME_US) and the key cannot make it collapse with a REST
+ * copy whose time has a fraction; the production merge settles that pair by trade_id (src/dedup,
+ * docs/semantics.md). Truncating every copy to the second instead was tried and reverted: it cost
+ * every trade its sub-second time and order for the sake of that era.
  */
+/**
+ * The unit of a seconds-only trade time (µs): two rows with one trade_id whose times share this
+ * whole second, one of them exactly on it, are a seconds-only WS copy and a finer copy of one trade.
+ */
+export const TRADE_COARSE_TIME_US = 1_000_000;
+
 export function tradeKeyTimeUs(us: number): number {
   return us - (us % 1_000);
 }

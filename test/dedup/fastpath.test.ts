@@ -9,7 +9,7 @@ import type { Client } from 'pg';
 import { dropLink, openGatherer, openProduction, type Link } from '../../src/dedup/connect';
 import { mergeOnce, type MergeContext, type MergeResult } from '../../src/dedup/merge';
 import { startPg, type TestPg } from '../harness/pg';
-import { NOW_US, connect, copyFor, dedupOptions, diffKeys, makeWorld, migrated, unionOf, writeCopy, writeRows, writeTruth, type Row } from './fixtures';
+import { NOW_US, copyFor, dedupOptions, diffKeys, makeWorld, newDb, unionOf, writeCopy, writeRows, writeTruth, type Row } from './fixtures';
 
 let PG: TestPg;
 const clients: Client[] = [];
@@ -23,12 +23,7 @@ after(async () => {
   await PG?.close();
 });
 
-async function db(kind: 'gatherer' | 'production'): Promise<{ url: string; c: Client }> {
-  const url = await migrated(await PG.newDatabase(kind === 'gatherer' ? 'g' : 'p'), kind);
-  const c = await connect(url);
-  clients.push(c);
-  return { url, c };
-}
+const db = (kind: 'gatherer' | 'production'): Promise<{ url: string; c: Client }> => newDb(PG, kind, clients);
 
 const ctxFor = (name: string, fastPathSpanMaxUs: number): MergeContext => ({
   name,

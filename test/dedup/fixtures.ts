@@ -5,6 +5,7 @@ import { migrate } from '../../src/schema/migrate';
 import { TIME_SERIES_TABLES, columnNames, quoteIdent, tableByName, type TimeSeriesTableName } from '../../src/schema/tables';
 import type { DedupOptions } from '../../src/dedup/options';
 import { resolveDedupOptions } from '../../src/dedup/options';
+import type { TestPg } from '../harness/pg';
 
 export type Row = Record<string, unknown>;
 export const NOW_US = Date.UTC(2026, 10, 23, 12) * 1000;
@@ -24,6 +25,14 @@ export async function connect(url: string): Promise<Client> {
   const c = new Client({ connectionString: url });
   await c.connect();
   return c;
+}
+
+/** A new migrated database on `pg` and a client to it (kept in `clients`, for the caller to end). */
+export async function newDb(pg: TestPg, kind: 'gatherer' | 'production', clients: Client[]): Promise<{ url: string; c: Client }> {
+  const url = await migrated(await pg.newDatabase(kind === 'gatherer' ? 'g' : 'p'), kind);
+  const c = await connect(url);
+  clients.push(c);
+  return { url, c };
 }
 
 /** Inserts rows (all columns but batch_id) and their ingest_batches row; commit is up to `commit`. */

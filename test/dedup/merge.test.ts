@@ -14,7 +14,7 @@ import {
   dedupOptions,
   diffKeys,
   makeWorld,
-  migrated,
+  newDb,
   unionOf,
   writeBatch,
   writeBatchOpen,
@@ -35,12 +35,7 @@ after(async () => {
   await Promise.all([G?.close(), H?.close(), P?.close()]);
 });
 
-async function db(pg: TestPg, kind: 'gatherer' | 'production'): Promise<{ url: string; c: Client }> {
-  const url = await migrated(await pg.newDatabase(kind === 'gatherer' ? 'g' : 'prod'), kind);
-  const c = await connect(url);
-  open.push(c);
-  return { url, c };
-}
+const db = (pg: TestPg, kind: 'gatherer' | 'production'): Promise<{ url: string; c: Client }> => newDb(pg, kind, open);
 
 /** Runs cycles until one reports nothing more to do (bounded). */
 async function drain(d: Deduplicator, cyclesMax = 500): Promise<{ cycles: number; merged: number; duplicates: number }> {
