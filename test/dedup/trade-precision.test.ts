@@ -10,6 +10,11 @@ import type { Client } from 'pg';
 import { dropLink, openGatherer, openProduction } from '../../src/dedup/connect';
 import { mergeOnce, type MergeResult, type TableCounts } from '../../src/dedup/merge';
 import { startPg, type TestPg } from '../harness/pg';
+import { writeRowsOnce } from '../../src/copy/once';
+import { parseTrade } from '../../src/gatherer/shapes';
+import { tradeRowLine } from '../../src/gatherer/rows';
+import { Capture } from '../workers/harness';
+import { CORPUS_RECEIVED_US, loadCorpus } from '../kalshi/corpus';
 import { NOW_US, dedupOptions, newDb, writeRows, type Row } from './fixtures';
 
 let PG: TestPg;
@@ -123,6 +128,24 @@ describe('a seconds-only WS trade and its finer REST copy', () => {
       { id: ID(0), ts: BASE },
       { id: ID(1), ts: BASE + 400_000 },
     ]);
+  });
+
+  test('the corpus seconds-only WS trade and its REST copy, through the real parsers and writers of two gatherers: one row, at the REST time', async () => {
+    const TRADE_ID = '5d937db7-0c71-43cb-0b60-b56a4387af64';
+    const corpus = loadCorpus();
+    const ws = corpus.flatMap((c) => c.body.frames).find((f) => f.frame.includes(TRADE_ID) && f.frame.includes('"type":"trade"'))!;
+    const rest = corpus.flatMap((c) => c.body.rest ?? []).find((r) => r.route === 'trades' && r.body.includes(TRADE_ID))!;
+    assert.ok(ws && rest && !ws.frame.includes('ts_ms'), 'the corpus holds a seconds-only WS trade and its REST copy');
+    const capture = new Capture({ gathererId: 'g1' });
+    capture.feed(ws.frame, 1, CORPUS_RECEIVED_US);
+    const restTrade = parseTrade((JSON.parse(rest.body) as { trades: unknown[] }).trades[0], 'trades[0]');
+    const [g1, g2, prod] = [await db('gatherer'), await db('gatherer'), await db('production')];
+    await writeRowsOnce(g1.c, 'trades', capture.lines('trades'), 'g1/w0/trades');
+    await writeRowsOnce(g2.c, 'trades', [tradeRowLine(restTrade, CORPUS_RECEIVED_US, 'g2')], 'g2/rest/trades');
+    await mergeWith('g1', g1.url, prod.url);
+    await mergeWith('g2', g2.url, prod.url);
+    const r = await prod.c.query(`SELECT trade_id::text AS id, exchange_ts::text AS ts, source, count::text AS count FROM trades`);
+    assert.deepEqual(r.rows, [{ id: TRADE_ID, ts: '1773331880514000', source: 'rest', count: '3.00' }]);
   });
 
   test('property: any copies in any order from up to three gatherers leave one row per trade, at its finest time merged', async () => {
