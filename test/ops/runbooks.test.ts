@@ -15,39 +15,8 @@ import { startPg, startTimescale, timescaleSkip, withClient, type TestPg } from 
 import { createOpsDbs, healthyDataset, insertRows, loadHealthy, OPEN_MARKETS, type Dataset, type OpsDbs, type Row } from './fixture';
 import { ourMetricNames, repoRoot } from './helpers';
 import { alertNames, codeSpans, isCommand, isConfigKey, isEndpoint, isErrorCode, isUnit, kindOf, mappingRows, metricOrLiteral, sourceText } from './mapping';
-import { fencedBlocks, headingAnchors } from './markdown';
-
-const DOC = readFileSync(join(repoRoot(), 'docs', 'runbooks.md'), 'utf8');
-/** `new gatherer`: a freshly migrated, empty gatherer (Rebuild a gatherer); `timescale`: both kinds on TimescaleDB. */
-type Target = 'production' | 'gatherer' | 'either' | 'new gatherer' | 'timescale' | 'timescale gatherer';
-const TARGETS = /^\s*-- run on: (production|gatherer|either|new gatherer|timescale gatherer|timescale)\b/;
-interface Query {
-  readonly target: Target;
-  readonly sql: string;
-  readonly where: string;
-}
-
-/** ```sql blocks (target from their "-- run on:" line) and psql -c commands in bash blocks. */
-function runbookQueries(): Query[] {
-  const out: Query[] = [];
-  for (const b of fencedBlocks(DOC)) {
-    if (b.lang === 'sql') {
-      const m = TARGETS.exec(b.body);
-      assert.ok(m, `sql block at line ${b.line} must start with "-- run on: production|gatherer|either|new gatherer|timescale|timescale gatherer"`);
-      out.push({ target: m[1] as Target, sql: b.body, where: `sql block at line ${b.line}` });
-    }
-    if (b.lang === 'bash') {
-      for (const m of b.body.matchAll(/psql "\$(PROD_DB|GATHERER_DB|NEW_GATHERER_OWNER_DB)"[^\n]*? -c "([^"]+)"/g)) {
-        out.push({
-          target: m[1] === 'PROD_DB' ? 'production' : m[1] === 'GATHERER_DB' ? 'gatherer' : 'new gatherer',
-          sql: m[2]!,
-          where: `psql -c in bash block at line ${b.line}`,
-        });
-      }
-    }
-  }
-  return out;
-}
+import { headingAnchors } from './markdown';
+import { DOC, runAsPsql, runbookQueries, substitute, type Query } from './runbook-sql';
 
 let pg: TestPg;
 let dbs: OpsDbs;
@@ -80,28 +49,6 @@ before(async () => {
 after(async () => {
   await pg?.close();
 });
-
-/** psql's variables as the runbook's readers set them (`\\set`); the production URL is the test's. */
-export function substitute(sql: string, vars: { nowUs: number; productionUrl: string }): string {
-  return sql
-    .replace(/:'ticker'/g, `'${OPEN_MARKETS[0]}'`)
-    .replace(/:'prod_url'/g, `'${vars.productionUrl}'`)
-    .replace(/:hours\b/g, '3')
-    .replace(/:start_us\b/g, String(vars.nowUs - 120 * 60_000_000))
-    .replace(/:end_us\b/g, String(vars.nowUs));
-}
-
-/** Runs a block as psql would: a trailing `\\gexec` runs every field of every result row as its own statement. */
-export async function runAsPsql(c: ClientBase, sql: string): Promise<QueryResult[]> {
-  const gexec = /\n\s*\\gexec\s*$/.exec(sql);
-  const r = (await c.query(gexec ? sql.slice(0, gexec.index) : sql)) as QueryResult | QueryResult[];
-  const results = Array.isArray(r) ? r : [r];
-  if (!gexec) return results;
-  const out: QueryResult[] = [];
-  for (const row of results[results.length - 1]!.rows as Record<string, unknown>[])
-    for (const field of Object.values(row)) if (field !== null) out.push(await c.query(String(field)));
-  return out;
-}
 
 async function run(q: Query, url: string, productionUrl = dbs.production, nowUs = data.nowUs): Promise<QueryResult[]> {
   return withClient(url, async (c) => {
