@@ -21,6 +21,7 @@ export async function benchEncode(): Promise<MicroResult[]> {
     conn_id: 1,
     sid: 2,
     seq: 2,
+    sent_at: 1_779_946_509_700_000,
   };
   const ticker: TickerRow = {
     ticker: 'FED-23DEC-T3.00',
@@ -42,6 +43,7 @@ export async function benchEncode(): Promise<MicroResult[]> {
     conn_id: 1,
     sid: 3,
     seq: null,
+    sent_at: null,
   };
   const content = tickerContent(ticker);
   let sink = 0;
@@ -49,7 +51,8 @@ export async function benchEncode(): Promise<MicroResult[]> {
     {
       name: 'encode orderbook_deltas row',
       opsPerCall: BATCH,
-      check: () => assert.equal(enc.orderbook_deltas(delta), 'FED-23DEC-T3.00\tyes\t0.9600\t-54.00\t1779946509623423\t0\t1779946510000000\tg1\t1\t2\t2'),
+      check: () =>
+        assert.equal(enc.orderbook_deltas(delta), 'FED-23DEC-T3.00\tyes\t0.9600\t-54.00\t1779946509623423\t0\t1779946510000000\tg1\t1\t2\t2\t1779946509700000'),
       fn: () => {
         for (let i = 0; i < BATCH; i++) {
           delta.occurrence = i & 7;

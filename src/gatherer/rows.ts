@@ -22,6 +22,7 @@ const SNAPSHOT_COLUMNS = [
   'conn_id',
   'sid',
   'seq',
+  'sent_at',
   'batch_id',
 ];
 const TRADE_COLUMNS = [
@@ -41,12 +42,13 @@ const TRADE_COLUMNS = [
   'conn_id',
   'sid',
   'seq',
+  'sent_at',
   'batch_id',
 ];
 invariant(columnNames(ORDERBOOK_SNAPSHOTS).join() === SNAPSHOT_COLUMNS.join(), 'orderbook_snapshots columns changed: update rows.ts');
 invariant(columnNames(TRADES).join() === TRADE_COLUMNS.join(), 'trades columns changed: update rows.ts');
 
-const REST_PROVENANCE_TAIL = '\t0\t0\t' + COPY_NULL; // conn_id, sid, seq
+const REST_PROVENANCE_TAIL = '\t0\t0\t' + COPY_NULL + '\t' + COPY_NULL; // conn_id, sid, seq, sent_at
 
 /** One orderbook_snapshots row: levels as JSON [[price, size], ...], snapshot_ts = receive time µs. */
 export function snapshotRowLine(ticker: string, book: OrderbookLevels, receivedUs: number, gatherer: string): string {

@@ -87,14 +87,21 @@ export function snapshotMsg(ticker: string, marketId: string, yes: readonly Wire
   return JSON.stringify(msg);
 }
 
-/** A data message on a subscription: `seq` on book, trade and lifecycle sids, none on tickers. */
-export function dataFrame(type: string, sid: number, seq: number | undefined, msg: string): string {
-  return seq === undefined ? `{"type":"${type}","sid":${sid},"msg":${msg}}` : `{"type":"${type}","sid":${sid},"seq":${seq},"msg":${msg}}`;
+/**
+ * A data message on a subscription: `seq` on book, trade and lifecycle sids, none on tickers;
+ * `sending_ts_ms` (the exchange's send time, ms) closes the envelope as on Kalshi.
+ */
+export function dataFrame(type: string, sid: number, seq: number | undefined, msg: string, sentMs: number): string {
+  return seq === undefined
+    ? `{"type":"${type}","sid":${sid},"msg":${msg},"sending_ts_ms":${sentMs}}`
+    : `{"type":"${type}","sid":${sid},"seq":${seq},"msg":${msg},"sending_ts_ms":${sentMs}}`;
 }
 
-/** A sequenced reply to command `id` on a sid (a get_snapshot's snapshot, an update_subscription's ok). */
-export function replyFrame(id: number, type: string, sid: number, seq: number, msg: string | undefined): string {
-  return msg === undefined ? `{"id":${id},"sid":${sid},"seq":${seq},"type":"${type}"}` : `{"id":${id},"sid":${sid},"seq":${seq},"type":"${type}","msg":${msg}}`;
+/** A sequenced reply to command `id` on a sid (a get_snapshot's snapshot, an update_subscription's ok), with `sending_ts_ms`. */
+export function replyFrame(id: number, type: string, sid: number, seq: number, msg: string | undefined, sentMs: number): string {
+  return msg === undefined
+    ? `{"id":${id},"sid":${sid},"seq":${seq},"type":"${type}","sending_ts_ms":${sentMs}}`
+    : `{"id":${id},"sid":${sid},"seq":${seq},"type":"${type}","msg":${msg},"sending_ts_ms":${sentMs}}`;
 }
 
 export function subscribedFrame(id: number, channel: string, sid: number): string {

@@ -92,6 +92,17 @@ function exchangeTimeUs(msg: JsonObject, rfcField: string | null): number {
   return fail('KDP_ERR_MSG_TIMESTAMP', 'no exchange time (ts / ts_ms) in message');
 }
 
+/**
+ * The envelope's `sending_ts_ms` (when Kalshi queued the message at its network layer; optional in
+ * the AsyncAPI description) in µs, or null when absent or not an integer time in range. Provenance
+ * only: a bad value never costs the row.
+ */
+export function sendingTimeUs(v: unknown): number | null {
+  if (v === undefined || v === null) return null;
+  const us = unitsToUs(v, 1000);
+  return us < 0 ? null : us;
+}
+
 const SIDES = ['yes', 'no'] as const;
 
 /**

@@ -286,3 +286,13 @@ END $$`,
 }
 
 export { COMMON_META };
+
+/**
+ * Migration 3: every time-series table gains `sent_at` (µs, nullable), Kalshi's envelope
+ * `sending_ts_ms` (kalshi-protocol.md). A database made by migration 1 of this build already has it
+ * (initialDdl follows tables.ts), hence IF NOT EXISTS. Nullable without a default: no table
+ * rewrite, and allowed on compressed TimescaleDB hypertables.
+ */
+export function sentAtDdl(_kind: SchemaKind, _engine: Engine): string[] {
+  return TIME_SERIES_TABLES.map((t) => `ALTER TABLE ${t.name} ADD COLUMN IF NOT EXISTS sent_at bigint`);
+}

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ClientBase } from 'pg';
 import { KdpError } from '../core/errors';
-import { COMMON_META, guardedRetentionDdl, initialDdl, type Engine, type SchemaKind } from './ddl';
+import { COMMON_META, guardedRetentionDdl, initialDdl, sentAtDdl, type Engine, type SchemaKind } from './ddl';
 import { ensurePartitions } from './partitions';
 import { ensureRoles } from './roles';
 
@@ -18,6 +18,7 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', statements: initialDdl },
   { version: 2, name: 'guarded TimescaleDB retention', statements: guardedRetentionDdl },
+  { version: 3, name: 'sent_at (Kalshi sending_ts_ms) on time-series rows', statements: sentAtDdl },
 ];
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 

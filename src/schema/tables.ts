@@ -39,6 +39,9 @@ const PROVENANCE: readonly Column[] = [
   col('conn_id', 'integer'),
   col('sid', 'integer'),
   col('seq', 'bigint', true),
+  // µs: the envelope's sending_ts_ms (when Kalshi queued the message at its network layer) x 1000;
+  // NULL when the message had none and on REST rows. Added by migration 3.
+  col('sent_at', 'bigint', true),
   col('batch_id', 'bigint'),
 ];
 

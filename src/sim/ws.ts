@@ -209,15 +209,20 @@ export class WsHub {
     if (some) for (const sub of some) this.sendOne(sub, type, msg, sequenced);
   }
 
+  /** The envelope's sending_ts_ms: the exchange clock when the frame is queued (ms). */
+  private sentMs(): number {
+    return Math.floor(this.state.nowUs / 1000);
+  }
+
   private sendOne(sub: Sub, type: string, msg: string, sequenced: boolean): void {
-    if (!sequenced) return this.push(sub.conn, dataFrame(type, sub.sid, undefined, msg));
+    if (!sequenced) return this.push(sub.conn, dataFrame(type, sub.sid, undefined, msg, this.sentMs()));
     const seq = ++sub.seq;
     if (sub.nextFault === 'lose') {
       // A frame lost on the way (the exchange's buffer, a proxy): its seq is consumed, nothing sent.
       sub.nextFault = null;
       return this.fault({ kind: 'lose', conn: sub.conn.id, sid: sub.sid, seq });
     }
-    this.push(sub.conn, dataFrame(type, sub.sid, seq, msg));
+    this.push(sub.conn, dataFrame(type, sub.sid, seq, msg, this.sentMs()));
   }
 
   private sendSeq(sub: Sub, type: string, body: string, id = 0): void {
@@ -227,7 +232,8 @@ export class WsHub {
       this.fault({ kind: 'skipseq', conn: sub.conn.id, sid: sub.sid, seq: sub.seq });
     }
     const seq = ++sub.seq;
-    const frame = id > 0 ? replyFrame(id, type, sub.sid, seq, body) : dataFrame(type, sub.sid, seq, body);
+    const sentMs = this.sentMs();
+    const frame = id > 0 ? replyFrame(id, type, sub.sid, seq, body, sentMs) : dataFrame(type, sub.sid, seq, body, sentMs);
     if (rates.malformed > 0 && this.faultRng.next() < rates.malformed) {
       this.push(sub.conn, frame.slice(0, frame.length >> 1));
       this.fault({ kind: 'malformed', conn: sub.conn.id, sid: sub.sid, seq });
@@ -460,7 +466,7 @@ export class WsHub {
       }
       const seq = ++sub.seq;
       this.dropSub(sub);
-      this.push(conn, replyFrame(c.id, 'unsubscribed', sub.sid, seq, undefined));
+      this.push(conn, replyFrame(c.id, 'unsubscribed', sub.sid, seq, undefined, this.sentMs()));
     }
   }
 
@@ -505,7 +511,7 @@ export class WsHub {
 
   private ack(conn: Conn, c: Cmd, sub: Sub): void {
     const seq = ++sub.seq;
-    this.push(conn, replyFrame(c.id, 'ok', sub.sid, seq, JSON.stringify({ market_tickers: [...sub.tickers!] })));
+    this.push(conn, replyFrame(c.id, 'ok', sub.sid, seq, JSON.stringify({ market_tickers: [...sub.tickers!] }), this.sentMs()));
   }
 
   // ---------------- injected connection faults ----------------

@@ -24,6 +24,8 @@ export interface Provenance {
   conn_id: number;
   sid: number;
   seq: number | null;
+  /** µs: the envelope's sending_ts_ms x 1000, else null. */
+  sent_at: number | null;
 }
 
 export interface TradeRow extends Provenance {

@@ -9,7 +9,19 @@ import { FrameCodec, FrameKind, type BusFrame } from '../ingest/frame';
 import { isKdpError, KdpError, type ErrorCode } from '../core/errors';
 import type { TimeSeriesTableName } from '../schema/tables';
 import { compileEncoders, type DeltaRow, type Encoders, type LifecycleRow, type SnapshotRow, type TickerRow, type TradeRow } from './encoders';
-import { fail, isObject, readDelta, readLifecycle, readSnapshot, readTicker, readTrade, readUnknown, type Json, type JsonObject } from './messages';
+import {
+  fail,
+  isObject,
+  readDelta,
+  readLifecycle,
+  readSnapshot,
+  readTicker,
+  readTrade,
+  readUnknown,
+  sendingTimeUs,
+  type Json,
+  type JsonObject,
+} from './messages';
 import { REGISTRY_MESSAGE_TYPES } from '../kalshi/protocol';
 import { resolveProcessorOptions, type ProcessorOptions } from './options';
 import { SeqVerdict, SequenceChecker, TERMINAL_ERROR_CODES, type GapEvent } from './sequence';
@@ -125,6 +137,8 @@ export class FrameProcessor {
   // Frame being processed, for provenance and diagnosis.
   private connId = 0;
   private receivedUs = 0;
+  /** The current message's envelope sending_ts_ms in µs (null when absent). */
+  private sentUs: number | null = null;
   private keepFeeding = true;
 
   constructor(
@@ -151,7 +165,7 @@ export class FrameProcessor {
       framesDroppedUpstream: 0,
       rows: { trades: 0, orderbook_deltas: 0, orderbook_snapshots: 0, tickers: 0, lifecycle_events: 0 },
     };
-    const p = { received_at: 0, gatherer: o.gathererId, conn_id: 0, sid: 0, seq: null };
+    const p = { received_at: 0, gatherer: o.gathererId, conn_id: 0, sid: 0, seq: null, sent_at: null };
     this.deltaRow = { ticker: '', side: '', price: '', delta: '', exchange_ts: 0, occurrence: 0, ...p };
     this.snapshotRow = { ticker: '', yes_levels: '', no_levels: '', snapshot_ts: 0, source: 'ws', last_delta_ts: null, ...p };
     this.tradeRow = {
@@ -281,6 +295,7 @@ export class FrameProcessor {
     this.counters.messages++;
     const type = env.type;
     if (typeof type !== 'string') fail('KDP_ERR_MSG_SHAPE', 'message has no string type');
+    this.sentUs = sendingTimeUs(env.sending_ts_ms);
     switch (type) {
       case 'orderbook_delta':
         return this.onDelta(env);
@@ -321,6 +336,7 @@ export class FrameProcessor {
     row.conn_id = this.connId;
     row.sid = sid;
     row.seq = seq;
+    row.sent_at = this.sentUs;
   }
 
   /** Body errors on a book message still consumed a seq: the book is unusable, resync the sid. */

@@ -30,6 +30,7 @@ export function deltaLine(r: DeltaRow): string {
     '3',
     '7',
     r.seq === null ? '\\N' : String(r.seq),
+    String(r.exchangeTs + 3), // sent_at
   ].join('\t');
 }
 
@@ -48,7 +49,7 @@ export function delta(i: number, over: Partial<DeltaRow> = {}): DeltaRow {
 }
 
 export function tradeLine(tradeId: string, exchangeTs: number, source: 'ws' | 'rest', count = '10.00'): string {
-  const connSid = source === 'rest' ? ['0', '0', '\\N'] : ['1', '2', '99'];
+  const connSid = source === 'rest' ? ['0', '0', '\\N', '\\N'] : ['1', '2', '99', String(exchangeTs + 3)]; // conn_id, sid, seq, sent_at
   return [tradeId, 'KX-T', '0.360000', '0.640000', count, 'yes', '\\N', '\\N', 'f', String(exchangeTs), source, String(exchangeTs + 5), 'g1', ...connSid].join(
     '\t',
   );

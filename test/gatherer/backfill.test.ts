@@ -74,7 +74,7 @@ function backfiller(over: Record<string, unknown> = {}): TradeBackfill {
 function liveLine(t: Json): string {
   return tradeRowLine(parseTrade(t, 'live'), (T0 + 1) * 1000, 'g2')
     .replace('\trest\t', '\tws\t')
-    .replace(/\t0\t0\t\\N$/, '\t3\t2\t\\N');
+    .replace(/\t0\t0\t\\N\t\\N$/, '\t3\t2\t\\N\t\\N'); // conn_id, sid, seq, sent_at
 }
 
 describe('trade backfill', () => {

@@ -49,6 +49,35 @@ describe('gatherer schema', () => {
     assert.deepEqual(await tablesOf(url), tablesBefore);
   });
 
+  test('a version-2 database of either kind is upgraded to 3: every time-series table gains sent_at, its rows kept', async () => {
+    for (const kind of ['gatherer', 'production'] as const) {
+      const url = await pg.newDatabase();
+      await withClient(url, async (c) => {
+        await migrate(c, { kind, engine: 'postgres', nowUs: NOW_US });
+        // What version 2 made: no sent_at anywhere.
+        for (const t of TIME_SERIES_TABLES) await c.query(`ALTER TABLE ${t.name} DROP COLUMN sent_at`);
+        await c.query(`UPDATE kdp_schema SET version = 2`);
+        await c.query(
+          `INSERT INTO trades (trade_id, ticker, yes_price, no_price, count, exchange_ts, source, received_at, gatherer, conn_id, sid, batch_id${kind === 'production' ? ', merged_at' : ''})
+           VALUES ('00000000-0000-4000-8000-000000000001', 'KX-T', 0.36, 0.64, 1, $1, 'ws', $1, 'g1', 1, 2, 1${kind === 'production' ? ', $1' : ''})`,
+          [NOW_US],
+        );
+        const r = await migrate(c, { kind, engine: 'postgres', nowUs: NOW_US });
+        assert.deepEqual([r.fromVersion, r.toVersion], [2, SCHEMA_VERSION], kind);
+        const cols = await c.query(`SELECT table_name FROM information_schema.columns WHERE column_name = 'sent_at' AND table_name = ANY($1) ORDER BY 1`, [
+          TIME_SERIES_TABLES.map((t) => t.name),
+        ]);
+        assert.deepEqual(
+          cols.rows.map((x) => x.table_name),
+          TIME_SERIES_TABLES.map((t) => t.name).sort(),
+          kind,
+        );
+        const kept = await c.query(`SELECT count(*)::int AS n, count(sent_at)::int AS s FROM trades`);
+        assert.deepEqual(kept.rows[0], { n: 1, s: 0 }, kind);
+      });
+    }
+  });
+
   test('gatherer trades reject a second copy of the same trade', async () => {
     const url = await pg.newDatabase();
     await withClient(url, async (c) => {

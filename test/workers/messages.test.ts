@@ -36,6 +36,7 @@ const DELTA = {
     ts: '2026-05-28T05:35:09.623423Z',
     ts_ms: 1779946509623,
   },
+  sending_ts_ms: 1779946509701,
 };
 const TRADE = {
   type: 'trade',
@@ -101,17 +102,31 @@ test('orderbook_snapshot then orderbook_delta (sheet examples) -> exact rows', (
   c.feed(SNAPSHOT, 4, RECV);
   c.feed(DELTA, 4, RECV + 5);
   assert.deepEqual(c.lines('orderbook_snapshots'), [
-    row('FED-23DEC-T3.00', '[["0.0800","300.00"],["0.2200","333.00"]]', '[["0.5400","20.00"]]', RECV, 'ws', N, RECV, 'g1', 4, 2, 1),
+    row('FED-23DEC-T3.00', '[["0.0800","300.00"],["0.2200","333.00"]]', '[["0.5400","20.00"]]', RECV, 'ws', N, RECV, 'g1', 4, 2, 1, N),
   ]);
-  assert.deepEqual(c.lines('orderbook_deltas'), [row('FED-23DEC-T3.00', 'yes', '0.9600', '-54.00', 1_779_946_509_623_423, 0, RECV + 5, 'g1', 4, 2, 2)]);
+  assert.deepEqual(c.lines('orderbook_deltas'), [
+    row('FED-23DEC-T3.00', 'yes', '0.9600', '-54.00', 1_779_946_509_623_423, 0, RECV + 5, 'g1', 4, 2, 2, 1_779_946_509_701_000),
+  ]);
   // A later snapshot on the same sid is anchored at the last delta's exchange time; an empty side is [].
   c.feed({ ...SNAPSHOT, seq: 3, msg: { market_ticker: 'FED-23DEC-T3.00', no_dollars_fp: [['0.5400', '20.00']] } }, 4, RECV + 9);
   assert.equal(
     c.lines('orderbook_snapshots')[1],
-    row('FED-23DEC-T3.00', '[]', '[["0.5400","20.00"]]', RECV + 9, 'ws', 1_779_946_509_623_423, RECV + 9, 'g1', 4, 2, 3),
+    row('FED-23DEC-T3.00', '[]', '[["0.5400","20.00"]]', RECV + 9, 'ws', 1_779_946_509_623_423, RECV + 9, 'g1', 4, 2, 3, N),
   );
   assert.deepEqual(c.rejects, []);
   assert.deepEqual(c.gaps, []);
+});
+
+test('sending_ts_ms is kept as sent_at (µs); a bad one leaves sent_at NULL and keeps the row', () => {
+  const c = new Capture();
+  c.feed(DELTA, 4, RECV);
+  c.feed({ ...DELTA, seq: 3, sending_ts_ms: 'soon' }, 4, RECV);
+  c.feed({ ...DELTA, seq: 4, sending_ts_ms: 1.5 }, 4, RECV);
+  assert.deepEqual(
+    c.lines('orderbook_deltas').map((l) => l.split('\t').at(-1)),
+    ['1779946509701000', N, N],
+  );
+  assert.deepEqual(c.rejects, []);
 });
 
 test('delta without ts uses ts_ms x 1000', () => {
@@ -141,6 +156,7 @@ test('trade (sheet example) -> exact row; exchange_ts = ts_ms x 1000 (the millis
     'g1',
     2,
     11,
+    N,
     N,
   );
   assert.deepEqual(c.lines('trades'), [expected]);
@@ -191,6 +207,7 @@ test('ticker (sheet example) -> exact row with µs time, fingerprint and occurre
       1,
       3,
       N,
+      N,
     ),
   ]);
   // Same content again at the same µs: occurrence 1, same fingerprint. Different content: own fingerprint, occurrence 0.
@@ -223,13 +240,13 @@ test('lifecycle channels -> canonical payload (sorted keys), fingerprint over it
   c.feed({ type: 'market_lifecycle_v2', sid: 5, msg }, 1, RECV);
   const payload = '{"determination_ts":1669149841,"event_type":"determined","market_ticker":"KXBTC-26-T1","result":"yes","settlement_value":"1.0000"}';
   assert.deepEqual(c.lines('lifecycle_events'), [
-    row('market_lifecycle_v2', 'KXBTC-26-T1', N, 'determined', payload, referenceFnv(payload), RECV, 'g1', 1, 5, N),
+    row('market_lifecycle_v2', 'KXBTC-26-T1', N, 'determined', payload, referenceFnv(payload), RECV, 'g1', 1, 5, N, N),
   ]);
   // Key order does not change the payload or fingerprint.
   c.feed({ type: 'market_lifecycle_v2', sid: 5, msg: Object.fromEntries(Object.entries(msg).reverse()) }, 1, RECV);
   assert.equal(c.lines('lifecycle_events')[1], c.lines('lifecycle_events')[0]);
   c.feed({ type: 'multivariate_market_lifecycle', sid: 5, msg: { market_ticker: 'KXMVE-1', event_type: 'created', note: 'tab\there' } });
-  assert.equal(c.lines('lifecycle_events')[2]!.split('\t').length, 11);
+  assert.equal(c.lines('lifecycle_events')[2]!.split('\t').length, 12);
   assert.ok(c.lines('lifecycle_events')[2]!.includes('"note":"tab\\\\there"'), 'JSON escape then COPY escape');
   c.feed({ type: 'event_lifecycle', sid: 5, msg: { event_ticker: 'KXBTC-26', title: 'Bitcoin', series_ticker: 'KXBTC' } });
   const ev = c.lines('lifecycle_events')[3]!.split('\t');
