@@ -17,7 +17,12 @@ after(async () => {
 test('writers run inside a real worker thread and report their counters to the parent', { timeout: 60_000 }, async () => {
   const url = await gathererDb(pg);
   const worker = new Worker(join(__dirname, 'fixtures', 'writer-worker.js'), { workerData: { url, rows: 5_000 } });
-  const [report] = (await once(worker, 'message')) as [
+  // A worker that exits without reporting fails the test at once with its exit code (waiting on
+  // 'message' alone would hang until the test's time limit: seen once in CI, cause unknown).
+  const exited = once(worker, 'exit').then(([code]) => {
+    throw new Error(`writer worker exited with code ${code} before reporting`);
+  });
+  const [report] = (await Promise.race([once(worker, 'message'), exited])) as [
     {
       closed: { unflushedRows: number }[];
       rowsCommitted: Record<string, number>;
@@ -26,7 +31,7 @@ test('writers run inside a real worker thread and report their counters to the p
       samples: { flushSeconds: number[]; frameToCommitSeconds: number[] };
     },
   ];
-  await once(worker, 'exit');
+  await exited.catch(() => undefined); // it exits after its report
   assert.deepEqual(report.closed, [{ unflushedRows: 0 }, { unflushedRows: 0 }]);
   assert.deepEqual(report.rowsCommitted, { orderbook_deltas: 5_000, trades: 500 });
   assert.deepEqual(report.errors, { connection: 0, constraint: 0, timeout: 0, disk_full: 0, schema: 0, other: 0 });
