@@ -12,7 +12,7 @@ export const GATHERER_METRICS = {
   ws_client_bytes_received_total: { type: 'counter', help: 'WebSocket payload bytes received from the exchange' },
   ws_client_errors_total: {
     type: 'counter',
-    help: 'WebSocket errors by type (connect, stale, protocol, closed, exchange error code)',
+    help: 'WebSocket errors by type: connect, http_<status> (handshake refused), stale, command_timeout, exchange_<code>',
     labels: ['type'],
   },
   conn_manager_connections: { type: 'gauge', help: 'Connections the connection manager wants open' },

@@ -577,9 +577,18 @@ export class ConnectionManager {
     socket.on('open', () => this.onOpen(conn, socket));
     socket.on('message', (data: Buffer) => this.onFrame(conn, socket, data));
     socket.on('ping', () => (conn.lastFrameUs = nowUs()));
-    socket.on('error', (err) => this.events.error('connect', { connId: conn.id, message: err.message }));
+    // A handshake the exchange answers with an HTTP status (401/403: a revoked or wrong key) is
+    // counted once as http_<status>: terminating the still-connecting socket raises 'error' too.
+    let refusedStatus = 0;
+    socket.on('error', (err) => {
+      if (refusedStatus !== 0) return;
+      this.events.error('connect', { connId: conn.id, message: err.message });
+      this.log.warn({ connId: conn.id, err: err.message }, 'WebSocket error');
+    });
     socket.on('unexpected-response', (_req, res) => {
-      this.events.error(`http_${res.statusCode ?? 0}`, { connId: conn.id });
+      refusedStatus = res.statusCode ?? 0;
+      this.events.error(`http_${refusedStatus}`, { connId: conn.id });
+      this.log.warn({ connId: conn.id, status: refusedStatus }, 'WebSocket handshake refused by the exchange (401/403: check the API key)');
       socket.terminate();
     });
     socket.on('close', (code) => this.onClose(conn, socket, code));

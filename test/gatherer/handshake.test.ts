@@ -1,0 +1,88 @@
+// A WebSocket handshake the exchange refuses with an HTTP status (Kalshi answers 401 for a revoked or
+// wrong API key): the connection manager counts it once per attempt as http_<status> (not also as
+// `connect`), logs it with the status, and keeps retrying with its backoff.
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { after, test } from 'node:test';
+import { createLogger } from '../../src/core/log';
+import { ConnectionManager } from '../../src/gatherer/connections';
+import { RingRouter } from '../../src/ingest/router';
+import { FrameCodec, FrameKind } from '../../src/ingest/frame';
+import { createRingBuffer, RingProducer } from '../../src/ingest/ring';
+import { waitFor } from '../harness/gatherer';
+
+const servers: Server[] = [];
+after(() => {
+  for (const s of servers) s.close();
+});
+
+/** An HTTP server that answers every WebSocket upgrade with 401, counting the attempts. */
+async function refusingServer(): Promise<{ url: string; attempts: () => number }> {
+  let attempts = 0;
+  const server = createServer((_req, res) => res.writeHead(404).end());
+  server.on('upgrade', (_req, socket) => {
+    attempts++;
+    socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`, attempts: () => attempts };
+}
+
+test('a handshake refused with 401 is counted once per attempt as http_401, logged with its status, and retried', async () => {
+  const { url, attempts } = await refusingServer();
+  const codec = new FrameCodec(4096);
+  const router = new RingRouter(
+    [new RingProducer(createRingBuffer({ ringBytes: 16 * 1024, frameBytesMax: 4096 }))],
+    {
+      data: (connId, t, payload) => codec.encode(FrameKind.data, connId, t, payload),
+      notice: (connId, t) => codec.encode(FrameKind.connectionOpened, connId, t, new Uint8Array(0)),
+    },
+    { onRingFull: 'pause', frameBytesMax: codec.payloadBytesMax(), drainPollMs: 2, noticeBacklogMax: 64, heldBytesMax: 8192 },
+  );
+  const errors: string[] = [];
+  const lines: { msg: string; status?: number }[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l));
+      done();
+    },
+  });
+  const manager = new ConnectionManager(
+    {
+      wsUrl: url,
+      connections: 1,
+      marketsPerSubscription: 100,
+      marketsPerSubscriptionMin: 1,
+      silenceTimeoutMs: 60_000,
+      backoffInitialMs: 20,
+      backoffMaxMs: 50,
+      startJitterMs: 0,
+      handshakeTimeoutMs: 5000,
+      commandTimeoutMs: 5000,
+      wsMaxPayloadBytes: 1024 * 1024,
+      marketChannels: [],
+      globalChannels: [],
+      useYesPrice: true,
+    },
+    router,
+    { disconnected: () => undefined, resubscribed: () => undefined, error: (type) => errors.push(type), reconnect: () => undefined },
+    () => ({}),
+    createLogger('test', { level: 'warn', destination }),
+  );
+  manager.start();
+  try {
+    await waitFor('three refused attempts counted', () => errors.length >= 3 && attempts() >= 3, 30_000);
+  } finally {
+    await manager.stop();
+  }
+  assert.ok(
+    errors.every((t) => t === 'http_401'),
+    `only http_401 counted: ${errors.join(',')}`,
+  );
+  assert.ok(errors.length <= attempts(), 'at most one count per attempt');
+  const refused = lines.filter((l) => l.status === 401);
+  assert.ok(refused.length >= 3 && refused[0]!.msg.includes('handshake refused'), JSON.stringify(lines.slice(0, 3)));
+});
