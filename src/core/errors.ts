@@ -67,7 +67,10 @@ export const ERROR_CODES = {
     summary: 'A worker thread kept dying right after each relaunch; the gatherer stops instead of relaunching it again.',
   },
   // exchange connectivity
-  KDP_ERR_WS_CONNECT: { retryable: true, summary: 'The WebSocket connection failed or was refused.' },
+  KDP_ERR_WS_CONNECT: {
+    retryable: true,
+    summary: "kdp capture's WebSocket connection failed or was refused (the gatherer counts its own in ws_client_errors_total).",
+  },
   KDP_ERR_WS_STALE: { retryable: true, summary: 'No frame arrived within the silence limit; the connection is presumed dead.' },
   KDP_ERR_WS_PROTOCOL: { retryable: true, summary: 'The exchange answered a command with an error.' },
   KDP_ERR_REST_RATE_LIMITED: { retryable: true, summary: 'The exchange REST API answered 429.' },
