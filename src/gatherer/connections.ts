@@ -162,6 +162,11 @@ export class ConnectionManager {
     return this.conns.filter((c) => c.socket?.readyState === WebSocket.OPEN && c.downSinceUs === 0 && c.lastFrameUs >= limit).length;
   }
 
+  /** Every all-markets channel (lifecycle, ticker, trade) has a live subscription. */
+  globalSubscribed(): boolean {
+    return this.globalSids.size >= this.opts.globalChannels.length;
+  }
+
   /** Every connection open, no subscribe outstanding, every shard holding a sid per market channel. */
   allSubscribed(): boolean {
     if (this.openConnections() !== this.conns.length) return false;

@@ -52,6 +52,8 @@ export interface RegistryStats {
   metadataErrors: number;
   dbErrors: number;
   timerFirings: number;
+  /** Markets first seen in a listing after discovery, never announced by a 'created' message. */
+  foundLate: number;
 }
 
 export interface RegistryDeps {
@@ -103,6 +105,7 @@ export class MarketRegistry extends EventEmitter {
     metadataErrors: 0,
     dbErrors: 0,
     timerFirings: 0,
+    foundLate: 0,
   };
   private readonly tracked = new Map<string, TrackedMarket>();
   private readonly live = new Set<string>();
@@ -137,6 +140,7 @@ export class MarketRegistry extends EventEmitter {
   /** Full discovery (throws if it fails: the caller retries), then periodic reconcile. */
   async start(): Promise<ReconcileResult> {
     const result = await this.reconcile();
+    this.discovered = true;
     this.scheduleReconcile();
     return result;
   }
@@ -175,6 +179,19 @@ export class MarketRegistry extends EventEmitter {
 
   /** When each market's 'created' message arrived (ms), until its subscription is acked. */
   private readonly createdAtMs = new Map<string, number>();
+
+  /**
+   * Markets a listing found after discovery that no 'created' message announced (created between
+   * discovery's listing and the lifecycle subscription, or while lifecycle frames were lost): their
+   * books are subscribed late like a created market's, so they are ledgered like one.
+   */
+  private readonly foundLate = new Set<string>();
+  private discovered = false;
+
+  /** Whether the market was found late (see foundLate), once. */
+  takeFoundLate(ticker: string): boolean {
+    return this.foundLate.delete(ticker);
+  }
 
   /** The arrival time of the market's 'created' message, once (for the creation-to-subscribed latency). */
   takeCreatedAt(ticker: string): number | undefined {
@@ -482,6 +499,10 @@ export class MarketRegistry extends EventEmitter {
       if (cur && cur.changedAtMs > asOfMs) continue;
       if ((this.finishedAt.get(r.ticker) ?? -Infinity) > asOfMs) continue;
       this.finishedAt.delete(r.ticker);
+      if (this.discovered && !cur && this.foundLate.size < CREATED_TIMES_MAX) {
+        this.foundLate.add(r.ticker);
+        this.stats.foundLate++;
+      }
       const m: TrackedMarket = {
         ticker: r.ticker,
         eventTicker: r.eventTicker,

@@ -256,8 +256,9 @@ function createManager(
 }
 
 /**
- * New markets whose book was subscribed after they opened: their deltas before the subscription's
- * snapshot are lost (no API returns them). One ledger row per ack.
+ * New markets (announced by 'created', or found late by a listing) whose book was subscribed after
+ * they opened: their deltas before the subscription's snapshot are lost (no API returns them). One
+ * ledger row per ack.
  */
 function ledgerLateSubscriptions(
   connId: number,
@@ -271,8 +272,9 @@ function ledgerLateSubscriptions(
   let openedMs = now;
   for (const t of tickers) {
     const created = controlPlane.registry.takeCreatedAt(t);
-    if (created === undefined) continue;
-    metrics.market_created_to_subscribed_seconds.observe((now - created) / 1000);
+    const foundLate = controlPlane.registry.takeFoundLate(t);
+    if (created === undefined && !foundLate) continue;
+    if (created !== undefined) metrics.market_created_to_subscribed_seconds.observe((now - created) / 1000);
     const open = controlPlane.registry.market(t)?.openTimeMs;
     if (open === null || open === undefined || open >= now) continue;
     late.push(t);

@@ -40,6 +40,7 @@ const manager = {
   tickersOfSid: () => [],
   resync: (_c: number, _s: number, _t: boolean, done: (ok: boolean) => void) => done(true),
   allSubscribed: () => true,
+  globalSubscribed: () => true,
   hasSid: () => true,
   connectionWhole: () => true,
 } as unknown as ConnectionManager;
