@@ -13,7 +13,7 @@ import type { ConnectionNotice } from '../../src/ingest/router';
 import { FrameCodec, FrameKind } from '../../src/ingest/frame';
 import { createRingBuffer, RingConsumer, RingProducer } from '../../src/ingest/ring';
 import { RingRouter } from '../../src/ingest/router';
-import { waitFor } from '../harness/gatherer';
+import { managerOptions, waitFor } from '../harness/gatherer';
 
 const FRAMES = 20_000;
 const RING_BYTES = 16 * 1024;
@@ -80,22 +80,7 @@ async function runAgainstFullRing(onRingFull: 'pause' | 'drop'): Promise<{ recei
     heldBytesMax: HELD_BYTES_MAX,
   });
   const manager = new ConnectionManager(
-    {
-      wsUrl: url,
-      connections: 1,
-      marketsPerSubscription: 100,
-      marketsPerSubscriptionMin: 1,
-      silenceTimeoutMs: 60_000,
-      backoffInitialMs: 100,
-      backoffMaxMs: 1000,
-      startJitterMs: 0,
-      handshakeTimeoutMs: 5000,
-      commandTimeoutMs: 5000,
-      wsMaxPayloadBytes: 1024 * 1024,
-      marketChannels: [],
-      globalChannels: [],
-      useYesPrice: true,
-    },
+    managerOptions(url),
     router,
     { disconnected: () => undefined, resubscribed: () => undefined, error: () => undefined, reconnect: () => undefined },
     () => ({}),

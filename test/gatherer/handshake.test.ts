@@ -11,7 +11,7 @@ import { ConnectionManager } from '../../src/gatherer/connections';
 import { RingRouter } from '../../src/ingest/router';
 import { FrameCodec, FrameKind } from '../../src/ingest/frame';
 import { createRingBuffer, RingProducer } from '../../src/ingest/ring';
-import { waitFor } from '../harness/gatherer';
+import { managerOptions, waitFor } from '../harness/gatherer';
 
 const servers: Server[] = [];
 after(() => {
@@ -51,22 +51,7 @@ test('a handshake refused with 401 is counted once per attempt as http_401, logg
     },
   });
   const manager = new ConnectionManager(
-    {
-      wsUrl: url,
-      connections: 1,
-      marketsPerSubscription: 100,
-      marketsPerSubscriptionMin: 1,
-      silenceTimeoutMs: 60_000,
-      backoffInitialMs: 20,
-      backoffMaxMs: 50,
-      startJitterMs: 0,
-      handshakeTimeoutMs: 5000,
-      commandTimeoutMs: 5000,
-      wsMaxPayloadBytes: 1024 * 1024,
-      marketChannels: [],
-      globalChannels: [],
-      useYesPrice: true,
-    },
+    managerOptions(url, { backoffInitialMs: 20, backoffMaxMs: 50 }),
     router,
     { disconnected: () => undefined, resubscribed: () => undefined, error: (type) => errors.push(type), reconnect: () => undefined },
     () => ({}),

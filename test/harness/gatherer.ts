@@ -9,6 +9,7 @@ import { createLogger } from '../../src/core/log';
 import { resolveOptions } from '../../src/config/validate';
 import { checkGathererOptions, GATHERER_SPEC, type GathererOptions } from '../../src/gatherer/config';
 import { startGatherer, type Gatherer } from '../../src/gatherer/service';
+import type { ConnectionManagerOptions } from '../../src/gatherer/connections';
 import { migrate } from '../../src/schema/migrate';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/sim/simulator';
 import type { DeltaRec, ExchangeRecord, TradeRec } from '../../src/sim/truth';
@@ -69,6 +70,27 @@ export function gathererOptions(dbUrl: string, sim: Simulator, overrides: Record
     base[k] = typeof v === 'object' && v !== null && !Array.isArray(v) ? { ...(base[k] as object), ...(v as object) } : v;
   }
   return checkGathererOptions(resolveOptions(GATHERER_SPEC, base));
+}
+
+/** Options of a bare ConnectionManager (one connection, no channels) for tests that drive it alone. */
+export function managerOptions(wsUrl: string, overrides: Partial<ConnectionManagerOptions> = {}): ConnectionManagerOptions {
+  return {
+    wsUrl,
+    connections: 1,
+    marketsPerSubscription: 100,
+    marketsPerSubscriptionMin: 1,
+    silenceTimeoutMs: 60_000,
+    backoffInitialMs: 100,
+    backoffMaxMs: 1000,
+    startJitterMs: 0,
+    handshakeTimeoutMs: 5000,
+    commandTimeoutMs: 5000,
+    wsMaxPayloadBytes: 1024 * 1024,
+    marketChannels: [],
+    globalChannels: [],
+    useYesPrice: true,
+    ...overrides,
+  };
 }
 
 /** A gatherer whose log lines are kept in memory (tests read them on failure). */

@@ -7,6 +7,7 @@
 //   KDP_TEST_TIMESCALE_URL names, else a throw-away cluster of Debian's PostgreSQL 15 with the
 //   timescaledb extension installed (.ci/run installs the prebuilt one from ../shared/timescaledb),
 //   started by the same PgCluster code. timescaleSkip() says why neither is there.
+import { after, before } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -111,4 +112,26 @@ export function startTimescale(): Promise<TestPg> {
       unix_socket_directories: '',
     },
   });
+}
+
+/**
+ * For a test file on TimescaleDB: the reason it is skipped here (false when it runs), and the
+ * server, started before the file's tests and closed after them when not skipped.
+ */
+export function useTimescale(): { readonly skip: false | string; server(): TestPg } {
+  const skip = timescaleSkip();
+  let ts: TestPg | undefined;
+  before(async () => {
+    if (!skip) ts = await startTimescale();
+  });
+  after(async () => {
+    await ts?.close();
+  });
+  return {
+    skip,
+    server: () => {
+      if (!ts) throw new Error('TimescaleDB is not started (skipped, or used outside a test)');
+      return ts;
+    },
+  };
 }

@@ -2,27 +2,21 @@
 // throw-away PostgreSQL 15 cluster with the extension (test/harness/pg.ts startTimescale). Skipped,
 // with the reason, only where neither exists.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { ClientBase } from 'pg';
 import { migrate } from '../../src/schema/migrate';
 import { DAY_US, TIME_SERIES_TABLES } from '../../src/schema/tables';
 import { backendPid, untilWaitingForLock } from '../harness/locks';
-import { startTimescale, timescaleSkip, withClient, type TestPg } from '../harness/pg';
+import { useTimescale, withClient } from '../harness/pg';
 
-const skip = timescaleSkip();
-let ts: TestPg | undefined;
-before(async () => {
-  if (!skip) ts = await startTimescale();
-});
-after(async () => {
-  await ts?.close();
-});
+const timescale = useTimescale();
+const skip = timescale.skip;
 
 // Each test (not the suite) carries the skip, so the run's summary counts them as skipped.
 describe('timescale engine', () => {
   test('creates hypertables with integer_now, compression policies and guarded retention jobs', { skip }, async () => {
     for (const kind of ['gatherer', 'production'] as const) {
-      const dbUrl = await ts!.newDatabase();
+      const dbUrl = await timescale.server().newDatabase();
       await withClient(dbUrl, async (c) => {
         const res = await migrate(c, { kind, engine: 'timescale' });
         assert.equal(res.engine, 'timescale');
@@ -55,7 +49,7 @@ describe('timescale engine', () => {
   });
 
   test('gatherer retention drops an expired chunk only once the deduplicator merged all its rows', { skip }, async () => {
-    const dbUrl = await ts!.newDatabase();
+    const dbUrl = await timescale.server().newDatabase();
     await withClient(dbUrl, async (c) => {
       await migrate(c, { kind: 'gatherer', engine: 'timescale' });
       const table = TIME_SERIES_TABLES.find((t) => t.name === 'tickers')!;
@@ -100,7 +94,7 @@ describe('timescale engine', () => {
   });
 
   test('an expired chunk holding one unmerged row among merged ones is kept', { skip }, async () => {
-    const dbUrl = await ts!.newDatabase();
+    const dbUrl = await timescale.server().newDatabase();
     await withClient(dbUrl, async (c) => {
       const oldDay = await mergedExpiredChunk(c);
       await insertTicker(c, 2, oldDay + 1);
@@ -111,7 +105,7 @@ describe('timescale engine', () => {
   });
 
   test('a write into an expired chunk that commits while the job checks it is seen, not dropped', { skip }, async () => {
-    const dbUrl = await ts!.newDatabase();
+    const dbUrl = await timescale.server().newDatabase();
     await withClient(dbUrl, async (c) => {
       const oldDay = await mergedExpiredChunk(c);
       const job = await retentionJob(c);

@@ -6,7 +6,7 @@
 // every table checked stores its rows in hypertable chunks, so the test cannot pass on plain
 // PostgreSQL. Skipped, with the reason, where there is no TimescaleDB (test/harness/pg.ts).
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { Client } from 'pg';
 import { startDeduplicator } from '../../src/dedup/service';
 import type { Gatherer } from '../../src/gatherer/service';
@@ -16,16 +16,10 @@ import { migrate } from '../../src/schema/migrate';
 import type { SchemaKind } from '../../src/schema/ddl';
 import { connect, dedupOptions } from '../dedup/fixtures';
 import { gathererOptions, quiesce, startPausedSimulator, startTestGatherer, waitFor, waitSubscribed, type SimRun } from '../harness/gatherer';
-import { startTimescale, timescaleSkip, withClient, type TestPg } from '../harness/pg';
+import { useTimescale, withClient } from '../harness/pg';
 
-const skip = timescaleSkip();
-let ts: TestPg | undefined;
-before(async () => {
-  if (!skip) ts = await startTimescale();
-});
-after(async () => {
-  await ts?.close();
-});
+const timescale = useTimescale();
+const skip = timescale.skip;
 
 const MARKETS = 50;
 /** What the exchange makes in each of the three stretches: g1 alone, both, g2 alone. */
@@ -35,7 +29,7 @@ const CHECKED = ['trades', 'orderbook_deltas', 'tickers', 'orderbook_snapshots']
 
 /** A new database on the TimescaleDB server, migrated with engine timescale. */
 async function timescaleDb(kind: SchemaKind): Promise<string> {
-  const url = await ts!.newDatabase(kind === 'gatherer' ? 'kdp_g' : 'kdp_p');
+  const url = await timescale.server().newDatabase(kind === 'gatherer' ? 'kdp_g' : 'kdp_p');
   const r = await withClient(url, (c) => migrate(c, { kind, engine: 'timescale' }));
   assert.equal(r.engine, 'timescale');
   return url;
@@ -84,9 +78,9 @@ describe('recording pipeline on TimescaleDB', () => {
   test('two gatherers with gaps and the deduplicator put every trade and delta of the run into TimescaleDB production exactly once', { skip }, async () => {
     const [g1Url, g2Url, prodUrl] = await Promise.all([timescaleDb('gatherer'), timescaleDb('gatherer'), timescaleDb('production')]);
     // Markets live ~11 days: none is created during the run. A market created while g2 starts,
-    // after its REST discovery listing and before its lifecycle subscription, is not known to g2
-    // until its next registry reconcile (10 min) (src/gatherer/service.ts startGatherer): that
-    // race, not TimescaleDB, would decide whether g2 covers it.
+    // after its REST discovery listing and before its lifecycle subscription, is found by g2's
+    // start-up reconcile and its opening ledgered as new_market (test/gatherer/startup.test.ts):
+    // timing, not TimescaleDB, would then decide which deltas g2 has.
     const run = await startPausedSimulator({
       markets: MARKETS,
       rate: 1500,
