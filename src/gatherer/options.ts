@@ -99,6 +99,12 @@ export const REGISTRY_SPEC = {
     default: 60_000,
     min: 0,
   },
+  unsubscribeAfterCloseMs: {
+    kind: 'int',
+    doc: "keep a market subscribed this long past its close_time by this machine's clock (a determined/settled event ends it at once): the exchange's clock may run behind ours",
+    default: 300_000,
+    min: 0,
+  },
   includeMultivariate: {
     kind: 'boolean',
     doc: 'also track multivariate (KXMVE*) markets (mve_filter is not sent)',

@@ -15,6 +15,7 @@ const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
 const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 'Z');
 const HOUR = 3_600_000;
 const LEAD_MS = 10 * 60_000;
+const AFTER_CLOSE_MS = 90_000;
 
 let pool: Pool;
 let server: KalshiTestServer;
@@ -90,6 +91,7 @@ before(async () => {
     createdFetchDelayMs: 200,
     reconcileIntervalMs: 24 * HOUR,
     subscribeLeadMs: LEAD_MS,
+    unsubscribeAfterCloseMs: AFTER_CLOSE_MS,
   });
   registry = new MarketRegistry(opts, {
     rest,
@@ -148,7 +150,7 @@ describe('market registry', () => {
     });
   });
 
-  test('open and close times fire from one armed timer: the market is subscribed subscribeLeadMs before open_time, opens at open_time, goes away at close_time', async () => {
+  test('open and close times fire from one armed timer: the market is subscribed subscribeLeadMs before open_time, opens at open_time, goes away unsubscribeAfterCloseMs after close_time', async () => {
     added.length = 0;
     removed.length = 0;
     assert.ok(clock.pendingTimers() <= 2, 'one due-time timer plus the reconcile timer, not one per market');
@@ -163,7 +165,10 @@ describe('market registry', () => {
     await registry.whenIdle();
     assert.deepEqual(added, ['KXA-E1-M2'], 'added once');
     assert.equal((await row('KXA-E1-M2'))?.status, 'active');
-    clock.advance(HOUR); // T0 + 2h: M1 closes
+    clock.advance(HOUR); // T0 + 2h: M1's close_time
+    await registry.whenIdle();
+    assert.deepEqual(removed, [], "kept past close_time: the exchange's clock may run behind ours");
+    clock.advance(AFTER_CLOSE_MS);
     await registry.whenIdle();
     assert.deepEqual(removed, ['KXA-E1-M1']);
     assert.equal((await row('KXA-E1-M1'))?.status, 'closed');
@@ -240,6 +245,9 @@ describe('market registry', () => {
       'rejected',
     );
     assert.equal(await registry.applyLifecycle('not an object'), 'rejected');
+    await registry.whenIdle();
+    assert.deepEqual(removed.sort(), ['KXB-E5-N0'], 'determined ends a market at once; a close_time just passed keeps it a while');
+    clock.advance(AFTER_CLOSE_MS);
     await registry.whenIdle();
     assert.deepEqual(removed.sort(), ['KXB-E5-N0', 'KXB-E5-N1']);
     const n0 = await row('KXB-E5-N0');
