@@ -184,6 +184,13 @@ export const POLLER_SPEC = {
     doc: 'use GET /markets/orderbooks; else one GET per market',
     default: true,
   },
+  pollInFlightMax: {
+    kind: 'int',
+    doc: 'poll requests in flight at once when answers come slower than the schedule (the rate limit still applies)',
+    default: 4,
+    min: 1,
+    max: 32,
+  },
   pollDepth: {
     kind: 'int',
     doc: 'levels per side for single-market polls (0 = full book)',

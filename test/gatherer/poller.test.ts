@@ -68,7 +68,9 @@ describe('snapshot poller', () => {
   test('one cycle stores a source=rest snapshot of every live market, batches of 100 spread evenly over the interval', async () => {
     const clock = new ManualClock(T0);
     server.rateLimitNext = 0;
-    const p = poller(clock);
+    // One request at a time: the manual clock jumps to each slot at once, and the snapshot times
+    // checked below are the times the answers came.
+    const p = poller(clock, { pollInFlightMax: 1 });
     const result = await p.runCycle();
     assert.deepEqual(result, {
       tickers: 250,
@@ -122,9 +124,28 @@ describe('snapshot poller', () => {
     assert.equal((await pool.query(`SELECT count(*)::int AS n FROM orderbook_snapshots WHERE source = 'rest'`)).rows[0].n, 249);
   });
 
+  test('answers slower than the schedule: up to pollInFlightMax requests wait at once, and every book is stored', async () => {
+    for (const inFlightMax of [1, 3]) {
+      server.requests.length = 0;
+      await pool.query('TRUNCATE orderbook_snapshots, ingest_batches');
+      let release!: () => void;
+      server.holdOrderbooks = new Promise<void>((r) => (release = r));
+      const p = poller(new ManualClock(T0), { pollInFlightMax: inFlightMax });
+      const cycle = p.runCycle();
+      const asked = (): number => server.requests.filter((r) => r.path.endsWith('/markets/orderbooks')).length;
+      await waitFor(`${inFlightMax} requests sent`, () => asked() >= inFlightMax);
+      await new Promise((r) => setImmediate(r)); // a further request would have been sent by now
+      assert.equal(asked(), inFlightMax, 'no more than pollInFlightMax unanswered');
+      server.holdOrderbooks = undefined;
+      release();
+      const result = await cycle;
+      assert.deepEqual([result.requests, result.stored, result.failedRequests], [3, 249, 0]);
+    }
+  });
+
   test('a request that keeps failing is counted and skipped; the rest of the cycle still runs', async () => {
     const clock = new ManualClock(T0);
-    const p = poller(clock, { pollBatchTickers: 100 });
+    const p = poller(clock, { pollBatchTickers: 100, pollInFlightMax: 1 });
     // With restRetryMax 6, the first batch exhausts its 7 attempts on 503, then the server recovers.
     server.serverErrorNext = 7;
     const result = await p.runCycle();
