@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { ORDERBOOK_SNAPSHOTS, TRADES } from '../../src/schema/tables';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { isKdpError } from '../../src/core/errors';
@@ -60,7 +61,8 @@ test('row lines escape COPY specials and hold one field per column (tables.ts or
     fc.property(fc.string({ maxLength: 20 }), fc.string({ maxLength: 10 }), (ticker, gatherer) => {
       const line = snapshotRowLine(ticker, { yes: [['0.1000', '2.00']], no: [] }, 123, gatherer);
       assert.ok(!line.includes('\n'));
-      assert.equal(line.split('\t').length, 11);
+      assert.equal(line.split('\t').length, ORDERBOOK_SNAPSHOTS.columns.length - 1);
+      assert.equal(line.split('\t').at(-1), '\\N', 'sent_at: REST rows have none');
     }),
   );
   const t = parseTrade(
@@ -75,7 +77,8 @@ test('row lines escape COPY specials and hold one field per column (tables.ts or
     't',
   );
   const fields = tradeRowLine(t, 5, 'g1').split('\t');
-  assert.equal(fields.length, 16);
+  assert.equal(fields.length, TRADES.columns.length - 1);
+  assert.equal(fields.at(-1), '\\N', 'sent_at: REST rows have none');
   assert.equal(fields[1], 'A\\tB', 'the TAB in the ticker is escaped, not a column break');
   assert.equal(
     fields[9],
