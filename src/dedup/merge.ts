@@ -128,6 +128,17 @@ async function streamTable(gatherer: Client, production: Client, table: string, 
   return sink.rowCount;
 }
 
+/** min/max of the staged rows' time column (text; NULLs when nothing is staged). */
+interface StagedBounds {
+  readonly lo: string | null;
+  readonly hi: string | null;
+}
+
+async function stagedBounds(production: Client, stmt: TableStatements): Promise<StagedBounds> {
+  const r = await production.query(stmt.timeBounds!);
+  return r.rows[0] as StagedBounds;
+}
+
 const UNIQUE_VIOLATION = '23505';
 const SAVEPOINT = 'kdp_merge_fast';
 
@@ -138,14 +149,19 @@ const SAVEPOINT = 'kdp_merge_fast';
  * savepoint and the ON CONFLICT statement does the same work row by row. Either way each key is
  * inserted at most once, and the count is the number of rows inserted.
  */
-async function mergeTable(production: Client, stmt: TableStatements, mergedAt: number, spanMaxUs: number): Promise<{ merged: number; path: MergePath }> {
+async function mergeTable(
+  production: Client,
+  stmt: TableStatements,
+  mergedAt: number,
+  spanMaxUs: number,
+  known?: StagedBounds,
+): Promise<{ merged: number; path: MergePath }> {
   const rowByRow = async (): Promise<{ merged: number; path: MergePath }> => {
     const r = await production.query(stmt.merge, [mergedAt]);
     return { merged: r.rowCount ?? 0, path: 'conflict' };
   };
   if (!stmt.mergeFast || !stmt.timeBounds) return rowByRow();
-  const bounds = await production.query(stmt.timeBounds);
-  const { lo, hi } = bounds.rows[0] as { lo: string | null; hi: string | null };
+  const { lo, hi } = known ?? (await stagedBounds(production, stmt));
   if (lo === null || hi === null) return { merged: 0, path: 'fast' };
   if (spanMaxUs <= 0 || BigInt(hi) - BigInt(lo) > BigInt(spanMaxUs)) return rowByRow();
   await production.query(`SAVEPOINT ${SAVEPOINT}`);
@@ -248,9 +264,7 @@ async function streamPlan(
  * of trades staged finer. Returns how many production rows were deleted (each is replaced by the
  * insert that follows). Costs one probe per staged trade; trades are ~1 % of the rows.
  */
-async function settleTradePrecision(production: Client): Promise<number> {
-  const bounds = await production.query(TABLE_STATEMENTS.get('trades')!.timeBounds!);
-  const { lo, hi } = bounds.rows[0] as { lo: string | null; hi: string | null };
+async function settleTradePrecision(production: Client, { lo, hi }: StagedBounds): Promise<number> {
   if (lo === null || hi === null) return 0;
   const range = [(BigInt(lo) - BigInt(TRADE_COARSE_TIME_US)).toString(), (BigInt(hi) + BigInt(TRADE_COARSE_TIME_US)).toString()];
   await production.query(TRADE_PRECISION.dropCoarseStagedByStaged);
@@ -263,8 +277,12 @@ async function settleTradePrecision(production: Client): Promise<number> {
 async function mergeStaged(production: Client, tables: Map<string, TableCounts>, mergedAt: number, fastPathSpanMaxUs: number): Promise<void> {
   for (const [table, counts] of tables) {
     if (counts.read === 0) continue;
-    const refined = table === 'trades' ? await settleTradePrecision(production) : 0;
-    const { merged, path } = await mergeTable(production, TABLE_STATEMENTS.get(table)!, mergedAt, fastPathSpanMaxUs);
+    const stmt = TABLE_STATEMENTS.get(table)!;
+    // Trades: one scan of the staged range serves both the precision settling and the insert (the
+    // settling only removes staged rows, so the range still bounds what is left).
+    const bounds = table === 'trades' ? await stagedBounds(production, stmt) : undefined;
+    const refined = bounds ? await settleTradePrecision(production, bounds) : 0;
+    const { merged, path } = await mergeTable(production, stmt, mergedAt, fastPathSpanMaxUs, bounds);
     counts.merged = merged;
     counts.duplicates = counts.read - merged;
     counts.path = path;

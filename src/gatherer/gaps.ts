@@ -392,7 +392,7 @@ export class GapTracker {
   private reconcileOnceSubscribed(): void {
     const p = (async () => {
       // The lifecycle subscription, not every market's: new markets keep books pending for good.
-      await this.waitUntil(() => this.manager.globalSubscribed(), RESTART_RECOVERY_WAIT_MS);
+      await this.waitUntil('all-markets channels not subscribed', () => this.manager.globalSubscribed(), RESTART_RECOVERY_WAIT_MS);
       await this.retry('registry reconcile after start-up', async () => {
         await this.reconcile();
         return true;
@@ -402,13 +402,13 @@ export class GapTracker {
   }
 
   private waitAllSubscribed(timeoutMs: number): Promise<void> {
-    return this.waitUntil(() => this.manager.allSubscribed(), timeoutMs);
+    return this.waitUntil('markets not all subscribed', () => this.manager.allSubscribed(), timeoutMs);
   }
 
-  private async waitUntil(subscribed: () => boolean, timeoutMs: number): Promise<void> {
+  private async waitUntil(what: string, subscribed: () => boolean, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!this.stopping && !subscribed()) {
-      if (Date.now() > deadline) throw new KdpError('KDP_ERR_NOT_READY', `markets not all subscribed within ${timeoutMs} ms of start-up`);
+      if (Date.now() > deadline) throw new KdpError('KDP_ERR_NOT_READY', `${what} within ${timeoutMs} ms of start-up`);
       await new Promise((r) => setTimeout(r, 250));
     }
   }
