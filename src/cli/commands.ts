@@ -8,6 +8,7 @@ import { demoCommand } from './demo';
 import { gathererCommand } from './gatherer';
 import { maintainCommand } from './maintain';
 import { migrateCommand } from './migrate';
+import { replayCommand } from './replay';
 import { captureCommand, simCommand } from './sim';
 import { verifyCommand } from './verify';
 
@@ -22,5 +23,6 @@ export const COMMANDS: readonly Command[] = [
   maintainCommand,
   verifyCommand,
   bookCommand,
+  replayCommand,
   chaosCommand,
 ];

@@ -25,6 +25,8 @@ export interface TradeFields {
   readonly taker_side: string;
   readonly taker_outcome_side: string;
   readonly taker_book_side: string;
+  /** Sent only when known (recorded history: `kdp replay`); the simulator makes no block trades. */
+  readonly is_block_trade?: boolean;
   readonly t: number;
 }
 
@@ -67,10 +69,17 @@ export function deltaMsg(rec: DeltaFields, prefix: string): string {
   return `${prefix}"price_dollars":"${rec.p}","delta_fp":"${rec.d}","side":"${rec.side}","ts":"${isoMicros(rec.t)}","ts_ms":${Math.floor(rec.t / 1000)}}`;
 }
 
-/** trade payload: `ts` in seconds and `ts_ms` (2026 frames carry both; early-2026 ones only `ts`). */
+/** `"name":"value",`, or nothing for an empty value (a field the recorded trade did not have). */
+const optionalField = (name: string, value: string): string => (value === '' ? '' : `"${name}":"${value}",`);
+
+/**
+ * trade payload: `ts` in seconds and `ts_ms` (2026 frames carry both; early-2026 ones only `ts`).
+ * Taker fields that are empty are left out, as in older trades that lack them (replayed history).
+ */
 export function tradeMsg(rec: TradeFields): string {
   const ms = Math.floor(rec.t / 1000);
-  return `{"trade_id":"${rec.trade_id}","market_ticker":${q(rec.m)},"yes_price_dollars":"${rec.yes_price_dollars}","no_price_dollars":"${rec.no_price_dollars}","count_fp":"${rec.count_fp}","taker_side":"${rec.taker_side}","taker_outcome_side":"${rec.taker_outcome_side}","taker_book_side":"${rec.taker_book_side}","ts":${Math.floor(ms / 1000)},"ts_ms":${ms}}`;
+  const block = rec.is_block_trade === undefined ? '' : `"is_block_trade":${rec.is_block_trade},`;
+  return `{"trade_id":"${rec.trade_id}","market_ticker":${q(rec.m)},"yes_price_dollars":"${rec.yes_price_dollars}","no_price_dollars":"${rec.no_price_dollars}","count_fp":"${rec.count_fp}",${optionalField('taker_side', rec.taker_side)}${optionalField('taker_outcome_side', rec.taker_outcome_side)}${optionalField('taker_book_side', rec.taker_book_side)}${block}"ts":${Math.floor(ms / 1000)},"ts_ms":${ms}}`;
 }
 
 /** ticker payload; `withTsMs = false` drops `ts_ms`, which Kalshi occasionally omits. Dollar volume and open interest are signed integers. */

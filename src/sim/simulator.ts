@@ -6,6 +6,7 @@ import { KdpError } from '../core/errors';
 import { resolveOptions, type Resolved, type Spec } from '../config/validate';
 import { loadPublicKeys, REST_PREFIX, WS_PATH } from './auth';
 import { BurstSchedule, CreationSchedule, FiringClock, InactiveSchedule, LOAD_KINDS, parseFaultSpec, type FaultPlan } from './faults';
+import { ArrayFeed, type RecordFeed } from './feed';
 import { Generator } from './generator';
 import { RestApi } from './rest';
 import { ExchangeState } from './state';
@@ -75,6 +76,13 @@ export function simFlag(key: keyof typeof SIM_SPEC): string {
 export type SimulatorOptions = Partial<{ -readonly [K in keyof SimConfig]: SimConfig[K] }> & {
   /** key id -> PEM public key; when set, WebSocket signatures are verified. */
   publicKeys?: Record<string, string>;
+  /**
+   * Replay these records instead of generating (as fromFile, streamed: `kdp replay`). `prime` is
+   * applied to the state before the server listens and is never sent to anyone: the universe and
+   * books at the replay's start. Numbered 1, 2, ... with the feed's records after them. `paused`:
+   * the exchange clock waits for resume() (even fast pace sends nothing before it).
+   */
+  replay?: { readonly prime: readonly ExchangeRecord[]; readonly feed: RecordFeed; readonly paused?: boolean };
 };
 
 export type FaultRequest =
@@ -131,10 +139,11 @@ function defaultStartUs(): number {
 }
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
-  const { publicKeys, ...raw } = options;
+  const { publicKeys, replay, ...raw } = options;
   const cfg = resolveOptions(SIM_SPEC, raw, 'sim');
+  if (replay && cfg.fromFile) throw new KdpError('KDP_ERR_USAGE', 'sim: give fromFile or a replay feed, not both');
   const plan = parseFaultSpec(cfg.faults);
-  const core = new SimCore(cfg, plan, loadPublicKeys(publicKeys ?? {}));
+  const core = new SimCore(cfg, plan, loadPublicKeys(publicKeys ?? {}), replay);
   await core.listen();
   core.start();
   return core.api();
@@ -146,8 +155,7 @@ class SimCore {
   readonly rest: RestApi;
   private readonly truth: TruthWriter | null;
   private generator: Generator | null = null;
-  private replay: ExchangeRecord[] | null = null;
-  private replayIdx = 0;
+  private replay: RecordFeed | null = null;
   private startUs: number;
   /** Rate and creation bursts (from the spec, and injected by chaos runs); set at start(). */
   private bursts!: BurstSchedule;
@@ -157,6 +165,7 @@ class SimCore {
   private pausedAtMs = 0;
   private behindSinceMs = 0;
   private paused = false;
+  private readonly startPaused: boolean;
   private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private stopped = false;
   private n = 0;
@@ -173,10 +182,13 @@ class SimCore {
     readonly cfg: SimConfig,
     private readonly plan: FaultPlan,
     keys: ReturnType<typeof loadPublicKeys>,
+    feed?: SimulatorOptions['replay'],
   ) {
     this.state = new ExchangeState({ tradesKeptMax: cfg.tradesKeptMax });
     this.startUs = cfg.startUs ?? defaultStartUs();
     if (cfg.fromFile) this.loadReplay(cfg.fromFile);
+    if (feed) this.replay = feed.feed;
+    this.startPaused = feed?.paused === true;
     this.endUs = cfg.durationS !== undefined ? this.startUs + cfg.durationS * 1e6 : Infinity;
     this.ws = new WsHub(
       this.state,
@@ -199,20 +211,22 @@ class SimCore {
     const meta: MetaRec = {
       k: 'meta',
       version: TRUTH_VERSION,
-      source: cfg.fromFile ? 'replay' : 'sim',
+      source: cfg.fromFile || feed ? 'replay' : 'sim',
       seed: cfg.seed,
       start_us: this.startUs,
       options: { ...cfg },
     };
     this.truth?.write(meta);
+    for (const rec of feed?.prime ?? []) this.commitReplayed(rec);
   }
 
   private loadReplay(file: string): void {
     const all = readTruth(file);
     const meta = all.find((r) => r.k === 'meta') as MetaRec | undefined;
-    this.replay = all.filter(isExchangeRecord);
-    if (this.replay.length === 0) throw new KdpError('KDP_ERR_USAGE', `${file}: no exchange records to replay`);
-    this.startUs = meta?.start_us ?? this.replay[0]!.t;
+    const recs = all.filter(isExchangeRecord);
+    if (recs.length === 0) throw new KdpError('KDP_ERR_USAGE', `${file}: no exchange records to replay`);
+    this.replay = new ArrayFeed(recs);
+    this.startUs = meta?.start_us ?? recs[0]!.t;
   }
 
   listen(): Promise<void> {
@@ -261,6 +275,11 @@ class SimCore {
     this.state.nowUs = Math.max(this.state.nowUs, this.startUs);
     this.ws.flush();
     this.wallStartMs = Date.now();
+    if (this.startPaused) {
+      this.paused = true;
+      this.pausedAtMs = this.wallStartMs;
+      return;
+    }
     this.loop();
   }
 
@@ -333,18 +352,19 @@ class SimCore {
 
   private clockUs(): number {
     if (this.generator) return this.generator.nowUs;
-    return this.replayIdx >= this.replay!.length ? this.endUs : this.state.nowUs;
+    return this.replay!.ended() ? this.endUs : this.state.nowUs;
   }
 
   private advance(target: number, max: number): number {
     if (this.generator) return this.generator.advanceTo(target, max);
-    const recs = this.replay!;
+    const feed = this.replay!;
     let emitted = 0;
-    while (emitted < max && this.replayIdx < recs.length && recs[this.replayIdx]!.t <= target) {
-      this.commitReplayed(recs[this.replayIdx++]!);
+    for (let rec = feed.peek(); emitted < max && rec !== undefined && rec.t <= target; rec = feed.peek()) {
+      feed.shift();
+      this.commitReplayed(rec);
       emitted++;
     }
-    if (this.replayIdx >= recs.length) this.endUs = Math.min(this.endUs, this.state.nowUs);
+    if (feed.ended()) this.endUs = Math.min(this.endUs, this.state.nowUs);
     return emitted;
   }
 

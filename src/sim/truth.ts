@@ -82,9 +82,12 @@ export interface TradeRec extends Exch {
   yes_price_dollars: string;
   no_price_dollars: string;
   count_fp: string;
-  taker_side: Side;
-  taker_outcome_side: Side;
-  taker_book_side: 'bid' | 'ask';
+  /** '' = not known (replayed history whose trade lacked the field: left out of the message). */
+  taker_side: Side | '';
+  taker_outcome_side: Side | '';
+  taker_book_side: 'bid' | 'ask' | '';
+  /** Replayed history only (the generator makes no block trades). */
+  is_block_trade?: boolean;
 }
 export interface TickerRec extends Exch {
   k: 'ticker';

@@ -1,0 +1,334 @@
+// Recorded history read from a production database for `kdp replay`: the universe and books at
+// the window's start (held in memory: one market definition and one book per market), then every
+// recorded delta, trade, ticker and lifecycle message of the window in exchange-time order,
+// streamed through server-side cursors (FETCH of `fetchRows` rows per table), so memory does not
+// grow with the window. Everything is read in one REPEATABLE READ transaction: the books, the
+// registry and the streams are one consistent snapshot of production.
+import type { Client } from 'pg';
+import { KdpError } from '../core/errors';
+import type { Logger } from '../core/log';
+import { reconstructBook } from '../ops/book';
+import type { Level, MarketStatus } from '../sim/truth';
+import {
+  deltaRecord,
+  isoUs,
+  lifecycleRecords,
+  marketDef,
+  statusAfter,
+  tickerRecord,
+  tradeRecord,
+  wirePrice,
+  wireSize,
+  type LifecycleRow,
+  type MarketRow,
+  type Timed,
+} from './records';
+
+export interface ReplayWindow {
+  /** Exclusive: the books are those at startUs, records follow with startUs < t <= endUs (µs). */
+  readonly startUs: number;
+  readonly endUs: number;
+  /** null = every market. */
+  readonly tickers: readonly string[] | null;
+}
+
+/**
+ * Markets closed this long before the window are left out: Kalshi settles within hours of a close,
+ * so none of them has anything left to send (their REST listing as `finalized` is lost).
+ */
+const CLOSED_LOOKBACK_US = 7 * 86_400_000_000;
+
+export interface Universe {
+  /** Applied before anyone connects: series, events, markets of startUs, their books (deltas from empty + a checkpoint). */
+  readonly prime: Timed[];
+  /** Markets created in the window and the silent opens and closes (status records), in time order. */
+  readonly scheduled: Timed[];
+  /** Status of each market served, as of the record last emitted (the stream keeps it current). */
+  readonly status: Map<string, MarketStatus>;
+  /** Open markets left out because no book could be anchored at startUs (KDP_ERR_BOOK_NO_ANCHOR). */
+  readonly unanchored: string[];
+  /** Closed (not trading) markets served with an empty book: none was recorded (gatherers do not subscribe closed markets). */
+  readonly closedWithoutBook: string[];
+  /** Markets open (active or paused) at startUs: the books a client subscribes to. */
+  readonly openAtStart: number;
+}
+
+const MARKETS_SQL = `
+  SELECT ticker, event_ticker, series_ticker, price_level_structure, open_time::text, close_time::text, raw
+    FROM markets
+   WHERE ($1::text[] IS NULL OR ticker = ANY($1))
+     AND (open_time IS NULL OR open_time <= $3)
+     AND (close_time IS NULL OR close_time >= $2)
+   ORDER BY ticker`;
+
+const STATUS_EVENTS_SQL = `
+  SELECT ticker, event_type, payload
+    FROM lifecycle_events
+   WHERE channel = 'market_lifecycle_v2' AND ticker = ANY($1) AND COALESCE(sent_at, received_at) <= $2
+   ORDER BY COALESCE(sent_at, received_at), fingerprint`;
+
+/** Kalshi status of a market at `atUs` from its open and close times (no event marks either). */
+function clockStatus(def: { open_us: number; close_us: number }, atUs: number): MarketStatus {
+  if (def.open_us > atUs) return 'initialized';
+  return def.close_us > 0 && def.close_us <= atUs ? 'closed' : 'active';
+}
+
+/** Reads the universe at the window's start; the client must be inside the replay's transaction. */
+export async function loadUniverse(client: Client, w: ReplayWindow, log: Logger): Promise<Universe> {
+  const rows = (await client.query(MARKETS_SQL, [w.tickers, w.startUs - CLOSED_LOOKBACK_US, w.endUs])).rows as MarketRow[];
+  const status = new Map<string, MarketStatus>();
+  for (const r of rows) status.set(r.ticker, clockStatus(marketDef(r, 'active'), w.startUs));
+  const events = await client.query(STATUS_EVENTS_SQL, [rows.map((r) => r.ticker), w.startUs]);
+  for (const e of events.rows) status.set(e.ticker, statusAfter(e.event_type, status.get(e.ticker)) ?? 'active');
+  const prime: Timed[] = [];
+  const scheduled: Timed[] = [];
+  const kept: MarketRow[] = [];
+  for (const r of rows) {
+    const def = marketDef(r, status.get(r.ticker)!);
+    if (def.created_us > w.endUs) continue;
+    // Settled before the window: nothing of it is left to serve.
+    if (def.status === 'finalized') continue;
+    kept.push(r);
+    if (def.created_us <= w.startUs) prime.push({ k: 'market', market: def, t: w.startUs });
+    else {
+      def.status = def.open_us <= def.created_us ? 'active' : 'initialized';
+      status.set(r.ticker, def.status);
+      scheduled.push({ k: 'market', market: def, t: def.created_us });
+    }
+    if (def.open_us > w.startUs && def.open_us <= w.endUs && def.open_us > def.created_us)
+      scheduled.push({ k: 'status', m: r.ticker, status: 'active', t: def.open_us });
+    if (def.close_us > w.startUs && def.close_us <= w.endUs) scheduled.push({ k: 'status', m: r.ticker, status: 'closed', t: def.close_us });
+  }
+  const keptTickers = new Set(kept.map((r) => r.ticker));
+  for (const ticker of [...status.keys()]) if (!keptTickers.has(ticker)) status.delete(ticker);
+  const registry = await registryRecords(client, kept, w.startUs);
+  const books = await bookRecords(client, prime, w.startUs, log);
+  for (const m of books.unanchored) status.delete(m);
+  const primeKept = prime.filter((r) => r.k !== 'market' || !books.unanchored.includes(r.market.ticker));
+  scheduled.sort((a, b) => a.t - b.t || (a.k === 'market' ? -1 : b.k === 'market' ? 1 : 0));
+  const openAtStart = primeKept.filter((r) => r.k === 'market' && (r.market.status === 'active' || r.market.status === 'inactive')).length;
+  return {
+    prime: [...registry, ...primeKept, ...books.records],
+    scheduled,
+    status,
+    unanchored: books.unanchored,
+    closedWithoutBook: books.closed,
+    openAtStart,
+  };
+}
+
+/** Series and events of the markets served (all of them before the window: the registry keeps no history). */
+async function registryRecords(client: Client, markets: readonly MarketRow[], atUs: number): Promise<Timed[]> {
+  const out: Timed[] = [];
+  const seriesTickers = [...new Set(markets.map((m) => m.series_ticker).filter((s): s is string => s !== null))];
+  const eventTickers = [...new Set(markets.map((m) => m.event_ticker).filter((s): s is string => s !== null))];
+  const series = await client.query(`SELECT series_ticker, title, category, frequency FROM series WHERE series_ticker = ANY($1) ORDER BY 1`, [seriesTickers]);
+  for (const s of series.rows) {
+    out.push({ k: 'series', series: { ticker: s.series_ticker, title: s.title ?? '', category: s.category ?? '', frequency: s.frequency ?? '' }, t: atUs });
+  }
+  const events = await client.query(`SELECT event_ticker, series_ticker, title, sub_title, raw FROM events WHERE event_ticker = ANY($1) ORDER BY 1`, [
+    eventTickers,
+  ]);
+  const known = new Set<string>();
+  for (const e of events.rows) {
+    known.add(e.event_ticker);
+    const def = {
+      event_ticker: e.event_ticker,
+      series_ticker: e.series_ticker ?? '',
+      title: e.title ?? '',
+      sub_title: e.sub_title ?? '',
+      strike_date_us: isoUs(e.raw?.strike_date) ?? 0,
+      created_us: 0,
+    };
+    out.push({ k: 'event', event: def, t: atUs });
+  }
+  // A market whose event row was never recorded still needs its event for REST /events/{ticker}.
+  for (const e of eventTickers.filter((x) => !known.has(x))) {
+    const series_ticker = markets.find((m) => m.event_ticker === e)?.series_ticker ?? '';
+    out.push({ k: 'event', event: { event_ticker: e, series_ticker, title: e, sub_title: '', strike_date_us: 0, created_us: 0 }, t: atUs });
+  }
+  return out;
+}
+
+/**
+ * Each primed market's book at atUs (src/ops/book.ts reconstructBook: anchored snapshot plus merged
+ * deltas) as the deltas that build it from empty, then a checkpoint. A market not yet open has an
+ * empty book; an open one with no anchor is left out of the replay (logged): guessing its book would
+ * serve a wrong one. A closed one without is served with an empty book (it no longer trades, and
+ * gatherers record no book of a market closed when they subscribe).
+ */
+async function bookRecords(
+  client: Client,
+  prime: readonly Timed[],
+  atUs: number,
+  log: Logger,
+): Promise<{ records: Timed[]; unanchored: string[]; closed: string[] }> {
+  const records: Timed[] = [];
+  const unanchored: string[] = [];
+  const closed: string[] = [];
+  for (const r of prime) {
+    if (r.k !== 'market' || r.market.status === 'initialized') continue;
+    const ticker = r.market.ticker;
+    let book;
+    try {
+      book = await reconstructBook(client, ticker, atUs);
+    } catch (err) {
+      if (!(err instanceof KdpError) || err.code !== 'KDP_ERR_BOOK_NO_ANCHOR') throw err;
+      const trading = r.market.status === 'active' || r.market.status === 'inactive';
+      (trading ? unanchored : closed).push(ticker);
+      continue;
+    }
+    const levels = (side: 'yes' | 'no'): Level[] => book[side].map((l): Level => [wirePrice(l.price), wireSize(l.size)]).reverse();
+    for (const side of ['yes', 'no'] as const) {
+      for (const [p, d] of levels(side)) records.push({ k: 'delta', m: ticker, side, p, d, t: atUs });
+    }
+    records.push({ k: 'book', m: ticker, yes: levels('yes'), no: levels('no'), t: atUs });
+  }
+  if (unanchored.length > 0) {
+    log.warn(
+      { code: 'KDP_ERR_BOOK_NO_ANCHOR', markets: unanchored.length, examples: unanchored.slice(0, 10) },
+      'markets left out of the replay: no book at the start',
+    );
+  }
+  return { records, unanchored, closed };
+}
+
+// ---------------- the window's records, streamed ----------------
+
+const TICKER_FILTER = '($3::text[] IS NULL OR ticker = ANY($3))';
+/** The four tables' cursors; lifecycle also takes the served markets' event tickers ($4: event_lifecycle rows name no market). */
+const STREAMS: ReadonlyArray<{ name: string; sql: string; withEvents?: true }> = [
+  {
+    name: 'kdp_replay_lifecycle',
+    withEvents: true,
+    sql: `SELECT channel, ticker, event_ticker, event_type, payload, COALESCE(sent_at, received_at)::text AS t
+            FROM lifecycle_events
+           WHERE COALESCE(sent_at, received_at) > $1 AND COALESCE(sent_at, received_at) <= $2
+             AND ($3::text[] IS NULL OR ticker = ANY($3) OR (ticker IS NULL AND event_ticker = ANY($4)))
+           ORDER BY COALESCE(sent_at, received_at), fingerprint`,
+  },
+  {
+    name: 'kdp_replay_deltas',
+    sql: `SELECT ticker, side, price::text, delta::text, exchange_ts::text AS t FROM orderbook_deltas
+           WHERE exchange_ts > $1 AND exchange_ts <= $2 AND ${TICKER_FILTER}
+           ORDER BY exchange_ts, ticker, side, price, delta, occurrence`,
+  },
+  {
+    name: 'kdp_replay_trades',
+    sql: `SELECT ticker, trade_id::text, yes_price::text, no_price::text, count::text, taker_side, taker_outcome_side, taker_book_side,
+                 is_block_trade, exchange_ts::text AS t FROM trades
+           WHERE exchange_ts > $1 AND exchange_ts <= $2 AND ${TICKER_FILTER}
+           ORDER BY exchange_ts, trade_id`,
+  },
+  {
+    name: 'kdp_replay_tickers',
+    sql: `SELECT ticker, price::text, yes_bid::text, yes_ask::text, yes_bid_size::text, yes_ask_size::text, last_trade_size::text,
+                 volume::text, open_interest::text, dollar_volume::text, dollar_open_interest::text, exchange_ts::text AS t FROM tickers
+           WHERE exchange_ts > $1 AND exchange_ts <= $2 AND ${TICKER_FILTER}
+           ORDER BY exchange_ts, ticker, fingerprint, occurrence`,
+  },
+];
+
+type Row = Record<string, unknown> & { t: string };
+
+/** One server-side cursor, read `fetchRows` at a time. */
+class CursorStream {
+  private rows: Row[] = [];
+  private i = 0;
+  private done = false;
+  constructor(
+    private readonly client: Client,
+    readonly name: string,
+    private readonly fetchRows: number,
+  ) {}
+  /** The next row (fetching when the buffer is empty), undefined at the end. */
+  async head(): Promise<Row | undefined> {
+    if (this.i < this.rows.length) return this.rows[this.i];
+    if (this.done) return undefined;
+    this.rows = (await this.client.query(`FETCH FORWARD ${this.fetchRows} FROM ${this.name}`)).rows as Row[];
+    this.i = 0;
+    if (this.rows.length < this.fetchRows) this.done = true;
+    return this.rows[0];
+  }
+  take(): void {
+    this.i++;
+  }
+}
+
+export interface StreamStats {
+  /** Records of markets outside the served universe (unanchored, filtered, unknown to the registry). */
+  skippedUnknownMarket: number;
+  /** Lifecycle rows the server cannot send (types the platform keeps whole as 'unknown'). */
+  skippedUnsendable: number;
+}
+
+/**
+ * The window's records in exchange-time order: scheduled records (creations, silent opens and
+ * closes) first among equal times, then lifecycle, deltas, trades, tickers. A market created in
+ * the window is announced (its `market` record) before its first record whatever the times say.
+ */
+export async function* streamWindow(client: Client, w: ReplayWindow, u: Universe, fetchRows: number, stats: StreamStats): AsyncGenerator<Timed> {
+  const eventTickers = [...new Set([...u.prime, ...u.scheduled].flatMap((r) => (r.k === 'market' ? [r.market.event_ticker] : [])))];
+  const cursors: CursorStream[] = [];
+  for (const s of STREAMS) {
+    const params: unknown[] = [w.startUs, w.endUs, w.tickers];
+    if (s.withEvents) params.push(eventTickers);
+    await client.query(`DECLARE ${s.name} NO SCROLL CURSOR FOR ${s.sql}`, params);
+    cursors.push(new CursorStream(client, s.name, fetchRows));
+  }
+  const pendingMarkets = new Map<string, Timed>();
+  for (const r of u.scheduled) if (r.k === 'market') pendingMarkets.set(r.market.ticker, r);
+  let next = 0;
+  const convert = [
+    (r: Row) => lifecycleRecords(r as unknown as LifecycleRow, (m) => u.status.get(m)),
+    (r: Row) => [deltaRecord(r as never)],
+    (r: Row) => [tradeRecord(r as never)],
+    (r: Row) => [tickerRecord(r as never)],
+  ];
+  for (;;) {
+    let best = -1;
+    let bestT = Infinity;
+    const sched = u.scheduled[next];
+    if (sched) [best, bestT] = [0, sched.t];
+    for (let i = 0; i < cursors.length; i++) {
+      const head = await cursors[i]!.head();
+      if (head !== undefined && Number(head.t) < bestT) [best, bestT] = [i + 1, Number(head.t)];
+    }
+    if (best < 0) return;
+    let recs: Timed[] | null;
+    if (best === 0) {
+      next++;
+      recs = [sched!];
+    } else {
+      const c = cursors[best - 1]!;
+      const row = (await c.head())!;
+      c.take();
+      recs = convert[best - 1]!(row);
+    }
+    if (recs === null) stats.skippedUnsendable++;
+    for (const rec of recs ?? []) yield* emit(rec, u, pendingMarkets, stats);
+  }
+}
+
+function* emit(rec: Timed, u: Universe, pending: Map<string, Timed>, stats: StreamStats): Generator<Timed> {
+  if (rec.k === 'market') {
+    // Announced early (below) or a creation of a market the stream never mentioned before.
+    if (!pending.delete(rec.market.ticker)) return;
+    yield rec;
+    return;
+  }
+  const m = 'm' in rec ? rec.m : undefined;
+  if (m !== undefined) {
+    const early = pending.get(m);
+    if (early) {
+      pending.delete(m);
+      yield { ...early, t: rec.t };
+    }
+    if (!u.status.has(m)) {
+      stats.skippedUnknownMarket++;
+      return;
+    }
+    if (rec.k === 'status') u.status.set(m, rec.status);
+  }
+  yield rec;
+}

@@ -1,0 +1,154 @@
+// `kdp replay`: recorded history served through the Kalshi protocol. The window's universe and
+// books are read from production, then its records are streamed (src/replay/production.ts) into
+// the simulator's protocol server (src/sim/: the one Kalshi WebSocket + REST implementation), which
+// gives every subscription its own sid and seq, snapshots on subscribe and get_snapshot, and REST
+// answers from the state as of the replay clock. Semantics and what is equal: docs/replay.md.
+import { Client } from 'pg';
+import { KdpError } from '../core/errors';
+import type { Logger } from '../core/log';
+import { resolveOptions, type Resolved, type Spec } from '../config/validate';
+import { SIM_SPEC, startSimulator, type Simulator } from '../sim/simulator';
+import type { ExchangeRecord } from '../sim/truth';
+import { PumpedFeed } from './feed';
+import { loadUniverse, streamWindow, type ReplayWindow, type StreamStats } from './production';
+
+export const REPLAY_SPEC = {
+  productionUrl: { kind: 'string', doc: 'production PostgreSQL to replay from', secret: true },
+  startUs: { kind: 'int', doc: 'window start (µs since the epoch): books are those at this instant', min: 0 },
+  endUs: { kind: 'int', doc: 'window end (µs since the epoch, inclusive)', min: 0 },
+  tickers: { kind: 'stringList', doc: 'markets to replay (default: every market)', optional: true },
+  pace: {
+    kind: 'enum',
+    doc: 'realtime: the clock runs at speed x wall time; fast: as fast as clients read',
+    values: ['realtime', 'fast'],
+    default: 'realtime',
+  },
+  speed: SIM_SPEC.speed,
+  host: SIM_SPEC.host,
+  port: SIM_SPEC.port,
+  waitForBooks: {
+    kind: 'boolean',
+    doc: "hold the clock at the start until order-book subscriptions cover every market open then (a recording gatherer's books are complete)",
+    default: false,
+  },
+  fetchRows: { kind: 'int', doc: 'rows per FETCH from each table cursor', default: 2000, min: 1, max: 100_000 },
+  bufferRecordsMax: { kind: 'int', doc: 'records read ahead of the replay clock', default: 20_000, min: 1, max: 10_000_000 },
+  truthFile: { kind: 'string', doc: "write the replay's exchange records (truth-file format) here", optional: true },
+  pingIntervalMs: SIM_SPEC.pingIntervalMs,
+  slowConsumerBytes: SIM_SPEC.slowConsumerBytes,
+} as const satisfies Spec;
+export type ReplayOptions = Resolved<typeof REPLAY_SPEC>;
+
+export interface ReplayStats extends StreamStats {
+  /** Records read from the window so far (after the primed universe and books). */
+  recordsRead: number;
+  /** Records read but not yet served (bounded by bufferRecordsMax). */
+  recordsHeld: number;
+  /** Exchange records committed by the server (primed ones included). */
+  recordsServed: number;
+}
+
+export interface Replay {
+  readonly sim: Simulator;
+  readonly wsUrl: string;
+  readonly restUrl: string;
+  /** Markets served, markets open at the start, and markets left out (no book at the start). */
+  readonly universe: {
+    readonly markets: number;
+    readonly openAtStart: number;
+    readonly unanchored: readonly string[];
+    readonly closedWithoutBook: readonly string[];
+  };
+  stats(): ReplayStats;
+  /** Resolves once the window's last record was served; rejects when reading production failed. */
+  readonly finished: Promise<void>;
+  stop(): Promise<void>;
+}
+
+const WAIT_POLL_MS = 50;
+
+export async function startReplay(raw: Record<string, unknown>, log: Logger): Promise<Replay> {
+  const o = resolveOptions(REPLAY_SPEC, raw, 'replay');
+  if (o.endUs <= o.startUs) throw new KdpError('KDP_ERR_USAGE', `replay: the window end ${o.endUs} is not after its start ${o.startUs}`);
+  const window: ReplayWindow = { startUs: o.startUs, endUs: o.endUs, tickers: o.tickers ?? null };
+  const client = new Client({ connectionString: o.productionUrl });
+  client.on('error', (err) => log.error({ err }, 'production connection failed'));
+  await client.connect();
+  try {
+    // One snapshot for the books, the registry and every stream; READ ONLY: a replay never writes.
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const universe = await loadUniverse(client, window, log);
+    return await serve(o, window, universe, client, log);
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function serve(o: ReplayOptions, window: ReplayWindow, universe: Awaited<ReturnType<typeof loadUniverse>>, client: Client, log: Logger): Promise<Replay> {
+  const prime = universe.prime.map((r, i) => ({ ...r, n: i + 1 }) as ExchangeRecord);
+  const feed = new PumpedFeed(o.bufferRecordsMax, prime.length + 1);
+  const streamStats: StreamStats = { skippedUnknownMarket: 0, skippedUnsendable: 0 };
+  const sim = await startSimulator({
+    host: o.host,
+    port: o.port,
+    startUs: o.startUs,
+    pace: o.pace,
+    speed: o.speed,
+    pingIntervalMs: o.pingIntervalMs,
+    slowConsumerBytes: o.slowConsumerBytes,
+    // Recorded history: every ticker as recorded, markets listed from their creation on.
+    tickerTsMsMissingRate: 0,
+    restNewMarketDelayMs: 0,
+    ...(o.truthFile ? { truthFile: o.truthFile } : {}),
+    replay: { prime, feed, paused: true },
+  });
+  let stopping = false;
+  const pumped = feed.pump(streamWindow(client, window, universe, o.fetchRows, streamStats)).finally(() => client.end().catch(() => undefined));
+  const failed = pumped.then(
+    () => new Promise<never>(() => undefined),
+    (err) => {
+      if (!stopping) log.error({ err }, 'reading the window from production failed');
+      throw err;
+    },
+  );
+  const finished = Promise.race([sim.finished, failed]);
+  finished.catch(() => undefined);
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    feed.stop();
+    await sim.stop();
+    await pumped.catch(() => undefined);
+  };
+  if (o.waitForBooks) void holdForBooks(sim, universe.openAtStart, () => stopping).catch((err) => log.error({ err }, 'waiting for subscriptions failed'));
+  else sim.resume();
+  log.info(
+    { markets: universe.status.size, openAtStart: universe.openAtStart, unanchored: universe.unanchored.length, startUs: o.startUs, endUs: o.endUs },
+    'replay serving',
+  );
+  return {
+    sim,
+    wsUrl: sim.wsUrl,
+    restUrl: sim.restUrl,
+    universe: {
+      markets: universe.status.size,
+      openAtStart: universe.openAtStart,
+      unanchored: universe.unanchored,
+      closedWithoutBook: universe.closedWithoutBook,
+    },
+    stats: () => ({ ...streamStats, recordsRead: feed.produced, recordsHeld: feed.held(), recordsServed: sim.stats().records }),
+    finished,
+    stop,
+  };
+}
+
+/** Resumes the clock once order-book subscriptions cover `markets` markets (counted per subscription). */
+async function holdForBooks(sim: Simulator, markets: number, stopping: () => boolean): Promise<void> {
+  const covered = (): number =>
+    sim
+      .connections()
+      .flatMap((c) => c.subs)
+      .reduce((n, s) => n + (s.channel === 'orderbook_delta' ? (s.markets ?? 0) : 0), 0);
+  while (!stopping() && covered() < markets) await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
+  if (!stopping()) sim.resume();
+}
