@@ -1,0 +1,301 @@
+// `kdp replay` against a production database written by hand, read by a plain WebSocket client
+// (test/sim/client.ts) and REST: what is served, in which order, with which sids and seqs, and the
+// cases a recorded run rarely has (a market created in the window, pauses, a closed market with no
+// book, an empty ticker price, rows of markets outside the universe, lifecycle types the platform
+// keeps whole). The read-ahead is 4 records and cursors fetch 3 rows at a time, so the bounded
+// feed refills and waits many times.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Client } from 'pg';
+import { createLogger } from '../../src/core/log';
+import { reconstructBook } from '../../src/ops/book';
+import { startReplay, type Replay } from '../../src/replay/replay';
+import { newDb } from '../dedup/fixtures';
+import { insertRows, type Row } from '../ops/fixture';
+import { startPg, type TestPg } from '../harness/pg';
+import { TestClient } from '../sim/client';
+
+const S = 1_000_000;
+const T1 = Date.UTC(2026, 10, 23, 12) * 1000;
+const T2 = T1 + 60 * S;
+const A = 'KXR-26NOV23-A';
+const B = 'KXR-26NOV23-B';
+const C = 'KXR-26NOV22-C';
+const EVENT = 'KXR-26NOV23';
+const log = createLogger('replay', { level: 'silent' });
+
+let pg: TestPg;
+const clients: Client[] = [];
+let prod: { url: string; c: Client };
+before(async () => {
+  pg = await startPg();
+  prod = await newDb(pg, 'production', clients);
+  await fill(prod.c);
+});
+after(async () => {
+  await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+  await pg?.close();
+});
+
+const iso = (us: number) => new Date(us / 1000).toISOString();
+
+async function market(c: Client, ticker: string, event: string, openUs: number, closeUs: number, createdUs: number): Promise<void> {
+  const raw = { ticker, event_ticker: event, title: `title ${ticker}`, yes_sub_title: 'Above 1', floor_strike: 1.5, created_time: iso(createdUs) };
+  await c.query(
+    `INSERT INTO markets (ticker, event_ticker, series_ticker, status, price_level_structure, open_time, close_time, raw, updated_at)
+     VALUES ($1, $2, 'KXR', 'active', 'linear_cent', $3, $4, $5, 0)`,
+    [ticker, event, openUs, closeUs, JSON.stringify(raw)],
+  );
+}
+
+const delta = (ticker: string, side: string, price: string, d: string, ts: number, occurrence = 0): Row => ({
+  ticker,
+  side,
+  price,
+  delta: d,
+  exchange_ts: ts,
+  occurrence,
+  received_at: ts + 500,
+  gatherer: 'g1',
+});
+const trade = (ticker: string, id: string, ts: number): Row => ({
+  trade_id: id,
+  ticker,
+  yes_price: '0.41',
+  no_price: '0.59',
+  count: '3.00',
+  taker_side: 'yes',
+  taker_outcome_side: 'yes',
+  taker_book_side: 'bid',
+  exchange_ts: ts,
+  source: 'ws',
+  received_at: ts + 700,
+  gatherer: 'g1',
+});
+const lifecycle = (
+  ticker: string | null,
+  eventTicker: string | null,
+  eventType: string,
+  payload: object,
+  at: number,
+  channel = 'market_lifecycle_v2',
+): Row => ({
+  channel,
+  ticker,
+  event_ticker: eventTicker,
+  event_type: eventType,
+  payload,
+  fingerprint: Math.floor(at / 1000) % 1_000_000_007,
+  received_at: at + 9 * S,
+  sent_at: at,
+  gatherer: 'g1',
+});
+
+/** A open before T1 (anchored book), B created and opened in the window, C closed before T1 with no book. */
+async function fill(c: Client): Promise<void> {
+  await c.query(`INSERT INTO series (series_ticker, title, category, frequency, raw, updated_at) VALUES ('KXR', 'R', 'Test', 'daily', '{}', 0)`);
+  await c.query(`INSERT INTO events (event_ticker, series_ticker, title, sub_title, raw, updated_at) VALUES ($1, 'KXR', 'E', 'sub', '{}', 0)`, [EVENT]);
+  await market(c, A, EVENT, T1 - 3600 * S, T1 + 7200 * S, T1 - 7200 * S);
+  await market(c, B, EVENT, T1 + 12 * S, T1 + 7200 * S, T1 + 10 * S);
+  await market(c, C, EVENT, T1 - 7200 * S, T1 - 60 * S, T1 - 9000 * S);
+  await insertRows(
+    c,
+    'orderbook_snapshots',
+    [
+      {
+        ticker: A,
+        yes_levels: [['0.4000', '10.00']],
+        no_levels: [['0.5500', '4.00']],
+        snapshot_ts: T1 - 10 * S,
+        source: 'ws',
+        last_delta_ts: T1 - 11 * S,
+        received_at: T1 - 10 * S,
+        gatherer: 'g1',
+      },
+    ],
+    true,
+  );
+  await insertRows(
+    c,
+    'orderbook_deltas',
+    [
+      delta(A, 'yes', '0.40', '-2.00', T1 - 5 * S),
+      delta(A, 'yes', '0.42', '5.00', T1),
+      delta(A, 'no', '0.55', '-1.00', T1 + 1 * S),
+      delta(A, 'yes', '0.40', '-1.00', T1 + 2 * S, 0),
+      delta(A, 'yes', '0.40', '-1.00', T1 + 2 * S, 1),
+      delta(B, 'yes', '0.301', '7.50', T1 + 13 * S),
+      delta(A, 'yes', '0.42', '1.00', T2 + 1),
+    ],
+    true,
+  );
+  await insertRows(
+    c,
+    'trades',
+    [
+      trade(A, '00000000-0000-4000-8000-000000000001', T1 + 3 * S),
+      trade(B, '00000000-0000-4000-8000-000000000002', T1 + 14 * S),
+      trade('ZZZ-UNKNOWN', '00000000-0000-4000-8000-000000000003', T1 + 4 * S),
+    ],
+    true,
+  );
+  await insertRows(
+    c,
+    'tickers',
+    [
+      {
+        ticker: A,
+        price: null,
+        yes_bid: '0.42',
+        yes_ask: '0.46',
+        volume: '10.00',
+        dollar_volume: 4,
+        exchange_ts: T1 + 5 * S,
+        fingerprint: 1,
+        occurrence: 0,
+        received_at: T1 + 5 * S,
+        gatherer: 'g1',
+      },
+    ],
+    true,
+  );
+  await insertRows(
+    c,
+    'lifecycle_events',
+    [
+      lifecycle(B, EVENT, 'created', { market_ticker: B, event_type: 'created', open_ts: (T1 + 12 * S) / S, close_ts: (T1 + 7200 * S) / S }, T1 + 10 * S),
+      lifecycle(A, EVENT, 'deactivated', { market_ticker: A, event_type: 'deactivated', is_deactivated: true }, T1 + 20 * S),
+      lifecycle(A, EVENT, 'activated', { market_ticker: A, event_type: 'activated', is_deactivated: false }, T1 + 30 * S),
+      lifecycle(null, null, 'unknown', { type: 'mystery', msg: {} }, T1 + 31 * S, 'mystery'),
+      lifecycle(A, EVENT, 'deactivated', { market_ticker: A, event_type: 'deactivated', is_deactivated: true }, T1 + 40 * S),
+    ],
+    true,
+  );
+}
+
+async function get(r: Replay, path: string): Promise<any> {
+  const res = await fetch(`${r.restUrl}${path}`);
+  assert.equal(res.status, 200, path);
+  return res.json();
+}
+
+const dataOn = (client: TestClient, sid: number) =>
+  client.frames.flatMap((f) => (f.json && f.json.sid === sid && f.json.msg && f.json.type !== 'subscribed' ? [f.json] : []));
+
+describe('kdp replay serves production over the Kalshi protocol', () => {
+  test('snapshot at T1, then the window in exchange order with per-sid seqs; lifecycle, creations and REST as of the replay clock', async () => {
+    const replay = await startReplay(
+      { productionUrl: prod.url, startUs: T1, endUs: T2, pace: 'fast', waitForBooks: true, bufferRecordsMax: 4, fetchRows: 3 },
+      log,
+    );
+    const client = await TestClient.open(replay.wsUrl);
+    try {
+      assert.deepEqual(replay.universe, { markets: 3, openAtStart: 1, unanchored: [], closedWithoutBook: [C] });
+      // Before any book subscription the clock is held at T1: REST shows the start.
+      assert.equal((await get(replay, `/markets/${A}`)).market.status, 'active');
+      assert.equal((await get(replay, `/markets/${C}`)).market.status, 'closed');
+      assert.equal((await fetch(`${replay.restUrl}/markets/${B}`)).status, 404, 'B is created in the window');
+      const globalId = client.send('subscribe', { channels: ['trade', 'ticker', 'market_lifecycle_v2'] });
+      const [tradeSub, tickerSub, lifeSub] = (await client.reply(globalId, 3)).map((f) => f.msg.sid as number);
+      const bookId = client.send('subscribe', { channels: ['orderbook_delta'], market_tickers: [A] });
+      const bookSid = (await client.reply(bookId))[0]!.msg.sid as number;
+      assert.equal(new Set([tradeSub, tickerSub, lifeSub, bookSid]).size, 4, 'a sid per subscription');
+      await replay.finished;
+      await client.until(() => dataOn(client, lifeSub!).length >= 4);
+
+      const book = dataOn(client, bookSid);
+      const atT1 = await reconstructBook(prod.c, A, T1);
+      assert.deepEqual(book[0], {
+        type: 'orderbook_snapshot',
+        sid: bookSid,
+        seq: 1,
+        msg: {
+          market_ticker: A,
+          market_id: book[0]!.msg.market_id,
+          yes_dollars_fp: [
+            ['0.4000', '8.00'],
+            ['0.4200', '5.00'],
+          ],
+          no_dollars_fp: [['0.5500', '4.00']],
+        },
+        sending_ts_ms: T1 / 1000,
+      });
+      assert.deepEqual(
+        atT1.yes,
+        [
+          { price: '0.42', size: '5.00' },
+          { price: '0.40', size: '8.00' },
+        ],
+        'the snapshot is reconstructBook at T1',
+      );
+      assert.deepEqual(
+        book.slice(1).map((f) => [f.seq, f.msg.side, f.msg.price_dollars, f.msg.delta_fp, f.msg.ts_ms]),
+        [
+          [2, 'no', '0.5500', '-1.00', (T1 + S) / 1000],
+          [3, 'yes', '0.4000', '-1.00', (T1 + 2 * S) / 1000],
+          [4, 'yes', '0.4000', '-1.00', (T1 + 2 * S) / 1000],
+        ],
+        'the window deltas of A in order, identical ones both, nothing at or before T1 or after T2',
+      );
+      const trades = dataOn(client, tradeSub!);
+      assert.deepEqual(
+        trades.map((f) => [f.seq, f.msg.market_ticker, f.msg.yes_price_dollars, f.msg.count_fp, f.msg.ts_ms]),
+        [
+          [1, A, '0.4100', '3.00', (T1 + 3 * S) / 1000],
+          [2, B, '0.4100', '3.00', (T1 + 14 * S) / 1000],
+        ],
+        'trades of served markets (not of the unknown market)',
+      );
+      const tickers = dataOn(client, tickerSub!);
+      assert.equal(tickers.length, 1);
+      assert.equal(tickers[0]!.seq, undefined, 'tickers carry no seq');
+      assert.equal(tickers[0]!.msg.price_dollars, '', 'a NULL price is sent as Kalshi sends it: ""');
+      assert.equal(tickers[0]!.msg.yes_bid_dollars, '0.4200');
+      const life = dataOn(client, lifeSub!);
+      assert.deepEqual(
+        life.map((f) => [f.seq, f.msg.market_ticker, f.msg.event_type]),
+        [
+          [1, B, 'created'],
+          [2, A, 'deactivated'],
+          [3, A, 'activated'],
+          [4, A, 'deactivated'],
+        ],
+      );
+      assert.deepEqual(replay.stats().skippedUnknownMarket, 1);
+      assert.deepEqual(replay.stats().skippedUnsendable, 1);
+      // REST as of the replay clock (the end of the window): B exists and opened, A paused again.
+      assert.equal((await get(replay, `/markets/${B}`)).market.status, 'active');
+      assert.equal((await get(replay, `/markets/${A}`)).market.status, 'inactive');
+      const atEnd = await reconstructBook(prod.c, A, T2);
+      const ob = (await get(replay, `/markets/${A}/orderbook`)).orderbook_fp;
+      assert.deepEqual(ob.yes_dollars, atEnd.yes.map((l) => [Number(l.price).toFixed(4), l.size]).reverse());
+      assert.deepEqual(ob.no_dollars, atEnd.no.map((l) => [Number(l.price).toFixed(4), l.size]).reverse());
+      const restTrades = await get(replay, `/markets/trades?ticker=${B}`);
+      assert.deepEqual(
+        restTrades.trades.map((t: any) => t.trade_id),
+        ['00000000-0000-4000-8000-000000000002'],
+      );
+    } finally {
+      client.close();
+      await replay.stop();
+    }
+  });
+
+  test('--tickers serves only the markets named; a window that ends before it starts is refused', async () => {
+    const replay = await startReplay({ productionUrl: prod.url, startUs: T1, endUs: T2, pace: 'fast', tickers: [B] }, log);
+    try {
+      await replay.finished;
+      assert.equal(replay.universe.markets, 1);
+      assert.equal(replay.stats().skippedUnknownMarket, 0, 'rows of other markets are not even read');
+      assert.equal((await fetch(`${replay.restUrl}/markets/${A}`)).status, 404);
+      assert.equal((await get(replay, `/markets/${B}`)).market.status, 'active');
+    } finally {
+      await replay.stop();
+    }
+    await assert.rejects(startReplay({ productionUrl: prod.url, startUs: T2, endUs: T1 }, log), (err: any) => err.code === 'KDP_ERR_USAGE');
+    await assert.rejects(
+      startReplay({ productionUrl: prod.url, startUs: T1, endUs: T2, speeed: 2 }, log),
+      (err: any) => err.code === 'KDP_ERR_CONFIG_UNKNOWN_KEY',
+    );
+  });
+});
