@@ -30,6 +30,9 @@ export interface ReplayWindow {
   readonly endUs: number;
   /** null = every market. */
   readonly tickers: readonly string[] | null;
+  /** REST history before the start: trades (at most tradesMax) and each market's last ticker from this long before startUs. */
+  readonly historyUs: number;
+  readonly tradesMax: number;
 }
 
 /**
@@ -103,12 +106,14 @@ export async function loadUniverse(client: Client, w: ReplayWindow, log: Logger)
   for (const ticker of [...status.keys()]) if (!keptTickers.has(ticker)) status.delete(ticker);
   const registry = await registryRecords(client, kept, w.startUs);
   const books = await bookRecords(client, prime, w.startUs, log);
+  const primed = new Set(prime.flatMap((r) => (r.k === 'market' && !books.unanchored.includes(r.market.ticker) ? [r.market.ticker] : [])));
+  const history = await historyRecords(client, w, (m) => primed.has(m));
   for (const m of books.unanchored) status.delete(m);
   const primeKept = prime.filter((r) => r.k !== 'market' || !books.unanchored.includes(r.market.ticker));
   scheduled.sort((a, b) => a.t - b.t || (a.k === 'market' ? -1 : b.k === 'market' ? 1 : 0));
   const openAtStart = primeKept.filter((r) => r.k === 'market' && (r.market.status === 'active' || r.market.status === 'inactive')).length;
   return {
-    prime: [...registry, ...primeKept, ...books.records],
+    prime: [...registry, ...primeKept, ...books.records, ...history],
     scheduled,
     status,
     unanchored: books.unanchored,
@@ -191,6 +196,33 @@ async function bookRecords(
     );
   }
   return { records, unanchored, closed };
+}
+
+const HISTORY_TRADES_SQL = `
+  SELECT * FROM (
+    SELECT ticker, trade_id::text, yes_price::text, no_price::text, count::text, taker_side, taker_outcome_side, taker_book_side,
+           is_block_trade, exchange_ts::text AS t FROM trades
+     WHERE exchange_ts > $1 AND exchange_ts <= $2 AND ($3::text[] IS NULL OR ticker = ANY($3))
+     ORDER BY exchange_ts DESC, trade_id DESC LIMIT $4) x
+   ORDER BY t::bigint, trade_id`;
+
+const HISTORY_TICKERS_SQL = `
+  SELECT DISTINCT ON (ticker) ticker, price::text, yes_bid::text, yes_ask::text, yes_bid_size::text, yes_ask_size::text,
+         last_trade_size::text, volume::text, open_interest::text, dollar_volume::text, dollar_open_interest::text, exchange_ts::text AS t
+    FROM tickers
+   WHERE exchange_ts > $1 AND exchange_ts <= $2 AND ($3::text[] IS NULL OR ticker = ANY($3))
+   ORDER BY ticker, exchange_ts DESC, fingerprint DESC, occurrence DESC`;
+
+/**
+ * What REST shows of the time before the start (never sent on the WebSocket: primed): the newest
+ * trades (GET /markets/trades, a gatherer's backfill of a gap right after the start, the last
+ * price) and each market's last ticker (volume and open interest in GET /markets).
+ */
+async function historyRecords(client: Client, w: ReplayWindow, served: (ticker: string) => boolean): Promise<Timed[]> {
+  const params = [w.startUs - w.historyUs, w.startUs, w.tickers];
+  const trades = (await client.query(HISTORY_TRADES_SQL, [...params, w.tradesMax])).rows.filter((r) => served(r.ticker)).map((r) => tradeRecord(r));
+  const tickers = (await client.query(HISTORY_TICKERS_SQL, params)).rows.filter((r) => served(r.ticker)).map((r) => tickerRecord(r));
+  return [...trades, ...tickers];
 }
 
 // ---------------- the window's records, streamed ----------------

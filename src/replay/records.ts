@@ -166,6 +166,7 @@ export function marketDef(r: MarketRow, status: MarketStatus): MarketDef {
     created_us: isoUs(raw.created_time) ?? openUs,
     open_us: openUs,
     close_us: closeUs,
+    raw,
   };
 }
 

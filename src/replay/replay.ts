@@ -31,6 +31,13 @@ export const REPLAY_SPEC = {
     doc: "hold the clock at the start until order-book subscriptions cover every market open then (a recording gatherer's books are complete)",
     default: false,
   },
+  historyMs: {
+    kind: 'int',
+    doc: "REST shows the trades (up to tradesKeptMax) and each market's last ticker from this long before the start",
+    default: 3_600_000,
+    min: 0,
+  },
+  tradesKeptMax: SIM_SPEC.tradesKeptMax,
   fetchRows: { kind: 'int', doc: 'rows per FETCH from each table cursor', default: 2000, min: 1, max: 100_000 },
   bufferRecordsMax: { kind: 'int', doc: 'records read ahead of the replay clock', default: 20_000, min: 1, max: 10_000_000 },
   truthFile: { kind: 'string', doc: "write the replay's exchange records (truth-file format) here", optional: true },
@@ -70,7 +77,13 @@ const WAIT_POLL_MS = 50;
 export async function startReplay(raw: Record<string, unknown>, log: Logger): Promise<Replay> {
   const o = resolveOptions(REPLAY_SPEC, raw, 'replay');
   if (o.endUs <= o.startUs) throw new KdpError('KDP_ERR_USAGE', `replay: the window end ${o.endUs} is not after its start ${o.startUs}`);
-  const window: ReplayWindow = { startUs: o.startUs, endUs: o.endUs, tickers: o.tickers ?? null };
+  const window: ReplayWindow = {
+    startUs: o.startUs,
+    endUs: o.endUs,
+    tickers: o.tickers ?? null,
+    historyUs: o.historyMs * 1000,
+    tradesMax: o.tradesKeptMax,
+  };
   const client = new Client({ connectionString: o.productionUrl });
   client.on('error', (err) => log.error({ err }, 'production connection failed'));
   await client.connect();
@@ -97,6 +110,7 @@ async function serve(o: ReplayOptions, window: ReplayWindow, universe: Awaited<R
     speed: o.speed,
     pingIntervalMs: o.pingIntervalMs,
     slowConsumerBytes: o.slowConsumerBytes,
+    tradesKeptMax: o.tradesKeptMax,
     // Recorded history: every ticker as recorded, markets listed from their creation on.
     tickerTsMsMissingRate: 0,
     restNewMarketDelayMs: 0,

@@ -52,11 +52,30 @@ function limitParam(q: Query, dflt: number, max: number): number | null {
   return Number.isInteger(n) && n >= 1 && n <= max ? n : null;
 }
 
-export function marketJson(m: MarketState): Record<string, unknown> {
+/** The fields of a market object that follow the exchange state: status, close, prices from the book and ticker. */
+function marketStateJson(m: MarketState): Record<string, unknown> {
   const bid = m.book.best('yes');
   const ask = yesAsk(m.book);
   const bestNo = m.book.best('no');
   const t = m.ticker;
+  return {
+    close_time: new Date(Math.floor(m.closeUs / 1000)).toISOString().replace('.000Z', 'Z'),
+    status: m.status,
+    result: m.result,
+    yes_bid_dollars: formatPrice(bid < 0 ? 0 : bid),
+    yes_ask_dollars: formatPrice(ask < 0 ? PRICE_ONE : ask),
+    no_bid_dollars: formatPrice(bestNo < 0 ? 0 : bestNo),
+    no_ask_dollars: formatPrice(bid < 0 ? PRICE_ONE : PRICE_ONE - bid),
+    last_price_dollars: m.lastTradeUnits < 0 ? '0.0000' : formatPrice(m.lastTradeUnits),
+    volume_fp: t?.volume_fp ?? '0.00',
+    volume_24h_fp: t?.volume_fp ?? '0.00',
+    open_interest_fp: t?.open_interest_fp ?? '0.00',
+  };
+}
+
+/** A market object; a replayed market (`def.raw`, its recorded REST object) keeps its recorded fields under the state's. */
+export function marketJson(m: MarketState): Record<string, unknown> {
+  if (m.def.raw) return { ...m.def.raw, ...marketStateJson(m) };
   return {
     ticker: m.def.ticker,
     event_ticker: m.def.event_ticker,
@@ -66,19 +85,9 @@ export function marketJson(m: MarketState): Record<string, unknown> {
     no_sub_title: m.def.yes_sub_title,
     created_time: isoMicros(m.def.created_us).replace(/\.\d+Z$/, 'Z'),
     open_time: new Date(Math.floor(m.def.open_us / 1000)).toISOString().replace('.000Z', 'Z'),
-    close_time: new Date(Math.floor(m.closeUs / 1000)).toISOString().replace('.000Z', 'Z'),
     expected_expiration_time: new Date(Math.floor(m.closeUs / 1000)).toISOString().replace('.000Z', 'Z'),
-    status: m.status,
-    result: m.result,
     can_close_early: true,
-    yes_bid_dollars: formatPrice(bid < 0 ? 0 : bid),
-    yes_ask_dollars: formatPrice(ask < 0 ? PRICE_ONE : ask),
-    no_bid_dollars: formatPrice(bestNo < 0 ? 0 : bestNo),
-    no_ask_dollars: formatPrice(bid < 0 ? PRICE_ONE : PRICE_ONE - bid),
-    last_price_dollars: m.lastTradeUnits < 0 ? '0.0000' : formatPrice(m.lastTradeUnits),
-    volume_fp: t?.volume_fp ?? '0.00',
-    volume_24h_fp: t?.volume_fp ?? '0.00',
-    open_interest_fp: t?.open_interest_fp ?? '0.00',
+    ...marketStateJson(m),
     notional_value_dollars: '1.0000',
     price_level_structure: m.def.price_level_structure,
     price_ranges: [{ start: '0.0000', end: '1.0000', step: m.def.price_level_structure === 'deci_cent' ? '0.0010' : '0.0100' }],

@@ -39,6 +39,8 @@ export interface MarketDef {
   created_us: number;
   open_us: number;
   close_us: number;
+  /** The recorded REST market object (kdp replay): served with the state's fields over it. */
+  raw?: Record<string, unknown>;
 }
 
 /** Common header of exchange records: n = exchange order (1, 2, ...), t = exchange time in µs. */

@@ -133,6 +133,7 @@ async function fill(c: Client): Promise<void> {
     c,
     'trades',
     [
+      trade(A, '00000000-0000-4000-8000-000000000009', T1 - 30 * S),
       trade(A, '00000000-0000-4000-8000-000000000001', T1 + 3 * S),
       trade(B, '00000000-0000-4000-8000-000000000002', T1 + 14 * S),
       trade('ZZZ-UNKNOWN', '00000000-0000-4000-8000-000000000003', T1 + 4 * S),
@@ -143,6 +144,7 @@ async function fill(c: Client): Promise<void> {
     c,
     'tickers',
     [
+      { ticker: A, volume: '9.00', exchange_ts: T1 - 20 * S, fingerprint: 7, occurrence: 0, received_at: T1 - 20 * S, gatherer: 'g1' },
       {
         ticker: A,
         price: null,
@@ -192,7 +194,11 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
     try {
       assert.deepEqual(replay.universe, { markets: 3, openAtStart: 1, unanchored: [], closedWithoutBook: [C] });
       // Before any book subscription the clock is held at T1: REST shows the start.
-      assert.equal((await get(replay, `/markets/${A}`)).market.status, 'active');
+      const atStart = (await get(replay, `/markets/${A}`)).market;
+      assert.equal(atStart.status, 'active');
+      assert.equal(atStart.title, `title ${A}`, 'the recorded REST object');
+      assert.equal(atStart.volume_fp, '9.00', 'the last ticker before T1');
+      assert.equal(atStart.last_price_dollars, '0.4100', 'the last trade before T1');
       assert.equal((await get(replay, `/markets/${C}`)).market.status, 'closed');
       assert.equal((await fetch(`${replay.restUrl}/markets/${B}`)).status, 404, 'B is created in the window');
       const globalId = client.send('subscribe', { channels: ['trade', 'ticker', 'market_lifecycle_v2'] });
@@ -270,10 +276,12 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
       const ob = (await get(replay, `/markets/${A}/orderbook`)).orderbook_fp;
       assert.deepEqual(ob.yes_dollars, atEnd.yes.map((l) => [Number(l.price).toFixed(4), l.size]).reverse());
       assert.deepEqual(ob.no_dollars, atEnd.no.map((l) => [Number(l.price).toFixed(4), l.size]).reverse());
-      const restTrades = await get(replay, `/markets/trades?ticker=${B}`);
+      const restTrades = async (ticker: string) => (await get(replay, `/markets/trades?ticker=${ticker}`)).trades.map((t: any) => t.trade_id);
+      assert.deepEqual(await restTrades(B), ['00000000-0000-4000-8000-000000000002']);
       assert.deepEqual(
-        restTrades.trades.map((t: any) => t.trade_id),
-        ['00000000-0000-4000-8000-000000000002'],
+        await restTrades(A),
+        ['00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000009'],
+        'REST lists the trade before T1 (never sent on the WebSocket), newest first',
       );
     } finally {
       client.close();
