@@ -1,6 +1,6 @@
 // The bounded buffer between the database reader (async) and the simulator's loop (which takes
 // records synchronously): the reader stops fetching while `capacity` records wait, so a replay
-// of a whole day holds at most `capacity` records however slow its client reads (the server's
+// of a whole day holds at most `capacity` records plus one batch however slow its client reads (the server's
 // own send buffers are bounded by the simulator: fast pace waits for slow readers).
 import { invariant } from '../core/errors';
 import type { RecordFeed } from '../sim/feed';
@@ -16,7 +16,7 @@ export class PumpedFeed implements RecordFeed {
   /** Records the reader produced so far. */
   produced = 0;
 
-  /** `firstN`: the exchange order number of the first record (after the primed ones). */
+  /** `nextN`: the exchange order number of the first record (after the primed ones). */
   constructor(
     private readonly capacity: number,
     private nextN: number,
@@ -25,14 +25,16 @@ export class PumpedFeed implements RecordFeed {
   }
 
   /** Reads `source` into the buffer until it ends or stop(); rejects with the reader's error. */
-  async pump(source: AsyncIterable<Timed>): Promise<void> {
+  async pump(source: AsyncIterable<readonly Timed[]>): Promise<void> {
     try {
-      for await (const rec of source) {
+      for await (const batch of source) {
         if (this.stopped) return;
-        const full = rec as unknown as ExchangeRecord;
-        full.n = this.nextN++;
-        this.buf.push(full);
-        this.produced++;
+        for (const rec of batch) {
+          const full = rec as unknown as ExchangeRecord;
+          full.n = this.nextN++;
+          this.buf.push(full);
+        }
+        this.produced += batch.length;
         if (this.buf.length - this.head >= this.capacity) await new Promise<void>((resolve) => (this.room = resolve));
       }
     } finally {

@@ -263,27 +263,36 @@ const STREAMS: ReadonlyArray<{ name: string; sql: string; withEvents?: true }> =
 
 type Row = Record<string, unknown> & { t: string };
 
-/** One server-side cursor, read `fetchRows` at a time. */
+/** One server-side cursor, read `fetchRows` at a time; its head is read without awaiting while rows are buffered. */
 class CursorStream {
   private rows: Row[] = [];
   private i = 0;
   private done = false;
+  /** Time of the head row (Infinity at the end). */
+  headT = Infinity;
   constructor(
     private readonly client: Client,
     readonly name: string,
     private readonly fetchRows: number,
   ) {}
-  /** The next row (fetching when the buffer is empty), undefined at the end. */
-  async head(): Promise<Row | undefined> {
-    if (this.i < this.rows.length) return this.rows[this.i];
-    if (this.done) return undefined;
+  /** True when the head must be fetched first. */
+  empty(): boolean {
+    return this.i >= this.rows.length && !this.done;
+  }
+  async fetch(): Promise<void> {
     this.rows = (await this.client.query(`FETCH FORWARD ${this.fetchRows} FROM ${this.name}`)).rows as Row[];
     this.i = 0;
     if (this.rows.length < this.fetchRows) this.done = true;
-    return this.rows[0];
+    this.setHead();
   }
-  take(): void {
-    this.i++;
+  take(): Row {
+    const row = this.rows[this.i++]!;
+    this.setHead();
+    return row;
+  }
+  private setHead(): void {
+    const row = this.rows[this.i];
+    this.headT = row === undefined ? Infinity : Number(row.t);
   }
 }
 
@@ -294,20 +303,31 @@ export interface StreamStats {
   skippedUnsendable: number;
 }
 
-/**
- * The window's records in exchange-time order: scheduled records (creations, silent opens and
- * closes) first among equal times, then lifecycle, deltas, trades, tickers. A market created in
- * the window is announced (its `market` record) before its first record whatever the times say.
- */
-export async function* streamWindow(client: Client, w: ReplayWindow, u: Universe, fetchRows: number, stats: StreamStats): AsyncGenerator<Timed> {
+/** Records handed over per step: one await per batch, not per record (500,000 deltas to one reader in the same process, load ~5.5: 56k -> 62k records/s). */
+const BATCH_RECORDS = 512;
+
+async function openCursors(client: Client, w: ReplayWindow, u: Universe, fetchRows: number): Promise<CursorStream[]> {
   const eventTickers = [...new Set([...u.prime, ...u.scheduled].flatMap((r) => (r.k === 'market' ? [r.market.event_ticker] : [])))];
   const cursors: CursorStream[] = [];
   for (const s of STREAMS) {
     const params: unknown[] = [w.startUs, w.endUs, w.tickers];
     if (s.withEvents) params.push(eventTickers);
     await client.query(`DECLARE ${s.name} NO SCROLL CURSOR FOR ${s.sql}`, params);
-    cursors.push(new CursorStream(client, s.name, fetchRows));
+    const c = new CursorStream(client, s.name, fetchRows);
+    await c.fetch();
+    cursors.push(c);
   }
+  return cursors;
+}
+
+/**
+ * The window's records in exchange-time order, in batches: scheduled records (creations, silent
+ * opens and closes) first among equal times, then lifecycle, deltas, trades, tickers. A market
+ * created in the window is announced (its `market` record) before its first record whatever the
+ * times say.
+ */
+export async function* streamWindow(client: Client, w: ReplayWindow, u: Universe, fetchRows: number, stats: StreamStats): AsyncGenerator<Timed[]> {
+  const cursors = await openCursors(client, w, u, fetchRows);
   const pendingMarkets = new Map<string, Timed>();
   for (const r of u.scheduled) if (r.k === 'market') pendingMarkets.set(r.market.ticker, r);
   let next = 0;
@@ -317,29 +337,23 @@ export async function* streamWindow(client: Client, w: ReplayWindow, u: Universe
     (r: Row) => [tradeRecord(r as never)],
     (r: Row) => [tickerRecord(r as never)],
   ];
+  let batch: Timed[] = [];
   for (;;) {
+    for (const c of cursors) if (c.empty()) await c.fetch();
     let best = -1;
-    let bestT = Infinity;
-    const sched = u.scheduled[next];
-    if (sched) [best, bestT] = [0, sched.t];
-    for (let i = 0; i < cursors.length; i++) {
-      const head = await cursors[i]!.head();
-      if (head !== undefined && Number(head.t) < bestT) [best, bestT] = [i + 1, Number(head.t)];
-    }
-    if (best < 0) return;
-    let recs: Timed[] | null;
-    if (best === 0) {
-      next++;
-      recs = [sched!];
-    } else {
-      const c = cursors[best - 1]!;
-      const row = (await c.head())!;
-      c.take();
-      recs = convert[best - 1]!(row);
-    }
+    let bestT = u.scheduled[next]?.t ?? Infinity;
+    if (bestT < Infinity) best = 0;
+    for (let i = 0; i < cursors.length; i++) if (cursors[i]!.headT < bestT) [best, bestT] = [i + 1, cursors[i]!.headT];
+    if (best < 0) break;
+    const recs = best === 0 ? [u.scheduled[next++]!] : convert[best - 1]!(cursors[best - 1]!.take());
     if (recs === null) stats.skippedUnsendable++;
-    for (const rec of recs ?? []) yield* emit(rec, u, pendingMarkets, stats);
+    for (const rec of recs ?? []) for (const out of emit(rec, u, pendingMarkets, stats)) batch.push(out);
+    if (batch.length >= BATCH_RECORDS) {
+      yield batch;
+      batch = [];
+    }
   }
+  if (batch.length > 0) yield batch;
 }
 
 function* emit(rec: Timed, u: Universe, pending: Map<string, Timed>, stats: StreamStats): Generator<Timed> {

@@ -14,6 +14,11 @@ import { newDb } from '../dedup/fixtures';
 import { insertRows, type Row } from '../ops/fixture';
 import { startPg, type TestPg } from '../harness/pg';
 import { TestClient } from '../sim/client';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { isExchangeRecord, readTruth } from '../../src/sim/truth';
 
 const S = 1_000_000;
 const T1 = Date.UTC(2026, 10, 23, 12) * 1000;
@@ -305,5 +310,53 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
       startReplay({ productionUrl: prod.url, startUs: T1, endUs: T2, speeed: 2 }, log),
       (err: any) => err.code === 'KDP_ERR_CONFIG_UNKNOWN_KEY',
     );
+  });
+
+  test('kdp replay as a command: serves the window at a speed, writes what it served as a truth file, exits 0 at the end; --from-archive is refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kdp-replay-cli-'));
+    try {
+      const bin = resolve(__dirname, '..', '..', '..', 'bin', 'kdp.js');
+      const kdp = (...args: string[]) =>
+        spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, KDP_LOG_LEVEL: 'warn' } });
+      const truth = join(dir, 'served.ndjson');
+      // 60 s of exchange time at 600x: 0.1 s of wall time.
+      const run = kdp('replay', '--from-production', prod.url, '--start', String(T1), '--end', iso(T2), '--speed', '600', '--port', '0', '--truth', truth);
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stdout, /ws +ws:\/\/127\.0\.0\.1:\d+\/trade-api\/ws\/v2/);
+      const recs = readTruth(truth);
+      assert.equal(recs[0]!.k === 'meta' && recs[0]!.source, 'replay');
+      const exchange = recs.filter(isExchangeRecord);
+      assert.deepEqual(
+        exchange.map((r) => r.n),
+        exchange.map((_r, i) => i + 1),
+        'exchange order without holes',
+      );
+      const served = (k: string) => exchange.filter((r) => r.k === k && r.t > T1);
+      assert.deepEqual(
+        served('delta').map((r) => r.k === 'delta' && [r.m, r.side, r.p, r.d, r.t]),
+        [
+          [A, 'no', '0.5500', '-1.00', T1 + S],
+          [A, 'yes', '0.4000', '-1.00', T1 + 2 * S],
+          [A, 'yes', '0.4000', '-1.00', T1 + 2 * S],
+          [B, 'yes', '0.3010', '7.50', T1 + 13 * S],
+        ],
+      );
+      assert.equal(served('trade').length, 2);
+      assert.equal(served('lifecycle').length, 4);
+      const checkpoint = exchange.find((r) => r.k === 'book' && r.m === A);
+      assert.deepEqual(checkpoint && checkpoint.k === 'book' && [checkpoint.t, checkpoint.yes], [
+        T1,
+        [
+          ['0.4000', '8.00'],
+          ['0.4200', '5.00'],
+        ],
+      ]);
+      assert.match(run.stderr, /records served/);
+      const archive = kdp('replay', '--from-archive', dir, '--start', String(T1), '--end', String(T2));
+      assert.equal(archive.status, 2);
+      assert.match(archive.stderr, /KDP_ERR_USAGE/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
