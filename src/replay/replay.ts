@@ -38,7 +38,7 @@ export const REPLAY_SPEC = {
     min: 0,
   },
   tradesKeptMax: SIM_SPEC.tradesKeptMax,
-  fetchRows: { kind: 'int', doc: 'rows per FETCH from each table cursor', default: 2000, min: 1, max: 100_000 },
+  fetchRows: { kind: 'int', doc: 'rows per page read from each table', default: 2000, min: 1, max: 100_000 },
   bufferRecordsMax: { kind: 'int', doc: 'records read ahead of the replay clock', default: 20_000, min: 1, max: 10_000_000 },
   truthFile: { kind: 'string', doc: "write the replay's exchange records (truth-file format) here", optional: true },
   pingIntervalMs: SIM_SPEC.pingIntervalMs,
@@ -88,9 +88,11 @@ export async function startReplay(raw: Record<string, unknown>, log: Logger): Pr
   client.on('error', (err) => log.error({ err }, 'production connection failed'));
   await client.connect();
   try {
-    // One snapshot for the books, the registry and every stream; READ ONLY: a replay never writes.
+    // One snapshot for the registry, the books and the REST history; READ ONLY: a replay never
+    // writes. Committed at once: the window's pages are short statements of their own.
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const universe = await loadUniverse(client, window, log);
+    await client.query('COMMIT');
     return await serve(o, window, universe, client, log);
   } catch (err) {
     await client.end().catch(() => undefined);

@@ -2,8 +2,9 @@
 // (test/sim/client.ts) and REST: what is served, in which order, with which sids and seqs, and the
 // cases a recorded run rarely has (a market created in the window, pauses, a closed market with no
 // book, an empty ticker price, rows of markets outside the universe, lifecycle types the platform
-// keeps whole). The read-ahead is 4 records and cursors fetch 3 rows at a time, so the bounded
-// feed refills and waits many times.
+// keeps whole). The read-ahead is 4 records and pages hold 2 rows, so the bounded feed refills and
+// waits many times, and pages end inside one µs of one market's changes (after -10.00 at a price,
+// before the second of two identical -1.00).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from 'pg';
@@ -127,6 +128,7 @@ async function fill(c: Client): Promise<void> {
       delta(A, 'yes', '0.40', '-2.00', T1 - 5 * S),
       delta(A, 'yes', '0.42', '5.00', T1),
       delta(A, 'no', '0.55', '-1.00', T1 + 1 * S),
+      delta(A, 'yes', '0.40', '-10.00', T1 + 2 * S),
       delta(A, 'yes', '0.40', '-1.00', T1 + 2 * S, 0),
       delta(A, 'yes', '0.40', '-1.00', T1 + 2 * S, 1),
       delta(B, 'yes', '0.301', '7.50', T1 + 13 * S),
@@ -192,7 +194,7 @@ const dataOn = (client: TestClient, sid: number) =>
 describe('kdp replay serves production over the Kalshi protocol', () => {
   test('snapshot at T1, then the window in exchange order with per-sid seqs; lifecycle, creations and REST as of the replay clock', async () => {
     const replay = await startReplay(
-      { productionUrl: prod.url, startUs: T1, endUs: T2, pace: 'fast', waitForBooks: true, bufferRecordsMax: 4, fetchRows: 3 },
+      { productionUrl: prod.url, startUs: T1, endUs: T2, pace: 'fast', waitForBooks: true, bufferRecordsMax: 4, fetchRows: 2 },
       log,
     );
     const client = await TestClient.open(replay.wsUrl);
@@ -243,8 +245,9 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
         book.slice(1).map((f) => [f.seq, f.msg.side, f.msg.price_dollars, f.msg.delta_fp, f.msg.ts_ms]),
         [
           [2, 'no', '0.5500', '-1.00', (T1 + S) / 1000],
-          [3, 'yes', '0.4000', '-1.00', (T1 + 2 * S) / 1000],
+          [3, 'yes', '0.4000', '-10.00', (T1 + 2 * S) / 1000],
           [4, 'yes', '0.4000', '-1.00', (T1 + 2 * S) / 1000],
+          [5, 'yes', '0.4000', '-1.00', (T1 + 2 * S) / 1000],
         ],
         'the window deltas of A in order, identical ones both, nothing at or before T1 or after T2',
       );
@@ -336,6 +339,7 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
         served('delta').map((r) => r.k === 'delta' && [r.m, r.side, r.p, r.d, r.t]),
         [
           [A, 'no', '0.5500', '-1.00', T1 + S],
+          [A, 'yes', '0.4000', '-10.00', T1 + 2 * S],
           [A, 'yes', '0.4000', '-1.00', T1 + 2 * S],
           [A, 'yes', '0.4000', '-1.00', T1 + 2 * S],
           [B, 'yes', '0.3010', '7.50', T1 + 13 * S],
