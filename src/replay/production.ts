@@ -61,7 +61,6 @@ const MARKETS_SQL = `
   SELECT ticker, event_ticker, series_ticker, price_level_structure, open_time::text, close_time::text, raw
     FROM markets
    WHERE ($1::text[] IS NULL OR ticker = ANY($1))
-     AND (open_time IS NULL OR open_time <= $3)
      AND (close_time IS NULL OR close_time >= $2)
    ORDER BY ticker`;
 
@@ -79,7 +78,7 @@ function clockStatus(def: { open_us: number; close_us: number }, atUs: number): 
 
 /** Reads the universe at the window's start; the client must be inside the replay's transaction. */
 export async function loadUniverse(client: Client, w: ReplayWindow, log: Logger): Promise<Universe> {
-  const rows = (await client.query(MARKETS_SQL, [w.tickers, w.startUs - CLOSED_LOOKBACK_US, w.endUs])).rows as MarketRow[];
+  const rows = (await client.query(MARKETS_SQL, [w.tickers, w.startUs - CLOSED_LOOKBACK_US])).rows as MarketRow[];
   const status = new Map<string, MarketStatus>();
   for (const r of rows) status.set(r.ticker, clockStatus(marketDef(r, 'active'), w.startUs));
   const events = await client.query(STATUS_EVENTS_SQL, [rows.map((r) => r.ticker), w.startUs]);

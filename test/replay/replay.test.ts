@@ -27,6 +27,7 @@ const T2 = T1 + 60 * S;
 const A = 'KXR-26NOV23-A';
 const B = 'KXR-26NOV23-B';
 const C = 'KXR-26NOV22-C';
+const D = 'KXR-26NOV23-D';
 const EVENT = 'KXR-26NOV23';
 const log = createLogger('replay', { level: 'silent' });
 
@@ -104,6 +105,7 @@ async function fill(c: Client): Promise<void> {
   await market(c, A, EVENT, T1 - 3600 * S, T1 + 7200 * S, T1 - 7200 * S);
   await market(c, B, EVENT, T1 + 12 * S, T1 + 7200 * S, T1 + 10 * S);
   await market(c, C, EVENT, T1 - 7200 * S, T1 - 60 * S, T1 - 9000 * S);
+  await market(c, D, EVENT, T2 + 100 * S, T2 + 7200 * S, T1 + 50 * S);
   await insertRows(
     c,
     'orderbook_snapshots',
@@ -177,6 +179,7 @@ async function fill(c: Client): Promise<void> {
       lifecycle(A, EVENT, 'activated', { market_ticker: A, event_type: 'activated', is_deactivated: false }, T1 + 30 * S),
       lifecycle(null, null, 'unknown', { type: 'mystery', msg: {} }, T1 + 31 * S, 'mystery'),
       lifecycle(A, EVENT, 'deactivated', { market_ticker: A, event_type: 'deactivated', is_deactivated: true }, T1 + 40 * S),
+      lifecycle(D, EVENT, 'created', { market_ticker: D, event_type: 'created', open_ts: (T2 + 100 * S) / S }, T1 + 50 * S),
     ],
     true,
   );
@@ -199,7 +202,7 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
     );
     const client = await TestClient.open(replay.wsUrl);
     try {
-      assert.deepEqual(replay.universe, { markets: 3, openAtStart: 1, unanchored: [], closedWithoutBook: [C] });
+      assert.deepEqual(replay.universe, { markets: 4, openAtStart: 1, unanchored: [], closedWithoutBook: [C] });
       // Before any book subscription the clock is held at T1: REST shows the start.
       const atStart = (await get(replay, `/markets/${A}`)).market;
       assert.equal(atStart.status, 'active');
@@ -214,7 +217,7 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
       const bookSid = (await client.reply(bookId))[0]!.msg.sid as number;
       assert.equal(new Set([tradeSub, tickerSub, lifeSub, bookSid]).size, 4, 'a sid per subscription');
       await replay.finished;
-      await client.until(() => dataOn(client, lifeSub!).length >= 4);
+      await client.until(() => dataOn(client, lifeSub!).length >= 5);
 
       const book = dataOn(client, bookSid);
       const atT1 = await reconstructBook(prod.c, A, T1);
@@ -273,6 +276,7 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
           [2, A, 'deactivated'],
           [3, A, 'activated'],
           [4, A, 'deactivated'],
+          [5, D, 'created'],
         ],
       );
       assert.deepEqual(replay.stats().skippedUnknownMarket, 1);
@@ -280,6 +284,7 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
       // REST as of the replay clock (the end of the window): B exists and opened, A paused again.
       assert.equal((await get(replay, `/markets/${B}`)).market.status, 'active');
       assert.equal((await get(replay, `/markets/${A}`)).market.status, 'inactive');
+      assert.equal((await get(replay, `/markets/${D}`)).market.status, 'initialized', 'created in the window, opening after it');
       const atEnd = await reconstructBook(prod.c, A, T2);
       const ob = (await get(replay, `/markets/${A}/orderbook`)).orderbook_fp;
       assert.deepEqual(ob.yes_dollars, atEnd.yes.map((l) => [Number(l.price).toFixed(4), l.size]).reverse());
@@ -346,7 +351,7 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
         ],
       );
       assert.equal(served('trade').length, 2);
-      assert.equal(served('lifecycle').length, 4);
+      assert.equal(served('lifecycle').length, 5);
       const checkpoint = exchange.find((r) => r.k === 'book' && r.m === A);
       assert.deepEqual(checkpoint && checkpoint.k === 'book' && [checkpoint.t, checkpoint.yes], [
         T1,
