@@ -54,7 +54,7 @@ export interface Universe {
   /** Closed (not trading) markets served with an empty book: none was recorded (gatherers do not subscribe closed markets). */
   readonly closedWithoutBook: string[];
   /** Markets open (active or paused) at startUs: the books a client subscribes to. */
-  readonly openAtStart: number;
+  readonly openAtStart: string[];
 }
 
 const MARKETS_SQL = `
@@ -111,7 +111,7 @@ export async function loadUniverse(client: Client, w: ReplayWindow, log: Logger)
   for (const m of books.unanchored) status.delete(m);
   const primeKept = prime.filter((r) => r.k !== 'market' || !books.unanchored.includes(r.market.ticker));
   scheduled.sort((a, b) => a.t - b.t || (a.k === 'market' ? -1 : b.k === 'market' ? 1 : 0));
-  const openAtStart = primeKept.filter((r) => r.k === 'market' && (r.market.status === 'active' || r.market.status === 'inactive')).length;
+  const openAtStart = primeKept.flatMap((r) => (r.k === 'market' && (r.market.status === 'active' || r.market.status === 'inactive') ? [r.market.ticker] : []));
   return {
     prime: [...registry, ...primeKept, ...books.records, ...history],
     scheduled,

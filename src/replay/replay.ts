@@ -139,7 +139,7 @@ async function serve(o: ReplayOptions, window: ReplayWindow, universe: Awaited<R
   if (o.waitForBooks) void holdForBooks(sim, universe.openAtStart, () => stopping).catch((err) => log.error({ err }, 'waiting for subscriptions failed'));
   else sim.resume();
   log.info(
-    { markets: universe.status.size, openAtStart: universe.openAtStart, unanchored: universe.unanchored.length, startUs: o.startUs, endUs: o.endUs },
+    { markets: universe.status.size, openAtStart: universe.openAtStart.length, unanchored: universe.unanchored.length, startUs: o.startUs, endUs: o.endUs },
     'replay serving',
   );
   return {
@@ -148,7 +148,7 @@ async function serve(o: ReplayOptions, window: ReplayWindow, universe: Awaited<R
     restUrl: sim.restUrl,
     universe: {
       markets: universe.status.size,
-      openAtStart: universe.openAtStart,
+      openAtStart: universe.openAtStart.length,
       unanchored: universe.unanchored,
       closedWithoutBook: universe.closedWithoutBook,
     },
@@ -158,13 +158,12 @@ async function serve(o: ReplayOptions, window: ReplayWindow, universe: Awaited<R
   };
 }
 
-/** Resumes the clock once order-book subscriptions cover `markets` markets (counted per subscription). */
-async function holdForBooks(sim: Simulator, markets: number, stopping: () => boolean): Promise<void> {
-  const covered = (): number =>
-    sim
-      .connections()
-      .flatMap((c) => c.subs)
-      .reduce((n, s) => n + (s.channel === 'orderbook_delta' ? (s.markets ?? 0) : 0), 0);
-  while (!stopping() && covered() < markets) await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
+/** Resumes the clock once an order-book subscription covers every market open at the start. */
+async function holdForBooks(sim: Simulator, markets: readonly string[], stopping: () => boolean): Promise<void> {
+  let waiting = [...markets];
+  while (!stopping() && waiting.length > 0) {
+    await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
+    waiting = waiting.filter((m) => sim.bookSubscriptions(m) === 0);
+  }
   if (!stopping()) sim.resume();
 }

@@ -124,6 +124,8 @@ export interface Simulator {
   book(ticker: string): { yes: Level[]; no: Level[] };
   /** Live connections, their client (User-Agent) and their sids. */
   connections(): SimConnection[];
+  /** Order-book subscriptions covering a market now (kdp replay holds its clock until every open market has one). */
+  bookSubscriptions(ticker: string): number;
   injectFault(f: FaultRequest): void;
   /** Freezes / resumes the exchange clock (tests comparing surfaces at one instant). */
   pause(): void;
@@ -508,6 +510,7 @@ class SimCore {
         const m = this.state.market(ticker);
         return { yes: m.book.levels('yes'), no: m.book.levels('no') };
       },
+      bookSubscriptions: (ticker) => this.ws.bookSubscriptions(ticker),
       connections: () =>
         this.ws.liveConns().map((c) => ({
           id: c.id,

@@ -78,6 +78,10 @@ export class WsHub {
   private nextConnId = 1;
   private readonly pending = new Set<Conn>();
   private readonly bookIdx = new Map<string, Set<Sub>>();
+  /** Order-book subscriptions covering a market now (any connection). */
+  bookSubscriptions(ticker: string): number {
+    return this.bookIdx.get(ticker)?.size ?? 0;
+  }
   private readonly tickerIdx = new Map<string, Set<Sub>>();
   private readonly tradeIdx = new Map<string, Set<Sub>>();
   private readonly tickerAll = new Set<Sub>();
