@@ -7,6 +7,7 @@
 import type { Client } from 'pg';
 import { KdpError } from '../core/errors';
 import type { Logger } from '../core/log';
+import type { ReplayDb } from './db';
 import { reconstructBook } from '../ops/book';
 import { LIFECYCLE_EVENTS, ORDERBOOK_DELTAS, quoteIdent, TICKERS, TRADES, type TimeSeriesTable } from '../schema/tables';
 import type { Level, MarketStatus } from '../sim/truth';
@@ -297,7 +298,7 @@ class PagedStream {
   /** Time of the head row (Infinity at the end). */
   headT = Infinity;
   constructor(
-    private readonly client: Client,
+    private readonly db: ReplayDb,
     private readonly spec: StreamSpec,
     private readonly params: readonly unknown[],
     private readonly events: readonly string[],
@@ -309,7 +310,7 @@ class PagedStream {
   }
   async fetch(): Promise<void> {
     const params = [...this.params, ...(this.last ?? []), ...(this.spec.withEvents ? [this.events] : [])];
-    this.rows = (await this.client.query(pageSql(this.spec, this.last !== null, this.pageRows), params)).rows as Row[];
+    this.rows = await this.db.query<Row>(pageSql(this.spec, this.last !== null, this.pageRows), params);
     this.i = 0;
     if (this.rows.length < this.pageRows) this.done = true;
     const tail = this.rows[this.rows.length - 1];
@@ -334,14 +335,21 @@ export interface StreamStats {
   skippedUnsendable: number;
 }
 
-/** Records handed over per step: one await per batch, not per record (500,000 deltas to one reader in the same process, load ~5.5: 56k -> 62k records/s). */
-const BATCH_RECORDS = 512;
+export interface StreamOptions {
+  /** Rows per page and table. */
+  readonly pageRows: number;
+  /**
+   * Records handed over per step (at most the feed's capacity): one await per batch, not per
+   * record (500,000 deltas to one reader in the same process, load ~5.5: 56k -> 62k records/s at 512).
+   */
+  readonly batchMax: number;
+}
 
-async function openStreams(client: Client, w: ReplayWindow, u: Universe, pageRows: number): Promise<PagedStream[]> {
+async function openStreams(db: ReplayDb, w: ReplayWindow, u: Universe, pageRows: number): Promise<PagedStream[]> {
   const eventTickers = [...new Set([...u.prime, ...u.scheduled].flatMap((r) => (r.k === 'market' ? [r.market.event_ticker] : [])))];
   const streams: PagedStream[] = [];
   for (const s of STREAMS) {
-    const stream = new PagedStream(client, s, [w.startUs, w.endUs, w.tickers], eventTickers, pageRows);
+    const stream = new PagedStream(db, s, [w.startUs, w.endUs, w.tickers], eventTickers, pageRows);
     await stream.fetch();
     streams.push(stream);
   }
@@ -354,8 +362,8 @@ async function openStreams(client: Client, w: ReplayWindow, u: Universe, pageRow
  * created in the window is announced (its `market` record) before its first record whatever the
  * times say.
  */
-export async function* streamWindow(client: Client, w: ReplayWindow, u: Universe, fetchRows: number, stats: StreamStats): AsyncGenerator<Timed[]> {
-  const streams = await openStreams(client, w, u, fetchRows);
+export async function* streamWindow(db: ReplayDb, w: ReplayWindow, u: Universe, o: StreamOptions, stats: StreamStats): AsyncGenerator<Timed[]> {
+  const streams = await openStreams(db, w, u, o.pageRows);
   const pendingMarkets = new Map<string, Timed>();
   for (const r of u.scheduled) if (r.k === 'market') pendingMarkets.set(r.market.ticker, r);
   let next = 0;
@@ -376,7 +384,7 @@ export async function* streamWindow(client: Client, w: ReplayWindow, u: Universe
     const recs = best === 0 ? [u.scheduled[next++]!] : convert[best - 1]!(streams[best - 1]!.take());
     if (recs === null) stats.skippedUnsendable++;
     for (const rec of recs ?? []) for (const out of emit(rec, u, pendingMarkets, stats)) batch.push(out);
-    if (batch.length >= BATCH_RECORDS) {
+    if (batch.length >= o.batchMax) {
       yield batch;
       batch = [];
     }

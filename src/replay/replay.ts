@@ -3,14 +3,14 @@
 // the simulator's protocol server (src/sim/: the one Kalshi WebSocket + REST implementation), which
 // gives every subscription its own sid and seq, snapshots on subscribe and get_snapshot, and REST
 // answers from the state as of the replay clock. Semantics and what is equal: docs/replay.md.
-import { Client } from 'pg';
 import { KdpError } from '../core/errors';
 import type { Logger } from '../core/log';
 import { resolveOptions, type Resolved, type Spec } from '../config/validate';
 import { SIM_SPEC, startSimulator, type Simulator } from '../sim/simulator';
 import type { ExchangeRecord } from '../sim/truth';
 import { PumpedFeed } from './feed';
-import { loadUniverse, streamWindow, type ReplayWindow, type StreamStats } from './production';
+import { ReplayDb } from './db';
+import { loadUniverse, streamWindow, type ReplayWindow, type StreamStats, type Universe } from './production';
 
 export const REPLAY_SPEC = {
   productionUrl: { kind: 'string', doc: 'production PostgreSQL to replay from', secret: true },
@@ -38,6 +38,13 @@ export const REPLAY_SPEC = {
     min: 0,
   },
   tradesKeptMax: SIM_SPEC.tradesKeptMax,
+  readRetriesMax: {
+    kind: 'int',
+    doc: 'retries in a row of a failed read of production (connection lost, timeout) before the replay fails',
+    default: 10,
+    min: 0,
+    max: 1000,
+  },
   fetchRows: { kind: 'int', doc: 'rows per page read from each table', default: 2000, min: 1, max: 100_000 },
   bufferRecordsMax: { kind: 'int', doc: 'records read ahead of the replay clock', default: 20_000, min: 1, max: 10_000_000 },
   truthFile: { kind: 'string', doc: "write the replay's exchange records (truth-file format) here", optional: true },
@@ -47,6 +54,8 @@ export const REPLAY_SPEC = {
 export type ReplayOptions = Resolved<typeof REPLAY_SPEC>;
 
 export interface ReplayStats extends StreamStats {
+  /** Reads of production retried after a lost connection or timeout. */
+  readRetries: number;
   /** Records read from the window so far (after the primed universe and books). */
   recordsRead: number;
   /** Records read but not yet served (bounded by bufferRecordsMax). */
@@ -74,6 +83,9 @@ export interface Replay {
 
 const WAIT_POLL_MS = 50;
 
+/** Records handed to the feed per step (see StreamOptions.batchMax). */
+const BATCH_RECORDS = 512;
+
 export async function startReplay(raw: Record<string, unknown>, log: Logger): Promise<Replay> {
   const o = resolveOptions(REPLAY_SPEC, raw, 'replay');
   if (o.endUs <= o.startUs) throw new KdpError('KDP_ERR_USAGE', `replay: the window end ${o.endUs} is not after its start ${o.startUs}`);
@@ -84,23 +96,22 @@ export async function startReplay(raw: Record<string, unknown>, log: Logger): Pr
     historyUs: o.historyMs * 1000,
     tradesMax: o.tradesKeptMax,
   };
-  const client = new Client({ connectionString: o.productionUrl });
-  client.on('error', (err) => log.error({ err }, 'production connection failed'));
-  await client.connect();
+  const db = new ReplayDb(o.productionUrl, o.readRetriesMax, log);
   try {
+    const client = await db.connection();
     // One snapshot for the registry, the books and the REST history; READ ONLY: a replay never
     // writes. Committed at once: the window's pages are short statements of their own.
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const universe = await loadUniverse(client, window, log);
     await client.query('COMMIT');
-    return await serve(o, window, universe, client, log);
+    return await serve(o, window, universe, db, log);
   } catch (err) {
-    await client.end().catch(() => undefined);
+    await db.end();
     throw err;
   }
 }
 
-async function serve(o: ReplayOptions, window: ReplayWindow, universe: Awaited<ReturnType<typeof loadUniverse>>, client: Client, log: Logger): Promise<Replay> {
+async function serve(o: ReplayOptions, window: ReplayWindow, universe: Universe, db: ReplayDb, log: Logger): Promise<Replay> {
   const prime = universe.prime.map((r, i) => ({ ...r, n: i + 1 }) as ExchangeRecord);
   const feed = new PumpedFeed(o.bufferRecordsMax, prime.length + 1);
   const streamStats: StreamStats = { skippedUnknownMarket: 0, skippedUnsendable: 0 };
@@ -120,7 +131,8 @@ async function serve(o: ReplayOptions, window: ReplayWindow, universe: Awaited<R
     replay: { prime, feed, paused: true },
   });
   let stopping = false;
-  const pumped = feed.pump(streamWindow(client, window, universe, o.fetchRows, streamStats)).finally(() => client.end().catch(() => undefined));
+  const stream = streamWindow(db, window, universe, { pageRows: o.fetchRows, batchMax: Math.min(BATCH_RECORDS, o.bufferRecordsMax) }, streamStats);
+  const pumped = feed.pump(stream).finally(() => db.end());
   const failed = pumped.then(
     () => new Promise<never>(() => undefined),
     (err) => {
@@ -152,7 +164,7 @@ async function serve(o: ReplayOptions, window: ReplayWindow, universe: Awaited<R
       unanchored: universe.unanchored,
       closedWithoutBook: universe.closedWithoutBook,
     },
-    stats: () => ({ ...streamStats, recordsRead: feed.produced, recordsHeld: feed.held(), recordsServed: sim.stats().records }),
+    stats: () => ({ ...streamStats, readRetries: db.retries, recordsRead: feed.produced, recordsHeld: feed.held(), recordsServed: sim.stats().records }),
     finished,
     stop,
   };

@@ -10,7 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import type { Client } from 'pg';
 import { createLogger } from '../../src/core/log';
 import { reconstructBook } from '../../src/ops/book';
+import { REPLAY_APPLICATION_NAME } from '../../src/replay/db';
 import { startReplay, type Replay } from '../../src/replay/replay';
+import { waitFor } from '../harness/gatherer';
 import { newDb } from '../dedup/fixtures';
 import { insertRows, type Row } from '../ops/fixture';
 import { startPg, type TestPg } from '../harness/pg';
@@ -295,6 +297,38 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
         await restTrades(A),
         ['00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000009'],
         'REST lists the trade before T1 (never sent on the WebSocket), newest first',
+      );
+    } finally {
+      client.close();
+      await replay.stop();
+    }
+  });
+
+  test('a production connection lost mid-window is reopened and the window goes on after the last row read', async () => {
+    const replay = await startReplay(
+      { productionUrl: prod.url, startUs: T1, endUs: T2, pace: 'fast', waitForBooks: true, tickers: [A], bufferRecordsMax: 1, fetchRows: 1 },
+      log,
+    );
+    const client = await TestClient.open(replay.wsUrl);
+    try {
+      // The reader holds one record and waits for room: the clock is held until the book subscription.
+      await waitFor('the read-ahead is full', () => replay.stats().recordsHeld >= 1);
+      const killed = await prod.c.query(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1`, [REPLAY_APPLICATION_NAME]);
+      assert.equal(killed.rowCount, 1, "the replay's one connection");
+      const id = client.send('subscribe', { channels: ['orderbook_delta'], market_tickers: [A] });
+      const sid = (await client.reply(id))[0]!.msg.sid as number;
+      await replay.finished;
+      assert.ok(replay.stats().readRetries >= 1, 'the lost read was retried');
+      assert.deepEqual(
+        dataOn(client, sid).map((f) => [f.seq, f.type, f.msg.delta_fp ?? null]),
+        [
+          [1, 'orderbook_snapshot', null],
+          [2, 'orderbook_delta', '-1.00'],
+          [3, 'orderbook_delta', '-10.00'],
+          [4, 'orderbook_delta', '-1.00'],
+          [5, 'orderbook_delta', '-1.00'],
+        ],
+        'every delta of the window once, in order',
       );
     } finally {
       client.close();
