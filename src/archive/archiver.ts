@@ -18,11 +18,14 @@ import { ARCHIVE_METRICS, createMetrics, createRegistry, type MetricSet } from '
 import { requireSchema } from '../schema/migrate';
 import { tableByName, type TimeSeriesTableName } from '../schema/tables';
 import { dueEndUs, exportFrontierUs, hoursWithLateRows, mergeWatermark, nextHourWithRows, productionNowUs, recordExport, tryArchiveLock } from './cursors';
-import { HOUR_US, buildManifest, partitionPath, tableLayout, type TableLayout } from './layout';
+import { HOUR_US, buildManifest, partitionPath, tableLayout, type PartitionResult, type TableLayout } from './layout';
+
+export type { PartitionResult } from './layout';
 import type { ArchiveOptions } from './options';
 import { ParquetWriter } from './parquet';
 import { openStore, type ObjectStore } from './store';
 import { Progress } from './progress';
+import { deriveCycle, type DeriveSession } from './derive';
 
 export type ArchiveMetrics = MetricSet<typeof ARCHIVE_METRICS>;
 
@@ -76,16 +79,12 @@ export interface ArchiveDeps {
   readonly signal?: AbortSignal;
   /** Clock override (µs) for tests; default: production's clock. */
   readonly nowUs?: () => number;
-}
-
-export interface PartitionResult {
-  readonly table: string;
-  readonly hourStartUs: number;
-  readonly objectKey: string;
-  readonly rows: number;
-  readonly bytes: number;
-  readonly sha256: string;
-  readonly reason: 'new' | 'late';
+  /**
+   * Production is known to be fully merged up to this time (µs): it replaces the deduplicator
+   * cursors' watermark. Only for a stopped platform whose deduplicator has made its final merge
+   * (`kdp demo` at its end, `kdp archive --once --merged-through`), so the last hours close.
+   */
+  readonly mergedThroughUs?: number;
 }
 
 export interface ArchiveStats {
@@ -118,6 +117,8 @@ interface Session {
   readonly store: ObjectStore;
   readonly writer: ParquetWriter;
   readonly layouts: readonly TableLayout[];
+  /** Extra connections for the processed tier (undefined when it is off). */
+  readonly readers: readonly [Client, Client, Client] | undefined;
   readonly log: Logger;
   readonly metrics: ArchiveMetrics;
   readonly deps: ArchiveDeps;
@@ -127,7 +128,7 @@ async function prepareWorkDir(workDir: string): Promise<string> {
   await mkdir(workDir, { recursive: true });
   // Leftovers of a killed run: only our own file names, never anything else in the directory.
   for (const name of await readdir(workDir)) {
-    if (/^[a-z_]+-\d+\.(csv|parquet)$/.test(name)) await rm(join(workDir, name), { force: true });
+    if (/^[a-z0-9_]+-\d+\.(csv|parquet)$/.test(name)) await rm(join(workDir, name), { force: true });
   }
   const duckTmp = join(workDir, 'duckdb-tmp');
   await rm(duckTmp, { recursive: true, force: true });
@@ -135,21 +136,26 @@ async function prepareWorkDir(workDir: string): Promise<string> {
   return duckTmp;
 }
 
-async function openSession(opts: ArchiveOptions, deps: ArchiveDeps): Promise<Session> {
-  const log = deps.log ?? createLogger('archive', { level: opts.log.level });
-  const metrics = deps.metrics ?? createMetrics(ARCHIVE_METRICS, createRegistry(false));
+async function connectProduction(opts: ArchiveOptions, cleanup: (() => Promise<void> | void)[]): Promise<Client> {
   const client = new Client({
     connectionString: opts.production.url,
     connectionTimeoutMillis: opts.production.connectTimeoutMs,
     statement_timeout: opts.production.statementTimeoutMs,
     application_name: 'kdp-archive',
   });
+  await client.connect().catch((err: unknown) => {
+    throw classifyDbError(err);
+  });
+  cleanup.push(() => client.end());
+  return client;
+}
+
+async function openSession(opts: ArchiveOptions, deps: ArchiveDeps): Promise<Session> {
+  const log = deps.log ?? createLogger('archive', { level: opts.log.level });
+  const metrics = deps.metrics ?? createMetrics(ARCHIVE_METRICS, createRegistry(false));
   const cleanup: (() => Promise<void> | void)[] = [];
   try {
-    await client.connect().catch((err: unknown) => {
-      throw classifyDbError(err);
-    });
-    cleanup.push(() => client.end());
+    const client = await connectProduction(opts, cleanup);
     client.on('error', (err) => log.warn({ err: err.message }, 'production connection error'));
     await requireSchema(client, 'production');
     if (!(await tryArchiveLock(client))) {
@@ -169,7 +175,10 @@ async function openSession(opts: ArchiveOptions, deps: ArchiveDeps): Promise<Ses
       rowGroupRows: opts.rowGroupRows,
     });
     const layouts = opts.tables.map((name) => tableLayout(tableByName(name as TimeSeriesTableName)));
-    return { opts, client, store, writer, layouts, log, metrics, deps };
+    const readers = opts.processed.enabled
+      ? ([await connectProduction(opts, cleanup), await connectProduction(opts, cleanup), await connectProduction(opts, cleanup)] as const)
+      : undefined;
+    return { opts, client, store, writer, layouts, readers, log, metrics, deps };
   } catch (err) {
     for (const f of cleanup.reverse()) await Promise.resolve(f()).catch(() => undefined);
     throw err;
@@ -178,6 +187,7 @@ async function openSession(opts: ArchiveOptions, deps: ArchiveDeps): Promise<Ses
 
 async function closeSession(s: Session): Promise<void> {
   s.writer.close();
+  for (const r of s.readers ?? []) await r.end().catch(() => undefined);
   await s.store.close().catch(() => undefined);
   await s.client.end().catch(() => undefined);
 }
@@ -250,12 +260,33 @@ async function planTable(s: Session, layout: TableLayout, nowUs: number, dueEnd:
   return { layout, lateHours, forwardFromUs };
 }
 
+function deriveSession(s: Session, record: (r: PartitionResult, spanDoneUs: number) => void): DeriveSession {
+  return {
+    opts: s.opts,
+    client: s.client,
+    readers: s.readers,
+    store: s.store,
+    writer: s.writer,
+    log: s.log,
+    signal: s.deps.signal,
+    progress: s.deps.progress,
+    onPartition: (r) => {
+      s.metrics.archive_rows_exported_total.inc({ table: r.table }, r.rows);
+      s.metrics.archive_partitions_exported_total.inc({ table: r.table });
+      record(r, 0);
+    },
+  };
+}
+
 /** One pass: export every due hour (late re-exports first, then the forward backlog). */
 async function exportCycle(s: Session): Promise<ArchiveStats> {
   const started = Date.now();
   const stats = emptyStats();
   const nowUs = s.deps.nowUs?.() ?? (await productionNowUs(s.client));
-  const mark = await mergeWatermark(s.client, nowUs, s.opts.gathererStaleMs * 1000);
+  const mark =
+    s.deps.mergedThroughUs !== undefined
+      ? { watermarkUs: s.deps.mergedThroughUs, stalled: false, staleGatherers: 0, liveGatherers: 0 }
+      : await mergeWatermark(s.client, nowUs, s.opts.gathererStaleMs * 1000);
   const dueEnd = dueEndUs(mark.watermarkUs, s.opts.exportLagMs);
   stats.dedupStalled = mark.stalled;
   if (mark.stalled) s.log.warn({ staleGatherers: mark.staleGatherers }, 'no deduplicator cursor moved recently: nothing is due');
@@ -289,6 +320,8 @@ async function exportCycle(s: Session): Promise<ArchiveStats> {
     if (frontier !== undefined) s.metrics.archive_lag_seconds.set({ table: plan.layout.table.name }, Math.max(0, (nowUs - frontier) / 1e6));
   }
   progress.finish();
+  // raw/ is complete below dueEnd unless the pass was stopped: only then may the derived tiers read it.
+  if (!s.deps.signal?.aborted) await deriveCycle(deriveSession(s, record), nowUs, dueEnd);
   stats.elapsedMs = Date.now() - started;
   stats.rowsPerSecond = stats.elapsedMs > 0 ? Math.round((stats.rows * 1000) / stats.elapsedMs) : 0;
   return stats;

@@ -14,6 +14,17 @@ export const MANIFEST_FILE = '_manifest.json';
 
 export const hourStartOf = (us: number): number => Math.floor(us / HOUR_US) * HOUR_US;
 
+/** One partition an archive pass wrote (raw table or derived dataset; `table` is its export_cursors name). */
+export interface PartitionResult {
+  readonly table: string;
+  readonly hourStartUs: number;
+  readonly objectKey: string;
+  readonly rows: number;
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly reason: 'new' | 'late';
+}
+
 export interface PartitionPath {
   readonly date: string;
   readonly hour: string;
@@ -29,6 +40,15 @@ export function partitionPath(prefix: string, table: string, hourStartUs: number
   const hour = iso.slice(11, 13);
   const dir = [prefix.replace(/\/+$/, ''), table, `date=${date}`, `hour=${hour}`].filter(Boolean).join('/');
   return { date, hour, dir, objectKey: `${dir}/${PART_FILE}`, manifestKey: `${dir}/${MANIFEST_FILE}` };
+}
+
+/** A derived dataset's partition: hourly like raw/, or `date=` only for a daily dataset. */
+export function periodPath(prefix: string, dataset: string, periodStartUs: number, periodUs: number): PartitionPath {
+  if (periodUs === HOUR_US) return partitionPath(prefix, dataset, periodStartUs);
+  invariant(periodUs === 24 * HOUR_US && periodStartUs % periodUs === 0, `period ${periodUs} µs at ${periodStartUs} is not a UTC day`);
+  const date = new Date(periodStartUs / 1000).toISOString().slice(0, 10);
+  const dir = [prefix.replace(/\/+$/, ''), dataset, `date=${date}`].filter(Boolean).join('/');
+  return { date, hour: '', dir, objectKey: `${dir}/${PART_FILE}`, manifestKey: `${dir}/${MANIFEST_FILE}` };
 }
 
 /** Parquet (DuckDB) type keeping the exact value of each PostgreSQL type. Never a float. */

@@ -5,6 +5,7 @@ import { DATABASE_SPEC, LOG_SPEC } from '../config/specs';
 import { resolveOptions, type Resolved, type Spec } from '../config/validate';
 import { KdpError } from '../core/errors';
 import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
+import { AGGREGATE_NAMES, DERIVED_DATASETS, PROCESSED_NAMES } from './datasets';
 
 const ALL_TABLES = TIME_SERIES_TABLES.map((t) => t.name);
 
@@ -12,7 +13,7 @@ export const STORE_SPEC = {
   kind: { kind: 'enum', doc: 'object store: a local directory or S3 (any S3-compatible store)', values: ['local', 's3'], default: 'local' },
   dir: { kind: 'string', doc: 'root directory of the local store', default: './archive' },
   bucket: { kind: 'string', doc: 'S3 bucket (kind s3)', optional: true },
-  prefix: { kind: 'string', doc: 'key prefix of every object (the storage tier, e.g. raw)', default: 'raw', pattern: /^[A-Za-z0-9._\-/]*$/ },
+  prefix: { kind: 'string', doc: 'key prefix of the raw tier (exported tables)', default: 'raw', pattern: /^[A-Za-z0-9._\-/]*$/ },
   endpoint: { kind: 'string', doc: 'S3 endpoint URL (unset: AWS)', optional: true },
   region: { kind: 'string', doc: 'S3 region', default: 'us-east-1' },
   accessKeyId: { kind: 'string', doc: 'S3 access key id (unset: the SDK default credential chain)', optional: true },
@@ -24,10 +25,32 @@ export const STORE_SPEC = {
   requestTimeoutMs: { kind: 'int', doc: 'timeout of one S3 request', default: 120_000, min: 100 },
 } as const satisfies Spec;
 
+const PREFIX_PATTERN = /^[A-Za-z0-9._\-/]*$/;
+
+export const PROCESSED_SPEC = {
+  enabled: { kind: 'boolean', doc: 'derive processed/ (quotes, book_snapshots_25, enriched trades) from production after raw/', default: true },
+  prefix: { kind: 'string', doc: 'key prefix of the processed tier', default: 'processed', pattern: PREFIX_PATTERN },
+  bookIntervalMs: {
+    kind: 'int',
+    doc: 'book_snapshots_25: a row per market every this often when its book changed (must divide an hour)',
+    default: 10_000,
+    min: 1_000,
+    max: 3_600_000,
+  },
+} as const satisfies Spec;
+
+export const AGGREGATES_SPEC = {
+  enabled: { kind: 'boolean', doc: 'derive aggregates/ (candles) from production after raw/', default: true },
+  prefix: { kind: 'string', doc: 'key prefix of the aggregates tier', default: 'aggregates', pattern: PREFIX_PATTERN },
+  datasets: { kind: 'stringList', doc: 'candle datasets to write', default: AGGREGATE_NAMES },
+} as const satisfies Spec;
+
 export const ARCHIVE_SPEC = {
   production: { kind: 'object', doc: 'the production database', fields: DATABASE_SPEC },
   store: { kind: 'object', doc: 'where the Parquet files go', fields: STORE_SPEC },
   tables: { kind: 'stringList', doc: 'time-series tables to archive', default: ALL_TABLES },
+  processed: { kind: 'object', doc: 'the processed/ tier (docs/archive.md)', fields: PROCESSED_SPEC },
+  aggregates: { kind: 'object', doc: 'the aggregates/ tier (docs/archive.md)', fields: AGGREGATES_SPEC },
   intervalMs: { kind: 'int', doc: 'pause between export cycles', default: 300_000, min: 100 },
   exportLagMs: {
     kind: 'int',
@@ -76,6 +99,7 @@ export function checkArchiveOptions(opts: ArchiveOptions): void {
       throw new KdpError('KDP_ERR_CONFIG_INVALID', `config tables: unknown table ${name} (known: ${ALL_TABLES.join(', ')})`, { key: 'tables' });
     }
   }
+  checkTiers(opts);
   if (opts.store.kind === 's3' && !opts.store.bucket) {
     throw new KdpError('KDP_ERR_CONFIG_MISSING', 'config store.bucket: required when store.kind is s3', { key: 'store.bucket' });
   }
@@ -84,5 +108,40 @@ export function checkArchiveOptions(opts: ArchiveOptions): void {
   }
   if (opts.store.prefix.startsWith('/') || opts.store.prefix.includes('..')) {
     throw new KdpError('KDP_ERR_CONFIG_INVALID', 'config store.prefix: must be relative, without ..', { key: 'store.prefix' });
+  }
+}
+
+/** A derived tier reads raw tables' hours once they are archived: those tables must be archived too. */
+function checkTiers(opts: ArchiveOptions): void {
+  for (const name of opts.aggregates.datasets) {
+    if (!(AGGREGATE_NAMES as readonly string[]).includes(name)) {
+      throw new KdpError('KDP_ERR_CONFIG_INVALID', `config aggregates.datasets: unknown dataset ${name} (known: ${AGGREGATE_NAMES.join(', ')})`, {
+        key: 'aggregates.datasets',
+      });
+    }
+  }
+  const tiers = [
+    { key: 'processed', on: opts.processed.enabled, names: PROCESSED_NAMES as readonly string[], prefix: opts.processed.prefix },
+    { key: 'aggregates', on: opts.aggregates.enabled, names: opts.aggregates.datasets, prefix: opts.aggregates.prefix },
+  ];
+  for (const tier of tiers.filter((t) => t.on)) {
+    const sources = new Set(DERIVED_DATASETS.filter((d) => tier.names.includes(d.name)).flatMap((d) => d.sources));
+    for (const table of sources) {
+      if (!opts.tables.includes(table)) {
+        throw new KdpError(
+          'KDP_ERR_CONFIG_INVALID',
+          `config ${tier.key}: derived from ${table}, which tables must then archive (or set ${tier.key}.enabled false)`,
+          {
+            key: `${tier.key}.enabled`,
+          },
+        );
+      }
+    }
+    const clash = [opts.store.prefix, ...tiers.filter((t) => t !== tier && t.on).map((t) => t.prefix)].includes(tier.prefix);
+    if (clash || tier.prefix.startsWith('/') || tier.prefix.includes('..') || tier.prefix === '') {
+      throw new KdpError('KDP_ERR_CONFIG_INVALID', `config ${tier.key}.prefix: must be relative, non-empty, without .., and differ from the other tiers'`, {
+        key: `${tier.key}.prefix`,
+      });
+    }
   }
 }

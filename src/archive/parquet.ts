@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { invariant } from '../core/errors';
+import type { DerivedDataset } from './datasets';
 import type { TableLayout } from './layout';
 
 export interface ParquetWriterOptions {
@@ -23,6 +24,8 @@ export interface ParquetFileStats {
   sha256: string;
   bytes: number;
 }
+
+export type DerivedFileStats = Omit<ParquetFileStats, 'maxMergedAtUs'>;
 
 const sqlString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 const duckIdent = (s: string): string => `"${s.replace(/"/g, '""')}"`;
@@ -52,30 +55,55 @@ export class ParquetWriter {
    * then reads the file back for the manifest's figures (which also proves it is readable).
    */
   async convert(layout: TableLayout, csvPath: string, parquetPath: string): Promise<ParquetFileStats> {
-    const columns = layout.columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.parquetType)}`).join(', ');
+    const time = duckIdent(layout.table.timeColumn);
+    const [count, minTime, maxTime, maxMerged] = await this.write(layout.columns, layout.sortColumns, csvPath, parquetPath, [
+      `min(${time})`,
+      `max(${time})`,
+      'max(merged_at)',
+    ]);
+    invariant(count! > 0, `parquet file ${parquetPath} is empty`);
+    return { rowCount: count!, minTimeUs: minTime!, maxTimeUs: maxTime!, maxMergedAtUs: maxMerged!, ...(await fileFacts(parquetPath)) };
+  }
+
+  /** The same for a derived dataset's CSV (src/archive/datasets.ts owns its columns and order). */
+  async convertDerived(d: DerivedDataset, csvPath: string, parquetPath: string): Promise<DerivedFileStats> {
+    const time = duckIdent(d.timeColumn);
+    const [count, minTime, maxTime] = await this.write(d.columns, d.sortColumns, csvPath, parquetPath, [`min(${time})`, `max(${time})`]);
+    return { rowCount: count!, minTimeUs: minTime!, maxTimeUs: maxTime!, ...(await fileFacts(parquetPath)) };
+  }
+
+  /** CSV -> sorted Parquet; returns count(*) and the given BIGINT aggregates read back from the file. */
+  private async write(
+    cols: readonly { name: string; parquetType: string }[],
+    sortColumns: readonly string[],
+    csvPath: string,
+    parquetPath: string,
+    aggregates: readonly string[],
+  ): Promise<number[]> {
+    const columns = cols.map((c) => `${sqlString(c.name)}: ${sqlString(c.parquetType)}`).join(', ');
     // PostgreSQL CSV: NULL is an unquoted empty field, an empty string is "" (quoted): keep them apart.
     const source =
       `read_csv(${sqlString(csvPath)}, header = false, auto_detect = false, delim = ',', quote = '"', escape = '"', ` +
       `nullstr = '', allow_quoted_nulls = false, columns = {${columns}})`;
-    const order = layout.sortColumns.map(duckIdent).join(', ');
+    const order = sortColumns.map(duckIdent).join(', ');
     await this.conn.run(
       `COPY (SELECT * FROM ${source} ORDER BY ${order}) TO ${sqlString(parquetPath)} ` +
         `(FORMAT parquet, COMPRESSION ${this.opts.compression}, ROW_GROUP_SIZE ${this.opts.rowGroupRows})`,
     );
-    const time = duckIdent(layout.table.timeColumn);
-    const reader = await this.conn.runAndReadAll(
-      `SELECT count(*)::BIGINT, min(${time})::BIGINT, max(${time})::BIGINT, max(merged_at)::BIGINT FROM read_parquet(${sqlString(parquetPath)})`,
-    );
-    const [count, minTime, maxTime, maxMerged] = reader.getRows()[0]!.map((v) => (v === null ? 0 : Number(v as bigint)));
-    invariant(count! > 0, `parquet file ${parquetPath} is empty`);
-    const { size } = await stat(parquetPath);
-    return { rowCount: count!, minTimeUs: minTime!, maxTimeUs: maxTime!, maxMergedAtUs: maxMerged!, sha256: await sha256File(parquetPath), bytes: size };
+    const select = ['count(*)::BIGINT', ...aggregates.map((a) => `${a}::BIGINT`)].join(', ');
+    const reader = await this.conn.runAndReadAll(`SELECT ${select} FROM read_parquet(${sqlString(parquetPath)})`);
+    return reader.getRows()[0]!.map((v) => (v === null ? 0 : Number(v as bigint)));
   }
 
   close(): void {
     this.conn.closeSync();
     this.instance.closeSync();
   }
+}
+
+async function fileFacts(path: string): Promise<{ sha256: string; bytes: number }> {
+  const { size } = await stat(path);
+  return { sha256: await sha256File(path), bytes: size };
 }
 
 export async function sha256File(path: string): Promise<string> {

@@ -6,6 +6,7 @@ import { json, startHttpServer, type HttpServer } from '../http/server';
 import { ArchiverHealth, exportOnce, runArchiver, type ArchiveStats } from '../archive/archiver';
 import { ARCHIVE_SPEC, checkArchiveOptions } from '../archive/options';
 import { KdpError } from '../core/errors';
+import { parseTimeUs } from '../ops/book';
 import { parseOptions, type Command } from './command';
 
 function summary(stats: ArchiveStats): string {
@@ -29,10 +30,18 @@ each partition in production's export_cursors. Safe to kill at any point and re-
                   accessKeyId,secretAccessKey,forcePathStyle}, intervalMs, exportLagMs, tables, ...
                   (see config/archive.example.yaml and docs/archive.md)
   --once          export what is due now and exit (exit 0), instead of running as a service
+  --merged-through TIME
+                  with --once: production is fully merged up to TIME (RFC 3339 or µs); use
+                  only once the deduplicator has stopped after its final merge (closes the
+                  last hours of a finished recording instead of waiting on dedup cursors)
+Besides raw/, the processed/ (quotes, book_snapshots_25, enriched trades) and aggregates/
+(candles) tiers are derived from production for every hour raw/ has exported (docs/archive.md).
 Progress lines go to stderr, JSON logs to stdout. SIGTERM/SIGINT stop after the partition in flight.`,
   async run(argv) {
-    const { values } = parseOptions(argv, { config: { type: 'string' }, once: { type: 'boolean', default: false } });
+    const { values } = parseOptions(argv, { config: { type: 'string' }, once: { type: 'boolean', default: false }, 'merged-through': { type: 'string' } });
     if (!values.config) throw new KdpError('KDP_ERR_USAGE', '--config FILE is required');
+    const through = values['merged-through'];
+    if (through !== undefined && !values.once) throw new KdpError('KDP_ERR_USAGE', '--merged-through needs --once (a service must follow the deduplicator)');
     const opts = loadConfig(ARCHIVE_SPEC, values.config);
     checkArchiveOptions(opts);
     const log = createLogger('archive', { level: opts.log.level });
@@ -61,7 +70,14 @@ Progress lines go to stderr, JSON logs to stdout. SIGTERM/SIGINT stop after the 
       ]);
       log.info({ port: http.port }, 'metrics listening');
     }
-    const deps = { log, metrics, health, signal: stop.signal, progress: (line: string) => process.stderr.write(line + '\n') };
+    const deps = {
+      log,
+      metrics,
+      health,
+      signal: stop.signal,
+      progress: (line: string) => process.stderr.write(line + '\n'),
+      ...(through !== undefined ? { mergedThroughUs: parseTimeUs(through) } : {}),
+    };
     try {
       const stats = values.once ? await exportOnce(opts, deps) : await runArchiver(opts, deps);
       process.stderr.write(summary(stats) + '\n');

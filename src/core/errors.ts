@@ -97,6 +97,10 @@ export const ERROR_CODES = {
   },
   KDP_ERR_ARCHIVE_STORE: { retryable: true, summary: 'The archive object store failed a read or write.' },
   KDP_ERR_ARCHIVE_BUSY: { retryable: true, summary: 'Another archiver holds the production archive lock.' },
+  KDP_ERR_ARCHIVE_STATE: {
+    retryable: false,
+    summary: "The processed tier's carried book state is unreadable or of another format: re-derive from an earlier hour (docs/archive.md).",
+  },
   KDP_ERR_MAINTAIN_BUSY: { retryable: true, summary: 'Another kdp maintain holds the maintenance lock of the database.' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -42,8 +42,12 @@ async function productionDb(): Promise<string> {
   return url;
 }
 
+// These tests are about raw/; the derived tiers have their own (tiers.test.ts).
+const RAW_ONLY = { processed: { enabled: false }, aggregates: { enabled: false } };
+
 function localOptions(url: string, dir: string, extra: Record<string, unknown> = {}) {
   return resolveArchiveOptions({
+    ...RAW_ONLY,
     production: { url },
     store: { kind: 'local', dir },
     workDir: join(dir, '..', `${dir.split(sep).pop()}-work`),
@@ -229,6 +233,8 @@ describe('export to S3 (s3rver on loopback)', () => {
       await sdk.send(new CreateBucketCommand({ Bucket: 'kdp-archive' }));
       const url = await productionDb();
       const opts = resolveArchiveOptions({
+        ...RAW_ONLY,
+        ...RAW_ONLY,
         production: { url },
         store: { kind: 's3', bucket: 'kdp-archive', prefix: 'raw', endpoint, region: 'us-east-1', forcePathStyle: true, ...credentials },
         workDir: join(scratch, 's3-work'),
@@ -273,6 +279,7 @@ describe('export to S3 (s3rver on loopback)', () => {
   test('an unreachable store fails with KDP_ERR_ARCHIVE_STORE after bounded retries', async () => {
     const url = await productionDb();
     const opts = resolveArchiveOptions({
+      ...RAW_ONLY,
       production: { url },
       store: { kind: 's3', bucket: 'kdp-archive', endpoint: 'http://127.0.0.1:9', forcePathStyle: true, maxAttempts: 3, retryBaseMs: 5, ...credentials },
       workDir: join(scratch, 's3-work-bad'),

@@ -110,6 +110,11 @@ describe('crash safety', () => {
         `  dir: ${root}`,
         `workDir: ${join(scratch, 'work')}`,
         'intervalMs: 60000',
+        // raw/ only: the failpoint counts below are raw partitions.
+        'processed:',
+        '  enabled: false',
+        'aggregates:',
+        '  enabled: false',
         'log:',
         '  level: info',
         '',

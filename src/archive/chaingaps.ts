@@ -1,0 +1,118 @@
+// When is a market's book chain in production broken? Production's deltas are the merge of every
+// gatherer's copy, so one gatherer's gap is filled by the others: the chain is only broken where
+// EVERY gatherer had a gap covering the market at the same time. This module turns production's
+// gap_ledger into, per market, the instants at which such a shared gap begins ("break points").
+// From a break point the derived book rows are flagged `chain_gap` until the market's next
+// anchored WebSocket snapshot resets the book (src/archive/books.ts).
+//
+// Limits (docs/archive.md): ledger windows are gatherer receive times while book events are in
+// exchange time (the two clocks differ by the network and ingest delay, and by any exchange clock
+// skew); a ledger row with no tickers is taken to cover every market; a row on a channel that
+// carries no book data (trades, tickers, lifecycle) is ignored; a gap still open (no window_end and
+// not recovered) lasts to the end of the hour.
+import type { ClientBase } from 'pg';
+
+const NON_BOOK_CHANNELS = new Set(['trade', 'ticker', 'ticker_v2', 'market_lifecycle_v2', 'event_lifecycle', 'market_positions', 'fill']);
+
+export interface LedgerSpan {
+  readonly gatherer: string;
+  readonly tickers: readonly string[];
+  readonly startUs: number;
+  readonly endUs: number;
+}
+
+export interface ChainGaps {
+  /** Break points of one market within the hour (ascending µs); empty when none. */
+  breaksOf(ticker: string): readonly number[];
+  /** Ledger rows that overlap the hour and are not recovered (any gatherer): the manifest lists their count. */
+  readonly unrecovered: number;
+  /** Break points of all markets (for the manifest). */
+  readonly marketsWithBreaks: number;
+}
+
+const NONE: readonly number[] = [];
+
+/** Loads the ledger rows overlapping [fromUs, toUs) and the gatherer set (live deduplicator cursors, else the ledger's). */
+export async function loadChainGaps(client: ClientBase, fromUs: number, toUs: number): Promise<ChainGaps> {
+  const r = await client.query(
+    `SELECT gatherer, channel, tickers, window_start::text AS s, coalesce(window_end, recovered_at)::text AS e, recovered
+       FROM gap_ledger
+      WHERE window_start < $2 AND coalesce(window_end, recovered_at, $2) >= $1`,
+    [fromUs, toUs],
+  );
+  const g = await client.query(`SELECT DISTINCT gatherer FROM dedup_cursors`);
+  const spans: LedgerSpan[] = [];
+  let unrecovered = 0;
+  for (const row of r.rows as { gatherer: string; channel: string | null; tickers: string[]; s: string; e: string | null; recovered: boolean }[]) {
+    if (!row.recovered) unrecovered++;
+    if (row.channel !== null && NON_BOOK_CHANNELS.has(row.channel)) continue;
+    spans.push({ gatherer: row.gatherer, tickers: row.tickers, startUs: Number(row.s), endUs: row.e === null ? toUs : Number(row.e) });
+  }
+  const gatherers = g.rows.length > 0 ? g.rows.map((x: { gatherer: string }) => x.gatherer) : [...new Set(spans.map((s) => s.gatherer))];
+  const breaks = computeBreaks(spans, gatherers);
+  return { breaksOf: (t) => breaks.named.get(t) ?? breaks.all, unrecovered, marketsWithBreaks: breaks.named.size + (breaks.all.length > 0 ? 1 : 0) };
+}
+
+export interface Breaks {
+  /** Markets named by a ledger row. */
+  readonly named: Map<string, number[]>;
+  /** Every other market: only all-markets rows (no tickers) cover it. */
+  readonly all: readonly number[];
+}
+
+/** Per market: starts of the intervals where every gatherer's spans (covering that market) overlap. */
+export function computeBreaks(spans: readonly LedgerSpan[], gatherers: readonly string[]): Breaks {
+  const out = new Map<string, number[]>();
+  if (gatherers.length === 0) return { named: out, all: NONE };
+  const byGatherer = new Map<string, LedgerSpan[]>();
+  for (const s of spans) byGatherer.set(s.gatherer, [...(byGatherer.get(s.gatherer) ?? []), s]);
+  // A shared gap needs a span from every gatherer: otherwise one copy was whole throughout.
+  if (gatherers.some((name) => !byGatherer.has(name))) return { named: out, all: NONE };
+  const named = new Set<string>();
+  let anyAll = false;
+  for (const s of spans) {
+    if (s.tickers.length === 0) anyAll = true;
+    for (const t of s.tickers) named.add(t);
+  }
+  // Markets named by no row can only be covered by all-markets rows: they share one answer.
+  const allOnly = anyAll ? intersectStarts(gatherers.map((name) => intervalsFor(byGatherer.get(name)!, undefined))) : [];
+  for (const ticker of named) {
+    const starts = intersectStarts(gatherers.map((name) => intervalsFor(byGatherer.get(name)!, ticker)));
+    if (starts.length > 0) out.set(ticker, starts);
+  }
+  return { named: out, all: allOnly };
+}
+
+/** Merged, sorted [start, end] intervals of one gatherer's spans covering `ticker` (undefined: all-markets rows only). */
+function intervalsFor(spans: readonly LedgerSpan[], ticker: string | undefined): [number, number][] {
+  const list = spans
+    .filter((s) => s.tickers.length === 0 || (ticker !== undefined && s.tickers.includes(ticker)))
+    .map((s): [number, number] => [s.startUs, Math.max(s.startUs, s.endUs)])
+    .sort((a, b) => a[0] - b[0]);
+  const merged: [number, number][] = [];
+  for (const iv of list) {
+    const last = merged[merged.length - 1];
+    if (last && iv[0] <= last[1]) last[1] = Math.max(last[1], iv[1]);
+    else merged.push([iv[0], iv[1]]);
+  }
+  return merged;
+}
+
+/** Start times of the intersection of several interval lists (each sorted and disjoint). */
+function intersectStarts(lists: readonly [number, number][][]): number[] {
+  let acc = lists[0] ?? [];
+  for (const next of lists.slice(1)) {
+    const res: [number, number][] = [];
+    let i = 0;
+    let j = 0;
+    while (i < acc.length && j < next.length) {
+      const lo = Math.max(acc[i]![0], next[j]![0]);
+      const hi = Math.min(acc[i]![1], next[j]![1]);
+      if (lo <= hi) res.push([lo, hi]);
+      if (acc[i]![1] < next[j]![1]) i++;
+      else j++;
+    }
+    acc = res;
+  }
+  return acc.map((iv) => iv[0]);
+}
