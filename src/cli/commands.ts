@@ -5,6 +5,7 @@ import { chaosCommand } from './chaos';
 import type { Command } from './command';
 import { dedupCommand } from './dedup';
 import { demoCommand } from './demo';
+import { exportCommand } from './export';
 import { gathererCommand } from './gatherer';
 import { maintainCommand } from './maintain';
 import { migrateCommand } from './migrate';
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   gathererCommand,
   dedupCommand,
   archiveCommand,
+  exportCommand,
   maintainCommand,
   verifyCommand,
   bookCommand,
