@@ -7,6 +7,7 @@ import { withClient } from '../core/pgclient';
 import { formatTruthComparison, verifyAgainstTruth, type TruthComparison } from '../ops/truth';
 import { readTruthExpectation } from '../ops/truth-file';
 import { histogramQuantile, scrape, sumOf } from '../ops/scrape';
+import { finalArchivePass } from './archive-check';
 import { Stack } from './stack';
 import { LiveView } from './view';
 
@@ -195,6 +196,13 @@ async function finish(stack: Stack, o: DemoOptions, afterN: number, say: (l: str
   say('');
   say("verification against the simulator's ground truth (kdp verify --truth):");
   say(formatTruthComparison(comparison));
+  let archived = true;
+  if (stack.archiveConfig) {
+    say('');
+    const check = await finalArchivePass(stack.archiveConfig, stack.productionUrl);
+    for (const line of check.lines) say(line);
+    archived = check.ok;
+  }
   void o;
-  return comparison.ok ? 0 : 1;
+  return comparison.ok && archived ? 0 : 1;
 }

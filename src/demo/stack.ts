@@ -176,6 +176,9 @@ export class Stack {
     this.dedup = this.service('dedup', ['dedup', '--config', dedupFile]);
   }
 
+  /** The archiver's config file (the demo's last archive pass reads it too). */
+  archiveConfig: string | undefined;
+
   async startArchive(): Promise<void> {
     this.ports.archiveMetrics = await freePort();
     const archiveFile = this.config('archive', {
@@ -188,6 +191,7 @@ export class Stack {
       metricsHost: '127.0.0.1',
       log: { level: 'info' },
     });
+    this.archiveConfig = archiveFile;
     this.archive = this.service('archive', ['archive', '--config', archiveFile]);
   }
 
