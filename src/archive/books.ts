@@ -54,6 +54,8 @@ export interface BookHourResult {
   readonly sources: readonly SourceFacts[];
   readonly rows: { quotes: number; book_snapshots_25: number; trades: number };
   readonly chainGapRows: number;
+  readonly badRows: number;
+  readonly badRowExample: string | undefined;
 }
 
 const copy = (sql: string): string => `COPY (${sql}) TO STDOUT`;
@@ -115,6 +117,8 @@ export async function deriveBookHour(clients: readonly [ClientBase, ClientBase, 
     ],
     rows: { quotes: input.out.quotes.rows, book_snapshots_25: input.out.snapshots.rows, trades: input.out.trades.rows },
     chainGapRows: w.chainGapRows,
+    badRows: w.badRows,
+    badRowExample: w.badRowExample,
   };
 }
 
@@ -137,6 +141,9 @@ function bookFromSnapshot(row: string[], ticker: string): MarketBook {
 /** Per-market replay and the rows it writes. */
 class MarketWriter {
   chainGapRows = 0;
+  /** Rows of production that could not be applied (never expected; counted, not fatal). */
+  badRows = 0;
+  badRowExample: string | undefined;
   private readonly gridUs: number[] = [];
 
   constructor(private readonly input: BookHourInput) {
@@ -175,14 +182,12 @@ class MarketWriter {
       let changed = false;
       while (di < deltas.length && Number(deltas[di]![1]) === t) {
         const d = deltas[di++]!;
-        if (!book) continue;
-        const side = d[2] === 'yes' ? book.yes : d[2] === 'no' ? book.no : undefined;
-        if (!side) throw new KdpError('KDP_ERR_MSG_SHAPE', `${ticker}: delta on unknown side ${JSON.stringify(d[2])}`);
-        applyChange(side, micro(d[3]!), micro(d[4]!));
-        changed = true;
+        if (book) changed = this.applyDelta(ticker, book, d) || changed;
       }
       while (si < snaps.length && Number(snaps[si]![1]) === t) {
-        book = bookFromSnapshot(snaps[si++]!, ticker);
+        const next = this.snapshot(ticker, snaps[si++]!);
+        if (!next) continue;
+        book = next;
         changed = true;
       }
       if (changed && book) {
@@ -195,6 +200,36 @@ class MarketWriter {
       }
     }
     return book;
+  }
+
+  /** A delta production should never hold (unknown side, bad decimal) is counted and breaks the chain. */
+  private applyDelta(ticker: string, book: MarketBook, d: string[]): boolean {
+    try {
+      const side = d[2] === 'yes' ? book.yes : d[2] === 'no' ? book.no : undefined;
+      if (!side) throw new KdpError('KDP_ERR_MSG_SHAPE', `${ticker}: delta on unknown side ${JSON.stringify(d[2])}`);
+      applyChange(side, micro(d[3]!), micro(d[4]!));
+      return true;
+    } catch (err) {
+      this.badRow(err, ticker);
+      book.chainGap = true;
+      return false;
+    }
+  }
+
+  /** The book of a snapshot row, or undefined (counted) when the row is unreadable: the chain goes on. */
+  private snapshot(ticker: string, row: string[]): MarketBook | undefined {
+    try {
+      return bookFromSnapshot(row, ticker);
+    } catch (err) {
+      this.badRow(err, ticker);
+      return undefined;
+    }
+  }
+
+  private badRow(err: unknown, ticker: string): void {
+    if (!(err instanceof KdpError) && !(err instanceof SyntaxError)) throw err;
+    this.badRows++;
+    this.badRowExample ??= `${ticker}: ${(err as Error).message}`;
   }
 
   private quoteRow(ticker: string, t: number, book: MarketBook): void {

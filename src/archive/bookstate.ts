@@ -26,13 +26,14 @@ export interface BookState {
   readonly books: Map<string, MarketBook>;
 }
 
-const DECIMAL_RE = /^(-?)(\d+)(?:\.(\d{1,6}))?$/;
+const DECIMAL_RE = /^(-?)(\d+)(?:\.(\d+))?$/;
 
-/** "0.3600" -> 360000 (µ-units). Exact; rejects more than 6 decimals or values beyond 2^53 µ-units. */
+/** "0.3600" -> 360000 (µ-units). Exact; rejects more than 6 significant decimals or values beyond 2^53 µ-units. */
 export function micro(text: string): number {
   const m = DECIMAL_RE.exec(text);
-  if (!m) throw new KdpError('KDP_ERR_MSG_DECIMAL', `not a decimal with at most 6 decimals: ${JSON.stringify(text)}`);
-  const v = Number(m[2]) * 1_000_000 + Number((m[3] ?? '').padEnd(6, '0'));
+  const frac = (m?.[3] ?? '').replace(/0+$/, '');
+  if (!m || frac.length > 6) throw new KdpError('KDP_ERR_MSG_DECIMAL', `not a decimal with at most 6 decimals: ${JSON.stringify(text)}`);
+  const v = Number(m[2]) * 1_000_000 + Number(frac.padEnd(6, '0'));
   if (!Number.isSafeInteger(v)) throw new KdpError('KDP_ERR_MSG_DECIMAL', `${text} is too large to rebuild a book exactly`);
   return m[1] === '-' ? -v : v;
 }

@@ -5,7 +5,7 @@
 // partition it reads was re-exported after it (late rows); a re-derived processed hour whose books
 // at its end changed re-derives the later hours too (they start from those books).
 import { createHash } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -47,6 +47,7 @@ const PROCESSED = DERIVED_DATASETS.filter((d) => d.tier === 'processed');
 
 /** Derives every due period of the enabled derived tiers. `dueEndUs` as for raw/ (raw/ is complete below it). */
 export async function deriveCycle(s: DeriveSession, nowUs: number, dueEndUs: number): Promise<void> {
+  await mkdir(s.opts.workDir, { recursive: true });
   if (s.opts.processed.enabled) await deriveProcessed(s, nowUs, dueEndUs);
   if (s.opts.aggregates.enabled) {
     for (const name of s.opts.aggregates.datasets) {
@@ -268,7 +269,17 @@ async function deriveHour(s: DeriveSession, startUs: number, reason: 'new' | 'la
       out,
     });
     for (const o of Object.values(out)) await o.close();
-    const chain = { chainGapRows: result.chainGapRows, unrecoveredLedgerRows: gaps.unrecovered, marketsWithSharedGaps: gaps.marketsWithBreaks };
+    const chain = {
+      chainGapRows: result.chainGapRows,
+      unrecoveredLedgerRows: gaps.unrecovered,
+      marketsWithSharedGaps: gaps.marketsWithBreaks,
+      badSourceRows: result.badRows,
+    };
+    if (result.badRows > 0)
+      s.log.warn(
+        { hourStartUs: startUs, badRows: result.badRows, example: result.badRowExample },
+        'production rows that cannot be applied to a book were skipped',
+      );
     const extra = {
       sources: result.sources.map((f: SourceFacts) => ({ ...f, fromUs: startUs, toUs: startUs + HOUR_US })),
       chain: { ...chain, flagged: chain.chainGapRows > 0 },

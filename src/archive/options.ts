@@ -120,6 +120,11 @@ function checkTiers(opts: ArchiveOptions): void {
       });
     }
   }
+  if (3_600_000 % opts.processed.bookIntervalMs !== 0) {
+    throw new KdpError('KDP_ERR_CONFIG_INVALID', `config processed.bookIntervalMs: ${opts.processed.bookIntervalMs} does not divide an hour`, {
+      key: 'processed.bookIntervalMs',
+    });
+  }
   const tiers = [
     { key: 'processed', on: opts.processed.enabled, names: PROCESSED_NAMES as readonly string[], prefix: opts.processed.prefix },
     { key: 'aggregates', on: opts.aggregates.enabled, names: opts.aggregates.datasets, prefix: opts.aggregates.prefix },

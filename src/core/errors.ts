@@ -97,6 +97,7 @@ export const ERROR_CODES = {
   },
   KDP_ERR_ARCHIVE_STORE: { retryable: true, summary: 'The archive object store failed a read or write.' },
   KDP_ERR_ARCHIVE_BUSY: { retryable: true, summary: 'Another archiver holds the production archive lock.' },
+  KDP_ERR_ARCHIVE_DISK: { retryable: true, summary: 'The archiver could not write a scratch file in workDir (disk full, directory gone).' },
   KDP_ERR_ARCHIVE_STATE: {
     retryable: false,
     summary: "The processed tier's carried book state is unreadable or of another format: re-derive from an earlier hour (docs/archive.md).",

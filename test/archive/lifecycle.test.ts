@@ -14,12 +14,14 @@ interface Rule {
   Filter: { Prefix: string };
   Status: string;
   Transitions?: { Days: number; StorageClass: string }[];
+  NoncurrentVersionExpiration?: { NoncurrentDays: number };
   AbortIncompleteMultipartUpload?: { DaysAfterInitiation: number };
 }
 
 // The seed's "S3 Cold Storage" table: raw/ Glacier after 30 days, processed/ IA after 90 days,
-// aggregates/ Standard (frequently accessed: no transition).
-const SEED = { raw: { days: 30, storageClass: 'GLACIER' }, processed: { days: 90, storageClass: 'STANDARD_IA' }, aggregates: undefined };
+// aggregates/ Standard (frequently accessed: no transition). Glacier is its Instant Retrieval
+// class, so kdp export, DuckDB and Athena still read raw/ without a restore (docs/archive.md).
+const SEED = { raw: { days: 30, storageClass: 'GLACIER_IR' }, processed: { days: 90, storageClass: 'STANDARD_IA' }, aggregates: undefined };
 const STORAGE_CLASSES = new Set(['STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'GLACIER_IR', 'DEEP_ARCHIVE']);
 
 test('the lifecycle policy moves each tier as the seed table says, under the archiver default prefixes', () => {
@@ -29,7 +31,8 @@ test('the lifecycle policy moves each tier as the seed table says, under the arc
     assert.ok(r.ID && r.ID.length <= 255 && !ids.has(r.ID), `rule id ${r.ID} is unique`);
     ids.add(r.ID);
     assert.equal(r.Status, 'Enabled');
-    assert.ok(r.Transitions || r.AbortIncompleteMultipartUpload, `${r.ID} has an action`);
+    assert.ok(r.Transitions || r.AbortIncompleteMultipartUpload || r.NoncurrentVersionExpiration, `${r.ID} has an action`);
+    assert.ok(!('Expiration' in r), `${r.ID}: no tier expires (processed/ is derived from production, which does not keep history forever)`);
     for (const t of r.Transitions ?? [])
       assert.ok(Number.isInteger(t.Days) && t.Days > 0 && STORAGE_CLASSES.has(t.StorageClass), `${r.ID}: ${JSON.stringify(t)}`);
   }
@@ -40,6 +43,10 @@ test('the lifecycle policy moves each tier as the seed table says, under the arc
     const moving = policy.Rules.filter((r) => r.Transitions && prefix.startsWith(r.Filter.Prefix));
     if (!want) {
       assert.equal(moving.length, 0, `${tier} stays in Standard`);
+      assert.ok(
+        policy.Rules.some((r) => r.Filter.Prefix === prefix),
+        `${tier} has its own (hygiene) rule`,
+      );
       continue;
     }
     assert.equal(moving.length, 1, `one transition rule covers ${prefix}`);

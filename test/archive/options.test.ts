@@ -18,6 +18,13 @@ describe('archive options', () => {
     assert.equal(o.store.prefix, 'raw');
     assert.equal(o.compression, 'zstd');
     assert.equal(o.tables.length, 5);
+    assert.deepEqual([o.processed.enabled, o.processed.prefix, o.processed.bookIntervalMs], [true, 'processed', 10_000]);
+    assert.deepEqual([o.aggregates.enabled, o.aggregates.prefix, o.aggregates.datasets], [true, 'aggregates', ['candles_1m', 'candles_1h', 'candles_1d']]);
+  });
+
+  test('a subset of tables is fine once the derived tiers that need the others are off', () => {
+    const o = resolveArchiveOptions({ ...base, tables: ['trades', 'tickers'], processed: { enabled: false } });
+    assert.deepEqual(o.tables, ['trades', 'tickers']);
   });
 
   test('unknown keys, unknown tables, s3 without bucket and half credentials are refused with coded errors', () => {
@@ -30,6 +37,13 @@ describe('archive options', () => {
       [{ ...base, store: { prefix: '../up' } }, 'KDP_ERR_CONFIG_INVALID', 'store.prefix'],
       [{ ...base, compression: 'gzip' }, 'KDP_ERR_CONFIG_INVALID', 'compression'],
       [{}, 'KDP_ERR_CONFIG_MISSING', 'production.url'],
+      // A derived tier reads raw tables it must also archive; its prefix is its own.
+      [{ ...base, tables: ['trades', 'tickers'] }, 'KDP_ERR_CONFIG_INVALID', 'processed.enabled'],
+      [{ ...base, tables: ['orderbook_deltas', 'orderbook_snapshots', 'trades'] }, 'KDP_ERR_CONFIG_INVALID', 'aggregates.enabled'],
+      [{ ...base, aggregates: { datasets: ['candles_5m'] } }, 'KDP_ERR_CONFIG_INVALID', 'aggregates.datasets'],
+      [{ ...base, processed: { prefix: 'raw' } }, 'KDP_ERR_CONFIG_INVALID', 'processed.prefix'],
+      [{ ...base, processed: { bookIntervalMs: 500 } }, 'KDP_ERR_CONFIG_INVALID', 'processed.bookIntervalMs'],
+      [{ ...base, processed: { bookIntervalMs: 7_000 } }, 'KDP_ERR_CONFIG_INVALID', 'processed.bookIntervalMs'],
     ];
     for (const [raw, code, key] of cases) {
       assert.throws(
