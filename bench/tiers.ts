@@ -60,6 +60,7 @@ async function session(opts: ArchiveOptions, dir: string): Promise<{ s: DeriveSe
   const connect = async (): Promise<Client> => {
     const c = new Client({ connectionString: opts.production.url });
     await c.connect();
+    await c.query(`SET work_mem = '${opts.workMemMb}MB'`);
     return c;
   };
   const client = await connect();

@@ -147,6 +147,8 @@ async function connectProduction(opts: ArchiveOptions, cleanup: (() => Promise<v
     throw classifyDbError(err);
   });
   cleanup.push(() => client.end());
+  // The default 4 MB makes PostgreSQL sort an hour's candle grid and book rows on disk.
+  await client.query(`SET work_mem = '${opts.workMemMb}MB'`);
   return client;
 }
 

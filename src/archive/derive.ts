@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import type { Client } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { KdpError, classifyDbError } from '../core/errors';
@@ -17,7 +17,7 @@ import { SCHEMA_VERSION } from '../schema/migrate';
 import { tableByName, type TimeSeriesTableName } from '../schema/tables';
 import { decodeState, encodeState, type BookState } from './bookstate';
 import { deriveBookHour, type SourceFacts } from './books';
-import { candlesCopySql } from './candles';
+import { candleSourcesSql, candlesSelectSql } from './candles';
 import { loadChainGaps } from './chaingaps';
 import { CsvOut } from './csvout';
 import { exportFrontierUs, nextHourWithRows, recordExport } from './cursors';
@@ -116,21 +116,23 @@ interface Published {
   readonly file: DerivedFileStats;
 }
 
-/** Converts a CSV to the dataset's Parquet and puts file + manifest (no file when there are no rows). */
+/**
+ * Writes the dataset's Parquet file with `produce` and puts file + manifest; no object when the
+ * file has no rows (the cursor row still records the period, with row_count 0).
+ */
 async function publish(
   s: DeriveSession,
   d: DerivedDataset,
   startUs: number,
-  csvPath: string,
-  rows: number,
+  parquetPath: string,
+  produce: (parquetPath: string) => Promise<DerivedFileStats>,
   extra: Record<string, unknown>,
 ): Promise<Published> {
   const prefix = d.tier === 'processed' ? s.opts.processed.prefix : s.opts.aggregates.prefix;
   const path = periodPath(prefix, d.name, startUs, d.periodUs);
-  if (rows === 0) return { objectKey: '', file: { rowCount: 0, minTimeUs: 0, maxTimeUs: 0, sha256: '', bytes: 0 } };
-  const parquetPath = csvPath.replace(/\.csv$/, '.parquet');
   try {
-    const file = await s.writer.convertDerived(d, csvPath, parquetPath);
+    const file = await produce(parquetPath);
+    if (file.rowCount === 0) return { objectKey: '', file: { ...file, sha256: '', bytes: 0 } };
     await s.store.putFile(path.objectKey, parquetPath, 'application/vnd.apache.parquet');
     const manifest = {
       formatVersion: ARCHIVE_FORMAT_VERSION,
@@ -158,6 +160,12 @@ async function publish(
   }
 }
 
+/** A CSV the replay wrote -> the dataset's Parquet (no conversion when it holds no row). */
+const fromCsv =
+  (s: DeriveSession, d: DerivedDataset, out: CsvOut) =>
+  async (parquetPath: string): Promise<DerivedFileStats> =>
+    out.rows === 0 ? { rowCount: 0, minTimeUs: 0, maxTimeUs: 0, sha256: '', bytes: 0 } : s.writer.convertDerived(d, out.path, parquetPath);
+
 async function record(s: DeriveSession, table: string, startUs: number, p: Published, reason: 'new' | 'late'): Promise<void> {
   const exportedAtUs = Date.now() * 1000;
   await recordExport(
@@ -175,13 +183,16 @@ async function deriveCandles(s: DeriveSession, d: DerivedDataset, nowUs: number,
   const name = cursorName(d);
   const frontier = await exportFrontierUs(s.client, name);
   const one = async (startUs: number, reason: 'new' | 'late'): Promise<void> => {
-    const csv = join(s.opts.workDir, `${d.name}-${startUs}.csv`);
+    const base = join(s.opts.workDir, `${d.name}-${startUs}`);
+    const files = { trades: join(s.opts.workDir, `ctrades-${startUs}.csv`), tickers: join(s.opts.workDir, `ctickers-${startUs}.csv`) };
     try {
-      await copyToFile(s.client, candlesCopySql(d, startUs), csv);
-      const rows = await countLines(csv);
-      await record(s, name, startUs, await publish(s, d, startUs, csv, rows, {}), reason);
+      const sql = candleSourcesSql(d, startUs);
+      await copyToFile(s.client, sql.trades, files.trades);
+      await copyToFile(s.client, sql.tickers, files.tickers);
+      const select = candlesSelectSql(d, startUs, files.trades, files.tickers);
+      await record(s, name, startUs, await publish(s, d, startUs, `${base}.parquet`, (p) => s.writer.writeDerivedQuery(d, select, p), {}), reason);
     } finally {
-      await rm(csv, { force: true });
+      for (const f of Object.values(files)) await rm(f, { force: true });
     }
   };
   if (frontier !== undefined) for (const p of await latePeriods(s, d, nowUs, frontier)) if (!s.signal?.aborted) await one(p, 'late');
@@ -192,12 +203,6 @@ async function deriveCandles(s: DeriveSession, d: DerivedDataset, nowUs: number,
     await one(p, 'new');
     from = p + d.periodUs;
   }
-}
-
-async function countLines(path: string): Promise<number> {
-  let n = 0;
-  for await (const chunk of createReadStream(path)) for (const b of chunk as Buffer) if (b === 10) n++;
-  return n;
 }
 
 /** The books at the end of the newest processed hour before startUs (undefined: none yet). */
@@ -289,7 +294,8 @@ async function deriveHour(s: DeriveSession, startUs: number, reason: 'new' | 'la
     const published: [string, Published][] = [];
     for (const [k, name] of Object.entries(paths)) {
       const o = out[k as keyof typeof out];
-      published.push([cursorName(derivedByName(name)), await publish(s, derivedByName(name), startUs, o.path, o.rows, extra)]);
+      const d = derivedByName(name);
+      published.push([cursorName(d), await publish(s, d, startUs, o.path.replace(/\.csv$/, '.parquet'), fromCsv(s, d, o), extra)]);
     }
     const stateBytes = encodeState(result.state);
     const statePath = periodPath(s.opts.processed.prefix, '_book_state', startUs, HOUR_US);

@@ -74,6 +74,13 @@ export const ARCHIVE_SPEC = {
   compression: { kind: 'enum', doc: 'Parquet compression codec', values: ['zstd', 'snappy'], default: 'zstd' },
   rowGroupRows: { kind: 'int', doc: 'rows per Parquet row group', default: 122_880, min: 1_024 },
   workDir: { kind: 'string', doc: 'scratch directory for CSV and Parquet temp files', default: join(tmpdir(), 'kdp-archive') },
+  workMemMb: {
+    kind: 'int',
+    doc: "PostgreSQL work_mem of the archiver's sessions: the derived tiers sort and group an hour (candles, the per-market replay)",
+    default: 256,
+    min: 4,
+    max: 16_384,
+  },
   duckdbMemoryMb: { kind: 'int', doc: 'DuckDB memory limit (spills to workDir beyond it)', default: 1024, min: 64 },
   duckdbThreads: { kind: 'int', doc: 'DuckDB worker threads', default: 2, min: 1, max: 64 },
   progressIntervalMs: { kind: 'int', doc: 'progress line every this often while exporting a backlog', default: 5_000, min: 100 },

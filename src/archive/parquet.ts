@@ -72,6 +72,19 @@ export class ParquetWriter {
     return { rowCount: count!, minTimeUs: minTime!, maxTimeUs: maxTime!, ...(await fileFacts(parquetPath)) };
   }
 
+  /** A DuckDB query's rows (in the dataset's column order) -> sorted Parquet, read back. */
+  async writeDerivedQuery(d: DerivedDataset, selectSql: string, parquetPath: string): Promise<DerivedFileStats> {
+    const order = d.sortColumns.map(duckIdent).join(', ');
+    await this.conn.run(
+      `COPY (SELECT * FROM (${selectSql}) ORDER BY ${order}) TO ${sqlString(parquetPath)} ` +
+        `(FORMAT parquet, COMPRESSION ${this.opts.compression}, ROW_GROUP_SIZE ${this.opts.rowGroupRows})`,
+    );
+    const time = duckIdent(d.timeColumn);
+    const r = await this.conn.runAndReadAll(`SELECT count(*)::BIGINT, min(${time})::BIGINT, max(${time})::BIGINT FROM read_parquet(${sqlString(parquetPath)})`);
+    const [count, minTime, maxTime] = r.getRows()[0]!.map((v) => (v === null ? 0 : Number(v as bigint)));
+    return { rowCount: count!, minTimeUs: minTime!, maxTimeUs: maxTime!, ...(await fileFacts(parquetPath)) };
+  }
+
   /** CSV -> sorted Parquet; returns count(*) and the given BIGINT aggregates read back from the file. */
   private async write(
     cols: readonly { name: string; parquetType: string }[],
