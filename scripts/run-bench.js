@@ -31,6 +31,12 @@ const BENCHES = [
   ['gatherer-e2e', ['--seconds', '2', '--reps', '1', '--latency-seconds', '2'], ['--seconds', '8', '--reps', '3', '--latency-seconds', '10'], 900],
   ['overload', ['--seconds', '2', '--settle-seconds', '20', '--slack-seconds', '20'], ['--seconds', '20', '--settle-seconds', '60'], 600],
   [
+    'tiers',
+    ['--markets', '500', '--deltas', '50000', '--trades', '5000', '--tickers', '10000', '--reps', '1'],
+    ['--markets', '10000', '--deltas', '3000000', '--trades', '50000', '--tickers', '200000', '--reps', '3'],
+    600,
+  ],
+  [
     'dedup',
     ['--rows', '30000', '--out', join(resultsDir, `dedup-${stamp}.json`)],
     ['--rows', '1000000', '--out', join(resultsDir, `dedup-${stamp}.json`)],
