@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import type { Client } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { KdpError, classifyDbError } from '../core/errors';
@@ -20,6 +20,7 @@ import { deriveBookHour, type SourceFacts } from './books';
 import { candleSourcesSql, candlesSelectSql } from './candles';
 import { loadChainGaps } from './chaingaps';
 import { CsvOut } from './csvout';
+import { DerivedProgress } from './progress';
 import { exportFrontierUs, nextHourWithRows, recordExport } from './cursors';
 import { DERIVED_DATASETS, cursorName, derivedByName, type DerivedDataset } from './datasets';
 import { ARCHIVE_FORMAT_VERSION, HOUR_US, periodPath, type PartitionResult } from './layout';
@@ -182,7 +183,7 @@ async function record(s: DeriveSession, table: string, startUs: number, p: Publi
 async function deriveCandles(s: DeriveSession, d: DerivedDataset, nowUs: number, dueEndUs: number): Promise<void> {
   const name = cursorName(d);
   const frontier = await exportFrontierUs(s.client, name);
-  const one = async (startUs: number, reason: 'new' | 'late'): Promise<void> => {
+  const one = async (startUs: number, reason: 'new' | 'late'): Promise<number> => {
     const base = join(s.opts.workDir, `${d.name}-${startUs}`);
     const files = { trades: join(s.opts.workDir, `ctrades-${startUs}.csv`), tickers: join(s.opts.workDir, `ctickers-${startUs}.csv`) };
     try {
@@ -191,18 +192,22 @@ async function deriveCandles(s: DeriveSession, d: DerivedDataset, nowUs: number,
       await copyToFile(s.client, sql.tickers, files.tickers);
       const select = candlesSelectSql(d, startUs, files.trades, files.tickers);
       await record(s, name, startUs, await publish(s, d, startUs, `${base}.parquet`, (p) => s.writer.writeDerivedQuery(d, select, p), {}), reason);
+      return (await lineCount(files.trades)) + (await lineCount(files.tickers));
     } finally {
       for (const f of Object.values(files)) await rm(f, { force: true });
     }
   };
-  if (frontier !== undefined) for (const p of await latePeriods(s, d, nowUs, frontier)) if (!s.signal?.aborted) await one(p, 'late');
-  let from = frontier ?? Number.NEGATIVE_INFINITY;
+  const late = frontier === undefined ? [] : await latePeriods(s, d, nowUs, frontier);
+  let from = frontier ?? (await nextPeriod(s, d, Number.NEGATIVE_INFINITY, dueEndUs)) ?? dueEndUs;
+  const progress = new DerivedProgress(name, late.length + Math.max(0, (dueEndUs - from) / d.periodUs), s.opts.progressIntervalMs, s.progress);
+  for (const p of late) if (!s.signal?.aborted) progress.advance(await one(p, 'late'));
   while (!s.signal?.aborted) {
     const p = await nextPeriod(s, d, from, dueEndUs);
     if (p === undefined) break;
-    await one(p, 'new');
+    progress.advance(await one(p, 'new'));
     from = p + d.periodUs;
   }
+  progress.finish();
 }
 
 /** The books at the end of the newest processed hour before startUs (undefined: none yet). */
@@ -228,10 +233,14 @@ async function retiredMarkets(s: DeriveSession, state: BookState | undefined, st
 async function deriveProcessed(s: DeriveSession, nowUs: number, dueEndUs: number): Promise<void> {
   const quotes = derivedByName('quotes');
   const frontier = await exportFrontierUs(s.client, cursorName(quotes));
-  const late = frontier === undefined ? [] : await latePeriods(s, { ...quotes, sources: unionSources() }, nowUs, frontier);
+  const plan = { ...quotes, sources: unionSources() };
+  const late = frontier === undefined ? [] : await latePeriods(s, plan, nowUs, frontier);
+  let from = frontier ?? (await nextPeriod(s, plan, Number.NEGATIVE_INFINITY, dueEndUs)) ?? dueEndUs;
+  const progress = new DerivedProgress('processed', late.length + Math.max(0, (dueEndUs - from) / HOUR_US), s.opts.progressIntervalMs, s.progress);
   // A re-derived hour whose end-of-hour books changed makes every later processed hour late too.
   for (let i = 0; i < late.length && !s.signal?.aborted; i++) {
-    const changed = await deriveHour(s, late[i]!, 'late');
+    const { changed, sourceRows } = await deriveHour(s, late[i]!, 'late');
+    progress.advance(sourceRows);
     if (changed) {
       const later = await s.client.query(`SELECT hour_start::text AS h FROM export_cursors WHERE table_name = $1 AND hour_start > $2 ORDER BY 1`, [
         BOOK_STATE_CURSOR,
@@ -241,20 +250,19 @@ async function deriveProcessed(s: DeriveSession, nowUs: number, dueEndUs: number
       late.sort((a, b) => a - b);
     }
   }
-  let from = frontier ?? Number.NEGATIVE_INFINITY;
-  const plan = { ...quotes, sources: unionSources() };
   while (!s.signal?.aborted) {
     const h = await nextPeriod(s, plan, from, dueEndUs);
     if (h === undefined) break;
-    await deriveHour(s, h, 'new');
+    progress.advance((await deriveHour(s, h, 'new')).sourceRows);
     from = h + HOUR_US;
   }
+  progress.finish();
 }
 
 const unionSources = (): TimeSeriesTableName[] => [...new Set(PROCESSED.flatMap((d) => d.sources))];
 
 /** Derives one processed hour (all three datasets and the carried books); true when the books at its end changed. */
-async function deriveHour(s: DeriveSession, startUs: number, reason: 'new' | 'late'): Promise<boolean> {
+async function deriveHour(s: DeriveSession, startUs: number, reason: 'new' | 'late'): Promise<{ changed: boolean; sourceRows: number }> {
   const t0 = Date.now();
   const prior = await priorState(s, startUs);
   const gaps = await loadChainGaps(s.client, startUs, startUs + HOUR_US);
@@ -317,8 +325,16 @@ async function deriveHour(s: DeriveSession, startUs: number, reason: 'new' | 'la
       { tier: 'processed', hourStartUs: startUs, reason, sourceRows: rows, rows: result.rows, chain, elapsedMs: Date.now() - t0 },
       'processed hour derived',
     );
-    return old.rows.length > 0 && old.rows[0].checksum !== stateSha;
+    return { changed: old.rows.length > 0 && old.rows[0].checksum !== stateSha, sourceRows: rows };
   } finally {
     for (const o of Object.values(out)) await rm(o.path, { force: true });
   }
+}
+
+async function lineCount(path: string): Promise<number> {
+  let n = 0;
+  for await (const chunk of createReadStream(path)) {
+    for (let i = (chunk as Buffer).indexOf(10); i !== -1; i = (chunk as Buffer).indexOf(10, i + 1)) n++;
+  }
+  return n;
 }

@@ -59,3 +59,41 @@ export class Progress {
     return `archive: ${this.partitions} partitions, ${this.rows} rows, ${rate} rows/s, ETA ${eta}`;
   }
 }
+
+/**
+ * Progress of one derived dataset's backlog (periods from its frontier to the due limit): a line
+ * at most every intervalMs while more than one period is due, and one at the end.
+ */
+export class DerivedProgress {
+  private readonly started = Date.now();
+  private lastPrint = Date.now();
+  private done = 0;
+  private rows = 0;
+
+  constructor(
+    private readonly name: string,
+    private readonly totalPeriods: number,
+    private readonly intervalMs: number,
+    private readonly sink: ((line: string) => void) | undefined,
+  ) {}
+
+  advance(sourceRows: number): void {
+    this.done++;
+    this.rows += sourceRows;
+    if (this.sink && this.totalPeriods > 1 && Date.now() - this.lastPrint >= this.intervalMs) {
+      this.lastPrint = Date.now();
+      this.sink(this.line());
+    }
+  }
+
+  finish(): void {
+    if (this.sink && this.totalPeriods > 1 && this.done > 0) this.sink(`${this.line()} (done)`);
+  }
+
+  private line(): string {
+    const elapsedS = Math.max((Date.now() - this.started) / 1000, 1e-3);
+    const share = Math.min(1, this.done / this.totalPeriods);
+    const eta = share >= 1 ? '0s' : `${Math.round((elapsedS * (1 - share)) / Math.max(share, 1e-9))}s`;
+    return `archive ${this.name}: ${this.done} of ${this.totalPeriods} periods, ${this.rows} source rows, ${Math.round(this.rows / elapsedS)} rows/s, ETA ${eta}`;
+  }
+}

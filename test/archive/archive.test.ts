@@ -234,7 +234,6 @@ describe('export to S3 (s3rver on loopback)', () => {
       const url = await productionDb();
       const opts = resolveArchiveOptions({
         ...RAW_ONLY,
-        ...RAW_ONLY,
         production: { url },
         store: { kind: 's3', bucket: 'kdp-archive', prefix: 'raw', endpoint, region: 'us-east-1', forcePathStyle: true, ...credentials },
         workDir: join(scratch, 's3-work'),

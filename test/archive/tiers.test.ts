@@ -9,7 +9,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
+import S3rver = require('s3rver');
 import type { ClientBase } from 'pg';
 import { exportOnce, type ArchiveDeps } from '../../src/archive/archiver';
 import { BOOK_LEVELS } from '../../src/archive/datasets';
@@ -449,6 +451,41 @@ describe('derived tiers', () => {
     });
     assert.equal(none.rows, 0);
     assert.equal((await readFiles([out])).length, 0, 'an empty range still writes a readable file');
+  });
+
+  test('on S3 (s3rver) the same tiers are written, the books carried through the bucket, and kdp export reads them back', async () => {
+    const server = new S3rver({ address: '127.0.0.1', port: 0, directory: join(scratch, 's3rver'), silent: true });
+    const { port } = await server.run();
+    const endpoint = `http://127.0.0.1:${port}`;
+    const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+    // A copy: the SDK adds bookkeeping keys to the object it is given.
+    const sdk = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { ...credentials } });
+    try {
+      await sdk.send(new CreateBucketCommand({ Bucket: 'kdp-tiers' }));
+      const s3url = await pg.newDatabase('kdp_tiers_s3');
+      await withClient(s3url, async (c) => {
+        await migrate(c, { kind: 'production', engine: 'postgres' });
+        await seed(c);
+      });
+      const opts = resolveArchiveOptions({
+        production: { url: s3url },
+        store: { kind: 's3', bucket: 'kdp-tiers', endpoint, region: 'us-east-1', forcePathStyle: true, ...credentials },
+        workDir: join(scratch, 's3-work'),
+      });
+      await exportOnce(opts, deps());
+      const listed = await sdk.send(new ListObjectsV2Command({ Bucket: 'kdp-tiers', Prefix: 'processed/_book_state/' }));
+      assert.equal((listed.Contents ?? []).length, 3, 'one carried book state per processed hour');
+      const out = join(scratch, 'export', 's3-quotes.parquet');
+      const r = await exportDataset(opts, { dataset: 'processed/quotes', fromUs: H0, toUs: H0 + 3 * HOUR_US, tickers: [], format: 'parquet', outPath: out });
+      const local = await readDataset(root, 'processed', 'quotes');
+      assert.equal(r.rows, local.length);
+      const key = (q: Record<string, string | null>) => JSON.stringify([q.ticker, q.exchange_ts, ...TOP_KEYS.map((k) => q[k]), q.chain_gap]);
+      assert.deepEqual((await readFiles([out])).map(key).sort(), local.map(key).sort(), 'S3 and the local directory hold the same quotes');
+    } finally {
+      sdk.destroy();
+      server.httpServer?.closeAllConnections();
+      await server.close();
+    }
   });
 
   test('a second pass derives nothing; a late delta re-derives its hour and the hours after it, not the candles', async () => {
