@@ -8,7 +8,7 @@ import { parseOptions, type Command } from './command';
 export const replayCommand: Command = {
   name: 'replay',
   summary: 'serve recorded history on the Kalshi WebSocket and REST paths (backtests, load tests)',
-  help: `kdp replay --from-production URL --start T1 --end T2 [options]
+  help: `kdp replay --from-production URL | --from-archive DIR --start T1 --end T2 [options]
 
 Serves the window (T1, T2] of production's recorded history on ws://HOST:PORT/trade-api/ws/v2 and
 http://HOST:PORT/trade-api/v2 with the Kalshi protocol: a subscription gets its own sid and seqs,
@@ -16,7 +16,10 @@ book snapshots equal to the book at T1 (then as of the replay clock), then the r
 trades, tickers and lifecycle messages in exchange-time order. Exits when the window is served
 (or on SIGINT / SIGTERM). docs/replay.md.
   --from-production URL   production PostgreSQL (or env KDP_PRODUCTION_URL)
-  --from-archive DIR      not available yet: the Parquet archive holds no market registry (docs/replay.md)
+  --from-archive DIR      a local archive store's directory (kdp archive's store.dir): the hours needed are
+                          loaded into a throw-away PostgreSQL first; markets come from what the archive holds
+  --archive-prefix P      the archive's store.prefix (default raw)
+  --anchor-lookback-ms MS from the archive: books anchored from snapshots up to this long before T1 (default 6 h)
   --start T1, --end T2    RFC 3339 (2026-11-23T12:00:00Z) or integer µs since the epoch
   --speed X               1 = real time (default), 10 = ten times faster; 0 or max = as fast as clients read
   --tickers A,B,...       only these markets
@@ -28,6 +31,8 @@ trades, tickers and lifecycle messages in exchange-time order. Exits when the wi
     const { values } = parseOptions(argv, {
       'from-production': { type: 'string' },
       'from-archive': { type: 'string' },
+      'archive-prefix': { type: 'string' },
+      'anchor-lookback-ms': { type: 'string' },
       start: { type: 'string' },
       end: { type: 'string' },
       speed: { type: 'string', default: '1' },
@@ -38,20 +43,19 @@ trades, tickers and lifecycle messages in exchange-time order. Exits when the wi
       truth: { type: 'string' },
       'ready-json': { type: 'boolean', default: false },
     });
-    if (values['from-archive'] !== undefined) {
-      throw new KdpError(
-        'KDP_ERR_USAGE',
-        '--from-archive is not available: the archive holds no markets/events/series registry to serve REST from (docs/replay.md)',
-      );
+    const archive = values['from-archive'];
+    const url = archive === undefined ? (values['from-production'] ?? process.env.KDP_PRODUCTION_URL) : values['from-production'];
+    if ((url === undefined) === (archive === undefined)) {
+      throw new KdpError('KDP_ERR_USAGE', 'give --from-production URL (or KDP_PRODUCTION_URL) or --from-archive DIR, not both');
     }
-    const url = values['from-production'] ?? process.env.KDP_PRODUCTION_URL;
-    if (!url) throw new KdpError('KDP_ERR_USAGE', 'give --from-production URL or KDP_PRODUCTION_URL');
     if (!values.start || !values.end) throw new KdpError('KDP_ERR_USAGE', '--start and --end are required');
     const fast = values.speed === 'max' || Number(values.speed) === 0;
     const log = createLogger('replay');
     const replay = await startReplay(
       {
-        productionUrl: url,
+        ...(archive === undefined ? { productionUrl: url } : { archiveDir: archive }),
+        ...(values['archive-prefix'] !== undefined ? { archivePrefix: values['archive-prefix'] } : {}),
+        ...(values['anchor-lookback-ms'] !== undefined ? { anchorLookbackMs: values['anchor-lookback-ms'] } : {}),
         startUs: parseTimeUs(values.start),
         endUs: parseTimeUs(values.end),
         pace: fast ? 'fast' : 'realtime',

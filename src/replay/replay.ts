@@ -9,11 +9,20 @@ import { resolveOptions, type Resolved, type Spec } from '../config/validate';
 import { SIM_SPEC, startSimulator, type Simulator } from '../sim/simulator';
 import type { ExchangeRecord } from '../sim/truth';
 import { PumpedFeed } from './feed';
+import { loadArchive, type ArchiveWindow } from './archive';
 import { ReplayDb } from './db';
 import { loadUniverse, streamWindow, type ReplayWindow, type StreamStats, type Universe } from './production';
 
 export const REPLAY_SPEC = {
-  productionUrl: { kind: 'string', doc: 'production PostgreSQL to replay from', secret: true },
+  productionUrl: { kind: 'string', doc: 'production PostgreSQL to replay from (or archiveDir)', secret: true, optional: true },
+  archiveDir: { kind: 'string', doc: "a local archive store's directory to replay from (kdp archive's store.dir)", optional: true },
+  archivePrefix: { kind: 'string', doc: "the archive's store.prefix", default: 'raw' },
+  anchorLookbackMs: {
+    kind: 'int',
+    doc: 'from the archive: snapshots and deltas loaded from this long before the start to anchor the books',
+    default: 6 * 3_600_000,
+    min: 0,
+  },
   startUs: { kind: 'int', doc: 'window start (µs since the epoch): books are those at this instant', min: 0 },
   endUs: { kind: 'int', doc: 'window end (µs since the epoch, inclusive)', min: 0 },
   tickers: { kind: 'stringList', doc: 'markets to replay (default: every market)', optional: true },
@@ -96,7 +105,10 @@ export async function startReplay(raw: Record<string, unknown>, log: Logger): Pr
     historyUs: o.historyMs * 1000,
     tradesMax: o.tradesKeptMax,
   };
-  const db = new ReplayDb(o.productionUrl, o.readRetriesMax, log);
+  if ((o.productionUrl === undefined) === (o.archiveDir === undefined))
+    throw new KdpError('KDP_ERR_USAGE', 'replay: give a production URL or an archive directory (one of them)');
+  const scratch = o.archiveDir === undefined ? null : await loadArchive(archiveWindow(o, o.archiveDir), log);
+  const db = new ReplayDb(scratch?.url ?? o.productionUrl!, o.readRetriesMax, log);
   try {
     const client = await db.connection();
     // One snapshot for the registry, the books and the REST history; READ ONLY: a replay never
@@ -104,11 +116,26 @@ export async function startReplay(raw: Record<string, unknown>, log: Logger): Pr
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const universe = await loadUniverse(client, window, log);
     await client.query('COMMIT');
-    return await serve(o, window, universe, db, log);
+    const replay = await serve(o, window, universe, db, log);
+    if (!scratch) return replay;
+    return { ...replay, stop: () => replay.stop().finally(() => scratch.destroy()) };
   } catch (err) {
     await db.end();
+    await scratch?.destroy();
     throw err;
   }
+}
+
+function archiveWindow(o: ReplayOptions, dir: string): ArchiveWindow {
+  return {
+    dir,
+    prefix: o.archivePrefix,
+    startUs: o.startUs,
+    endUs: o.endUs,
+    tickers: o.tickers ?? null,
+    anchorLookbackUs: o.anchorLookbackMs * 1000,
+    historyUs: o.historyMs * 1000,
+  };
 }
 
 async function serve(o: ReplayOptions, window: ReplayWindow, universe: Universe, db: ReplayDb, log: Logger): Promise<Replay> {

@@ -21,7 +21,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { isExchangeRecord, readTruth } from '../../src/sim/truth';
+import { isExchangeRecord, readTruth, type ExchangeRecord } from '../../src/sim/truth';
+import { exportOnce } from '../../src/archive/archiver';
+import { resolveArchiveOptions } from '../../src/archive/options';
 
 const S = 1_000_000;
 const T1 = Date.UTC(2026, 10, 23, 12) * 1000;
@@ -395,9 +397,42 @@ describe('kdp replay serves production over the Kalshi protocol', () => {
         ],
       ]);
       assert.match(run.stderr, /records served/);
-      const archive = kdp('replay', '--from-archive', dir, '--start', String(T1), '--end', String(T2));
+      const archive = kdp('replay', '--from-archive', dir, '--from-production', prod.url, '--start', String(T1), '--end', String(T2));
       assert.equal(archive.status, 2);
       assert.match(archive.stderr, /KDP_ERR_USAGE/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('--from-archive: the archived hours serve the same window as production (every delta, trade, ticker and lifecycle message, the book at T1)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kdp-replay-archive-test-'));
+    try {
+      const store = join(dir, 'store');
+      const stats = await exportOnce(
+        resolveArchiveOptions({ production: { url: prod.url }, store: { kind: 'local', dir: store }, workDir: join(dir, 'work') }),
+        { log },
+      );
+      assert.ok(stats.partitions > 0, 'the archiver exported the hours');
+      const served = async (source: Record<string, unknown>): Promise<ExchangeRecord[]> => {
+        const truthFile = join(dir, `${Object.keys(source)[0]}.ndjson`);
+        const replay = await startReplay({ ...source, startUs: T1, endUs: T2, pace: 'fast', truthFile }, log);
+        try {
+          await replay.finished;
+        } finally {
+          await replay.stop();
+        }
+        return readTruth(truthFile).filter(isExchangeRecord);
+      };
+      const fromProduction = await served({ productionUrl: prod.url });
+      const fromArchive = await served({ archiveDir: store });
+      const windowOf = (recs: ExchangeRecord[]) =>
+        recs.filter((r) => r.t > T1 && ['delta', 'trade', 'ticker', 'lifecycle', 'event_lifecycle'].includes(r.k)).map(({ n: _n, ...r }) => r);
+      const window = windowOf(fromProduction);
+      assert.ok(window.length >= 12, `the window has ${window.length} records`);
+      assert.deepEqual(windowOf(fromArchive), window);
+      const bookOf = (recs: ExchangeRecord[]) => recs.find((r) => r.k === 'book' && r.m === A);
+      assert.deepEqual(bookOf(fromArchive), { ...bookOf(fromProduction)!, n: bookOf(fromArchive)!.n });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
