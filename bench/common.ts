@@ -2,7 +2,7 @@
 // stores, spread statistics, a throw-away gatherer database, peak-RSS sampling, CPU accounting,
 // `psql` for the database ceiling, and the ground-truth pass over the simulator's truth file.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../src/core/log';
@@ -102,6 +102,46 @@ export function sampleRss(intervalMs: number): { stop(): { maxBytes: number; sam
 export function processCpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * CPU seconds of a PostgreSQL cluster: its postmaster and every process whose parent it is
+ * (backends, walwriter, checkpointer, ...). Take a difference over a window in which the
+ * connections stay open: a backend that exits meanwhile moves its time to the postmaster's
+ * children total, which /proc/<pid>/stat keeps apart (cutime, cstime) and which is added too.
+ */
+export function clusterCpuSeconds(postmasterPid: number): number {
+  let total = 0;
+  const stat = (pid: number): string[] | undefined => {
+    try {
+      return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    } catch {
+      return undefined; // exited meanwhile
+    }
+  };
+  const own = stat(postmasterPid);
+  if (own) total += (Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14])) / 100;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = stat(Number(name));
+    if (f && Number(f[1]) === postmasterPid) total += (Number(f[11]) + Number(f[12])) / 100;
+  }
+  return total;
+}
+
+/** CPU µs per message of this process, the simulator and the PostgreSQL cluster over a window. */
+export function cpuWindow(simPid: number, postmasterPid: number | undefined): () => { selfCpuUs: number; simCpuUs: number; pgCpuUs: number } {
+  const self0 = process.cpuUsage();
+  const sim0 = processCpuSeconds(simPid);
+  const pg0 = postmasterPid === undefined ? 0 : clusterCpuSeconds(postmasterPid);
+  return () => {
+    const self = process.cpuUsage(self0);
+    return {
+      selfCpuUs: self.user + self.system,
+      simCpuUs: (processCpuSeconds(simPid) - sim0) * 1e6,
+      pgCpuUs: postmasterPid === undefined ? 0 : (clusterCpuSeconds(postmasterPid) - pg0) * 1e6,
+    };
+  };
 }
 
 export const PSQL = '/usr/bin/psql';

@@ -29,7 +29,7 @@ import {
   environment,
   migratedGathererDb,
   peakRssBytes,
-  processCpuSeconds,
+  cpuWindow,
   psql,
   quantile,
   quietLogger,
@@ -67,7 +67,21 @@ function subscribeAll(ws: WebSocket, tickers: string[]): void {
   ws.send(JSON.stringify({ id: 1, cmd: 'subscribe', params: { channels: ['orderbook_delta', 'ticker', 'trade'], market_tickers: tickers } }));
 }
 
-async function receiveOnly(sim: SpawnedSimulator, seconds: number): Promise<number> {
+/** A contender's wall-clock rate and its CPU per message: its own process, the simulator's, PostgreSQL's. */
+interface Contender {
+  readonly msgsPerSec: number;
+  readonly cpuUsPerMsg: number;
+  readonly simCpuUsPerMsg: number;
+  readonly pgCpuUsPerMsg: number;
+}
+
+function contender(messages: number, seconds: number, cpu: { selfCpuUs: number; simCpuUs: number; pgCpuUs: number }): Contender {
+  const per = (us: number): number => +(us / Math.max(messages, 1)).toFixed(2);
+  return { msgsPerSec: messages / seconds, cpuUsPerMsg: per(cpu.selfCpuUs), simCpuUsPerMsg: per(cpu.simCpuUs), pgCpuUsPerMsg: per(cpu.pgCpuUs) };
+}
+
+/** The floor of receiving a frame in Node: a ws client that counts messages and does nothing else. */
+async function receiveOnly(sim: SpawnedSimulator, seconds: number): Promise<Contender> {
   const ws = new WebSocket(sim.wsUrl, { perMessageDeflate: false });
   let frames = 0;
   await new Promise((r) => ws.once('open', r));
@@ -76,10 +90,12 @@ async function receiveOnly(sim: SpawnedSimulator, seconds: number): Promise<numb
   await sleep(1000);
   const start = frames;
   const t0 = Date.now();
+  const cpu = cpuWindow(sim.pid, undefined);
   await sleep(seconds * 1000);
-  const rate = (frames - start) / ((Date.now() - t0) / 1000);
+  const used = cpu();
+  const r = contender(frames - start, (Date.now() - t0) / 1000, used);
   ws.terminate();
-  return rate;
+  return r;
 }
 
 /**
@@ -88,7 +104,7 @@ async function receiveOnly(sim: SpawnedSimulator, seconds: number): Promise<numb
  * order-book deltas are stored (the bulk of the traffic); every message counts as processed once
  * the INSERT holding its rows committed.
  */
-async function naiveRun(sim: SpawnedSimulator, dbUrl: string, seconds: number): Promise<number> {
+async function naiveRun(sim: SpawnedSimulator, dbUrl: string, seconds: number, pgPid: number | undefined): Promise<Contender> {
   const tickers = await openTickers(sim.restUrl);
   const db = new Client({ connectionString: dbUrl });
   await db.connect();
@@ -130,13 +146,15 @@ async function naiveRun(sim: SpawnedSimulator, dbUrl: string, seconds: number): 
   await sleep(1000);
   const start = committed;
   const t0 = Date.now();
+  const cpu = cpuWindow(sim.pid, pgPid);
   await sleep(seconds * 1000);
-  const rate = (committed - start) / ((Date.now() - t0) / 1000);
+  const used = cpu();
+  const r = contender(committed - start, (Date.now() - t0) / 1000, used);
   ws.removeAllListeners('message');
   ws.terminate();
   await inflight;
   await db.end();
-  return rate;
+  return r;
 }
 
 async function benchGatherer(dbUrl: string, sim: SpawnedSimulator): Promise<Gatherer> {
@@ -188,12 +206,13 @@ interface GathererFigures {
   messagesTotal: number;
   cpuUsPerMsg: number;
   simCpuUsPerMsg: number;
+  pgCpuUsPerMsg: number;
   peakRssMiB: number;
   sampledMaxRssMiB: number;
   latencyAtSaturation: ReturnType<typeof latencySummary>;
 }
 
-async function gathererRun(sim: SpawnedSimulator, dbUrl: string, seconds: number): Promise<GathererFigures> {
+async function gathererRun(sim: SpawnedSimulator, dbUrl: string, seconds: number, pgPid: number | undefined): Promise<GathererFigures> {
   resetPeakRss();
   const rss = sampleRss(250);
   const g = await benchGatherer(dbUrl, sim);
@@ -202,13 +221,11 @@ async function gathererRun(sim: SpawnedSimulator, dbUrl: string, seconds: number
   latency.samples.length = 0;
   const m0 = g.pipeline.total('messages');
   const r0 = committedRows(g);
-  const cpu0 = process.cpuUsage();
-  const sim0 = processCpuSeconds(sim.pid);
+  const cpu = cpuWindow(sim.pid, pgPid);
   const t0 = Date.now();
   await sleep(seconds * 1000);
   const dt = (Date.now() - t0) / 1000;
-  const cpu = process.cpuUsage(cpu0);
-  const simCpu = processCpuSeconds(sim.pid) - sim0;
+  const used = cpu();
   const messages = g.pipeline.total('messages') - m0;
   const rows = committedRows(g) - r0;
   const samples = [...latency.samples];
@@ -219,11 +236,9 @@ async function gathererRun(sim: SpawnedSimulator, dbUrl: string, seconds: number
   if (g.pipeline.total('messages') !== g.router.stats.framesRouted) throw new Error('frames routed != frames processed');
   if (g.router.stats.framesDropped !== 0) throw new Error('frames dropped in a pause-mode run');
   return {
-    msgsPerSec: messages / dt,
+    ...contender(messages, dt, used),
     rowsPerSec: rows / dt,
     messagesTotal: g.pipeline.total('messages'),
-    cpuUsPerMsg: +((cpu.user + cpu.system) / messages).toFixed(2),
-    simCpuUsPerMsg: +((simCpu * 1e6) / messages).toFixed(2),
     peakRssMiB: Math.round(peakRssBytes() / MiB),
     sampledMaxRssMiB: Math.round(rssSeries.maxBytes / MiB),
     latencyAtSaturation: latencySummary(samples),
@@ -284,31 +299,40 @@ const SIM_FAST = { markets: MARKETS, rate: 1e7, pace: 'fast' as const, tradesKep
 async function throughputRep(pg: PgCluster, rep: number): Promise<Record<string, unknown>> {
   const load = environment().loadavg;
   const sim1 = await spawnSimulator({ ...SIM_FAST, seed: 5 + rep });
+  const pgPid = pg.postmasterPid();
   const ceiling = await receiveOnly(sim1, SECONDS).finally(() => sim1.stop());
   const gName = `bench_g${rep}`;
   const gUrl = await migratedGathererDb(pg, gName);
   const sim2 = await spawnSimulator({ ...SIM_FAST, seed: 5 + rep });
-  const ours = await gathererRun(sim2, gUrl, SECONDS).finally(() => sim2.stop());
+  const ours = await gathererRun(sim2, gUrl, SECONDS, pgPid).finally(() => sim2.stop());
   const db = await dbCeiling(pg, gUrl, `bench_ceiling${rep}`, ours.messagesTotal);
   await dropDatabase(pg, gName);
   const nName = `bench_naive${rep}`;
   const nUrl = await migratedGathererDb(pg, nName);
   const sim3 = await spawnSimulator({ ...SIM_FAST, seed: 5 + rep });
-  const naive = await naiveRun(sim3, nUrl, SECONDS).finally(() => sim3.stop());
+  const naive = await naiveRun(sim3, nUrl, SECONDS, pgPid).finally(() => sim3.stop());
   await dropDatabase(pg, nName);
   const r = {
     rep,
     loadavgAtStart: load,
     loadavgAtEnd: environment().loadavg,
-    receiveOnlyMsgsPerSec: Math.round(ceiling),
+    receiveOnlyMsgsPerSec: Math.round(ceiling.msgsPerSec),
     gathererMsgsPerSec: Math.round(ours.msgsPerSec),
     gathererRowsCommittedPerSec: Math.round(ours.rowsPerSec),
-    naiveMsgsPerSec: Math.round(naive),
+    naiveMsgsPerSec: Math.round(naive.msgsPerSec),
     dbCeiling: db,
-    gathererOverReceiveOnly: +(ours.msgsPerSec / ceiling).toFixed(3),
-    gathererOverNaive: +(ours.msgsPerSec / naive).toFixed(3),
+    gathererOverReceiveOnly: +(ours.msgsPerSec / ceiling.msgsPerSec).toFixed(3),
+    gathererOverNaive: +(ours.msgsPerSec / naive.msgsPerSec).toFixed(3),
     gathererOverDbCeiling: +(ours.msgsPerSec / db.msgsPerSecEquivalent).toFixed(3),
+    // CPU per message, each contender's own process (the gatherer's includes its worker threads);
+    // the simulator's and PostgreSQL's apart. Ratios on CPU: the issue's target is gatherer <= 2x receive-only.
+    receiveOnlyCpuUsPerMsg: ceiling.cpuUsPerMsg,
+    naiveCpuUsPerMsg: naive.cpuUsPerMsg,
+    naivePgCpuUsPerMsg: naive.pgCpuUsPerMsg,
     gathererCpuUsPerMsg: ours.cpuUsPerMsg,
+    gathererPgCpuUsPerMsg: ours.pgCpuUsPerMsg,
+    gathererCpuOverReceiveOnlyCpu: +(ours.cpuUsPerMsg / ceiling.cpuUsPerMsg).toFixed(2),
+    gathererCpuOverNaiveCpu: +(ours.cpuUsPerMsg / naive.cpuUsPerMsg).toFixed(2),
     simulatorCpuUsPerMsg: ours.simCpuUsPerMsg,
     gathererPeakRssMiB: ours.peakRssMiB,
     gathererSampledMaxRssMiB: ours.sampledMaxRssMiB,
@@ -408,6 +432,12 @@ async function main(): Promise<void> {
       gathererOverNaive: col(num('gathererOverNaive')),
       gathererOverDbCeiling: col(num('gathererOverDbCeiling')),
       gathererCpuUsPerMsg: col(num('gathererCpuUsPerMsg')),
+      receiveOnlyCpuUsPerMsg: col(num('receiveOnlyCpuUsPerMsg')),
+      naiveCpuUsPerMsg: col(num('naiveCpuUsPerMsg')),
+      gathererPgCpuUsPerMsg: col(num('gathererPgCpuUsPerMsg')),
+      naivePgCpuUsPerMsg: col(num('naivePgCpuUsPerMsg')),
+      gathererCpuOverReceiveOnlyCpu: col(num('gathererCpuOverReceiveOnlyCpu')),
+      gathererCpuOverNaiveCpu: col(num('gathererCpuOverNaiveCpu')),
       gathererPeakRssMiB: col(num('gathererPeakRssMiB')),
     };
     process.stdout.write(`summary: ${JSON.stringify(summary)}\n`);
