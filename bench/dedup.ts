@@ -26,12 +26,12 @@ async function fillGatherer(url: string, name: string, rows: number, batchRows: 
       await c.query('BEGIN');
       const id = (await c.query(`SELECT nextval('ingest_batch_id_seq') AS id`)).rows[0].id;
       // Same exchange events in every copy (ticker, side, price, delta, time, occurrence);
-      // provenance (received_at, gatherer, conn, sid, seq) differs per gatherer.
+      // provenance (received_at, gatherer, conn, sid, seq; sent_at NULL) differs per gatherer.
       await c.query(
         `INSERT INTO orderbook_deltas (${COLS})
          SELECT 'KXBENCH-26NOV23-M' || lpad((i % $1)::text, 4, '0'), CASE WHEN i % 2 = 0 THEN 'yes' ELSE 'no' END,
                 ((i * 37) % 99 + 1) / 100.0, (((i * 13) % 400) + 1) * CASE WHEN i % 3 = 0 THEN -1 ELSE 1 END,
-                $2::bigint + i * 20, (i % 17 = 0)::int, $2::bigint + i * 20 + $3, $4, 1 + i % 4, 1 + i % 4, 1000 + i, $5
+                $2::bigint + i * 20, (i % 17 = 0)::int, $2::bigint + i * 20 + $3, $4, 1 + i % 4, 1 + i % 4, 1000 + i, NULL, $5
          FROM generate_series($6::bigint, $7::bigint) AS i`,
         [markets, baseUs, 700 + name.length * 100, name, id, lo, hi],
       );
