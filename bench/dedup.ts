@@ -108,6 +108,12 @@ async function main(): Promise<void> {
     const { merged, duplicates, cycles, seconds: dedupS } = await mergeAll(options);
     if (merged !== rows) throw new Error(`merged ${merged} unique rows, expected ${rows}`);
     if (duplicates !== 2 * rows) throw new Error(`counted ${duplicates} duplicates, expected ${2 * rows}`);
+    // Per-row provenance: every row was delivered by all three gatherers.
+    const notAll = await withClient(prodUrl, async (c) => {
+      const all = (await c.query(`SELECT bit_or(1::bigint << bit)::text AS m FROM gatherer_bits`)).rows[0].m as string;
+      return Number((await c.query(`SELECT count(*) AS n FROM orderbook_deltas WHERE delivered_by IS DISTINCT FROM $1::bigint`, [all])).rows[0].n);
+    });
+    if (notAll !== 0) throw new Error(`${notAll} rows do not name all three gatherers in delivered_by`);
 
     const psqlS = psqlCopySeconds(gatherers[0]!.url, baseUrl, dir);
 

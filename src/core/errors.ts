@@ -35,6 +35,11 @@ export const ERROR_CODES = {
       'A statement names a table, column, type or function the database does not have (SQLSTATE class 42 but 42501, or 3F000): the schema does not match this build. Writers keep their rows and retry until `kdp migrate` fixes it.',
   },
   KDP_ERR_DB_QUERY: { retryable: false, summary: 'A database statement failed for a reason other than the above.' },
+  KDP_ERR_GATHERER_BITS_EXHAUSTED: {
+    retryable: false,
+    summary:
+      "Every one of production's 63 `delivered_by` bits (`gatherer_bits`) belongs to another gatherer name: the deduplicator cannot record this gatherer's copies. Free a retired name's bit (delete its `gatherer_bits` row) only once no production row carries it (docs/semantics.md, per-row provenance).",
+  },
   KDP_ERR_TIMESCALE_UNAVAILABLE: {
     retryable: false,
     summary: 'The TimescaleDB engine was requested but the extension is not available on the server.',

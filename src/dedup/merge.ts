@@ -46,6 +46,8 @@ export interface TableCounts {
   duplicates: number;
   /** Trades only: whole-second copies in production replaced by a copy with the finer time. */
   refined?: number;
+  /** Duplicates whose production row gained this gatherer's delivered_by bit (the rest had it already). */
+  marked?: number;
   path?: MergePath;
 }
 
@@ -82,6 +84,8 @@ export interface MergeContext {
   readonly fastPathSpanMaxUs: number;
   /** Shared by parallel cycles: their COPY streams take turns (see gate.ts). */
   readonly streamGate?: StreamGate | undefined;
+  /** This gatherer's delivered_by bit as a mask (1 << gatherer_bits.bit; provenance.ts). */
+  readonly deliveredMask: bigint;
 }
 
 const FROZEN_TABLES = new Set(['orderbook_deltas', 'trades']);
@@ -149,24 +153,25 @@ const SAVEPOINT = 'kdp_merge_fast';
  * savepoint and the ON CONFLICT statement does the same work row by row. Either way each key is
  * inserted at most once, and the count is the number of rows inserted.
  */
-async function mergeTable(
+async function insertStaged(
   production: Client,
   stmt: TableStatements,
   mergedAt: number,
   spanMaxUs: number,
-  known?: StagedBounds,
+  mask: string,
+  bounds: StagedBounds | undefined,
 ): Promise<{ merged: number; path: MergePath }> {
   const rowByRow = async (): Promise<{ merged: number; path: MergePath }> => {
-    const r = await production.query(stmt.merge, [mergedAt]);
+    const r = await production.query(stmt.merge, [mergedAt, mask]);
     return { merged: r.rowCount ?? 0, path: 'conflict' };
   };
-  if (!stmt.mergeFast || !stmt.timeBounds) return rowByRow();
-  const { lo, hi } = known ?? (await stagedBounds(production, stmt));
+  if (!stmt.mergeFast || !bounds) return rowByRow();
+  const { lo, hi } = bounds;
   if (lo === null || hi === null) return { merged: 0, path: 'fast' };
   if (spanMaxUs <= 0 || BigInt(hi) - BigInt(lo) > BigInt(spanMaxUs)) return rowByRow();
   await production.query(`SAVEPOINT ${SAVEPOINT}`);
   try {
-    const r = await production.query(stmt.mergeFast, [mergedAt, lo, hi]);
+    const r = await production.query(stmt.mergeFast, [mergedAt, lo, hi, mask]);
     await production.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
     return { merged: r.rowCount ?? 0, path: 'fast' };
   } catch (err) {
@@ -174,8 +179,29 @@ async function mergeTable(
   }
   await production.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
   await production.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
-  const r = await production.query(stmt.merge, [mergedAt]);
+  const r = await production.query(stmt.merge, [mergedAt, mask]);
   return { merged: r.rowCount ?? 0, path: 'fallback' };
+}
+
+/**
+ * Inserts one table's staged rows (insertStaged) and records this gatherer in the delivered_by of
+ * the rows production already held. The UPDATE runs only when the insert left duplicates (a cycle
+ * of new rows costs nothing extra) and writes only rows whose bit is not set yet.
+ */
+async function mergeTable(
+  production: Client,
+  stmt: TableStatements,
+  ctx: { mergedAt: number; spanMaxUs: number; mask: bigint; staged: number },
+  known?: StagedBounds,
+): Promise<{ merged: number; path: MergePath; marked: number }> {
+  const mask = ctx.mask.toString();
+  const bounds = stmt.timeBounds ? (known ?? (await stagedBounds(production, stmt))) : undefined;
+  const { merged, path } = await insertStaged(production, stmt, ctx.mergedAt, ctx.spanMaxUs, mask, bounds);
+  if (merged >= ctx.staged) return { merged, path, marked: 0 };
+  if (stmt.markBounded && (bounds?.lo == null || bounds.hi == null)) return { merged, path, marked: 0 };
+  const params = stmt.markBounded ? [mask, bounds!.lo, bounds!.hi] : [mask];
+  const r = await production.query(stmt.markDelivered, params);
+  return { merged, path, marked: r.rowCount ?? 0 };
 }
 
 async function marketsSeen(production: Client, tables: Iterable<string>): Promise<Map<string, number>> {
@@ -264,29 +290,41 @@ async function streamPlan(
  * of trades staged finer. Returns how many production rows were deleted (each is replaced by the
  * insert that follows). Costs one probe per staged trade; trades are ~1 % of the rows.
  */
-async function settleTradePrecision(production: Client, { lo, hi }: StagedBounds): Promise<number> {
-  if (lo === null || hi === null) return 0;
+async function settleTradePrecision(production: Client, { lo, hi }: StagedBounds, mask: bigint): Promise<DeletedCopies> {
+  const none = { ts: [], id: [], mask: [] };
+  if (lo === null || hi === null) return none;
   const range = [(BigInt(lo) - BigInt(TRADE_COARSE_TIME_US)).toString(), (BigInt(hi) + BigInt(TRADE_COARSE_TIME_US)).toString()];
   await production.query(TRADE_PRECISION.dropCoarseStagedByStaged);
-  await production.query(TRADE_PRECISION.dropCoarseStagedByProduction, range);
+  await production.query(TRADE_PRECISION.dropCoarseStagedByProduction, [...range, mask.toString()]);
   const deleted = await production.query(TRADE_PRECISION.deleteCoarseProduction, range);
-  return deleted.rowCount ?? 0;
+  const rows = deleted.rows as { ts: string; id: string; mask: string | null }[];
+  return { ts: rows.map((r) => r.ts), id: rows.map((r) => r.id), mask: rows.map((r) => r.mask) };
+}
+
+/** Production trade copies the precision settling deleted: their finer replacement inherits their delivered_by. */
+interface DeletedCopies {
+  readonly ts: string[];
+  readonly id: string[];
+  readonly mask: (string | null)[];
 }
 
 /** Merges every staged table into its keyed table, filling in the counts. */
-async function mergeStaged(production: Client, tables: Map<string, TableCounts>, mergedAt: number, fastPathSpanMaxUs: number): Promise<void> {
+async function mergeStaged(production: Client, tables: Map<string, TableCounts>, mergedAt: number, ctx: MergeContext): Promise<void> {
   for (const [table, counts] of tables) {
     if (counts.read === 0) continue;
     const stmt = TABLE_STATEMENTS.get(table)!;
     // Trades: one scan of the staged range serves both the precision settling and the insert (the
     // settling only removes staged rows, so the range still bounds what is left).
     const bounds = table === 'trades' ? await stagedBounds(production, stmt) : undefined;
-    const refined = bounds ? await settleTradePrecision(production, bounds) : 0;
-    const { merged, path } = await mergeTable(production, stmt, mergedAt, fastPathSpanMaxUs, bounds);
+    const deleted = bounds ? await settleTradePrecision(production, bounds, ctx.deliveredMask) : undefined;
+    const sizes = { mergedAt, spanMaxUs: ctx.fastPathSpanMaxUs, mask: ctx.deliveredMask, staged: counts.read };
+    const { merged, path, marked } = await mergeTable(production, stmt, sizes, bounds);
+    if (deleted && deleted.ts.length > 0) await production.query(TRADE_PRECISION.restoreDeliveredBy, [deleted.ts, deleted.id, deleted.mask]);
     counts.merged = merged;
     counts.duplicates = counts.read - merged;
+    counts.marked = marked;
     counts.path = path;
-    if (table === 'trades') counts.refined = refined;
+    if (table === 'trades') counts.refined = deleted?.ts.length ?? 0;
   }
 }
 
@@ -305,7 +343,7 @@ async function mergePlan(
   // merged_at is taken under the merge lock, so it grows in commit order across gatherers.
   await onSide('production', () => production.query(LOCK_MERGE));
   const mergedAt = ctx.nowUs();
-  await onSide('production', () => mergeStaged(production, tables, mergedAt, ctx.fastPathSpanMaxUs));
+  await onSide('production', () => mergeStaged(production, tables, mergedAt, ctx));
   const t2 = performance.now();
   failpoint('dedup.after_merge_before_commit');
   if (ctx.beforeCommit) await ctx.beforeCommit(ctx.name);

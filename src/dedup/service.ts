@@ -13,6 +13,7 @@ import { FrozenFeedTracker } from './frozen';
 import { StreamGate } from './gate';
 import { SideError, mergeOnce, onSide, type MergeResult } from './merge';
 import { syncGapLedger, syncRegistry, type PagePos } from './metadata';
+import { gathererBit, maskOf } from './provenance';
 import type { DedupOptions, GathererOptions } from './options';
 import { PUBLISH_WATERMARK, UPSERT_LEDGER_CURSOR } from './statements';
 
@@ -37,6 +38,8 @@ interface GathererState {
   /** Cursor value last published to the gatherer's dedup_watermark. */
   publishedXid: bigint | undefined;
   maxBatchId: bigint;
+  /** This gatherer's delivered_by mask (gatherer_bits), read or assigned on its first cycle. */
+  deliveredMask: bigint | undefined;
 }
 
 export interface GathererCycle {
@@ -160,6 +163,7 @@ class DedupService implements Deduplicator {
       registryDueMs: 0,
       publishedXid: undefined,
       maxBatchId: 0n,
+      deliveredMask: undefined,
     }));
     for (const s of this.states) this.m.dedup_gatherer_health.set({ gatherer: s.opts.name }, 0);
     this.m.dedup_rds_connected.set(0);
@@ -295,6 +299,7 @@ class DedupService implements Deduplicator {
         s.link = undefined;
         s.link = await openGatherer(s.opts);
       }
+      s.deliveredMask ??= maskOf(await onSide('production', () => gathererBit(production.client, name, Date.now() * 1000)));
       const startedMs = Date.now();
       const r = await mergeOnce(
         {
@@ -308,6 +313,7 @@ class DedupService implements Deduplicator {
           nowUs: () => Date.now() * 1000,
           beforeCommit: this.start.hooks?.beforeCommit,
           streamGate: this.streamGate,
+          deliveredMask: s.deliveredMask,
         },
         s.link.client,
         production.client,

@@ -1,6 +1,6 @@
 // SQL the deduplicator runs, prepared once from the row schemas in tables.ts (the one owner of
 // column lists and keys). Control plane prepares, data plane copies.
-import { TIME_SERIES_TABLES, TRADES, columnNames, quoteIdent, type TimeSeriesTable, type TimeSeriesTableName } from '../schema/tables';
+import { DELIVERED_BY, TIME_SERIES_TABLES, TRADES, columnNames, quoteIdent, type TimeSeriesTable, type TimeSeriesTableName } from '../schema/tables';
 import { TRADE_COARSE_TIME_US } from '../kalshi/protocol';
 
 export interface TableStatements {
@@ -10,17 +10,24 @@ export interface TableStatements {
   readonly createStaging: string;
   /** `COPY staging FROM STDIN` on production. */
   readonly copyIn: string;
-  /** INSERT … SELECT … ON CONFLICT DO NOTHING; $1 = merged_at (µs). The general path. */
+  /** INSERT … SELECT … ON CONFLICT DO NOTHING; $1 = merged_at (µs), $2 = this gatherer's delivered_by bit. The general path. */
   readonly merge: string;
   /**
    * The fast path, for tables whose key leads with their time column: `$1` = merged_at, `$2`..`$3`
-   * = the staged rows' time range (from `timeBounds`). A plain INSERT of the staged rows whose key
+   * = the staged rows' time range (from `timeBounds`), `$4` = the delivered_by bit. A plain INSERT of the staged rows whose key
    * is not in the table yet: no speculative insertion per row (ON CONFLICT costs ~1.5x a plain
    * insert on new rows) and one anti-join over the key range instead of an index probe per row.
    * It raises unique_violation when the staged rows repeat a key among themselves (or another
    * writer committed one meanwhile): the caller then rolls back to a savepoint and runs `merge`.
    */
   readonly mergeFast: string | undefined;
+  /**
+   * Per-row provenance for the staged rows production already held: sets this gatherer's bit
+   * (`$1`) in their delivered_by where it is not set yet (NULL, pre-migration rows, stay NULL).
+   * Run only when the insert left duplicates. `$2`..`$3` = the staged time range when `markBounded`.
+   */
+  readonly markDelivered: string;
+  readonly markBounded: boolean;
   /** `SELECT lo, hi` = min/max of the time column over the staged rows (text; NULLs when empty). */
   readonly timeBounds: string | undefined;
   /** Markets recorded in this cycle's staging rows, with their newest received_at (frozen-feed check). */
@@ -41,10 +48,23 @@ function fastPathStatements(t: TimeSeriesTable, cols: string, staging: string): 
     // The time bounds (bind parameters, so the plan is made for their values) prune partitions
     // and limit the probe side to the staged range of the key index.
     mergeFast:
-      `INSERT INTO ${t.name} (${cols}, merged_at) SELECT ${sCols}, $1::bigint FROM ${staging} s` +
+      `INSERT INTO ${t.name} (${cols}, merged_at, ${DELIVERED_BY.name}) SELECT ${sCols}, $1::bigint, $4::bigint FROM ${staging} s` +
       ` WHERE NOT EXISTS (SELECT 1 FROM ${t.name} p WHERE ${keyEq}` +
       ` AND p.${time} BETWEEN $2::bigint AND $3::bigint)`,
     timeBounds: `SELECT min(${time})::text AS lo, max(${time})::text AS hi FROM ${staging}`,
+  };
+}
+
+/** The UPDATE that records a later copy's gatherer in delivered_by (see `markDelivered`). */
+function markStatement(t: TimeSeriesTable, staging: string): Pick<TableStatements, 'markDelivered' | 'markBounded'> {
+  const keyEq = t.productionKey.map((k) => `p.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(' AND ');
+  const mask = DELIVERED_BY.name;
+  // Bounded like the fast path when the key leads with time (partition pruning, key-index range).
+  const markBounded = t.productionKey[0] === t.timeColumn;
+  const range = markBounded ? ` AND p.${quoteIdent(t.timeColumn)} BETWEEN $2::bigint AND $3::bigint` : '';
+  return {
+    markDelivered: `UPDATE ${t.name} p SET ${mask} = p.${mask} | $1::bigint FROM ${staging} s WHERE ${keyEq}${range} AND p.${mask} & $1::bigint = 0`,
+    markBounded,
   };
 }
 
@@ -54,13 +74,14 @@ function statementsFor(t: TimeSeriesTable): TableStatements {
   const colDdl = t.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ');
   return {
     ...fastPathStatements(t, cols, staging),
+    ...markStatement(t, staging),
     table: t,
     staging,
     // ON COMMIT DELETE ROWS: the staging table is empty at the start of every merge transaction,
     // also after a rollback, without a TRUNCATE per cycle.
     createStaging: `CREATE TEMP TABLE IF NOT EXISTS ${staging} (${colDdl}) ON COMMIT DELETE ROWS`,
     copyIn: `COPY ${staging} (${cols}) FROM STDIN`,
-    merge: `INSERT INTO ${t.name} (${cols}, merged_at) SELECT ${cols}, $1::bigint FROM ${staging} ON CONFLICT DO NOTHING`,
+    merge: `INSERT INTO ${t.name} (${cols}, merged_at, ${DELIVERED_BY.name}) SELECT ${cols}, $1::bigint, $2::bigint FROM ${staging} ON CONFLICT DO NOTHING`,
     tickersSeen: t.columns.some((c) => c.name === 'ticker')
       ? `SELECT ticker, max(received_at)::text AS last_us FROM ${staging} WHERE ticker IS NOT NULL GROUP BY ticker`
       : undefined,
@@ -95,10 +116,15 @@ export const TABLE_STATEMENTS: ReadonlyMap<string, TableStatements> = new Map(
 export interface TradePrecisionStatements {
   /** Staged whole-second copies with a finer staged copy of the same trade: removed from staging. */
   readonly dropCoarseStagedByStaged: string;
-  /** Staged whole-second copies whose finer copy production holds: removed from staging. */
+  /** Staged whole-second copies whose finer copy production holds: removed from staging, their bit (`$3`) set on the finer copy. */
   readonly dropCoarseStagedByProduction: string;
-  /** Production's whole-second copies of trades staged with their finer time: deleted (the staged row replaces them). */
+  /**
+   * Production's whole-second copies of trades staged with their finer time: deleted (the staged row
+   * replaces them); returns each one's delivered_by for `restoreDeliveredBy`.
+   */
   readonly deleteCoarseProduction: string;
+  /** After the insert: the replacing rows gain the deleted copies' delivered_by ($1 times, $2 trade ids, $3 masks; a NULL mask stays unknown). */
+  readonly restoreDeliveredBy: string;
 }
 
 function tradePrecisionStatements(): TradePrecisionStatements {
@@ -108,12 +134,20 @@ function tradePrecisionStatements(): TradePrecisionStatements {
   const finer = (a: string, b: string): string =>
     `${a}.exchange_ts % ${S} = 0 AND ${b}.trade_id = ${a}.trade_id AND ${b}.exchange_ts > ${a}.exchange_ts AND ${b}.exchange_ts < ${a}.exchange_ts + ${S}`;
   const bounded = 'p.exchange_ts BETWEEN $1::bigint AND $2::bigint';
+  const mask = DELIVERED_BY.name;
   return {
     dropCoarseStagedByStaged: `DELETE FROM ${staging} s USING ${staging} q WHERE ${finer('s', 'q')}`,
-    dropCoarseStagedByProduction: `DELETE FROM ${staging} s USING ${TRADES.name} p WHERE ${finer('s', 'p')} AND ${bounded}`,
+    dropCoarseStagedByProduction:
+      `WITH d AS (DELETE FROM ${staging} s USING ${TRADES.name} p WHERE ${finer('s', 'p')} AND ${bounded} RETURNING p.exchange_ts, p.trade_id)` +
+      ` UPDATE ${TRADES.name} p SET ${mask} = p.${mask} | $3::bigint FROM d WHERE p.exchange_ts = d.exchange_ts AND p.trade_id = d.trade_id` +
+      ` AND ${bounded} AND p.${mask} & $3::bigint = 0`,
     deleteCoarseProduction:
       `DELETE FROM ${TRADES.name} p USING ${staging} s WHERE s.exchange_ts % ${S} <> 0 AND p.trade_id = s.trade_id` +
-      ` AND p.exchange_ts = s.exchange_ts - s.exchange_ts % ${S} AND ${bounded}`,
+      ` AND p.exchange_ts = s.exchange_ts - s.exchange_ts % ${S} AND ${bounded}` +
+      ` RETURNING s.exchange_ts::text AS ts, s.trade_id::text AS id, p.${mask}::text AS mask`,
+    restoreDeliveredBy:
+      `UPDATE ${TRADES.name} p SET ${mask} = CASE WHEN u.m IS NULL THEN NULL ELSE p.${mask} | u.m END` +
+      ` FROM unnest($1::bigint[], $2::uuid[], $3::bigint[]) AS u(ts, id, m) WHERE p.exchange_ts = u.ts AND p.trade_id = u.id`,
   };
 }
 

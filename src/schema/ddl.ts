@@ -3,7 +3,7 @@
 // partition so a row with an unexpected time never fails a COPY (partition maintenance moves
 // such rows out; see partitions.ts). TimescaleDB: hypertables on the same column with
 // integer_now, compression policies, and on gatherers a guarded retention job (guardedRetentionDdl).
-import { DAY_US, PRODUCTION_EXTRA_COLUMNS, TIME_SERIES_TABLES, quoteIdent, type Column, type TimeSeriesTable } from './tables';
+import { DAY_US, DELIVERED_BY, GATHERER_BITS_MAX, PRODUCTION_EXTRA_COLUMNS, TIME_SERIES_TABLES, quoteIdent, type Column, type TimeSeriesTable } from './tables';
 
 export type SchemaKind = 'gatherer' | 'production';
 export type Engine = 'postgres' | 'timescale';
@@ -295,4 +295,23 @@ export { COMMON_META };
  */
 export function sentAtDdl(_kind: SchemaKind, _engine: Engine): string[] {
   return TIME_SERIES_TABLES.map((t) => `ALTER TABLE ${t.name} ADD COLUMN IF NOT EXISTS sent_at bigint`);
+}
+
+/**
+ * Migration 4 (production only): per-row provenance. Every time-series table gains
+ * `delivered_by` (bigint bitmask, nullable without a default: no table rewrite, allowed on
+ * compressed TimescaleDB hypertables; NULL = merged before this migration, provenance unknown),
+ * and `gatherer_bits` maps each gatherer name to its bit once and for ever, so reordering or
+ * renaming gatherers in the deduplicator's configuration never changes what an old bit means.
+ */
+export function provenanceDdl(kind: SchemaKind, _engine: Engine): string[] {
+  if (kind !== 'production') return [];
+  return [
+    ...TIME_SERIES_TABLES.map((t) => `ALTER TABLE ${t.name} ADD COLUMN IF NOT EXISTS ${DELIVERED_BY.name} ${DELIVERED_BY.type}`),
+    `CREATE TABLE IF NOT EXISTS gatherer_bits (
+  gatherer text PRIMARY KEY,
+  bit smallint NOT NULL UNIQUE CHECK (bit >= 0 AND bit < ${GATHERER_BITS_MAX}),
+  assigned_at bigint NOT NULL
+)`,
+  ];
 }

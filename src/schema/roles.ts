@@ -47,7 +47,14 @@ export const PRODUCTION_ROLES: readonly RoleGrant[] = [
   {
     role: 'kdp_dedup_writer',
     purpose: 'the deduplicator writing production: merge rows, registry, gap ledger and cursors',
-    grants: [`SELECT, INSERT ON ${TS_TABLES}`, `SELECT, INSERT, UPDATE ON ${REGISTRY}, gap_ledger, dedup_cursors`, `SELECT ON kdp_schema, export_cursors`],
+    // UPDATE: a later copy sets its bit in delivered_by; DELETE: a whole-second trade copy is
+    // replaced by its finer copy (statements.ts TRADE_PRECISION).
+    grants: [
+      `SELECT, INSERT, UPDATE, DELETE ON ${TS_TABLES}`,
+      `SELECT, INSERT, UPDATE ON ${REGISTRY}, gap_ledger, dedup_cursors`,
+      `SELECT, INSERT ON gatherer_bits`,
+      `SELECT ON kdp_schema, export_cursors`,
+    ],
   },
   {
     role: 'kdp_archiver',

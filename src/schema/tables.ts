@@ -176,5 +176,15 @@ const RESERVED = new Set(['count', 'user', 'order', 'table', 'time', 'source']);
 /** Per-table production-only columns appended after the shared ones. */
 export const PRODUCTION_EXTRA_COLUMNS: readonly Column[] = [col('merged_at', 'bigint')];
 
+/**
+ * Production-only per-row provenance (migration 4): bit `b` is set when the gatherer that
+ * `gatherer_bits` maps to `b` delivered a copy of the row. NULL: merged before migration 4
+ * (unknown). Kept out of PRODUCTION_EXTRA_COLUMNS: it changes after insert, so it is not part of
+ * what the archiver exports (an exported hour is re-exported on new rows, not on new copies).
+ */
+export const DELIVERED_BY = col('delivered_by', 'bigint', true);
+/** Bits 0..62 of a signed bigint: bit 63 would make the mask negative. */
+export const GATHERER_BITS_MAX = 63;
+
 /** Day length in µs: partitions and hypertable chunks are one day of the time column. */
 export const DAY_US = 86_400_000_000;

@@ -8,8 +8,9 @@ import fc from 'fast-check';
 import type { Client } from 'pg';
 import { dropLink, openGatherer, openProduction, type Link } from '../../src/dedup/connect';
 import { mergeOnce, type MergeContext, type MergeResult } from '../../src/dedup/merge';
+import { gathererBit, maskOf } from '../../src/dedup/provenance';
 import { startPg, type TestPg } from '../harness/pg';
-import { NOW_US, copyFor, dedupOptions, diffKeys, makeWorld, newDb, unionOf, writeCopy, writeRows, writeTruth, type Row } from './fixtures';
+import { NOW_US, copyFor, countOf, dedupOptions, diffKeys, makeWorld, newDb, unionOf, writeCopy, writeRows, writeTruth, type Row } from './fixtures';
 
 let PG: TestPg;
 const clients: Client[] = [];
@@ -25,12 +26,13 @@ after(async () => {
 
 const db = (kind: 'gatherer' | 'production'): Promise<{ url: string; c: Client }> => newDb(PG, kind, clients);
 
-const ctxFor = (name: string, fastPathSpanMaxUs: number): MergeContext => ({
+const ctxFor = (name: string, fastPathSpanMaxUs: number, deliveredMask: bigint): MergeContext => ({
   name,
   fastPathSpanMaxUs,
   limits: { batchesMax: 10_000, rowsMax: 10_000_000 },
   trackMarkets: false,
   nowUs: () => Date.now() * 1000,
+  deliveredMask,
 });
 
 /** mergeOnce with fresh deduplicator sessions (staging tables created as the service does). */
@@ -40,7 +42,8 @@ async function mergeWith(name: string, gathererUrl: string, productionUrl: strin
   links.push(g);
   const p = await openProduction(opts.production);
   links.push(p);
-  return mergeOnce(ctxFor(name, spanMaxUs), g.client, p.client);
+  const mask = maskOf(await gathererBit(p.client, name, Date.now() * 1000));
+  return mergeOnce(ctxFor(name, spanMaxUs, mask), g.client, p.client);
 }
 
 const pathsOf = (r: MergeResult): Record<string, string | undefined> => Object.fromEntries([...r.tables].map(([t, c]) => [t, c.path]));
@@ -112,6 +115,36 @@ describe('merge INSERT paths', () => {
     assert.deepEqual(n.rows[0], { n: deltas.length, m: 1 });
     const next = await mergeWith('g1', g.url, prod.url);
     assert.equal(next.batches, 0, 'the cursor advanced with the fallback merge');
+  });
+
+  test('delivered_by: a later copy adds its bit on either path (a replay writes nothing); rows merged before migration 4 stay unknown (NULL)', async () => {
+    const world = makeWorld(25, 60);
+    const prod = await db('production');
+    const [g1, g2, g3] = [await db('gatherer'), await db('gatherer'), await db('gatherer')];
+    for (const g of [g1, g2, g3]) await writeCopy(g.c, copyFor(world, 'x', []), 19);
+    await mergeWith('g1', g1.url, prod.url);
+    // Half the deltas as a database merged before migration 4 holds them: provenance unknown.
+    await prod.c.query(`UPDATE orderbook_deltas SET delivered_by = NULL WHERE occurrence = 0 AND exchange_ts % 2 = 0`);
+    const unknown = await countOf(prod.c, 'orderbook_deltas', 'delivered_by IS NULL');
+    assert.ok(unknown > 0);
+    const r2 = await mergeWith('g2', g2.url, prod.url);
+    const deltas = r2.tables.get('orderbook_deltas')!;
+    assert.deepEqual({ merged: deltas.merged, marked: deltas.marked }, { merged: 0, marked: deltas.read - unknown });
+    assert.equal(r2.tables.get('lifecycle_events')!.path, 'conflict');
+    const bits = new Map((await prod.c.query(`SELECT gatherer, bit FROM gatherer_bits`)).rows.map((b) => [b.gatherer, 1n << BigInt(b.bit)]));
+    const both = (bits.get('g1')! | bits.get('g2')!).toString();
+    for (const t of ['trades', 'orderbook_deltas', 'tickers', 'lifecycle_events']) {
+      const m = await prod.c.query(`SELECT DISTINCT delivered_by::text AS m FROM ${t} ORDER BY 1`);
+      assert.deepEqual(
+        m.rows.map((x) => x.m),
+        t === 'orderbook_deltas' ? [both, null] : [both],
+        t,
+      );
+    }
+    assert.equal(await countOf(prod.c, 'orderbook_deltas', 'delivered_by IS NULL'), unknown);
+    // g3 is a rebuilt g2 (same name, new database): its copies are g2's again, nothing to write.
+    const r3 = await mergeWith('g2', g3.url, prod.url);
+    for (const c of r3.tables.values()) assert.equal(c.marked ?? 0, 0);
   });
 
   test('property: any overlap, repeats and time spread merge to exactly the union of keys', async () => {

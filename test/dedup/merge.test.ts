@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from 'pg';
 import { startDeduplicator, type Deduplicator } from '../../src/dedup/service';
+import { ORDERBOOK_DELTAS, TIME_SERIES_TABLES, quoteIdent } from '../../src/schema/tables';
 import { startPg, type TestPg } from '../harness/pg';
 import {
   NOW_US,
@@ -51,6 +52,50 @@ async function drain(d: Deduplicator, cyclesMax = 500): Promise<{ cycles: number
 }
 
 const MS = 1_000;
+
+/** A key value as text both sides agree on: exact integers, decimals by value ('0.35' = '0.350000'). */
+const norm = (v: unknown): string => {
+  const x = String(v);
+  if (/^-?\d+$/.test(x)) return BigInt(x).toString();
+  return /^-?\d+\.\d+$/.test(x) ? String(Number(x)) : x;
+};
+
+/**
+ * Per-row provenance against the copies (computed here, not by SQL): every production row's
+ * delivered_by is exactly the bits of the gatherers whose copy held its key, and the per-gatherer
+ * duplicate query of docs/semantics.md counts, per gatherer, the rows another copy also held.
+ */
+async function assertDeliveredBy(c: Client, copies: readonly Record<string, Row[]>[], names: readonly string[]): Promise<void> {
+  const bits = await c.query(`SELECT gatherer, bit FROM gatherer_bits ORDER BY bit`);
+  assert.deepEqual(bits.rows.map((r) => r.gatherer).sort(), [...names].sort(), 'one bit per gatherer name');
+  const bitOf = new Map(bits.rows.map((r) => [r.gatherer as string, 1n << BigInt(r.bit)]));
+  const keyOf = (t: (typeof TIME_SERIES_TABLES)[number], r: Row): string => JSON.stringify(t.productionKey.map((col) => norm(r[col])));
+  for (const t of TIME_SERIES_TABLES) {
+    const want = new Map<string, bigint>();
+    copies.forEach((copy, i) => {
+      for (const r of copy[t.name] ?? []) want.set(keyOf(t, r), (want.get(keyOf(t, r)) ?? 0n) | bitOf.get(names[i]!)!);
+    });
+    const keyCols = t.productionKey.map((col) => `${quoteIdent(col)}::text AS ${quoteIdent(col)}`).join(', ');
+    const got = await c.query(`SELECT ${keyCols}, delivered_by::text AS mask FROM ${t.name}`);
+    assert.equal(got.rowCount, want.size, `${t.name}: rows`);
+    let multi = 0;
+    for (const r of got.rows as Row[]) {
+      assert.equal(r.mask, want.get(keyOf(t, r))?.toString(), `${t.name} ${keyOf(t, r)}: delivered_by`);
+      if (bitCount(BigInt(r.mask as string)) > 1) multi++;
+    }
+    if (t.name !== 'orderbook_snapshots') assert.ok(multi > 0, `${t.name}: some rows came from several gatherers`);
+  }
+  const dups = await c.query(`SELECT b.gatherer, count(*)::int AS n FROM orderbook_deltas d JOIN gatherer_bits b
+    ON d.delivered_by & (1::bigint << b.bit) <> 0 WHERE d.delivered_by <> (1::bigint << b.bit) GROUP BY 1 ORDER BY 1`);
+  const keysOfCopy = copies.map((cp) => new Set((cp.orderbook_deltas ?? []).map((r) => keyOf(ORDERBOOK_DELTAS, r))));
+  const expected = names
+    .map((name, i) => ({ gatherer: name, n: [...keysOfCopy[i]!].filter((k) => keysOfCopy.some((o, j) => j !== i && o.has(k))).length }))
+    .filter((x) => x.n > 0)
+    .sort((a, b) => a.gatherer.localeCompare(b.gatherer));
+  assert.deepEqual(dups.rows, expected);
+}
+
+const bitCount = (m: bigint): number => m.toString(2).replace(/0/g, '').length;
 
 describe('merge of three gatherers', () => {
   test('production equals the union of three overlapping copies with different gaps', async () => {
@@ -117,6 +162,7 @@ describe('merge of three gatherers', () => {
         const maxBatch = await dbs[i]!.c.query(`SELECT max(batch_id)::text AS m FROM ingest_batches`);
         assert.equal(wm.rows[0].merged_batch_id, maxBatch.rows[0].m);
       }
+      await assertDeliveredBy(prod.c, copies, ['g1', 'g2', 'g3']);
       // Nothing new: a further cycle merges nothing and changes nothing.
       const again = await d.runOnce();
       assert.equal(again.merged + again.duplicates, 0);

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import type { Client } from 'pg';
 import { dropLink, openGatherer, openProduction } from '../../src/dedup/connect';
 import { mergeOnce, type MergeResult, type TableCounts } from '../../src/dedup/merge';
+import { gathererBit, maskOf } from '../../src/dedup/provenance';
 import { startPg, type TestPg } from '../harness/pg';
 import { writeRowsOnce } from '../../src/copy/once';
 import { parseTrade } from '../../src/gatherer/shapes';
@@ -35,8 +36,16 @@ async function mergeWith(name: string, gathererUrl: string, productionUrl: strin
   const g = await openGatherer(opts.gatherers[0]!);
   const p = await openProduction(opts.production);
   try {
+    const deliveredMask = maskOf(await gathererBit(p.client, name, Date.now() * 1000));
     return await mergeOnce(
-      { name, fastPathSpanMaxUs: 3_600_000_000, limits: { batchesMax: 10_000, rowsMax: 10_000_000 }, trackMarkets: false, nowUs: () => Date.now() * 1000 },
+      {
+        name,
+        fastPathSpanMaxUs: 3_600_000_000,
+        limits: { batchesMax: 10_000, rowsMax: 10_000_000 },
+        trackMarkets: false,
+        nowUs: () => Date.now() * 1000,
+        deliveredMask,
+      },
       g.client,
       p.client,
     );
@@ -148,7 +157,7 @@ describe('a seconds-only WS trade and its finer REST copy', () => {
     assert.deepEqual(r.rows, [{ id: TRADE_ID, ts: '1773331880514000', source: 'rest', count: '3.00' }]);
   });
 
-  test('property: any copies in any order from up to three gatherers leave one row per trade, at its finest time merged', async () => {
+  test('property: any copies in any order from up to three gatherers leave one row per trade, at its finest time merged, delivered_by naming every gatherer with a copy', async () => {
     const gs = [await db('gatherer'), await db('gatherer'), await db('gatherer')];
     const prod = await db('production');
     const trade = fc.record({
@@ -188,6 +197,15 @@ describe('a seconds-only WS trade and its finer REST copy', () => {
           .filter(({ t }) => t.copies.some((c) => c !== 'none'))
           .map(({ t, i }) => ({ id: ID(i), ts: t.copies.some((c) => c === 'fine' || c === 'both') ? t.fineUs : t.fineUs - (t.fineUs % SECOND) }));
         assert.deepEqual(await productionTrades(prod.c), expected);
+        // Per-row provenance survives the settling: the kept row names every gatherer that had any copy.
+        const bits = await prod.c.query(`SELECT gatherer, bit FROM gatherer_bits`);
+        const bitOf = new Map(bits.rows.map((b) => [b.gatherer as string, Number(b.bit)]));
+        const masks = await prod.c.query(`SELECT trade_id::text AS id, delivered_by::text AS m FROM trades ORDER BY trade_id`);
+        const want = trades
+          .map((t, i) => ({ t, i }))
+          .filter(({ t }) => t.copies.some((c) => c !== 'none'))
+          .map(({ t, i }) => ({ id: ID(i), m: t.copies.reduce((m, c, gi) => (c === 'none' ? m : m | maskOf(bitOf.get(`g${gi}`)!)), 0n).toString() }));
+        assert.deepEqual(masks.rows, want);
       }),
       { numRuns: 40, seed: 7 },
     );

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client } from 'pg';
+import { gathererBit } from '../../src/dedup/provenance';
 import { migrate } from '../../src/schema/migrate';
 import { GATHERER_ROLES, PRODUCTION_ROLES } from '../../src/schema/roles';
 import { startPg, withClient, type TestPg } from '../harness/pg';
@@ -87,7 +88,9 @@ describe('roles', () => {
   });
 
   test('production grants', async () => {
-    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'trades'), ['SELECT', 'INSERT']);
+    // UPDATE: delivered_by bits of later copies; DELETE: a whole-second trade replaced by its finer copy.
+    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'trades'), ['SELECT', 'INSERT', 'UPDATE', 'DELETE']);
+    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'gatherer_bits'), ['SELECT', 'INSERT']);
     for (const t of ['markets', 'events', 'series', 'gap_ledger', 'dedup_cursors']) {
       assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', t), ['SELECT', 'INSERT', 'UPDATE'], t);
     }
@@ -125,6 +128,14 @@ describe('roles', () => {
     });
     await withClient(as(productionUrl, 'dw'), async (c) => {
       await c.query(`CREATE TEMP TABLE staging_trades (LIKE trades)`);
+      // What the merge does as this role: assign a gatherer's bit, set it on a row, settle a trade copy.
+      assert.equal(await gathererBit(c, 'g1', 1), 0);
+      await c.query(
+        `INSERT INTO trades (trade_id, ticker, yes_price, no_price, count, exchange_ts, source, received_at, gatherer, conn_id, sid, batch_id, merged_at, delivered_by)
+         VALUES (gen_random_uuid(), 'T', 0.5, 0.5, 1, 1795435200000003, 'ws', 1795435200000003, 'g1', 1, 1, 1, 0, 1)`,
+      );
+      assert.equal((await c.query(`UPDATE trades SET delivered_by = delivered_by | 2 WHERE delivered_by & 2 = 0`)).rowCount, 1);
+      assert.equal((await c.query(`DELETE FROM trades`)).rowCount, 1);
       await assert.rejects(c.query(`DELETE FROM export_cursors`), denied);
       await assert.rejects(c.query(`CREATE TABLE not_allowed (x int)`), denied);
     });
@@ -137,7 +148,7 @@ describe('roles', () => {
   test('migrate again keeps the roles and grants (idempotent)', async () => {
     const r = await withClient(productionUrl, (c) => migrate(c, { kind: 'production', engine: 'postgres' }));
     assert.deepEqual(r.applied, []);
-    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'trades'), ['SELECT', 'INSERT']);
+    assert.deepEqual(await privileges(productionUrl, 'kdp_dedup_writer', 'trades'), ['SELECT', 'INSERT', 'UPDATE', 'DELETE']);
     assert.deepEqual(await privileges(productionUrl, 'kdp_readonly', 'trades'), ['SELECT']);
   });
 });

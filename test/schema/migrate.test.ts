@@ -49,6 +49,43 @@ describe('gatherer schema', () => {
     assert.deepEqual(await tablesOf(url), tablesBefore);
   });
 
+  test('a version-3 production database is upgraded to 4: delivered_by on every time-series table (old rows NULL = unknown) and gatherer_bits; a gatherer is left as it was', async () => {
+    for (const kind of ['gatherer', 'production'] as const) {
+      const url = await pg.newDatabase();
+      await withClient(url, async (c) => {
+        await migrate(c, { kind, engine: 'postgres', nowUs: NOW_US });
+        if (kind === 'production') {
+          // What version 3 made: no delivered_by, no gatherer_bits.
+          for (const t of TIME_SERIES_TABLES) await c.query(`ALTER TABLE ${t.name} DROP COLUMN delivered_by`);
+          await c.query(`DROP TABLE gatherer_bits`);
+          await c.query(
+            `INSERT INTO trades (trade_id, ticker, yes_price, no_price, count, exchange_ts, source, received_at, gatherer, conn_id, sid, batch_id, merged_at)
+             VALUES ('00000000-0000-4000-8000-000000000001', 'KX-T', 0.36, 0.64, 1, $1, 'ws', $1, 'g1', 1, 2, 1, $1)`,
+            [NOW_US],
+          );
+        }
+        await c.query(`UPDATE kdp_schema SET version = 3`);
+        const r = await migrate(c, { kind, engine: 'postgres', nowUs: NOW_US });
+        assert.deepEqual([r.fromVersion, r.toVersion], [3, SCHEMA_VERSION], kind);
+        const cols = await c.query(`SELECT table_name FROM information_schema.columns WHERE column_name = 'delivered_by' AND table_name = ANY($1) ORDER BY 1`, [
+          TIME_SERIES_TABLES.map((t) => t.name),
+        ]);
+        const bits = await c.query(`SELECT to_regclass('gatherer_bits') IS NOT NULL AS ok`);
+        if (kind === 'gatherer') {
+          assert.deepEqual([cols.rowCount, bits.rows[0].ok], [0, false]);
+          return;
+        }
+        assert.deepEqual(
+          cols.rows.map((x) => x.table_name),
+          TIME_SERIES_TABLES.map((t) => t.name).sort(),
+        );
+        assert.equal(bits.rows[0].ok, true);
+        const kept = await c.query(`SELECT count(*)::int AS n, count(delivered_by)::int AS known FROM trades`);
+        assert.deepEqual(kept.rows[0], { n: 1, known: 0 });
+      });
+    }
+  });
+
   test('a version-2 database of either kind is upgraded to 3: every time-series table gains sent_at, its rows kept', async () => {
     for (const kind of ['gatherer', 'production'] as const) {
       const url = await pg.newDatabase();
