@@ -3,6 +3,7 @@ import { archiveCommand } from './archive';
 import { bookCommand } from './book';
 import { chaosCommand } from './chaos';
 import type { Command } from './command';
+import { coverageCommand } from './coverage';
 import { dedupCommand } from './dedup';
 import { demoCommand } from './demo';
 import { exportCommand } from './export';
@@ -26,5 +27,6 @@ export const COMMANDS: readonly Command[] = [
   verifyCommand,
   bookCommand,
   replayCommand,
+  coverageCommand,
   chaosCommand,
 ];
