@@ -25,6 +25,7 @@ import type { ArchiveOptions } from './options';
 import { ParquetWriter } from './parquet';
 import { openStore, type ObjectStore } from './store';
 import { Progress } from './progress';
+import { certifyExported } from './certificates';
 import { deriveCycle, type DeriveSession } from './derive';
 
 export type ArchiveMetrics = MetricSet<typeof ARCHIVE_METRICS>;
@@ -322,6 +323,8 @@ async function exportCycle(s: Session): Promise<ArchiveStats> {
     if (frontier !== undefined) s.metrics.archive_lag_seconds.set({ table: plan.layout.table.name }, Math.max(0, (nowUs - frontier) / 1e6));
   }
   progress.finish();
+  const certify = { client: s.client, store: s.store, rawPrefix: s.opts.store.prefix, onPartition: (r: PartitionResult) => record(r, 0) };
+  if (s.opts.coverage) await certifyExported(certify, [...stats.exported], s.deps.signal);
   // raw/ is complete below dueEnd unless the pass was stopped: only then may the derived tiers read it.
   if (!s.deps.signal?.aborted) await deriveCycle(deriveSession(s, record), nowUs, dueEnd);
   stats.elapsedMs = Date.now() - started;

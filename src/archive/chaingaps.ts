@@ -11,6 +11,7 @@
 // carries no book data (trades, tickers, lifecycle) is ignored; a gap still open (no window_end and
 // not recovered) lasts to the end of the hour.
 import type { ClientBase } from 'pg';
+import { intersectAll, union, type Interval } from '../coverage/intervals';
 
 const NON_BOOK_CHANNELS = new Set(['trade', 'ticker', 'ticker_v2', 'market_lifecycle_v2', 'event_lifecycle', 'market_positions', 'fill']);
 
@@ -83,36 +84,10 @@ export function computeBreaks(spans: readonly LedgerSpan[], gatherers: readonly 
   return { named: out, all: allOnly };
 }
 
-/** Merged, sorted [start, end] intervals of one gatherer's spans covering `ticker` (undefined: all-markets rows only). */
-function intervalsFor(spans: readonly LedgerSpan[], ticker: string | undefined): [number, number][] {
-  const list = spans
-    .filter((s) => s.tickers.length === 0 || (ticker !== undefined && s.tickers.includes(ticker)))
-    .map((s): [number, number] => [s.startUs, Math.max(s.startUs, s.endUs)])
-    .sort((a, b) => a[0] - b[0]);
-  const merged: [number, number][] = [];
-  for (const iv of list) {
-    const last = merged[merged.length - 1];
-    if (last && iv[0] <= last[1]) last[1] = Math.max(last[1], iv[1]);
-    else merged.push([iv[0], iv[1]]);
-  }
-  return merged;
+/** One gatherer's spans covering `ticker` (undefined: all-markets rows only), as [start, end) intervals. */
+function intervalsFor(spans: readonly LedgerSpan[], ticker: string | undefined): Interval[] {
+  return union(spans.filter((s) => s.tickers.length === 0 || (ticker !== undefined && s.tickers.includes(ticker))).map((s): Interval => [s.startUs, s.endUs]));
 }
 
-/** Start times of the intersection of several interval lists (each sorted and disjoint). */
-function intersectStarts(lists: readonly [number, number][][]): number[] {
-  let acc = lists[0] ?? [];
-  for (const next of lists.slice(1)) {
-    const res: [number, number][] = [];
-    let i = 0;
-    let j = 0;
-    while (i < acc.length && j < next.length) {
-      const lo = Math.max(acc[i]![0], next[j]![0]);
-      const hi = Math.min(acc[i]![1], next[j]![1]);
-      if (lo <= hi) res.push([lo, hi]);
-      if (acc[i]![1] < next[j]![1]) i++;
-      else j++;
-    }
-    acc = res;
-  }
-  return acc.map((iv) => iv[0]);
-}
+/** Start times of the intervals common to every list. */
+const intersectStarts = (lists: readonly Interval[][]): number[] => intersectAll(lists).map((iv) => iv[0]);

@@ -49,6 +49,11 @@ export const ARCHIVE_SPEC = {
   production: { kind: 'object', doc: 'the production database', fields: DATABASE_SPEC },
   store: { kind: 'object', doc: 'where the Parquet files go', fields: STORE_SPEC },
   tables: { kind: 'stringList', doc: 'time-series tables to archive', default: ALL_TABLES },
+  coverage: {
+    kind: 'boolean',
+    doc: 'write the coverage certificates of every exported hour beside it (<raw prefix>/_coverage/) and into production',
+    default: true,
+  },
   processed: { kind: 'object', doc: 'the processed/ tier (docs/archive.md)', fields: PROCESSED_SPEC },
   aggregates: { kind: 'object', doc: 'the aggregates/ tier (docs/archive.md)', fields: AGGREGATES_SPEC },
   intervalMs: { kind: 'int', doc: 'pause between export cycles', default: 300_000, min: 100 },

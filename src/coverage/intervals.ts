@@ -33,3 +33,10 @@ export function subtract(xs: readonly Interval[], minus: readonly Interval[]): I
 export const intersect = (xs: readonly Interval[], w: Interval): Interval[] => union(xs.map(([a, b]): Interval => [Math.max(a, w[0]), Math.min(b, w[1])]));
 
 export const lengthOf = (xs: readonly Interval[]): number => union(xs).reduce((s, [a, b]) => s + (b - a), 0);
+
+/** Points in every one of the lists (each list a union of intervals). */
+export function intersectAll(lists: readonly (readonly Interval[])[]): Interval[] {
+  let acc = union(lists[0] ?? []);
+  for (const next of lists.slice(1)) acc = subtract(acc, subtract(acc, next));
+  return acc;
+}

@@ -315,3 +315,25 @@ export function provenanceDdl(kind: SchemaKind, _engine: Engine): string[] {
 )`,
   ];
 }
+
+/**
+ * Migration 5 (production): the coverage certificates the archiver computed for each archived hour
+ * (src/archive/certificates.ts), one row per market and hour, replaced when the hour is certified
+ * again; `certificate` is the whole certificate (src/coverage/certificate.ts) as jsonb.
+ */
+export function coverageDdl(kind: SchemaKind, _engine: Engine): string[] {
+  if (kind !== 'production') return [];
+  return [
+    `CREATE TABLE IF NOT EXISTS coverage_certificates (
+  ticker text NOT NULL,
+  hour_start bigint NOT NULL,
+  grade text NOT NULL CHECK (grade IN ('complete', 'recovered', 'incomplete')),
+  covered_seconds numeric NOT NULL,
+  window_seconds numeric NOT NULL,
+  certificate jsonb NOT NULL,
+  certified_at bigint NOT NULL,
+  PRIMARY KEY (ticker, hour_start)
+)`,
+    `CREATE INDEX IF NOT EXISTS coverage_certificates_hour ON coverage_certificates (hour_start, grade)`,
+  ];
+}

@@ -58,8 +58,8 @@ export const PRODUCTION_ROLES: readonly RoleGrant[] = [
   },
   {
     role: 'kdp_archiver',
-    purpose: 'the archiver: read production, record exported partitions',
-    grants: [`SELECT ON ALL TABLES IN SCHEMA public`, `INSERT, UPDATE, DELETE ON export_cursors`],
+    purpose: 'the archiver: read production, record exported partitions and coverage certificates',
+    grants: [`SELECT ON ALL TABLES IN SCHEMA public`, `INSERT, UPDATE, DELETE ON export_cursors, coverage_certificates`],
   },
   {
     role: 'kdp_readonly',

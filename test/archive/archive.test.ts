@@ -43,7 +43,7 @@ async function productionDb(): Promise<string> {
 }
 
 // These tests are about raw/; the derived tiers have their own (tiers.test.ts).
-const RAW_ONLY = { processed: { enabled: false }, aggregates: { enabled: false } };
+const RAW_ONLY = { processed: { enabled: false }, aggregates: { enabled: false }, coverage: false };
 
 function localOptions(url: string, dir: string, extra: Record<string, unknown> = {}) {
   return resolveArchiveOptions({

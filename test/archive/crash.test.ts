@@ -115,6 +115,7 @@ describe('crash safety', () => {
         '  enabled: false',
         'aggregates:',
         '  enabled: false',
+        'coverage: false',
         'log:',
         '  level: info',
         '',

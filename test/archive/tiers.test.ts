@@ -5,6 +5,7 @@
 // trades and tickers rows, books rebuilt by `kdp book`'s reconstructBook at each row's instant.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { gunzipSync } from 'node:zlib';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
@@ -399,6 +400,33 @@ describe('derived tiers', () => {
     });
   });
 
+  test('every exported hour has coverage certificates beside it and in production, one per market', async () => {
+    await withClient(url, async (c) => {
+      for (let h = 0; h < 3; h++) {
+        const hour = new Date((H0 + h * HOUR_US) / 1000).toISOString();
+        const dir = join(root, `raw/_coverage/date=${hour.slice(0, 10)}/hour=${hour.slice(11, 13)}`);
+        const certificates = JSON.parse(gunzipSync(readFileSync(join(dir, 'certificates.json.gz'))).toString('utf8')) as { ticker: string; grade: string }[];
+        const manifest = JSON.parse(readFileSync(join(dir, '_manifest.json'), 'utf8'));
+        assert.equal(manifest.certificates, certificates.length);
+        const tickers = (
+          await c.query(
+            `SELECT DISTINCT ticker FROM (SELECT ticker FROM orderbook_deltas WHERE exchange_ts >= $1 AND exchange_ts < $2
+              UNION SELECT ticker FROM trades WHERE exchange_ts >= $1 AND exchange_ts < $2) x ORDER BY 1`,
+            [H0 + h * HOUR_US, H0 + (h + 1) * HOUR_US],
+          )
+        ).rows.map((r) => r.ticker);
+        assert.deepEqual(certificates.map((x) => x.ticker).sort(), tickers, `hour ${h}: a certificate per market with rows`);
+        const stored = (await c.query(`SELECT ticker, grade FROM coverage_certificates WHERE hour_start = $1 ORDER BY 1`, [H0 + h * HOUR_US])).rows;
+        assert.deepEqual(
+          stored,
+          [...certificates].sort((a, b) => (a.ticker < b.ticker ? -1 : 1)).map((x) => ({ ticker: x.ticker, grade: x.grade })),
+        );
+      }
+      const c1 = (await c.query(`SELECT grade FROM coverage_certificates WHERE ticker = $1 AND hour_start = $2`, [C, H0 + HOUR_US])).rows[0];
+      assert.notEqual(c1.grade, 'complete', 'the market every gatherer lost in hour 1 is not certified complete');
+    });
+  });
+
   test('kdp export writes one dataset for a market and time range to Parquet and CSV, equal to the archive', async () => {
     const from = H0 + HOUR_US + 15 * MIN;
     const to = H0 + 2 * HOUR_US + 20 * MIN;
@@ -515,6 +543,7 @@ describe('derived tiers', () => {
       'processed/quotes@2',
       'processed/trades@1',
       'processed/trades@2',
+      'raw/_coverage@1',
     ]);
   });
 });
