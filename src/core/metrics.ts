@@ -50,6 +50,11 @@ export const GATHERER_METRICS = {
     type: 'gauge',
     help: 'Age of the oldest batch a writer still has to commit (0 when none waits); grows while every attempt fails',
   },
+  worker_snapshots_unbounded_total: {
+    type: 'counter',
+    help: "WS snapshots written without next_delta_ts (their sid's next delta unknown): gap, close, cap, expired",
+    labels: ['reason'],
+  },
   worker_restarts_total: { type: 'counter', help: 'Worker threads that died and were restarted' },
   worker_failures_total: {
     type: 'counter',

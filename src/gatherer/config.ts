@@ -45,6 +45,8 @@ export const PIPELINE_SPEC = {
     default: 100_000,
     min: 0,
   },
+  snapshotsHeldMax: { ...PROCESSOR_SPEC.snapshotsHeldMax },
+  snapshotHoldMs: { ...PROCESSOR_SPEC.snapshotHoldMs },
   commitStallMs: {
     kind: 'int',
     doc: 'a batch waiting longer than this to commit makes /health degraded (writes failing), unhealthy when the failures are schema errors',

@@ -10,6 +10,7 @@ import type { RingRouter } from '../ingest/router';
 import { TIME_SERIES_TABLES } from '../schema/tables';
 import { WRITER_ERROR_TYPES } from '../copy/stats';
 import { REJECT_CODES, type WorkerCounterName } from '../workers/protocol';
+import { UNBOUNDED_REASONS } from '../workers/held';
 import type { GathererOptions } from './config';
 import type { ConnectionManager } from './connections';
 import type { GapTracker } from './gaps';
@@ -62,6 +63,9 @@ function syncMetrics(d: GathererHttpDeps, counters: CounterSync): void {
   }
   for (const code of REJECT_CODES) {
     counters.sync(`rej:${code}`, total(`rejected:${code}`), (by) => m.messages_rejected_total.inc({ code }, by));
+  }
+  for (const reason of UNBOUNDED_REASONS) {
+    counters.sync(`unb:${reason}`, total(`snapshots_unbounded:${reason}`), (by) => m.worker_snapshots_unbounded_total.inc({ reason }, by));
   }
   const r = d.router.stats;
   counters.sync('dropped', r.framesDropped + r.framesTooLarge, (by) => m.router_messages_dropped_total.inc(by));

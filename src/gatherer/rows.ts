@@ -1,6 +1,7 @@
 // COPY text row lines for the REST-sourced rows (src/copy/text.ts contract: every column in
 // tables.ts order except the final batch_id, which the writer appends). REST rows carry
-// source 'rest', conn_id 0, sid 0 and seq NULL (docs/semantics.md).
+// source 'rest', conn_id 0, sid 0 and seq NULL; a REST snapshot has no place in the delta stream, so
+// both its anchors (last_delta_ts, next_delta_ts) are NULL (docs/semantics.md).
 import { COPY_NULL, copyText } from '../copy/text';
 import { invariant } from '../core/errors';
 import { ORDERBOOK_SNAPSHOTS, TRADES, columnNames, type TimeSeriesTableName } from '../schema/tables';
@@ -17,6 +18,7 @@ const SNAPSHOT_COLUMNS = [
   'snapshot_ts',
   'source',
   'last_delta_ts',
+  'next_delta_ts',
   'received_at',
   'gatherer',
   'conn_id',
@@ -54,7 +56,7 @@ const REST_PROVENANCE_TAIL = '\t0\t0\t' + COPY_NULL + '\t' + COPY_NULL; // conn_
 export function snapshotRowLine(ticker: string, book: OrderbookLevels, receivedUs: number, gatherer: string): string {
   const us = String(receivedUs);
   return (
-    `${copyText(ticker)}\t${copyText(JSON.stringify(book.yes))}\t${copyText(JSON.stringify(book.no))}\t${us}\trest\t${COPY_NULL}` +
+    `${copyText(ticker)}\t${copyText(JSON.stringify(book.yes))}\t${copyText(JSON.stringify(book.no))}\t${us}\trest\t${COPY_NULL}\t${COPY_NULL}` +
     `\t${us}\t${copyText(gatherer)}${REST_PROVENANCE_TAIL}`
   );
 }

@@ -155,6 +155,8 @@ function createPipeline(
     frameBytesMax: o.pipeline.frameBytesMax,
     writer: o.writer,
     recentTradeIdsMax: o.pipeline.recentTradeIdsMax,
+    snapshotsHeldMax: o.pipeline.snapshotsHeldMax,
+    snapshotHoldMs: o.pipeline.snapshotHoldMs,
     logLevel: o.log.level,
     drainTimeoutMs: o.pipeline.drainTimeoutMs,
   };

@@ -337,3 +337,11 @@ export function coverageDdl(kind: SchemaKind, _engine: Engine): string[] {
     `CREATE INDEX IF NOT EXISTS coverage_certificates_hour ON coverage_certificates (hour_start, grade)`,
   ];
 }
+
+/**
+ * Migration 6: `orderbook_snapshots.next_delta_ts` (µs, nullable): the upper anchor of a WS snapshot
+ * in the delta stream (tables.ts); IF NOT EXISTS and nullable without a default, as migration 3.
+ */
+export function bookAnchorDdl(_kind: SchemaKind, _engine: Engine): string[] {
+  return [`ALTER TABLE orderbook_snapshots ADD COLUMN IF NOT EXISTS next_delta_ts bigint`];
+}

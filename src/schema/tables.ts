@@ -100,6 +100,11 @@ export const ORDERBOOK_SNAPSHOTS: TimeSeriesTable = {
     // snapshot (NULL when none was, or frames were lost since): anchors the snapshot in the delta
     // stream for book reconstruction (docs/semantics.md).
     col('last_delta_ts', 'bigint', true),
+    // exchange_ts of the first delta (any market) received in order on the same sid after the
+    // snapshot, with no frame lost in between: every change before it is in the snapshot and none
+    // from it on, whatever was lost before the snapshot. NULL when the sid broke, closed or stayed
+    // quiet past the worker's hold (docs/semantics.md). Added by migration 6.
+    col('next_delta_ts', 'bigint', true),
     ...PROVENANCE,
   ],
   timeColumn: 'snapshot_ts',

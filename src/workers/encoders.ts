@@ -58,6 +58,7 @@ export interface SnapshotRow extends Provenance {
   snapshot_ts: number;
   source: string;
   last_delta_ts: number | null;
+  next_delta_ts: number | null;
 }
 
 export interface TickerRow extends Provenance {

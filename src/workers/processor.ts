@@ -26,6 +26,7 @@ import { REGISTRY_MESSAGE_TYPES } from '../kalshi/protocol';
 import { resolveProcessorOptions, type ProcessorOptions } from './options';
 import { SeqVerdict, SequenceChecker, TERMINAL_ERROR_CODES, type GapEvent } from './sequence';
 import { OccurrenceCounter, RecentIds } from './state';
+import { SnapshotHold } from './held';
 import { isTicker } from './scalars';
 
 export type { GapEvent } from './sequence';
@@ -126,6 +127,8 @@ export class FrameProcessor {
   private readonly deltaOccurrences: OccurrenceCounter;
   private readonly tickerOccurrences: OccurrenceCounter;
   private readonly recentTrades: RecentIds;
+  /** WS snapshot rows waiting for their sid's next in-order delta (next_delta_ts). */
+  readonly heldSnapshots: SnapshotHold;
   private readonly samples: RejectSample[] = [];
   private sampleCursor = 0;
   // Reusable row objects (one per table): filled per message, encoded, never retained.
@@ -152,6 +155,9 @@ export class FrameProcessor {
     this.deltaOccurrences = new OccurrenceCounter(o.marketsTrackedMax);
     this.tickerOccurrences = new OccurrenceCounter(o.marketsTrackedMax);
     this.recentTrades = new RecentIds(o.recentTradeIdsMax);
+    this.heldSnapshots = new SnapshotHold(o.snapshotsHeldMax, o.snapshotHoldMs, (row) =>
+      this.emitRow('orderbook_snapshots', this.encoders.orderbook_snapshots(row), row.received_at),
+    );
     this.counters = {
       frames: 0,
       messages: 0,
@@ -167,7 +173,7 @@ export class FrameProcessor {
     };
     const p = { received_at: 0, gatherer: o.gathererId, conn_id: 0, sid: 0, seq: null, sent_at: null };
     this.deltaRow = { ticker: '', side: '', price: '', delta: '', exchange_ts: 0, occurrence: 0, ...p };
-    this.snapshotRow = { ticker: '', yes_levels: '', no_levels: '', snapshot_ts: 0, source: 'ws', last_delta_ts: null, ...p };
+    this.snapshotRow = { ticker: '', yes_levels: '', no_levels: '', snapshot_ts: 0, source: 'ws', last_delta_ts: null, next_delta_ts: null, ...p };
     this.tradeRow = {
       trade_id: '',
       ticker: '',
@@ -240,7 +246,18 @@ export class FrameProcessor {
 
   /** A connection (re)opened or closed: its sids are void, new ones count from seq 1. */
   resetConnection(connId: number): void {
+    this.heldSnapshots.breakConnection(connId, 'close');
     this.seq.resetConnection(connId);
+  }
+
+  /**
+   * Emits the snapshot rows held past snapshotHoldMs (every held row with `all`: the worker drains)
+   * without their upper anchor. Same return value as processBytes.
+   */
+  releaseHeldSnapshots(nowMs: number = performance.now(), all = false): boolean {
+    this.keepFeeding = true;
+    this.heldSnapshots.expire(nowMs, all);
+    return this.keepFeeding;
   }
 
   isBookSynced(connId: number, sid: number, ticker: string): boolean {
@@ -262,6 +279,7 @@ export class FrameProcessor {
       case FrameKind.connectionClosed: {
         // Where a closed stream ended in exchange time: the trade backfill of the outage starts there
         // (a reader lagging the exchange received its last frame long after the exchange sent it).
+        this.heldSnapshots.breakConnection(connId, 'close');
         if (frame.kind === FrameKind.connectionClosed)
           this.sinks.gap(this.seq.closeConnection(connId, frame.receivedUs)); // not a gap: no gapEvents count
         else this.seq.resetConnection(connId);
@@ -270,6 +288,7 @@ export class FrameProcessor {
       }
       case FrameKind.ringDrop:
         this.counters.framesDroppedUpstream += frame.arg;
+        this.heldSnapshots.breakConnection(connId, 'gap');
         for (const gap of this.seq.ringDrop(connId, frame.receivedUs)) this.emitGap(gap);
         return;
       case FrameKind.subscription: {
@@ -327,7 +346,11 @@ export class FrameProcessor {
       this.counters.duplicateSeqDropped++;
       return false;
     }
-    if (verdict === SeqVerdict.gap) this.emitGap(this.seq.lastGap!);
+    if (verdict === SeqVerdict.gap) {
+      // Frames lost after a held snapshot may have been deltas it does not hold: no upper anchor.
+      this.heldSnapshots.breakSid(this.connId, sid, 'gap');
+      this.emitGap(this.seq.lastGap!);
+    }
     return true;
   }
 
@@ -341,7 +364,10 @@ export class FrameProcessor {
 
   /** Body errors on a book message still consumed a seq: the book is unusable, resync the sid. */
   private badBookBody(err: unknown, sid: number, seq: number): never {
-    if (isKdpError(err)) this.emitGap(this.seq.badMessage(this.connId, sid, seq, this.receivedUs));
+    if (isKdpError(err)) {
+      this.heldSnapshots.breakSid(this.connId, sid, 'gap');
+      this.emitGap(this.seq.badMessage(this.connId, sid, seq, this.receivedUs));
+    }
     throw err;
   }
 
@@ -357,6 +383,7 @@ export class FrameProcessor {
       this.badBookBody(err, sid, seq);
     }
     if (!this.seq.noteDelta(this.connId, sid, row.ticker, row.exchange_ts)) this.counters.deltasWhileUnsynced++;
+    this.heldSnapshots.bound(this.connId, sid, row.exchange_ts);
     const occurrence = this.deltaOccurrences.next(row.ticker, row.exchange_ts, row.side + '|' + row.price + '|' + row.delta);
     if (occurrence < 0) fail('KDP_ERR_MSG_SHAPE', 'more identical deltas in one microsecond than occurrence can number');
     row.occurrence = occurrence;
@@ -378,7 +405,7 @@ export class FrameProcessor {
     row.snapshot_ts = this.receivedUs;
     row.last_delta_ts = this.seq.noteSnapshot(this.connId, sid, row.ticker, row.yes_levels === '[]' && row.no_levels === '[]');
     this.provenance(row, sid, seq);
-    this.emitRow('orderbook_snapshots', this.encoders.orderbook_snapshots(row));
+    this.heldSnapshots.hold(this.connId, sid, row, performance.now());
   }
 
   private onTrade(env: JsonObject): void {
@@ -453,7 +480,10 @@ export class FrameProcessor {
       const code = positiveInt(msg.code, 'msg.code');
       const sid = optionalInt(env.sid ?? msg.sid, 'sid');
       const message = typeof msg.msg === 'string' ? msg.msg.slice(0, 512) : '';
-      if (sid !== null && TERMINAL_ERROR_CODES.has(code)) this.emitGap(this.seq.terminalError(connId, sid, code, receivedUs));
+      if (sid !== null && TERMINAL_ERROR_CODES.has(code)) {
+        this.heldSnapshots.breakSid(connId, sid, 'gap');
+        this.emitGap(this.seq.terminalError(connId, sid, code, receivedUs));
+      }
       return this.emitControl({ kind: 'error', connId, id, sid, code, message, receivedUs });
     }
     if (type === 'ok' && Array.isArray(env.msg)) return this.onListSubscriptions(id, env.msg);
@@ -466,6 +496,7 @@ export class FrameProcessor {
     }
     if (type === 'unsubscribed') {
       if (sid === null) fail('KDP_ERR_MSG_SHAPE', 'unsubscribed without sid');
+      this.heldSnapshots.breakSid(connId, sid, 'close');
       this.seq.forgetSid(connId, sid);
       return this.emitControl({ kind: 'unsubscribed', connId, id, sid, seq, receivedUs });
     }
@@ -482,9 +513,9 @@ export class FrameProcessor {
     this.emitControl({ kind: 'list_subscriptions', connId: this.connId, id, subscriptions, receivedUs: this.receivedUs });
   }
 
-  private emitRow(table: TimeSeriesTableName, line: string): void {
+  private emitRow(table: TimeSeriesTableName, line: string, receivedUs = this.receivedUs): void {
     this.counters.rows[table]++;
-    if (!this.sinks.rows.append(table, line, this.receivedUs)) {
+    if (!this.sinks.rows.append(table, line, receivedUs)) {
       this.counters.backpressureSignals++;
       this.keepFeeding = false;
     }

@@ -4,6 +4,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { GapEvent } from './sequence';
 import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
+import { UNBOUNDED_REASONS } from './held';
 
 export interface WorkerWriterOptions {
   readonly batchRowsMax: number;
@@ -22,6 +23,9 @@ export interface WorkerTaskOptions {
   readonly writer: WorkerWriterOptions;
   /** Recent trade ids remembered to drop duplicated trade frames. */
   readonly recentTradeIdsMax: number;
+  /** WS snapshot rows held for their sid's next delta, and for how long (src/workers/held.ts). */
+  readonly snapshotsHeldMax: number;
+  readonly snapshotHoldMs: number;
   readonly logLevel: string;
   /**
    * The gatherer's graceful-stop bound (pipeline.drainTimeoutMs): from the moment the worker sees
@@ -113,5 +117,9 @@ export const WORKER_COUNTERS = [
   ...perTable('rows'),
   ...perTable('batches'),
   ...REJECT_CODES.map((c) => `rejected:${c}` as const),
+  // WS snapshot rows waiting for their sid's next delta now (a level, not a sum), and those written
+  // without next_delta_ts, by why (src/workers/held.ts).
+  'snapshots_held',
+  ...UNBOUNDED_REASONS.map((r) => `snapshots_unbounded:${r}` as const),
 ] as const;
 export type WorkerCounterName = (typeof WORKER_COUNTERS)[number];

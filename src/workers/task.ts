@@ -15,6 +15,7 @@ import { RingConsumer } from '../ingest/ring';
 import { TIME_SERIES_TABLES, type TimeSeriesTableName } from '../schema/tables';
 import { copyWriterOptionsOf } from './options';
 import { FrameProcessor, type ControlEvent, type GapEvent } from './processor';
+import { UNBOUNDED_REASONS, type UnboundedReason } from './held';
 import { WORKER_COUNTERS, type IngestMessage, type WorkerCounterName, type WorkerMessage, type WorkerReport, type WorkerTask } from './protocol';
 
 // Frames handled before yielding to the event loop so the writers' socket I/O keeps flowing.
@@ -109,7 +110,13 @@ function newProcessor(
   const gapSlot = counters.slot('seq_gaps');
   const terminalSlot = counters.slot('terminal_errors');
   return new FrameProcessor(
-    { gathererId: options.gathererId, frameBytesMax: options.frameBytesMax, recentTradeIdsMax: Math.max(1, options.recentTradeIdsMax) },
+    {
+      gathererId: options.gathererId,
+      frameBytesMax: options.frameBytesMax,
+      recentTradeIdsMax: Math.max(1, options.recentTradeIdsMax),
+      snapshotsHeldMax: options.snapshotsHeldMax,
+      snapshotHoldMs: options.snapshotHoldMs,
+    },
     {
       rows: {
         append(table, line, receivedUs) {
@@ -158,6 +165,8 @@ async function consumeRing(
     tradeDup: counters.slot('duplicate_trades_dropped'),
     pending: counters.slot('pending_rows'),
     oldest: counters.slot('oldest_uncommitted_at_ms'),
+    held: counters.slot('snapshots_held'),
+    unbounded: Object.fromEntries(UNBOUNDED_REASONS.map((r) => [r, counters.slot(`snapshots_unbounded:${r}`)])) as Record<UnboundedReason, number>,
   };
   let frames = 0;
   let drainDeadline: number | undefined;
@@ -172,11 +181,16 @@ async function consumeRing(
       if (!processor.processBytes(frame.subarray(0, len))) await handBack(refused, writers);
     }
     frames += n;
+    // Snapshots held for their sid's next delta past the hold bound, or all once the ring is done.
+    const drained = ring.isDrained();
+    if (!processor.releaseHeldSnapshots(performance.now(), drained)) await handBack(refused, writers);
     const c = processor.counters;
     counters.set(slots.frames, c.frames);
     counters.set(slots.messages, c.messages);
     counters.set(slots.seqDup, c.duplicateSeqDropped);
     counters.set(slots.tradeDup, c.duplicateTradesDropped);
+    counters.set(slots.held, processor.heldSnapshots.held);
+    for (const reason of UNBOUNDED_REASONS) counters.set(slots.unbounded[reason], processor.heldSnapshots.unbounded[reason]);
     let pending = 0;
     let oldest = 0;
     for (const w of writers.values()) {
@@ -187,7 +201,7 @@ async function consumeRing(
     counters.set(slots.pending, pending);
     counters.set(slots.oldest, oldest);
     if (n === FRAMES_PER_TURN) await yieldToLoop();
-    else if (ring.isDrained()) break;
+    else if (drained) break;
     else if (n === 0) await ring.waitForDataAsync(IDLE_WAIT_MS);
   }
   // The loop can see the ring closed and empty in the same turn it first sees it closed (the stop

@@ -48,6 +48,8 @@ function taskOptions(databaseUrl: string, writer: Partial<WorkerTaskOptions['wri
       ...writer,
     },
     recentTradeIdsMax: 100,
+    snapshotsHeldMax: 100,
+    snapshotHoldMs: 1000,
     logLevel: 'warn',
     drainTimeoutMs: 10_000,
   };

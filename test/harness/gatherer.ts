@@ -111,6 +111,16 @@ export async function waitSubscribed(g: Gatherer, markets: number): Promise<void
   await waitFor(`${markets} markets subscribed`, () => g.manager.marketCount() >= markets && g.manager.allSubscribed(), 30_000);
 }
 
+/**
+ * Markets whose snapshot the gatherer has: committed, or held by a worker for its sid's next delta
+ * (next_delta_ts; src/workers/held.ts) — with the exchange paused no delta comes, and the held rows
+ * are written once it resumes (or at the stop).
+ */
+export async function snapshotsIn(db: Client, g: Gatherer): Promise<number> {
+  const committed = (await db.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n as number;
+  return committed + g.pipeline.total('snapshots_held');
+}
+
 export interface RecordedWindow {
   /** Exchange records made while the exchange ran (after the gatherer subscribed everything). */
   readonly window: ExchangeRecord[];
@@ -137,10 +147,7 @@ export async function recordWindow(
     const db = new Client({ connectionString: dbUrl });
     await db.connect();
     try {
-      await waitFor(
-        'initial snapshots committed',
-        async () => (await db.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n >= markets,
-      );
+      await waitFor('initial snapshots committed or held', async () => (await snapshotsIn(db, g)) >= markets);
     } finally {
       await db.end();
     }

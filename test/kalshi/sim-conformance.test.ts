@@ -35,6 +35,7 @@ test('every frame the simulator sends on every recorded channel parses with the 
     );
     const capture = new Capture();
     for (const f of c.frames) capture.feed(f.raw);
+    capture.processor.releaseHeldSnapshots(undefined, true); // the last snapshots wait for a delta that never comes
     assert.deepEqual(capture.rejects, [], 'no frame of the simulator is rejected');
     const rows = (table: string): number => capture.rows.filter((r) => r.table === table).length;
     assert.equal(rows('orderbook_deltas'), count('orderbook_delta'), 'one row per delta');

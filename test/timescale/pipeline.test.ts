@@ -15,7 +15,7 @@ import { readTruthExpectation } from '../../src/ops/truth-file';
 import { migrate } from '../../src/schema/migrate';
 import type { SchemaKind } from '../../src/schema/ddl';
 import { connect, dedupOptions } from '../dedup/fixtures';
-import { gathererOptions, quiesce, startPausedSimulator, startTestGatherer, waitFor, waitSubscribed, type SimRun } from '../harness/gatherer';
+import { gathererOptions, quiesce, snapshotsIn, startPausedSimulator, startTestGatherer, waitFor, waitSubscribed, type SimRun } from '../harness/gatherer';
 import { useTimescale, withClient } from '../harness/pg';
 
 const timescale = useTimescale();
@@ -53,14 +53,9 @@ async function exchangeStretch(run: SimRun, from: number, what: string): Promise
   );
 }
 
-/** Waits until a gatherer's database holds a committed snapshot of every market (its feed is complete from there). */
-async function snapshotsCommitted(dbUrl: string, who: string): Promise<void> {
-  await withClient(dbUrl, (c) =>
-    waitFor(
-      `${who}: initial snapshots committed`,
-      async () => (await c.query('SELECT count(DISTINCT ticker)::int AS n FROM orderbook_snapshots')).rows[0].n >= MARKETS,
-    ),
-  );
+/** Waits until a gatherer holds a snapshot of every market, committed or waiting for its sid's next delta (its feed is complete from there). */
+async function snapshotsCommitted(dbUrl: string, g: Gatherer, who: string): Promise<void> {
+  await withClient(dbUrl, (c) => waitFor(`${who}: initial snapshots committed or held`, async () => (await snapshotsIn(c, g)) >= MARKETS));
 }
 
 /** Asserts the table is a hypertable that holds rows, all of them in its chunks (none in the parent). */
@@ -103,7 +98,7 @@ describe('recording pipeline on TimescaleDB', () => {
       // g1 records from before the run starts.
       const g1 = await startGatherer('g1', g1Url);
       await waitSubscribed(g1, MARKETS);
-      await snapshotsCommitted(g1Url, 'g1');
+      await snapshotsCommitted(g1Url, g1, 'g1');
       // The run: the exchange records after the resume (the paused exchange's earlier records, its
       // opening books, are in the subscription snapshots).
       const start = run.records.length;
@@ -113,7 +108,7 @@ describe('recording pipeline on TimescaleDB', () => {
       await exchangeStretch(run, start, 'the exchange ran with g1 alone');
       const g2 = await startGatherer('g2', g2Url);
       await waitSubscribed(g2, MARKETS);
-      await snapshotsCommitted(g2Url, 'g2');
+      await snapshotsCommitted(g2Url, g2, 'g2');
       await exchangeStretch(run, run.records.length, 'the exchange ran with both gatherers');
       assert.equal(await g1.stop(), true, 'g1 stopped mid-run and drained every ring');
       await exchangeStretch(run, run.records.length, 'the exchange ran with g2 alone');

@@ -102,16 +102,18 @@ test('orderbook_snapshot then orderbook_delta (sheet examples) -> exact rows', (
   c.feed(SNAPSHOT, 4, RECV);
   c.feed(DELTA, 4, RECV + 5);
   assert.deepEqual(c.lines('orderbook_snapshots'), [
-    row('FED-23DEC-T3.00', '[["0.0800","300.00"],["0.2200","333.00"]]', '[["0.5400","20.00"]]', RECV, 'ws', N, RECV, 'g1', 4, 2, 1, N),
+    row('FED-23DEC-T3.00', '[["0.0800","300.00"],["0.2200","333.00"]]', '[["0.5400","20.00"]]', RECV, 'ws', N, 1_779_946_509_623_423, RECV, 'g1', 4, 2, 1, N),
   ]);
   assert.deepEqual(c.lines('orderbook_deltas'), [
     row('FED-23DEC-T3.00', 'yes', '0.9600', '-54.00', 1_779_946_509_623_423, 0, RECV + 5, 'g1', 4, 2, 2, 1_779_946_509_701_000),
   ]);
-  // A later snapshot on the same sid is anchored at the last delta's exchange time; an empty side is [].
+  // The snapshot waited for the sid's next delta: its exchange time is next_delta_ts. A later snapshot
+  // on the same sid is anchored at the last delta's exchange time; an empty side is [].
   c.feed({ ...SNAPSHOT, seq: 3, msg: { market_ticker: 'FED-23DEC-T3.00', no_dollars_fp: [['0.5400', '20.00']] } }, 4, RECV + 9);
+  c.processor.releaseHeldSnapshots(undefined, true);
   assert.equal(
     c.lines('orderbook_snapshots')[1],
-    row('FED-23DEC-T3.00', '[]', '[["0.5400","20.00"]]', RECV + 9, 'ws', 1_779_946_509_623_423, RECV + 9, 'g1', 4, 2, 3, N),
+    row('FED-23DEC-T3.00', '[]', '[["0.5400","20.00"]]', RECV + 9, 'ws', 1_779_946_509_623_423, N, RECV + 9, 'g1', 4, 2, 3, N),
   );
   assert.deepEqual(c.rejects, []);
   assert.deepEqual(c.gaps, []);

@@ -240,8 +240,73 @@ test("a market's first snapshot on a sid has no anchor (the sid's last delta is 
   c.feed(snapshot(1, 5, 'M-9')); // a later snapshot of M-9 on the sid is anchored as usual
   // M-8, added ahead of its open: an empty first snapshot holds no change, so it can be an anchor.
   c.feed({ type: 'orderbook_snapshot', sid: 1, seq: 6, msg: { market_ticker: 'M-8' } });
+  c.processor.releaseHeldSnapshots(undefined, true); // the last one waits for a delta that never comes
   const anchors = c.lines('orderbook_snapshots').map((l) => col(l, 5));
   assert.deepEqual(anchors, ['\\N', '\\N', us(T2), us(T2)]);
+});
+
+test("next_delta_ts is the exchange time of the sid's next in-order delta (any market), also right after lost frames and for a market's first snapshot; a break after the snapshot leaves it NULL, counted", () => {
+  const us = (iso: string): string => String(Date.parse(iso.slice(0, 23) + 'Z') * 1000 + Number(iso.slice(23, 26)));
+  const [T1, T2, T3, T4] = ['100', '200', '300', '400'].map((f) => `2026-05-28T05:35:09.000${f}Z`) as [string, string, string, string];
+  const c = new Capture();
+  c.feed(snapshot(1, 1, 'M-1'));
+  assert.equal(c.lines('orderbook_snapshots').length, 0, 'held until the next delta');
+  c.feed(delta(1, 2, 'M-2', '0.5000', '10.00', T1)); // another market's delta bounds it
+  c.feed(delta(1, 5, 'M-2', '0.4000', '5.00', T2)); // seq 3-4 lost
+  c.feed(snapshot(1, 6, 'M-1')); // the resync
+  c.control(FrameKind.subscription, 1, { sid: 1, channel: 'orderbook_delta', tickers: ['M-9'], mode: 'add' });
+  c.feed(snapshot(1, 7, 'M-9')); // a market's first snapshot on the sid
+  c.feed({ type: 'ok', id: 3, sid: 1, seq: 8, msg: { market_tickers: ['M-9'] } }); // an ack consumes a seq, no time
+  c.feed(delta(1, 9, 'M-1', '0.5000', '1.00', T3));
+  c.feed(delta(1, 11, 'M-2', '0.4000', '5.00', T3));
+  c.feed({ type: 'orderbook_snapshot', sid: 1, seq: 13, msg: { market_ticker: 'M-1' } }); // seq 12 lost right before it
+  c.feed(delta(1, 14, 'M-1', '0.5000', '1.00', T3)); // bounds it anyway
+  c.feed(snapshot(1, 15, 'M-1'));
+  c.feed(delta(1, 17, 'M-1', '0.5000', '1.00', T4)); // seq 16 lost after it: it may have been a delta it lacks
+  c.feed(snapshot(1, 18, 'M-1'));
+  c.control(FrameKind.ringDrop, 1, null, 3);
+  const rows = c.lines('orderbook_snapshots').map((l) => [col(l, 5), col(l, 6), col(l, 11)]);
+  assert.deepEqual(rows, [
+    ['\\N', us(T1), '1'],
+    [us(T2), us(T3), '6'],
+    ['\\N', us(T3), '7'],
+    ['\\N', us(T3), '13'],
+    [us(T3), '\\N', '15'],
+    [us(T4), '\\N', '18'],
+  ]);
+  assert.deepEqual(c.processor.heldSnapshots.unbounded, { gap: 2, close: 0, cap: 0, expired: 0 });
+  assert.equal(c.processor.heldSnapshots.held, 0);
+});
+
+test('held snapshots are bounded: past snapshotsHeldMax the oldest goes without next_delta_ts, past snapshotHoldMs every held one does, a closed connection releases its own', () => {
+  const c = new Capture({ snapshotsHeldMax: 2, snapshotHoldMs: 1000 });
+  c.feed(snapshot(1, 1, 'M-1'));
+  c.feed(snapshot(2, 1, 'M-2'));
+  c.feed(snapshot(3, 1, 'M-3')); // the cap: M-1 goes now
+  assert.deepEqual(
+    c.lines('orderbook_snapshots').map((l) => col(l, 0)),
+    ['M-1'],
+  );
+  c.processor.releaseHeldSnapshots(performance.now() - 10_000); // nothing has waited 1 s yet
+  assert.equal(c.lines('orderbook_snapshots').length, 1);
+  c.processor.releaseHeldSnapshots(performance.now() + 1_000);
+  assert.deepEqual(
+    c.lines('orderbook_snapshots').map((l) => [col(l, 0), col(l, 6)]),
+    [
+      ['M-1', '\\N'],
+      ['M-2', '\\N'],
+      ['M-3', '\\N'],
+    ],
+  );
+  c.feed(snapshot(4, 1, 'M-4'), 2);
+  c.feed(snapshot(5, 1, 'M-5'), 1);
+  c.control(FrameKind.connectionClosed, 2);
+  assert.deepEqual(
+    c.lines('orderbook_snapshots').map((l) => col(l, 0)),
+    ['M-1', 'M-2', 'M-3', 'M-4'],
+  );
+  assert.deepEqual(c.processor.heldSnapshots.unbounded, { gap: 0, close: 1, cap: 1, expired: 2 });
+  assert.equal(c.processor.heldSnapshots.held, 1);
 });
 
 const trade = (sid: number, seq: number | undefined, n: number, tsMs = 1_779_946_509_000 + n) => ({
