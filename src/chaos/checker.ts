@@ -4,9 +4,13 @@
 //   deltas      per market, as multisets per exchange timestamp: equal multisets at every µs mean
 //               equal streams in exchange-time order (production orders deltas by exchange_ts and
 //               occurrence; no finer order exists in a row);
-//   books       at the truth's checkpoints, production's book (src/ops/book.ts: anchored snapshot
-//               + merged deltas) equals the exchange's book; checkpoints without a usable anchor
-//               or with a delta in the checkpoint's own µs are counted, not judged;
+//   books       every sampled checkpoint is judged: production's book (src/ops/book.ts: anchored
+//               snapshot + merged deltas) equals the exchange's book, or the rebuild said why not
+//               (untrusted: a gap every gatherer shared; counted, and a violation only if it
+//               called a wrong book trusted). A checkpoint that cannot be anchored is a violation
+//               unless it precedes the market's first snapshot's place in the stream; one in the
+//               µs of one of its market's deltas, or a mismatch with a tie at the anchor, is the
+//               known residual (counted);
 //   lifecycle   every market/event lifecycle message of the window is in production, none unknown
 //               to the truth is;
 //   gaps        every fault the exchange injected that breaks a gatherer's stream (skipped seq,
@@ -58,7 +62,7 @@ export interface ChaosCheckReport {
   readonly ok: boolean;
   readonly violations: Violation[];
   readonly truth: TruthComparison;
-  readonly books: { checkpoints: number; checked: number; unanchored: number; sameMicrosecond: number; mismatched: number };
+  readonly books: BookCheck;
   readonly lifecycle: { expected: number; production: number; missing: number; invented: number };
   readonly gaps: GapCheck;
   readonly ledger: { rows: number; unrecovered: number; byKind: Record<string, number> };
@@ -66,7 +70,30 @@ export interface ChaosCheckReport {
   readonly gathererTrades: Record<string, number>;
 }
 
+export interface BookCheck {
+  checkpoints: number;
+  sampled: number;
+  /** Rebuilt and compared with the exchange's book. */
+  checked: number;
+  equal: number;
+  /** Trusted and wrong: violations. */
+  mismatched: number;
+  /** Rebuilt but untrusted (with a reason), and of those, how many were indeed wrong. */
+  untrusted: number;
+  untrustedWrong: number;
+  /** Wrong with a possible tie at the anchor (a delta in next_delta_ts's µs): the known residual. */
+  anchorTie: number;
+  /** Before the market's first snapshot's place in the delta stream (no book can exist yet). */
+  beforeFirstSnapshot: number;
+  /** Not anchored although the market had an earlier snapshot: violations. */
+  unanchored: number;
+  /** In the µs of one of the market's deltas: cannot be placed among them. */
+  sameMicrosecond: number;
+}
+
 const VIOLATIONS_SHOWN_PER_CHECK = 20;
+// KDP_ERR_BOOK_NO_ANCHOR reasons that mean no book existed in production yet at the checkpoint.
+const BEFORE_FIRST_SNAPSHOT: ReadonlySet<unknown> = new Set(['before_first_anchor', 'no_snapshot', 'rest_only']);
 
 export async function checkChaosRun(client: ClientBase, input: ChaosCheckInput): Promise<ChaosCheckReport> {
   const truth = await readTruthExpectation(input.truthFile, { afterN: input.afterN, throughN: input.throughN });
@@ -152,34 +179,63 @@ async function checkBooks(
     }
     sample = copy.slice(0, input.booksMax);
   }
-  const out = { checkpoints: truth.books.length, checked: 0, unanchored: 0, sameMicrosecond: 0, mismatched: 0 };
+  const out: BookCheck = {
+    checkpoints: truth.books.length,
+    sampled: sample.length,
+    checked: 0,
+    equal: 0,
+    mismatched: 0,
+    untrusted: 0,
+    untrustedWrong: 0,
+    anchorTie: 0,
+    beforeFirstSnapshot: 0,
+    unanchored: 0,
+    sameMicrosecond: 0,
+  };
   for (const cp of sample) {
     if (deltaInstants.has(`${cp.m}@${cp.t}`)) {
       out.sameMicrosecond++;
       continue;
     }
-    let book;
-    try {
-      book = await reconstructBook(client, cp.m, cp.t);
-    } catch (err) {
-      if (err instanceof KdpError && err.code === 'KDP_ERR_BOOK_NO_ANCHOR') {
-        out.unanchored++;
-        continue;
-      }
-      throw err;
-    }
-    out.checked++;
-    for (const side of ['yes', 'no'] as const) {
-      const want = renderTruthLevels(cp[side]);
-      const got = renderBookLevels(book[side]);
-      if (want !== got) {
-        out.mismatched++;
-        add({ check: 'books', detail: `${cp.m} ${side.toUpperCase()} book at ${cp.t} (checkpoint ${cp.n}): exchange [${want}] production [${got}]` });
-        break;
-      }
-    }
+    await judgeCheckpoint(client, cp, out, add);
   }
   return out;
+}
+
+async function judgeCheckpoint(client: ClientBase, cp: BookRec, out: BookCheck, add: (v: Violation) => void): Promise<void> {
+  let book;
+  try {
+    book = await reconstructBook(client, cp.m, cp.t);
+  } catch (err) {
+    if (!(err instanceof KdpError) || err.code !== 'KDP_ERR_BOOK_NO_ANCHOR') throw err;
+    if (BEFORE_FIRST_SNAPSHOT.has(err.details?.reason)) out.beforeFirstSnapshot++;
+    else {
+      out.unanchored++;
+      add({ check: 'books', detail: `${cp.m} at ${cp.t} (checkpoint ${cp.n}) after its first snapshot: ${err.message}` });
+    }
+    return;
+  }
+  out.checked++;
+  let wrong: string | null = null;
+  for (const side of ['yes', 'no'] as const) {
+    const want = renderTruthLevels(cp[side]);
+    const got = renderBookLevels(book[side]);
+    if (want !== got) {
+      wrong = `${cp.m} ${side.toUpperCase()} book at ${cp.t} (checkpoint ${cp.n}): exchange [${want}] production [${got}]`;
+      break;
+    }
+  }
+  if (!book.trust.trusted) {
+    out.untrusted++;
+    if (wrong !== null) out.untrustedWrong++;
+    if (wrong !== null && book.trust.anchorTie) out.anchorTie++;
+    return;
+  }
+  if (wrong === null) out.equal++;
+  else {
+    out.mismatched++;
+    add({ check: 'books', detail: `${wrong}; anchor ${JSON.stringify(book.anchor)}` });
+  }
 }
 
 /** JSON with object keys sorted: the same message compares equal however it was serialised. */
@@ -312,10 +368,18 @@ async function checkGaps(
   return { gaps, ledger: { rows: rows.length, unrecovered, byKind } };
 }
 
+function formatBookCheck(b: BookCheck): string {
+  return (
+    `books   checkpoints=${b.checkpoints} sampled=${b.sampled} rebuilt=${b.checked} equal=${b.equal} mismatched=${b.mismatched} ` +
+    `untrusted=${b.untrusted} (wrong ${b.untrustedWrong}, anchor tie ${b.anchorTie}) unanchored=${b.unanchored} ` +
+    `(not judged: ${b.beforeFirstSnapshot} before the market's first snapshot, ${b.sameMicrosecond} in a delta's µs)`
+  );
+}
+
 export function formatChaosReport(r: ChaosCheckReport): string {
   const lines = [
     formatTruthComparison(r.truth).replace(/\nTRUTH: (PASS|FAIL)$/, ''),
-    `books   checkpoints=${r.books.checkpoints} rebuilt=${r.books.checked} equal=${r.books.checked - r.books.mismatched} mismatched=${r.books.mismatched} (not judged: ${r.books.unanchored} without an anchor, ${r.books.sameMicrosecond} in a delta's µs)`,
+    formatBookCheck(r.books),
     `lifecycle expected=${r.lifecycle.expected} production=${r.lifecycle.production} missing=${r.lifecycle.missing} invented=${r.lifecycle.invented}`,
     `gaps    injected=${r.gaps.injected} in-ledger=${r.gaps.inLedger} covered-by-restart=${r.gaps.coveredByRestart} not-delivered=${r.gaps.notDelivered} missing=${r.gaps.missing}`,
     `ledger  rows=${r.ledger.rows} unrecovered=${r.ledger.unrecovered} ${Object.entries(r.ledger.byKind)

@@ -98,7 +98,11 @@ export const ERROR_CODES = {
   KDP_ERR_VERIFY_FAILED: { retryable: false, summary: 'An integrity check found a problem.' },
   KDP_ERR_BOOK_NO_ANCHOR: {
     retryable: false,
-    summary: 'No WebSocket snapshot with a known last_delta_ts exists at or before the requested time, so no book can be rebuilt.',
+    summary: 'No WebSocket snapshot can be placed in the delta stream at or before the requested time, so no book can be rebuilt; the message names why.',
+  },
+  KDP_ERR_BOOK_UNTRUSTED: {
+    retryable: false,
+    summary: 'The rebuilt book cannot be trusted (every gatherer lost deltas after its anchor, or it is crossed); the message names why.',
   },
   KDP_ERR_ARCHIVE_STORE: { retryable: true, summary: 'The archive object store failed a read or write.' },
   KDP_ERR_ARCHIVE_BUSY: { retryable: true, summary: 'Another archiver holds the production archive lock.' },

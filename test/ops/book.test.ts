@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import type { Client } from 'pg';
+import type { KdpError } from '../../src/core/errors';
 import { formatBook, formatTimeUs, parseTimeUs, reconstructBook, type Book } from '../../src/ops/book';
 import { formatTruthComparison, loadProductionSet, runTruthCheck, type TruthFileReader } from '../../src/ops/truth';
 import { migrate } from '../../src/schema/migrate';
@@ -49,8 +50,12 @@ const ladder = (side: Map<number, number>): [string, string][] =>
     .map(([p, s]) => [text(p), text(s)]);
 const bookLadder = (levels: Book['yes']): [string, string][] => levels.map((l) => [text(units(l.price)), text(units(l.size))]);
 
-/** Rows for production: deltas with occurrence numbering, and the snapshot a gatherer took after `anchorTs`. */
-async function store(c: Client, ticker: string, deltas: readonly D[], anchorTs: number): Promise<void> {
+/**
+ * Rows for production: deltas with occurrence numbering, and the snapshot a gatherer took after
+ * `anchorTs` (its last_delta_ts), or, with `next`, right before the delta at `next.ts` (its
+ * next_delta_ts; last_delta_ts `next.last`, null as after lost frames).
+ */
+async function store(c: Client, ticker: string, deltas: readonly D[], anchorTs: number, next?: { ts: number; last: number | null }): Promise<void> {
   const seen = new Map<string, number>();
   const rows: Row[] = deltas.map((d) => {
     const k = `${d.ts}|${d.side}|${d.price}|${units(d.delta)}`;
@@ -68,7 +73,7 @@ async function store(c: Client, ticker: string, deltas: readonly D[], anchorTs: 
     };
   });
   await insertRows(c, 'orderbook_deltas', rows, true);
-  const at = replay(deltas, anchorTs);
+  const at = next ? replay(deltas, next.ts - 1) : replay(deltas, anchorTs);
   // Exchange snapshots list bids ascending (best last), sizes as decimal strings.
   const asc = (m: Map<number, number>) => ladder(m).reverse();
   await insertRows(
@@ -81,7 +86,9 @@ async function store(c: Client, ticker: string, deltas: readonly D[], anchorTs: 
         no_levels: asc(at.no),
         snapshot_ts: anchorTs + 2,
         source: 'ws',
-        last_delta_ts: anchorTs,
+        last_delta_ts: next ? next.last : anchorTs,
+        next_delta_ts: next?.ts ?? null,
+        seq: 12,
         received_at: anchorTs + 2,
         gatherer: 'g2',
         conn_id: 4,
@@ -108,8 +115,8 @@ describe('kdp book', () => {
   before(async () => {
     await withClient(prod, async (c) => {
       await store(c, T, deltas, BASE + 20);
-      // Distractors: an older anchorable snapshot, a newer one without last_delta_ts, a newer REST
-      // snapshot, and a snapshot received after TIME: none may be chosen.
+      // Distractors: an older anchorable snapshot, a newer one with neither bound, a newer REST
+      // snapshot, and one placed after TIME in the delta stream: none may be chosen.
       await insertRows(
         c,
         'orderbook_snapshots',
@@ -150,9 +157,9 @@ describe('kdp book', () => {
             ticker: T,
             yes_levels: [['0.97', '1.00']],
             no_levels: [],
-            snapshot_ts: BASE + 36,
+            snapshot_ts: BASE + 34,
             source: 'ws',
-            last_delta_ts: BASE + 32,
+            last_delta_ts: BASE + 36,
             received_at: BASE + 36,
             gatherer: 'g1',
           },
@@ -165,12 +172,20 @@ describe('kdp book', () => {
   test('anchored on the newest usable snapshot; identical deltas both applied; a zero level vanishes', async () => {
     const book = await withClient(prod, (c) => reconstructBook(c, T, BASE + 35));
     assert.deepEqual(book.anchor, {
+      source: 'ws',
       snapshotTs: BASE + 22,
       lastDeltaTs: BASE + 20,
+      nextDeltaTs: null,
+      chainFromTs: BASE + 20,
+      chainInclusive: false,
       gatherer: 'g2',
       connId: 4,
       sid: 7,
+      seq: 12,
     });
+    assert.equal(book.trust.trusted, true, book.trust.reasons.join());
+    assert.deepEqual(book.trust.chainGatherers, ['g1']);
+    assert.deepEqual(book.trust.lastRest, { snapshotTs: BASE + 34, ageUs: 1, gatherer: 'g1' });
     assert.equal(book.deltasApplied, 4);
     assert.deepEqual(book.yes, [{ price: '0.35', size: '6.00' }]);
     assert.deepEqual(book.no, [
@@ -190,15 +205,21 @@ describe('kdp book', () => {
 
   test('later times use the later snapshot; a level removed entirely leaves the side empty', async () => {
     const book = await withClient(prod, (c) => reconstructBook(c, T, BASE + 40));
-    assert.equal(book.anchor.snapshotTs, BASE + 36);
+    assert.equal(book.anchor.snapshotTs, BASE + 34);
     assert.deepEqual(book.no, [], 'the anchoring snapshot of g1 lists no NO levels and nothing is added after it');
     assert.equal(book.yesAsk, null);
   });
 
-  test('before any anchorable snapshot the book is refused with KDP_ERR_BOOK_NO_ANCHOR', async () => {
+  test('before any anchorable snapshot the book is refused with KDP_ERR_BOOK_NO_ANCHOR naming why; a snapshot is placed by its bound, not its receive time', async () => {
+    const early = await withClient(prod, (c) => reconstructBook(c, T, BASE + 14));
+    assert.equal(early.anchor.snapshotTs, BASE + 15, 'received after TIME, but it holds only deltas <= BASE + 10');
     await assert.rejects(
-      withClient(prod, (c) => reconstructBook(c, T, BASE + 14)),
-      { code: 'KDP_ERR_BOOK_NO_ANCHOR' },
+      withClient(prod, (c) => reconstructBook(c, T, BASE + 9)),
+      (err: KdpError) => {
+        assert.equal(err.code, 'KDP_ERR_BOOK_NO_ANCHOR');
+        assert.match(err.message, /before the first WebSocket snapshot's place in the delta stream/);
+        return true;
+      },
     );
   });
 
@@ -216,7 +237,7 @@ describe('kdp book', () => {
     let run = 0;
     await withClient(prod, async (c) => {
       await fc.assert(
-        fc.asyncProperty(arbStream, fc.nat(), fc.nat(), async (ops, anchorPick, timePick) => {
+        fc.asyncProperty(arbStream, fc.nat(), fc.nat(), fc.boolean(), async (ops, anchorPick, timePick, nextPick) => {
           const ticker = `KXPROP-${run++}`;
           const prices = ['0.01', '0.25', '0.5', '0.9999'];
           const state = { yes: new Map<string, number>(), no: new Map<string, number>() };
@@ -232,10 +253,16 @@ describe('kdp book', () => {
             stream.push({ ts, side: op.side, price, delta: (d / 100).toFixed(2) });
           }
           if (stream.length === 0) return;
-          const anchorTs = stream[anchorPick % stream.length]!.ts;
+          // Anchored by last_delta_ts (a delta's time), or by next_delta_ts (the snapshot right before
+          // delta k, where k starts a new µs; its last_delta_ts lost half the time, as after a gap).
+          const k = anchorPick % stream.length;
+          const byNext = nextPick && (k === 0 || stream[k - 1]!.ts < stream[k]!.ts);
+          const anchorTs = byNext ? stream[k]!.ts : stream[k]!.ts;
           const atUs = anchorTs + 2 + (timePick % (ts - anchorTs + 3));
-          await store(c, ticker, stream, anchorTs);
+          const last = k > 0 && anchorPick % 2 === 0 ? stream[k - 1]!.ts : null;
+          await store(c, ticker, stream, anchorTs, byNext ? { ts: stream[k]!.ts, last } : undefined);
           const book = await reconstructBook(c, ticker, atUs);
+          assert.equal(book.anchor.chainInclusive, byNext);
           const want = replay(stream, atUs);
           assert.deepEqual(bookLadder(book.yes), ladder(want.yes));
           assert.deepEqual(bookLadder(book.no), ladder(want.no));

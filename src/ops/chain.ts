@@ -1,0 +1,104 @@
+// Whether production's delta chain of one market is whole over a window (the trust part of
+// `kdp book`; docs/semantics.md "Order-book reconstruction").
+//
+// Rule. Production's deltas are the union of every gatherer's copies, so a delta is lost for good
+// only when *every* gatherer missed it. A gatherer g misses the deltas of market M received while
+//   - it was not yet recording M: before its first WebSocket snapshot of M (a subscription starts
+//     with one), or
+//   - one of its gap_ledger rows covers M (tickers holds M, or lists none) on the book stream
+//     (channel orderbook_delta, or NULL: disconnects, restarts), from window_start to window_end
+//     (else recovered_at; open-ended while neither is set). Recovered or not: a resync restores
+//     the gatherer's book, never the deltas themselves (no API returns them).
+// The chain has a gap wherever these intervals of all gatherers intersect. Ledger windows and
+// snapshot_ts are receive times (our clocks), deltas' exchange_ts the exchange's: the window is
+// taken in receive time, from the anchor's snapshot_ts to the receipt of the market's first
+// production delta after TIME (open-ended when there is none yet), its end widened by
+// RECEIVE_SKEW_US for gatherers' clocks and the copies' receive times differing.
+import type { ClientBase } from 'pg';
+
+/** How far two gatherers' receive times of one message may differ (NTP-synced clocks, network paths). */
+export const RECEIVE_SKEW_US = 100_000;
+const OPEN = Number.MAX_SAFE_INTEGER;
+
+export interface Interval {
+  readonly fromUs: number;
+  readonly toUs: number;
+}
+
+export interface ChainCheck {
+  /** Receive-time window the check covered. */
+  readonly window: Interval;
+  /** Sub-windows (receive time) in which every gatherer that ever recorded the market lost deltas. */
+  readonly gaps: Interval[];
+  /** Gatherers that recorded the market and lost nothing in the window. */
+  readonly gatherersWithoutLoss: string[];
+  /** Gatherers that ever recorded the market (a WebSocket snapshot of it). */
+  readonly gatherers: string[];
+}
+
+/** Sorted, merged copy of `xs`. */
+export function mergeIntervals(xs: readonly Interval[]): Interval[] {
+  const sorted = [...xs].sort((a, b) => a.fromUs - b.fromUs);
+  const out: Interval[] = [];
+  for (const x of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && x.fromUs <= last.toUs) out[out.length - 1] = { fromUs: last.fromUs, toUs: Math.max(last.toUs, x.toUs) };
+    else out.push(x);
+  }
+  return out;
+}
+
+/** Intersection of two merged interval lists. */
+export function intersectIntervals(a: readonly Interval[], b: readonly Interval[]): Interval[] {
+  const out: Interval[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const fromUs = Math.max(a[i]!.fromUs, b[j]!.fromUs);
+    const toUs = Math.min(a[i]!.toUs, b[j]!.toUs);
+    if (fromUs <= toUs) out.push({ fromUs, toUs });
+    if (a[i]!.toUs < b[j]!.toUs) i++;
+    else j++;
+  }
+  return out;
+}
+
+const LOSS_SQL = `
+  SELECT split_part(gatherer, '@', 1) AS gatherer, window_start::float8 AS from_us,
+         coalesce(window_end, recovered_at)::float8 AS to_us
+    FROM gap_ledger
+   WHERE (channel IS NULL OR channel = 'orderbook_delta')
+     AND (cardinality(tickers) = 0 OR $1 = ANY (tickers))
+     AND window_start <= $3 AND coalesce(window_end, recovered_at, ${OPEN}) >= $2`;
+
+const FIRST_SNAPSHOTS_SQL = `
+  SELECT gatherer, min(snapshot_ts)::float8 AS first_us
+    FROM orderbook_snapshots WHERE ticker = $1 AND source = 'ws' GROUP BY gatherer`;
+
+const RECEIVED_AFTER_SQL = `
+  SELECT received_at::float8 AS received_at FROM orderbook_deltas
+   WHERE ticker = $1 AND exchange_ts > $2 ORDER BY exchange_ts LIMIT 1`;
+
+/** Checks the chain of `ticker` from an anchor received at `anchorReceivedUs` up to exchange time `atUs`. */
+export async function checkChain(client: ClientBase, ticker: string, anchorReceivedUs: number, atUs: number): Promise<ChainCheck> {
+  const after = await client.query<{ received_at: number }>(RECEIVED_AFTER_SQL, [ticker, atUs]);
+  const endUs = after.rows[0] ? after.rows[0].received_at + RECEIVE_SKEW_US : OPEN;
+  // From the anchor's own receipt: its gatherer lost nothing between the snapshot and its bound.
+  const window = { fromUs: anchorReceivedUs, toUs: endUs };
+  const firsts = await client.query<{ gatherer: string; first_us: number }>(FIRST_SNAPSHOTS_SQL, [ticker]);
+  const losses = await client.query<{ gatherer: string; from_us: number; to_us: number | null }>(LOSS_SQL, [ticker, window.fromUs, window.toUs]);
+  let common: Interval[] = [window];
+  const withoutLoss: string[] = [];
+  const gatherers = firsts.rows.map((r) => r.gatherer).sort();
+  for (const g of gatherers) {
+    const first = firsts.rows.find((r) => r.gatherer === g)!.first_us;
+    const lost = mergeIntervals([
+      { fromUs: -OPEN, toUs: first - 1 },
+      ...losses.rows.filter((r) => r.gatherer === g).map((r) => ({ fromUs: r.from_us, toUs: r.to_us ?? OPEN })),
+    ]);
+    const inWindow = intersectIntervals(lost, [window]);
+    if (inWindow.length === 0) withoutLoss.push(g);
+    common = intersectIntervals(common, lost);
+  }
+  return { window, gaps: gatherers.length === 0 ? [window] : common, gatherersWithoutLoss: withoutLoss, gatherers };
+}
