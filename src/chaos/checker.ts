@@ -11,6 +11,8 @@
 //               unless it precedes the market's first snapshot's place in the stream; one in the
 //               µs of one of its market's deltas, or a mismatch with a tie at the anchor, is the
 //               known residual (counted);
+//   drift       every REST snapshot of production equals the book rebuilt from the WebSocket chain
+//               within the tolerance rule (src/ops/drift.ts): the nemesis corrupts no delta;
 //   lifecycle   every market/event lifecycle message of the window is in production, none unknown
 //               to the truth is;
 //   gaps        every fault the exchange injected that breaks a gatherer's stream (skipped seq,
@@ -24,6 +26,7 @@ import type { ClientBase } from 'pg';
 import { withClient } from '../core/pgclient';
 import { KdpError } from '../core/errors';
 import { reconstructBook, type BookLevel } from '../ops/book';
+import { runDriftPass } from '../ops/drift';
 import { canonicalDecimal } from '../ops/decimal';
 import { compareTrades, formatTruthComparison, loadProductionSet, verifyAgainstTruth, type TruthComparison } from '../ops/truth';
 import { readTruthExpectation, type TruthExpectation } from '../ops/truth-file';
@@ -43,7 +46,7 @@ export interface ChaosCheckInput {
 }
 
 export interface Violation {
-  readonly check: 'trades' | 'deltas' | 'books' | 'lifecycle' | 'gaps' | 'ledger' | 'gatherers';
+  readonly check: 'trades' | 'deltas' | 'books' | 'drift' | 'lifecycle' | 'gaps' | 'ledger' | 'gatherers';
   readonly detail: string;
 }
 
@@ -63,6 +66,8 @@ export interface ChaosCheckReport {
   readonly violations: Violation[];
   readonly truth: TruthComparison;
   readonly books: BookCheck;
+  /** REST snapshots compared with the rebuilt book (src/ops/drift.ts), by verdict. */
+  readonly drift: Record<string, number>;
   readonly lifecycle: { expected: number; production: number; missing: number; invented: number };
   readonly gaps: GapCheck;
   readonly ledger: { rows: number; unrecovered: number; byKind: Record<string, number> };
@@ -102,10 +107,11 @@ export async function checkChaosRun(client: ClientBase, input: ChaosCheckInput):
   const comparison = await verifyAgainstTruth(client, truth.expected, truth.span);
   tradeAndDeltaViolations(comparison, add);
   const books = await checkBooks(client, truth, input, add);
+  const drift = await checkDrift(client, add);
   const lifecycle = await checkLifecycle(client, input.truthFile, truth, add);
   const { gaps, ledger } = await checkGaps(client, truth.faults, add);
   const gathererTrades = await checkGathererTrades(input, truth, add);
-  return { ok: violations.length === 0, violations, truth: comparison, books, lifecycle, gaps, ledger, gathererTrades };
+  return { ok: violations.length === 0, violations, truth: comparison, books, drift, lifecycle, gaps, ledger, gathererTrades };
 }
 
 /** Trades of the window absent from each gatherer's own database (see `gatherers` above). */
@@ -236,6 +242,22 @@ async function judgeCheckpoint(client: ClientBase, cp: BookRec, out: BookCheck, 
     out.mismatched++;
     add({ check: 'books', detail: `${wrong}; anchor ${JSON.stringify(book.anchor)}` });
   }
+}
+
+// The chaos run's REST snapshots against the rebuilt books: no fault of the nemesis corrupts a
+// delta, so any mismatch is a wrong WebSocket chain (or a tolerance rule too tight). Merged and quiet
+// by now: every REST snapshot is compared (the 2 s window of `kdp maintain`'s default).
+const DRIFT_WINDOW_US = 2_000_000;
+
+async function checkDrift(client: ClientBase, add: (v: Violation) => void): Promise<Record<string, number>> {
+  const nowUs = Date.now() * 1000 + 3_600_000_000;
+  const pass = await runDriftPass(client, { windowUs: DRIFT_WINDOW_US, settleUs: 0, snapshotsMax: 1_000_000, nowUs, staleUs: Number.MAX_SAFE_INTEGER });
+  const out: Record<string, number> = {};
+  for (const d of pass.checked) {
+    out[d.verdict] = (out[d.verdict] ?? 0) + 1;
+    if (d.verdict === 'mismatch') add({ check: 'drift', detail: `REST snapshot of ${d.ticker} by ${d.gatherer} at ${d.snapshotTs}: ${d.detail}` });
+  }
+  return out;
 }
 
 /** JSON with object keys sorted: the same message compares equal however it was serialised. */
@@ -380,6 +402,11 @@ export function formatChaosReport(r: ChaosCheckReport): string {
   const lines = [
     formatTruthComparison(r.truth).replace(/\nTRUTH: (PASS|FAIL)$/, ''),
     formatBookCheck(r.books),
+    `drift   REST snapshots compared with the rebuilt book: ${
+      Object.entries(r.drift)
+        .map(([k, n]) => `${k}=${n}`)
+        .join(' ') || 'none'
+    }`,
     `lifecycle expected=${r.lifecycle.expected} production=${r.lifecycle.production} missing=${r.lifecycle.missing} invented=${r.lifecycle.invented}`,
     `gaps    injected=${r.gaps.injected} in-ledger=${r.gaps.inLedger} covered-by-restart=${r.gaps.coveredByRestart} not-delivered=${r.gaps.notDelivered} missing=${r.gaps.missing}`,
     `ledger  rows=${r.ledger.rows} unrecovered=${r.ledger.unrecovered} ${Object.entries(r.ledger.byKind)

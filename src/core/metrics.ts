@@ -134,6 +134,11 @@ export const MAINTAIN_METRICS = {
     help: 'Age of the oldest gatherer batch the deduplicator has not merged (0 when everything is merged)',
   },
   table_bytes: { type: 'gauge', help: 'On-disk bytes of a table with its partitions or chunks, indexes and TOAST', labels: ['table'] },
+  book_drift_snapshots_total: {
+    type: 'counter',
+    help: 'REST snapshots compared with the book rebuilt from the WebSocket chain, by verdict (match, mismatch, no_anchor, untrusted, unreadable); per market in book_drift',
+    labels: ['verdict'],
+  },
 } as const satisfies Record<string, Def>;
 
 type MetricOf<D extends Def> = D extends { type: 'counter' } ? Counter<string> : D extends { type: 'gauge' } ? Gauge<string> : Histogram<string>;

@@ -15,6 +15,17 @@ export const MAINTAIN_SPEC = {
   },
   backoffInitialMs: { kind: 'int', doc: 'first retry delay after a failed cycle (doubles per failure, equal jitter)', default: 5_000, min: 1 },
   backoffMaxMs: { kind: 'int', doc: 'largest retry delay after failed cycles (never beyond intervalMs)', default: 300_000, min: 1 },
+  drift: {
+    kind: 'object',
+    doc: 'REST vs WebSocket drift check of production (src/ops/drift.ts): every REST snapshot compared with the rebuilt book',
+    fields: {
+      enabled: { kind: 'boolean', doc: 'run a drift pass in every production cycle', default: true },
+      windowMs: { kind: 'int', doc: 'deltas received this close to a REST snapshot are boundaries it may equal', default: 2_000, min: 0, max: 60_000 },
+      settleMs: { kind: 'int', doc: 'margin past the merge watermark before a REST snapshot is compared', default: 10_000, min: 0 },
+      snapshotsPerCycleMax: { kind: 'int', doc: 'REST snapshots compared per cycle (the rest wait for the next one)', default: 20_000, min: 1 },
+      gathererStaleMs: { kind: 'int', doc: 'a dedup cursor not updated for this long no longer holds the watermark back', default: 900_000, min: 1_000 },
+    },
+  },
   metricsPort: { kind: 'int', doc: 'port of /metrics (0 = any free port; unset = no HTTP server)', optional: true, min: 0, max: 65535 },
   metricsHost: { kind: 'string', doc: 'address /metrics binds', default: '0.0.0.0' },
   log: { kind: 'object', doc: 'logging', fields: LOG_SPEC },

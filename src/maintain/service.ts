@@ -9,6 +9,7 @@ import { classifyDbError, isKdpError, KdpError } from '../core/errors';
 import type { Logger } from '../core/log';
 import type { MAINTAIN_METRICS, MetricSet } from '../core/metrics';
 import { withClient } from '../core/pgclient';
+import { runDriftPass, type DriftPass } from '../ops/drift';
 import { runCycle, type CycleResult } from './cycle';
 import type { MaintainOptions } from './options';
 
@@ -30,8 +31,9 @@ async function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** Logs and counts what a cycle did. */
-function record(result: CycleResult, deps: MaintainDeps): void {
+function record(result: CycleResult & { drift?: DriftPass }, deps: MaintainDeps): void {
   const { log, metrics } = deps;
+  if (result.drift) recordDrift(result.drift, deps);
   for (const p of result.created) metrics.maintenance_partitions_created_total.inc({ table: p.table });
   for (const p of result.dropped) metrics.maintenance_partitions_dropped_total.inc({ table: p.table });
   for (const p of result.compressed) metrics.maintenance_chunks_compressed_total.inc({ table: p.table });
@@ -50,12 +52,36 @@ function record(result: CycleResult, deps: MaintainDeps): void {
   }
 }
 
+function recordDrift(pass: DriftPass, deps: MaintainDeps): void {
+  const byVerdict = new Map<string, number>();
+  for (const d of pass.checked) {
+    deps.metrics.book_drift_snapshots_total.inc({ verdict: d.verdict });
+    byVerdict.set(d.verdict, (byVerdict.get(d.verdict) ?? 0) + 1);
+  }
+  const mismatched = pass.checked.filter((d) => d.verdict === 'mismatch');
+  if (mismatched.length > 0) {
+    const sample = mismatched.slice(0, 10).map((d) => ({ ticker: d.ticker, snapshotTs: d.snapshotTs, gatherer: d.gatherer, detail: d.detail }));
+    deps.log.warn({ mismatched: mismatched.length, sample }, 'REST snapshots disagree with the book rebuilt from the WebSocket chain');
+  }
+  if (pass.checked.length > 0) deps.log.info({ ...Object.fromEntries(byVerdict), upToUs: pass.upToUs }, 'drift pass done');
+}
+
 /** One cycle against the configured database: recorded, and thrown (coded) when it or a job failed. */
-export async function maintainOnce(opts: MaintainOptions, deps: MaintainDeps): Promise<CycleResult> {
+export async function maintainOnce(opts: MaintainOptions, deps: MaintainDeps): Promise<CycleResult & { drift?: DriftPass }> {
   const nowUs = (deps.nowUs ?? systemNowUs)();
   const result = await withClient(opts.database.url, async (client) => {
     await client.query(`SET statement_timeout = ${opts.database.statementTimeoutMs}`);
-    return runCycle(client, { kind: opts.kind as 'gatherer' | 'production', nowUs, partitionDaysAhead: opts.partitionDaysAhead });
+    const cycle = await runCycle(client, { kind: opts.kind as 'gatherer' | 'production', nowUs, partitionDaysAhead: opts.partitionDaysAhead });
+    const d = opts.drift;
+    if (opts.kind !== 'production' || !d.enabled) return cycle;
+    const driftOpts = {
+      windowUs: d.windowMs * 1000,
+      settleUs: d.settleMs * 1000,
+      snapshotsMax: d.snapshotsPerCycleMax,
+      staleUs: d.gathererStaleMs * 1000,
+      nowUs,
+    };
+    return { ...cycle, drift: await runDriftPass(client, driftOpts) };
   });
   record(result, deps);
   const failed = result.jobs.find((j) => j.error !== undefined);

@@ -60,8 +60,11 @@ export interface BookTrust {
   readonly crossed: boolean;
   /** A delta in next_delta_ts's µs may have been counted twice (last_delta_ts = next_delta_ts). */
   readonly anchorTie: boolean;
-  /** The newest REST snapshot of the market at or before TIME (receive time), and its age at TIME. */
-  readonly lastRest: { readonly snapshotTs: number; readonly ageUs: number; readonly gatherer: string } | null;
+  /**
+   * The newest REST snapshot of the market at or before TIME (receive time), its age at TIME, and
+   * the drift check's verdict on it (book_drift; null while not compared yet).
+   */
+  readonly lastRest: { readonly snapshotTs: number; readonly ageUs: number; readonly gatherer: string; readonly drift: string | null } | null;
   /** Gatherers whose copies the applied deltas are (production keeps the first merged copy's provenance). */
   readonly chainGatherers: string[];
   /** Gatherers that recorded the market and lost none of its deltas in the chain's window. */
@@ -122,8 +125,10 @@ const DELTAS_SQL = `
    ORDER BY exchange_ts, occurrence`;
 
 const LAST_REST_SQL = `
-  SELECT snapshot_ts::float8 AS snapshot_ts, gatherer FROM orderbook_snapshots
-   WHERE ticker = $1 AND source = 'rest' AND snapshot_ts <= $2 ORDER BY snapshot_ts DESC LIMIT 1`;
+  SELECT s.snapshot_ts::float8 AS snapshot_ts, s.gatherer, d.verdict
+    FROM orderbook_snapshots s
+    LEFT JOIN book_drift d ON d.ticker = s.ticker AND d.snapshot_ts = s.snapshot_ts AND d.gatherer = s.gatherer
+   WHERE s.ticker = $1 AND s.source = 'rest' AND s.snapshot_ts <= $2 ORDER BY s.snapshot_ts DESC LIMIT 1`;
 
 /** The WS snapshot of `ticker` with the latest bound <= atUs. */
 async function findAnchor(client: ClientBase, ticker: string, atUs: number): Promise<Anchored | null> {
@@ -198,7 +203,7 @@ export async function reconstructBook(client: ClientBase, ticker: string, atUs: 
     chainGaps: chain.gaps,
     crossed: yes[0] !== undefined && no[0] !== undefined && parseScaled(yes[0].price) + parseScaled(no[0].price) > ONE,
     anchorTie: anchor.nextDeltaTs !== null && anchor.lastDeltaTs === anchor.nextDeltaTs,
-    lastRest: r ? { snapshotTs: r.snapshot_ts, ageUs: atUs - r.snapshot_ts, gatherer: r.gatherer } : null,
+    lastRest: r ? { snapshotTs: r.snapshot_ts, ageUs: atUs - r.snapshot_ts, gatherer: r.gatherer, drift: r.verdict } : null,
     chainGatherers: [...chainGatherers].sort(),
     gatherersWithoutLoss: chain.gatherersWithoutLoss,
   });
@@ -242,7 +247,9 @@ export function formatBook(book: Book): string {
 
 function formatTrust(book: Book): string[] {
   const t = book.trust;
-  const rest = t.lastRest ? `${(t.lastRest.ageUs / 1e6).toFixed(3)} s before TIME (${t.lastRest.gatherer})` : 'none at or before TIME';
+  const rest = t.lastRest
+    ? `${(t.lastRest.ageUs / 1e6).toFixed(3)} s before TIME (${t.lastRest.gatherer}), drift check: ${t.lastRest.drift ?? 'not yet'}`
+    : 'none at or before TIME';
   return [
     `trust: ${t.trusted ? 'TRUSTED' : 'UNTRUSTED'}; chain ${t.gapFree ? 'gap-free' : 'has a gap every gatherer shared'}` +
       `; crossed: ${t.crossed ? 'yes' : 'no'}`,

@@ -341,7 +341,29 @@ export function coverageDdl(kind: SchemaKind, _engine: Engine): string[] {
 /**
  * Migration 6: `orderbook_snapshots.next_delta_ts` (µs, nullable): the upper anchor of a WS snapshot
  * in the delta stream (tables.ts); IF NOT EXISTS and nullable without a default, as migration 3.
+ * Production also gets `book_drift`: one row per REST snapshot compared with the book rebuilt from
+ * the WebSocket chain (src/ops/drift.ts, docs/semantics.md "REST vs WebSocket drift").
  */
-export function bookAnchorDdl(_kind: SchemaKind, _engine: Engine): string[] {
-  return [`ALTER TABLE orderbook_snapshots ADD COLUMN IF NOT EXISTS next_delta_ts bigint`];
+export function bookAnchorDdl(kind: SchemaKind, _engine: Engine): string[] {
+  const out = [`ALTER TABLE orderbook_snapshots ADD COLUMN IF NOT EXISTS next_delta_ts bigint`];
+  if (kind === 'production') {
+    out.push(
+      `CREATE TABLE IF NOT EXISTS book_drift (
+  ticker text NOT NULL,
+  -- the REST snapshot compared (orderbook_snapshots key: source 'rest', conn_id 0, sid 0)
+  snapshot_ts bigint NOT NULL,
+  gatherer text NOT NULL,
+  -- match | mismatch | no_anchor | untrusted | unreadable
+  verdict text NOT NULL,
+  -- WebSocket book states (delta boundaries) compared
+  compared integer NOT NULL,
+  anchor_gatherer text,
+  detail text,
+  checked_at bigint NOT NULL,
+  PRIMARY KEY (ticker, snapshot_ts, gatherer)
+)`,
+      `CREATE INDEX IF NOT EXISTS book_drift_snapshot_ts ON book_drift (snapshot_ts)`,
+    );
+  }
+  return out;
 }

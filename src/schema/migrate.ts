@@ -21,7 +21,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: 'sent_at (Kalshi sending_ts_ms) on time-series rows', statements: sentAtDdl },
   { version: 4, name: 'per-row provenance: delivered_by bitmask and gatherer_bits (production)', statements: provenanceDdl },
   { version: 5, name: 'coverage certificates of archived hours (production)', statements: coverageDdl },
-  { version: 6, name: 'next_delta_ts (upper anchor) on order-book snapshots', statements: bookAnchorDdl },
+  { version: 6, name: 'next_delta_ts (upper anchor) on order-book snapshots; book_drift (production)', statements: bookAnchorDdl },
 ];
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 

@@ -1,7 +1,7 @@
 // Fault spec grammar (docs/simulator.md):
 //   SPEC  := ITEM ("," ITEM)*
 //   ITEM  := KIND (":" KEY "=" VALUE)*
-//   KIND  := disconnect | stall | skipseq | dup | malformed | oversized | err25
+//   KIND  := disconnect | stall | skipseq | dup | malformed | oversized | err25 | corrupt
 //          | rest429 | rest5xx | inactive | create | burst
 //   KEY   := every (duration) | at (duration, once) | for (duration) | rate (probability 0..1)
 //            | bytes (int, oversized frame size) | count (int, markets per creation burst)
@@ -9,12 +9,14 @@
 // `create` creates `count` markets at once, all opening within the next second (as daily and hourly
 // series do on Kalshi); `burst` multiplies the exchange's message rate by x for `for`. Both are load,
 // not faults of the wire: the generator applies them on its own clock (seeded, reproducible).
+// `corrupt` sends the exchange's next positive order-book delta to every subscriber with 1 contract
+// more than the exchange applied (a silent corruption: seq, shape and REST book stay right).
 //   duration := INT ("ms" | "s" | "m")
 // Periodic faults fire at start + k*every (k = 1, 2, ...) on the exchange clock, and once at
 // start + at. Rate faults (skipseq, dup, malformed) roll a seeded die per sequenced frame.
 import { KdpError } from '../core/errors';
 
-export const PERIODIC_KINDS = ['disconnect', 'stall', 'oversized', 'err25', 'rest429', 'rest5xx', 'inactive', 'create', 'burst'] as const;
+export const PERIODIC_KINDS = ['disconnect', 'stall', 'oversized', 'err25', 'corrupt', 'rest429', 'rest5xx', 'inactive', 'create', 'burst'] as const;
 /** Periodic kinds the generator applies itself (exchange load), not the simulator's fault loop. */
 export const LOAD_KINDS: ReadonlySet<string> = new Set(['inactive', 'create', 'burst']);
 export const RATE_KINDS = ['skipseq', 'dup', 'malformed'] as const;

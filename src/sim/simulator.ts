@@ -98,7 +98,9 @@ export type FaultRequest =
   /** Exchange load: the message rate times x for forMs; count markets created at once. */
   | { kind: 'burst'; forMs: number; x: number }
   | { kind: 'create'; count: number }
-  | { kind: 'rest429' | 'rest5xx'; forMs: number };
+  | { kind: 'rest429' | 'rest5xx'; forMs: number }
+  /** The exchange's next positive order-book delta goes out 1 contract too large to every subscriber. */
+  | { kind: 'corrupt' };
 
 export interface SimConnection {
   id: number;
@@ -405,6 +407,11 @@ class SimCore {
     if (kind === 'rest429' || kind === 'rest5xx') {
       return this.writeClient({ k: 'fault', t: this.state.nowUs, wall_ms: Date.now(), kind, until_us: this.state.nowUs + forUs });
     }
+    if (kind === 'corrupt') {
+      // Every subscriber gets the same wrong delta: recorded when it is sent (WsExchange.corrupted).
+      this.ws.corruptPending = true;
+      return;
+    }
     const conn: Conn | undefined = this.ws.pickConn(connId);
     if (!conn || !conn.ws) {
       return this.writeClient({ k: 'fault', t: this.state.nowUs, wall_ms: Date.now(), kind, detail: 'no connection' });
@@ -475,6 +482,8 @@ class SimCore {
         return this.fire('err25', f.conn, 0, 0, f.sid);
       case 'disconnect':
         return this.fire('disconnect', f.conn, 0, 0);
+      case 'corrupt':
+        return this.fire('corrupt', undefined, 0, 0);
     }
   }
 

@@ -3,10 +3,10 @@
 // Frames for a connection are queued during an exchange batch and written corked at flush().
 import uWS = require('../http/uws');
 import type { KeyObject } from 'node:crypto';
-import { formatPrice, parsePrice, PRICE_ONE, Rng } from './fixed';
+import { formatPrice, formatSize, parsePrice, parseSize, PRICE_ONE, Rng } from './fixed';
 import { checkHandshake, WS_PATH } from './auth';
 import type { ExchangeState } from './state';
-import type { ExchangeRecord, FaultRec, ClientRec } from './truth';
+import type { ClientRec, DeltaRec, ExchangeRecord, FaultRec } from './truth';
 import { dataFrame, deltaMsg, errorFrame, replyFrame, snapshotMsg, subscribedFrame, tickerMsg, tradeMsg, type WireLevel } from '../kalshi/encode';
 import { WS_ERROR_CODES } from '../kalshi/protocol';
 import type { RateKind } from './faults';
@@ -90,6 +90,8 @@ export class WsHub {
   private readonly faultRng: Rng;
   private pingTimer: NodeJS.Timeout | null = null;
   framesDropped = 0;
+  /** The `corrupt` fault: the next positive delta with subscribers goes out 1 contract too large. */
+  corruptPending = false;
 
   constructor(
     private readonly state: ExchangeState,
@@ -174,12 +176,13 @@ export class WsHub {
       case 'delta': {
         const subs = this.bookIdx.get(rec.m);
         if (!subs || subs.size === 0) return;
-        const prefix = this.state.market(rec.m).wirePrefix;
-        const body = deltaMsg(rec, prefix);
+        const sent = this.corruptPending && !rec.d.startsWith('-') ? this.corrupted(rec) : rec;
+        const prefix = this.state.market(sent.m).wirePrefix;
+        const body = deltaMsg(sent, prefix);
         let yesPriced: string | null = null;
         for (const sub of subs) {
           if (sub.useYesPrice && rec.side === 'no') {
-            yesPriced ??= deltaMsg({ ...rec, p: formatPrice(PRICE_ONE - parsePrice(rec.p)) }, prefix);
+            yesPriced ??= deltaMsg({ ...sent, p: formatPrice(PRICE_ONE - parsePrice(sent.p)) }, prefix);
             this.sendSeq(sub, 'orderbook_delta', yesPriced);
           } else this.sendSeq(sub, 'orderbook_delta', body);
         }
@@ -198,6 +201,21 @@ export class WsHub {
       default:
         return;
     }
+  }
+
+  /** The wire copy of a delta corrupted by the `corrupt` fault (the exchange applied `rec` itself). */
+  private corrupted(rec: DeltaRec): DeltaRec {
+    this.corruptPending = false;
+    const sent = formatSize(parseSize(rec.d) + 100);
+    this.record({
+      k: 'fault',
+      t: this.state.nowUs,
+      wall_ms: Date.now(),
+      kind: 'corrupt',
+      markets: [rec.m],
+      detail: `delta n=${rec.n} ${rec.side} ${rec.p} ${rec.d} sent as ${sent}`,
+    });
+    return { ...rec, d: sent };
   }
 
   /**

@@ -185,7 +185,7 @@ describe('kdp book', () => {
     });
     assert.equal(book.trust.trusted, true, book.trust.reasons.join());
     assert.deepEqual(book.trust.chainGatherers, ['g1']);
-    assert.deepEqual(book.trust.lastRest, { snapshotTs: BASE + 34, ageUs: 1, gatherer: 'g1' });
+    assert.deepEqual(book.trust.lastRest, { snapshotTs: BASE + 34, ageUs: 1, gatherer: 'g1', drift: null });
     assert.equal(book.deltasApplied, 4);
     assert.deepEqual(book.yes, [{ price: '0.35', size: '6.00' }]);
     assert.deepEqual(book.no, [
