@@ -12,13 +12,15 @@
 //     what it lost lies before the gatherer's first snapshot of the market (the rule above), and
 //     its window ends at the ack's processing, after that snapshot's receipt (chaos seed 362: 112
 //     of 300 books called untrusted for a zero-length overlap there, every one of them right).
-// Deltas lost in a window were received strictly inside it, so windows that only touch share nothing.
+// Windows are half-open (src/coverage/intervals.ts): deltas lost in one were received strictly
+// inside it, so windows that only touch share nothing.
 // The chain has a gap wherever these intervals of all gatherers intersect. Ledger windows and
 // snapshot_ts are receive times (our clocks), deltas' exchange_ts the exchange's: the window is
 // taken in receive time, from the anchor's snapshot_ts to the receipt of the market's first
 // production delta after TIME (open-ended when there is none yet), its end widened by
 // RECEIVE_SKEW_US for gatherers' clocks and the copies' receive times differing.
 import type { ClientBase } from 'pg';
+import { intersect, intersectAll, union, type Interval as Span } from '../coverage/intervals';
 
 /** How far two gatherers' receive times of one message may differ (NTP-synced clocks, network paths). */
 export const RECEIVE_SKEW_US = 100_000;
@@ -38,33 +40,6 @@ export interface ChainCheck {
   readonly gatherersWithoutLoss: string[];
   /** Gatherers that ever recorded the market (a WebSocket snapshot of it). */
   readonly gatherers: string[];
-}
-
-/** Sorted, merged copy of `xs`. */
-export function mergeIntervals(xs: readonly Interval[]): Interval[] {
-  const sorted = [...xs].sort((a, b) => a.fromUs - b.fromUs);
-  const out: Interval[] = [];
-  for (const x of sorted) {
-    const last = out[out.length - 1];
-    if (last !== undefined && x.fromUs <= last.toUs) out[out.length - 1] = { fromUs: last.fromUs, toUs: Math.max(last.toUs, x.toUs) };
-    else out.push(x);
-  }
-  return out;
-}
-
-/** Intersection of two merged interval lists. */
-export function intersectIntervals(a: readonly Interval[], b: readonly Interval[]): Interval[] {
-  const out: Interval[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length && j < b.length) {
-    const fromUs = Math.max(a[i]!.fromUs, b[j]!.fromUs);
-    const toUs = Math.min(a[i]!.toUs, b[j]!.toUs);
-    if (fromUs < toUs) out.push({ fromUs, toUs });
-    if (a[i]!.toUs < b[j]!.toUs) i++;
-    else j++;
-  }
-  return out;
 }
 
 const LOSS_SQL = `
@@ -91,18 +66,16 @@ export async function checkChain(client: ClientBase, ticker: string, anchorRecei
   const window = { fromUs: anchorReceivedUs, toUs: endUs };
   const firsts = await client.query<{ gatherer: string; first_us: number }>(FIRST_SNAPSHOTS_SQL, [ticker]);
   const losses = await client.query<{ gatherer: string; from_us: number; to_us: number | null }>(LOSS_SQL, [ticker, window.fromUs, window.toUs]);
-  let common: Interval[] = [window];
+  const w: Span = [window.fromUs, window.toUs];
+  const lostLists: Span[][] = [];
   const withoutLoss: string[] = [];
   const gatherers = firsts.rows.map((r) => r.gatherer).sort();
   for (const g of gatherers) {
     const first = firsts.rows.find((r) => r.gatherer === g)!.first_us;
-    const lost = mergeIntervals([
-      { fromUs: -OPEN, toUs: first - 1 },
-      ...losses.rows.filter((r) => r.gatherer === g).map((r) => ({ fromUs: r.from_us, toUs: r.to_us ?? OPEN })),
-    ]);
-    const inWindow = intersectIntervals(lost, [window]);
-    if (inWindow.length === 0) withoutLoss.push(g);
-    common = intersectIntervals(common, lost);
+    const lost = union([[-OPEN, first], ...losses.rows.filter((r) => r.gatherer === g).map((r): Span => [r.from_us, r.to_us ?? OPEN])]);
+    if (intersect(lost, w).length === 0) withoutLoss.push(g);
+    lostLists.push(lost);
   }
-  return { window, gaps: gatherers.length === 0 ? [window] : common, gatherersWithoutLoss: withoutLoss, gatherers };
+  const common = gatherers.length === 0 ? [w] : intersectAll([[w], ...lostLists]);
+  return { window, gaps: common.map(([fromUs, toUs]) => ({ fromUs, toUs })), gatherersWithoutLoss: withoutLoss, gatherers };
 }
