@@ -38,7 +38,7 @@ export interface DriftResult {
   /** WebSocket book states compared (delta boundaries). */
   readonly compared: number;
   readonly anchorGatherer: string | null;
-  /** mismatch: the differences at the last boundary compared; otherwise why it was not compared. */
+  /** mismatch: the differences at the boundary closest to it (fewest differing levels); otherwise why it was not compared. */
   readonly detail: string | null;
 }
 
@@ -117,6 +117,7 @@ export async function compareRestSnapshot(client: ClientBase, rest: RestSnapshot
   const want = { yes: restLevels(rest.yes, `${rest.ticker} yes`), no: restLevels(rest.no, `${rest.ticker} no`) };
   const ws: Record<string, Levels> = { yes: bookLevels(book.yes), no: bookLevels(book.no) };
   let diff = differences(want, ws);
+  let closest = diff;
   let compared = 1;
   for (let i = 0; i < steps.length && diff.length > 0;) {
     const ts = steps[i]!.ts;
@@ -130,9 +131,10 @@ export async function compareRestSnapshot(client: ClientBase, rest: RestSnapshot
     }
     compared++;
     diff = differences(want, ws);
+    if (diff.length < closest.length) closest = diff;
   }
   if (diff.length === 0) return { ...base, verdict: 'match', compared, anchorGatherer, detail: null };
-  return { ...base, verdict: 'mismatch', compared, anchorGatherer, detail: diff.join('; ') };
+  return { ...base, verdict: 'mismatch', compared, anchorGatherer, detail: closest.join('; ') };
 }
 
 /** A REST snapshot whose stored levels cannot be read is recorded as such (counted), never retried forever. */
