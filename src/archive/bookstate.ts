@@ -38,11 +38,17 @@ export function micro(text: string): number {
   return m[1] === '-' ? -v : v;
 }
 
-/** 360000 -> "0.360000". */
+/**
+ * 360000 -> "0.36", 10500000 -> "10.5", 2000000 -> "2": the shortest exact text. The derived CSV is
+ * parsed by DuckDB at a cost that grows with its bytes, and a 25-level book row holds 100 decimals.
+ */
 export function fromMicro(v: number): string {
   invariant(Number.isSafeInteger(v), `not an integer µ-value: ${v}`);
   const abs = Math.abs(v);
-  return `${v < 0 ? '-' : ''}${Math.floor(abs / 1_000_000)}.${String(abs % 1_000_000).padStart(6, '0')}`;
+  const frac = abs % 1_000_000;
+  const whole = `${v < 0 ? '-' : ''}${Math.floor(abs / 1_000_000)}`;
+  if (frac === 0) return whole;
+  return `${whole}.${String(frac).padStart(6, '0').replace(/0+$/, '')}`;
 }
 
 export function emptyBook(anchorSnapshotTs: number, anchorGatherer: string): MarketBook {
