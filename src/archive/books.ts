@@ -7,30 +7,23 @@
 //   1. the book_snapshots_25 grid point t (the book after every change before t),
 //   2. trades at t (a trade's time is its millisecond: the book before any change in it),
 //   3. a shared-gap break point (chaingaps.ts): the chain is flagged from here,
-//   4. deltas at t, in occurrence order,
-//   5. WebSocket snapshots anchored at t (they hold every change <= t): the book is replaced by
-//      the snapshot, the chain is whole again;
+//   4. WebSocket snapshots placed at t that hold the changes before t (next_delta_ts = t),
+//   5. deltas at t, in occurrence order,
+//   6. WebSocket snapshots placed at t that hold the changes up to t (last_delta_ts = t);
+//   at 4 and 6 the book is replaced by the snapshot and the chain is whole again (placement as
+//   kdp book's, src/ops/book.ts SNAPSHOT_POSITION_SQL);
 // then one quote row if the top of book changed at t. A market's book is unknown (no quotes, no
 // snapshot rows, enriched trades with book_known false) until its first anchored snapshot;
 // books carry over from the previous hour through the book state (bookstate.ts).
 import type { ClientBase } from 'pg';
 import { KdpError, invariant } from '../core/errors';
-import { applyChange, best, emptyBook, fromMicro, micro, topLevels, type BookState, type MarketBook } from './bookstate';
+import { applyChange, best, emptyBook, micro, topLevels, type BookState, type MarketBook } from './bookstate';
 import { BOOK_LEVELS } from './datasets';
 import type { ChainGaps } from './chaingaps';
 import { CsvOut } from './csvout';
+import { RECEIVE_AFTER_POSITION_MAX_US, SNAPSHOT_POSITION_SQL } from '../ops/book';
 import { HOUR_US } from './layout';
 import { GroupedRows, unescapeCopyText } from './rowstream';
-
-/**
- * How far a WS snapshot's receive time (snapshot_ts, the partition column) may lie from its anchor
- * in exchange time. Under load the simulator's exchange clock ran 141 s behind ours; 10 minutes
- * bounds the scan while leaving room for that.
- */
-export const SNAPSHOT_SKEW_US = 600_000_000;
-
-/** SQL for the instant a WS snapshot is anchored at: it holds every delta with exchange_ts <= this. */
-export const SNAPSHOT_ANCHOR_SQL = 'last_delta_ts';
 
 export interface BookHourInput {
   readonly hourStartUs: number;
@@ -68,11 +61,14 @@ function sourceSql(hourStartUs: number): { deltas: string; snapshots: string; tr
       `SELECT ticker, exchange_ts, side, price, delta FROM orderbook_deltas WHERE exchange_ts >= ${from} AND exchange_ts < ${to} ` +
         `ORDER BY ticker COLLATE "C", exchange_ts, occurrence`,
     ),
+    // Placed as kdp book places them (SNAPSHOT_POSITION_SQL); `before`: it holds the deltas before
+    // its position (next_delta_ts known), so it applies before that instant's deltas, else after.
     snapshots: copy(
-      `SELECT ticker, ${SNAPSHOT_ANCHOR_SQL}, snapshot_ts, gatherer, yes_levels::text, no_levels::text FROM orderbook_snapshots ` +
-        `WHERE source = 'ws' AND snapshot_ts >= ${from - SNAPSHOT_SKEW_US} AND snapshot_ts < ${to + SNAPSHOT_SKEW_US} ` +
-        `AND ${SNAPSHOT_ANCHOR_SQL} >= ${from} AND ${SNAPSHOT_ANCHOR_SQL} < ${to} ` +
-        `ORDER BY ticker COLLATE "C", ${SNAPSHOT_ANCHOR_SQL}, snapshot_ts, gatherer`,
+      `SELECT ticker, ${SNAPSHOT_POSITION_SQL}, snapshot_ts, gatherer, yes_levels::text, no_levels::text, next_delta_ts IS NOT NULL ` +
+        `FROM orderbook_snapshots WHERE source = 'ws' ` +
+        `AND snapshot_ts >= ${from - RECEIVE_AFTER_POSITION_MAX_US} AND snapshot_ts < ${to + RECEIVE_AFTER_POSITION_MAX_US} ` +
+        `AND ${SNAPSHOT_POSITION_SQL} >= ${from} AND ${SNAPSHOT_POSITION_SQL} < ${to} ` +
+        `ORDER BY ticker COLLATE "C", ${SNAPSHOT_POSITION_SQL}, next_delta_ts IS NULL, snapshot_ts, gatherer`,
     ),
     trades: copy(
       `SELECT ticker, exchange_ts, trade_id, yes_price, no_price, count, taker_side, source FROM trades ` +
@@ -180,6 +176,13 @@ class MarketWriter {
         if (book) book.chainGap = true;
       }
       let changed = false;
+      // Snapshots that hold the deltas before t (next_delta_ts = t): before t's deltas.
+      while (si < snaps.length && Number(snaps[si]![1]) === t && snaps[si]![6] === 't') {
+        const next = this.snapshot(ticker, snaps[si++]!);
+        if (!next) continue;
+        book = next;
+        changed = true;
+      }
       while (di < deltas.length && Number(deltas[di]![1]) === t) {
         const d = deltas[di++]!;
         if (book) changed = this.applyDelta(ticker, book, d) || changed;
@@ -247,7 +250,7 @@ class MarketWriter {
     for (const side of [yes, no]) {
       for (let i = 0; i < BOOK_LEVELS; i++) {
         const l = side[i];
-        fields.push(l ? fromMicro(l[0]) : '', l ? fromMicro(l[1]) : '');
+        fields.push(l ? String(l[0]) : '', l ? String(l[1]) : '');
       }
     }
     if (book.chainGap) this.chainGapRows++;
@@ -257,7 +260,7 @@ class MarketWriter {
 
   private tradeRow(r: string[], book: MarketBook | undefined): void {
     // COPY text fields: ticker, exchange_ts, trade_id, yes_price, no_price, count, taker_side, source.
-    const base = [r[2]!, r[0]!, r[1]!, r[3]!, r[4]!, r[5]!, unescapeCopyText(r[6]!) ?? '', r[7]!];
+    const base = [r[2]!, r[0]!, r[1]!, String(micro(r[3]!)), String(micro(r[4]!)), String(micro(r[5]!)), unescapeCopyText(r[6]!) ?? '', r[7]!];
     if (!book) {
       this.input.out.trades.line([...base, '', '', '', '', '', '', '', '', 'false', 'false']);
       return;
@@ -268,10 +271,8 @@ class MarketWriter {
     let spread = '';
     if (yb && nb) {
       const yesAsk = 1_000_000 - nb[0];
-      // In 10^-7 dollars: (bid + ask) / 2 is exact there.
-      const mid7 = (yb[0] + yesAsk) * 5;
-      mid = `${Math.floor(mid7 / 10_000_000)}.${String(mid7 % 10_000_000).padStart(7, '0')}`;
-      spread = fromMicro(yesAsk - yb[0]);
+      mid = String((yb[0] + yesAsk) * 5);
+      spread = String(yesAsk - yb[0]);
     }
     if (book.chainGap) this.chainGapRows++;
     this.input.out.trades.line([...base, ...topFields(book), mid, spread, 'true', String(book.chainGap)]);
@@ -287,12 +288,12 @@ function topFields(book: MarketBook): string[] {
   const yb = best(book.yes);
   const nb = best(book.no);
   return [
-    yb ? fromMicro(yb[0]) : '',
-    yb ? fromMicro(yb[1]) : '',
-    nb ? fromMicro(nb[0]) : '',
-    nb ? fromMicro(nb[1]) : '',
-    nb ? fromMicro(1_000_000 - nb[0]) : '',
-    nb ? fromMicro(nb[1]) : '',
+    yb ? String(yb[0]) : '',
+    yb ? String(yb[1]) : '',
+    nb ? String(nb[0]) : '',
+    nb ? String(nb[1]) : '',
+    nb ? String(1_000_000 - nb[0]) : '',
+    nb ? String(nb[1]) : '',
   ];
 }
 

@@ -5,15 +5,16 @@
 // From a break point the derived book rows are flagged `chain_gap` until the market's next
 // anchored WebSocket snapshot resets the book (src/archive/books.ts).
 //
+// The ledger rows are those `kdp book`'s trust reads (src/ops/chain.ts BOOK_LOSS_LEDGER_SQL: the
+// book stream, not new_market); the gatherer set here is every gatherer with a deduplicator cursor
+// (kdp book takes those that ever recorded the market: one query per market, too many per hour).
 // Limits (docs/archive.md): ledger windows are gatherer receive times while book events are in
 // exchange time (the two clocks differ by the network and ingest delay, and by any exchange clock
-// skew); a ledger row with no tickers is taken to cover every market; a row on a channel that
-// carries no book data (trades, tickers, lifecycle) is ignored; a gap still open (no window_end and
-// not recovered) lasts to the end of the hour.
+// skew); a ledger row with no tickers is taken to cover every market; a gap still open (no
+// window_end and not recovered) lasts to the end of the hour.
 import type { ClientBase } from 'pg';
 import { intersectAll, union, type Interval } from '../coverage/intervals';
-
-const NON_BOOK_CHANNELS = new Set(['trade', 'ticker', 'ticker_v2', 'market_lifecycle_v2', 'event_lifecycle', 'market_positions', 'fill']);
+import { BOOK_LOSS_LEDGER_SQL, LEDGER_GATHERER_SQL } from '../ops/chain';
 
 export interface LedgerSpan {
   readonly gatherer: string;
@@ -36,7 +37,8 @@ const NONE: readonly number[] = [];
 /** Loads the ledger rows overlapping [fromUs, toUs) and the gatherer set (live deduplicator cursors, else the ledger's). */
 export async function loadChainGaps(client: ClientBase, fromUs: number, toUs: number): Promise<ChainGaps> {
   const r = await client.query(
-    `SELECT gatherer, channel, tickers, window_start::text AS s, coalesce(window_end, recovered_at)::text AS e, recovered
+    `SELECT ${LEDGER_GATHERER_SQL} AS gatherer, ${BOOK_LOSS_LEDGER_SQL} AS book_loss, tickers, window_start::text AS s,
+            coalesce(window_end, recovered_at)::text AS e, recovered
        FROM gap_ledger
       WHERE window_start < $2 AND coalesce(window_end, recovered_at, $2) >= $1`,
     [fromUs, toUs],
@@ -44,9 +46,9 @@ export async function loadChainGaps(client: ClientBase, fromUs: number, toUs: nu
   const g = await client.query(`SELECT DISTINCT gatherer FROM dedup_cursors`);
   const spans: LedgerSpan[] = [];
   let unrecovered = 0;
-  for (const row of r.rows as { gatherer: string; channel: string | null; tickers: string[]; s: string; e: string | null; recovered: boolean }[]) {
+  for (const row of r.rows as { gatherer: string; book_loss: boolean; tickers: string[]; s: string; e: string | null; recovered: boolean }[]) {
     if (!row.recovered) unrecovered++;
-    if (row.channel !== null && NON_BOOK_CHANNELS.has(row.channel)) continue;
+    if (!row.book_loss) continue;
     spans.push({ gatherer: row.gatherer, tickers: row.tickers, startUs: Number(row.s), endUs: row.e === null ? toUs : Number(row.e) });
   }
   const gatherers = g.rows.length > 0 ? g.rows.map((x: { gatherer: string }) => x.gatherer) : [...new Set(spans.map((s) => s.gatherer))];

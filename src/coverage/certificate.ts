@@ -57,10 +57,22 @@ export interface CoverageCertificate {
   readonly gatherersRecording: readonly string[];
   readonly gaps: readonly CertificateGap[];
   readonly tables: Record<string, TableDelivery>;
-  /** REST snapshot vs rebuilt book: null until production has a book_drift table to read. */
-  readonly bookAgreement: null;
+  /**
+   * REST snapshot vs the book rebuilt from the WebSocket chain (production's book_drift, written by
+   * kdp maintain): REST snapshots of the market received in the hour per verdict; null when none
+   * was compared (yet).
+   */
+  readonly bookAgreement: BookAgreement | null;
   readonly grade: Grade;
   readonly gradeReason: string;
+}
+
+export interface BookAgreement {
+  readonly compared: number;
+  readonly match: number;
+  readonly mismatch: number;
+  /** no_anchor, untrusted, unreadable: REST snapshots that could not be judged. */
+  readonly notJudged: number;
 }
 
 export interface CertificateRange {
@@ -174,6 +186,7 @@ interface HourContext {
   readonly spans: Map<string, Interval>;
   readonly ledger: readonly LedgerRow[];
   readonly tables: Record<string, TableDelivery>;
+  readonly agreement?: BookAgreement | undefined;
 }
 
 /** One market's certificate for one hour (pure). */
@@ -223,7 +236,7 @@ export function certifyMarketHour(ticker: string, market: MarketTimes, h: HourCo
     gatherersRecording: [...h.spans.keys()].sort(),
     gaps,
     tables: h.tables,
-    bookAgreement: null,
+    bookAgreement: h.agreement ?? null,
     grade,
     gradeReason: reason,
   };
@@ -279,6 +292,7 @@ export async function certificateFor(client: ClientBase, range: CertificateRange
   const bitRows = await client.query(`SELECT gatherer, bit FROM gatherer_bits ORDER BY bit`);
   const bits = { names: bitRows.rows.map((b) => b.gatherer as string), bits: bitRows.rows.map((b) => Number(b.bit)) };
   const { spans, deliveries } = await scanTables(client, range, bits);
+  const agreements = await bookAgreements(client, range);
   // A market with rows but no registry row yet (the registry syncs on its own interval) is
   // certified too, with its open and close unknown.
   for (const key of deliveries.keys()) {
@@ -295,7 +309,8 @@ export async function certificateFor(client: ClientBase, range: CertificateRange
         const x = deliveries.get(`${t.name} ${ticker} ${hourStartUs}`);
         if (x) tables[t.name] = x;
       }
-      const ctx = { hourStartUs, range, spans: spans.get(hourStartUs) ?? new Map(), ledger: ledger.rows as LedgerRow[], tables };
+      const agreement = agreements.get(`${ticker} ${hourStartUs}`);
+      const ctx = { hourStartUs, range, spans: spans.get(hourStartUs) ?? new Map(), ledger: ledger.rows as LedgerRow[], tables, agreement };
       out.push(certifyMarketHour(ticker, markets.get(ticker)!, ctx));
     }
   }
@@ -312,3 +327,18 @@ const tooMany = (markets: number, range: CertificateRange): KdpError =>
     'KDP_ERR_USAGE',
     `${markets} markets x ${hoursOf(range).length} hours is more than ${COVERAGE_CERTIFICATES_MAX} certificates; ask for fewer hours or markets`,
   );
+
+/** book_drift verdicts per market and hour of the REST snapshot's receive time. */
+async function bookAgreements(client: ClientBase, range: CertificateRange): Promise<Map<string, BookAgreement>> {
+  const r = await client.query(
+    `SELECT ticker, (snapshot_ts / ${HOUR_US}) * ${HOUR_US} AS h, count(*)::int AS compared,
+            count(*) FILTER (WHERE verdict = 'match')::int AS match, count(*) FILTER (WHERE verdict = 'mismatch')::int AS mismatch
+       FROM book_drift WHERE snapshot_ts >= $1 AND snapshot_ts < $2 AND ($3::text[] IS NULL OR ticker = ANY($3)) GROUP BY 1, 2`,
+    [range.fromUs, range.toUs, range.tickers ?? null],
+  );
+  const out = new Map<string, BookAgreement>();
+  for (const x of r.rows as { ticker: string; h: string; compared: number; match: number; mismatch: number }[]) {
+    out.set(`${x.ticker} ${Number(x.h)}`, { compared: x.compared, match: x.match, mismatch: x.mismatch, notJudged: x.compared - x.match - x.mismatch });
+  }
+  return out;
+}

@@ -107,15 +107,23 @@ function ladder(side: Side): BookLevel[] {
 
 // A snapshot's receive time can trail its exchange-time position by the exchange clock's lag
 // behind ours (141 s seen in a loaded demo): candidates are searched up to this far past TIME.
-const RECEIVE_AFTER_POSITION_MAX_US = 3_600_000_000;
+export const RECEIVE_AFTER_POSITION_MAX_US = 3_600_000_000;
+
+/**
+ * A WS snapshot's position in its market's delta stream (exchange µs; NULL: cannot be placed). With
+ * next_delta_ts the snapshot holds the deltas before it (the chain starts at it, inclusive); with
+ * only last_delta_ts it holds the deltas up to it (the chain starts after it). The processed
+ * archive tier places snapshots by the same rule (src/archive/books.ts).
+ */
+export const SNAPSHOT_POSITION_SQL = 'coalesce(next_delta_ts, last_delta_ts)';
 
 const ANCHOR_SQL = `
   SELECT snapshot_ts::float8 AS snapshot_ts, last_delta_ts::float8 AS last_delta_ts, next_delta_ts::float8 AS next_delta_ts,
          gatherer, conn_id, sid, seq::float8 AS seq, yes_levels, no_levels
     FROM orderbook_snapshots
    WHERE ticker = $1 AND source = 'ws' AND snapshot_ts <= $2::bigint + ${RECEIVE_AFTER_POSITION_MAX_US}
-     AND coalesce(next_delta_ts, last_delta_ts) <= $2
-   ORDER BY coalesce(next_delta_ts, last_delta_ts) DESC, snapshot_ts DESC
+     AND ${SNAPSHOT_POSITION_SQL} <= $2
+   ORDER BY ${SNAPSHOT_POSITION_SQL} DESC, snapshot_ts DESC
    LIMIT 1`;
 
 const DELTAS_SQL = `
@@ -161,8 +169,8 @@ interface Anchored {
 async function noAnchorReason(client: ClientBase, ticker: string, atUs: number): Promise<{ reason: string; why: string }> {
   const r = await client.query(
     `SELECT count(*) FILTER (WHERE source = 'ws')::int AS ws, count(*) FILTER (WHERE source = 'rest')::int AS rest,
-            count(*) FILTER (WHERE source = 'ws' AND coalesce(next_delta_ts, last_delta_ts) IS NULL)::int AS unplaced,
-            min(coalesce(next_delta_ts, last_delta_ts)) FILTER (WHERE source = 'ws')::float8 AS first_bound
+            count(*) FILTER (WHERE source = 'ws' AND ${SNAPSHOT_POSITION_SQL} IS NULL)::int AS unplaced,
+            min(${SNAPSHOT_POSITION_SQL}) FILTER (WHERE source = 'ws')::float8 AS first_bound
        FROM orderbook_snapshots WHERE ticker = $1 AND snapshot_ts <= $2::bigint + ${RECEIVE_AFTER_POSITION_MAX_US}`,
     [ticker, atUs],
   );

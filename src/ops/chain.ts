@@ -42,11 +42,20 @@ export interface ChainCheck {
   readonly gatherers: string[];
 }
 
+/**
+ * gap_ledger rows that cost a gatherer book deltas: the book stream (or the whole connection), and
+ * not new_market (deltas before a market's first snapshot, which no book holds anyway). The
+ * processed archive tier reads the ledger with the same filter (src/archive/chaingaps.ts).
+ */
+export const BOOK_LOSS_LEDGER_SQL = `(channel IS NULL OR channel = 'orderbook_delta') AND kind <> 'new_market'`;
+/** A ledger row's gatherer name: a rebuilt gatherer's rows are named gatherer@instance. */
+export const LEDGER_GATHERER_SQL = `split_part(gatherer, '@', 1)`;
+
 const LOSS_SQL = `
-  SELECT split_part(gatherer, '@', 1) AS gatherer, window_start::float8 AS from_us,
+  SELECT ${LEDGER_GATHERER_SQL} AS gatherer, window_start::float8 AS from_us,
          coalesce(window_end, recovered_at)::float8 AS to_us
     FROM gap_ledger
-   WHERE (channel IS NULL OR channel = 'orderbook_delta') AND kind <> 'new_market'
+   WHERE ${BOOK_LOSS_LEDGER_SQL}
      AND (cardinality(tickers) = 0 OR $1 = ANY (tickers))
      AND window_start <= $3 AND coalesce(window_end, recovered_at, ${OPEN}) >= $2`;
 

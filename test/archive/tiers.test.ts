@@ -21,7 +21,7 @@ import { HOUR_US, hourStartOf } from '../../src/archive/layout';
 import { resolveArchiveOptions } from '../../src/archive/options';
 import { createLogger } from '../../src/core/log';
 import { KdpError } from '../../src/core/errors';
-import { reconstructBook, type Book } from '../../src/ops/book';
+import { SNAPSHOT_POSITION_SQL, reconstructBook, type Book } from '../../src/ops/book';
 import { migrate } from '../../src/schema/migrate';
 import { ORDERBOOK_DELTAS, ORDERBOOK_SNAPSHOTS, TICKERS, TRADES } from '../../src/schema/tables';
 import { startPg, withClient, type TestPg } from '../harness/pg';
@@ -80,7 +80,7 @@ const prov = (ts: number, g = 'g1') => ({
 });
 
 /** One market's book history: deltas that never take a level below zero, and snapshots of the true book. */
-function genBook(g: Gen, r: () => number, ticker: string, snapAt: readonly number[], missing: [number, number] | undefined): void {
+function genBook(g: Gen, r: () => number, ticker: string, snapAt: readonly number[], missing: [number, number] | undefined, byNext = false): void {
   const book = { yes: new Map<number, number>(), no: new Map<number, number>() };
   const events: { ts: number; kind: 'delta' | 'snap' }[] = [];
   for (let t = H0 + 30_000_000; t < H0 + 3 * HOUR_US; t += 5_000_000 + Math.floor(r() * 40_000_000)) events.push({ ts: t, kind: 'delta' });
@@ -90,13 +90,16 @@ function genBook(g: Gen, r: () => number, ticker: string, snapAt: readonly numbe
   for (const e of events) {
     if (e.kind === 'snap') {
       const levels = (m: Map<number, number>) => [...m].sort((a, b) => a[0] - b[0]).map(([p, s]) => [dec(p, 4), dec(s, 2)]);
+      // Placed by last_delta_ts (holds the deltas <= it) or, as after lost frames, by next_delta_ts
+      // alone (holds the deltas < it; no delta of the test lies 1 µs after a snapshot).
+      const position = byNext ? { last_delta_ts: null, next_delta_ts: e.ts + 1 } : { last_delta_ts: e.ts, next_delta_ts: null };
       g.snapshots.push({
         ticker,
         yes_levels: JSON.stringify(levels(book.yes)),
         no_levels: JSON.stringify(levels(book.no)),
         snapshot_ts: e.ts,
         source: 'ws',
-        last_delta_ts: e.ts,
+        ...position,
         ...prov(e.ts, 'g2'),
       });
       continue;
@@ -169,7 +172,7 @@ async function seed(c: ClientBase): Promise<void> {
   const r = rng(19);
   const g: Gen = { deltas: [], snapshots: [], trades: [], tickers: [] };
   genBook(g, r, A, [H0 + 20_000_000, H0 + 2 * HOUR_US + 600_000_000], undefined);
-  genBook(g, r, B, [H0 + HOUR_US + 900_000_000], undefined);
+  genBook(g, r, B, [H0 + HOUR_US + 900_000_000], undefined, true);
   genBook(g, r, C, [H0 + 10_000_000, H0 + 2 * HOUR_US + 300_000_000], [H0 + HOUR_US + 11 * MIN, H0 + HOUR_US + 12 * MIN]);
   [A, B, D].forEach((t, i) => genTrades(g, r, t, i));
   await insertRows(c, ORDERBOOK_DELTAS, g.deltas as never);
@@ -388,7 +391,7 @@ describe('derived tiers', () => {
           const t = src.table === 'orderbook_snapshots' ? 'snapshot_ts' : 'exchange_ts';
           const extra =
             src.table === 'orderbook_snapshots'
-              ? ` AND source = 'ws' AND last_delta_ts >= ${H0 + h * HOUR_US} AND last_delta_ts < ${H0 + (h + 1) * HOUR_US}`
+              ? ` AND source = 'ws' AND ${SNAPSHOT_POSITION_SQL} >= ${H0 + h * HOUR_US} AND ${SNAPSHOT_POSITION_SQL} < ${H0 + (h + 1) * HOUR_US}`
               : ` AND ${t} >= ${H0 + h * HOUR_US} AND ${t} < ${H0 + (h + 1) * HOUR_US}`;
           const n = (await c.query(`SELECT count(*)::int AS n FROM ${src.table} WHERE true${extra}`)).rows[0].n;
           assert.equal(src.rows, n, `hour ${h} ${src.table} rows`);
