@@ -17,6 +17,7 @@ import { ParquetWriter } from '../src/archive/parquet';
 import { openStore } from '../src/archive/store';
 import { PgCluster } from '../src/core/pgcluster';
 import { withClient } from '../src/core/pgclient';
+import { createLogger } from '../src/core/log';
 import { migrate } from '../src/schema/migrate';
 import { emitResult, environment, quietLogger, spread } from './common';
 
@@ -28,6 +29,7 @@ interface Sizes {
 }
 
 const PROV = `0, 'g1', 1, 1, NULL, NULL, 1, 0`;
+const PROV_COLS = 'received_at, gatherer, conn_id, sid, seq, sent_at, batch_id, merged_at';
 
 async function fill(url: string, h: number, n: Sizes): Promise<void> {
   await withClient(url, async (c) => {
@@ -35,21 +37,21 @@ async function fill(url: string, h: number, n: Sizes): Promise<void> {
     const m = `'KXBENCH-26DEC03-M' || lpad((i % ${n.markets})::text, 5, '0')`;
     // One anchored snapshot per market in the hour's first second: 10 levels a side.
     await c.query(
-      `INSERT INTO orderbook_snapshots SELECT ${m.replace(/i %/g, 'i %')}, (SELECT jsonb_agg(jsonb_build_array(round((30 + k)::numeric / 100, 2)::text, (k * 10 + 0.5)::text)) FROM generate_series(1, 10) k),
+      `INSERT INTO orderbook_snapshots (ticker, yes_levels, no_levels, snapshot_ts, source, last_delta_ts, ${PROV_COLS}) SELECT ${m.replace(/i %/g, 'i %')}, (SELECT jsonb_agg(jsonb_build_array(round((30 + k)::numeric / 100, 2)::text, (k * 10 + 0.5)::text)) FROM generate_series(1, 10) k),
          (SELECT jsonb_agg(jsonb_build_array(round((50 + k)::numeric / 100, 2)::text, (k * 7 + 0.25)::text)) FROM generate_series(1, 10) k),
          ${h} + 1000000 + i, 'ws', ${h} + 1000000, ${PROV} FROM generate_series(0, ${n.markets - 1}) i`,
     );
     await c.query(
-      `INSERT INTO orderbook_deltas SELECT ${m}, CASE WHEN i % 2 = 0 THEN 'yes' ELSE 'no' END, ((i * 37) % 40 + 25)::numeric / 100 + (i % 7) / 1000.0,
+      `INSERT INTO orderbook_deltas (ticker, side, price, delta, exchange_ts, occurrence, ${PROV_COLS}) SELECT ${m}, CASE WHEN i % 2 = 0 THEN 'yes' ELSE 'no' END, ((i * 37) % 40 + 25)::numeric / 100 + (i % 7) / 1000.0,
          (((i * 13) % 400) + 1) * CASE WHEN i % 3 = 0 THEN -0.25 ELSE 0.5 END, ${h} + 2000000 + (i::bigint * ${Math.floor((HOUR_US - 3_000_000) / n.deltas)}), (i % 17 = 0)::int, ${PROV}
          FROM generate_series(0, ${n.deltas - 1}) i`,
     );
     await c.query(
-      `INSERT INTO trades SELECT md5(i::text)::uuid, ${m}, ((i * 31) % 98 + 1)::numeric / 100, (99 - (i * 31) % 98)::numeric / 100, (i % 50 + 1) * 0.5,
+      `INSERT INTO trades (trade_id, ticker, yes_price, no_price, count, taker_side, taker_outcome_side, taker_book_side, is_block_trade, exchange_ts, source, ${PROV_COLS}) SELECT md5(i::text)::uuid, ${m}, ((i * 31) % 98 + 1)::numeric / 100, (99 - (i * 31) % 98)::numeric / 100, (i % 50 + 1) * 0.5,
          'yes', NULL, NULL, NULL, ${h} + 2000000 + ((i::bigint * ${Math.floor((HOUR_US - 3_000_000) / n.trades)}) / 1000) * 1000, 'ws', ${PROV} FROM generate_series(0, ${n.trades - 1}) i`,
     );
     await c.query(
-      `INSERT INTO tickers SELECT ${m}, 0.5, NULL, NULL, NULL, NULL, NULL, NULL, (i % 1000) + 0.5, NULL, NULL, ${h} + (i::bigint * ${Math.floor(HOUR_US / n.tickers)}), i, 0, ${PROV}
+      `INSERT INTO tickers (ticker, price, yes_bid, yes_ask, yes_bid_size, yes_ask_size, last_trade_size, volume, open_interest, dollar_volume, dollar_open_interest, exchange_ts, fingerprint, occurrence, ${PROV_COLS}) SELECT ${m}, 0.5, NULL, NULL, NULL, NULL, NULL, NULL, (i % 1000) + 0.5, NULL, NULL, ${h} + (i::bigint * ${Math.floor(HOUR_US / n.tickers)}), i, 0, ${PROV}
          FROM generate_series(0, ${n.tickers - 1}) i`,
     );
     for (const t of ['orderbook_snapshots', 'orderbook_deltas', 'trades', 'tickers']) await c.query(`VACUUM ANALYZE ${t}`);
@@ -68,7 +70,9 @@ async function session(opts: ArchiveOptions, dir: string): Promise<{ s: DeriveSe
   const store = await openStore(opts.store);
   mkdirSync(join(dir, 'duck'), { recursive: true });
   const writer = await ParquetWriter.open({ memoryMb: 1024, threads: 2, tempDir: join(dir, 'duck'), compression: 'zstd', rowGroupRows: 122_880 });
-  const s: DeriveSession = { opts, client, readers, store, writer, log: quietLogger(), onPartition: () => undefined };
+  // KDP_BENCH_LOG=info shows the archiver's per-hour phase timings.
+  const log = process.env.KDP_BENCH_LOG ? createLogger('archive', { level: process.env.KDP_BENCH_LOG }) : quietLogger();
+  const s: DeriveSession = { opts, client, readers, store, writer, log, onPartition: () => undefined };
   return {
     s,
     close: async () => {

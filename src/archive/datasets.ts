@@ -13,6 +13,12 @@ export interface DerivedColumn {
   readonly name: string;
   readonly parquetType: string;
   readonly nullable: boolean;
+  /**
+   * A DECIMAL the producer writes as an integer count of 10^-scale units (the processed replay
+   * computes in µ-units): DuckDB converts it exactly (integer x 10^-scale). Parsing decimal text
+   * from CSV costs DuckDB ~15x more: 10 M values 14.6 s as DECIMAL text, 0.9 s as integers.
+   */
+  readonly csvScaledInteger?: number;
 }
 
 export interface DerivedDataset {
@@ -29,6 +35,8 @@ export interface DerivedDataset {
 }
 
 const c = (name: string, parquetType: string, nullable = false): DerivedColumn => ({ name, parquetType, nullable });
+/** A DECIMAL the processed replay writes in µ-units (10^-6), or 10^-7 for the mid. */
+const m = (name: string, parquetType: string, nullable = false, scale = 6): DerivedColumn => ({ name, parquetType, nullable, csvScaledInteger: scale });
 const PRICE = 'DECIMAL(12,6)';
 const SIZE = 'DECIMAL(20,2)';
 /** A mid price can need one decimal more than its two prices (0.0005 between 0.001 and 0.002). */
@@ -36,13 +44,13 @@ const MID = 'DECIMAL(13,7)';
 
 /** Top-of-book columns shared by quotes and enriched trades (NULL: that side of the book is empty). */
 const TOP: readonly DerivedColumn[] = [
-  c('yes_bid', PRICE, true),
-  c('yes_bid_size', SIZE, true),
-  c('no_bid', PRICE, true),
-  c('no_bid_size', SIZE, true),
+  m('yes_bid', PRICE, true),
+  m('yes_bid_size', SIZE, true),
+  m('no_bid', PRICE, true),
+  m('no_bid_size', SIZE, true),
   // Kalshi books hold bids only: a YES ask is a NO bid seen from the other side (1 − no_bid).
-  c('yes_ask', PRICE, true),
-  c('yes_ask_size', SIZE, true),
+  m('yes_ask', PRICE, true),
+  m('yes_ask_size', SIZE, true),
 ];
 
 /** Which book a derived book row was built from, and whether its chain is trusted. */
@@ -58,7 +66,7 @@ export const BOOK_LEVELS = 25;
 function levelColumns(): DerivedColumn[] {
   const out: DerivedColumn[] = [];
   for (const side of ['yes', 'no']) {
-    for (let i = 1; i <= BOOK_LEVELS; i++) out.push(c(`${side}_price_${i}`, PRICE, true), c(`${side}_size_${i}`, SIZE, true));
+    for (let i = 1; i <= BOOK_LEVELS; i++) out.push(m(`${side}_price_${i}`, PRICE, true), m(`${side}_size_${i}`, SIZE, true));
   }
   return out;
 }
@@ -129,14 +137,14 @@ export const DERIVED_DATASETS: readonly DerivedDataset[] = [
       c('trade_id', 'VARCHAR'),
       c('ticker', 'VARCHAR'),
       c('exchange_ts', 'BIGINT'),
-      c('yes_price', PRICE),
-      c('no_price', PRICE),
-      c('count', SIZE),
+      m('yes_price', PRICE),
+      m('no_price', PRICE),
+      m('count', SIZE),
       c('taker_side', 'VARCHAR', true),
       c('source', 'VARCHAR'),
       ...TOP,
-      c('mid', MID, true),
-      c('spread', PRICE, true),
+      m('mid', MID, true, 7),
+      m('spread', PRICE, true),
       c('book_known', 'BOOLEAN'),
       c('chain_gap', 'BOOLEAN'),
     ],

@@ -282,6 +282,7 @@ async function deriveHour(s: DeriveSession, startUs: number, reason: 'new' | 'la
       out,
     });
     for (const o of Object.values(out)) await o.close();
+    const replayedAt = Date.now();
     const chain = {
       chainGapRows: result.chainGapRows,
       unrecoveredLedgerRows: gaps.unrecovered,
@@ -300,10 +301,13 @@ async function deriveHour(s: DeriveSession, startUs: number, reason: 'new' | 'la
       bookIntervalMs: s.opts.processed.bookIntervalMs,
     };
     const published: [string, Published][] = [];
+    const timingsMs: Record<string, number> = { replay: replayedAt - t0 };
     for (const [k, name] of Object.entries(paths)) {
       const o = out[k as keyof typeof out];
       const d = derivedByName(name);
+      const t = Date.now();
       published.push([cursorName(d), await publish(s, d, startUs, o.path.replace(/\.csv$/, '.parquet'), fromCsv(s, d, o), extra)]);
+      timingsMs[name] = Date.now() - t;
     }
     const stateBytes = encodeState(result.state);
     const statePath = periodPath(s.opts.processed.prefix, '_book_state', startUs, HOUR_US);
@@ -322,7 +326,7 @@ async function deriveHour(s: DeriveSession, startUs: number, reason: 'new' | 'la
     );
     const rows = result.sources.reduce((a, f) => a + f.rows, 0);
     s.log.info(
-      { tier: 'processed', hourStartUs: startUs, reason, sourceRows: rows, rows: result.rows, chain, elapsedMs: Date.now() - t0 },
+      { tier: 'processed', hourStartUs: startUs, reason, sourceRows: rows, rows: result.rows, chain, timingsMs, elapsedMs: Date.now() - t0 },
       'processed hour derived',
     );
     return { changed: old.rows.length > 0 && old.rows[0].checksum !== stateSha, sourceRows: rows };
