@@ -2,9 +2,9 @@
 // Parquet files back, a local directory store and an S3 server (s3rver) on loopback.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { join, sep } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import S3rver = require('s3rver');
@@ -15,7 +15,7 @@ import { createLogger } from '../../src/core/log';
 import { migrate } from '../../src/schema/migrate';
 import { TIME_SERIES_TABLES, tableByName } from '../../src/schema/tables';
 import { startPg, withClient, type TestPg } from '../harness/pg';
-import { insertRows, makeRow, parquetRows, parquetSchema, productionRows, rng, seedProduction } from './fixture';
+import { filesUnder, insertRows, makeRow, parquetRows, parquetSchema, productionRows, rng, seedProduction } from './fixture';
 
 let pg: TestPg;
 const scratch = mkdtempSync(join(tmpdir(), 'kdp-archive-test-'));
@@ -53,19 +53,6 @@ function localOptions(url: string, dir: string, extra: Record<string, unknown> =
     workDir: join(dir, '..', `${dir.split(sep).pop()}-work`),
     ...extra,
   });
-}
-
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out.push(relative(dir, p).split(sep).join('/'));
-    }
-  };
-  walk(dir);
-  return out.sort();
 }
 
 /** Every table's production rows equal the rows of its Parquet files under root. */

@@ -3,15 +3,15 @@
 // Also: SIGTERM stops the service loop cleanly after the partition in flight.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HOUR_US, hourStartOf } from '../../src/archive/layout';
 import { migrate } from '../../src/schema/migrate';
 import { TIME_SERIES_TABLES, tableByName } from '../../src/schema/tables';
 import { startPg, withClient, type TestPg } from '../harness/pg';
-import { parquetRows, productionRows, seedProduction } from './fixture';
+import { filesUnder, parquetRows, productionRows, seedProduction } from './fixture';
 
 const KDP = join(__dirname, '..', '..', '..', 'bin', 'kdp.js');
 const HOURS = 3;
@@ -55,19 +55,7 @@ function runKdp(args: string[], env: Record<string, string> = {}, onStdout?: (li
   });
 }
 
-function visibleFiles(root: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      if (name === '.kdp-staging') continue;
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out.push(relative(root, p).split(sep).join('/'));
-    }
-  };
-  walk(root);
-  return out.sort();
-}
+const visibleFiles = (root: string): string[] => filesUnder(root, ['.kdp-staging']);
 
 /** Every visible Parquet file is whole: it reads back with exactly its hour's production rows. */
 async function assertNoPartialFile(url: string, root: string): Promise<number> {

@@ -1,6 +1,8 @@
 // Shared fixtures of the archiver tests: realistic production rows over several hours, and a
 // reader that loads Parquet files back with DuckDB and renders every value as text, so decimals
 // are compared exactly (never through a float).
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { ClientBase } from 'pg';
 import { HOUR_US } from '../../src/archive/layout';
@@ -224,4 +226,19 @@ export async function parquetSchema(file: string): Promise<Map<string, { type: s
     c.closeSync();
     inst.closeSync();
   }
+}
+
+/** Every file under dir, as sorted '/'-separated paths relative to it (directories named in `skip` left out). */
+export function filesUnder(dir: string, skip: readonly string[] = []): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      if (skip.includes(name)) continue;
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else out.push(relative(dir, p).split(sep).join('/'));
+    }
+  };
+  walk(dir);
+  return out.sort();
 }

@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -25,7 +25,7 @@ import { SNAPSHOT_POSITION_SQL, reconstructBook, type Book } from '../../src/ops
 import { migrate } from '../../src/schema/migrate';
 import { ORDERBOOK_DELTAS, ORDERBOOK_SNAPSHOTS, TICKERS, TRADES } from '../../src/schema/tables';
 import { startPg, withClient, type TestPg } from '../harness/pg';
-import { insertRows, rng } from './fixture';
+import { filesUnder, insertRows, rng } from './fixture';
 
 let pg: TestPg;
 const scratch = mkdtempSync(join(tmpdir(), 'kdp-tiers-test-'));
@@ -190,19 +190,6 @@ async function seed(c: ClientBase): Promise<void> {
   await c.query(
     `INSERT INTO dedup_cursors (gatherer, instance_id, merged_xid, updated_at) VALUES ('g1', gen_random_uuid(), '1', 0), ('g2', gen_random_uuid(), '1', 0)`,
   );
-}
-
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out.push(relative(dir, p).split(sep).join('/'));
-    }
-  };
-  walk(dir);
-  return out.sort();
 }
 
 /** Rows of a dataset's Parquet files, every value as DuckDB text (NULL as null). */
