@@ -151,7 +151,9 @@ class MarketWriter {
   /** Replays one market's hour; returns its book at the end (undefined while unknown). */
   market(ticker: string, start: MarketBook | undefined, deltas: string[][], snaps: string[][], trades: string[][]): MarketBook | undefined {
     let book = start;
-    let lastTop = book ? topKey(book) : '';
+    // The top of book last quoted (yes price, size, no price, size; -1: that side empty): numbers, not text, per change.
+    const lastTop = [-1, -1, -1, -1];
+    if (book) topChanged(book, lastTop);
     const breaks = this.input.gaps.breaksOf(ticker);
     const hourStart = this.input.hourStartUs;
     let di = 0;
@@ -195,11 +197,7 @@ class MarketWriter {
       }
       if (changed && book) {
         book.dirty = true;
-        const key = topKey(book);
-        if (key !== lastTop) {
-          lastTop = key;
-          this.quoteRow(ticker, t, book);
-        }
+        if (topChanged(book, lastTop)) this.quoteRow(ticker, t, book);
       }
     }
     return book;
@@ -297,8 +295,15 @@ function topFields(book: MarketBook): string[] {
   ];
 }
 
-function topKey(book: MarketBook): string {
+/** Whether the book's top differs from `last`; updates `last` to it. */
+function topChanged(book: MarketBook, last: number[]): boolean {
   const yb = best(book.yes);
   const nb = best(book.no);
-  return `${yb?.[0]}:${yb?.[1]}:${nb?.[0]}:${nb?.[1]}`;
+  const now = [yb?.[0] ?? -1, yb?.[1] ?? -1, nb?.[0] ?? -1, nb?.[1] ?? -1];
+  let changed = false;
+  for (let i = 0; i < 4; i++) {
+    if (last[i] !== now[i]) changed = true;
+    last[i] = now[i]!;
+  }
+  return changed;
 }

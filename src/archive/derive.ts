@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import type { Client } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { KdpError, classifyDbError } from '../core/errors';
@@ -88,12 +88,15 @@ async function latePeriods(s: DeriveSession, d: DerivedDataset, nowUs: number, f
   return r.rows.map((row: { p: string }) => Number(row.p));
 }
 
-async function copyToFile(client: Client, sql: string, path: string): Promise<void> {
+/** Streams a COPY into a file; returns the rows PostgreSQL reported copying. */
+async function copyToFile(client: Client, sql: string, path: string): Promise<number> {
+  const copy = client.query(copyTo(sql));
   try {
-    await pipeline(client.query(copyTo(sql)), createWriteStream(path));
+    await pipeline(copy, createWriteStream(path));
   } catch (err) {
     throw classifyDbError(err);
   }
+  return copy.rowCount;
 }
 
 /** Raw partitions (as exported) of the source tables within the period: the manifest's provenance. */
@@ -188,11 +191,10 @@ async function deriveCandles(s: DeriveSession, d: DerivedDataset, nowUs: number,
     const files = { trades: join(s.opts.workDir, `ctrades-${startUs}.csv`), tickers: join(s.opts.workDir, `ctickers-${startUs}.csv`) };
     try {
       const sql = candleSourcesSql(d, startUs);
-      await copyToFile(s.client, sql.trades, files.trades);
-      await copyToFile(s.client, sql.tickers, files.tickers);
+      const sourceRows = (await copyToFile(s.client, sql.trades, files.trades)) + (await copyToFile(s.client, sql.tickers, files.tickers));
       const select = candlesSelectSql(d, startUs, files.trades, files.tickers);
       await record(s, name, startUs, await publish(s, d, startUs, `${base}.parquet`, (p) => s.writer.writeDerivedQuery(d, select, p), {}), reason);
-      return (await lineCount(files.trades)) + (await lineCount(files.tickers));
+      return sourceRows;
     } finally {
       for (const f of Object.values(files)) await rm(f, { force: true });
     }
@@ -333,12 +335,4 @@ async function deriveHour(s: DeriveSession, startUs: number, reason: 'new' | 'la
   } finally {
     for (const o of Object.values(out)) await rm(o.path, { force: true });
   }
-}
-
-async function lineCount(path: string): Promise<number> {
-  let n = 0;
-  for await (const chunk of createReadStream(path)) {
-    for (let i = (chunk as Buffer).indexOf(10); i !== -1; i = (chunk as Buffer).indexOf(10, i + 1)) n++;
-  }
-  return n;
 }

@@ -3,13 +3,13 @@
 // the end of the current hour) and every tier is written; then the files are read back with DuckDB
 // and checked against production: raw/ row counts per table, processed/trades and the candles'
 // trade counts against production's trades.
-import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { exportOnce } from '../archive/archiver';
 import { DERIVED_DATASETS } from '../archive/datasets';
 import { HOUR_US, hourStartOf } from '../archive/layout';
 import { ARCHIVE_SPEC, checkArchiveOptions } from '../archive/options';
+import { openStore } from '../archive/store';
 import { loadConfig } from '../config/load';
 import { createLogger } from '../core/log';
 import { withClient } from '../core/pgclient';
@@ -18,25 +18,6 @@ import { DAY_US, TIME_SERIES_TABLES } from '../schema/tables';
 export interface ArchiveCheck {
   readonly ok: boolean;
   readonly lines: readonly string[];
-}
-
-function parquetFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const p = join(d, n);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (n.endsWith('.parquet')) out.push(p);
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 /** count(*) and, when the column exists, sum(trade_count) over a dataset's files. */
@@ -69,14 +50,17 @@ export async function finalArchivePass(configFile: string, productionUrl: string
     out.tradesOfClosedDays = Number((await c.query(`SELECT count(*)::bigint AS n FROM trades WHERE exchange_ts < $1`, [closedDaysEndUs])).rows[0].n);
     return out;
   });
-  const root = opts.store.dir;
+  // The demo's store is a local directory: its keys are paths under store.dir.
+  const store = await openStore(opts.store);
+  const parquetFiles = async (prefix: string): Promise<string[]> =>
+    (await store.list(`${prefix}/`)).filter((k) => k.endsWith('.parquet')).map((k) => join(opts.store.dir, k));
   const lines = [
     `archive: last pass wrote ${stats.partitions} partitions, ${stats.rows} rows in ${(stats.elapsedMs / 1000).toFixed(1)} s; read back with DuckDB:`,
   ];
   let ok = true;
   const raw: string[] = [];
   for (const t of TIME_SERIES_TABLES) {
-    const back = await readBack(parquetFiles(join(root, opts.store.prefix, t.name)), undefined);
+    const back = await readBack(await parquetFiles(`${opts.store.prefix}/${t.name}`), undefined);
     ok &&= back.rows === counts[t.name];
     raw.push(`${t.name} ${back.rows}${back.rows === counts[t.name] ? '' : ` (production ${counts[t.name]})`}`);
   }
@@ -87,7 +71,7 @@ export async function finalArchivePass(configFile: string, productionUrl: string
     for (const d of DERIVED_DATASETS.filter((x) => x.tier === tier)) {
       if (tier === 'aggregates' && !opts.aggregates.datasets.includes(d.name)) continue;
       const isCandle = d.tier === 'aggregates';
-      const back = await readBack(parquetFiles(join(root, opts[tier].prefix, d.name)), isCandle ? 'trade_count' : undefined);
+      const back = await readBack(await parquetFiles(`${opts[tier].prefix}/${d.name}`), isCandle ? 'trade_count' : undefined);
       // Every trade is in processed/trades and counted once by each candle size (1d only once its day closed).
       const got = d.name === 'trades' ? back.rows : isCandle ? back.sum : undefined;
       const want = d.name === 'candles_1d' ? counts.tradesOfClosedDays : counts.trades;
@@ -97,6 +81,7 @@ export async function finalArchivePass(configFile: string, productionUrl: string
     }
     lines.push(`  ${`${tier}/`.padEnd(11)} ${parts.join(', ')}`);
   }
+  await store.close();
   lines.push(`archive check: ${ok ? 'PASS' : 'FAIL'} (raw/ rows equal production per table; processed/trades and each candle size count every trade once)`);
   return { ok, lines };
 }
