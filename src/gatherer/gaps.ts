@@ -64,6 +64,30 @@ const RESTART_STATE_SQL = `SELECT
     (SELECT max(exchange_ts) FROM trades)::text AS last_exchange,
     (SELECT min(window_start)::text FROM gap_ledger WHERE NOT recovered AND detected_at < $1) AS open_from,
     (SELECT array_agg(gap_id::text) FROM gap_ledger WHERE NOT recovered AND detected_at < $1) AS open_ids`;
+
+/** What a previous process of this gatherer left behind: where its unrecorded time starts, its open gaps. */
+export interface RestartState {
+  readonly fromUs: number;
+  readonly openGapIds: readonly number[];
+}
+
+/**
+ * Reads the restart state at start-up, before this process's writers, REST backfills or gap rows
+ * touch the database: read later, this process's own first commits (newer batches and trades)
+ * moved the window's start past the dead process's last commit, and its stuck trades were never
+ * backfilled (chaos seed 381: a restart during a database restart read the state only after its
+ * own first trades were in; 9,280 trades missing from that gatherer, no ledger row covering them).
+ * Undefined for a new database. Throws (the process exits and is restarted) when the database
+ * cannot answer, like the schema check before it.
+ */
+export async function readRestartState(pool: Pool, atUs: number): Promise<RestartState | undefined> {
+  type Row = { last: string | null; last_exchange: string | null; open_from: string | null; open_ids: string[] | null };
+  const r = await pool.query<Row>(RESTART_STATE_SQL, [atUs]);
+  const { last, last_exchange: lastExchange, open_from: openFrom, open_ids: openIds } = r.rows[0]!;
+  if (last === null && openFrom === null) return undefined;
+  const fromUs = Math.min(Number(last ?? Infinity), Number(lastExchange ?? Infinity), Number(openFrom ?? Infinity));
+  return { fromUs, openGapIds: (openIds ?? []).map(Number) };
+}
 // A restart gap stays unrecovered (and is logged) when the markets are not all subscribed by then.
 const RESTART_RECOVERY_WAIT_MS = 10 * 60_000;
 
@@ -350,36 +374,33 @@ export class GapTracker {
    * ledgered but not yet recovered were orphaned by its death (found by a chaos run killing a
    * gatherer a second after a disconnect). One 'gatherer_restart' row (conn_id 0, every market)
    * covers both, from the earliest of them; once every market is subscribed and the window's trades
-   * are fetched over REST, it and the orphaned rows are recovered.
+   * are fetched over REST, it and the orphaned rows are recovered. `restart` is what the dead
+   * process left, read by readRestartState() before this process wrote anything.
    */
-  onStarted(tickers: readonly string[]): void {
+  onStarted(tickers: readonly string[], restart: RestartState | undefined): void {
     this.reconcileOnceSubscribed();
+    if (restart === undefined) return; // a new database: nothing was missed
     const startedUs = nowUs();
+    const gapId = this.record({
+      gatherer: this.gatherer,
+      connId: 0,
+      sid: null,
+      channel: null,
+      kind: 'gatherer_restart',
+      tickers,
+      expectedSeq: null,
+      gotSeq: null,
+      errorCode: null,
+      windowStartUs: restart.fromUs,
+      windowEndUs: startedUs,
+      detectedAtUs: startedUs,
+    });
     const p = (async () => {
-      type RestartState = { last: string | null; last_exchange: string | null; open_from: string | null; open_ids: string[] | null };
-      const r = await this.withClientRetried((client) => client.query<RestartState>(RESTART_STATE_SQL, [startedUs]));
-      const { last, last_exchange: lastExchange, open_from: openFrom, open_ids: openIds } = r.rows[0]!;
-      if (last === null && openFrom === null) return; // a new database: nothing was missed
-      const fromUs = Math.min(Number(last ?? Infinity), Number(lastExchange ?? Infinity), Number(openFrom ?? Infinity));
-      const gapId = this.record({
-        gatherer: this.gatherer,
-        connId: 0,
-        sid: null,
-        channel: null,
-        kind: 'gatherer_restart',
-        tickers,
-        expectedSeq: null,
-        gotSeq: null,
-        errorCode: null,
-        windowStartUs: fromUs,
-        windowEndUs: startedUs,
-        detectedAtUs: startedUs,
-      });
       await this.waitAllSubscribed(RESTART_RECOVERY_WAIT_MS);
-      const orphans = (openIds ?? []).map((id) => Promise.resolve(Number(id)));
-      this.queueTradeBackfill(0, tickers, fromUs, [gapId, ...orphans], 'resubscribe');
+      const orphans = restart.openGapIds.map((id) => Promise.resolve(id));
+      this.queueTradeBackfill(0, tickers, restart.fromUs, [gapId, ...orphans], 'resubscribe');
     })();
-    this.track(p.catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'restart gap could not be recorded')));
+    this.track(p.catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'restart gap could not be recovered')));
   }
 
   /**

@@ -17,7 +17,7 @@ import type { TimeSeriesTableName } from '../schema/tables';
 import { createRestControlPlane, type RestControlPlane } from './controlplane';
 import { ConnectionManager } from './connections';
 import { checkGathererOptions, type GathererOptions } from './config';
-import { GapTracker } from './gaps';
+import { GapTracker, readRestartState } from './gaps';
 import { startGathererHttp, type GathererHttp } from './http';
 import { Pipeline } from './pipeline';
 
@@ -73,6 +73,8 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
   checkGathererOptions(o);
   const pool = openPool(o, log);
   await checkDatabase(pool);
+  // Before anything of this process writes: see readRestartState.
+  const restart = await readRestartState(pool, Date.now() * 1000);
   let failedWith: (err: KdpError) => void = () => undefined;
   const failed = new Promise<KdpError>((resolve) => (failedWith = resolve));
   const registry = createRegistry();
@@ -98,7 +100,7 @@ export async function startGatherer(o: GathererOptions, log: Logger): Promise<Ga
   await discoverWithRetry(controlPlane, log);
   manager.addMarkets(controlPlane.registry.activeTickers());
   manager.start();
-  gaps.onStarted(controlPlane.registry.activeTickers());
+  gaps.onStarted(controlPlane.registry.activeTickers(), restart);
   log.info({ markets: manager.marketCount(), workers: o.pipeline.workers, connections: o.connections.count }, 'gatherer started');
 
   // Ring-drop notices of a connection that went quiet after its drop, and notices queued behind a

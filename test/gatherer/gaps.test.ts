@@ -9,7 +9,7 @@ import { createLogger } from '../../src/core/log';
 import { createMetrics, createRegistry, GATHERER_METRICS } from '../../src/core/metrics';
 import type { BackfillRequest, BackfillResult, TradeBackfill } from '../../src/gatherer/backfill';
 import type { ConnectionManager } from '../../src/gatherer/connections';
-import { GapTracker } from '../../src/gatherer/gaps';
+import { GapTracker, readRestartState } from '../../src/gatherer/gaps';
 import type { GapEvent } from '../../src/workers/sequence';
 import { migratedGathererDb, waitFor } from '../harness/gatherer';
 import { startPg, type TestPg } from '../harness/pg';
@@ -206,9 +206,10 @@ test('after a crash, the restarted gatherer takes over the gaps the dead process
       oldStartUs,
       oldStartUs + 1000,
     ]);
+    const restart = await readRestartState(pool, Date.now() * 1000);
     const gaps = await tracker(pool, backfill);
     try {
-      gaps.onStarted(['M-1', 'M-2']);
+      gaps.onStarted(['M-1', 'M-2'], restart);
       await waitFor('both rows recovered', async () => {
         // One read: two reads could see no row yet, then the row unrecovered.
         const g = await openGaps(pool);
@@ -225,6 +226,50 @@ test('after a crash, the restarted gatherer takes over the gaps the dead process
       assert.equal(rows[1].ws, oldStartUs, 'the restart row starts at the orphaned gap');
       assert.equal(calls.length, 1);
       assert.ok(calls[0]!.fromUs <= oldStartUs, 'the trades of the whole window are fetched');
+    } finally {
+      await gaps.stop();
+    }
+  } finally {
+    await pool.end();
+  }
+});
+
+/** A trade as a gatherer's writer commits it: the row and its ingest_batches row. */
+async function commitTrade(pool: Pool, batchId: number, tradeId: string, exchangeTs: number, committedAtUs: number): Promise<void> {
+  await pool.query(`INSERT INTO ingest_batches (batch_id, writer, table_name, row_count, committed_at) VALUES ($1, 'g1/w1/trades', 'trades', 1, $2)`, [
+    batchId,
+    committedAtUs,
+  ]);
+  await pool.query(
+    `INSERT INTO trades (trade_id, ticker, yes_price, no_price, count, exchange_ts, source, received_at, gatherer, conn_id, sid, batch_id)
+     VALUES ($1, 'M-1', 0.36, 0.64, 1, $2, 'ws', $2, 'g1', 1, 1, $3)`,
+    [tradeId, exchangeTs, batchId],
+  );
+}
+
+test("a restart's window starts at the dead process's last commit even when the new process commits trades before the restart row is written", async () => {
+  const pool = new Pool({ connectionString: await migratedGathererDb(pg) });
+  const { backfill, calls } = fakeBackfill(0);
+  try {
+    const deadAtUs = Date.now() * 1000 - 20_000_000;
+    await commitTrade(pool, 1, 'd91bc706-ee49-470d-82d8-11418bda6fed', deadAtUs - 5_000, deadAtUs);
+    // Read at start-up, as the service does, before any writer of the new process exists.
+    const restart = await readRestartState(pool, Date.now() * 1000);
+    // The new process's first trades commit while the restart row waits for a database that is
+    // still starting up (chaos seed 381): they must not move the window's start.
+    await commitTrade(pool, 2, '6c5e1e0a-51a4-4c8e-9d8e-7bb2c4f1a001', Date.now() * 1000 - 3_000_000, Date.now() * 1000);
+    const gaps = await tracker(pool, backfill);
+    try {
+      gaps.onStarted(['M-1', 'M-2'], restart);
+      await waitFor('the restart row recovered', async () => {
+        const g = await openGaps(pool);
+        return g.n === 1 && g.open === 0;
+      });
+      const row = (await pool.query(`SELECT kind, window_start::float8 AS ws FROM gap_ledger`)).rows[0];
+      assert.equal(row.kind, 'gatherer_restart');
+      assert.equal(row.ws, deadAtUs - 5_000, 'the window starts at the last trade the dead process committed');
+      assert.equal(calls.length, 1);
+      assert.equal(calls[0]!.fromUs, deadAtUs - 5_000, 'the backfill fetches from there');
     } finally {
       await gaps.stop();
     }
