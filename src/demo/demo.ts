@@ -9,7 +9,7 @@ import { readTruthExpectation } from '../ops/truth-file';
 import { histogramQuantile, scrape, sumOf } from '../ops/scrape';
 import { finalArchivePass } from './archive-check';
 import { Stack } from './stack';
-import { LiveView } from './view';
+import { LiveView, type ViewPeaks } from './view';
 
 export interface DemoOptions {
   readonly seconds: number | undefined;
@@ -131,7 +131,7 @@ export async function runDemo(o: DemoOptions, out: NodeJS.WriteStream = process.
       });
       await new Promise((r) => setTimeout(r, 1000));
     }
-    return await finish(stack, o, started.records, say);
+    return await finish(stack, o, started.records, say, view.peaks);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -139,6 +139,8 @@ export async function runDemo(o: DemoOptions, out: NodeJS.WriteStream = process.
     if (o.keep) say(`data kept in ${stack.dir} (logs/, config/, truth.ndjson, archive/, pg/)`);
   }
 }
+
+const mib = (bytes: number | undefined): string => (bytes === undefined ? 'not sampled' : `${(bytes / 1048576).toFixed(0)} MiB`);
 
 function header(o: DemoOptions, startUs: number, wsUrl: string, events: readonly string[]): string {
   const up = Math.round((Date.now() * 1000 - startUs) / 1e6);
@@ -164,7 +166,7 @@ async function creationLatency(stack: Stack): Promise<string> {
   return `${n} subscriptions, p50 ${fmt(0.5)}, p99 ${fmt(0.99)}`;
 }
 
-async function finish(stack: Stack, o: DemoOptions, afterN: number, say: (l: string) => void): Promise<number> {
+async function finish(stack: Stack, o: DemoOptions, afterN: number, say: (l: string) => void, peaks: ViewPeaks): Promise<number> {
   say('\nstopping: pausing the exchange, draining the gatherers, letting the deduplicator catch up ...');
   const sim = stack.sim!;
   const end = await sim.clock('pause');
@@ -189,7 +191,8 @@ async function finish(stack: Stack, o: DemoOptions, afterN: number, say: (l: str
     );
     say(`gap ledger: ${gaps.rows[0].n} gaps recorded, ${gaps.rows[0].r} recovered`);
     say(`new markets, 'created' to book subscription acked: ${latency}`);
-    for (const g of stack.gatherers) say(`${g.name}: started ${g.service.state().starts} time(s)`);
+    for (const g of stack.gatherers) say(`${g.name}: started ${g.service.state().starts} time(s), peak RSS ${mib(peaks.rssBytesMax.get(g.name))}`);
+    say(`deduplicator lag (dedup_sync_lag_seconds, worst gatherer, largest of ${peaks.samples} samples over the run): ${peaks.lagSecondsMax.toFixed(1)} s`);
   } finally {
     await c.end();
   }

@@ -25,6 +25,8 @@ const GATHERER_COLUMNS = {
   markets: 'conn_manager_markets_subscribed',
   reconnects: 'reconnects_total',
   dropped: 'router_messages_dropped_total',
+  // prom-client's default process metric: the gatherer process with its ingest and worker threads.
+  rss: 'process_resident_memory_bytes',
 } as const;
 const DEDUP_COLUMNS = {
   merged: 'dedup_rows_merged_total',
@@ -47,7 +49,17 @@ function columnsOf(kind: Endpoint['kind']): Record<string, string> {
 
 const sumValues = (rows: readonly ViewRow[], col: string): number => rows.reduce((n, r) => n + (r.values[col] ?? 0), 0);
 
+/** The worst values seen over the whole run, for the demo's closing summary (issue 21's targets). */
+export interface ViewPeaks {
+  /** Largest dedup_sync_lag_seconds of any gatherer in any sample. */
+  lagSecondsMax: number;
+  /** Largest resident set per gatherer (bytes) in any sample. */
+  readonly rssBytesMax: Map<string, number>;
+  samples: number;
+}
+
 export class LiveView {
+  readonly peaks: ViewPeaks = { lagSecondsMax: 0, rssBytesMax: new Map(), samples: 0 };
   private previous = new Map<string, { at: number; values: Record<string, number> }>();
   private lastLineAt = 0;
 
@@ -60,7 +72,20 @@ export class LiveView {
   async sample(): Promise<ViewRow[]> {
     const now = Date.now();
     const scraped = await Promise.all(this.endpoints.map((e) => scrape(e.metricsUrl, 900)));
-    return this.endpoints.map((e, i) => this.row(e, scraped[i], now));
+    const rows = this.endpoints.map((e, i) => this.row(e, scraped[i], now));
+    this.notePeaks(rows);
+    return rows;
+  }
+
+  private notePeaks(rows: readonly ViewRow[]): void {
+    this.peaks.samples += 1;
+    for (const r of rows) {
+      if (!r.up) continue;
+      const lag = r.values.lag;
+      if (lag !== undefined) this.peaks.lagSecondsMax = Math.max(this.peaks.lagSecondsMax, lag);
+      const rss = r.values.rss;
+      if (rss !== undefined) this.peaks.rssBytesMax.set(r.name, Math.max(this.peaks.rssBytesMax.get(r.name) ?? 0, rss));
+    }
   }
 
   private row(e: Endpoint, samples: Sample[] | undefined, now: number): ViewRow {
