@@ -123,6 +123,10 @@ export const MAINTAIN_METRICS = {
     help: 'Gatherer day partitions or TimescaleDB chunks dropped past retention (all their rows merged)',
     labels: ['table'],
   },
+  maintenance_batches_pruned_total: {
+    type: 'counter',
+    help: 'Gatherer ingest_batches rows deleted: merged batches older than retention whose rows are all gone',
+  },
   maintenance_partitions_kept_unmerged: {
     type: 'gauge',
     help: 'Partitions or chunks past retention kept because the deduplicator has not merged all their rows (last cycle)',

@@ -9,13 +9,15 @@ import type { ClientBase } from 'pg';
 import { KdpError } from '../core/errors';
 import { isPartitioned, type Engine, type SchemaKind } from '../schema/ddl';
 import { SCHEMA_LOCK_KEY, requireSchema } from '../schema/migrate';
-import { drainDefaultPartitions, dropExpiredPartitions, ensurePartitions } from '../schema/partitions';
+import { drainDefaultPartitions, dropExpiredPartitions, ensurePartitions, pruneIngestBatches } from '../schema/partitions';
 import { DAY_US, TIME_SERIES_TABLES } from '../schema/tables';
 
 export interface CycleOptions {
   readonly kind: SchemaKind;
   readonly nowUs: number;
   readonly partitionDaysAhead: number;
+  /** Gatherer: ingest_batches rows of merged, expired, emptied batches deleted per cycle at most. */
+  readonly batchesPrunedPerCycleMax: number;
 }
 
 /** A partition (plain PostgreSQL) or chunk (TimescaleDB) of a table. */
@@ -40,6 +42,8 @@ export interface CycleResult {
   readonly keptUnmerged: readonly PartRef[];
   readonly compressed: readonly PartRef[];
   readonly jobs: readonly JobRun[];
+  /** Gatherer only: ingest_batches rows deleted (partitions.ts pruneIngestBatches). */
+  readonly batchesPruned: number | undefined;
   /** Gatherer only: age of the oldest batch not merged yet (0 when none). */
   readonly oldestUnmergedAgeSeconds: number | undefined;
   readonly tableBytes: Readonly<Record<string, number>>;
@@ -61,6 +65,8 @@ export async function runCycle(client: ClientBase, opts: CycleOptions): Promise<
     return {
       engine: info.engine,
       ...upkeep,
+      // After retention dropped partitions: their batches' bookkeeping rows go with them.
+      batchesPruned: opts.kind === 'gatherer' ? await pruneIngestBatches(client, opts.nowUs, opts.batchesPrunedPerCycleMax) : undefined,
       oldestUnmergedAgeSeconds: opts.kind === 'gatherer' ? await oldestUnmergedAgeSeconds(client, opts.nowUs) : undefined,
       tableBytes: await tableBytes(client, opts.kind, info.engine),
     };

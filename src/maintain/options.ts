@@ -13,6 +13,12 @@ export const MAINTAIN_SPEC = {
     min: 1,
     max: 366,
   },
+  batchesPrunedPerCycleMax: {
+    kind: 'int',
+    doc: 'gatherer: ingest_batches rows of merged batches whose rows retention dropped, deleted per cycle at most (the rest wait for the next cycle)',
+    default: 1_000_000,
+    min: 1,
+  },
   backoffInitialMs: { kind: 'int', doc: 'first retry delay after a failed cycle (doubles per failure, equal jitter)', default: 5_000, min: 1 },
   backoffMaxMs: { kind: 'int', doc: 'largest retry delay after failed cycles (never beyond intervalMs)', default: 300_000, min: 1 },
   drift: {

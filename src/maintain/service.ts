@@ -36,6 +36,7 @@ function record(result: CycleResult & { drift?: DriftPass }, deps: MaintainDeps)
   if (result.drift) recordDrift(result.drift, deps);
   for (const p of result.created) metrics.maintenance_partitions_created_total.inc({ table: p.table });
   for (const p of result.dropped) metrics.maintenance_partitions_dropped_total.inc({ table: p.table });
+  if (result.batchesPruned) metrics.maintenance_batches_pruned_total.inc(result.batchesPruned);
   for (const p of result.compressed) metrics.maintenance_chunks_compressed_total.inc({ table: p.table });
   for (const j of result.jobs) {
     metrics.maintenance_jobs_run_total.inc({ proc: j.proc, outcome: j.error === undefined ? 'ok' : 'error' });
@@ -71,7 +72,12 @@ export async function maintainOnce(opts: MaintainOptions, deps: MaintainDeps): P
   const nowUs = (deps.nowUs ?? systemNowUs)();
   const result = await withClient(opts.database.url, async (client) => {
     await client.query(`SET statement_timeout = ${opts.database.statementTimeoutMs}`);
-    const cycle = await runCycle(client, { kind: opts.kind as 'gatherer' | 'production', nowUs, partitionDaysAhead: opts.partitionDaysAhead });
+    const cycle = await runCycle(client, {
+      kind: opts.kind as 'gatherer' | 'production',
+      nowUs,
+      partitionDaysAhead: opts.partitionDaysAhead,
+      batchesPrunedPerCycleMax: opts.batchesPrunedPerCycleMax,
+    });
     const d = opts.drift;
     if (opts.kind !== 'production' || !d.enabled) return cycle;
     const driftOpts = {
@@ -89,7 +95,13 @@ export async function maintainOnce(opts: MaintainOptions, deps: MaintainDeps): P
   deps.metrics.maintenance_runs_total.inc({ outcome: 'ok' });
   deps.metrics.maintenance_last_success_timestamp_seconds.set(nowUs / 1e6);
   deps.log.info(
-    { engine: result.engine, created: result.created.length, dropped: result.dropped.length, keptUnmerged: result.keptUnmerged.length },
+    {
+      engine: result.engine,
+      created: result.created.length,
+      dropped: result.dropped.length,
+      keptUnmerged: result.keptUnmerged.length,
+      batchesPruned: result.batchesPruned,
+    },
     'maintenance cycle done',
   );
   return result;

@@ -139,3 +139,60 @@ export async function dropExpiredPartitions(client: ClientBase, nowUs: number): 
   }
   return result;
 }
+
+/** ingest_batches rows read per round trip of the prune walk. */
+const PRUNE_CHUNK_ROWS = 10_000;
+
+/**
+ * Gatherer bookkeeping retention: deletes ingest_batches rows of batches that are merged (below
+ * dedup_watermark), older than every table's retention (plus a day), and have no row left in
+ * their table (retention dropped their partitions). Without it the table grew forever: one row per
+ * committed COPY batch, ~30 per second per gatherer in a 60-market chaos run (2.6 M a day) and
+ * more at the exchange's size (every writer commits every flushIntervalMs while it has rows). A batch with rows
+ * still present (a far-future timestamp, a partition kept unmerged) keeps its row, so a rebuild of
+ * production from the gatherers still finds every row a gatherer holds. Walks the oldest rows by
+ * batch id (the primary key; ids grow with commit order, so old rows come first) and stops at the
+ * first chunk with nothing old in it, or after rowsMax deletions. Returns the rows deleted.
+ */
+export async function pruneIngestBatches(client: ClientBase, nowUs: number, rowsMax: number): Promise<number> {
+  const wm = await client.query(`SELECT merged_xid::text AS xid FROM dedup_watermark`);
+  if (wm.rowCount === 0) return 0;
+  const retentionDaysMax = Math.max(...TIME_SERIES_TABLES.map((t) => t.gathererRetentionDays));
+  const cutoffUs = dayStart(nowUs) - (retentionDaysMax + 1) * DAY_US;
+  type Row = { batch_id: string; table_name: string; old: boolean; merged: boolean };
+  let after = '0';
+  let deleted = 0;
+  while (deleted < rowsMax) {
+    const r = await client.query<Row>(
+      // ORDER BY the column, not the text output of the same name (which would sort '10' before '5').
+      `SELECT batch_id::text, table_name, committed_at < $2 AS old, xid < $3::xid8 AS merged
+         FROM ingest_batches WHERE batch_id > $1::bigint ORDER BY ingest_batches.batch_id LIMIT ${PRUNE_CHUNK_ROWS}`,
+      [after, cutoffUs, wm.rows[0].xid],
+    );
+    if (r.rows.length === 0 || !r.rows.some((b) => b.old)) break;
+    after = r.rows[r.rows.length - 1]!.batch_id;
+    const candidates = r.rows.filter((b) => b.old && b.merged).slice(0, rowsMax - deleted);
+    deleted += await deleteEmptyBatches(client, candidates);
+  }
+  return deleted;
+}
+
+/** Deletes the ingest_batches rows of `batches` whose table holds none of their rows any more. */
+async function deleteEmptyBatches(client: ClientBase, batches: readonly { batch_id: string; table_name: string }[]): Promise<number> {
+  let deleted = 0;
+  for (const t of TIME_SERIES_TABLES) {
+    const ids = batches.filter((b) => b.table_name === t.name).map((b) => b.batch_id);
+    if (ids.length === 0) continue;
+    // The BETWEEN lets the batch_id BRIN index skip every block range outside the chunk's ids.
+    const present = await client.query<{ batch_id: string }>(
+      `SELECT DISTINCT batch_id::text FROM ${t.name} WHERE batch_id BETWEEN $1::bigint AND $2::bigint AND batch_id = ANY($3::bigint[])`,
+      [ids[0], ids[ids.length - 1], ids],
+    );
+    const keep = new Set(present.rows.map((p) => p.batch_id));
+    const gone = ids.filter((id) => !keep.has(id));
+    if (gone.length === 0) continue;
+    const d = await client.query(`DELETE FROM ingest_batches WHERE batch_id = ANY($1::bigint[])`, [gone]);
+    deleted += d.rowCount ?? 0;
+  }
+  return deleted;
+}

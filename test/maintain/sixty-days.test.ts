@@ -32,6 +32,10 @@ class World {
   day = 0;
   mergedBatchId = 0;
   readonly batches: WrittenBatch[] = [];
+  /** When each batch committed (the simulated clock: kdp_now_us() is the ingest_batches default). */
+  readonly committedUs = new Map<number, number>();
+  /** Batches whose ingest_batches row the last check found pruned. */
+  batchesPruned = 0;
   constructor(
     readonly url: string,
     readonly engine: Engine,
@@ -52,8 +56,10 @@ class World {
     this.day = day;
     await withClient(this.url, async (c) => {
       await c.query(`UPDATE kdp_test_clock SET us = $1`, [this.nowUs]);
-      this.batches.push(...(await insertDayRows(c, this.todayUs, 3)));
-      if (day % 5 === 0) this.batches.push(...(await insertDayRows(c, this.todayUs + 10 * DAY_US, 1)));
+      const written = await insertDayRows(c, this.todayUs, 3);
+      if (day % 5 === 0) written.push(...(await insertDayRows(c, this.todayUs + 10 * DAY_US, 1)));
+      for (const b of written) this.committedUs.set(b.id, this.nowUs);
+      this.batches.push(...written);
       if (!this.inOutage()) this.mergedBatchId = await publishWatermark(c);
     });
   }
@@ -106,10 +112,34 @@ async function partsOf(c: ClientBase, engine: Engine, table: string): Promise<st
   return r.rows.map((x: { name: string }) => x.name);
 }
 
+const RETENTION_DAYS_MAX = Math.max(...TIME_SERIES_TABLES.map((t) => t.gathererRetentionDays));
+
+/**
+ * ingest_batches keeps exactly the rows still needed: a batch's row stays while it is unmerged,
+ * younger than every table's retention plus a day, or has rows left in its table (a far-ahead day);
+ * every other one is gone (it used to stay forever).
+ */
+async function checkBatchRows(c: ClientBase, w: World, present: ReadonlyMap<number, number>): Promise<number> {
+  const listed = new Set((await c.query(`SELECT batch_id::int AS b FROM ingest_batches`)).rows.map((r: { b: number }) => r.b));
+  const cutoffUs = Math.floor(w.nowUs / DAY_US) * DAY_US - (RETENTION_DAYS_MAX + 1) * DAY_US;
+  let pruned = 0;
+  for (const b of w.batches) {
+    const needed = b.id > w.mergedBatchId || w.committedUs.get(b.id)! >= cutoffUs || (present.get(b.id) ?? 0) > 0;
+    assert.equal(
+      listed.has(b.id),
+      needed,
+      `day ${w.day}: batch ${b.id} of ${b.table} (day ${(b.dayUs - START_US) / DAY_US}) ${needed ? 'lost its' : 'kept a'} bookkeeping row (rows left ${present.get(b.id) ?? 0}, committed day ${(w.committedUs.get(b.id)! - START_US) / DAY_US}, merged through ${w.mergedBatchId})`,
+    );
+    if (!needed) pruned++;
+  }
+  return pruned;
+}
+
 /** The day's invariants, after its cycle. */
 async function checkDay(w: World): Promise<void> {
   await withClient(w.url, async (c) => {
     const present = await rowsByBatch(c);
+    w.batchesPruned = await checkBatchRows(c, w, present);
     for (const b of w.batches) {
       const retention = TIME_SERIES_TABLES.find((t) => t.name === b.table)!.gathererRetentionDays;
       const expired = b.dayUs + DAY_US <= w.nowUs - retention * DAY_US;
@@ -164,6 +194,8 @@ async function sixtyDays(w: World): Promise<string> {
   assert.equal(await value(metrics.maintenance_partitions_kept_unmerged), 0, 'merged again: nothing kept');
   assert.equal(await value(metrics.gatherer_oldest_unmerged_row_age_seconds), 0);
   assert.ok((await value(metrics.maintenance_partitions_dropped_total)) > 0);
+  assert.ok(w.batchesPruned > 0, 'bookkeeping rows of expired batches were pruned');
+  assert.equal(await value(metrics.maintenance_batches_pruned_total), w.batchesPruned);
   assert.ok((await value(metrics.table_bytes, { table: 'orderbook_deltas' })) > 0);
   return logged;
 }
