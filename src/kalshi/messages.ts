@@ -28,14 +28,13 @@ function ticker(msg: JsonObject, field = 'market_ticker'): string {
 }
 
 function price(msg: JsonObject, field: string): string {
-  const v = msg[field];
+  return priceValue(msg[field], field);
+}
+
+function priceValue(v: unknown, field: string): string {
   if (typeof v !== 'string') fail('KDP_ERR_MSG_SHAPE', `${field} missing or not a string`);
   if (!isPrice(v)) fail('KDP_ERR_MSG_DECIMAL', `${field} is not a price decimal`);
   return v;
-}
-
-function size(msg: JsonObject, field: string, signed: boolean): string {
-  return sizeValue(msg[field], field, signed);
 }
 
 function sizeValue(v: unknown, field: string, signed: boolean): string {
@@ -106,27 +105,41 @@ export function sendingTimeUs(v: unknown): number | null {
 const SIDES = ['yes', 'no'] as const;
 
 /**
- * A delta's exchange time (µs). `ts_ms` is the documented field (`ts`, RFC3339 with µs, is
- * deprecated): it decides the millisecond. `ts` adds its microseconds only when it falls in that
- * same millisecond; when the two disagree `ts_ms` wins. Without `ts_ms`, `ts` alone is used.
+ * A delta's exchange time (µs) from its `ts` and `ts_ms` values. `ts_ms` is the documented field
+ * (`ts`, RFC3339 with µs, is deprecated): it decides the millisecond. `ts` adds its microseconds
+ * only when it falls in that same millisecond; when the two disagree `ts_ms` wins. Without `ts_ms`,
+ * `ts` alone is used.
  */
-export function deltaTimeUs(msg: JsonObject): number {
-  if (msg.ts_ms === undefined || msg.ts_ms === null) return exchangeTimeUs(msg, 'ts');
-  const ms = unitsToUs(msg.ts_ms, 1000);
+export function deltaTimeUs(ts: unknown, tsMs: unknown): number {
+  if (tsMs === undefined || tsMs === null) {
+    if (ts === undefined) fail('KDP_ERR_MSG_TIMESTAMP', tsMs === null ? 'ts_ms is not an integer time in range' : 'no exchange time (ts / ts_ms) in message');
+    const us = parseRfc3339Us(ts);
+    if (us < 0) fail('KDP_ERR_MSG_TIMESTAMP', 'ts is not an RFC3339 UTC time in range');
+    return us;
+  }
+  const ms = unitsToUs(tsMs, 1000);
   if (ms < 0) fail('KDP_ERR_MSG_TIMESTAMP', 'ts_ms is not an integer time in range');
-  const us = msg.ts === undefined ? -1 : parseRfc3339Us(msg.ts);
+  const us = ts === undefined ? -1 : parseRfc3339Us(ts);
   return us >= ms && us < ms + 1000 ? us : ms;
 }
 
 /** orderbook_delta: fills ticker, side, price, delta, exchange_ts (deltaTimeUs). */
 export function readDelta(msg: JsonObject, row: DeltaRow): void {
-  row.ticker = ticker(msg);
-  const side = msg.side;
+  readDeltaFields(msg.market_ticker, msg.side, msg.price_dollars, msg.delta_fp, msg.ts, msg.ts_ms, row);
+}
+
+/**
+ * readDelta on the body's field values (undefined = absent): the one validation of a delta, shared
+ * by the generic path and the worker's byte-level reader (src/workers/delta-scan.ts).
+ */
+export function readDeltaFields(ticker: unknown, side: unknown, priceDollars: unknown, deltaFp: unknown, ts: unknown, tsMs: unknown, row: DeltaRow): void {
+  if (!isTicker(ticker)) fail('KDP_ERR_MSG_SHAPE', 'market_ticker missing or invalid');
+  row.ticker = ticker;
   if (side !== 'yes' && side !== 'no') fail('KDP_ERR_MSG_SHAPE', 'side is not yes|no');
   row.side = side;
-  row.price = price(msg, 'price_dollars');
-  row.delta = size(msg, 'delta_fp', true);
-  row.exchange_ts = deltaTimeUs(msg);
+  row.price = priceValue(priceDollars, 'price_dollars');
+  row.delta = sizeValue(deltaFp, 'delta_fp', true);
+  row.exchange_ts = deltaTimeUs(ts, tsMs);
 }
 
 /** One side of a snapshot as JSON text `[["0.0800","300.00"],...]` (validated, unchanged). */

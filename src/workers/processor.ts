@@ -28,6 +28,7 @@ import { SeqVerdict, SequenceChecker, TERMINAL_ERROR_CODES, type GapEvent } from
 import { OccurrenceCounter, RecentIds } from './state';
 import { SnapshotHold } from './held';
 import { isTicker } from './scalars';
+import { DeltaScan } from './delta-scan';
 
 export type { GapEvent } from './sequence';
 
@@ -129,6 +130,8 @@ export class FrameProcessor {
   private readonly recentTrades: RecentIds;
   /** WS snapshot rows waiting for their sid's next in-order delta (next_delta_ts). */
   readonly heldSnapshots: SnapshotHold;
+  /** The byte-level reader of the common orderbook_delta shape (the generic path takes the rest). */
+  private readonly deltaScan = new DeltaScan();
   private readonly samples: RejectSample[] = [];
   private sampleCursor = 0;
   // Reusable row objects (one per table): filled per message, encoded, never retained.
@@ -310,6 +313,13 @@ export class FrameProcessor {
 
   private processMessage(payload: Uint8Array): void {
     if (payload.length > this.options.frameBytesMax) fail('KDP_ERR_FRAME_TOO_LARGE', 'message exceeds frameBytesMax');
+    const scan = this.deltaScan;
+    if (scan.read(payload, this.deltaRow)) {
+      this.counters.messages++;
+      this.sentUs = sendingTimeUs(scan.sentMs);
+      if (this.sequenced(scan.sid, scan.seq)) this.emitDelta(scan.sid, scan.seq);
+      return;
+    }
     const env = parseJsonObject(payload);
     this.counters.messages++;
     const type = env.type;
@@ -376,12 +386,17 @@ export class FrameProcessor {
     const seq = positiveInt(env.seq, 'seq');
     const msg = objectField(env, 'msg');
     if (!this.sequenced(sid, seq)) return;
-    const row = this.deltaRow;
     try {
-      readDelta(msg, row);
+      readDelta(msg, this.deltaRow);
     } catch (err) {
       this.badBookBody(err, sid, seq);
     }
+    this.emitDelta(sid, seq);
+  }
+
+  /** The rest of a delta once its body is in deltaRow (from DeltaScan or readDelta). */
+  private emitDelta(sid: number, seq: number): void {
+    const row = this.deltaRow;
     if (!this.seq.noteDelta(this.connId, sid, row.ticker, row.exchange_ts)) this.counters.deltasWhileUnsynced++;
     this.heldSnapshots.bound(this.connId, sid, row.exchange_ts);
     const occurrence = this.deltaOccurrences.next(row.ticker, row.exchange_ts, row.side + '|' + row.price + '|' + row.delta);
