@@ -399,7 +399,7 @@ export class FrameProcessor {
     const row = this.deltaRow;
     if (!this.seq.noteDelta(this.connId, sid, row.ticker, row.exchange_ts)) this.counters.deltasWhileUnsynced++;
     this.heldSnapshots.bound(this.connId, sid, row.exchange_ts);
-    const occurrence = this.deltaOccurrences.next(row.ticker, row.exchange_ts, row.side + '|' + row.price + '|' + row.delta);
+    const occurrence = this.deltaOccurrences.next(row.ticker, row.exchange_ts, row.side, row.price, row.delta);
     if (occurrence < 0) fail('KDP_ERR_MSG_SHAPE', 'more identical deltas in one microsecond than occurrence can number');
     row.occurrence = occurrence;
     this.provenance(row, sid, seq);

@@ -33,3 +33,28 @@ test('OccurrenceCounter is bounded in markets and restarts numbering after evict
   assert.equal(occ.evictions, 1);
   assert.equal(occ.next('A', 1, 'k'), 0);
 });
+
+test('OccurrenceCounter numbers each (side, price, delta) key per market instant as a model of joined-key counts does', () => {
+  const change = fc.record({
+    ticker: fc.constantFrom('A', 'B', 'C'),
+    ts: fc.integer({ min: 1, max: 3 }),
+    side: fc.constantFrom('yes', 'no'),
+    price: fc.constantFrom('0.10', '0.1', '0.20'),
+    delta: fc.constantFrom('1.00', '-1.00', '2.00'),
+  });
+  fc.assert(
+    fc.property(fc.array(change, { maxLength: 60 }), (changes) => {
+      const occ = new OccurrenceCounter(10);
+      const model = new Map<string, { ts: number; counts: Map<string, number> }>();
+      for (const c of changes) {
+        let m = model.get(c.ticker);
+        if (m === undefined || m.ts !== c.ts) model.set(c.ticker, (m = { ts: c.ts, counts: new Map() }));
+        const key = JSON.stringify([c.side, c.price, c.delta]);
+        const want = m.counts.get(key) ?? 0;
+        m.counts.set(key, want + 1);
+        assert.equal(occ.next(c.ticker, c.ts, c.side, c.price, c.delta), want, JSON.stringify(c));
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
