@@ -99,8 +99,8 @@ export function sampleRss(intervalMs: number): { stop(): { maxBytes: number; sam
 }
 
 /** CPU seconds (user + system) another process has used, from /proc (clock ticks of 1/100 s). */
-export function processCpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+export function processCpuSeconds(pid: number, statFile = `/proc/${pid}/stat`): number {
+  const fields = readFileSync(statFile, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
@@ -129,15 +129,28 @@ export function clusterCpuSeconds(postmasterPid: number): number {
   return total;
 }
 
-/** CPU µs per message of this process, the simulator and the PostgreSQL cluster over a window. */
-export function cpuWindow(simPid: number, postmasterPid: number | undefined): () => { selfCpuUs: number; simCpuUs: number; pgCpuUs: number } {
+/**
+ * CPU seconds of this process's main thread alone (its task whose id is the pid): the gatherer's
+ * ingest thread, apart from its worker threads (Node 20 has no process.threadCpuUsage).
+ */
+export function mainThreadCpuSeconds(): number {
+  return processCpuSeconds(process.pid, `/proc/${process.pid}/task/${process.pid}/stat`);
+}
+
+/** CPU µs of this process (all threads and its main thread apart), the simulator and the PostgreSQL cluster over a window. */
+export function cpuWindow(
+  simPid: number,
+  postmasterPid: number | undefined,
+): () => { selfCpuUs: number; mainThreadCpuUs: number; simCpuUs: number; pgCpuUs: number } {
   const self0 = process.cpuUsage();
+  const main0 = mainThreadCpuSeconds();
   const sim0 = processCpuSeconds(simPid);
   const pg0 = postmasterPid === undefined ? 0 : clusterCpuSeconds(postmasterPid);
   return () => {
     const self = process.cpuUsage(self0);
     return {
       selfCpuUs: self.user + self.system,
+      mainThreadCpuUs: (mainThreadCpuSeconds() - main0) * 1e6,
       simCpuUs: (processCpuSeconds(simPid) - sim0) * 1e6,
       pgCpuUs: postmasterPid === undefined ? 0 : (clusterCpuSeconds(postmasterPid) - pg0) * 1e6,
     };

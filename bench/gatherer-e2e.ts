@@ -71,13 +71,21 @@ function subscribeAll(ws: WebSocket, tickers: string[]): void {
 interface Contender {
   readonly msgsPerSec: number;
   readonly cpuUsPerMsg: number;
+  /** The process's main thread alone: for our gatherer its ingest thread. */
+  readonly mainThreadCpuUsPerMsg: number;
   readonly simCpuUsPerMsg: number;
   readonly pgCpuUsPerMsg: number;
 }
 
-function contender(messages: number, seconds: number, cpu: { selfCpuUs: number; simCpuUs: number; pgCpuUs: number }): Contender {
+function contender(messages: number, seconds: number, cpu: ReturnType<ReturnType<typeof cpuWindow>>): Contender {
   const per = (us: number): number => +(us / Math.max(messages, 1)).toFixed(2);
-  return { msgsPerSec: messages / seconds, cpuUsPerMsg: per(cpu.selfCpuUs), simCpuUsPerMsg: per(cpu.simCpuUs), pgCpuUsPerMsg: per(cpu.pgCpuUs) };
+  return {
+    msgsPerSec: messages / seconds,
+    cpuUsPerMsg: per(cpu.selfCpuUs),
+    mainThreadCpuUsPerMsg: per(cpu.mainThreadCpuUs),
+    simCpuUsPerMsg: per(cpu.simCpuUs),
+    pgCpuUsPerMsg: per(cpu.pgCpuUs),
+  };
 }
 
 /** The floor of receiving a frame in Node: a ws client that counts messages and does nothing else. */
@@ -205,6 +213,7 @@ interface GathererFigures {
   rowsPerSec: number;
   messagesTotal: number;
   cpuUsPerMsg: number;
+  mainThreadCpuUsPerMsg: number;
   simCpuUsPerMsg: number;
   pgCpuUsPerMsg: number;
   peakRssMiB: number;
@@ -330,6 +339,8 @@ async function throughputRep(pg: PgCluster, rep: number): Promise<Record<string,
     naiveCpuUsPerMsg: naive.cpuUsPerMsg,
     naivePgCpuUsPerMsg: naive.pgCpuUsPerMsg,
     gathererCpuUsPerMsg: ours.cpuUsPerMsg,
+    // Its ingest thread alone (receive, frame into the ring): the one thread every message crosses.
+    gathererIngestThreadCpuUsPerMsg: ours.mainThreadCpuUsPerMsg,
     gathererPgCpuUsPerMsg: ours.pgCpuUsPerMsg,
     gathererCpuOverReceiveOnlyCpu: +(ours.cpuUsPerMsg / ceiling.cpuUsPerMsg).toFixed(2),
     gathererCpuOverNaiveCpu: +(ours.cpuUsPerMsg / naive.cpuUsPerMsg).toFixed(2),
@@ -432,6 +443,7 @@ async function main(): Promise<void> {
       gathererOverNaive: col(num('gathererOverNaive')),
       gathererOverDbCeiling: col(num('gathererOverDbCeiling')),
       gathererCpuUsPerMsg: col(num('gathererCpuUsPerMsg')),
+      gathererIngestThreadCpuUsPerMsg: col(num('gathererIngestThreadCpuUsPerMsg')),
       receiveOnlyCpuUsPerMsg: col(num('receiveOnlyCpuUsPerMsg')),
       naiveCpuUsPerMsg: col(num('naiveCpuUsPerMsg')),
       gathererPgCpuUsPerMsg: col(num('gathererPgCpuUsPerMsg')),
