@@ -7,6 +7,12 @@ import { emitResult } from './common';
 // tinybench is ESM-only and this package is CommonJS: types via resolution-mode, code via import().
 import type { Fn, FnOptions } from 'tinybench' with { 'resolution-mode': 'import' };
 
+/** A live-shaped orderbook_delta message (~99 % of the exchange's traffic): the bus benchmarks' payload. */
+export const DELTA_JSON = Buffer.from(
+  '{"type":"orderbook_delta","sid":2,"seq":2,"msg":{"market_ticker":"FED-23DEC-T3.00","market_id":"9b0f6b43-5b0e-4c4c-9a0e-000000000001",' +
+    '"price_dollars":"0.9600","delta_fp":"-54.00","side":"yes","ts":"2026-05-28T05:35:09.623423Z","ts_ms":1779946509623}}',
+);
+
 export interface MicroTask {
   readonly name: string;
   /** Operations one call performs (calls are batched so timer overhead stays negligible). */

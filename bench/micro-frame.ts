@@ -1,12 +1,8 @@
 // Bus frame codec: encode on the ingest thread, decode on the worker.
 import assert from 'node:assert/strict';
 import { FrameCodec, FrameKind } from '../src/ingest/frame';
-import { isMain, runMicro, type MicroResult } from './micro-common';
+import { DELTA_JSON, isMain, runMicro, type MicroResult } from './micro-common';
 
-const DELTA_JSON = Buffer.from(
-  '{"type":"orderbook_delta","sid":2,"seq":2,"msg":{"market_ticker":"FED-23DEC-T3.00","market_id":"9b0f6b43-5b0e-4c4c-9a0e-000000000001",' +
-    '"price_dollars":"0.9600","delta_fp":"-54.00","side":"yes","ts":"2026-05-28T05:35:09.623423Z","ts_ms":1779946509623}}',
-);
 const BATCH = 1000;
 
 export async function benchFrame(): Promise<MicroResult[]> {

@@ -3,9 +3,10 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { FrameKind } from '../src/ingest/frame';
 import { createRingBuffer, RingConsumer, RingProducer } from '../src/ingest/ring';
 import { produceFrames } from '../src/ingest/ring-check';
-import { isMain, runMicro, type MicroResult } from './micro-common';
+import { DELTA_JSON, isMain, runMicro, type MicroResult } from './micro-common';
 
 const CROSS_FRAMES = 500_000;
 const BATCH = 1000;
@@ -30,22 +31,40 @@ export async function benchRing(): Promise<MicroResult[]> {
   const producer = new RingProducer(sab);
   const consumer = new RingConsumer(sab);
   const frame = new Uint8Array(64).fill(7);
-  const scratch = new Uint8Array(4096);
   let current: Awaited<ReturnType<typeof startConsumer>> | null = null;
   let expected = 0;
+  let sink = 0;
   return runMicro('ring', [
     {
-      name: 'same thread tryWrite+readInto 64 B',
+      name: 'same thread tryWrite+peek/release 64 B',
       opsPerCall: BATCH,
       check: () => {
         assert.ok(producer.tryWrite(frame));
-        assert.equal(consumer.readInto(scratch), 64);
-        assert.deepEqual(scratch.subarray(0, 64), frame);
+        assert.deepEqual(consumer.peek(), frame);
+        consumer.release();
       },
       fn: () => {
         for (let i = 0; i < BATCH; i++) {
           producer.tryWrite(frame);
-          consumer.readInto(scratch);
+          sink += consumer.peek()!.length;
+          consumer.release();
+        }
+      },
+    },
+    {
+      // The ingest thread's hot path: header and payload laid straight into the ring.
+      name: `same thread tryWriteFrame+peek/release (${DELTA_JSON.length} B message)`,
+      opsPerCall: BATCH,
+      check: () => {
+        assert.ok(producer.tryWriteFrame(FrameKind.data, 3, 1_779_946_509_623_423, 0, DELTA_JSON));
+        assert.equal(consumer.peek()!.length, 24 + DELTA_JSON.length);
+        consumer.release();
+      },
+      fn: () => {
+        for (let i = 0; i < BATCH; i++) {
+          producer.tryWriteFrame(FrameKind.data, 3, 1_779_946_509_623_423 + i, 0, DELTA_JSON);
+          sink += consumer.peek()!.length;
+          consumer.release();
         }
       },
     },
@@ -73,7 +92,7 @@ export async function benchRing(): Promise<MicroResult[]> {
         },
       },
     },
-  ]);
+  ]).finally(() => assert.ok(sink >= 0));
 }
 
 if (isMain(module)) void benchRing();

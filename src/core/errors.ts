@@ -56,9 +56,9 @@ export const ERROR_CODES = {
   // bus, frames and messages
   KDP_ERR_FRAME_TRUNCATED: { retryable: false, summary: 'A bus frame ended before its declared length.' },
   KDP_ERR_FRAME_TOO_LARGE: { retryable: false, summary: 'A frame or message exceeds the configured size limit.' },
-  KDP_ERR_FRAME_DECODE: { retryable: false, summary: 'A bus frame is not valid msgpack of the expected shape.' },
+  KDP_ERR_FRAME_DECODE: { retryable: false, summary: 'A bus frame has a wrong magic, version, kind or field, or bytes past its payload.' },
   KDP_ERR_RING_CORRUPT: { retryable: false, summary: 'A ring index invariant is broken; the process must stop.' },
-  KDP_ERR_MSG_JSON: { retryable: false, summary: 'A WebSocket message is not valid JSON.' },
+  KDP_ERR_MSG_JSON: { retryable: false, summary: 'A WebSocket message is not valid JSON (or not UTF-8).' },
   KDP_ERR_MSG_SHAPE: {
     retryable: false,
     summary: 'A message lacks a required field or a field has the wrong type.',

@@ -9,9 +9,9 @@ import { withClient } from '../core/pgclient';
 import type { Logger } from '../core/log';
 import { createMetrics, createRegistry, GATHERER_METRICS, type MetricSet } from '../core/metrics';
 import { writeRowsOnce } from '../copy/once';
-import { FrameCodec, FrameKind } from '../ingest/frame';
+import { FrameCodec } from '../ingest/frame';
 import { CHANNELS } from '../kalshi/protocol';
-import { RingRouter, type ConnectionNotice, type FrameEncoder } from '../ingest/router';
+import { RingRouter } from '../ingest/router';
 import { requireSchema } from '../schema/migrate';
 import type { TimeSeriesTableName } from '../schema/tables';
 import { createRestControlPlane, type RestControlPlane } from './controlplane';
@@ -44,17 +44,6 @@ export interface Gatherer {
 const WORKER_LOSS_LOOKBACK_US = 60_000_000;
 
 const NOTICE_FLUSH_INTERVAL_MS = 100;
-
-const EPOCH_NOTICE_KIND = { opened: FrameKind.connectionOpened, closed: FrameKind.connectionClosed, 'ring-drop': FrameKind.ringDrop } as const;
-
-function frameEncoder(codec: FrameCodec): FrameEncoder {
-  const empty = new Uint8Array(0);
-  return {
-    data: (connId, receivedAtUs, payload) => codec.encode(FrameKind.data, connId, receivedAtUs, payload),
-    notice: (connId, receivedAtUs, notice: ConnectionNotice) =>
-      codec.encode(EPOCH_NOTICE_KIND[notice.kind], connId, receivedAtUs, empty, notice.kind === 'ring-drop' ? notice.count : 0),
-  };
-}
 
 async function checkDatabase(pool: Pool): Promise<void> {
   await withClient(pool, (client) => requireSchema(client, 'gatherer'));
@@ -198,10 +187,8 @@ function createPipeline(
 }
 
 function createRouter(o: GathererOptions, pipeline: Pipeline): RingRouter {
-  const codec = new FrameCodec(o.pipeline.frameBytesMax);
-  return new RingRouter(pipeline.rings, frameEncoder(codec), {
+  return new RingRouter(pipeline.rings, new FrameCodec(o.pipeline.frameBytesMax), {
     onRingFull: o.pipeline.onRingFull as 'pause' | 'drop',
-    frameBytesMax: codec.payloadBytesMax(),
     drainPollMs: 2,
     noticeBacklogMax: 4096,
     // What `ws` delivers after socket.pause() is at most the chunk it had read (<= 64 KiB) plus

@@ -4,12 +4,11 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { RingConsumer } from './ring';
 
 const ring = new RingConsumer(workerData.buffer as SharedArrayBuffer);
-const scratch = new Uint8Array(ring.frameBytesMax);
 let checksum = 0;
 let errors = 0;
 let expectedSeq = 0;
 parentPort!.postMessage('ready');
-const frames = ring.consumeUntilDrained(scratch, (frame) => {
+const frames = ring.consumeUntilDrained((frame) => {
   const len = frame.length;
   // Frame layout written by the producer: u32 LE sequence number, then bytes (seq + i) & 255.
   const seq = frame[0]! | (frame[1]! << 8) | (frame[2]! << 16) | (frame[3]! * 0x1000000);

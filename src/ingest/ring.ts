@@ -15,7 +15,9 @@
 // at index i lives at data[i & (CAPACITY-1)], used bytes = (WRITE - READ) >>> 0. Because the
 // capacity is a power of two <= 2^30 it divides 2^32 and the counters' wrap is seamless.
 //
-// Record = uint32 little-endian length + payload, padded to a multiple of 4. Wrap-around: when a
+// Record = uint32 little-endian length + payload, padded to a multiple of 4. The payload is opaque
+// to the ring except in tryWriteFrame, which lays a bus frame (src/ingest/frame.ts owns its
+// layout) straight into it; a worker reads frames in place with peek()/release(). Wrap-around: when a
 // record does not fit between the write position and the end of the data area, the producer
 // writes the WRAP marker (0xFFFFFFFF) in the length slot and the record starts at offset 0; the
 // consumer skips the rest of the area on seeing the marker. Records are never split, so the
@@ -25,7 +27,8 @@
 // Memory ordering: payload bytes are written with plain stores and then published by an
 // Atomics.store of WRITE; the consumer Atomics.loads WRITE before reading them (and the reverse
 // for READ), which the JS memory model orders (sequentially consistent atomics synchronise).
-import { KdpError } from '../core/errors';
+import { KdpError, invariant } from '../core/errors';
+import { FRAME_HEADER_BYTES, writeFrameHeader, type FrameKind } from './frame';
 
 const I_WRITE = 0;
 const I_CWAIT = 1;
@@ -156,7 +159,35 @@ export class RingProducer extends RingEnd {
 
   /** Appends one frame; false when the ring lacks room (backpressure, nothing written). */
   tryWrite(bytes: Uint8Array): boolean {
-    const len = bytes.length;
+    const at = this.reserve(bytes.length);
+    if (at < 0) return false;
+    this.data.set(bytes, at);
+    this.publish();
+    return true;
+  }
+
+  /**
+   * Appends one bus frame, its header (src/ingest/frame.ts owns the layout) and payload written
+   * straight into the ring's bytes: no intermediate encoded frame (issue 21: the ingest thread
+   * packed every message into a fresh array and then copied that in). False when the ring lacks room.
+   */
+  tryWriteFrame(kind: FrameKind, connId: number, receivedUs: number, arg: number, payload: Uint8Array): boolean {
+    const at = this.reserve(FRAME_HEADER_BYTES + payload.length);
+    if (at < 0) return false;
+    writeFrameHeader(this.dataView, at, kind, connId, receivedUs, arg, payload.length);
+    this.data.set(payload, at + FRAME_HEADER_BYTES);
+    this.publish();
+    return true;
+  }
+
+  // The record reserve() laid out, published by publish(): the write index after it.
+  private nextWriteIndex = 0;
+
+  /**
+   * Lays out a record of `len` bytes (wrap marker and length slot written) and returns the offset
+   * in the data area where its `len` bytes go, or -1 when the ring lacks room.
+   */
+  private reserve(len: number): number {
     if (len > this.frameBytesMax) {
       throw new KdpError('KDP_ERR_FRAME_TOO_LARGE', `frame of ${len} bytes exceeds frameBytesMax ${this.frameBytesMax}`, { len });
     }
@@ -172,18 +203,22 @@ export class RingProducer extends RingEnd {
     const offset = this.writeIndex & this.mask;
     const tail = this.capacity - offset;
     const waste = tail < need ? tail : 0;
-    if (used + waste + need > this.capacity) return false;
+    if (used + waste + need > this.capacity) return -1;
     let at = offset;
     if (waste > 0) {
       this.dataView.setUint32(offset, WRAP, true);
       at = 0;
     }
     this.dataView.setUint32(at, len, true);
-    this.data.set(bytes, at + LEN_BYTES);
-    this.writeIndex = (this.writeIndex + waste + need) >>> 0;
+    this.nextWriteIndex = (this.writeIndex + waste + need) >>> 0;
+    return at + LEN_BYTES;
+  }
+
+  /** Publishes the reserved record (its bytes written), waking a sleeping consumer. */
+  private publish(): void {
+    this.writeIndex = this.nextWriteIndex;
     Atomics.store(this.header, I_WRITE, this.writeIndex | 0);
     if (Atomics.load(this.header, I_CWAIT) !== 0) Atomics.notify(this.header, I_WRITE);
-    return true;
   }
 
   /** Marks the end of the stream; the consumer drains what is left and then sees `closed`. */
@@ -224,7 +259,9 @@ export class RingConsumer extends RingEnd {
    */
   private pendingLength = 0;
   private pendingAdvance = 0;
+  private peeked = false;
   private locate(): number {
+    invariant(!this.peeked, 'a frame read before the peeked one was released');
     const writeIndex = Atomics.load(this.header, I_WRITE) >>> 0;
     const used = (writeIndex - this.readIndex) >>> 0;
     if (used === 0) return -1;
@@ -264,17 +301,22 @@ export class RingConsumer extends RingEnd {
   }
 
   /**
-   * Copies the next frame into `target` (which must hold frameBytesMax bytes) and returns its
-   * length, or -1 when the ring is empty. Allocation-free: the hot path of a worker.
+   * The next frame as a view of the ring's own bytes (no copy), or undefined when the ring is
+   * empty. The frame stays in the ring, and the view valid, until release(): a caller keeps
+   * nothing of it past that (it copies what it keeps). The hot path of a worker.
    */
-  readInto(target: Uint8Array): number {
-    if (target.length < this.frameBytesMax) throw new KdpError('KDP_ERR_INTERNAL', `readInto target smaller than frameBytesMax`);
+  peek(): Uint8Array | undefined {
     const at = this.locate();
-    if (at < 0) return -1;
-    const len = this.pendingLength;
-    target.set(this.data.subarray(at, at + len));
+    if (at < 0) return undefined;
+    this.peeked = true;
+    return this.data.subarray(at, at + this.pendingLength);
+  }
+
+  /** Gives the peeked frame's bytes back to the producer. */
+  release(): void {
+    invariant(this.peeked, 'release() without a peeked frame');
+    this.peeked = false;
     this.advance();
-    return len;
   }
 
   /** True when the producer closed the ring and every frame has been consumed. */
@@ -302,20 +344,24 @@ export class RingConsumer extends RingEnd {
 
   /**
    * Blocking consume loop for a thread with nothing else to do (Atomics.wait, worker threads only):
-   * hands each frame (a view of `scratch`, valid until the callback returns) to onFrame until the
+   * hands each frame (a view of the ring, valid until the callback returns) to onFrame until the
    * producer closed the ring and every frame was read. Returns the number of frames read.
    */
-  consumeUntilDrained(scratch: Uint8Array, onFrame: (frame: Uint8Array) => void, waitMs = 100): number {
+  consumeUntilDrained(onFrame: (frame: Uint8Array) => void, waitMs = 100): number {
     let frames = 0;
     for (;;) {
-      const len = this.readInto(scratch);
-      if (len < 0) {
+      const frame = this.peek();
+      if (frame === undefined) {
         if (this.isDrained()) return frames;
         this.waitForData(waitMs);
         continue;
       }
       frames++;
-      onFrame(scratch.subarray(0, len));
+      try {
+        onFrame(frame);
+      } finally {
+        this.release();
+      }
     }
   }
 

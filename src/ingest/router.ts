@@ -1,6 +1,7 @@
-// The ingest thread's side of the bus: encodes each WebSocket message into a bus frame and writes
-// it into the ring of the worker that owns the connection (connId % workers), so one connection's
-// messages are always sequence-checked by one worker. A full ring never loses silently:
+// The ingest thread's side of the bus: writes each WebSocket message as a bus frame (header and raw
+// bytes laid straight into the ring, src/ingest/frame.ts) into the ring of the worker that owns the
+// connection (connId % workers), so one connection's messages are always sequence-checked by one
+// worker. A full ring never loses silently:
 // - onRingFull 'pause': the frame that found the ring full is kept, in order, in the ring's backlog
 //   and push() returns false: the connection manager pauses the socket until waitForRoom() has
 //   written the backlog out and the ring has room (TCP backpressure reaches the exchange). `ws`
@@ -13,6 +14,7 @@
 //   reports ring-drop gaps, which the service records, resyncs and backfills. Oversized frames are
 //   refused the same way.
 import { invariant } from '../core/errors';
+import { FrameKind, type FrameCodec } from './frame';
 
 // The contract between the connection manager (src/gatherer/connections.ts) and the ring router:
 // defined here, by the lower layer, and implemented by RingRouter.
@@ -31,18 +33,18 @@ export type ConnectionNotice =
   /** Frames of this connection were lost before reaching the ring (full ring in drop mode, oversized). */
   | { readonly kind: 'ring-drop'; readonly count: number };
 
-/** The producer half of a ring, as the router needs it. */
+/** The producer half of a ring, as the router needs it (src/ingest/ring.ts). */
 export interface RingProducer {
-  /** Appends a frame (waking a sleeping consumer); false when full. */
+  /** Appends an encoded frame (waking a sleeping consumer); false when full. */
   tryWrite(frame: Uint8Array): boolean;
+  /** Writes a frame's header and payload straight into the ring; false when full. */
+  tryWriteFrame(kind: FrameKind, connId: number, receivedUs: number, arg: number, payload: Uint8Array): boolean;
   freeBytes(): number;
   readonly capacity: number;
 }
 
-export interface FrameEncoder {
-  data(connId: number, receivedAtUs: number, payload: Buffer): Uint8Array;
-  notice(connId: number, receivedAtUs: number, notice: ConnectionNotice): Uint8Array;
-}
+const NOTICE_KIND = { opened: FrameKind.connectionOpened, closed: FrameKind.connectionClosed, 'ring-drop': FrameKind.ringDrop } as const;
+const EMPTY = new Uint8Array(0);
 
 export interface RouterStats {
   framesRouted: number;
@@ -55,7 +57,6 @@ export interface RouterStats {
 
 export interface RouterOptions {
   readonly onRingFull: 'pause' | 'drop';
-  readonly frameBytesMax: number;
   /** How often a paused connection checks its ring for room. */
   readonly drainPollMs: number;
   /** Notices waiting for a full ring, per ring; a notice is never dropped, so the cap is an invariant. */
@@ -86,12 +87,21 @@ export class RingRouter implements FrameSink {
   /** Frames lost per connection since its last ring-drop notice went out. */
   private readonly pendingDrops = new Map<number, number>();
 
+  /** The largest message a frame carries (frameBytesMax less the frame header). */
+  private readonly payloadBytesMax: number;
+
+  /** `codec` encodes the frames that cannot be laid into a ring at once (notices, held frames). */
   constructor(
     private readonly rings: readonly RingProducer[],
-    private readonly encoder: FrameEncoder,
+    private readonly codec: FrameCodec,
     private readonly opts: RouterOptions,
   ) {
     this.backlog = rings.map(() => ({ frames: [], kinds: [], notices: 0, heldBytes: 0 }));
+    this.payloadBytesMax = codec.payloadBytesMax();
+  }
+
+  private encodeNotice(connId: number, receivedAtUs: number, notice: ConnectionNotice): Uint8Array {
+    return this.codec.encode(NOTICE_KIND[notice.kind], connId, receivedAtUs, EMPTY, notice.kind === 'ring-drop' ? notice.count : 0);
   }
 
   ringOf(connId: number): number {
@@ -104,7 +114,7 @@ export class RingRouter implements FrameSink {
    * dropped and counted; the caller pauses the socket until waitForRoom() resolves.
    */
   push(connId: number, receivedAtUs: number, data: Buffer): boolean {
-    if (data.byteLength > this.opts.frameBytesMax) {
+    if (data.byteLength > this.payloadBytesMax) {
       // Oversized frames are refused before the ring: counted, and the loss is handled like a drop.
       this.stats.framesTooLarge += 1;
       this.noteDrop(connId);
@@ -114,7 +124,7 @@ export class RingRouter implements FrameSink {
     const clear = this.flushBacklog(r);
     const dropped = this.pendingDrops.get(connId);
     if (dropped !== undefined) {
-      const notice = this.encoder.notice(connId, receivedAtUs, { kind: 'ring-drop', count: dropped });
+      const notice = this.encodeNotice(connId, receivedAtUs, { kind: 'ring-drop', count: dropped });
       if (clear && this.rings[r]!.tryWrite(notice)) this.pendingDrops.delete(connId);
       else if (this.opts.onRingFull === 'drop' || !this.fitsHeld(r, notice.byteLength + data.byteLength)) return this.full(connId);
       else {
@@ -124,7 +134,7 @@ export class RingRouter implements FrameSink {
         this.enqueue(r, notice, Held.dropNotice);
       }
     }
-    if (this.backlog[r]!.frames.length === 0 && this.rings[r]!.tryWrite(this.encoder.data(connId, receivedAtUs, data))) {
+    if (this.backlog[r]!.frames.length === 0 && this.rings[r]!.tryWriteFrame(FrameKind.data, connId, receivedAtUs, 0, data)) {
       this.stats.framesRouted += 1;
       return true;
     }
@@ -140,7 +150,7 @@ export class RingRouter implements FrameSink {
     if (this.opts.onRingFull === 'pause' && data !== undefined) {
       const r = this.ringOf(connId);
       if (this.fitsHeld(r, data.byteLength)) {
-        this.enqueue(r, this.encoder.data(connId, receivedAtUs, data), Held.data);
+        this.enqueue(r, this.codec.encode(FrameKind.data, connId, receivedAtUs, data), Held.data);
         this.stats.framesHeld += 1;
         return false;
       }
@@ -166,7 +176,7 @@ export class RingRouter implements FrameSink {
 
   notice(connId: number, notice: ConnectionNotice): void {
     const r = this.ringOf(connId);
-    const frame = this.encoder.notice(connId, Date.now() * 1000, notice);
+    const frame = this.encodeNotice(connId, Date.now() * 1000, notice);
     if (this.backlog[r]!.frames.length === 0 && this.rings[r]!.tryWrite(frame)) return;
     this.enqueue(r, frame, Held.notice);
   }
@@ -214,7 +224,7 @@ export class RingRouter implements FrameSink {
     for (let r = 0; r < this.rings.length; r++) all = this.flushBacklog(r) && all;
     for (const [connId, count] of this.pendingDrops) {
       const r = this.ringOf(connId);
-      if (this.backlog[r]!.frames.length === 0 && this.rings[r]!.tryWrite(this.encoder.notice(connId, Date.now() * 1000, { kind: 'ring-drop', count }))) {
+      if (this.backlog[r]!.frames.length === 0 && this.rings[r]!.tryWrite(this.encodeNotice(connId, Date.now() * 1000, { kind: 'ring-drop', count }))) {
         this.pendingDrops.delete(connId);
       } else all = false;
     }

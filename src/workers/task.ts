@@ -157,7 +157,6 @@ async function consumeRing(
   counters: Counters,
   drainTimeoutMs: number,
 ): Promise<{ frames: number; drainDeadline: number }> {
-  const frame = new Uint8Array(ring.frameBytesMax);
   const slots = {
     frames: counters.slot('frames'),
     messages: counters.slot('messages'),
@@ -173,12 +172,17 @@ async function consumeRing(
   for (;;) {
     if (drainDeadline === undefined && ring.isProducerClosed()) drainDeadline = Date.now() + drainTimeoutMs;
     let n = 0;
-    let len: number;
-    while (n < FRAMES_PER_TURN && (len = ring.readInto(frame)) >= 0) {
+    let frame: Uint8Array | undefined;
+    // Each frame is decoded in place, a view of the ring (no copy into a scratch buffer): the
+    // processor keeps nothing of the bytes (rows and samples are strings), and the frame goes back
+    // to the producer as soon as it is processed.
+    while (n < FRAMES_PER_TURN && (frame = ring.peek()) !== undefined) {
       n++;
+      const keepFeeding = processor.processBytes(frame);
+      ring.release();
       // A writer at its pending-rows cap: stop taking frames until the refused rows are in. The
       // ring fills and the ingest thread pauses the socket: backpressure up to the exchange.
-      if (!processor.processBytes(frame.subarray(0, len))) await handBack(refused, writers);
+      if (!keepFeeding) await handBack(refused, writers);
     }
     frames += n;
     // Snapshots held for their sid's next delta past the hold bound, or all once the ring is done.

@@ -9,7 +9,6 @@ import { after, test } from 'node:test';
 import { WebSocketServer } from 'ws';
 import { createLogger } from '../../src/core/log';
 import { ConnectionManager } from '../../src/gatherer/connections';
-import type { ConnectionNotice } from '../../src/ingest/router';
 import { FrameCodec, FrameKind } from '../../src/ingest/frame';
 import { createRingBuffer, RingConsumer, RingProducer } from '../../src/ingest/ring';
 import { RingRouter } from '../../src/ingest/router';
@@ -61,20 +60,8 @@ async function runAgainstFullRing(onRingFull: 'pause' | 'drop'): Promise<{ recei
   const url = await blastingServer();
   const sab = createRingBuffer({ ringBytes: RING_BYTES, frameBytesMax: FRAME_BYTES_MAX });
   const codec = new FrameCodec(FRAME_BYTES_MAX);
-  const encoder = {
-    data: (connId: number, t: number, payload: Buffer) => codec.encode(FrameKind.data, connId, t, payload),
-    notice: (connId: number, t: number, n: ConnectionNotice) =>
-      codec.encode(
-        { opened: FrameKind.connectionOpened, closed: FrameKind.connectionClosed, 'ring-drop': FrameKind.ringDrop }[n.kind],
-        connId,
-        t,
-        new Uint8Array(0),
-        n.kind === 'ring-drop' ? n.count : 0,
-      ),
-  };
-  const router = new RingRouter([new RingProducer(sab)], encoder, {
+  const router = new RingRouter([new RingProducer(sab)], codec, {
     onRingFull,
-    frameBytesMax: codec.payloadBytesMax(),
     drainPollMs: 2,
     noticeBacklogMax: 64,
     heldBytesMax: HELD_BYTES_MAX,

@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import { createLogger } from '../../src/core/log';
 import { ConnectionManager } from '../../src/gatherer/connections';
 import { RingRouter } from '../../src/ingest/router';
-import { FrameCodec, FrameKind } from '../../src/ingest/frame';
+import { FrameCodec } from '../../src/ingest/frame';
 import { createRingBuffer, RingProducer } from '../../src/ingest/ring';
 import { managerOptions, waitFor } from '../harness/gatherer';
 
@@ -34,14 +34,12 @@ async function refusingServer(): Promise<{ url: string; attempts: () => number }
 test('a handshake refused with 401 is counted once per attempt as http_401, logged with its status, and retried', async () => {
   const { url, attempts } = await refusingServer();
   const codec = new FrameCodec(4096);
-  const router = new RingRouter(
-    [new RingProducer(createRingBuffer({ ringBytes: 16 * 1024, frameBytesMax: 4096 }))],
-    {
-      data: (connId, t, payload) => codec.encode(FrameKind.data, connId, t, payload),
-      notice: (connId, t) => codec.encode(FrameKind.connectionOpened, connId, t, new Uint8Array(0)),
-    },
-    { onRingFull: 'pause', frameBytesMax: codec.payloadBytesMax(), drainPollMs: 2, noticeBacklogMax: 64, heldBytesMax: 8192 },
-  );
+  const router = new RingRouter([new RingProducer(createRingBuffer({ ringBytes: 16 * 1024, frameBytesMax: 4096 }))], codec, {
+    onRingFull: 'pause',
+    drainPollMs: 2,
+    noticeBacklogMax: 64,
+    heldBytesMax: 8192,
+  });
   const errors: string[] = [];
   const lines: { msg: string; status?: number }[] = [];
   const destination = new Writable({

@@ -1,20 +1,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Packr } from 'msgpackr';
-import { FrameCodec, FrameKind, type BusFrame } from '../../src/ingest/frame';
+import { FRAME_HEADER_BYTES, FrameCodec, FrameKind, type BusFrame } from '../../src/ingest/frame';
 import { isKdpError, type ErrorCode } from '../../src/core/errors';
 
 const codec = new FrameCodec(64 * 1024);
-const FRAME_CODES: ErrorCode[] = ['KDP_ERR_FRAME_TRUNCATED', 'KDP_ERR_FRAME_DECODE', 'KDP_ERR_FRAME_TOO_LARGE'];
+const FRAME_CODES: ErrorCode[] = ['KDP_ERR_FRAME_TRUNCATED', 'KDP_ERR_FRAME_DECODE', 'KDP_ERR_FRAME_TOO_LARGE', 'KDP_ERR_MSG_JSON'];
 
-const frameArb = fc.record({
-  kind: fc.constantFrom(...Object.values(FrameKind)),
-  connId: fc.integer({ min: 0, max: 0x7fffffff }),
-  receivedUs: fc.oneof(fc.integer({ min: 0, max: 2 ** 32 }), fc.maxSafeNat()),
-  arg: fc.integer({ min: 0, max: 0xffffffff }),
-  payload: fc.uint8Array({ maxLength: 2048 }),
-});
+// A data frame carries a WebSocket text message (UTF-8, any code points); control frames any bytes.
+const frameArb = fc
+  .record({
+    kind: fc.constantFrom(...Object.values(FrameKind)),
+    connId: fc.integer({ min: 0, max: 0x7fffffff }),
+    receivedUs: fc.oneof(fc.integer({ min: 0, max: 2 ** 32 }), fc.maxSafeNat()),
+    arg: fc.integer({ min: 0, max: 0xffffffff }),
+    bytes: fc.uint8Array({ maxLength: 2048 }),
+    text: fc.string({ unit: 'binary', maxLength: 600 }),
+  })
+  .map(({ bytes, text, ...f }) => ({ ...f, payload: f.kind === FrameKind.data ? new Uint8Array(Buffer.from(text, 'utf8')) : bytes }));
 
 function decodeOrCode(bytes: Uint8Array): BusFrame | ErrorCode {
   try {
@@ -78,39 +81,71 @@ test('garbage bytes and mutated frames yield only coded frame errors', () => {
   );
 });
 
-test('hostile declared lengths do not allocate: truncated, not out-of-memory', () => {
-  // bin32 payload claiming 4 GiB, array32 / map32 / str32 claiming 2^32-1 entries.
-  const header = [0x95, 0x00, 0x01, 0x01, 0x00];
-  const cases = [
-    [...header, 0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2, 3],
-    [0x95, 0xdd, 0xff, 0xff, 0xff, 0xff, 0x01],
-    [0x95, 0x00, 0x01, 0x01, 0x00, 0xdf, 0xff, 0xff, 0xff, 0xff],
-    [0x95, 0x00, 0x01, 0x01, 0x00, 0xdb, 0xff, 0xff, 0xff, 0xff, 0x41],
-  ];
-  for (const c of cases) {
-    const r = decodeOrCode(Uint8Array.from(c));
-    assert.ok(r === 'KDP_ERR_FRAME_TRUNCATED' || r === 'KDP_ERR_FRAME_DECODE', String(r));
+test('hostile declared lengths do not allocate or read past the frame: truncated, not out-of-memory', () => {
+  const frame = codec.encode(FrameKind.data, 1, 1, Buffer.from('{}'));
+  for (const declared of [3, 0xffff, 0xffffffff]) {
+    const bytes = Uint8Array.from(frame);
+    new DataView(bytes.buffer).setUint32(20, declared, true);
+    assert.equal(decodeOrCode(bytes), 'KDP_ERR_FRAME_TRUNCATED', `payload length ${declared}`);
   }
 });
 
-test('wrong shapes and types are KDP_ERR_FRAME_DECODE; oversize is KDP_ERR_FRAME_TOO_LARGE', () => {
-  const packr = new Packr({ useRecords: false });
-  const bad: unknown[] = [
-    [0, 1, 2, 0],
-    [9, 1, 2, 0, Buffer.alloc(1)],
-    [0, -1, 2, 0, Buffer.alloc(1)],
-    [0, 1, 1.5, 0, Buffer.alloc(1)],
-    [0, 1, 2, 0, 'text payload'],
-    [0, 1, 2 ** 60, 0, Buffer.alloc(1)],
-    { kind: 0 },
-    'frame',
+test('a wrong magic, version, kind, reserved byte, connId, receivedUs or trailing bytes are KDP_ERR_FRAME_DECODE; oversize is KDP_ERR_FRAME_TOO_LARGE', () => {
+  const good = codec.encode(FrameKind.data, 7, 1_779_946_509_623_423, Buffer.from('{"type":"ok"}'));
+  const edits: [string, (b: Uint8Array, v: DataView) => void][] = [
+    ['magic', (b) => (b[0] = 0x95)],
+    ['version', (b) => (b[1] = 2)],
+    ['kind', (b) => (b[2] = 6)],
+    ['reserved', (b) => (b[3] = 1)],
+    ['connId', (_, v) => v.setUint32(4, 0x80000000, true)],
+    ['receivedUs past 2^53', (_, v) => v.setUint32(12, 0x200000, true)],
+    ['payload length short of the frame', (_, v) => v.setUint32(20, 12, true)],
   ];
-  for (const value of bad) assert.equal(decodeOrCode(packr.pack(value)), 'KDP_ERR_FRAME_DECODE', JSON.stringify(value));
+  for (const [what, edit] of edits) {
+    const bytes = Uint8Array.from(good);
+    edit(bytes, new DataView(bytes.buffer));
+    assert.equal(decodeOrCode(bytes), 'KDP_ERR_FRAME_DECODE', what);
+  }
   assert.equal(decodeOrCode(new Uint8Array(64 * 1024 + 1)), 'KDP_ERR_FRAME_TOO_LARGE');
   assert.equal(decodeOrCode(new Uint8Array(0)), 'KDP_ERR_FRAME_TRUNCATED');
+  assert.equal(decodeOrCode(good.subarray(0, FRAME_HEADER_BYTES - 1)), 'KDP_ERR_FRAME_TRUNCATED');
   assert.throws(
-    () => codec.encode(FrameKind.data, 1, 1, new Uint8Array(64 * 1024)),
+    () => codec.encode(FrameKind.data, 1, 1, new Uint8Array(64 * 1024 - FRAME_HEADER_BYTES + 1)),
     (e) => isKdpError(e, 'KDP_ERR_FRAME_TOO_LARGE'),
   );
-  assert.ok(codec.encode(FrameKind.data, 0x7fffffff, Number.MAX_SAFE_INTEGER, new Uint8Array(codec.payloadBytesMax()), 0xffffffff));
+  const largest = codec.decode(codec.encode(FrameKind.ringDrop, 0x7fffffff, Number.MAX_SAFE_INTEGER, new Uint8Array(codec.payloadBytesMax()), 0xffffffff));
+  assert.deepEqual(
+    [largest.connId, largest.receivedUs, largest.arg, largest.payload.length],
+    [0x7fffffff, Number.MAX_SAFE_INTEGER, 0xffffffff, 64 * 1024 - 24],
+  );
+  // Fields the ingest thread must never produce are a bug there, refused at encode.
+  for (const [kind, connId, us, arg] of [
+    [6, 1, 1, 0],
+    [0, -1, 1, 0],
+    [0, 1, 1.5, 0],
+    [0, 1, 2 ** 53, 0],
+    [0, 1, 1, 2 ** 32],
+  ]) {
+    assert.throws(
+      () => codec.encode(kind as FrameKind, connId!, us!, new Uint8Array(1), arg),
+      (e) => isKdpError(e, 'KDP_ERR_INTERNAL'),
+    );
+  }
+});
+
+test('a data frame whose message is not UTF-8 is KDP_ERR_MSG_JSON (the ws client skips that check); control payloads are not text-checked', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (payload) => {
+      const valid = Buffer.from(payload).equals(Buffer.from(Buffer.from(payload).toString('utf8'), 'utf8'));
+      const r = decodeOrCode(codec.encode(FrameKind.data, 1, 1, payload));
+      assert.equal(typeof r === 'object', valid);
+      if (!valid) assert.equal(r, 'KDP_ERR_MSG_JSON');
+      assert.equal(typeof decodeOrCode(codec.encode(FrameKind.subscription, 1, 1, payload)), 'object');
+    }),
+    { numRuns: 1000 },
+  );
+  for (const bad of [[0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0x7b, 0xf4, 0x90, 0x80, 0x80, 0x7d]]) {
+    assert.equal(decodeOrCode(codec.encode(FrameKind.data, 1, 1, Uint8Array.from(bad))), 'KDP_ERR_MSG_JSON', JSON.stringify(bad));
+  }
+  assert.equal(Buffer.from(codec.decode(codec.encode(FrameKind.data, 1, 1, Buffer.from('{"t":"€𝄞"}'))).payload).toString(), '{"t":"€𝄞"}');
 });

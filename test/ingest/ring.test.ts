@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { createRingBuffer, RING_HEADER_BYTES, RING_SLOTS, RingConsumer, RingProducer } from '../../src/ingest/ring';
 import { isKdpError } from '../../src/core/errors';
 import { produceFrames } from '../../src/ingest/ring-check';
+import { FRAME_HEADER_BYTES, FrameCodec, FrameKind, type BusFrame } from '../../src/ingest/frame';
 
 const CAPACITY = 4096;
 const FRAME_MAX = CAPACITY / 2 - 4;
@@ -66,19 +67,95 @@ test('ring behaves like a bounded FIFO queue (model-based, across the uint32 ind
 
 test('frames of every size from 0 to frameBytesMax round-trip, wrapping repeatedly', () => {
   const { producer, consumer } = pair(0x1_0000_0000 - 1024);
-  const scratch = new Uint8Array(FRAME_MAX);
   for (let len = 0; len <= FRAME_MAX; len++) {
     const frame = frameOf(len, len);
     assert.ok(producer.tryWrite(frame), `write ${len}`);
     if (len % 3 === 0) {
       // Keep a second frame in flight at times so wrap markers land between live records.
-      assert.equal(consumer.readInto(scratch), len);
-      assert.deepEqual(scratch.subarray(0, len), frame);
+      assert.deepEqual(consumer.peek(), frame);
+      consumer.release();
     } else {
       assert.deepEqual(consumer.read(), frame);
     }
     assert.equal(consumer.read(), undefined);
   }
+});
+
+test('bus frames written in place (tryWriteFrame) and read in place (peek/release) are the frames the codec encodes, with the same fit, byte for byte', () => {
+  const codec = new FrameCodec(FRAME_MAX);
+  const frameArb = fc.record({
+    kind: fc.constantFrom(...Object.values(FrameKind)),
+    connId: fc.integer({ min: 0, max: 0x7fffffff }),
+    receivedUs: fc.maxSafeNat(),
+    arg: fc.nat(),
+    text: fc.string({ maxLength: 40 }),
+    big: fc.integer({ min: 0, max: FRAME_MAX - FRAME_HEADER_BYTES }),
+  });
+  const op = fc.oneof(frameArb, frameArb, fc.constant({ peek: true as const }));
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 300 }), fc.boolean(), (ops, nearWrap) => {
+      // Two rings in lockstep: one written in place, the other with the codec's encoded frames.
+      const start = nearWrap ? 0x1_0000_0000 - 2048 : 0;
+      const inPlace = pair(start);
+      const encoded = pair(start);
+      let written = 0;
+      for (const o of ops) {
+        if ('peek' in o) {
+          const got = inPlace.consumer.peek();
+          const want = encoded.consumer.read();
+          assert.deepEqual(got === undefined ? undefined : Uint8Array.from(got), want);
+          if (got !== undefined) inPlace.consumer.release();
+          continue;
+        }
+        // Mostly small text payloads; at times a large one, so records wrap and the ring fills.
+        const payload = o.big % 5 === 0 ? new Uint8Array(o.big).fill(0x61) : new Uint8Array(Buffer.from(o.text));
+        const bytes = codec.encode(o.kind as FrameKind, o.connId, o.receivedUs, payload, o.arg);
+        const ok = inPlace.producer.tryWriteFrame(o.kind as FrameKind, o.connId, o.receivedUs, o.arg, payload);
+        assert.equal(ok, encoded.producer.tryWrite(bytes));
+        if (ok) written++;
+        const decoded: BusFrame = codec.decode(bytes);
+        assert.deepEqual(
+          [decoded.kind, decoded.connId, decoded.receivedUs, decoded.arg, decoded.payload.length],
+          [o.kind, o.connId, o.receivedUs, o.arg, payload.length],
+        );
+      }
+      for (let got = inPlace.consumer.peek(); got !== undefined; got = inPlace.consumer.peek()) {
+        assert.deepEqual(Uint8Array.from(got), encoded.consumer.read());
+        inPlace.consumer.release();
+      }
+      assert.equal(encoded.consumer.read(), undefined);
+      assert.ok(written > 0 || ops.every((o) => 'peek' in o));
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('a peeked frame holds its bytes in the ring until released; reading on before releasing is a bug', () => {
+  const { producer, consumer } = pair();
+  assert.ok(producer.tryWrite(frameOf(100, 1)));
+  const view = consumer.peek()!;
+  const free = producer.freeBytes();
+  assert.equal(free, CAPACITY - recordBytes(100), 'not yet given back');
+  assert.throws(
+    () => consumer.peek(),
+    (e) => isKdpError(e, 'KDP_ERR_INTERNAL'),
+  );
+  assert.throws(
+    () => consumer.read(),
+    (e) => isKdpError(e, 'KDP_ERR_INTERNAL'),
+  );
+  assert.deepEqual(Uint8Array.from(view), frameOf(100, 1));
+  consumer.release();
+  assert.equal(producer.freeBytes(), CAPACITY);
+  assert.throws(
+    () => consumer.release(),
+    (e) => isKdpError(e, 'KDP_ERR_INTERNAL'),
+  );
+  assert.equal(consumer.peek(), undefined);
+  assert.throws(
+    () => producer.tryWriteFrame(FrameKind.data, 1, 1, 0, new Uint8Array(FRAME_MAX - FRAME_HEADER_BYTES + 1)),
+    (e) => isKdpError(e, 'KDP_ERR_FRAME_TOO_LARGE'),
+  );
 });
 
 test('full ring refuses writes without overwriting, and accepts them again after a read', () => {
@@ -179,7 +256,7 @@ test('waitForDataAsync wakes when the producer writes', async () => {
   assert.equal(await waiting, true);
 });
 
-test('cross-thread: 2,000,000 frames through a real worker arrive complete, in order, intact', async () => {
+test('cross-thread: 2,000,000 frames through a real worker, read in place, arrive complete, in order, intact', async () => {
   const sab = createRingBuffer({ ringBytes: 1 << 16, frameBytesMax: 1024 });
   const worker = new Worker(join(__dirname, '..', '..', 'src', 'ingest', 'ring-check-worker.js'), { workerData: { buffer: sab } });
   const result = new Promise<{ frames: number; checksum: number; errors: number }>((resolve, reject) => {

@@ -1,11 +1,10 @@
 // Worker side of the pipeline test: ring -> FrameProcessor -> rows, the way a gatherer worker
-// thread will run it (one reused scratch buffer; the decoded payload is a view into it).
+// thread runs it (each frame decoded in place, its payload a view of the ring).
 import { parentPort, workerData } from 'node:worker_threads';
 import { RingConsumer } from '../../src/ingest/ring';
 import { FrameProcessor } from '../../src/workers/processor';
 
 const ring = new RingConsumer(workerData.buffer as SharedArrayBuffer);
-const scratch = Buffer.alloc(ring.frameBytesMax);
 const rows: string[] = [];
 const events: string[] = [];
 const processor = new FrameProcessor(
@@ -18,5 +17,5 @@ const processor = new FrameProcessor(
     lifecycle: (channel) => events.push(`lifecycle:${channel}`),
   },
 );
-ring.consumeUntilDrained(scratch, (frame) => processor.processBytes(frame));
+ring.consumeUntilDrained((frame) => processor.processBytes(frame));
 parentPort!.postMessage({ rows, events, counters: processor.counters });
