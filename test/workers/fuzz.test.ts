@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { ErrorCode } from '../../src/core/errors';
 import { tableByName } from '../../src/schema/tables';
+import { FRAME_MAGIC, FRAME_VERSION } from '../../src/ingest/frame';
 import { Capture } from './harness';
 
 const REJECT_CODES: ReadonlySet<ErrorCode> = new Set([
@@ -171,7 +172,8 @@ test('pathological payloads: deep nesting, huge numbers, 1 MB strings', () => {
 
 test('garbage bus frames are counted as frame errors and the next good frame still flows', () => {
   const c = new Capture();
-  for (const bytes of [new Uint8Array(0), Uint8Array.from([0x95, 0, 1]), Uint8Array.from([0x93, 1, 2, 3]), new Uint8Array(2 << 20)]) {
+  // Empty; a header cut short after magic, version and kind; a wrong magic; past frameBytesMax.
+  for (const bytes of [new Uint8Array(0), Uint8Array.from([FRAME_MAGIC, FRAME_VERSION, 0]), Uint8Array.from([0x93, 1, 2, 3]), new Uint8Array(2 << 20)]) {
     assert.equal(c.processor.processBytes(bytes), true);
   }
   c.feed(VALID[2]);
