@@ -575,6 +575,9 @@ export class ConnectionManager {
     const socket = new WebSocket(this.opts.wsUrl, {
       headers: this.upgradeHeaders(),
       perMessageDeflate: false,
+      // The worker checks every message is UTF-8 (FrameCodec.decode: rejected, counted as
+      // KDP_ERR_MSG_JSON), off the ingest thread, which every message crosses.
+      skipUTF8Validation: true,
       maxPayload: this.opts.wsMaxPayloadBytes,
       handshakeTimeout: this.opts.handshakeTimeoutMs,
     });

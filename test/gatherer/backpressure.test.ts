@@ -113,3 +113,60 @@ test('drop mode: every frame is either delivered in order or counted in a ring-d
   assert.equal(noticed, router.stats.framesDropped);
   for (let i = 1; i < received.numbers.length; i++) assert.ok(received.numbers[i]! > received.numbers[i - 1]!, 'delivered frames keep their order');
 });
+
+test('a text message that is not UTF-8 keeps its connection: it reaches the ring untouched and the decode rejects it as KDP_ERR_MSG_JSON', async () => {
+  // The ws client skips its UTF-8 check (skipUTF8Validation, off the ingest thread); with the check
+  // it would close the connection (1007) and lose every message after the bad one.
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  servers.push(wss);
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  const bad = Uint8Array.from([0x7b, 0x22, 0x6e, 0x22, 0x3a, 0xff, 0x7d]); // {"n":<0xff>}
+  wss.on('connection', (ws) => {
+    ws.send('{"n":1}');
+    ws.send(bad, { binary: false });
+    ws.send('{"n":2}');
+  });
+  const sab = createRingBuffer({ ringBytes: RING_BYTES, frameBytesMax: FRAME_BYTES_MAX });
+  const codec = new FrameCodec(FRAME_BYTES_MAX);
+  const router = new RingRouter([new RingProducer(sab)], codec, { onRingFull: 'pause', drainPollMs: 2, noticeBacklogMax: 64, heldBytesMax: HELD_BYTES_MAX });
+  const events = { error: [] as string[], disconnected: 0 };
+  const manager = new ConnectionManager(
+    managerOptions(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`),
+    router,
+    { disconnected: () => events.disconnected++, resubscribed: () => undefined, error: (e) => events.error.push(e), reconnect: () => undefined },
+    () => ({}),
+    createLogger('test', { level: 'silent' }),
+  );
+  const consumer = new RingConsumer(sab);
+  const seen: string[] = [];
+  manager.start();
+  try {
+    await waitFor(
+      'three messages on the ring',
+      () => {
+        for (let bytes = consumer.read(); bytes !== undefined; bytes = consumer.read()) {
+          try {
+            const f = codec.decode(bytes);
+            seen.push(f.kind === FrameKind.data ? Buffer.from(f.payload).toString() : `kind ${f.kind}`);
+          } catch (err) {
+            seen.push((err as { code?: string }).code ?? String(err));
+            // The frame itself is sound: the message bytes are exactly what the server sent.
+            assert.deepEqual(Uint8Array.from(bytes.subarray(bytes.length - bad.length)), bad);
+          }
+        }
+        return seen.filter((s) => !s.startsWith('kind')).length >= 3;
+      },
+      30_000,
+      10,
+    );
+  } finally {
+    await manager.stop();
+  }
+  assert.deepEqual(
+    seen.filter((s) => !s.startsWith('kind')),
+    ['{"n":1}', 'KDP_ERR_MSG_JSON', '{"n":2}'],
+  );
+  assert.deepEqual(seen.filter((s) => s.startsWith('kind')).slice(0, 1), [`kind ${FrameKind.connectionOpened}`]);
+  assert.ok(!seen.includes(`kind ${FrameKind.connectionClosed}`), 'the connection stayed up');
+  assert.equal(events.disconnected, 0);
+});
