@@ -25,7 +25,7 @@ function rowLines(n: number): string[] {
   for (let i = 0; i < n; i++) {
     const ticker = copyText(`KXBTCD-26NOV2317-T${90000 + (i % 400) * 250}`);
     out[i] =
-      `${ticker}\t${i % 2 ? 'yes' : 'no'}\t0.${String(1000 + (i % 9000)).slice(-4)}\t${(i % 300) - 150}.00\t${NOW_US + i}\t0\t${NOW_US + i + 900}\tg1\t1\t${1 + (i % 16)}\t${i}`;
+      `${ticker}\t${i % 2 ? 'yes' : 'no'}\t0.${String(1000 + (i % 9000)).slice(-4)}\t${(i % 300) - 150}.00\t${NOW_US + i}\t0\t${NOW_US + i + 900}\tg1\t1\t${1 + (i % 16)}\t${i}\t${NOW_US + i - 100}`;
   }
   return out;
 }
