@@ -1,24 +1,25 @@
 // The one owner of the bus frame format: what the ingest thread puts on a ring and a worker takes
-// off. A frame is a fixed 24-byte little-endian header followed by the payload bytes as they are:
+// off. A frame is one msgpack array of seven elements, every element in a fixed-width encoding, so
+// the header is always the same 32 bytes and the payload bytes follow it as they are:
 //
-//   offset size  field
-//        0    1  magic       0x4b ('K'): a frame that does not start with it is not a bus frame
-//        1    1  version     FRAME_VERSION (1); another version is refused, never guessed at
-//        2    1  kind        FrameKind below
-//        3    1  reserved    0
-//        4    4  connId      uint32 <= 2^31-1: connection id (gatherer-local, >= 1; 0 = none)
-//        8    4  receivedLo  receive time in µs since the epoch, low 32 bits
-//       12    4  receivedHi  ... high bits (< 2^21: a safe integer)
-//       16    4  arg         uint32, kind-specific count (ring-drop: frames dropped; else 0)
-//       20    4  payloadLen  uint32: exactly the bytes after the header
-//       24    …  payload     data: the raw WebSocket message bytes, never parsed on the ingest
-//                            thread; control kinds: UTF-8 JSON detail (see FrameKind) or empty
+//   offset size  msgpack                  field
+//        0    1  0x97 fixarray(7)         the frame's magic: anything else is not a bus frame
+//        1    1  positive fixint          version FRAME_VERSION (1); another is refused, never guessed at
+//        2    1  positive fixint          kind (FrameKind below)
+//        3    1  positive fixint 0        reserved
+//        4    5  0xce uint32 (BE)         connId <= 2^31-1: connection id (gatherer-local, >= 1; 0 = none)
+//        9    9  0xcf uint64 (BE)         receivedUs: receive time in µs since the epoch (< 2^53)
+//       18    9  0xcf uint64 (BE)         arg < 2^32: kind-specific count (ring-drop: frames dropped; else 0)
+//       27    5  0xc6 bin32 length (BE)   payloadLen: exactly the bytes after the header
+//       32    …  bin32 data               data: the raw WebSocket message bytes, never parsed on the ingest
+//                                         thread; control kinds: UTF-8 JSON detail (see FrameKind) or empty
 //
-// Why not msgpack any more (issue 21): the ingest thread packed every message into a fresh
-// msgpack array and then copied it into the ring; now the ring writes this header and the payload
-// straight into its bytes (RingProducer.tryWriteFrame with writeFrameHeader below), and the worker
-// reads the frame as a view of the ring (no copy, no unpacking). The header is 4-aligned, so the
-// payload lands 4-aligned in the ring's 4-aligned records.
+// Why fixed widths (issue 21): the ingest thread used to pack every message with msgpackr into a
+// fresh array and then copy that into the ring. Now the ring writes this header and the payload
+// straight into its bytes (RingProducer.tryWriteFrame with writeFrameHeader below) and the worker
+// reads the frame as a view of the ring, at fixed offsets (no copy, no general unpacking). Any
+// msgpack decoder still reads a frame as [version, kind, 0, connId, receivedUs, arg, payload]
+// (test/ingest/frame.test.ts checks it with msgpackr); arg takes 8 bytes so the header is 32.
 //
 // Decoding is defensive: the worker may be handed bytes from a corrupted or hostile source, so a
 // bad frame yields a coded KdpError (TRUNCATED / DECODE / TOO_LARGE) and nothing is allocated
@@ -53,9 +54,18 @@ export interface BusFrame {
   readonly payload: Uint8Array;
 }
 
-export const FRAME_HEADER_BYTES = 24;
-export const FRAME_MAGIC = 0x4b;
+export const FRAME_HEADER_BYTES = 32;
+/** The first byte of every frame: msgpack fixarray of 7 elements. */
+export const FRAME_MAGIC = 0x97;
 export const FRAME_VERSION = 1;
+// msgpack type bytes at fixed offsets: uint32, uint64, uint64, bin32.
+const AT_CONN = 4;
+const AT_RECEIVED = 9;
+const AT_ARG = 18;
+const AT_LEN = 27;
+const MP_UINT32 = 0xce;
+const MP_UINT64 = 0xcf;
+const MP_BIN32 = 0xc6;
 const CONN_ID_MAX = 0x7fffffff;
 const U32 = 0x1_0000_0000;
 const RECEIVED_HI_MAX = 0x1fffff; // hi * 2^32 + lo <= 2^53 - 1
@@ -85,15 +95,21 @@ function checkHeaderFields(kind: number, connId: number, receivedUs: number, arg
  */
 export function writeFrameHeader(view: DataView, at: number, kind: FrameKind, connId: number, receivedUs: number, arg: number, payloadBytes: number): void {
   checkHeaderFields(kind, connId, receivedUs, arg);
-  view.setUint32(at, FRAME_MAGIC | (FRAME_VERSION << 8) | (kind << 16), true);
-  view.setUint32(at + 4, connId, true);
-  view.setUint32(at + 8, receivedUs % U32, true);
-  view.setUint32(at + 12, Math.floor(receivedUs / U32), true);
-  view.setUint32(at + 16, arg, true);
-  view.setUint32(at + 20, payloadBytes, true);
+  // Big-endian, as msgpack is: [fixarray 7][version][kind][0] then each typed element.
+  view.setUint32(at, (FRAME_MAGIC << 24) | (FRAME_VERSION << 16) | (kind << 8), false);
+  view.setUint8(at + AT_CONN, MP_UINT32);
+  view.setUint32(at + AT_CONN + 1, connId, false);
+  view.setUint8(at + AT_RECEIVED, MP_UINT64);
+  view.setUint32(at + AT_RECEIVED + 1, Math.floor(receivedUs / U32), false);
+  view.setUint32(at + AT_RECEIVED + 5, receivedUs % U32, false);
+  view.setUint8(at + AT_ARG, MP_UINT64);
+  view.setUint32(at + AT_ARG + 1, 0, false);
+  view.setUint32(at + AT_ARG + 5, arg, false);
+  view.setUint8(at + AT_LEN, MP_BIN32);
+  view.setUint32(at + AT_LEN + 1, payloadBytes, false);
 }
 
-const u32At = (b: Uint8Array, at: number): number => (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x1000000;
+const u32At = (b: Uint8Array, at: number): number => b[at]! * 0x1000000 + ((b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!);
 
 function decodeError(message: string, details?: Record<string, unknown>): never {
   throw new KdpError('KDP_ERR_FRAME_DECODE', message, details);
@@ -144,12 +160,16 @@ export class FrameCodec {
     if (n < FRAME_HEADER_BYTES) throw new KdpError('KDP_ERR_FRAME_TRUNCATED', `frame of ${n} bytes is shorter than its ${FRAME_HEADER_BYTES}-byte header`);
     const kind = bytes[2]!;
     if (kind > KIND_MAX) decodeError(`frame kind ${kind} invalid`);
-    if (bytes[3] !== 0) decodeError('frame reserved byte is not 0');
-    const connId = u32At(bytes, 4);
+    if (bytes[3] !== 0) decodeError('frame reserved element is not 0');
+    if (bytes[AT_CONN] !== MP_UINT32 || bytes[AT_RECEIVED] !== MP_UINT64 || bytes[AT_ARG] !== MP_UINT64 || bytes[AT_LEN] !== MP_BIN32) {
+      decodeError('frame header elements are not the fixed msgpack types');
+    }
+    const connId = u32At(bytes, AT_CONN + 1);
     if (connId > CONN_ID_MAX) decodeError('frame connId invalid');
-    const receivedHi = u32At(bytes, 12);
+    const receivedHi = u32At(bytes, AT_RECEIVED + 1);
     if (receivedHi > RECEIVED_HI_MAX) decodeError('frame receivedUs invalid');
-    const payloadBytes = u32At(bytes, 20);
+    if (u32At(bytes, AT_ARG + 1) !== 0) decodeError('frame arg invalid');
+    const payloadBytes = u32At(bytes, AT_LEN + 1);
     if (payloadBytes > n - FRAME_HEADER_BYTES) {
       throw new KdpError('KDP_ERR_FRAME_TRUNCATED', `frame payload of ${payloadBytes} bytes, ${n - FRAME_HEADER_BYTES} present`);
     }
@@ -157,6 +177,6 @@ export class FrameCodec {
     const payload = payloadBytes === 0 ? EMPTY : bytes.subarray(FRAME_HEADER_BYTES, n);
     // Counted as a message that is not JSON text: the frame itself is sound.
     if (kind === FrameKind.data && !isUtf8(payload)) throw new KdpError('KDP_ERR_MSG_JSON', 'message is not valid UTF-8');
-    return { kind: kind as FrameKind, connId, receivedUs: receivedHi * U32 + u32At(bytes, 8), arg: u32At(bytes, 16), payload };
+    return { kind: kind as FrameKind, connId, receivedUs: receivedHi * U32 + u32At(bytes, AT_RECEIVED + 5), arg: u32At(bytes, AT_ARG + 5), payload };
   }
 }

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { Unpackr } from 'msgpackr';
 import { FRAME_HEADER_BYTES, FrameCodec, FrameKind, type BusFrame } from '../../src/ingest/frame';
 import { isKdpError, type ErrorCode } from '../../src/core/errors';
 
@@ -27,6 +28,19 @@ function decodeOrCode(bytes: Uint8Array): BusFrame | ErrorCode {
     throw err;
   }
 }
+
+test('every frame is a msgpack array a general decoder reads as [version, kind, 0, connId, receivedUs, arg, payload]', () => {
+  const msgpack = new Unpackr({ useRecords: false, int64AsType: 'number' });
+  fc.assert(
+    fc.property(frameArb, (f) => {
+      const bytes = codec.encodeFrame(f as BusFrame);
+      const v = msgpack.unpack(bytes) as unknown[];
+      assert.deepEqual(v.slice(0, 6), [1, f.kind, 0, f.connId, f.receivedUs, f.arg]);
+      assert.deepEqual(Uint8Array.from(v[6] as Uint8Array), f.payload);
+      assert.equal(bytes.length, FRAME_HEADER_BYTES + f.payload.length, 'fixed-width header');
+    }),
+  );
+});
 
 test('encode/decode round-trips every field exactly', () => {
   fc.assert(
@@ -85,21 +99,26 @@ test('hostile declared lengths do not allocate or read past the frame: truncated
   const frame = codec.encode(FrameKind.data, 1, 1, Buffer.from('{}'));
   for (const declared of [3, 0xffff, 0xffffffff]) {
     const bytes = Uint8Array.from(frame);
-    new DataView(bytes.buffer).setUint32(20, declared, true);
+    new DataView(bytes.buffer).setUint32(28, declared); // the bin32 length, big-endian
     assert.equal(decodeOrCode(bytes), 'KDP_ERR_FRAME_TRUNCATED', `payload length ${declared}`);
   }
 });
 
-test('a wrong magic, version, kind, reserved byte, connId, receivedUs or trailing bytes are KDP_ERR_FRAME_DECODE; oversize is KDP_ERR_FRAME_TOO_LARGE', () => {
+test('a wrong magic, version, kind, reserved element, element type, connId, receivedUs, arg or trailing bytes are KDP_ERR_FRAME_DECODE; oversize is KDP_ERR_FRAME_TOO_LARGE', () => {
   const good = codec.encode(FrameKind.data, 7, 1_779_946_509_623_423, Buffer.from('{"type":"ok"}'));
   const edits: [string, (b: Uint8Array, v: DataView) => void][] = [
     ['magic', (b) => (b[0] = 0x95)],
     ['version', (b) => (b[1] = 2)],
     ['kind', (b) => (b[2] = 6)],
     ['reserved', (b) => (b[3] = 1)],
-    ['connId', (_, v) => v.setUint32(4, 0x80000000, true)],
-    ['receivedUs past 2^53', (_, v) => v.setUint32(12, 0x200000, true)],
-    ['payload length short of the frame', (_, v) => v.setUint32(20, 12, true)],
+    ['connId type', (b) => (b[4] = 0xcd)],
+    ['connId', (_, v) => v.setUint32(5, 0x80000000)],
+    ['receivedUs type', (b) => (b[9] = 0xce)],
+    ['receivedUs past 2^53', (_, v) => v.setUint32(10, 0x200000)],
+    ['arg type', (b) => (b[18] = 0xd3)],
+    ['arg past 2^32', (_, v) => v.setUint32(19, 1)],
+    ['payload type', (b) => (b[27] = 0xc5)],
+    ['payload length short of the frame', (_, v) => v.setUint32(28, 12)],
   ];
   for (const [what, edit] of edits) {
     const bytes = Uint8Array.from(good);
@@ -116,7 +135,7 @@ test('a wrong magic, version, kind, reserved byte, connId, receivedUs or trailin
   const largest = codec.decode(codec.encode(FrameKind.ringDrop, 0x7fffffff, Number.MAX_SAFE_INTEGER, new Uint8Array(codec.payloadBytesMax()), 0xffffffff));
   assert.deepEqual(
     [largest.connId, largest.receivedUs, largest.arg, largest.payload.length],
-    [0x7fffffff, Number.MAX_SAFE_INTEGER, 0xffffffff, 64 * 1024 - 24],
+    [0x7fffffff, Number.MAX_SAFE_INTEGER, 0xffffffff, 64 * 1024 - FRAME_HEADER_BYTES],
   );
   // Fields the ingest thread must never produce are a bug there, refused at encode.
   for (const [kind, connId, us, arg] of [

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { ErrorCode } from '../../src/core/errors';
 import { tableByName } from '../../src/schema/tables';
-import { FRAME_MAGIC, FRAME_VERSION } from '../../src/ingest/frame';
+import { FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION } from '../../src/ingest/frame';
 import { Capture } from './harness';
 
 const REJECT_CODES: ReadonlySet<ErrorCode> = new Set([
@@ -163,7 +163,7 @@ test('pathological payloads: deep nesting, huge numbers, 1 MB strings', () => {
   );
   assert.ok(c.processor.rejectSamples().length <= 32);
   const tooBig = new Capture();
-  tooBig.feed(Buffer.alloc((1 << 20) - 26, 0x20));
+  tooBig.feed(Buffer.alloc((1 << 20) - FRAME_HEADER_BYTES, 0x20)); // the largest message a 1 MiB frame holds
   assert.deepEqual(
     tooBig.rejects.map((r) => r.code),
     ['KDP_ERR_MSG_JSON'],
