@@ -188,13 +188,18 @@ async function benchGatherer(dbUrl: string, sim: SpawnedSimulator): Promise<Gath
  * observe() from outside keeps every value instead of only bucket counts. Each sample is therefore
  * the worst latency inside one batch: percentiles over batches bound the per-message ones above.
  */
-function captureLatency(g: Gatherer): { samples: number[] } {
+/** Every frame->commit value (ms) the gatherer observes, with the table of its batch. */
+function captureLatency(g: Gatherer): { samples: number[]; tables: string[] } {
   const h = g.metrics.frame_to_commit_seconds as unknown as { observe: (...a: unknown[]) => void };
   const original = h.observe.bind(h);
-  const box = { samples: [] as number[] };
+  const box = { samples: [] as number[], tables: [] as string[] };
   h.observe = (...a: unknown[]) => {
     const v = a.find((x) => typeof x === 'number');
-    if (typeof v === 'number' && box.samples.length < 1_000_000) box.samples.push(v * 1000);
+    const labels = a.find((x) => typeof x === 'object' && x !== null) as { table?: string } | undefined;
+    if (typeof v === 'number' && box.samples.length < 1_000_000) {
+      box.samples.push(v * 1000);
+      box.tables.push(labels?.table ?? '');
+    }
     original(...a);
   };
   return box;
@@ -204,6 +209,18 @@ function latencySummary(samplesMs: number[]): { batches: number; p50Ms: number; 
   const s = [...samplesMs].sort((a, b) => a - b);
   const r = (x: number): number => +x.toFixed(1);
   return { batches: s.length, p50Ms: r(quantile(s, 0.5)), p99Ms: r(quantile(s, 0.99)), maxMs: r(s[s.length - 1] ?? NaN) };
+}
+
+/**
+ * Over every batch, over the batches of the streamed tables (WS snapshot rows wait up to
+ * snapshotHoldMs for their sid's next delta by design, so their batches measure the hold, not the
+ * pipeline), and per table.
+ */
+function latencyByTable(box: { samples: number[]; tables: string[] }): Record<string, ReturnType<typeof latencySummary>> {
+  const out: Record<string, ReturnType<typeof latencySummary>> = { all: latencySummary(box.samples) };
+  out.streamed = latencySummary(box.samples.filter((_, i) => box.tables[i] !== 'orderbook_snapshots'));
+  for (const t of new Set(box.tables)) out[t] = latencySummary(box.samples.filter((_, i) => box.tables[i] === t));
+  return out;
 }
 
 const committedRows = (g: Gatherer): number => TIME_SERIES_TABLES.reduce((s, t) => s + g.pipeline.total(`rows:${t.name}` as 'rows:trades'), 0);
@@ -228,6 +245,7 @@ async function gathererRun(sim: SpawnedSimulator, dbUrl: string, seconds: number
   const latency = captureLatency(g);
   await sleep(1000);
   latency.samples.length = 0;
+  latency.tables.length = 0;
   const m0 = g.pipeline.total('messages');
   const r0 = committedRows(g);
   const cpu = cpuWindow(sim.pid, pgPid);
@@ -365,6 +383,7 @@ async function latencyRun(pg: PgCluster): Promise<Record<string, unknown>> {
     await sleep(1500); // initial REST snapshots committed before the exchange moves
     const latency = captureLatency(g);
     latency.samples.length = 0;
+    latency.tables.length = 0;
     const m0 = g.pipeline.total('messages');
     const cpu0 = process.cpuUsage();
     const resumed = await sim.clock('resume');
@@ -375,7 +394,7 @@ async function latencyRun(pg: PgCluster): Promise<Record<string, unknown>> {
     await sleep(1500); // frames in flight reach the database
     const messages = g.pipeline.total('messages') - m0;
     const cpu = process.cpuUsage(cpu0);
-    const samples = [...latency.samples];
+    const byTable = latencyByTable(latency);
     const drained = await g.stop();
     await sim.stop();
     const truth = await truthWindow(truthFile, Math.max(paused.records, resumed.records), stopped.records, true);
@@ -395,7 +414,9 @@ async function latencyRun(pg: PgCluster): Promise<Record<string, unknown>> {
       offeredMsgsPerSec: Math.round(offered / dt),
       achievedMsgsPerSec: Math.round(messages / dt),
       gathererCpuUsPerMsg: +((cpu.user + cpu.system) / messages).toFixed(2),
-      frameToCommit: latencySummary(samples),
+      frameToCommit: byTable.all,
+      frameToCommitStreamed: byTable.streamed,
+      frameToCommitByTable: byTable,
       verified,
       window: { fromUs: truth.fromUs, toUs: truth.toUs },
       truth: summarize(comparison),

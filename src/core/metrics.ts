@@ -67,7 +67,8 @@ export const GATHERER_METRICS = {
   trade_backfill_trades_total: { type: 'counter', help: 'Trades fetched by REST backfill (before deduplication)' },
   frame_to_commit_seconds: {
     type: 'histogram',
-    help: 'Latency from frame receipt to the commit of its rows',
+    help: "Latency from frame receipt to the commit of its rows, per committed batch (its oldest row); WS snapshot rows wait for their sid's next delta by design",
+    labels: ['table'],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   },
 } as const satisfies Record<string, Def>;

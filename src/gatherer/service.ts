@@ -179,7 +179,7 @@ function createPipeline(
       },
       flush: (table, rows, seconds, minReceivedUs) => {
         metrics.writer_flush_duration_seconds.observe({ table }, seconds);
-        if (rows > 0) metrics.frame_to_commit_seconds.observe(Math.max(0, Date.now() * 1000 - minReceivedUs) / 1e6);
+        if (rows > 0) metrics.frame_to_commit_seconds.observe({ table }, Math.max(0, Date.now() * 1000 - minReceivedUs) / 1e6);
       },
     },
     log.child({ part: 'pipeline' }),
