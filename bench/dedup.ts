@@ -103,7 +103,7 @@ async function main(): Promise<void> {
       production: { url: prodUrl },
       log: { level: process.env.KDP_BENCH_LOG ?? 'warn' },
       frozenFeed: { enabled: process.env.KDP_BENCH_FROZEN !== '0' },
-      sync: { parallelGatherers: process.env.KDP_BENCH_PARALLEL !== '0' },
+      sync: { roundMerge: process.env.KDP_BENCH_ROUND !== '0' },
     });
     const { merged, duplicates, cycles, seconds: dedupS } = await mergeAll(options);
     if (merged !== rows) throw new Error(`merged ${merged} unique rows, expected ${rows}`);

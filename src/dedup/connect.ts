@@ -54,6 +54,8 @@ export async function openProduction(p: DedupOptions['production']): Promise<Lin
       await requireSchema(link.client, 'production');
       // temp_buffers must be set before the session's first use of a temporary table.
       await link.client.query(`SET temp_buffers = '${p.tempBuffersMb}MB'`);
+      // The round's dedup sort: in memory when it fits, else PostgreSQL spills it to temp files.
+      await link.client.query(`SET work_mem = '${p.workMemMb}MB'`);
       // Staging tables have no statistics; a JIT compile of the merge INSERT costs more than it saves.
       await link.client.query('SET jit = off');
       for (const sql of STAGING_SETUP) await link.client.query(sql);

@@ -1,7 +1,8 @@
-// One merge cycle for one gatherer: read the xid horizon, pick the batches below it that the
-// cursor has not passed, stream their rows gatherer -> production staging with COPY (no per-row
-// work in Node), INSERT … ON CONFLICT DO NOTHING into the keyed tables and advance the cursor in
-// the same production transaction. See docs/semantics.md "Deduplicator".
+// One merge round: the due gatherers' batches below their xid horizons, streamed gatherer ->
+// production staging with COPY (no per-row work in Node), each copy tagged with its gatherer's
+// delivered_by bit; then one deduplicating INSERT per table (one row per key, the OR of the bits
+// of all its copies) and every member's cursor, in one production transaction. See
+// docs/semantics.md "Deduplicator".
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable } from 'node:stream';
 import type { Client } from 'pg';
@@ -10,7 +11,6 @@ import { KdpError, classifyDbError } from '../core/errors';
 import { TRADE_COARSE_TIME_US } from '../kalshi/protocol';
 import { batchesByTable, planCycle, planWholeXid, type BatchRow, type CyclePlan, type PlanLimits } from './plan';
 import { failpoint, failpointActive, midStreamKiller } from '../core/failpoint';
-import type { StreamGate } from './gate';
 import {
   LIST_BATCHES,
   LIST_BATCHES_OF_XID,
@@ -37,6 +37,7 @@ export class SideError extends Error {
 }
 
 /** How a table's staged rows went in: anti-join + plain INSERT, ON CONFLICT, or fast then ON CONFLICT. */
+/** How a table's staged rows went in: merge join + plain INSERT, ON CONFLICT, or fast then ON CONFLICT. */
 export type MergePath = 'fast' | 'conflict' | 'fallback';
 
 export interface TableCounts {
@@ -46,45 +47,69 @@ export interface TableCounts {
   duplicates: number;
   /** Trades only: whole-second copies in production replaced by a copy with the finer time. */
   refined?: number;
-  /** Duplicates whose production row gained this gatherer's delivered_by bit (the rest had it already). */
+  /** Rows production held before the round whose delivered_by gained a staged copy's bit. */
   marked?: number;
   path?: MergePath;
 }
 
-export interface MergeResult {
+/** What a round did for one of its gatherers. */
+export interface GathererMerge {
+  readonly name: string;
   readonly instanceId: string;
   readonly horizon: bigint;
   readonly cursorBefore: bigint;
   readonly cursorAfter: bigint;
   readonly ledgerUpdatedAt: bigint;
   readonly batches: number;
-  /** Largest batch id merged from this database so far (this cycle's, else the cursor's). */
+  /** Largest batch id merged from this database so far (this round's, else the cursor's). */
   readonly maxBatchId: bigint;
   readonly expectedRows: number;
-  readonly tables: ReadonlyMap<string, TableCounts>;
-  /** More batches wait below the horizon (a limit stopped this cycle): run again at once. */
+  /** Rows streamed from this gatherer, per table. */
+  readonly read: ReadonlyMap<string, number>;
+  /** More batches wait below the horizon (a limit stopped this round): run again at once. */
   readonly more: boolean;
-  /** Markets seen in the staged rows (ticker -> newest received_at µs), for frozen-feed checks. */
+  /** Markets seen in this gatherer's staged rows (ticker -> newest received_at µs), for frozen-feed checks. */
   readonly markets: ReadonlyMap<string, number>;
   readonly unknownTables: readonly string[];
+}
+
+export interface RoundResult {
+  readonly merged: readonly GathererMerge[];
+  /** Members whose gatherer failed: their staged rows were rolled back, the others' committed. */
+  readonly failed: readonly { readonly name: string; readonly error: SideError }[];
+  /** Per table, over all members: rows staged, inserted, duplicates. */
+  readonly tables: ReadonlyMap<string, TableCounts>;
   /** Milliseconds spent streaming (COPY out -> staging), merging (INSERTs) and committing. */
   readonly timingsMs: { stream: number; merge: number; commit: number };
 }
 
-export interface MergeContext {
-  readonly name: string;
+/** mergeOnce's result: one gatherer's round. */
+export interface MergeResult extends GathererMerge {
+  readonly tables: ReadonlyMap<string, TableCounts>;
+  readonly timingsMs: RoundResult['timingsMs'];
+}
+
+export interface RoundContext {
   readonly limits: PlanLimits;
   readonly trackMarkets: boolean;
   readonly nowUs: () => number;
   readonly beforeCommit?: ((gatherer: string) => Promise<void> | void) | undefined;
   /**
-   * Widest time span (µs) of staged rows the anti-join fast path covers: it scans production's
-   * key index over the span, so a cycle mixing old rows (REST backfill) with new ones goes row by row.
+   * Widest time span (µs) of staged rows the merge-join fast path covers: it scans production's
+   * key index over the span, so a round mixing old rows (REST backfill) with new ones goes row by row.
    */
   readonly fastPathSpanMaxUs: number;
-  /** Shared by parallel cycles: their COPY streams take turns (see gate.ts). */
-  readonly streamGate?: StreamGate | undefined;
+}
+
+export interface RoundMember {
+  readonly name: string;
+  readonly gatherer: Client;
   /** This gatherer's delivered_by bit as a mask (1 << gatherer_bits.bit; provenance.ts). */
+  readonly deliveredMask: bigint;
+}
+
+export interface MergeContext extends RoundContext {
+  readonly name: string;
   readonly deliveredMask: bigint;
 }
 
@@ -115,11 +140,11 @@ async function planBatches(gatherer: Client, cursor: bigint, horizon: bigint, li
   return planWholeXid(group.rows.map(toBatch), plan.needWholeXid);
 }
 
-/** Streams one table's rows of the given batches into its production staging table. */
-async function streamTable(gatherer: Client, production: Client, table: string, ids: bigint[], first: boolean): Promise<number> {
+/** Streams one table's rows of the given batches into its production staging table, tagged with `mask`. */
+async function streamTable(gatherer: Client, production: Client, table: string, ids: bigint[], mask: bigint, first: boolean): Promise<number> {
   const stmt = TABLE_STATEMENTS.get(table)!;
   let failed: Side | undefined;
-  const source: Readable = gatherer.query(copyTo(stmt.copyOut(ids)));
+  const source: Readable = gatherer.query(copyTo(stmt.copyOut(ids, mask)));
   const sink = production.query(copyFrom(stmt.copyIn));
   source.once('error', () => (failed ??= 'gatherer'));
   (sink as Writable).once('error', () => (failed ??= 'production'));
@@ -144,158 +169,100 @@ async function stagedBounds(production: Client, stmt: TableStatements): Promise<
 }
 
 const UNIQUE_VIOLATION = '23505';
-const SAVEPOINT = 'kdp_merge_fast';
+const SAVEPOINT_FAST = 'kdp_merge_fast';
+const SAVEPOINT_MEMBER = 'kdp_member';
+// A production session that cannot roll a failed member's stream back within this is discarded.
+const MEMBER_ROLLBACK_WAIT_MS = 2_000;
+
+interface Inserted {
+  readonly merged: number;
+  /** Staged keys production already held (their delivered_by may lack some staged bits). */
+  readonly held: number;
+  readonly path: MergePath;
+}
+
+const insertedOf = (r: { rows: { merged: number; held: number }[] }, path: MergePath): Inserted => ({ ...r.rows[0]!, path });
 
 /**
- * Inserts one table's staged rows whose keys production lacks; returns how many went in. Tries
- * the anti-join fast path inside a savepoint; a unique violation there (the staged rows repeat a
- * key among themselves, or a writer outside the merge lock committed one) rolls back to the
- * savepoint and the ON CONFLICT statement does the same work row by row. Either way each key is
- * inserted at most once, and the count is the number of rows inserted.
+ * Inserts one table's staged keys production lacks, one row per key. Tries the merge-join fast
+ * path inside a savepoint; a unique violation there (a writer outside the merge lock committed a
+ * key meanwhile) rolls back to the savepoint and the ON CONFLICT statement does the same work row
+ * by row. Either way each key is inserted at most once.
  */
 async function insertStaged(
   production: Client,
   stmt: TableStatements,
   mergedAt: number,
   spanMaxUs: number,
-  mask: string,
   bounds: StagedBounds | undefined,
-): Promise<{ merged: number; path: MergePath }> {
-  const rowByRow = async (): Promise<{ merged: number; path: MergePath }> => {
-    const r = await production.query(stmt.merge, [mergedAt, mask]);
-    return { merged: r.rowCount ?? 0, path: 'conflict' };
-  };
-  if (!stmt.mergeFast || !bounds) return rowByRow();
+): Promise<Inserted> {
+  const rowByRow = async (path: MergePath): Promise<Inserted> => insertedOf(await production.query(stmt.merge, [mergedAt]), path);
+  if (!stmt.mergeFast || !bounds) return rowByRow('conflict');
   const { lo, hi } = bounds;
-  if (lo === null || hi === null) return { merged: 0, path: 'fast' };
-  if (spanMaxUs <= 0 || BigInt(hi) - BigInt(lo) > BigInt(spanMaxUs)) return rowByRow();
-  await production.query(`SAVEPOINT ${SAVEPOINT}`);
+  if (lo === null || hi === null) return { merged: 0, held: 0, path: 'fast' };
+  if (spanMaxUs <= 0 || BigInt(hi) - BigInt(lo) > BigInt(spanMaxUs)) return rowByRow('conflict');
+  await production.query(`SAVEPOINT ${SAVEPOINT_FAST}`);
   try {
-    const r = await production.query(stmt.mergeFast, [mergedAt, lo, hi, mask]);
-    await production.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
-    return { merged: r.rowCount ?? 0, path: 'fast' };
+    const r = await production.query(stmt.mergeFast, [mergedAt, lo, hi]);
+    await production.query(`RELEASE SAVEPOINT ${SAVEPOINT_FAST}`);
+    return insertedOf(r, 'fast');
   } catch (err) {
     if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
   }
-  await production.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
-  await production.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
-  const r = await production.query(stmt.merge, [mergedAt, mask]);
-  return { merged: r.rowCount ?? 0, path: 'fallback' };
+  await production.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT_FAST}`);
+  await production.query(`RELEASE SAVEPOINT ${SAVEPOINT_FAST}`);
+  return rowByRow('fallback');
 }
 
 /**
- * Inserts one table's staged rows (insertStaged) and records this gatherer in the delivered_by of
- * the rows production already held. The UPDATE runs only when the insert left duplicates (a cycle
- * of new rows costs nothing extra) and writes only rows whose bit is not set yet.
+ * Inserts one table's staged rows (insertStaged) and records the staged copies' gatherers in the
+ * delivered_by of the rows production already held. The UPDATE runs only when some staged key was
+ * held (copies delivered together in one round cost nothing extra) and writes only rows that lack
+ * a bit.
  */
 async function mergeTable(
   production: Client,
   stmt: TableStatements,
-  ctx: { mergedAt: number; spanMaxUs: number; mask: bigint; staged: number },
+  ctx: { mergedAt: number; spanMaxUs: number },
   known?: StagedBounds,
 ): Promise<{ merged: number; path: MergePath; marked: number }> {
-  const mask = ctx.mask.toString();
   const bounds = stmt.timeBounds ? (known ?? (await stagedBounds(production, stmt))) : undefined;
-  const { merged, path } = await insertStaged(production, stmt, ctx.mergedAt, ctx.spanMaxUs, mask, bounds);
-  if (merged >= ctx.staged) return { merged, path, marked: 0 };
+  const { merged, held, path } = await insertStaged(production, stmt, ctx.mergedAt, ctx.spanMaxUs, bounds);
+  if (held === 0) return { merged, path, marked: 0 };
   if (stmt.markBounded && (bounds?.lo == null || bounds.hi == null)) return { merged, path, marked: 0 };
-  const params = stmt.markBounded ? [mask, bounds!.lo, bounds!.hi] : [mask];
-  const r = await production.query(stmt.markDelivered, params);
+  const r = await production.query(stmt.markDelivered, stmt.markBounded ? [bounds!.lo, bounds!.hi] : []);
   return { merged, path, marked: r.rowCount ?? 0 };
 }
 
-async function marketsSeen(production: Client, tables: Iterable<string>): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
+/** Markets in the staged rows per gatherer bit (mask text -> ticker -> newest received_at µs). */
+async function marketsSeen(production: Client, tables: Iterable<string>): Promise<Map<string, Map<string, number>>> {
+  const out = new Map<string, Map<string, number>>();
   for (const table of tables) {
     const sql = TABLE_STATEMENTS.get(table)?.tickersSeen;
     if (!FROZEN_TABLES.has(table) || !sql) continue;
     const r = await production.query(sql);
-    for (const row of r.rows as { ticker: string; last_us: string }[]) {
+    for (const row of r.rows as { mask: string; ticker: string; last_us: string }[]) {
+      let m = out.get(row.mask);
+      if (!m) out.set(row.mask, (m = new Map()));
       const at = Number(row.last_us);
-      if ((out.get(row.ticker) ?? 0) < at) out.set(row.ticker, at);
+      if ((m.get(row.ticker) ?? 0) < at) m.set(row.ticker, at);
     }
   }
   return out;
 }
 
 /**
- * One cycle for one gatherer. `production` must have the staging tables (setupProduction) and no
- * open transaction. On error the caller must discard both clients (their state is unknown).
- */
-export async function mergeOnce(ctx: MergeContext, gatherer: Client, production: Client): Promise<MergeResult> {
-  const head = await onSide('gatherer', () => gatherer.query(READ_HORIZON));
-  const horizon = BigInt(head.rows[0].horizon);
-  const instanceId: string | null = head.rows[0].instance_id;
-  if (!instanceId) throw new SideError('gatherer', new KdpError('KDP_ERR_SCHEMA_KIND', 'gatherer database has no kdp_schema row'));
-  await onSide('production', async () => {
-    await production.query('BEGIN');
-    await production.query(LOCK_GATHERER, [ctx.name]);
-  });
-  const cur = await onSide('production', () => production.query(READ_CURSOR, [ctx.name, instanceId]));
-  const cursorBefore = cur.rowCount ? BigInt(cur.rows[0].merged_xid) : 0n;
-  const ledgerUpdatedAt = cur.rowCount ? BigInt(cur.rows[0].ledger_updated_at) : 0n;
-  const mergedBatchIdBefore = cur.rowCount ? BigInt(cur.rows[0].merged_batch_id) : 0n;
-  const plan = cursorBefore >= horizon ? undefined : await onSide('gatherer', () => planBatches(gatherer, cursorBefore, horizon, ctx.limits));
-  const base = { instanceId, horizon, cursorBefore, ledgerUpdatedAt };
-  if (!plan || plan.batches.length === 0) {
-    // Nothing below the horizon: every batch there is merged. Leave the cursor (saves a write
-    // per idle cycle); the next batch will have an xid at or above the current horizon anyway.
-    await onSide('production', () => production.query('COMMIT'));
-    return {
-      ...base,
-      cursorAfter: cursorBefore,
-      batches: 0,
-      maxBatchId: mergedBatchIdBefore,
-      expectedRows: 0,
-      tables: new Map(),
-      more: false,
-      markets: new Map(),
-      unknownTables: [],
-      timingsMs: { stream: 0, merge: 0, commit: 0 },
-    };
-  }
-  return mergePlan(ctx, gatherer, production, plan, base, mergedBatchIdBefore);
-}
-
-/** Streams each table's batches of the plan from the gatherer into production staging (the stream gate held). */
-async function streamPlan(
-  ctx: MergeContext,
-  gatherer: Client,
-  production: Client,
-  plan: CyclePlan,
-): Promise<{ tables: Map<string, TableCounts>; unknownTables: string[] }> {
-  const tables = new Map<string, TableCounts>();
-  const unknownTables: string[] = [];
-  let first = true;
-  const release = await ctx.streamGate?.acquire();
-  try {
-    for (const [table, ids] of batchesByTable(plan.batches)) {
-      if (!TABLE_STATEMENTS.has(table)) {
-        unknownTables.push(table);
-        continue;
-      }
-      const read = await streamTable(gatherer, production, table, ids, first);
-      first = false;
-      tables.set(table, { read, merged: 0, duplicates: 0 });
-    }
-  } finally {
-    release?.();
-  }
-  return { tables, unknownTables };
-}
-
-/**
  * Settles the staged trades' seconds-only copies against their finer copies (TRADE_PRECISION):
  * drops staged whole-second copies of trades held finer, deletes production's whole-second copies
- * of trades staged finer. Returns how many production rows were deleted (each is replaced by the
- * insert that follows). Costs one probe per staged trade; trades are ~1 % of the rows.
+ * of trades staged finer. Returns the production rows deleted (each is replaced by the insert that
+ * follows). Costs one probe per staged trade; trades are ~1 % of the rows.
  */
-async function settleTradePrecision(production: Client, { lo, hi }: StagedBounds, mask: bigint): Promise<DeletedCopies> {
+async function settleTradePrecision(production: Client, { lo, hi }: StagedBounds): Promise<DeletedCopies> {
   const none = { ts: [], id: [], mask: [] };
   if (lo === null || hi === null) return none;
   const range = [(BigInt(lo) - BigInt(TRADE_COARSE_TIME_US)).toString(), (BigInt(hi) + BigInt(TRADE_COARSE_TIME_US)).toString()];
   await production.query(TRADE_PRECISION.dropCoarseStagedByStaged);
-  await production.query(TRADE_PRECISION.dropCoarseStagedByProduction, [...range, mask.toString()]);
+  await production.query(TRADE_PRECISION.dropCoarseStagedByProduction, range);
   const deleted = await production.query(TRADE_PRECISION.deleteCoarseProduction, range);
   const rows = deleted.rows as { ts: string; id: string; mask: string | null }[];
   return { ts: rows.map((r) => r.ts), id: rows.map((r) => r.id), mask: rows.map((r) => r.mask) };
@@ -309,16 +276,15 @@ interface DeletedCopies {
 }
 
 /** Merges every staged table into its keyed table, filling in the counts. */
-async function mergeStaged(production: Client, tables: Map<string, TableCounts>, mergedAt: number, ctx: MergeContext): Promise<void> {
+async function mergeStaged(production: Client, tables: Map<string, TableCounts>, mergedAt: number, ctx: RoundContext): Promise<void> {
   for (const [table, counts] of tables) {
     if (counts.read === 0) continue;
     const stmt = TABLE_STATEMENTS.get(table)!;
     // Trades: one scan of the staged range serves both the precision settling and the insert (the
     // settling only removes staged rows, so the range still bounds what is left).
     const bounds = table === 'trades' ? await stagedBounds(production, stmt) : undefined;
-    const deleted = bounds ? await settleTradePrecision(production, bounds, ctx.deliveredMask) : undefined;
-    const sizes = { mergedAt, spanMaxUs: ctx.fastPathSpanMaxUs, mask: ctx.deliveredMask, staged: counts.read };
-    const { merged, path, marked } = await mergeTable(production, stmt, sizes, bounds);
+    const deleted = bounds ? await settleTradePrecision(production, bounds) : undefined;
+    const { merged, path, marked } = await mergeTable(production, stmt, { mergedAt, spanMaxUs: ctx.fastPathSpanMaxUs }, bounds);
     if (deleted && deleted.ts.length > 0) await production.query(TRADE_PRECISION.restoreDeliveredBy, [deleted.ts, deleted.id, deleted.mask]);
     counts.merged = merged;
     counts.duplicates = counts.read - merged;
@@ -328,46 +294,154 @@ async function mergeStaged(production: Client, tables: Map<string, TableCounts>,
   }
 }
 
-async function mergePlan(
-  ctx: MergeContext,
-  gatherer: Client,
-  production: Client,
-  plan: CyclePlan,
-  base: { instanceId: string; horizon: bigint; cursorBefore: bigint; ledgerUpdatedAt: bigint },
-  mergedBatchIdBefore: bigint,
-): Promise<MergeResult> {
-  const t0 = performance.now();
-  const { tables, unknownTables } = await streamPlan(ctx, gatherer, production, plan);
-  const markets = ctx.trackMarkets ? await onSide('production', () => marketsSeen(production, tables.keys())) : new Map<string, number>();
-  const t1 = performance.now();
-  // merged_at is taken under the merge lock, so it grows in commit order across gatherers.
-  await onSide('production', () => production.query(LOCK_MERGE));
-  const mergedAt = ctx.nowUs();
-  await onSide('production', () => mergeStaged(production, tables, mergedAt, ctx));
-  const t2 = performance.now();
-  failpoint('dedup.after_merge_before_commit');
-  if (ctx.beforeCommit) await ctx.beforeCommit(ctx.name);
-  let maxBatchId = mergedBatchIdBefore;
+/** A member whose batches are staged (or that had none). */
+interface Staged {
+  readonly member: RoundMember;
+  readonly base: { instanceId: string; horizon: bigint; cursorBefore: bigint; ledgerUpdatedAt: bigint };
+  readonly mergedBatchIdBefore: bigint;
+  readonly plan: CyclePlan | undefined;
+  readonly read: Map<string, number>;
+  readonly unknownTables: string[];
+}
+
+/** Reads a member's horizon and cursor and plans its batches (production transaction open, its lock held). */
+async function planMember(ctx: RoundContext, m: RoundMember, production: Client): Promise<Omit<Staged, 'read' | 'unknownTables'>> {
+  const head = await onSide('gatherer', () => m.gatherer.query(READ_HORIZON));
+  const horizon = BigInt(head.rows[0].horizon);
+  const instanceId: string | null = head.rows[0].instance_id;
+  if (!instanceId) throw new SideError('gatherer', new KdpError('KDP_ERR_SCHEMA_KIND', 'gatherer database has no kdp_schema row'));
+  const cur = await onSide('production', () => production.query(READ_CURSOR, [m.name, instanceId]));
+  const cursorBefore = cur.rowCount ? BigInt(cur.rows[0].merged_xid) : 0n;
+  const ledgerUpdatedAt = cur.rowCount ? BigInt(cur.rows[0].ledger_updated_at) : 0n;
+  const mergedBatchIdBefore = cur.rowCount ? BigInt(cur.rows[0].merged_batch_id) : 0n;
+  const plan = cursorBefore >= horizon ? undefined : await onSide('gatherer', () => planBatches(m.gatherer, cursorBefore, horizon, ctx.limits));
+  return { member: m, base: { instanceId, horizon, cursorBefore, ledgerUpdatedAt }, mergedBatchIdBefore, plan };
+}
+
+/** Streams a planned member's batches into staging; `first` arms the mid-stream failpoint. */
+async function stageMember(p: Omit<Staged, 'read' | 'unknownTables'>, production: Client, first: boolean): Promise<Staged> {
+  const read = new Map<string, number>();
+  const unknownTables: string[] = [];
+  for (const [table, ids] of batchesByTable(p.plan?.batches ?? [])) {
+    if (!TABLE_STATEMENTS.has(table)) {
+      unknownTables.push(table);
+      continue;
+    }
+    read.set(table, await streamTable(p.member.gatherer, production, table, ids, p.member.deliveredMask, first && read.size === 0));
+  }
+  return { ...p, read, unknownTables };
+}
+
+/**
+ * Plans and stages one member inside a savepoint. A gatherer failure rolls its staged rows back
+ * (bounded wait) and is returned; a production failure is thrown (the round is lost).
+ */
+async function tryMember(ctx: RoundContext, m: RoundMember, production: Client, first: boolean): Promise<Staged | SideError> {
+  await onSide('production', () => production.query(`SAVEPOINT ${SAVEPOINT_MEMBER}`));
+  try {
+    const staged = await stageMember(await planMember(ctx, m, production), production, first);
+    await onSide('production', () => production.query(`RELEASE SAVEPOINT ${SAVEPOINT_MEMBER}`));
+    return staged;
+  } catch (err) {
+    if (!(err instanceof SideError) || err.side !== 'gatherer') throw err;
+    const undone = await Promise.race([
+      production.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT_MEMBER}`).then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((r) => setTimeout(() => r(false), MEMBER_ROLLBACK_WAIT_MS).unref()),
+    ]);
+    if (!undone) throw new SideError('production', new KdpError('KDP_ERR_DB_TIMEOUT', `could not roll back ${m.name}'s staged rows`));
+    return err;
+  }
+}
+
+/** Per-table totals over the staged members. */
+function tableTotals(staged: readonly Staged[]): Map<string, TableCounts> {
+  const tables = new Map<string, TableCounts>();
+  for (const s of staged)
+    for (const [table, n] of s.read) {
+      const c = tables.get(table);
+      if (c) c.read += n;
+      else tables.set(table, { read: n, merged: 0, duplicates: 0 });
+    }
+  return tables;
+}
+
+function gathererMerge(s: Staged, markets: ReadonlyMap<string, number> | undefined): GathererMerge {
+  const batches = s.plan?.batches ?? [];
+  let maxBatchId = s.mergedBatchIdBefore;
   let expectedRows = 0;
-  for (const b of plan.batches) {
+  for (const b of batches) {
     if (b.batchId > maxBatchId) maxBatchId = b.batchId;
     expectedRows += b.rows;
   }
-  await onSide('production', async () => {
-    await production.query(UPSERT_CURSOR, [ctx.name, base.instanceId, plan.nextCursor.toString(), maxBatchId.toString(), ctx.nowUs()]);
-    await production.query('COMMIT');
-  });
-  const timingsMs = { stream: t1 - t0, merge: t2 - t1, commit: performance.now() - t2 };
   return {
-    ...base,
-    cursorAfter: plan.nextCursor,
-    batches: plan.batches.length,
+    name: s.member.name,
+    ...s.base,
+    // Nothing below the horizon: the cursor stays (saves a write per idle round); the next batch
+    // will have an xid at or above the current horizon anyway.
+    cursorAfter: batches.length > 0 ? s.plan!.nextCursor : s.base.cursorBefore,
+    batches: batches.length,
     maxBatchId,
     expectedRows,
-    tables,
-    more: plan.more,
-    markets,
-    unknownTables,
-    timingsMs,
+    read: s.read,
+    more: batches.length > 0 && s.plan!.more,
+    markets: markets ?? new Map(),
+    unknownTables: s.unknownTables,
   };
+}
+
+/**
+ * One round over `members` (distinct names). `production` must have the staging tables
+ * (openProduction) and no open transaction. A member's gatherer failing leaves it out of the
+ * round (in `failed`); any production failure throws a production SideError, and the caller must
+ * then discard the production session and every member's gatherer client (their state is unknown).
+ */
+export async function mergeRound(ctx: RoundContext, members: readonly RoundMember[], production: Client): Promise<RoundResult> {
+  const t0 = performance.now();
+  await onSide('production', async () => {
+    await production.query('BEGIN');
+    // Name order: two deduplicators locking overlapping rounds never wait on each other in a cycle.
+    for (const name of members.map((m) => m.name).sort()) await production.query(LOCK_GATHERER, [name]);
+  });
+  const staged: Staged[] = [];
+  const failed: { name: string; error: SideError }[] = [];
+  for (const m of members) {
+    const r = await tryMember(
+      ctx,
+      m,
+      production,
+      staged.every((s) => s.read.size === 0),
+    );
+    if (r instanceof SideError) failed.push({ name: m.name, error: r });
+    else staged.push(r);
+  }
+  const tables = tableTotals(staged);
+  const busy = staged.filter((s) => (s.plan?.batches.length ?? 0) > 0);
+  const markets = ctx.trackMarkets && tables.size > 0 ? await onSide('production', () => marketsSeen(production, tables.keys())) : new Map();
+  const t1 = performance.now();
+  if (busy.length > 0) {
+    // Held from the first INSERT to COMMIT (see LOCK_MERGE); merged_at is taken under it, so it
+    // grows in commit order across deduplicators.
+    await onSide('production', () => production.query(LOCK_MERGE));
+    await onSide('production', () => mergeStaged(production, tables, ctx.nowUs(), ctx));
+  }
+  const t2 = performance.now();
+  if (busy.length > 0) failpoint('dedup.after_merge_before_commit');
+  for (const s of busy) if (ctx.beforeCommit) await ctx.beforeCommit(s.member.name);
+  const merged = staged.map((s) => gathererMerge(s, markets.get(s.member.deliveredMask.toString())));
+  await onSide('production', async () => {
+    for (const g of merged)
+      if (g.batches > 0) await production.query(UPSERT_CURSOR, [g.name, g.instanceId, g.cursorAfter.toString(), g.maxBatchId.toString(), ctx.nowUs()]);
+    await production.query('COMMIT');
+  });
+  return { merged, failed, tables, timingsMs: { stream: t1 - t0, merge: t2 - t1, commit: performance.now() - t2 } };
+}
+
+/** A round of one gatherer (tools and tests); its gatherer's failure is thrown. */
+export async function mergeOnce(ctx: MergeContext, gatherer: Client, production: Client): Promise<MergeResult> {
+  const r = await mergeRound(ctx, [{ name: ctx.name, gatherer, deliveredMask: ctx.deliveredMask }], production);
+  if (r.failed.length > 0) throw r.failed[0]!.error;
+  return { ...r.merged[0]!, tables: r.tables, timingsMs: r.timingsMs };
 }

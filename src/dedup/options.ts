@@ -40,9 +40,16 @@ export const DEDUP_SPEC = {
       },
       tempBuffersMb: {
         kind: 'int',
-        doc: 'temp_buffers of the merge session (staging tables live there)',
-        default: 128,
+        doc: 'temp_buffers of the merge session (staging tables live there: ~150 bytes per staged delta)',
+        default: 256,
         min: 1,
+        max: 8192,
+      },
+      workMemMb: {
+        kind: 'int',
+        doc: 'work_mem of the merge session: the round sorts its staged copies by key (3 x 300 k deltas sort in 137 MB)',
+        default: 256,
+        min: 4,
         max: 8192,
       },
     },
@@ -66,7 +73,7 @@ export const DEDUP_SPEC = {
       },
       rowsPerCycleMax: {
         kind: 'int',
-        doc: 'rows merged per gatherer per cycle (bounds one transaction)',
+        doc: "rows merged per gatherer per cycle (a round's transaction holds up to gatherers x this)",
         default: 1_000_000,
         min: 1,
       },
@@ -102,17 +109,10 @@ export const DEDUP_SPEC = {
         min: 1,
       },
       backoffMaxMs: { kind: 'int', doc: 'retry delay cap', default: 60_000, min: 1 },
-      parallelGatherers: {
+      roundMerge: {
         kind: 'boolean',
-        doc: 'stream from all gatherers at once (one production session each); merges still serialise',
+        doc: 'merge every due gatherer in one production transaction per cycle (copies delivered together are inserted once, with all their bits); false: one transaction per gatherer',
         default: true,
-      },
-      streamTurnWaitMaxMs: {
-        kind: 'int',
-        doc: 'parallel gatherers stream one at a time; a gatherer waits at most this for its turn (0: all at once)',
-        default: 2_000,
-        min: 0,
-        max: 600_000,
       },
       lagDegradedSeconds: {
         kind: 'number',

@@ -10,8 +10,7 @@ import { DEDUP_METRICS, createMetrics, createRegistry, type MetricSet } from '..
 import { json, startHttpServer, type HttpServer } from '../http/server';
 import { dropLink, openGatherer, openProduction, type Link } from './connect';
 import { FrozenFeedTracker } from './frozen';
-import { StreamGate } from './gate';
-import { SideError, mergeOnce, onSide, type MergeResult } from './merge';
+import { SideError, mergeRound, onSide, type GathererMerge, type RoundResult } from './merge';
 import { syncGapLedger, syncRegistry, type PagePos } from './metadata';
 import { gathererBit, maskOf } from './provenance';
 import type { DedupOptions, GathererOptions } from './options';
@@ -22,8 +21,6 @@ export type LinkStatus = 'connecting' | 'connected' | 'unreachable' | 'error';
 interface GathererState {
   readonly opts: GathererOptions;
   link: Link | undefined;
-  /** This gatherer's production session (its own staging tables), so gatherers can stream in parallel. */
-  prod: Link | undefined;
   status: LinkStatus;
   failures: number;
   nextAttemptMs: number;
@@ -42,12 +39,11 @@ interface GathererState {
   deliveredMask: bigint | undefined;
 }
 
+/** One gatherer's part of a cycle (merged and duplicates are the round's, in CycleReport). */
 export interface GathererCycle {
   readonly status: LinkStatus;
   readonly batches: number;
   readonly read: number;
-  readonly merged: number;
-  readonly duplicates: number;
   readonly more: boolean;
   readonly error?: string;
 }
@@ -104,7 +100,7 @@ const ROLLBACK_WAIT_MS = 2_000;
 // the alert's 5-minute window well covered.
 const CONNECTION_SAMPLE_INTERVAL_MS = 15_000;
 
-const IDLE = { batches: 0, read: 0, merged: 0, duplicates: 0, more: false } as const;
+const IDLE = { batches: 0, read: 0, more: false } as const;
 
 const errText = (err: unknown): string =>
   err instanceof SideError ? `${err.cause.code}: ${err.cause.message}` : isKdpError(err) ? `${err.code}: ${err.message}` : String(err);
@@ -135,7 +131,8 @@ class DedupService implements Deduplicator {
   private loopDone: Promise<void> | undefined;
   private stopping = false;
   private wake: (() => void) | undefined;
-  private readonly streamGate: StreamGate | undefined;
+  /** The one production session: its staging tables hold a round's copies from every gatherer. */
+  private prod: Link | undefined;
   healthPort: number | undefined;
   metricsPort: number | undefined;
 
@@ -144,13 +141,10 @@ class DedupService implements Deduplicator {
     this.log = start.logger ?? createLogger('dedup', { level: this.opts.log.level });
     this.registry = createRegistry(true);
     this.m = createMetrics(DEDUP_METRICS, this.registry);
-    const turnMs = this.opts.sync.streamTurnWaitMaxMs;
-    this.streamGate = this.opts.sync.parallelGatherers && turnMs > 0 ? new StreamGate(turnMs) : undefined;
     this.frozen = new FrozenFeedTracker(this.opts.frozenFeed.windowMs * 1000, this.opts.frozenFeed.marketsTrackedMax);
     this.states = this.opts.gatherers.map((g) => ({
       opts: g,
       link: undefined,
-      prod: undefined,
       status: 'connecting',
       failures: 0,
       nextAttemptMs: 0,
@@ -243,43 +237,37 @@ class DedupService implements Deduplicator {
     return backoffDelayMs(failures, { initialMs: backoffInitialMs, maxMs: backoffMaxMs, jitter: 'equal' });
   }
 
-  private async ensureProduction(s: GathererState): Promise<Link> {
-    if (s.prod && !s.prod.broken) return s.prod;
-    dropLink(s.prod);
-    s.prod = undefined;
-    s.prod = await openProduction(this.opts.production);
-    return s.prod;
+  private async ensureProduction(): Promise<Link> {
+    if (this.prod && !this.prod.broken) return this.prod;
+    dropLink(this.prod);
+    this.prod = undefined;
+    this.prod = await openProduction(this.opts.production);
+    return this.prod;
   }
 
   private async cycle(respectBackoff: boolean): Promise<CycleReport> {
     const t0 = process.hrtime.bigint();
     const out: Record<string, GathererCycle> = {};
-    let merged = 0;
-    let duplicates = 0;
-    let read = 0;
-    let more = false;
     const due = this.states.filter((s) => !respectBackoff || Date.now() >= s.nextAttemptMs);
     for (const s of this.states) {
       if (!due.includes(s)) out[s.opts.name] = { ...IDLE, status: s.status, error: 'backoff' };
     }
-    const record = (s: GathererState, r: GathererCycle): void => {
-      out[s.opts.name] = r;
+    let merged = 0;
+    let duplicates = 0;
+    let read = 0;
+    // One round of every due gatherer (copies delivered together are inserted once), else one
+    // round per gatherer in turn.
+    const rounds = this.opts.sync.roundMerge ? [due] : due.map((s) => [s]);
+    for (const round of rounds) {
+      if (this.stopping || round.length === 0) break;
+      const r = await this.runRound(round);
+      for (const [s, c] of r.cycles) out[s.opts.name] = c;
       merged += r.merged;
       duplicates += r.duplicates;
       read += r.read;
-      more ||= r.more;
-    };
-    if (this.opts.sync.parallelGatherers) {
-      // Streams run side by side; the INSERT phases serialise on a production lock (merge.ts).
-      const results = await Promise.all(due.map((s) => this.cycleGatherer(s)));
-      due.forEach((s, i) => record(s, results[i]!));
-    } else {
-      for (const s of due) {
-        if (this.stopping) break;
-        record(s, await this.cycleGatherer(s));
-        if (this.rds !== 'connected') break; // production is down: the others would fail alike
-      }
+      if (this.rds !== 'connected') break; // production is down: the others would fail alike
     }
+    const more = Object.values(out).some((c) => c.more);
     if (read > 0) this.m.dedup_duplicate_rate.set(duplicates / read);
     await this.sampleProductionConnections();
     if (this.opts.frozenFeed.enabled) this.updateFrozen();
@@ -289,90 +277,129 @@ class DedupService implements Deduplicator {
     return { rds: this.rds, gatherers: out, merged, duplicates, more };
   }
 
-  private async cycleGatherer(s: GathererState): Promise<GathererCycle> {
-    const name = s.opts.name;
-    try {
-      const production = await this.ensureProduction(s);
-      this.setRds('connected');
-      if (!s.link || s.link.broken) {
-        dropLink(s.link);
-        s.link = undefined;
-        s.link = await openGatherer(s.opts);
-      }
-      s.deliveredMask ??= maskOf(await onSide('production', () => gathererBit(production.client, name, Date.now() * 1000)));
-      const startedMs = Date.now();
-      const r = await mergeOnce(
-        {
-          name,
-          limits: {
-            batchesMax: this.opts.sync.batchesPerCycleMax,
-            rowsMax: this.opts.sync.rowsPerCycleMax,
-          },
-          trackMarkets: this.opts.frozenFeed.enabled,
-          fastPathSpanMaxUs: this.opts.sync.fastPathSpanMaxMs * 1000,
-          nowUs: () => Date.now() * 1000,
-          beforeCommit: this.start.hooks?.beforeCommit,
-          streamGate: this.streamGate,
-          deliveredMask: s.deliveredMask,
-        },
-        s.link.client,
-        production.client,
-      );
-      this.afterMerge(s, r, startedMs);
-      await this.sideSyncs(s, production);
-      this.setGatherer(s, 'connected', undefined);
-      let read = 0,
-        mergedRows = 0,
-        dups = 0;
-      for (const c of r.tables.values()) {
-        read += c.read;
-        mergedRows += c.merged;
-        dups += c.duplicates;
-      }
-      return {
-        status: 'connected',
-        batches: r.batches,
-        read,
-        merged: mergedRows,
-        duplicates: dups,
-        more: r.more,
-      };
-    } catch (err) {
-      return this.onCycleError(s, err);
-    }
-  }
-
-  private async onCycleError(s: GathererState, err: unknown): Promise<GathererCycle> {
-    if (!(err instanceof SideError)) throw err;
-    const text = errText(err);
-    if (err.side === 'production') {
-      dropLink(s.prod);
-      s.prod = undefined;
-      // The gatherer link may be mid-COPY: its state is unknown too.
+  /** Opens what a gatherer's round needs: its link and its delivered_by bit. */
+  private async ensureGatherer(s: GathererState, production: Link): Promise<void> {
+    if (!s.link || s.link.broken) {
       dropLink(s.link);
       s.link = undefined;
-      this.rdsFailures++;
-      this.rdsError = text;
-      this.setRds(err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT' ? 'unreachable' : 'error');
-      this.m.dedup_errors_total.inc({ type: 'production' });
-      this.log.warn({ gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message }, 'production failed; backing off');
-      return { ...IDLE, status: s.status, error: text };
+      s.link = await openGatherer(s.opts);
     }
+    s.deliveredMask ??= maskOf(await onSide('production', () => gathererBit(production.client, s.opts.name, Date.now() * 1000)));
+  }
+
+  /** One merge round of `states`, then each merged gatherer's side syncs; every error is handled here. */
+  private async runRound(states: GathererState[]): Promise<{ cycles: Map<GathererState, GathererCycle>; merged: number; duplicates: number; read: number }> {
+    const cycles = new Map<GathererState, GathererCycle>();
+    const done = { cycles, merged: 0, duplicates: 0, read: 0 };
+    const members: GathererState[] = [];
+    let r: RoundResult;
+    try {
+      const production = await this.ensureProduction();
+      this.setRds('connected');
+      for (const s of states) {
+        try {
+          await this.ensureGatherer(s, production);
+          members.push(s);
+        } catch (err) {
+          if (err instanceof SideError && err.side === 'production') throw err;
+          cycles.set(s, await this.onGathererError(s, err));
+        }
+      }
+      const startedMs = Date.now();
+      r = await mergeRound(
+        this.roundContext(),
+        members.map((s) => ({ name: s.opts.name, gatherer: s.link!.client, deliveredMask: s.deliveredMask! })),
+        production.client,
+      );
+      for (const f of r.failed) cycles.set(this.stateOf(f.name), await this.onGathererError(this.stateOf(f.name), f.error));
+      this.countRound(r);
+      for (const g of r.merged) this.afterMerge(this.stateOf(g.name), g, startedMs);
+    } catch (err) {
+      if (!(err instanceof SideError) || err.side !== 'production') throw err;
+      for (const [s, c] of this.onProductionError(err, states)) if (!cycles.has(s)) cycles.set(s, c);
+      return done;
+    }
+    for (const g of r.merged) {
+      const s = this.stateOf(g.name);
+      cycles.set(s, await this.afterRound(s, g));
+    }
+    for (const c of r.tables.values()) {
+      done.merged += c.merged;
+      done.duplicates += c.duplicates;
+      done.read += c.read;
+    }
+    return done;
+  }
+
+  private stateOf(name: string): GathererState {
+    return this.states.find((s) => s.opts.name === name)!;
+  }
+
+  private roundContext(): Parameters<typeof mergeRound>[0] {
+    return {
+      limits: { batchesMax: this.opts.sync.batchesPerCycleMax, rowsMax: this.opts.sync.rowsPerCycleMax },
+      trackMarkets: this.opts.frozenFeed.enabled,
+      fastPathSpanMaxUs: this.opts.sync.fastPathSpanMaxMs * 1000,
+      nowUs: () => Date.now() * 1000,
+      beforeCommit: this.start.hooks?.beforeCommit,
+    };
+  }
+
+  /** After the round's commit: the gatherer's watermark, ledger and registry. */
+  private async afterRound(s: GathererState, g: GathererMerge): Promise<GathererCycle> {
+    try {
+      await this.sideSyncs(s, this.prod!);
+      this.setGatherer(s, 'connected', undefined);
+    } catch (err) {
+      if (!(err instanceof SideError)) throw err;
+      if (err.side === 'production') return this.onProductionError(err, [s]).get(s)!;
+      return this.onGathererError(s, err);
+    }
+    let read = 0;
+    for (const n of g.read.values()) read += n;
+    return { status: 'connected', batches: g.batches, read, more: g.more };
+  }
+
+  /** Production failed: its session is discarded, and so are the gatherer links of `states` (they may be mid-COPY). */
+  private onProductionError(err: SideError, states: readonly GathererState[]): Map<GathererState, GathererCycle> {
+    const text = errText(err);
+    dropLink(this.prod);
+    this.prod = undefined;
+    this.rdsFailures++;
+    this.rdsError = text;
+    this.setRds(err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT' ? 'unreachable' : 'error');
+    this.m.dedup_errors_total.inc({ type: 'production' });
+    this.log.warn({ gatherers: states.map((s) => s.opts.name), code: err.cause.code, msg2: err.cause.message }, 'production failed; backing off');
+    const out = new Map<GathererState, GathererCycle>();
+    for (const s of states) {
+      dropLink(s.link);
+      s.link = undefined;
+      out.set(s, { ...IDLE, status: s.status, error: text });
+    }
+    return out;
+  }
+
+  private async onGathererError(s: GathererState, err: unknown): Promise<GathererCycle> {
+    if (!(err instanceof SideError)) throw err;
+    const text = errText(err);
     dropLink(s.link);
     s.link = undefined;
-    await this.abandonProductionTransaction(s);
+    await this.abandonProductionTransaction();
     s.failures++;
     s.nextAttemptMs = Date.now() + this.backoffMs(s.failures);
     const status: LinkStatus = err.cause.code === 'KDP_ERR_DB_CONNECTION' || err.cause.code === 'KDP_ERR_DB_TIMEOUT' ? 'unreachable' : 'error';
     this.setGatherer(s, status, text);
     this.m.dedup_errors_total.inc({ type: 'gatherer' });
     this.log.warn({ gatherer: s.opts.name, code: err.cause.code, msg2: err.cause.message }, 'gatherer failed; skipping it with backoff');
-    return { status, batches: 0, read: 0, merged: 0, duplicates: 0, more: false, error: text };
+    return { ...IDLE, status, error: text };
   }
 
-  /** A gatherer failed: roll back the production transaction it may have left open (bounded wait). */
-  private async abandonProductionTransaction(s: GathererState): Promise<void> {
-    const link = s.prod;
+  /**
+   * A gatherer failed outside the round's transaction (side syncs): roll back any production
+   * transaction a sync may have left open (bounded wait; a no-op otherwise).
+   */
+  private async abandonProductionTransaction(): Promise<void> {
+    const link = this.prod;
     if (!link || link.broken) return;
     const rolledBack = await Promise.race([
       link.client.query('ROLLBACK').then(
@@ -383,11 +410,22 @@ class DedupService implements Deduplicator {
     ]);
     if (!rolledBack) {
       dropLink(link);
-      s.prod = undefined;
+      this.prod = undefined;
     }
   }
 
-  private afterMerge(s: GathererState, r: MergeResult, startedMs: number): void {
+  /** The round's per-table counts, as metrics. */
+  private countRound(r: RoundResult): void {
+    for (const [table, c] of r.tables) {
+      this.m.dedup_rows_merged_total.inc({ table }, c.merged);
+      this.m.dedup_rows_duplicate_total.inc({ table }, c.duplicates);
+      if (c.refined) this.m.dedup_trades_refined_total.inc(c.refined);
+    }
+    if (r.merged.some((g) => g.batches > 0))
+      this.log.debug({ gatherers: r.merged.length, tables: Object.fromEntries(r.tables), ms: r.timingsMs }, 'round merged');
+  }
+
+  private afterMerge(s: GathererState, r: GathererMerge, startedMs: number): void {
     const name = s.opts.name;
     if (s.instanceId !== r.instanceId) {
       if (s.instanceId !== undefined) this.log.warn({ gatherer: name, from: s.instanceId, to: r.instanceId }, 'gatherer database was rebuilt: new cursor');
@@ -402,14 +440,11 @@ class DedupService implements Deduplicator {
     s.cursor = r.cursorAfter;
     if (r.maxBatchId > s.maxBatchId) s.maxBatchId = r.maxBatchId;
     if (!r.more) s.caughtUpAtMs = startedMs;
-    for (const [table, c] of r.tables) {
-      this.m.dedup_rows_read_total.inc({ gatherer: name, table }, c.read);
-      this.m.dedup_rows_merged_total.inc({ table }, c.merged);
-      this.m.dedup_rows_duplicate_total.inc({ table }, c.duplicates);
-      if (c.refined) this.m.dedup_trades_refined_total.inc(c.refined);
-    }
     let read = 0;
-    for (const c of r.tables.values()) read += c.read;
+    for (const [table, n] of r.read) {
+      this.m.dedup_rows_read_total.inc({ gatherer: name, table }, n);
+      read += n;
+    }
     if (read !== r.expectedRows) {
       // ingest_batches.row_count disagrees with the rows found: a writer bug or rows removed
       // under the cursor. Visible, counted; the merge itself stays correct for what exists.
@@ -428,7 +463,6 @@ class DedupService implements Deduplicator {
           batches: r.batches,
           read,
           cursor: r.cursorAfter.toString(),
-          ms: r.timingsMs,
         },
         'merged',
       );
@@ -464,8 +498,8 @@ class DedupService implements Deduplicator {
    */
   private async sampleProductionConnections(): Promise<void> {
     if (this.rds !== 'connected' || Date.now() < this.connectionsSampleDueMs) return;
-    const link = this.states.map((s) => s.prod).find((l) => l !== undefined && !l.broken);
-    if (!link) return;
+    const link = this.prod;
+    if (!link || link.broken) return;
     this.connectionsSampleDueMs = Date.now() + CONNECTION_SAMPLE_INTERVAL_MS;
     try {
       const r = await link.client.query<{ n: number; max: number }>(
@@ -565,9 +599,9 @@ class DedupService implements Deduplicator {
     for (const s of this.states) {
       dropLink(s.link);
       s.link = undefined;
-      dropLink(s.prod);
-      s.prod = undefined;
     }
+    dropLink(this.prod);
+    this.prod = undefined;
     for (const srv of this.servers) srv.close();
     this.servers = [];
   }

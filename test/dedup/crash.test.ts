@@ -165,7 +165,11 @@ describe('deduplicator crashes', () => {
         KDP_FAILPOINT: 'dedup.after_commit_before_watermark',
       }).exited;
       assert.equal(crashed.signal, 'SIGKILL');
-      assert.equal(await countOf(prod, 'dedup_cursors'), 1, 'the first merge committed');
+      assert.equal(await countOf(prod, 'dedup_cursors'), 3, "the first round committed, with every gatherer's cursor");
+      const g1Before = await connect(s.gatherers[0]!.url);
+      const none = await g1Before.query(`SELECT count(*)::int AS n FROM dedup_watermark`);
+      await g1Before.end();
+      assert.equal(none.rows[0].n, 0, 'killed before the watermark was published');
       const resumed = runChild(config, {});
       await waitComplete(prod, s.truth);
       resumed.kill('SIGTERM');

@@ -65,12 +65,17 @@ const norm = (v: unknown): string => {
  * delivered_by is exactly the bits of the gatherers whose copy held its key, and the per-gatherer
  * duplicate query of docs/semantics.md counts, per gatherer, the rows another copy also held.
  */
-async function assertDeliveredBy(c: Client, copies: readonly Record<string, Row[]>[], names: readonly string[]): Promise<void> {
+async function assertDeliveredBy(
+  c: Client,
+  copies: readonly Record<string, Row[]>[],
+  names: readonly string[],
+  tables: readonly string[] = TIME_SERIES_TABLES.map((t) => t.name),
+): Promise<void> {
   const bits = await c.query(`SELECT gatherer, bit FROM gatherer_bits ORDER BY bit`);
   assert.deepEqual(bits.rows.map((r) => r.gatherer).sort(), [...names].sort(), 'one bit per gatherer name');
   const bitOf = new Map(bits.rows.map((r) => [r.gatherer as string, 1n << BigInt(r.bit)]));
   const keyOf = (t: (typeof TIME_SERIES_TABLES)[number], r: Row): string => JSON.stringify(t.productionKey.map((col) => norm(r[col])));
-  for (const t of TIME_SERIES_TABLES) {
+  for (const t of TIME_SERIES_TABLES.filter((x) => tables.includes(x.name))) {
     const want = new Map<string, bigint>();
     copies.forEach((copy, i) => {
       for (const r of copy[t.name] ?? []) want.set(keyOf(t, r), (want.get(keyOf(t, r)) ?? 0n) | bitOf.get(names[i]!)!);
@@ -98,78 +103,78 @@ async function assertDeliveredBy(c: Client, copies: readonly Record<string, Row[
 const bitCount = (m: bigint): number => m.toString(2).replace(/0/g, '').length;
 
 describe('merge of three gatherers', () => {
-  test('production equals the union of three overlapping copies with different gaps', async () => {
-    const world = makeWorld(1, 400);
-    const gaps: Record<string, [number, number][]> = {
-      g1: [[NOW_US + 50 * MS, NOW_US + 120 * MS]],
-      g2: [
-        [NOW_US + 100 * MS, NOW_US + 200 * MS],
-        [NOW_US + 380 * MS, NOW_US + 390 * MS],
-      ],
-      g3: [
-        [NOW_US, NOW_US + 60 * MS],
-        [NOW_US + 300 * MS, NOW_US + 392 * MS],
-      ],
-    };
-    const copies = Object.entries(gaps).map(([g, gap], i) => copyFor(world, g, gap, 1_000 + i * 700));
-    const dbs = await Promise.all(['g1', 'g2', 'g3'].map(() => db(G, 'gatherer')));
-    for (let i = 0; i < 3; i++) await writeCopy(dbs[i]!.c, copies[i]!, 23 + i * 10);
-    const prod = await db(P, 'production');
-    const truth = await db(G, 'production');
-    const expected = unionOf(copies);
-    await writeTruth(truth.c, expected);
-    // Small cycle limits: many cycles, cuts between batches, catch-up mode. Sequential gatherers
-    // here; the other tests run the default (parallel streams, serialised merges).
-    const d = await startDeduplicator({
-      options: dedupOptions(
-        dbs.map((x, i) => ({ name: `g${i + 1}`, url: x.url })),
-        prod.url,
-        { sync: { batchesPerCycleMax: 7, rowsPerCycleMax: 150, parallelGatherers: false } },
-      ),
-      loop: false,
-      http: false,
-    });
-    try {
-      const run = await drain(d);
-      assert.ok(run.cycles > 3, 'the limits forced several cycles');
-      const diff = await diffKeys(prod.c, truth.c);
-      for (const [table, x] of Object.entries(diff)) assert.ok(x.equal, `${table}: production ${x.production} rows, expected ${x.truth}`);
-      // The window 380-390 ms is missing in g2 and g3: g1 alone filled it.
-      assert.ok((await countOf(prod.c, 'trades', `exchange_ts >= ${NOW_US + 380 * MS} AND exchange_ts < ${NOW_US + 390 * MS}`)) > 0);
-      // Identical deltas in one microsecond survive as occurrence 0 and 1.
-      const twins = await countOf(prod.c, 'orderbook_deltas', 'occurrence = 1');
-      assert.equal(twins, expected.orderbook_deltas!.filter((r) => r.occurrence === 1).length);
-      assert.ok(twins > 0);
-      // Distinct ticker updates of one market in one microsecond are not merged.
-      const sameUs = await prod.c.query(`SELECT count(*)::int AS n FROM (SELECT ticker, exchange_ts FROM tickers GROUP BY 1, 2 HAVING count(*) > 1) x`);
-      assert.ok(sameUs.rows[0].n > 0);
-      // Snapshots are kept per gatherer, with provenance.
-      assert.deepEqual((await prod.c.query(`SELECT gatherer, count(*)::int AS n FROM orderbook_snapshots GROUP BY 1 ORDER BY 1`)).rows, [
-        { gatherer: 'g1', n: 4 },
-        { gatherer: 'g2', n: 4 },
-        { gatherer: 'g3', n: 4 },
-      ]);
-      const readTotal = copies.reduce((s, c) => s + Object.values(c).reduce((a, rows) => a + rows.length, 0), 0);
-      const unionTotal = Object.values(expected).reduce((a, rows) => a + rows.length, 0);
-      assert.equal(run.merged, unionTotal);
-      assert.equal(run.merged + run.duplicates, readTotal);
-      // Cursors in production, watermarks published to each gatherer, both at the same xid.
-      const cursors = await prod.c.query(`SELECT gatherer, instance_id::text, merged_xid::text FROM dedup_cursors ORDER BY 1`);
-      assert.equal(cursors.rowCount, 3);
-      for (let i = 0; i < 3; i++) {
-        const wm = await dbs[i]!.c.query(`SELECT merged_xid::text, merged_batch_id::text FROM dedup_watermark`);
-        assert.equal(wm.rows[0].merged_xid, cursors.rows[i].merged_xid);
-        const maxBatch = await dbs[i]!.c.query(`SELECT max(batch_id)::text AS m FROM ingest_batches`);
-        assert.equal(wm.rows[0].merged_batch_id, maxBatch.rows[0].m);
+  for (const roundMerge of [false, true])
+    test(`production equals the union of three overlapping copies with different gaps (${roundMerge ? 'one round of all three' : 'one gatherer at a time'})`, async () => {
+      const world = makeWorld(1, 400);
+      const gaps: Record<string, [number, number][]> = {
+        g1: [[NOW_US + 50 * MS, NOW_US + 120 * MS]],
+        g2: [
+          [NOW_US + 100 * MS, NOW_US + 200 * MS],
+          [NOW_US + 380 * MS, NOW_US + 390 * MS],
+        ],
+        g3: [
+          [NOW_US, NOW_US + 60 * MS],
+          [NOW_US + 300 * MS, NOW_US + 392 * MS],
+        ],
+      };
+      const copies = Object.entries(gaps).map(([g, gap], i) => copyFor(world, g, gap, 1_000 + i * 700));
+      const dbs = await Promise.all(['g1', 'g2', 'g3'].map(() => db(G, 'gatherer')));
+      for (let i = 0; i < 3; i++) await writeCopy(dbs[i]!.c, copies[i]!, 23 + i * 10);
+      const prod = await db(P, 'production');
+      const truth = await db(G, 'production');
+      const expected = unionOf(copies);
+      await writeTruth(truth.c, expected);
+      // Small cycle limits: many cycles, cuts between batches, catch-up mode.
+      const d = await startDeduplicator({
+        options: dedupOptions(
+          dbs.map((x, i) => ({ name: `g${i + 1}`, url: x.url })),
+          prod.url,
+          { sync: { batchesPerCycleMax: 7, rowsPerCycleMax: 150, roundMerge } },
+        ),
+        loop: false,
+        http: false,
+      });
+      try {
+        const run = await drain(d);
+        assert.ok(run.cycles > 3, 'the limits forced several cycles');
+        const diff = await diffKeys(prod.c, truth.c);
+        for (const [table, x] of Object.entries(diff)) assert.ok(x.equal, `${table}: production ${x.production} rows, expected ${x.truth}`);
+        // The window 380-390 ms is missing in g2 and g3: g1 alone filled it.
+        assert.ok((await countOf(prod.c, 'trades', `exchange_ts >= ${NOW_US + 380 * MS} AND exchange_ts < ${NOW_US + 390 * MS}`)) > 0);
+        // Identical deltas in one microsecond survive as occurrence 0 and 1.
+        const twins = await countOf(prod.c, 'orderbook_deltas', 'occurrence = 1');
+        assert.equal(twins, expected.orderbook_deltas!.filter((r) => r.occurrence === 1).length);
+        assert.ok(twins > 0);
+        // Distinct ticker updates of one market in one microsecond are not merged.
+        const sameUs = await prod.c.query(`SELECT count(*)::int AS n FROM (SELECT ticker, exchange_ts FROM tickers GROUP BY 1, 2 HAVING count(*) > 1) x`);
+        assert.ok(sameUs.rows[0].n > 0);
+        // Snapshots are kept per gatherer, with provenance.
+        assert.deepEqual((await prod.c.query(`SELECT gatherer, count(*)::int AS n FROM orderbook_snapshots GROUP BY 1 ORDER BY 1`)).rows, [
+          { gatherer: 'g1', n: 4 },
+          { gatherer: 'g2', n: 4 },
+          { gatherer: 'g3', n: 4 },
+        ]);
+        const readTotal = copies.reduce((s, c) => s + Object.values(c).reduce((a, rows) => a + rows.length, 0), 0);
+        const unionTotal = Object.values(expected).reduce((a, rows) => a + rows.length, 0);
+        assert.equal(run.merged, unionTotal);
+        assert.equal(run.merged + run.duplicates, readTotal);
+        // Cursors in production, watermarks published to each gatherer, both at the same xid.
+        const cursors = await prod.c.query(`SELECT gatherer, instance_id::text, merged_xid::text FROM dedup_cursors ORDER BY 1`);
+        assert.equal(cursors.rowCount, 3);
+        for (let i = 0; i < 3; i++) {
+          const wm = await dbs[i]!.c.query(`SELECT merged_xid::text, merged_batch_id::text FROM dedup_watermark`);
+          assert.equal(wm.rows[0].merged_xid, cursors.rows[i].merged_xid);
+          const maxBatch = await dbs[i]!.c.query(`SELECT max(batch_id)::text AS m FROM ingest_batches`);
+          assert.equal(wm.rows[0].merged_batch_id, maxBatch.rows[0].m);
+        }
+        await assertDeliveredBy(prod.c, copies, ['g1', 'g2', 'g3']);
+        // Nothing new: a further cycle merges nothing and changes nothing.
+        const again = await d.runOnce();
+        assert.equal(again.merged + again.duplicates, 0);
+      } finally {
+        await d.stop();
       }
-      await assertDeliveredBy(prod.c, copies, ['g1', 'g2', 'g3']);
-      // Nothing new: a further cycle merges nothing and changes nothing.
-      const again = await d.runOnce();
-      assert.equal(again.merged + again.duplicates, 0);
-    } finally {
-      await d.stop();
-    }
-  });
+    });
 
   test('a batch committed after a later-xid batch (out of order across the cursor) is not skipped', async () => {
     const g = await db(G, 'gatherer');
@@ -354,6 +359,48 @@ describe('merge of three gatherers', () => {
       assert.equal(await countOf(prod.c, 'trades'), copy.trades!.length);
       assert.equal(await countOf(prod.c, 'orderbook_deltas'), copy.orderbook_deltas!.length);
       assert.equal(d.health().gatherers.g1, 'connected');
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('one gatherer of a round failing mid-stream: its staged rows roll back, the others commit with their bits; it catches up later', async () => {
+    const world = makeWorld(7, 90);
+    const copies = ['g1', 'g2', 'g3'].map((n, i) => copyFor(world, n, [], 900 + i * 100));
+    const dbs = await Promise.all(['g1', 'g2', 'g3'].map(() => db(G, 'gatherer')));
+    for (const [i, g] of dbs.entries()) await writeCopy(g.c, { trades: copies[i]!.trades!, orderbook_deltas: copies[i]!.orderbook_deltas! });
+    const prod = await db(P, 'production');
+    const d = await startDeduplicator({
+      options: dedupOptions(
+        dbs.map((x, i) => ({ name: `g${i + 1}`, url: x.url })),
+        prod.url,
+      ),
+      loop: false,
+      http: false,
+    });
+    try {
+      // g2's trades stream, then its deltas COPY fails: in the middle of the round's staging.
+      await dbs[1]!.c.query('ALTER TABLE orderbook_deltas RENAME TO orderbook_deltas_broken');
+      const r = await d.runOnce();
+      assert.deepEqual(Object.fromEntries(Object.entries(r.gatherers).map(([n, c]) => [n, c.status])), { g1: 'connected', g2: 'error', g3: 'connected' });
+      assert.equal(await countOf(prod.c, 'dedup_cursors'), 2);
+      const bits = new Map(
+        (await prod.c.query(`SELECT gatherer, (1::bigint << bit)::text AS m FROM gatherer_bits`)).rows.map((b) => [b.gatherer, BigInt(b.m)]),
+      );
+      const g1g3 = (bits.get('g1')! | bits.get('g3')!).toString();
+      // Nothing of g2's staged trades survived the rollback: no row names it.
+      for (const t of ['trades', 'orderbook_deltas']) {
+        assert.equal(await countOf(prod.c, t), copies[0]![t]!.length, t);
+        assert.equal(await countOf(prod.c, t, `delivered_by <> ${g1g3}`), 0, `${t}: every row from g1 and g3, none from g2`);
+      }
+      await dbs[1]!.c.query('ALTER TABLE orderbook_deltas_broken RENAME TO orderbook_deltas');
+      await drain(d);
+      await assertDeliveredBy(
+        prod.c,
+        copies.map((c) => ({ trades: c.trades!, orderbook_deltas: c.orderbook_deltas! })),
+        ['g1', 'g2', 'g3'],
+        ['trades', 'orderbook_deltas'],
+      );
     } finally {
       await d.stop();
     }

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { Client } from 'pg';
 import { dropLink, openGatherer, openProduction } from '../../src/dedup/connect';
-import { mergeOnce, type MergeResult, type TableCounts } from '../../src/dedup/merge';
+import { mergeOnce, mergeRound, type MergeResult, type TableCounts } from '../../src/dedup/merge';
 import { gathererBit, maskOf } from '../../src/dedup/provenance';
 import { startPg, type TestPg } from '../harness/pg';
 import { writeRowsOnce } from '../../src/copy/once';
@@ -51,6 +51,25 @@ async function mergeWith(name: string, gathererUrl: string, productionUrl: strin
     );
   } finally {
     dropLink(g);
+    dropLink(p);
+  }
+}
+
+/** One round of several gatherers (one production transaction), on fresh deduplicator sessions; the trades' counts. */
+async function mergeTogether(gatherers: { name: string; url: string }[], productionUrl: string): Promise<TableCounts | undefined> {
+  const opts = dedupOptions(gatherers, productionUrl);
+  const links = await Promise.all(opts.gatherers.map((g) => openGatherer(g)));
+  const p = await openProduction(opts.production);
+  try {
+    const members = [];
+    for (const [i, g] of gatherers.entries())
+      members.push({ name: g.name, gatherer: links[i]!.client, deliveredMask: maskOf(await gathererBit(p.client, g.name, Date.now() * 1000)) });
+    const ctx = { fastPathSpanMaxUs: 3_600_000_000, limits: { batchesMax: 10_000, rowsMax: 10_000_000 }, trackMarkets: false, nowUs: () => Date.now() * 1000 };
+    const r = await mergeRound(ctx, members, p.client);
+    assert.deepEqual(r.failed, []);
+    return r.tables.get('trades');
+  } finally {
+    for (const l of links) dropLink(l);
     dropLink(p);
   }
 }
@@ -157,7 +176,7 @@ describe('a seconds-only WS trade and its finer REST copy', () => {
     assert.deepEqual(r.rows, [{ id: TRADE_ID, ts: '1773331880514000', source: 'rest', count: '3.00' }]);
   });
 
-  test('property: any copies in any order from up to three gatherers leave one row per trade, at its finest time merged, delivered_by naming every gatherer with a copy', async () => {
+  test('property: any copies in any order from up to three gatherers, merged one by one or in one round, leave one row per trade, at its finest time merged, delivered_by naming every gatherer with a copy', async () => {
     const gs = [await db('gatherer'), await db('gatherer'), await db('gatherer')];
     const prod = await db('production');
     const trade = fc.record({
@@ -166,9 +185,13 @@ describe('a seconds-only WS trade and its finer REST copy', () => {
       // Per gatherer: no copy, the coarse WS copy, the finer copy, or both.
       copies: fc.array(fc.constantFrom('none', 'coarse', 'fine', 'both'), { minLength: 3, maxLength: 3 }),
     });
-    const arb = fc.record({ trades: fc.array(trade, { minLength: 1, maxLength: 12 }), order: fc.shuffledSubarray([0, 1, 2], { minLength: 3, maxLength: 3 }) });
+    const arb = fc.record({
+      trades: fc.array(trade, { minLength: 1, maxLength: 12 }),
+      order: fc.shuffledSubarray([0, 1, 2], { minLength: 3, maxLength: 3 }),
+      together: fc.boolean(),
+    });
     await fc.assert(
-      fc.asyncProperty(arb, async ({ trades, order }) => {
+      fc.asyncProperty(arb, async ({ trades, order, together }) => {
         await prod.c.query('TRUNCATE trades, dedup_cursors');
         for (const [gi, g] of gs.entries()) {
           await g.c.query('TRUNCATE trades, ingest_batches');
@@ -184,13 +207,18 @@ describe('a seconds-only WS trade and its finer REST copy', () => {
         }
         let read = 0;
         let accounted = 0;
-        for (const gi of order) {
-          const r = await mergeWith(`g${gi}`, gs[gi]!.url, prod.url);
-          const t = r.tables.get('trades');
-          if (!t) continue;
-          read += t.read;
-          accounted += t.merged + t.duplicates;
-        }
+        const counted = (t: TableCounts | undefined): void => {
+          read += t?.read ?? 0;
+          accounted += t ? t.merged + t.duplicates : 0;
+        };
+        if (together)
+          counted(
+            await mergeTogether(
+              order.map((gi) => ({ name: `g${gi}`, url: gs[gi]!.url })),
+              prod.url,
+            ),
+          );
+        else for (const gi of order) counted((await mergeWith(`g${gi}`, gs[gi]!.url, prod.url)).tables.get('trades'));
         assert.equal(accounted, read, 'every row read is merged or a duplicate');
         const expected = trades
           .map((t, i) => ({ t, i }))
@@ -207,7 +235,7 @@ describe('a seconds-only WS trade and its finer REST copy', () => {
           .map(({ t, i }) => ({ id: ID(i), m: t.copies.reduce((m, c, gi) => (c === 'none' ? m : m | maskOf(bitOf.get(`g${gi}`)!)), 0n).toString() }));
         assert.deepEqual(masks.rows, want);
       }),
-      { numRuns: 40, seed: 7 },
+      { numRuns: 60, seed: 7 },
     );
   });
 });
