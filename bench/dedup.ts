@@ -2,7 +2,8 @@
 // (the worst case for duplicates: every row arrives three times) merged into production.
 // Reports unique rows/s and the ratio to `psql \copy` of the same unique rows into the same keyed
 // production table, measured in the same run. Usage:
-//   node dist/bench/dedup.js [--rows 300000] [--batch-rows 5000] [--markets 500] [--out bench/dedup-results.json]
+//   node dist/bench/dedup.js [--rows 300000] [--batch-rows 5000] [--markets 500] [--rows-per-cycle N] [--out bench/dedup-results.json]
+// (--rows-per-cycle: sync.rowsPerCycleMax, rows per gatherer per round; default the option's default)
 import { cpus, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -78,6 +79,7 @@ async function main(): Promise<void> {
       rows: { type: 'string', default: '300000' },
       'batch-rows': { type: 'string', default: '5000' },
       markets: { type: 'string', default: '500' },
+      'rows-per-cycle': { type: 'string' },
       out: { type: 'string', default: 'bench/dedup-results.json' },
     },
   });
@@ -103,7 +105,10 @@ async function main(): Promise<void> {
       production: { url: prodUrl },
       log: { level: process.env.KDP_BENCH_LOG ?? 'warn' },
       frozenFeed: { enabled: process.env.KDP_BENCH_FROZEN !== '0' },
-      sync: { roundMerge: process.env.KDP_BENCH_ROUND !== '0' },
+      sync: {
+        roundMerge: process.env.KDP_BENCH_ROUND !== '0',
+        ...(values['rows-per-cycle'] ? { rowsPerCycleMax: Number(values['rows-per-cycle']) } : {}),
+      },
     });
     const { merged, duplicates, cycles, seconds: dedupS } = await mergeAll(options);
     if (merged !== rows) throw new Error(`merged ${merged} unique rows, expected ${rows}`);
@@ -132,6 +137,7 @@ async function main(): Promise<void> {
         batchRows,
         markets,
         table: 'orderbook_deltas',
+        rowsPerCycleMax: options.sync.rowsPerCycleMax,
         fillSeconds: fillS,
       },
       dedup: {

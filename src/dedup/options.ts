@@ -73,8 +73,10 @@ export const DEDUP_SPEC = {
       },
       rowsPerCycleMax: {
         kind: 'int',
+        // 3 x 250 k staged copies sort within workMemMb and stay in tempBuffersMb; 3 x 1 M rows
+        // spilled both and merged 0.27 of psql \copy against 0.34 (bench/dedup.ts, 1 M rows).
         doc: "rows merged per gatherer per cycle (a round's transaction holds up to gatherers x this)",
-        default: 1_000_000,
+        default: 250_000,
         min: 1,
       },
       fastPathSpanMaxMs: {
