@@ -66,7 +66,7 @@ export async function benchEncode(): Promise<MicroResult[]> {
       check: () =>
         assert.equal(
           enc.tickers(ticker),
-          'FED-23DEC-T3.00\t0.4800\t0.4500\t0.5300\t300.00\t150.00\t\\N\t33896.00\t20422.00\t16948\t\\N\t1669149841123456\t-1\t0\t1779946510000000\tg1\t1\t3\t\\N',
+          'FED-23DEC-T3.00\t0.4800\t0.4500\t0.5300\t300.00\t150.00\t\\N\t33896.00\t20422.00\t16948\t\\N\t1669149841123456\t-1\t0\t1779946510000000\tg1\t1\t3\t\\N\t\\N',
         ),
       fn: () => {
         for (let i = 0; i < BATCH; i++) sink += enc.tickers(ticker).length;

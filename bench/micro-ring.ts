@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { FrameKind } from '../src/ingest/frame';
+import { FRAME_HEADER_BYTES, FrameKind } from '../src/ingest/frame';
 import { createRingBuffer, RingConsumer, RingProducer } from '../src/ingest/ring';
 import { produceFrames } from '../src/ingest/ring-check';
 import { DELTA_JSON, isMain, runMicro, type MicroResult } from './micro-common';
@@ -57,7 +57,7 @@ export async function benchRing(): Promise<MicroResult[]> {
       opsPerCall: BATCH,
       check: () => {
         assert.ok(producer.tryWriteFrame(FrameKind.data, 3, 1_779_946_509_623_423, 0, DELTA_JSON));
-        assert.equal(consumer.peek()!.length, 24 + DELTA_JSON.length);
+        assert.equal(consumer.peek()!.length, FRAME_HEADER_BYTES + DELTA_JSON.length);
         consumer.release();
       },
       fn: () => {
