@@ -589,7 +589,9 @@ export class ConnectionManager {
     // counted once as http_<status>: terminating the still-connecting socket raises 'error' too.
     let refusedStatus = 0;
     socket.on('error', (err) => {
-      if (refusedStatus !== 0) return;
+      // Closing a still-connecting socket at stop() raises 'error' too: our own doing, not the
+      // exchange's (a clean-clone CI run counted one as 'connect' after five refused handshakes).
+      if (refusedStatus !== 0 || this.stopped) return;
       this.events.error('connect', { connId: conn.id, message: err.message });
       this.log.warn({ connId: conn.id, err: err.message }, 'WebSocket error');
     });
