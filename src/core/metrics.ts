@@ -55,6 +55,10 @@ export const GATHERER_METRICS = {
     help: "WS snapshots written without next_delta_ts (their sid's next delta unknown): gap, close, cap, expired",
     labels: ['reason'],
   },
+  worker_deltas_generic_path_total: {
+    type: 'counter',
+    help: 'orderbook_delta messages the byte-level reader handed to JSON.parse (an unusual shape or an invalid body); near 0 normally',
+  },
   worker_restarts_total: { type: 'counter', help: 'Worker threads that died and were restarted' },
   worker_failures_total: {
     type: 'counter',

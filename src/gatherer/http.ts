@@ -64,6 +64,7 @@ function syncMetrics(d: GathererHttpDeps, counters: CounterSync): void {
   for (const code of REJECT_CODES) {
     counters.sync(`rej:${code}`, total(`rejected:${code}`), (by) => m.messages_rejected_total.inc({ code }, by));
   }
+  counters.sync('deltasGeneric', total('deltas_generic_path'), (by) => m.worker_deltas_generic_path_total.inc(by));
   for (const reason of UNBOUNDED_REASONS) {
     counters.sync(`unb:${reason}`, total(`snapshots_unbounded:${reason}`), (by) => m.worker_snapshots_unbounded_total.inc({ reason }, by));
   }

@@ -184,7 +184,7 @@ export class DeltaScan {
   /**
    * A string without escapes or control bytes (a backslash would make the raw text differ from the
    * value; a control byte makes the text invalid JSON); its content is s[strStart, strEnd).
-   * charCodeAt loops, not indexOf / startsWith: those are builtin calls of 20-60 ns each here.
+   * A byte loop, not indexOf / startsWith: those are builtin calls of 20-60 ns each here.
    */
   private string(): boolean {
     const b = this.b;

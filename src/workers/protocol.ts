@@ -105,6 +105,8 @@ export const WORKER_COUNTERS = [
   'seq_duplicates',
   'terminal_errors',
   'duplicate_trades_dropped',
+  // orderbook_delta messages the byte reader (delta-scan.ts) handed to JSON.parse.
+  'deltas_generic_path',
   'pending_rows',
   // Epoch ms of this worker's oldest batch not yet committed, 0 when none (a timestamp, not a sum).
   'oldest_uncommitted_at_ms',

@@ -162,6 +162,7 @@ async function consumeRing(
     messages: counters.slot('messages'),
     seqDup: counters.slot('seq_duplicates'),
     tradeDup: counters.slot('duplicate_trades_dropped'),
+    deltasGeneric: counters.slot('deltas_generic_path'),
     pending: counters.slot('pending_rows'),
     oldest: counters.slot('oldest_uncommitted_at_ms'),
     held: counters.slot('snapshots_held'),
@@ -193,6 +194,7 @@ async function consumeRing(
     counters.set(slots.messages, c.messages);
     counters.set(slots.seqDup, c.duplicateSeqDropped);
     counters.set(slots.tradeDup, c.duplicateTradesDropped);
+    counters.set(slots.deltasGeneric, c.deltasGenericPath);
     counters.set(slots.held, processor.heldSnapshots.held);
     for (const reason of UNBOUNDED_REASONS) counters.set(slots.unbounded[reason], processor.heldSnapshots.unbounded[reason]);
     let pending = 0;
