@@ -51,10 +51,14 @@ export interface ExportCursor {
   readonly checksum: string;
 }
 
-/** End of the newest exported hour of the table, or undefined when nothing was exported yet. */
-export async function exportFrontierUs(client: ClientBase, table: string): Promise<number | undefined> {
+/**
+ * End of the newest exported period of the table (an hour, or a derived dataset's `periodUs`: a
+ * day for candles_1d, whose cursor row is keyed by the day's start), or undefined when nothing was
+ * exported yet.
+ */
+export async function exportFrontierUs(client: ClientBase, table: string, periodUs = HOUR_US): Promise<number | undefined> {
   const r = await client.query(`SELECT max(hour_start)::text AS h FROM export_cursors WHERE table_name = $1`, [table]);
-  return r.rows[0].h === null ? undefined : Number(r.rows[0].h) + HOUR_US;
+  return r.rows[0].h === null ? undefined : Number(r.rows[0].h) + periodUs;
 }
 
 /** Start of the first hour at or after fromUs (and before toUs) that holds a row, if any. */

@@ -185,7 +185,7 @@ async function record(s: DeriveSession, table: string, startUs: number, p: Publi
 
 async function deriveCandles(s: DeriveSession, d: DerivedDataset, nowUs: number, dueEndUs: number): Promise<void> {
   const name = cursorName(d);
-  const frontier = await exportFrontierUs(s.client, name);
+  const frontier = await exportFrontierUs(s.client, name, d.periodUs);
   const one = async (startUs: number, reason: 'new' | 'late'): Promise<number> => {
     const base = join(s.opts.workDir, `${d.name}-${startUs}`);
     const files = { trades: join(s.opts.workDir, `ctrades-${startUs}.csv`), tickers: join(s.opts.workDir, `ctickers-${startUs}.csv`) };

@@ -37,11 +37,11 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-// Pinned to 20:00 UTC two days ago, so the four hours end at midnight whatever the time of day. With
-// H0 at 21:00 the hours cross midnight and a second pass re-exports the finished day's candles_1d
-// (a known archiver bug, not fixed yet: see the session 8 note); the test used to follow the wall
-// clock and failed when run at 03:01-03:12 UTC (H0 = 21:00).
-const H0 = hourStartOf(Date.now() * 1000 - 2 * 24 * HOUR_US) - ((hourStartOf(Date.now() * 1000) / HOUR_US) % 24) * HOUR_US + 20 * HOUR_US;
+// Pinned to 21:00 UTC two days ago, whatever the time of day: the four hours cross midnight, so
+// the finished day's candles_1d is derived, and a second pass must not derive it again (the day's
+// frontier was its start plus an hour, so every pass re-derived it; the test, following the wall
+// clock, failed only when run between 03:00 and 04:00 UTC).
+const H0 = hourStartOf(Date.now() * 1000 - 2 * 24 * HOUR_US) - ((hourStartOf(Date.now() * 1000) / HOUR_US) % 24) * HOUR_US + 21 * HOUR_US;
 const MIN = 60_000_000;
 const KDP = join(__dirname, '..', '..', '..', 'bin', 'kdp.js');
 const quiet = createLogger('tiers-test', { level: 'silent' });
